@@ -1,0 +1,188 @@
+"""A resolved parallelism plan: degrees, micro-batching, layer split, rank placement.
+
+``resolve`` turns a validated :class:`~simwall.config.Workload` and
+:class:`~simwall.config.ClusterSpec` into a :class:`Plan` (``dp: auto`` and ``nodes:
+auto`` filled in) and checks everything that needs both, raising a located
+:class:`~simwall.errors.ConfigError` naming the key at fault.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .config import ClusterSpec, Workload
+from .errors import ConfigError
+
+__all__ = ["Plan", "resolve", "balanced_split", "cluster_devices"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Resolved plan. Degrees multiply to ``world``; batches count sequences.
+
+    ``stage_layers`` has one entry per model chunk (``pp * virtual_stages`` of them);
+    chunk ``c`` runs on pipeline stage ``c % pp`` (Megatron-LM's interleaved placement).
+    Ranks are ordered TP fastest, then DP, then PP (Megatron-LM's default), so a TP group
+    is consecutive devices, inside one node whenever ``tp <= devices_per_node``.
+    """
+
+    tp: int
+    pp: int
+    dp: int
+    virtual_stages: int
+    sequence_parallel: bool
+    zero: int
+    recompute: str
+    schedule: str
+    micro_batch: int
+    global_batch: int
+    stage_layers: tuple[int, ...]
+    collective: str = "auto"
+    dp_bucket_bytes: float = 25e6
+    dp_overlap: bool = True
+    pp_scatter_gather: bool = True
+    offload: str = "none"
+
+    @property
+    def world(self) -> int:
+        return self.tp * self.pp * self.dp
+
+    @property
+    def micro_batches(self) -> int:
+        """Micro-batches per DP replica per step."""
+        return self.global_batch // (self.dp * self.micro_batch)
+
+    @property
+    def chunks(self) -> int:
+        return self.pp * self.virtual_stages
+
+    def chunk_layers(self, stage: int) -> tuple[int, ...]:
+        """Layers of each model chunk held by pipeline ``stage``, in model order."""
+        return tuple(self.stage_layers[c] for c in range(stage, self.chunks, self.pp))
+
+    def layers_on_stage(self, stage: int) -> int:
+        return sum(self.chunk_layers(stage))
+
+    def device_of(self, stage: int, dp_rank: int, tp_rank: int) -> int:
+        """Global device index of one rank."""
+        return (stage * self.dp + dp_rank) * self.tp + tp_rank
+
+    def as_dict(self) -> dict:
+        return {
+            "tp": self.tp, "pp": self.pp, "dp": self.dp,
+            "virtual_stages": self.virtual_stages,
+            "sequence_parallel": self.sequence_parallel, "zero": self.zero,
+            "recompute": self.recompute, "schedule": self.schedule,
+            "micro_batch": self.micro_batch, "global_batch": self.global_batch,
+            "micro_batches": self.micro_batches, "stage_layers": list(self.stage_layers),
+            "collective": self.collective, "dp_bucket_bytes": self.dp_bucket_bytes,
+            "dp_overlap": self.dp_overlap, "pp_scatter_gather": self.pp_scatter_gather,
+            "offload": self.offload, "world": self.world,
+        }
+
+
+def balanced_split(layers: int, chunks: int) -> tuple[int, ...]:
+    """Split ``layers`` over ``chunks`` as evenly as possible.
+
+    When the split cannot be even, the extra layers go to the middle chunks first, since
+    the first chunk also holds the embedding and the last the LM head and loss. This is
+    the balancing Llama 3 used (Dubey et al. 2024, Sec. 3.3.2: 126 layers on 16 stages,
+    one layer fewer on the first and the last stage).
+    """
+    base, extra = divmod(layers, chunks)
+    order = list(range(1, chunks - 1)) + [0, chunks - 1] if chunks > 2 else list(range(chunks))
+    out = [base] * chunks
+    for c in order[:extra]:
+        out[c] += 1
+    return tuple(out)
+
+
+def cluster_devices(cluster: ClusterSpec, workload: Workload) -> int:
+    """Devices in ``cluster``; ``nodes: auto`` sizes it for the workload's plan."""
+    if cluster.nodes != "auto":
+        return cluster.nodes * cluster.devices_per_node
+    plan = workload.plan
+    if plan.dp != "auto":
+        want = plan.tp * plan.pp * plan.dp
+    else:
+        want = workload.defaults.devices or plan.tp * plan.pp
+    return math.ceil(want / cluster.devices_per_node) * cluster.devices_per_node
+
+
+def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec]:
+    """The resolved plan and the cluster with ``nodes`` fixed; ConfigError if invalid."""
+    src = workload.file
+    model, train, spec = workload.model, workload.training, workload.plan
+    world = cluster_devices(cluster, workload)
+    if cluster.nodes == "auto":
+        resized = cluster.model_copy(update={"nodes": world // cluster.devices_per_node})
+        resized._file = cluster._file
+        cluster = resized
+
+    def fail(key: str, msg: str) -> ConfigError:
+        return ConfigError(src, key, msg)
+
+    if model.heads % spec.tp:
+        raise fail("plan.tp", f"must divide model.heads ({model.heads}), got {spec.tp}")
+    kv = model.kv_heads_
+    if kv % spec.tp and spec.tp % kv:
+        raise fail("plan.tp", f"must divide model.kv_heads ({kv}) or be a multiple of it, "
+                   f"got {spec.tp}")
+    if model.ffn % spec.tp:
+        raise fail("plan.tp", f"must divide model.ffn_hidden ({model.ffn}), got {spec.tp}")
+    if spec.virtual_stages > 1 and spec.schedule != "interleaved":
+        raise fail("plan.virtual_stages", f"must be 1 unless plan.schedule is interleaved, "
+                   f"got {spec.virtual_stages} with schedule {spec.schedule}")
+    if spec.schedule == "interleaved" and spec.pp == 1:
+        raise fail("plan.schedule", "interleaved needs plan.pp > 1, got pp 1")
+    chunks = spec.pp * spec.virtual_stages
+    if model.layers < chunks:
+        raise fail("plan.pp", f"model.layers ({model.layers}) must be at least plan.pp x "
+                   f"plan.virtual_stages ({spec.pp} x {spec.virtual_stages} = {chunks})")
+    if spec.stage_layers is not None:
+        if len(spec.stage_layers) != chunks:
+            raise fail("plan.stage_layers", f"must list {chunks} entries (plan.pp x "
+                       f"plan.virtual_stages), got {len(spec.stage_layers)}")
+        if sum(spec.stage_layers) != model.layers:
+            raise fail("plan.stage_layers", f"must sum to model.layers ({model.layers}), "
+                       f"got {sum(spec.stage_layers)}")
+        if min(spec.stage_layers) < 1:
+            raise fail("plan.stage_layers", "every chunk needs at least 1 layer, got 0")
+        stage_layers = tuple(spec.stage_layers)
+    else:
+        stage_layers = balanced_split(model.layers, chunks)
+
+    mp = spec.tp * spec.pp
+    if spec.dp == "auto":
+        if world % mp:
+            raise ConfigError(cluster.file, "nodes", f"the cluster's {world} devices are not "
+                              f"divisible by plan.tp x plan.pp = {mp}")
+        dp = world // mp
+    else:
+        dp = spec.dp
+        if mp * dp != world:
+            raise ConfigError(src, "plan.dp", f"plan.tp x plan.pp x plan.dp = {mp * dp} must "
+                              f"equal the cluster's {world} devices ({cluster.name})")
+    if train.global_batch % (dp * train.micro_batch):
+        raise fail("training.global_batch", f"must be divisible by plan.dp x "
+                   f"training.micro_batch = {dp} x {train.micro_batch}, got {train.global_batch}")
+    m = train.global_batch // (dp * train.micro_batch)
+    if spec.schedule == "interleaved" and m % spec.pp:
+        raise fail("training.global_batch", f"interleaved schedule needs micro-batches per "
+                   f"replica ({m}) to be a multiple of plan.pp ({spec.pp})")
+    if spec.tp > cluster.devices_per_node and cluster.devices_per_node > 1 \
+            and spec.tp % cluster.devices_per_node:
+        raise fail("plan.tp", f"a TP group larger than a node must span whole nodes "
+                   f"({cluster.devices_per_node} devices), got {spec.tp}")
+
+    plan = Plan(
+        tp=spec.tp, pp=spec.pp, dp=dp, virtual_stages=spec.virtual_stages,
+        sequence_parallel=spec.sequence_parallel and spec.tp > 1, zero=spec.zero,
+        recompute=spec.recompute, schedule=spec.schedule, micro_batch=train.micro_batch,
+        global_batch=train.global_batch, stage_layers=stage_layers,
+        collective=spec.collective, dp_bucket_bytes=spec.dp_bucket_bytes,
+        dp_overlap=spec.dp_overlap, pp_scatter_gather=spec.pp_scatter_gather,
+        offload=spec.offload,
+    )
+    return plan, cluster
