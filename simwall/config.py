@@ -16,12 +16,14 @@ docs/input-formats.md.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import re
+import types
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -33,7 +35,7 @@ __all__ = [
     "ClusterSpec", "IntraSpec", "InterSpec", "HostSpec", "FaultSpec", "Straggler",
     "DegradedLink", "EfficiencySpec", "load_yaml", "parse_yaml", "load_workload",
     "load_cluster", "bundled_names", "find_file", "apply_overrides", "parse_set",
-    "validate", "PRECISION_BYTES",
+    "validate", "split_overrides", "line_of", "display_path", "PRECISION_BYTES",
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -53,9 +55,14 @@ _Loader.add_implicit_resolver(
 
 
 class _LineDict(dict):
-    """A mapping that remembers the line (1-based) of each of its keys."""
+    """A mapping that remembers the line (1-based) of each of its keys.
+
+    The top-level mapping of a document edited by ``--set`` also lists the edited key
+    paths in ``overridden``, so errors about them do not point at a line of the file.
+    """
 
     lines: dict[Any, int]
+    overridden: tuple[tuple[str, ...], ...] = ()
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> _LineDict:
@@ -90,9 +97,20 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = err.problem or err.context or "invalid YAML"
-        raise ConfigError(source, None, f"invalid YAML: {problem}", line=line) from None
+        ctx = err.context_mark
+        if err.problem and err.context and ctx is not None and ctx.line + 1 != line:
+            # Where the unclosed bracket or block began often is the real mistake.
+            problem += f" ({err.context} at line {ctx.line + 1})"
+        raise ConfigError(source, None, f"invalid YAML: {' '.join(problem.split())}",
+                          line=line) from None
+    except yaml.reader.ReaderError as err:
+        # Control characters (NUL, ...): most likely a binary file, not YAML.
+        line = text.count("\n", 0, err.position) + 1
+        raise ConfigError(source, None, f"not a YAML text file (control character "
+                          f"#x{err.character:04x})" if isinstance(err.character, int) else
+                          f"{err.character!r})", line=line) from None
     except yaml.YAMLError as err:
-        raise ConfigError(source, None, f"invalid YAML: {err}") from None
+        raise ConfigError(source, None, f"invalid YAML: {' '.join(str(err).split())}") from None
     except RecursionError:
         raise ConfigError(source, None, "invalid YAML: nested too deeply") from None
 
@@ -134,9 +152,12 @@ def line_of(doc: Any, path: tuple) -> int | None:
 
 PosInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegInt = Annotated[int, Field(strict=True, ge=0)]
-PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+# Strict: YAML already types numbers and booleans, so a quoted "8" or a `true` where a
+# number belongs is a mistake to report, not to coerce.
+PosFloat = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(strict=True, gt=0, le=1, allow_inf_nan=False)]
+Bool = Annotated[bool, Field(strict=True)]
 Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
 
 #: Bytes per element of each precision.
@@ -165,10 +186,10 @@ class ModelSpec(Strict):
     ffn_hidden: PosInt | None = None  # default: 4 * hidden (Vaswani et al. 2017)
     vocab: PosInt
     seq_len: PosInt
-    gated_mlp: bool = False
-    tied_embeddings: bool = True
+    gated_mlp: Bool = False
+    tied_embeddings: Bool = True
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
-    dropout: bool = True
+    dropout: Bool = True
 
     @model_validator(mode="after")
     def _shape(self) -> "ModelSpec":
@@ -203,7 +224,7 @@ class TrainingSpec(Strict):
     # Gradient precision: the ZeRO paper counts 16-bit gradients (2 B/param); Megatron-LM
     # accumulates fp32 main gradients (4 B/param). Default: the ZeRO convention.
     grad_precision: Literal["fp32", "fp16", "bf16"] | None = None
-    master_weights: bool = True  # fp32 master copy kept by the optimizer in mixed precision
+    master_weights: Bool = True  # fp32 master copy kept by the optimizer in mixed precision
 
     @property
     def grad_precision_(self) -> str:
@@ -219,7 +240,7 @@ class PlanSpec(Strict):
     tp: PosInt = 1
     pp: PosInt = 1
     dp: Union[PosInt, Literal["auto"]] = "auto"
-    sequence_parallel: bool = False
+    sequence_parallel: Bool = False
     zero: Annotated[int, Field(strict=True, ge=0, le=3)] = 0
     recompute: Literal["none", "selective", "full"] = "none"
     schedule: Literal["gpipe", "1f1b", "interleaved"] = "1f1b"
@@ -228,10 +249,10 @@ class PlanSpec(Strict):
     collective: Literal["auto", "ring", "tree", "hierarchical"] = "auto"
     # PyTorch DDP's default gradient bucket (bucket_cap_mb=25); Li et al., VLDB 2020, Sec. 4.
     dp_bucket_bytes: PosFloat = 25e6
-    dp_overlap: bool = True
+    dp_overlap: Bool = True
     # Megatron-LM (Narayanan et al. 2021, Sec. 4.1): split PP sends over the TP ranks'
     # NICs and all-gather inside the node.
-    pp_scatter_gather: bool = True
+    pp_scatter_gather: Bool = True
     offload: Literal["none", "optimizer", "optimizer+params"] = "none"
 
 
@@ -253,10 +274,15 @@ class Workload(Strict):
     defaults: RunDefaults = RunDefaults()
 
     _file: str | None = PrivateAttr(default=None)
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @property
     def file(self) -> str:
         return self._file or f"<workload {self.name}>"
+
+    def line(self, key: str) -> int | None:
+        """The line of dotted ``key`` in the file (None if absent or set by ``--set``)."""
+        return self._lines.get(key)
 
 
 # ---------------------------------------------------------------------------------------
@@ -324,6 +350,19 @@ class DeviceRef(Strict):
     memory_bandwidth_bytes_per_s: PosFloat | None = Field(default=None, alias="memory_bandwidth")
     efficiency: EfficiencySpec | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        # A what-if device is named after its base and the YAML keys it changes, e.g.
+        # "H100-SXM5-80GB (memory_bandwidth changed)", so reports show what was varied.
+        if isinstance(data, dict) and data.get("name") is None and isinstance(
+                data.get("base"), str):
+            changed = sorted(str(k) for k, v in data.items()
+                             if k not in ("base", "name") and v is not None)
+            if changed:
+                data = {**data, "name": f"{data['base']} ({', '.join(changed)} changed)"}
+        return data
+
 
 class LinkRef(Strict):
     """A catalog link with some fields replaced."""
@@ -340,7 +379,7 @@ LinkChoice = Union[str, LinkRef]
 class IntraSpec(Strict):
     """Inside a node: how its devices connect."""
 
-    topology: Literal["nvswitch", "ring", "torus", "none"] = "nvswitch"
+    topology: Literal["nvswitch", "mesh", "ring", "torus", "none"] = "nvswitch"
     link: LinkChoice = "NVLink3"
     dims: tuple[PosInt, ...] | None = None  # for torus
 
@@ -351,8 +390,8 @@ class InterSpec(Strict):
     topology: Literal["fat_tree", "torus", "ring", "none"] = "fat_tree"
     link: LinkChoice = "IB-HDR"
     nics_per_node: PosInt = 8
-    oversubscription: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 1.0
-    rail_optimized: bool = True
+    oversubscription: Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)] = 1.0
+    rail_optimized: Bool = True
     dims: tuple[PosInt, ...] | None = None  # for torus: chips per dimension
     switch_radix: PosInt = 64
 
@@ -367,12 +406,12 @@ class HostSpec(Strict):
 
 class Straggler(Strict):
     device: NonNegInt
-    slowdown: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]  # speed factor
+    slowdown: Annotated[float, Field(strict=True, gt=0, le=1, allow_inf_nan=False)]  # speed factor
 
 
 class DegradedLink(Strict):
     between: tuple[str, str]
-    bandwidth_factor: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]  # 0 = failed
+    bandwidth_factor: Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]  # 0 = failed
 
 
 class FaultSpec(Strict):
@@ -394,108 +433,275 @@ class ClusterSpec(Strict):
     faults: FaultSpec = FaultSpec()
 
     _file: str | None = PrivateAttr(default=None)
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @property
     def file(self) -> str:
         return self._file or f"<cluster {self.name}>"
 
+    def line(self, key: str) -> int | None:
+        """The line of dotted ``key`` in the file (None if absent or set by ``--set``)."""
+        return self._lines.get(key)
+
 
 # ---------------------------------------------------------------------------------------
 # Validation with located errors
+#
+# pydantic reports each failure with a location (``loc``) through the schema. Inside a
+# union (``dp: int | 'auto'``, ``device: name | {base: ...}``) that location also carries
+# a label per branch (``constrained-int``, ``DeviceRef``) and there is one error per
+# branch. The helpers below walk the schema alongside ``loc`` so they know which parts
+# are branch labels, which type each key expects, and which branch the user meant.
 
-_EXPECT = {
-    "int_type": "an integer", "int_parsing": "an integer", "float_type": "a number",
-    "float_parsing": "a number", "bool_type": "true or false", "bool_parsing": "true or false",
-    "string_type": "a string", "dict_type": "a mapping", "model_type": "a mapping",
-    "tuple_type": "a list", "list_type": "a list", "finite_number": "a finite number",
-}
+
+def _unwrap(tp: Any, meta: tuple = ()) -> tuple[Any, tuple]:
+    """Strip ``Annotated`` (collecting its constraints) and ``Optional`` from ``tp``."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            base, *extra = get_args(tp)
+            for item in extra:
+                meta += tuple(getattr(item, "metadata", None) or (item,))
+            tp = base
+            continue
+        if origin in (Union, types.UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if len(args) == 1:
+                tp = args[0]
+                continue
+        return tp, meta
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _union_args(tp: Any) -> list | None:
+    if get_origin(tp) in (Union, types.UnionType):
+        return [a for a in get_args(tp) if a is not type(None)]
+    return None
+
+
+def _field(model: type[BaseModel], key: Any) -> Any:
+    """(annotation, constraints) of ``model``'s field named or aliased ``key``, or None."""
+    for name, info in model.model_fields.items():
+        if key in (name, info.alias):
+            return _unwrap(info.annotation, tuple(info.metadata))
+    return None
+
+
+def _label_matches(arg: Any, label: str) -> bool:
+    tp, _ = _unwrap(arg)
+    if _is_model(tp):
+        return label == tp.__name__
+    if get_origin(tp) is Literal:
+        return label.startswith("literal[")
+    name = getattr(tp, "__name__", "")
+    return label in (name, f"constrained-{name}") or label.startswith(f"{name}[")
+
+
+class _Walk:
+    """One pydantic error location read against the schema.
+
+    ``path``: the user's key path (branch labels dropped); ``types``: the expected
+    (annotation, constraints) at each step of ``path`` (inside a union: the branch this
+    error came from); ``union``: (index into ``path`` just past the first union, its
+    branches, the branch this error came from, the union's own (annotation,
+    constraints)) or None.
+    """
+
+    def __init__(self, model: type[BaseModel], loc: tuple) -> None:
+        self.root = model
+        self.path: list = []
+        self.types: list = []
+        self.union: tuple | None = None
+        current: Any = (model, ())
+        for part in loc:
+            tp = current[0] if current else None
+            branches = _union_args(tp) if tp is not None else None
+            if branches is not None and isinstance(part, str):
+                chosen = next((b for b in branches if _label_matches(b, part)), None)
+                if self.union is None:
+                    self.union = (len(self.path), branches, chosen, current)
+                current = _unwrap(chosen, current[1]) if chosen is not None else None
+                if self.types:
+                    self.types[-1] = current
+                continue
+            if part == "[key]":  # the key of a mapping, not its value, is wrong
+                key_tp = get_args(self.types[-2][0])[0] if len(self.types) > 1 and \
+                    self.types[-2] and get_origin(self.types[-2][0]) is dict else None
+                current = _unwrap(key_tp) if key_tp is not None else None
+                self.types[-1] = current
+                continue
+            self.path.append(part)
+            nxt = None
+            if tp is not None and _is_model(tp):
+                nxt = _field(tp, part)
+            elif tp is not None and get_origin(tp) is dict:
+                nxt = _unwrap(get_args(tp)[1])
+            elif tp is not None and get_origin(tp) in (tuple, list):
+                nxt = _unwrap(get_args(tp)[0])
+            self.types.append(nxt)
+            current = nxt
+
+    @property
+    def leaf(self) -> Any:
+        return self.types[-1] if self.types else None
+
+    def parent_model(self) -> type[BaseModel] | None:
+        parent = self.types[-2] if len(self.types) > 1 else (self.root, ())
+        return parent[0] if parent and _is_model(parent[0]) else None
+
+
+def _num(x: Any) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _describe(spec: Any) -> str:
+    """What a value of (annotation, constraints) ``spec`` must be, in words."""
+    if spec is None:
+        return "a valid value"
+    tp, meta = spec
+    branches = _union_args(tp)
+    if branches is not None:
+        return " or ".join(_describe(_unwrap(b)) for b in branches)
+    if get_origin(tp) is Literal:
+        values = [repr(v) for v in get_args(tp)]
+        return values[0] if len(values) == 1 else f"one of {', '.join(values)}"
+    if _is_model(tp) or get_origin(tp) is dict:
+        return "a mapping"
+    if get_origin(tp) in (tuple, list):
+        return "a list"
+    if tp is bool:
+        return "true or false"
+    if tp is str:
+        return "a string"
+    word = {int: "an integer", float: "a number"}.get(tp)
+    if word is None:
+        return f"a {getattr(tp, '__name__', 'valid value')}"
+    bounds = {k: getattr(m, k) for m in meta for k in ("gt", "ge", "lt", "le")
+              if getattr(m, k, None) is not None}
+    lo = f"> {_num(bounds['gt'])}" if "gt" in bounds else (
+        f">= {_num(bounds['ge'])}" if "ge" in bounds else None)
+    hi = f"< {_num(bounds['lt'])}" if "lt" in bounds else (
+        f"<= {_num(bounds['le'])}" if "le" in bounds else None)
+    if tp is int and "ge" in bounds and "le" in bounds:
+        return f"{word} from {bounds['ge']} to {bounds['le']}"
+    if lo and hi:
+        return f"{word} {lo} and {hi}"
+    return f"{word} {lo or hi}" if (lo or hi) else word
 
 
 def _fmt_value(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
-    if isinstance(value, dict):
+    """``value`` as the user wrote it in YAML, shortened."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null (empty)"
+    elif isinstance(value, dict):
         text = "a mapping"
     elif isinstance(value, (list, tuple)):
         text = "a list"
+    elif isinstance(value, str):
+        text = repr(value)
+    else:
+        text = _num(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
-    """The schema model reached by following ``path`` (field aliases) from ``model``."""
-    current: Any = model
-    for key in path:
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return None
-        field = None
-        for name, info in current.model_fields.items():
-            if key in (name, info.alias):
-                field = info
-                break
-        if field is None:
-            return None
-        current = _inner_model(field.annotation)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _inner_model(annotation: Any) -> Any:
-    args = getattr(annotation, "__args__", None)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in args or ():
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
 
 
 def _keys_of(model: type[BaseModel]) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
-def _clean_loc(loc: tuple) -> tuple:
-    """Drop pydantic's union-branch labels (``int``, ``literal['auto']``, model names)."""
-    out = []
-    for part in loc:
-        if isinstance(part, str) and (part.startswith(("literal[", "function-"))
-                                      or part in ("int", "str", "float", "bool")
-                                      or part[:1].isupper()):
-            continue
-        out.append(part)
-    return tuple(out)
+def _value_at(doc: Any, path: list) -> Any:
+    node = doc
+    for key in path:
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        else:
+            return None
+    return node
 
 
-def _error_message(err: dict, model: type[BaseModel], loc: tuple) -> str:
-    kind = err["type"]
-    found = err.get("input")
+def _unknown_key(key: Any, model: type[BaseModel] | None) -> str:
+    valid = _keys_of(model) if model else []
+    near = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
+    if near:
+        return f"unknown key; did you mean '{near[0]}'?"
+    return f"unknown key (valid keys: {', '.join(valid)})" if valid else "unknown key"
+
+
+def _pick(errors: list[dict], model: type[BaseModel], doc: Any) -> tuple[list, str]:
+    """The (key path, message) to report for the first failure in ``errors``."""
+    err = errors[0]
+    walk = _Walk(model, err["loc"])
+    if walk.union is not None:
+        at, branches, _, union_spec = walk.union
+        path = walk.path[:at]
+        value = _value_at(doc, path)
+        models = [b for b in branches if _is_model(_unwrap(b)[0])]
+        if isinstance(value, dict) and models:
+            # A mapping was written, so the user meant the mapping branch: report its error.
+            for other in errors:
+                w = _Walk(model, other["loc"])
+                if w.union and w.union[0] == at and w.path[:at] == path \
+                        and w.union[2] is not None and _is_model(_unwrap(w.union[2])[0]):
+                    return _message(other, w)
+        return path, f"expected {_describe(union_spec)}, got {_fmt_value(value)}"
+    return _message(err, walk)
+
+
+def _message(err: dict, walk: _Walk) -> tuple[list, str]:
+    kind, found, path = err["type"], err.get("input"), walk.path
     if kind == "extra_forbidden":
-        parent = _model_at(model, loc[:-1])
-        valid = _keys_of(parent) if parent else []
-        near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
-        hint = f"; did you mean '{near[0]}'?" if near else ""
-        return f"unknown key{hint} (valid keys: {', '.join(valid)})"
+        return path, _unknown_key(path[-1], walk.parent_model())
     if kind == "missing":
-        return "required key is missing"
-    if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        return f"expected one of {expected}, got {_fmt_value(found)}"
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        ctx = err.get("ctx", {})
-        bound = {"greater_than": f"> {ctx.get('gt')}", "greater_than_equal": f">= {ctx.get('ge')}",
-                 "less_than": f"< {ctx.get('lt')}", "less_than_equal": f"<= {ctx.get('le')}"}[kind]
-        return f"expected a number {bound}, got {_fmt_value(found)}"
+        return path, f"required key is missing (expected {_describe(walk.leaf)})"
     if kind == "value_error":
         msg = str(err.get("ctx", {}).get("error", err["msg"]))
-        return msg
-    if isinstance(found, float) and not math.isfinite(found):
-        return f"expected a finite number, got {found}"
-    expected = _EXPECT.get(kind)
-    if expected:
-        return f"expected {expected}, got {_fmt_value(found)}"
-    return f"{err['msg'].rstrip('.').lower()}, got {_fmt_value(found)}"
+        # Cross-field checks name their own key: "model.kv_heads: must divide ...".
+        match = re.match(r"^([a-z_]+(?:\.[a-z_]+)*): (.*)$", msg)
+        if match:
+            return match.group(1).split("."), match.group(2)
+        return path, msg
+    if walk.leaf is not None:
+        if isinstance(found, float) and not math.isfinite(found):
+            return path, f"expected a finite number, got {_fmt_value(found)}"
+        return path, f"expected {_describe(walk.leaf)}, got {_fmt_value(found)}"
+    return path, f"{err['msg'].rstrip('.').lower()}, got {_fmt_value(found)}"
+
+
+def _flat_lines(doc: Any, prefix: tuple = ()) -> dict[str, int]:
+    """Dotted key path -> line, for every key ``doc`` recorded."""
+    out: dict[str, int] = {}
+    if isinstance(doc, dict):
+        lines = getattr(doc, "lines", {})
+        for key, value in doc.items():
+            path = prefix + (key,)
+            if key in lines:
+                out[".".join(map(str, path))] = lines[key]
+            out.update(_flat_lines(value, path))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            out.update(_flat_lines(value, prefix + (i,)))
+    return out
+
+
+def _from_set(doc: Any, path: list) -> bool:
+    """Whether key ``path`` (or a mapping above it) was written by ``--set``."""
+    keys = getattr(doc, "overridden", ())
+    dotted = [str(p) for p in path]
+    return any(dotted[:len(k)] == list(k) or list(k)[:len(dotted)] == dotted for k in keys)
 
 
 def validate(model: type[BaseModel], doc: Any, source: str) -> Any:
-    """Validate raw ``doc`` against ``model``; the first error becomes a ConfigError."""
+    """Validate raw ``doc`` against ``model``; the first error becomes a ConfigError.
+
+    The error names ``source``, the line of the key when the file recorded one (not
+    when ``--set`` wrote it), the key path and what was expected versus found.
+    """
     if doc is None:
         raise ConfigError(source, None, "empty file, expected a mapping")
     if not isinstance(doc, dict):
@@ -503,18 +709,20 @@ def validate(model: type[BaseModel], doc: Any, source: str) -> Any:
     try:
         obj = model.model_validate(doc)
     except ValidationError as exc:
-        errors = exc.errors()
-        # Prefer the most specific (longest) location: union branches add noise.
-        err = errors[0]
-        loc = _clean_loc(err["loc"])
-        msg = _error_message(err, model, loc)
-        key = ".".join(str(p) for p in loc) or None
-        if err["type"] == "value_error" and re.match(r"^[a-z_]+\.[a-z_.]+: ", msg):
-            key, msg = msg.split(": ", 1)
-        raise ConfigError(source, key, msg, line=line_of(doc, loc)) from None
+        # An unknown key is usually a misspelt required one: report it, not the "missing".
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        path, msg = _pick(errors, model, doc)
+        key = ".".join(str(p) for p in path) or None
+        line = line_of(doc, tuple(path))
+        if path and _from_set(doc, path):
+            line, msg = None, f"{msg} (from --set)"
+        raise ConfigError(source, key, msg, line=line) from None
     except RecursionError:
         raise ConfigError(source, None, "nested too deeply") from None
-    obj._file = source if hasattr(obj, "_file") else None
+    if hasattr(obj, "_file"):
+        obj._file = source
+        obj._lines = {k: v for k, v in _flat_lines(doc).items()
+                      if not _from_set(doc, k.split("."))}
     return obj
 
 
@@ -591,12 +799,19 @@ _REF_KEYS = {"device", "link"}
 
 
 def apply_overrides(doc: Any, overrides: list[tuple[str, Any]], source: str) -> Any:
-    """A copy of raw ``doc`` with each (dotted key, value) set; validate afterwards."""
-    import copy
+    """A copy of raw ``doc`` with each (dotted key, value) set; validate afterwards.
 
-    out = copy.deepcopy(doc) if doc is not None else {}
-    if not isinstance(out, dict):
-        return out
+    A catalog reference written as a name (``device: H100-SXM5-80GB``) becomes
+    ``{base: H100-SXM5-80GB}`` when a key inside it is set. The edited key paths are
+    recorded so that errors about them say ``(from --set)`` instead of citing a line.
+    """
+    if not isinstance(doc, dict) or not overrides:
+        return doc  # validate() reports an empty or non-mapping document
+    out = copy.deepcopy(doc)
+    if not isinstance(out, _LineDict):
+        out = _LineDict(out)
+        out.lines = {}
+    out.overridden = tuple(tuple(key.split(".")) for key, _ in overrides)
     for key, value in overrides:
         parts = key.split(".")
         node = out
@@ -607,8 +822,9 @@ def apply_overrides(doc: Any, overrides: list[tuple[str, Any]], source: str) -> 
             elif nxt is None:
                 nxt = {}
             elif not isinstance(nxt, dict):
-                raise ConfigError(f"--set {key}", ".".join(parts[:i + 1]),
-                                  f"is {_fmt_value(nxt)}, not a mapping")
+                raise ConfigError(source, ".".join(parts[:i + 1]),
+                                  f"is {_fmt_value(nxt)}, not a mapping, so --set {key}=... "
+                                  f"cannot set a key inside it")
             node[part] = nxt
             node = nxt
         node[parts[-1]] = value

@@ -8,20 +8,19 @@ one (``device: {base: H100-SXM5-80GB, memory_bandwidth: 6.0e12}``).
 from __future__ import annotations
 
 import difflib
-from functools import lru_cache
+from functools import cache
 
-from .config import (DeviceRef, DeviceSpec, LinkRef, LinkSpec, _bundled_dir, load_yaml,
-                     validate)
+from .config import DeviceRef, DeviceSpec, LinkRef, LinkSpec, _bundled_dir, load_yaml, validate
 from .errors import ConfigError
 
-__all__ = ["devices", "links", "get_device", "get_link", "resolve_device", "resolve_link"]
+__all__ = ["devices", "get_device", "get_link", "links", "resolve_device", "resolve_link"]
 
 
 def _norm(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _catalog(kind: str) -> dict[str, DeviceSpec | LinkSpec]:
     model = DeviceSpec if kind == "devices" else LinkSpec
     path = _bundled_dir("catalog") / f"{kind}.yaml"
@@ -36,6 +35,11 @@ def _catalog(kind: str) -> dict[str, DeviceSpec | LinkSpec]:
         except ConfigError as err:
             raise ConfigError(source, f"{kind}[{i}].{err.key}" if err.key else f"{kind}[{i}]",
                               err.message, err.line) from None
+        if not item.source.strip():
+            raise ConfigError(source, f"{kind}[{i}].source",
+                              f"every catalog entry must cite its source ('{item.name}' has none)")
+        if item.name in out:
+            raise ConfigError(source, f"{kind}[{i}].name", f"duplicate entry '{item.name}'")
         out[item.name] = item
     return out
 
@@ -50,6 +54,20 @@ def links() -> dict[str, LinkSpec]:
     return dict(_catalog("links"))  # type: ignore[arg-type]
 
 
+def _suggest(name: str, names: list[str]) -> list[str]:
+    """Catalog names the user may have meant: prefix matches first, then close spellings.
+
+    Matching ignores case and punctuation, so 'h100' suggests 'H100-SXM5-80GB'.
+    """
+    key = _norm(name)
+    prefix = [n for n in names if key and _norm(n).startswith(key)]
+    if prefix:
+        return prefix[:3]
+    by_norm = {_norm(n): n for n in names}
+    near = difflib.get_close_matches(key, list(by_norm), n=2, cutoff=0.5)
+    return [by_norm[n] for n in near]
+
+
 def _lookup(kind: str, name: str, key: str, source: str | None):
     table = _catalog(kind)
     if name in table:
@@ -57,8 +75,8 @@ def _lookup(kind: str, name: str, key: str, source: str | None):
     by_norm = {_norm(k): v for k, v in table.items()}
     if _norm(name) in by_norm:
         return by_norm[_norm(name)]
-    near = difflib.get_close_matches(name, list(table), n=1, cutoff=0.4)
-    hint = f"; did you mean '{near[0]}'?" if near else ""
+    near = _suggest(name, list(table))
+    hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
     raise ConfigError(source, key, f"unknown {kind[:-1]} '{name}'{hint} "
                       f"(see 'simwall list {kind}')")
 
@@ -80,12 +98,19 @@ def resolve_device(ref: str | DeviceRef, key: str = "device",
         return get_device(ref, key, source)
     base = get_device(ref.base, f"{key}.base", source)
     update = {k: v for k, v in ref.model_dump(exclude={"base"}).items() if v is not None}
-    if "name" not in update:
-        changed = sorted(update)
-        update["name"] = base.name + (f" ({', '.join(changed)} changed)" if changed else "")
+    if "peak_flop_per_s" in update:
+        # A what-if names only the precisions it changes; the others keep the base values.
+        update["peak_flop_per_s"] = {**base.peak_flop_per_s, **update["peak_flop_per_s"]}
     if "efficiency" in update:
         update["efficiency"] = ref.efficiency
+    if "name" not in update:
+        changed = sorted(_ALIAS.get(k, k) for k in update)
+        update["name"] = base.name + (f" ({', '.join(changed)} changed)" if changed else "")
     return base.model_copy(update=update)
+
+
+# Field name -> the key users write in YAML (for what-if names).
+_ALIAS = {name: info.alias for name, info in DeviceSpec.model_fields.items() if info.alias}
 
 
 def resolve_link(ref: str | LinkRef, key: str = "link", source: str | None = None) -> LinkSpec:

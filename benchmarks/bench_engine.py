@@ -1,0 +1,42 @@
+"""Wall time and event count of the engine on Megatron-LM's 145.6B row (Narayanan et al.
+2021, Table 1: 80 layers, h 12288, 96 heads, TP 8, PP 8, 1536 A100s, global batch 2304),
+full recompute, 1F1B; then 16x the DP degree (same micro-batches per replica) and 4x the
+micro-batches. Prints figures; asserts nothing (targets are in the issue)."""
+
+from __future__ import annotations
+
+import time
+
+from simwall.api import prepare, run_prepared
+
+ROW = {"model.layers": 80, "model.hidden": 12288, "model.heads": 96, "model.kv_heads": 96,
+       "model.ffn_hidden": 4 * 12288, "model.vocab": 51200, "model.seq_len": 2048,
+       "plan.tp": 8, "plan.pp": 8, "plan.recompute": "full", "plan.schedule": "1f1b",
+       "plan.sequence_parallel": False, "plan.zero": 0, "plan.dp": "auto",
+       "training.micro_batch": 1}
+
+
+def bench(label: str, nodes: int, global_batch: int, repeat: int = 3) -> float:
+    over = dict(ROW, **{"cluster.nodes": nodes, "training.global_batch": global_batch})
+    t0 = time.perf_counter()
+    prep = prepare("gpt3-175b", "dgx-a100", over)
+    t_prep = time.perf_counter() - t0
+    best = float("inf")
+    result = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = run_prepared(prep)
+        best = min(best, time.perf_counter() - t0)
+    print(f"{label:<28} devices={prep.plan.world:>6} micro_batches={prep.plan.micro_batches:>4} "
+          f"prepare={t_prep:6.3f}s simulate(best of {repeat})={best:6.3f}s "
+          f"events={result.engine['events']:>7} step={result.step_time_s:8.3f}s "
+          f"hw_tflops={result.hardware_tflops_per_device:6.1f}")
+    return best
+
+
+if __name__ == "__main__":
+    base = bench("145.6B, 1536 GPUs (m=96)", 192, 2304)
+    dp16 = bench("16x DP (24576 GPUs, m=96)", 192 * 16, 2304 * 16)
+    mb4 = bench("4x micro-batches (m=384)", 192, 2304 * 4)
+    print(f"16x DP / base = {dp16 / base:.2f} (target < 1.2); "
+          f"4x micro-batches / base = {mb4 / base:.2f} (target < 4.5)")

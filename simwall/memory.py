@@ -1,0 +1,490 @@
+"""Closed-form per-device memory: model states, activations, buffers, by pipeline stage.
+
+Pure functions (no simpy): plan search and the engine share them. Every count is in
+bytes unless its name says otherwise; parameter counts are element counts. Each formula
+cites its source next to it; docs/memory-model.md explains every term.
+
+Notation (Korthikanti et al. 2022, Sec. 4): s sequence length, b micro-batch size,
+h hidden size, a attention heads, t tensor-parallel degree, p pipeline stages,
+v virtual stages (interleaving), m micro-batches per DP replica, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+from .config import PRECISION_BYTES, ModelSpec, TrainingSpec
+from .plan import Plan
+
+__all__ = [
+    "FRAMEWORK_OVERHEAD_BYTES",
+    "GRAD_BUCKETS_IN_FLIGHT",
+    "ZERO3_PREFETCH_LAYERS",
+    "StageMemory",
+    "activation_bytes_per_layer",
+    "device_memory",
+    "embedding_params",
+    "fits",
+    "head_params",
+    "in_flight_micro_batches",
+    "korthikanti_activation_bytes",
+    "layer_params",
+    "model_state_bytes",
+    "stage_activation_bytes",
+    "stage_matrix_shapes",
+    "stage_params",
+    "total_params",
+]
+
+# ---------------------------------------------------------------------------------------
+# Constants (each with its source)
+
+#: fp32 optimizer-state element, bytes (IEEE 754 single precision).
+FP32_BYTES = 4
+#: A dropout mask element: one byte per element (Korthikanti et al. 2022, Sec. 4.1, which
+#: counts every dropout mask as ``sbh`` bytes).
+MASK_BYTES = 1
+#: Bytes per element of the token-id input of the embedding (int64, as in Megatron-LM's
+#: ``theoretical_memory_usage.py``: "8 * seq_length * micro_batch_size").
+TOKEN_ID_BYTES = 8
+#: Fixed per-device overhead: CUDA context, loaded kernels, cuBLAS workspace, NCCL buffers.
+#: An ESTIMATE, not a measurement of ours: a bare PyTorch process shows ~0.8 GB used after
+#: CUDA initialisation (pytorch/pytorch issue #34323, 781 MB in nvidia-smi); we round up to
+#: 1 GB for the cuBLAS workspace and NCCL communicator buffers on top.
+FRAMEWORK_OVERHEAD_BYTES = 1.0e9
+#: Gradient buckets live at once in DP: one being reduced while the next fills (double
+#: buffering). PyTorch DDP overlaps bucket all-reduce with backward (Li et al., VLDB 2020,
+#: Sec. 3.2: gradient bucketing, overlap); two buckets of ``plan.dp_bucket_bytes`` is our
+#: estimate of the steady state.
+GRAD_BUCKETS_IN_FLIGHT = 2
+#: ZeRO-3 keeps the current layer's gathered parameters and prefetches the next one
+#: (Rajbhandari et al. 2020, Sec. 7.2.2: each partition's parameters are gathered just
+#: before use and discarded after). Two layers' worth (current + prefetched) is an estimate.
+ZERO3_PREFETCH_LAYERS = 2
+
+# Optimizer states per parameter (bytes), not counting the fp32 master copy.
+# Adam: momentum + variance, fp32 (Rajbhandari et al. 2020, Sec. 3.1: K = 12 = master 4
+# + momentum 4 + variance 4 with mixed precision).
+_ADAM_MOMENTS_BYTES = 2 * FP32_BYTES
+# SGD with momentum: one fp32 momentum buffer (Sutskever et al. 2013, Sec. 2; ZeRO Sec. 3.1
+# names momentum as SGD's optimizer state).
+_SGD_MOMENTS_BYTES = FP32_BYTES
+# Shampoo without matrix shapes: for an n x n matrix the statistics L, R (n x n each) and
+# their inverse 4th roots (Gupta et al. 2018, Algorithm 1) hold 4 n^2 fp32 values, i.e.
+# 4 values per parameter. A documented square-matrix approximation.
+_SHAMPOO_SQUARE_VALUES_PER_PARAM = 4
+
+
+# ---------------------------------------------------------------------------------------
+# Parameter counts
+
+
+def _has_biases(model: ModelSpec) -> bool:
+    """GPT-2/3 and BERT (LayerNorm) use biases in every linear layer; Llama-style
+    (RMSNorm) models drop them (Touvron et al. 2023, Llama, Sec. 2.2). simwall ties the two:
+    ``norm: rmsnorm`` means no biases and rotary (not learned) positions."""
+    return model.norm == "layernorm"
+
+
+def _norm_params(model: ModelSpec) -> int:
+    """One normalisation layer: LayerNorm has gain + bias (Ba et al. 2016, Sec. 3), RMSNorm
+    gain only (Zhang & Sennrich 2019, Sec. 3)."""
+    return (2 if model.norm == "layernorm" else 1) * model.hidden
+
+
+def _kv_heads_per_device(model: ModelSpec, tp: int) -> int:
+    """KV heads per TP rank; with ``tp > kv_heads`` each rank keeps a replica of one KV head
+    (Megatron-LM's GQA placement; Ainslie et al. 2023 define GQA)."""
+    return max(1, model.kv_heads_ // tp)
+
+
+def layer_params(model: ModelSpec, tp: int = 1) -> int:
+    """Parameters of one transformer layer held by one TP rank (``tp=1``: the whole layer).
+
+    QKV: h x (h + 2 kv d) (GQA, Ainslie et al. 2023); output projection h x h; MLP up (+ gate
+    when ``gated_mlp``, Shazeer 2020) h x f and down f x h; two norms. Column-parallel
+    weights and biases (QKV, up, gate) and row-parallel weights (projection, down) are split
+    by ``tp``; row-parallel biases and norms are replicated (Shoeybi et al. 2019, Sec. 3).
+    GPT-3 (MHA, f = 4h, biases): 12 h^2 + 13 h (Narayanan et al. 2021, Sec. 5.1).
+    """
+    h, f, d = model.hidden, model.ffn, model.head_dim
+    kv_dev = _kv_heads_per_device(model, tp)
+    q_out = h // tp
+    kv_out = 2 * kv_dev * d
+    ups = 2 if model.gated_mlp else 1
+    f_dev = f // tp
+    weights = h * (q_out + kv_out) + q_out * h + ups * h * f_dev + f_dev * h
+    biases = 0
+    if _has_biases(model):
+        biases = (q_out + kv_out) + h + ups * f_dev + h
+    return weights + biases + 2 * _norm_params(model)
+
+
+def embedding_params(model: ModelSpec, tp: int = 1) -> int:
+    """Input embedding held by one TP rank: V x h split over the vocabulary (Shoeybi et al.
+    2019, Sec. 3), plus learned positions s x h (replicated) for LayerNorm-style (GPT-2/3,
+    BERT; Radford et al. 2019) models. Vocabulary padding (Megatron pads V to a multiple of
+    128 t) is not modelled."""
+    out = model.vocab * model.hidden // tp
+    if _has_biases(model):
+        out += model.seq_len * model.hidden
+    return out
+
+
+def head_params(model: ModelSpec, tp: int = 1, pp: int = 1) -> int:
+    """Final norm + LM head on the last stage, per TP rank. A tied head shares the
+    embedding matrix when both sit on one device (``pp == 1``); with ``pp > 1`` the last
+    stage keeps its own copy, kept equal by an all-reduce of its gradient with stage 0
+    (Shoeybi et al. 2019 / Megatron-LM ``share_embeddings_and_output_weights``)."""
+    out = _norm_params(model)
+    if not model.tied_embeddings or pp > 1:
+        out += model.vocab * model.hidden // tp
+    return out
+
+
+def total_params(model: ModelSpec) -> int:
+    """Distinct parameters of the whole model (a tied head counted once)."""
+    return model.layers * layer_params(model) + embedding_params(model) + head_params(model)
+
+
+def stage_params(model: ModelSpec, plan: Plan, stage: int) -> int:
+    """Parameters per DEVICE on pipeline ``stage`` (each TP rank of the stage alike)."""
+    _check_stage(plan, stage)
+    out = plan.layers_on_stage(stage) * layer_params(model, plan.tp)
+    if stage == 0:
+        out += embedding_params(model, plan.tp)
+    if stage == plan.pp - 1:
+        out += head_params(model, plan.tp, plan.pp)
+    return out
+
+
+def stage_matrix_shapes(model: ModelSpec, plan: Plan,
+                        stage: int) -> tuple[tuple[int, int], ...]:
+    """(rows, cols) of every 2-D weight a device of ``stage`` holds (TP-sharded), sorted.
+
+    Factored / second-order optimizers (Adafactor, Shampoo) size their state from these.
+    Biases and norms (1-D) are not listed; their count is ``stage_params`` minus the sum.
+    """
+    _check_stage(plan, stage)
+    h, d, tp = model.hidden, model.head_dim, plan.tp
+    f_dev = model.ffn // tp
+    kv_out = 2 * _kv_heads_per_device(model, tp) * d
+    per_layer = [(h // tp + kv_out, h), (h, h // tp), (f_dev, h), (h, f_dev)]
+    if model.gated_mlp:
+        per_layer.append((f_dev, h))
+    shapes = per_layer * plan.layers_on_stage(stage)
+    if stage == 0:
+        shapes.append((model.vocab // tp, h))
+        if _has_biases(model):
+            shapes.append((model.seq_len, h))
+    if stage == plan.pp - 1 and (not model.tied_embeddings or plan.pp > 1):
+        shapes.append((model.vocab // tp, h))
+    return tuple(sorted(shapes))
+
+
+# ---------------------------------------------------------------------------------------
+# Model states
+
+
+def _optimizer_bytes(params: float, training: TrainingSpec,
+                     shapes: tuple[tuple[int, int], ...] | None) -> float:
+    """Optimizer state of ``params`` parameters (unsharded), bytes."""
+    mixed = training.precision != "fp32"
+    # Mixed precision keeps an fp32 master copy of the weights in the optimizer
+    # (Micikevicius et al. 2018, Sec. 3.1; ZeRO Sec. 3.1 counts it in K).
+    master = FP32_BYTES * params if (mixed and training.master_weights) else 0.0
+    opt = training.optimizer
+    if opt in ("adam", "adamw"):
+        return master + _ADAM_MOMENTS_BYTES * params
+    if opt == "sgd":
+        return master + _SGD_MOMENTS_BYTES * params
+    if opt == "adafactor":
+        # Shazeer & Stern 2018, Sec. 3 / Alg. 4: an n x m matrix keeps row and column sums of
+        # the squared gradient (n + m fp32 values); 1-D parameters keep the full second
+        # moment; no first moment (beta1 = 0, Sec. 4 and 7). Without shapes the factored
+        # state is negligible next to the parameters and is taken as zero.
+        if shapes is None:
+            return master
+        in_matrices = sum(r * c for r, c in shapes)
+        factored = sum(r + c for r, c in shapes)
+        vectors = max(0.0, params - in_matrices)
+        return master + FP32_BYTES * (factored + vectors)
+    if opt == "shampoo":
+        # Gupta et al. 2018, Alg. 1 (matrix case): statistics L (m x m), R (n x n) and their
+        # inverse 4th roots, fp32, per m x n weight; 1-D parameters fall back to a diagonal
+        # (AdaGrad-like) accumulator. No blocking: the memory-wall concern of Gholami et al.
+        # 2024 (second-order optimizers' state grows quadratically in the layer width).
+        if shapes is None:
+            return master + FP32_BYTES * _SHAMPOO_SQUARE_VALUES_PER_PARAM * params
+        in_matrices = sum(r * c for r, c in shapes)
+        precond = sum(2 * (r * r + c * c) for r, c in shapes)
+        vectors = max(0.0, params - in_matrices)
+        return master + FP32_BYTES * (precond + vectors)
+    raise ValueError(f"unknown optimizer {opt!r}")  # unreachable: config validates it
+
+
+def model_state_bytes(params: float, training: TrainingSpec, zero: int, dp: int,
+                      shapes: tuple[tuple[int, int], ...] | None = None
+                      ) -> tuple[float, float, float]:
+    """(params_bytes, grads_bytes, optimizer_bytes) per device for ``params`` parameters.
+
+    ``params`` is what one device holds before ZeRO (after TP/PP splitting). Weights are
+    kept in ``training.precision``; gradients in ``training.grad_precision_`` (2 B, the ZeRO
+    paper's convention, or 4 B, Megatron-LM's fp32 main gradients). ZeRO (Rajbhandari et
+    al. 2020, Sec. 5.1-5.3) shards over ``dp`` ranks: stage 1 the optimizer state (P_os),
+    stage 2 also gradients (P_os+g), stage 3 also parameters (P_os+g+p).
+    ``shapes``: the 2-D weights (``stage_matrix_shapes``) for Adafactor / Shampoo.
+    """
+    if not 0 <= zero <= 3:
+        raise ValueError(f"zero stage must be 0..3, got {zero}")
+    if dp < 1:
+        raise ValueError(f"dp must be >= 1, got {dp}")
+    params_b = PRECISION_BYTES[training.precision] * params
+    if training.precision == "fp8":
+        # FP8 training keeps 16-bit weights and casts them to FP8 per GEMM (Micikevicius et
+        # al. 2022, "FP8 Formats for Deep Learning", Sec. 4: higher-precision master weights;
+        # NVIDIA Transformer Engine's default). An approximation: weights stored in bf16.
+        params_b = PRECISION_BYTES["bf16"] * params
+    grads_b = PRECISION_BYTES[training.grad_precision_] * params
+    opt_b = _optimizer_bytes(params, training, shapes)
+    if zero >= 1:
+        opt_b /= dp
+    if zero >= 2:
+        grads_b /= dp
+    if zero >= 3:
+        params_b /= dp
+    return float(params_b), float(grads_b), float(opt_b)
+
+
+# ---------------------------------------------------------------------------------------
+# Activations
+
+
+def _act_elem_bytes(training: TrainingSpec) -> int:
+    """Bytes of a saved activation element: 16-bit in mixed precision (Korthikanti et al.
+    2022, Sec. 4.1 assumes 2 bytes), 4 in fp32. FP8 runs save 16-bit activations too
+    (Transformer Engine keeps most saved tensors in bf16; an approximation)."""
+    return 4 if training.precision == "fp32" else 2
+
+
+def _layer_terms(model: ModelSpec, training: TrainingSpec, tp: int) -> tuple[float, ...]:
+    """Bytes per token of one layer, one micro-batch: (kept whole on every TP rank
+    without SP, split over TP, K and V per TP rank, attention core split over TP)."""
+    h, f, d, a = model.hidden, model.ffn, model.head_dim, model.heads
+    e = _act_elem_bytes(training)
+    mask = MASK_BYTES if model.dropout else 0
+    # Korthikanti et al. 2022, Sec. 4.1 (their counts with e = 2, dropout on):
+    # outside the TP region: LN1 input, QKV input, LN2 input, MLP input (4 x 2h) and the
+    # two dropout masks (2 x h) -> 10h per token.
+    replicated = 4 * e * h + 2 * mask * h
+    # inside the TP region: Q (2h), attention-over-V output = projection input (2h),
+    # MLP: activation input and output (2 x 2f; 8h + 8h for f = 4h); a gated MLP also
+    # keeps the gate branch (2f). K and V are counted separately (GQA replication).
+    mlp = (3 if model.gated_mlp else 2) * e * f
+    sharded = 2 * e * h + mlp
+    kv_dev = 2 * e * _kv_heads_per_device(model, tp) * d
+    # attention core per token: softmax output (2as), its dropout mask (as) and dropout
+    # output (2as) -> 5as per token (Sec. 4.1). Without dropout only the softmax output.
+    core = (e + (mask + e if model.dropout else 0)) * a * model.seq_len
+    return float(replicated), float(sharded), float(kv_dev), float(core)
+
+
+def korthikanti_activation_bytes(model: ModelSpec, training: TrainingSpec,
+                                 plan: Plan) -> float:
+    """Saved activations of one transformer layer, one micro-batch, one device, bytes.
+
+    Korthikanti et al. 2022, Sec. 4 / Table 2, generalised term by term to GQA, gated MLPs,
+    ``ffn_hidden != 4h``, no dropout and fp32 (reduces exactly to Table 2 for GPT-3-style
+    models in 16-bit):
+      no TP:                 sbh (34 + 5as/h)
+      TP t:                  sbh (10 + 24/t + 5as/(ht))
+      TP t + SP:             sbh/t (34 + 5as/h)
+      selective recompute:   the 5as/h term dropped (attention core recomputed)
+      full recompute:        2sbh (the layer input only); 2sbh/t with SP, where the layer
+                             input lives in the sequence-parallel region.
+    """
+    t = plan.tp
+    sb = model.seq_len * plan.micro_batch
+    sp_div = t if plan.sequence_parallel else 1
+    if plan.recompute == "full":
+        return sb * _act_elem_bytes(training) * model.hidden / sp_div
+    replicated, sharded, kv_dev, core = _layer_terms(model, training, t)
+    per_token = replicated / sp_div + sharded / t + kv_dev
+    if plan.recompute == "none":
+        per_token += core / t
+    return float(sb * per_token)
+
+
+def activation_bytes_per_layer(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
+    """Saved activations of one layer per micro-batch per device, bytes.
+
+    Taken from ``simwall.workload.activation_bytes_per_layer`` (the sum of ``Op.saved_bytes``)
+    when that module provides it, else from :func:`korthikanti_activation_bytes`.
+    """
+    try:
+        from .workload import activation_bytes_per_layer as from_ops
+    except ImportError:
+        return korthikanti_activation_bytes(model, training, plan)
+    return float(from_ops(model, training, plan))
+
+
+def in_flight_micro_batches(plan: Plan, stage: int) -> float:
+    """Micro-batches whose activations ``stage`` holds at its peak, in units of a whole
+    stage's layers (fractional for the interleaved schedule).
+
+    GPipe: all ``m`` (Huang et al. 2019, Sec. 2.3). 1F1B: ``p - stage`` (Narayanan et al.
+    2021, Sec. 2.2.1; Korthikanti et al. 2022, Sec. 4.2.3: the first stage holds p).
+    Interleaved with v chunks: Megatron-LM's warm-up of ``2 (p - stage - 1) + (v - 1) p``
+    chunk micro-batches plus the one in flight, each 1/v of the stage; for stage 0 this is
+    p (1 + (p - 1)/(p v)) (Korthikanti et al. 2022, Sec. 4.2.3). Never more than m (m v
+    chunk micro-batches).
+    """
+    _check_stage(plan, stage)
+    p, v, m = plan.pp, plan.virtual_stages, plan.micro_batches
+    if plan.schedule == "gpipe":
+        return float(m)
+    if plan.schedule == "interleaved" and v > 1:
+        chunks_in_flight = 2 * (p - stage - 1) + (v - 1) * p + 1
+        return min(chunks_in_flight, m * v) / v
+    return float(min(p - stage, m))
+
+
+def _embedding_activation_bytes(model: ModelSpec, plan: Plan) -> float:
+    """Stage 0, per micro-batch: token ids (8 B each, Megatron-LM's estimator) and the
+    embedding dropout mask sbh (Korthikanti et al. 2022, Sec. 4.3: sbhp/t over p micro-
+    batches with SP)."""
+    sb = model.seq_len * plan.micro_batch
+    sp_div = plan.tp if plan.sequence_parallel else 1
+    mask = MASK_BYTES * sb * model.hidden / sp_div if model.dropout else 0.0
+    return TOKEN_ID_BYTES * sb + mask
+
+
+def _output_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
+    """Last stage, per micro-batch: final-norm input and LM-head input (2sbh each, /t with
+    SP) and fp32 logits for the cross-entropy (4sbV/t): 4sbh/t (1 + V/h) with SP
+    (Korthikanti et al. 2022, Sec. 4.3)."""
+    sb = model.seq_len * plan.micro_batch
+    e = _act_elem_bytes(training)
+    sp_div = plan.tp if plan.sequence_parallel else 1
+    return 2 * e * sb * model.hidden / sp_div + FP32_BYTES * sb * model.vocab / plan.tp
+
+
+def stage_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan,
+                           stage: int) -> float:
+    """Saved activations a device of ``stage`` holds at its peak, bytes."""
+    in_flight = in_flight_micro_batches(plan, stage)
+    per_mb = plan.layers_on_stage(stage) * activation_bytes_per_layer(model, training, plan)
+    if stage == 0:
+        per_mb += _embedding_activation_bytes(model, plan)
+    out = in_flight * per_mb
+    if stage == plan.pp - 1:
+        # The last stage runs each micro-batch's backward right after its forward: the
+        # logits of one micro-batch are alive at a time (Korthikanti et al. 2022, Sec. 4.3).
+        out += _output_activation_bytes(model, training, plan)
+    return float(out)
+
+
+# ---------------------------------------------------------------------------------------
+# Buffers, totals
+
+
+@dataclass(frozen=True)
+class StageMemory:
+    """Peak memory of one device of a pipeline stage, bytes. ``host_bytes``: offloaded
+    state kept in host memory for that device."""
+
+    stage: int
+    params_bytes: float
+    grads_bytes: float
+    optimizer_bytes: float
+    activations_bytes: float
+    other_bytes: float
+    peak_bytes: float
+    host_bytes: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "stage": self.stage, "params_bytes": self.params_bytes,
+            "grads_bytes": self.grads_bytes, "optimizer_bytes": self.optimizer_bytes,
+            "activations_bytes": self.activations_bytes, "other_bytes": self.other_bytes,
+            "peak_bytes": self.peak_bytes, "host_bytes": self.host_bytes,
+        }
+
+
+def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int) -> float:
+    """Transient and fixed buffers of one device of ``stage``, bytes."""
+    e = _act_elem_bytes(training)
+    sb = model.seq_len * plan.micro_batch
+    w_bytes = PRECISION_BYTES["bf16" if training.precision == "fp8" else training.precision]
+    out = FRAMEWORK_OVERHEAD_BYTES
+    if plan.dp > 1:
+        # DP gradient buckets (PyTorch DDP, Li et al. VLDB 2020, Sec. 3.2), double buffered.
+        out += GRAD_BUCKETS_IN_FLIGHT * plan.dp_bucket_bytes
+    if (plan.zero >= 3 and plan.dp > 1) or plan.offload == "optimizer+params":
+        # Gathered full (TP-sharded) weights of the current and the prefetched layer
+        # (Rajbhandari et al. 2020, Sec. 7.2.2; ZeRO-Infinity, Rajbhandari et al. 2021).
+        out += ZERO3_PREFETCH_LAYERS * layer_params(model, plan.tp) * w_bytes
+    if plan.sequence_parallel:
+        # SP all-gathers the sequence-sharded LN output before the column-parallel GEMMs:
+        # one full sbh buffer (Korthikanti et al. 2022, Sec. 4.2.2; Megatron-LM keeps it in
+        # a global buffer reused by every layer).
+        out += e * sb * model.hidden
+    if plan.recompute != "none" and plan.layers_on_stage(stage) > 0:
+        # Recomputation rematerialises one layer at a time in the backward pass: that
+        # layer's no-recompute activations (full) or its attention core (selective) are
+        # live on top of the stored ones (our estimate, following the recompute scheme of
+        # Korthikanti et al. 2022, Sec. 5).
+        whole = korthikanti_activation_bytes(model, training, replace(plan, recompute="none"))
+        if plan.recompute == "selective":
+            whole -= korthikanti_activation_bytes(model, training, plan)
+        out += whole
+    if stage == plan.pp - 1:
+        # Gradient of the fp32 logits in the cross-entropy backward: one more sbV/t fp32
+        # tensor next to the stored logits (an estimate; Korthikanti Sec. 4.3 counts only
+        # the stored logits).
+        out += FP32_BYTES * sb * model.vocab / plan.tp
+    return float(out)
+
+
+@lru_cache(maxsize=4096)
+def device_memory(model: ModelSpec, training: TrainingSpec,
+                  plan: Plan) -> tuple[StageMemory, ...]:
+    """Per-device peak memory, one :class:`StageMemory` per pipeline stage.
+
+    Peak = params + grads + optimizer + activations + other: a conservative sum (all
+    terms taken as live at once). ``plan.offload``: ``optimizer`` moves the optimizer state
+    (fp32 master included) to host memory (ZeRO-Offload, Ren et al. 2021, Sec. 4.1);
+    ``optimizer+params`` also the 16-bit weights (ZeRO-Infinity, Rajbhandari et al. 2021),
+    leaving a two-layer working buffer in ``other_bytes``.
+    """
+    out = []
+    for stage in range(plan.pp):
+        params = stage_params(model, plan, stage)
+        shapes = (stage_matrix_shapes(model, plan, stage)
+                  if training.optimizer in ("adafactor", "shampoo") else None)
+        p_b, g_b, o_b = model_state_bytes(params, training, plan.zero, plan.dp, shapes)
+        host = 0.0
+        if plan.offload in ("optimizer", "optimizer+params"):
+            host += o_b
+            o_b = 0.0
+        if plan.offload == "optimizer+params":
+            host += p_b
+            p_b = 0.0
+        act = stage_activation_bytes(model, training, plan, stage)
+        other = _other_bytes(model, training, plan, stage)
+        peak = p_b + g_b + o_b + act + other
+        out.append(StageMemory(stage=stage, params_bytes=p_b, grads_bytes=g_b,
+                               optimizer_bytes=o_b, activations_bytes=act, other_bytes=other,
+                               peak_bytes=peak, host_bytes=host))
+    return tuple(out)
+
+
+def fits(stages: tuple[StageMemory, ...], capacity_bytes: float) -> bool:
+    """True when every stage's peak fits in ``capacity_bytes`` of device memory."""
+    return all(s.peak_bytes <= capacity_bytes for s in stages)
+
+
+def _check_stage(plan: Plan, stage: int) -> None:
+    if not 0 <= stage < plan.pp:
+        raise ValueError(f"stage must be in 0..{plan.pp - 1}, got {stage}")

@@ -1,0 +1,351 @@
+"""Flow-level network: max-min fair sharing of link bandwidth, static and SimPy-driven.
+
+A *flow* is a fluid stream of bytes along a fixed route (a tuple of directed edge ids).
+Concurrent flows share each edge's capacity max-min fairly (Bertsekas & Gallager,
+*Data Networks*, 2nd ed., 1992, Sec. 6.5.2, progressive filling): every flow's rate is
+raised together until some edge saturates; the flows on that edge are frozen and the rest
+keep rising. A flow carries a ``weight`` (multiplicity): it stands for ``weight`` identical
+copies on the same edges, so it loads each edge ``weight`` times its per-copy rate, and
+every copy gets the same share as an enumerated flow would.
+
+Three entry points, all deterministic (ties broken by input order, never by set order):
+
+* :func:`maxmin_rates` -- the static allocation for a fixed set of flows;
+* :func:`drain_time_s` -- when a fixed set of flows with byte counts, started together,
+  all finish (rates re-solved each time one finishes);
+* :class:`FlowNetwork` -- the same fluid model driven by a SimPy environment, for the
+  engine: ``yield net.transfer(edges, bytes_)``.
+
+A flow with no edges (source and destination on the same device) is limited only by
+``local_bandwidth_bytes_per_s`` (default ``inf``: a local copy takes no time).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
+
+from .errors import SimwallError
+
+__all__ = ["Edge", "maxmin_rates", "drain_time_s", "FlowNetwork"]
+
+Edge = Hashable
+CapacityFn = Callable[[Edge], float]
+
+# Two edges whose saturation levels agree to this relative tolerance saturate together, so
+# symmetric flows get bit-identical rates whatever the summation order was. Chosen far
+# above double rounding (~1e-16) and far below any physically meaningful difference.
+_TIE_REL = 1e-12
+# A flow whose remaining bytes fall below this fraction of its size is finished: float
+# round-off of rate * dt, not real data (same reasoning as _TIE_REL).
+_DONE_REL = 1e-9
+
+
+def _capacity_fn(capacity: CapacityFn | Mapping[Edge, float]) -> CapacityFn:
+    if callable(capacity):
+        return capacity
+    return capacity.__getitem__
+
+
+def _check_weight(weight: float) -> float:
+    weight = float(weight)
+    if not weight > 0.0 or math.isinf(weight):
+        raise SimwallError(f"flow weight must be a positive finite number, got {weight}")
+    return weight
+
+
+def maxmin_rates(flows: Sequence[tuple[Sequence[Edge], float]],
+                 capacity: CapacityFn | Mapping[Edge, float],
+                 local_bandwidth_bytes_per_s: float = math.inf) -> list[float]:
+    """Max-min fair per-copy rate of each flow, in bytes/s.
+
+    Parameters
+    ----------
+    flows
+        ``(edges, weight)`` pairs. ``edges`` is the route (directed edge ids; an edge
+        listed twice is loaded twice); ``weight`` (> 0) is how many identical copies of
+        this flow run.
+    capacity
+        ``edge -> bytes/s``, a function or a mapping.
+    local_bandwidth_bytes_per_s
+        Rate given to a flow with no edges.
+
+    Returns
+    -------
+    One rate per flow, per copy, in input order. Edge ``e`` carries
+    ``sum(weight * count_on_e * rate)`` <= ``capacity(e)``.
+
+    Raises
+    ------
+    SimwallError
+        On a non-positive weight or a negative capacity.
+
+    Examples
+    --------
+    >>> maxmin_rates([(("a",), 1.0), (("a", "b"), 1.0), (("b",), 1.0)], {"a": 1.0, "b": 2.0})
+    [0.5, 0.5, 1.5]
+    """
+    cap = _capacity_fn(capacity)
+    n = len(flows)
+    rates = [math.inf] * n
+    # Edge bookkeeping in first-seen order: index -> capacity, frozen load, unfrozen demand.
+    edge_index: dict[Edge, int] = {}
+    edge_cap: list[float] = []
+    frozen_load: list[float] = []
+    demand: list[float] = []          # sum of weight * count over unfrozen flows
+    edge_flows: list[list[int]] = []
+    flow_edges: list[list[tuple[int, int]]] = []   # (edge index, count) per flow
+    weights = [0.0] * n
+    for i, (edges, weight) in enumerate(flows):
+        w = _check_weight(weight)
+        weights[i] = w
+        counts: dict[int, int] = {}
+        for e in edges:
+            j = edge_index.get(e)
+            if j is None:
+                c = float(cap(e))
+                if not c >= 0.0:
+                    raise SimwallError(f"edge {e!r}: capacity must be >= 0, got {c}")
+                j = edge_index[e] = len(edge_cap)
+                edge_cap.append(c)
+                frozen_load.append(0.0)
+                demand.append(0.0)
+                edge_flows.append([])
+            counts[j] = counts.get(j, 0) + 1
+        pairs = list(counts.items())
+        flow_edges.append(pairs)
+        if not pairs:
+            rates[i] = float(local_bandwidth_bytes_per_s)
+        for j, k in pairs:
+            demand[j] += w * k
+            edge_flows[j].append(i)
+
+    def level(j: int) -> float:
+        # The common per-copy rate at which edge j would saturate.
+        return max(edge_cap[j] - frozen_load[j], 0.0) / demand[j]
+
+    # Saturation levels only rise as flows freeze (a frozen flow was at a level <= this
+    # edge's), so a lazy min-heap with stale entries skipped is exact.
+    heap = [(level(j), j) for j in range(len(edge_cap)) if demand[j] > 0.0]
+    heapq.heapify(heap)
+    frozen = [not fe for fe in flow_edges]
+    saturated = [False] * len(edge_cap)
+    while heap:
+        t_star, j0 = heapq.heappop(heap)
+        if saturated[j0] or demand[j0] <= 0.0 or level(j0) != t_star:
+            continue
+        if math.isinf(t_star):
+            break                                   # only unbounded edges remain
+        group = [j0]
+        while heap and heap[0][0] <= t_star * (1.0 + _TIE_REL):
+            _, j = heapq.heappop(heap)
+            if not saturated[j] and demand[j] > 0.0 and level(j) <= t_star * (1.0 + _TIE_REL):
+                group.append(j)
+        touched: list[int] = []
+        for j in group:
+            saturated[j] = True
+            for i in edge_flows[j]:
+                if frozen[i]:
+                    continue
+                frozen[i] = True
+                rates[i] = t_star
+                for jj, k in flow_edges[i]:
+                    frozen_load[jj] += weights[i] * k * t_star
+                    demand[jj] -= weights[i] * k
+                    touched.append(jj)
+        for jj in touched:
+            if not saturated[jj]:
+                if demand[jj] <= 1e-300:
+                    demand[jj] = 0.0
+                else:
+                    heapq.heappush(heap, (level(jj), jj))
+    return rates
+
+
+def drain_time_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
+                 capacity: CapacityFn | Mapping[Edge, float],
+                 local_bandwidth_bytes_per_s: float = math.inf) -> float:
+    """Seconds until every flow of a batch started together has finished.
+
+    ``flows`` are ``(edges, bytes_, weight)``. Rates are max-min fair and re-solved each
+    time a flow finishes, so the survivors speed up (the fluid model of FlowNetwork with
+    all arrivals at time 0). Returns ``inf`` if some flow with bytes gets rate 0.
+    """
+    active = [(tuple(e), float(b), _check_weight(w)) for e, b, w in flows if b > 0.0]
+    remaining = [b for _, b, _ in active]
+    now_s = 0.0
+    while active:
+        rates = maxmin_rates([(e, w) for e, _, w in active], capacity,
+                             local_bandwidth_bytes_per_s)
+        finish = [r_b / r if r > 0.0 else math.inf for r_b, r in zip(remaining, rates)]
+        dt = min(finish)
+        if math.isinf(dt):
+            return math.inf if any(r == 0.0 for r in rates) else now_s
+        now_s += dt
+        keep = []
+        for k, flow in enumerate(active):
+            left = remaining[k] - rates[k] * dt
+            if finish[k] > dt * (1.0 + _TIE_REL) and left > flow[1] * _DONE_REL:
+                keep.append((flow, left))
+        active = [f for f, _ in keep]
+        remaining = [left for _, left in keep]
+    return now_s
+
+
+class _Flow:
+    __slots__ = ("edges", "pairs", "weight", "bytes_", "remaining", "rate", "done")
+
+    def __init__(self, edges: tuple, bytes_: float, weight: float, done: Any) -> None:
+        self.edges = edges
+        counts: dict[Edge, int] = {}
+        for e in edges:
+            counts[e] = counts.get(e, 0) + 1
+        self.pairs = tuple(counts.items())
+        self.weight = weight
+        self.bytes_ = bytes_
+        self.remaining = bytes_
+        self.rate = 0.0
+        self.done = done
+
+
+class FlowNetwork:
+    """The fluid max-min model driven by a SimPy environment.
+
+    ``net.transfer(edges, bytes_)`` returns an event that fires when the bytes have
+    arrived. Rates of all active flows are re-solved (:func:`maxmin_rates`) when the
+    active set changes; arrivals and departures at one simulated instant are batched into
+    one re-solve. One wake-up is pending at a time; superseded ones are ignored by a
+    version counter kept per network.
+
+    Attributes
+    ----------
+    edge_bytes : dict
+        Bytes carried so far per edge (all copies of weighted flows counted).
+    edge_busy_s : dict
+        Seconds during which the edge carried a positive load.
+    """
+
+    def __init__(self, env: Any, capacity: CapacityFn | Mapping[Edge, float],
+                 local_bandwidth_bytes_per_s: float = math.inf) -> None:
+        self.env = env
+        self._capacity = _capacity_fn(capacity)
+        self._local_bandwidth_bytes_per_s = float(local_bandwidth_bytes_per_s)
+        self._active: dict[int, _Flow] = {}       # insertion order = arrival order
+        self._next_id = 0
+        self._version = 0
+        self._flush_pending = False
+        self._last_s = float(env.now)
+        self._edge_load: dict[Edge, float] = {}   # bytes/s per edge under current rates
+        self.edge_bytes: dict[Edge, float] = {}
+        self.edge_busy_s: dict[Edge, float] = {}
+        self.transfers_done = 0
+
+    # -- public -------------------------------------------------------------------------
+    def transfer(self, edges: Sequence[Edge], bytes_: float, weight: float = 1.0,
+                 latency_s: float = 0.0) -> Any:
+        """Event firing when ``bytes_`` (per copy) have crossed ``edges``.
+
+        ``latency_s`` is a pure delay before the bytes start flowing (it uses no
+        bandwidth); ``weight`` copies load every edge. Zero bytes: fires after the delay.
+        """
+        bytes_ = float(bytes_)
+        if not bytes_ >= 0.0 or math.isinf(bytes_):
+            raise SimwallError(f"transfer bytes must be finite and >= 0, got {bytes_}")
+        if not latency_s >= 0.0:
+            raise SimwallError(f"transfer latency_s must be >= 0, got {latency_s}")
+        flow = _Flow(tuple(edges), bytes_, _check_weight(weight), self.env.event())
+        if latency_s > 0.0:
+            self.env.timeout(latency_s).callbacks.append(lambda _ev: self._start(flow))
+        else:
+            self._start(flow)
+        return flow.done
+
+    @property
+    def active_flows(self) -> int:
+        return len(self._active)
+
+    def busiest_edges(self, n: int = 1) -> list[tuple[Edge, float, float]]:
+        """Up to ``n`` ``(edge, busy_s, bytes)`` by busy time, then bytes (then first use)."""
+        order = sorted(enumerate(self.edge_busy_s.items()),
+                       key=lambda kv: (-kv[1][1], -self.edge_bytes.get(kv[1][0], 0.0), kv[0]))
+        return [(e, busy, self.edge_bytes.get(e, 0.0)) for _, (e, busy) in order[:n]]
+
+    # -- fluid bookkeeping ----------------------------------------------------------------
+    def _start(self, flow: _Flow) -> None:
+        if flow.bytes_ == 0.0:
+            flow.done.succeed()
+            self.transfers_done += 1
+            return
+        self._advance()
+        self._active[self._next_id] = flow
+        self._next_id += 1
+        self._request_flush()
+
+    def _advance(self) -> None:
+        """Move every active flow forward to ``env.now`` at the current rates."""
+        now_s = float(self.env.now)
+        dt = now_s - self._last_s
+        if dt <= 0.0:
+            return
+        self._last_s = now_s
+        for flow in self._active.values():
+            flow.remaining -= flow.rate * dt
+        for e, load in self._edge_load.items():
+            if load > 0.0:
+                self.edge_bytes[e] = self.edge_bytes.get(e, 0.0) + load * dt
+                self.edge_busy_s[e] = self.edge_busy_s.get(e, 0.0) + dt
+
+    def _request_flush(self) -> None:
+        # Batch all changes at this instant into one re-solve: the zero-delay event runs
+        # after the events already queued for now.
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.env.timeout(0.0).callbacks.append(self._flush)
+
+    def _flush(self, _ev: Any = None) -> None:
+        self._flush_pending = False
+        self._advance()
+        self._complete_finished()
+        self._resolve()
+
+    def _complete_finished(self) -> None:
+        # Finished: bytes left are round-off, or the time left is below what env.now can
+        # resolve (else a wake-up at now + tiny == now would never make progress).
+        horizon_s = abs(float(self.env.now)) * _TIE_REL
+        done = [k for k, f in self._active.items()
+                if f.remaining <= f.bytes_ * _DONE_REL or math.isinf(f.rate)
+                or (f.rate > 0.0 and f.remaining / f.rate <= horizon_s)]
+        for k in done:
+            flow = self._active.pop(k)
+            flow.remaining = 0.0
+            flow.done.succeed()
+            self.transfers_done += 1
+
+    def _resolve(self) -> None:
+        flows = list(self._active.values())
+        rates = maxmin_rates([(f.edges, f.weight) for f in flows], self._capacity,
+                             self._local_bandwidth_bytes_per_s)
+        load: dict[Edge, float] = {}
+        next_dt = math.inf
+        for f, r in zip(flows, rates):
+            f.rate = r
+            for e, k in f.pairs:
+                load[e] = load.get(e, 0.0) + f.weight * k * r
+            if r > 0.0:
+                next_dt = min(next_dt, f.remaining / r)
+        self._edge_load = load
+        self._version += 1
+        if math.isinf(next_dt):
+            return                       # idle, or every flow starved (rate 0)
+        version = self._version
+        self.env.timeout(max(next_dt, 0.0)).callbacks.append(
+            lambda _ev: self._wake(version))
+
+    def _wake(self, version: int) -> None:
+        if version != self._version:
+            return                       # superseded by a later re-solve
+        self._advance()
+        self._complete_finished()
+        self._resolve()

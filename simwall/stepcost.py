@@ -1,0 +1,264 @@
+"""Durations of the tasks of one training step, per pipeline stage (pure, no simpy).
+
+The engine schedules these; the analytical fast path (plan search) sums them directly.
+Everything here is for one representative rank of a stage (all ranks of a stage are
+alike on a symmetric cluster) unless a stage list is passed for per-device runs.
+
+Communication per plan (Narayanan et al. 2021, "Efficient Large-Scale Language Model
+Training on GPU Clusters Using Megatron-LM", SC21, Sec. 2.3 and 4.1; Korthikanti et al.
+2022, Sec. 4.2.2):
+- TP: per layer two all-reduces of the ``b s h`` activation in the forward pass and two in
+  the backward pass; with sequence parallelism each all-reduce becomes an all-gather plus a
+  reduce-scatter of the same buffer. Full recompute repeats the forward's collectives.
+  Vocabulary-parallel embedding adds one all-reduce (reduce-scatter with SP) forward; the
+  LM head needs its input gathered with SP (all-gather forward, reduce-scatter backward).
+- PP: one ``b s h`` activation forward and one gradient backward per micro-batch between
+  neighbouring stages; with the scatter/gather optimisation (Sec. 4.1) each TP rank sends
+  ``1/t`` of it over its own NIC and the receivers all-gather over NVLink. With sequence
+  parallelism the tensor is already split ``1/t`` and needs no all-gather.
+- DP: gradients reduced in buckets once per step (after gradient accumulation), as
+  backward of the last micro-batch produces them; ZeRO 1/2 reduce-scatter instead and
+  all-gather the updated 16-bit parameters after the optimizer step (Rajbhandari et al.
+  2020, Sec. 5); ZeRO 3 all-gathers each layer's parameters before its forward and its
+  backward (prefetched one layer ahead) and reduce-scatters its gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+from . import collectives, cost, memory, workload
+from .config import PRECISION_BYTES, DeviceSpec, ModelSpec, TrainingSpec
+from .plan import Plan
+
+__all__ = ["ChunkCost", "StageCost", "StepCosts", "step_costs", "buckets"]
+
+
+@dataclass(frozen=True)
+class ChunkCost:
+    """One model chunk on one stage, per micro-batch. Times in seconds."""
+
+    chunk: int                 # global chunk index (0 .. pp * v - 1)
+    layers: int
+    fwd_compute_s: float
+    fwd_tp_s: float
+    bwd_compute_s: float       # includes recompute
+    bwd_tp_s: float
+    zero3_fwd_exposed_s: float
+    zero3_bwd_exposed_s: float
+    grad_bytes: float          # gradient bytes of this chunk's parameters on one device
+    activation_bytes: float    # activation bytes kept per micro-batch until its backward
+
+    @property
+    def fwd_s(self) -> float:
+        return self.fwd_compute_s + self.fwd_tp_s + self.zero3_fwd_exposed_s
+
+    @property
+    def bwd_s(self) -> float:
+        return self.bwd_compute_s + self.bwd_tp_s + self.zero3_bwd_exposed_s
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """All task durations of one pipeline stage's representative rank."""
+
+    stage: int
+    chunks: tuple[ChunkCost, ...]     # local chunks in order (virtual chunk 0 .. v-1)
+    pp_fwd_s: float                   # activation of one micro-batch to the next stage
+    pp_bwd_s: float                   # its gradient back to the previous stage
+    bucket_bytes: tuple[float, ...]   # DP buckets of the whole stage, in ready order
+    bucket_s: tuple[float, ...]       # their reduction times
+    tied_embedding_s: float           # embedding-gradient all-reduce first <-> last stage
+    optimizer_s: float
+    post_optimizer_s: float           # ZeRO 1/2 all-gather of updated parameters
+
+
+@dataclass(frozen=True)
+class StepCosts:
+    stages: tuple[StageCost, ...]
+
+
+def buckets(total_bytes: float, bucket_bytes: float) -> tuple[float, ...]:
+    """``total_bytes`` cut into buckets of ``bucket_bytes`` (the last one partial)."""
+    if total_bytes <= 0:
+        return ()
+    n = math.ceil(total_bytes / bucket_bytes - 1e-9)
+    full = tuple([float(bucket_bytes)] * (n - 1))
+    return full + (float(total_bytes - bucket_bytes * (n - 1)),)
+
+
+def _groups_tp(plan: Plan, stage: int) -> list[list[int]]:
+    return [[plan.device_of(stage, d, t) for t in range(plan.tp)] for d in range(plan.dp)]
+
+
+def _groups_dp(plan: Plan, stage: int) -> list[list[int]]:
+    return [[plan.device_of(stage, d, t) for d in range(plan.dp)] for t in range(plan.tp)]
+
+
+def _coll(topology, kind: str, groups: list[list[int]], bytes_: float, plan: Plan) -> float:
+    if bytes_ <= 0 or not groups or len(groups[0]) < 2:
+        return 0.0
+    return collectives.collective_time_s(topology, kind, groups, bytes_, plan.collective)
+
+
+@lru_cache(maxsize=4096)
+def _op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec
+              ) -> dict[str, float]:
+    """Per micro-batch compute seconds of one layer and of the embedding/head parts."""
+    p = training.precision
+    t = {
+        "layer_fwd": cost.ops_time_s(workload.layer_ops(model, training, plan, "fwd"), device, p),
+        "layer_bwd": cost.ops_time_s(workload.layer_ops(model, training, plan, "bwd"), device, p),
+        "layer_rec": cost.ops_time_s(workload.layer_ops(model, training, plan, "recompute"),
+                                     device, p),
+        "emb_fwd": cost.ops_time_s(workload.embedding_ops(model, training, plan, "fwd"), device, p),
+        "emb_bwd": cost.ops_time_s(workload.embedding_ops(model, training, plan, "bwd"), device, p),
+        "head_fwd": cost.ops_time_s(workload.head_ops(model, training, plan, "fwd"), device, p),
+        "head_bwd": cost.ops_time_s(workload.head_ops(model, training, plan, "bwd"), device, p),
+    }
+    return t
+
+
+def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec,
+                topology, stage: int, speed: float = 1.0) -> StageCost:
+    """Durations for ``stage``; ``speed`` < 1 slows its compute (a straggler)."""
+    act_b = PRECISION_BYTES[training.precision if training.precision != "fp8" else "bf16"]
+    b, s, h = plan.micro_batch, model.seq_len, model.hidden
+    t = _op_times(model, training, plan, device)
+    tp, sp = plan.tp, plan.sequence_parallel
+    full_act = b * s * h * act_b                       # the b s h activation, bytes
+    tp_groups = _groups_tp(plan, stage) if tp > 1 else []
+    if tp > 1 and sp:
+        per_collective = (_coll(topology, "all_gather", tp_groups, full_act, plan)
+                          + _coll(topology, "reduce_scatter", tp_groups, full_act, plan))
+    elif tp > 1:
+        per_collective = _coll(topology, "all_reduce", tp_groups, full_act, plan)
+    else:
+        per_collective = 0.0
+    layer_tp_fwd = 2 * per_collective
+    layer_tp_bwd = 2 * per_collective + (layer_tp_fwd if plan.recompute == "full" else 0.0)
+    emb_tp = per_collective if tp > 1 else 0.0
+    head_tp = (_coll(topology, "all_gather", tp_groups, full_act, plan) if (tp > 1 and sp)
+               else 0.0)
+
+    layer_params = memory.layer_params(model, tp)
+    grad_b = PRECISION_BYTES[training.grad_precision_]
+    param_b = PRECISION_BYTES[training.precision if training.precision != "fp8" else "bf16"]
+    dp_groups = _groups_dp(plan, stage) if plan.dp > 1 else []
+    act_layer = memory.activation_bytes_per_layer(model, training, plan)
+
+    # ZeRO-3: gather each layer's parameters (prefetched under the previous layer's compute)
+    # before forward and backward; reduce-scatter its gradients in backward.
+    z3_ag = z3_rs = 0.0
+    if plan.zero == 3 and plan.dp > 1:
+        z3_ag = _coll(topology, "all_gather", dp_groups, layer_params * param_b, plan)
+        z3_rs = _coll(topology, "reduce_scatter", dp_groups, layer_params * grad_b, plan)
+    layer_fwd = (t["layer_fwd"]) / speed
+    layer_bwd = (t["layer_bwd"] + t["layer_rec"]) / speed
+    z3_fwd_exposed = max(0.0, z3_ag - layer_fwd - layer_tp_fwd)
+    z3_bwd_exposed = max(0.0, z3_ag + z3_rs - layer_bwd - layer_tp_bwd)
+
+    chunks = []
+    last = plan.chunks - 1
+    for local, n_layers in enumerate(plan.chunk_layers(stage)):
+        g = local * plan.pp + stage
+        fwd_c = n_layers * layer_fwd
+        bwd_c = n_layers * layer_bwd
+        fwd_tp = n_layers * layer_tp_fwd
+        bwd_tp = n_layers * layer_tp_bwd
+        grads = n_layers * layer_params * grad_b
+        act = n_layers * act_layer
+        if g == 0:
+            fwd_c += t["emb_fwd"] / speed
+            bwd_c += t["emb_bwd"] / speed
+            fwd_tp += emb_tp
+            grads += memory.embedding_params(model, tp) * grad_b
+            act += memory._embedding_activation_bytes(model, plan)
+        if g == last:
+            fwd_c += t["head_fwd"] / speed
+            bwd_c += t["head_bwd"] / speed
+            fwd_tp += head_tp
+            bwd_tp += head_tp
+            grads += memory.head_params(model, tp, plan.pp) * grad_b
+            act += memory._output_activation_bytes(model, training, plan)
+        chunks.append(ChunkCost(
+            chunk=g, layers=n_layers, fwd_compute_s=fwd_c, fwd_tp_s=fwd_tp,
+            bwd_compute_s=bwd_c, bwd_tp_s=bwd_tp,
+            zero3_fwd_exposed_s=n_layers * z3_fwd_exposed,
+            zero3_bwd_exposed_s=n_layers * z3_bwd_exposed,
+            grad_bytes=grads, activation_bytes=act))
+
+    # Pipeline point-to-point of one micro-batch's activation (or its gradient).
+    pp_fwd = pp_bwd = 0.0
+    if plan.pp > 1:
+        nxt = (stage + 1) % plan.pp
+        prv = (stage - 1) % plan.pp
+        split = sp or plan.pp_scatter_gather
+        msg = full_act / tp if (split and tp > 1) else full_act
+        pairs_f = [[plan.device_of(stage, d, r), plan.device_of(nxt, d, r)]
+                   for d in range(plan.dp) for r in range(tp if split else 1)]
+        pairs_b = [[plan.device_of(stage, d, r), plan.device_of(prv, d, r)]
+                   for d in range(plan.dp) for r in range(tp if split else 1)]
+        gather = (_coll(topology, "all_gather", _groups_tp(plan, nxt), full_act, plan)
+                  if (plan.pp_scatter_gather and not sp and tp > 1) else 0.0)
+        pp_fwd = _pairs_time(topology, pairs_f, msg)
+        pp_bwd = _pairs_time(topology, pairs_b, msg)
+        pp_fwd += gather
+        pp_bwd += gather
+
+    # Data-parallel gradient reduction, in buckets, once per step.
+    total_grads = sum(c.grad_bytes for c in chunks)
+    bucket_list: tuple[float, ...] = ()
+    bucket_times: tuple[float, ...] = ()
+    if plan.dp > 1 and plan.zero < 3:
+        kind = "all_reduce" if plan.zero == 0 else "reduce_scatter"
+        bucket_list = buckets(total_grads, plan.dp_bucket_bytes)
+        memo: dict[float, float] = {}
+        for size in bucket_list:
+            if size not in memo:
+                memo[size] = _coll(topology, kind, dp_groups, size, plan)
+        bucket_times = tuple(memo[x] for x in bucket_list)
+
+    tied = 0.0
+    if model.tied_embeddings and plan.pp > 1 and stage in (0, plan.pp - 1):
+        emb_grads = memory.embedding_params(model, tp) * grad_b
+        pairs = [[plan.device_of(0, d, r), plan.device_of(plan.pp - 1, d, r)]
+                 for d in range(plan.dp) for r in range(tp)]
+        tied = _coll(topology, "all_reduce", pairs, emb_grads, plan) if pairs else 0.0
+
+    params_here = memory.stage_params(model, plan, stage)
+    shard = params_here / plan.dp if plan.zero >= 1 else params_here
+    opt = cost.optimizer_step_time_s(shard, training.optimizer, device) / speed
+    post = 0.0
+    if plan.zero in (1, 2) and plan.dp > 1:
+        post = _coll(topology, "all_gather", dp_groups, params_here * param_b, plan)
+    return StageCost(stage=stage, chunks=tuple(chunks), pp_fwd_s=pp_fwd, pp_bwd_s=pp_bwd,
+                     bucket_bytes=bucket_list, bucket_s=bucket_times, tied_embedding_s=tied,
+                     optimizer_s=opt, post_optimizer_s=post)
+
+
+def _pairs_time(topology, pairs: list[list[int]], msg: float) -> float:
+    """All ``pairs`` [src, dst] sending ``msg`` bytes at once, sharing links."""
+    if msg <= 0 or not pairs:
+        return 0.0
+    return collectives.collective_time_s(topology, "send_recv", pairs, msg)
+
+
+def step_costs(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec,
+               topology, speeds: dict[int, float] | None = None,
+               symmetric: bool = True) -> StepCosts:
+    """Task durations for every stage.
+
+    With ``symmetric`` (a fault-free cluster whose stages are translations of each
+    other) the collective times of stage 0 stand for every stage's; otherwise each stage
+    is costed on its own groups. ``speeds`` maps stage -> compute speed factor.
+    """
+    speeds = speeds or {}
+    stages = []
+    for st in range(plan.pp):
+        cost_st = _stage_cost(model, training, plan, device, topology, st,
+                              speeds.get(st, 1.0))
+        stages.append(cost_st)
+    return StepCosts(stages=tuple(stages))

@@ -1,0 +1,693 @@
+"""The cluster as a graph: devices, NICs, switches and host memory, joined by directed links.
+
+``build_topology(cluster)`` turns a validated :class:`~simwall.config.ClusterSpec` (with
+``nodes`` resolved) into a :class:`Topology`: a ``networkx.DiGraph`` whose every directed
+edge carries
+
+- ``bandwidth_bytes_per_s``: capacity in that direction (a link's per-direction bandwidth,
+  scaled by any fault factor),
+- ``latency_s``: this edge's share of the hop latency of its link class,
+- ``link``: the catalog link class name (``NVLink3``, ``IB-HDR`` ...),
+- ``kind``: ``intra`` (device to device or to the node's NVSwitch), ``nic`` (device to
+  its NIC), ``net`` (NIC to leaf switch, or NIC to NIC for an inter-node ring), ``spine``
+  (leaf to spine, aggregated), ``inter`` (chip to chip on a pod-wide torus), ``host``
+  (device to its node's host memory),
+- ``efficiency``: the link class's achievable fraction of bandwidth (for the network model).
+
+Node names (tuples; ``str`` names in parentheses, as written in ``faults.links``):
+``("dev", i)`` (``dev3`` or ``3``), ``("nvsw", node)`` (``nvsw0``), ``("nic", node, k)``
+(``nic0.2``), ``("leaf", rail, j)`` (``leaf2.0``), ``("spine", 0)`` (``spine``),
+``("host", node)`` (``host0``).
+
+Generators live in two registry dicts, ``INTRA_GENERATORS`` and ``INTER_GENERATORS``
+(together ``GENERATORS``), keyed by the topology name a cluster file uses; each is a
+:class:`Generator` (a ``build`` function that adds edges and a ``route`` function that
+gives the structural path between two devices). Adding one is a single edit.
+See docs/hardware.md for the routing and bisection definitions.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import pairwise
+
+import networkx as nx
+
+from .config import ClusterSpec, DeviceSpec, LinkSpec
+from .errors import ConfigError
+from .hardware import resolve_device, resolve_link
+
+__all__ = [
+    "GENERATORS",
+    "INTER_GENERATORS",
+    "INTRA_GENERATORS",
+    "Generator",
+    "Topology",
+    "build_topology",
+    "node_name",
+    "parse_node_name",
+]
+
+Node = tuple
+Edge = tuple[Node, Node]
+
+
+# ---------------------------------------------------------------------------------------
+# Node names
+
+
+_NAME_RE = re.compile(r"^([a-z]*)(\d+(?:\.\d+)*)?$")
+_NAME_ARITY = {"dev": 1, "nvsw": 1, "nic": 2, "leaf": 2, "spine": 1, "host": 1}
+
+
+def node_name(node: Node) -> str:
+    """The string form of a graph node: ``("nic", 0, 2)`` -> ``"nic0.2"``."""
+    if node == ("spine", 0):
+        return "spine"
+    return node[0] + ".".join(str(p) for p in node[1:])
+
+
+def parse_node_name(text: str) -> Node | None:
+    """The graph node a name denotes (``"dev3"``, ``"3"``, ``"nic0.2"``), or None."""
+    m = _NAME_RE.match(text.strip().lower())
+    if not m:
+        return None
+    kind, nums = m.group(1) or "dev", m.group(2)
+    parts = tuple(int(p) for p in nums.split(".")) if nums else ()
+    if kind == "spine" and not parts:
+        parts = (0,)
+    if kind not in _NAME_ARITY or len(parts) != _NAME_ARITY[kind]:
+        return None
+    return (kind, *parts)
+
+
+# ---------------------------------------------------------------------------------------
+# Build context and generator registry
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    """What generators read: sizes and resolved link classes. Units in names."""
+
+    cluster: ClusterSpec
+    source: str
+    nodes: int
+    devices_per_node: int
+    intra_link: LinkSpec
+    inter_link: LinkSpec
+    host_link: LinkSpec
+
+    @property
+    def num_devices(self) -> int:
+        return self.nodes * self.devices_per_node
+
+    @property
+    def rails(self) -> int:
+        """NICs per node that some device uses (device ``i`` uses NIC ``i % nics``)."""
+        return min(self.cluster.inter.nics_per_node, self.devices_per_node)
+
+
+def _add_link(g: nx.DiGraph, u: Node, v: Node, link: LinkSpec, kind: str,
+              latency_s: float, bandwidth_bytes_per_s: float | None = None) -> None:
+    """Add both directions of one full-duplex link (same capacity each way)."""
+    bw = link.bandwidth_bytes_per_s if bandwidth_bytes_per_s is None else bandwidth_bytes_per_s
+    attrs = {"bandwidth_bytes_per_s": bw, "latency_s": latency_s, "link": link.name,
+             "kind": kind, "efficiency": link.efficiency}
+    g.add_edge(u, v, **attrs)
+    g.add_edge(v, u, **attrs)
+
+
+BuildFn = Callable[[nx.DiGraph, _Ctx], None]
+# route(topology, src, dst) -> node path from ("dev", src) to ("dev", dst), or None when
+# this generator cannot connect them (e.g. intra 'none').
+RouteFn = Callable[["Topology", int, int], list | None]
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A topology generator: ``build`` adds nodes and edges, ``route`` gives paths."""
+
+    build: BuildFn
+    route: RouteFn
+    doc: str = ""
+
+
+def _dev(i: int) -> Node:
+    return ("dev", i)
+
+
+def _torus_coords(index: int, dims: tuple[int, ...]) -> tuple[int, ...]:
+    """Row-major coordinates (last dimension fastest) of ``index`` in a ``dims`` grid."""
+    out = []
+    for k in reversed(dims):
+        out.append(index % k)
+        index //= k
+    return tuple(reversed(out))
+
+
+def _torus_index(coords: tuple[int, ...], dims: tuple[int, ...]) -> int:
+    index = 0
+    for c, k in zip(coords, dims):
+        index = index * k + c
+    return index
+
+
+def _torus_edges(dims: tuple[int, ...]):
+    """Each undirected torus link once, as (index a, index b), in a fixed order.
+
+    Same wiring as ``nx.grid_graph(dims, periodic=True)``: +1 neighbour in every dimension
+    with wrap-around; a dimension of size 2 has a single link, size 1 none.
+    """
+    total = math.prod(dims)
+    for a in range(total):
+        ca = _torus_coords(a, dims)
+        for d, k in enumerate(dims):
+            if k == 1 or (k == 2 and ca[d] == 1):
+                continue
+            cb = list(ca)
+            cb[d] = (ca[d] + 1) % k
+            yield a, _torus_index(tuple(cb), dims)
+
+
+def _torus_path(a: int, b: int, dims: tuple[int, ...]) -> list[int]:
+    """Dimension-order route on a torus: fix dimension 0 first, then 1, ...; in each the
+    shorter way round, ties (exactly half way) in the + direction. Deterministic."""
+    cur = list(_torus_coords(a, dims))
+    target = _torus_coords(b, dims)
+    path = [a]
+    for d, k in enumerate(dims):
+        fwd = (target[d] - cur[d]) % k
+        step = 1 if fwd <= k - fwd else -1
+        while cur[d] != target[d]:
+            cur[d] = (cur[d] + step) % k
+            path.append(_torus_index(tuple(cur), dims))
+    return path
+
+
+def _ring_path(a: int, b: int, k: int) -> list[int]:
+    """Shorter way round a ring of ``k`` positions; ties go the + way."""
+    fwd = (b - a) % k
+    step = 1 if fwd <= k - fwd else -1
+    path = [a]
+    while path[-1] != b:
+        path.append((path[-1] + step) % k)
+    return path
+
+
+# ---- intra-node generators -----------------------------------------------------------
+
+
+def _build_nvswitch(g: nx.DiGraph, ctx: _Ctx) -> None:
+    # One switch node per node; each device attaches with its full per-direction NVLink
+    # bandwidth, so any pair's bottleneck is the per-GPU NVLink bandwidth (NVSwitch is
+    # non-blocking). The hop latency is split over the two edges.
+    lat = ctx.intra_link.latency_s / 2
+    for n in range(ctx.nodes):
+        for j in range(ctx.devices_per_node):
+            _add_link(g, _dev(n * ctx.devices_per_node + j), ("nvsw", n), ctx.intra_link,
+                      "intra", lat)
+
+
+def _route_nvswitch(topo: Topology, s: int, t: int) -> list:
+    return [_dev(s), ("nvsw", topo.node_of(s)), _dev(t)]
+
+
+def _build_mesh(g: nx.DiGraph, ctx: _Ctx) -> None:
+    # Fully connected: one direct link per device pair (e.g. MI300X's 7 xGMI links).
+    D = ctx.devices_per_node
+    for n in range(ctx.nodes):
+        for a in range(D):
+            for b in range(a + 1, D):
+                _add_link(g, _dev(n * D + a), _dev(n * D + b), ctx.intra_link, "intra",
+                          ctx.intra_link.latency_s)
+
+
+def _route_mesh(topo: Topology, s: int, t: int) -> list:
+    return [_dev(s), _dev(t)]
+
+
+def _build_ring(g: nx.DiGraph, ctx: _Ctx) -> None:
+    D = ctx.devices_per_node
+    for n in range(ctx.nodes):
+        for a in range(D if D > 2 else D - 1):
+            _add_link(g, _dev(n * D + a), _dev(n * D + (a + 1) % D), ctx.intra_link,
+                      "intra", ctx.intra_link.latency_s)
+
+
+def _route_ring(topo: Topology, s: int, t: int) -> list:
+    D, base = topo.devices_per_node, topo.node_of(s) * topo.devices_per_node
+    return [_dev(base + j) for j in _ring_path(s - base, t - base, D)]
+
+
+def _intra_dims(ctx: _Ctx) -> tuple[int, ...]:
+    dims = ctx.cluster.intra.dims
+    if dims is None:
+        raise ConfigError(ctx.source, "intra.dims",
+                          f"required for intra.topology 'torus' (a list whose product is "
+                          f"devices_per_node = {ctx.devices_per_node})")
+    if math.prod(dims) != ctx.devices_per_node:
+        raise ConfigError(ctx.source, "intra.dims",
+                          f"product must equal devices_per_node ({ctx.devices_per_node}), "
+                          f"got {list(dims)} (product {math.prod(dims)})")
+    return tuple(dims)
+
+
+def _build_intra_torus(g: nx.DiGraph, ctx: _Ctx) -> None:
+    dims = _intra_dims(ctx)
+    D = ctx.devices_per_node
+    for n in range(ctx.nodes):
+        for a, b in _torus_edges(dims):
+            _add_link(g, _dev(n * D + a), _dev(n * D + b), ctx.intra_link, "intra",
+                      ctx.intra_link.latency_s)
+
+
+def _route_intra_torus(topo: Topology, s: int, t: int) -> list:
+    dims = tuple(topo.cluster.intra.dims)
+    base = topo.node_of(s) * topo.devices_per_node
+    return [_dev(base + j) for j in _torus_path(s - base, t - base, dims)]
+
+
+def _build_none(g: nx.DiGraph, ctx: _Ctx) -> None:
+    return None
+
+
+def _route_none(topo: Topology, s: int, t: int) -> None:
+    return None
+
+
+INTRA_GENERATORS: dict[str, Generator] = {
+    "nvswitch": Generator(_build_nvswitch, _route_nvswitch,
+                          "all devices of a node on one non-blocking NVSwitch"),
+    "mesh": Generator(_build_mesh, _route_mesh, "a direct link between every device pair"),
+    "ring": Generator(_build_ring, _route_ring, "devices of a node in a bidirectional ring"),
+    "torus": Generator(_build_intra_torus, _route_intra_torus,
+                       "devices of a node on a torus of shape intra.dims"),
+    "none": Generator(_build_none, _route_none, "no direct device links inside a node"),
+}
+
+
+# ---- inter-node generators -----------------------------------------------------------
+
+
+def _build_nics(g: nx.DiGraph, ctx: _Ctx) -> None:
+    # Each device uses NIC (local index % nics_per_node). The NIC is attached to its device
+    # directly with the NIC's bandwidth (DGX boxes put a PCIe switch between GPU and NIC;
+    # with GPUDirect RDMA the NIC port, not that PCIe hop, is the bottleneck: PCIe4 x16
+    # 31.5 GB/s > HDR 25 GB/s, PCIe5 x16 63 GB/s > NDR 50 GB/s). Latency is carried by the
+    # NIC-to-network edges.
+    D = ctx.devices_per_node
+    for n in range(ctx.nodes):
+        for j in range(D):
+            _add_link(g, _dev(n * D + j), ("nic", n, j % ctx.rails), ctx.inter_link, "nic", 0.0)
+
+
+def _fat_tree_layout(ctx: _Ctx) -> tuple[int, bool]:
+    """(nodes per leaf, rail optimised). Leaf ports split radix * o / (1 + o) down."""
+    inter = ctx.cluster.inter
+    o = inter.oversubscription
+    down_ports = max(1, int(inter.switch_radix * o / (1 + o)))
+    if inter.rail_optimized:
+        return down_ports, True
+    return max(1, down_ports // ctx.rails), False
+
+
+def _leaf_of(ctx: _Ctx, node: int, rail: int, layout: tuple[int, bool]) -> Node:
+    per_leaf, rail_opt = layout
+    return ("leaf", rail if rail_opt else 0, node // per_leaf)
+
+
+def _build_fat_tree(g: nx.DiGraph, ctx: _Ctx) -> None:
+    # Two-level leaf/spine tree. Rail-optimised (NVIDIA DGX SuperPOD reference
+    # architecture; Selene in Narayanan et al. 2021): NIC k of every node goes to a leaf of
+    # rail k. Otherwise all NICs of a node go to one leaf. The spine level is modelled as
+    # one non-blocking switch; each leaf's uplinks are aggregated into one edge whose
+    # capacity is (leaf downlink bandwidth in use) / oversubscription.
+    _build_nics(g, ctx)
+    layout = _fat_tree_layout(ctx)
+    half_lat = ctx.inter_link.latency_s / 2
+    down_bw: dict[Node, float] = {}
+    for n in range(ctx.nodes):
+        for k in range(ctx.rails):
+            leaf = _leaf_of(ctx, n, k, layout)
+            _add_link(g, ("nic", n, k), leaf, ctx.inter_link, "net", half_lat)
+            down_bw[leaf] = down_bw.get(leaf, 0.0) + ctx.inter_link.bandwidth_bytes_per_s
+    if len(down_bw) > 1:
+        o = ctx.cluster.inter.oversubscription
+        for leaf, bw in down_bw.items():  # insertion order: deterministic
+            _add_link(g, leaf, ("spine", 0), ctx.inter_link, "spine", 0.0, bw / o)
+
+
+def _net_path(topo: Topology, a: int, b: int, rail_a: int, rail_b: int,
+              hop: Callable[[Node, Node], list]) -> list:
+    """dev a -> its NIC -> ... -> NIC of b -> dev b; ``hop`` fills in NIC to NIC."""
+    nic_a = ("nic", topo.node_of(a), rail_a)
+    nic_b = ("nic", topo.node_of(b), rail_b)
+    if nic_a == nic_b:
+        return [_dev(a), nic_a, _dev(b)]
+    return [_dev(a)] + hop(nic_a, nic_b) + [_dev(b)]
+
+
+def _pxn_route(topo: Topology, s: int, t: int, hop: Callable[[Node, Node], list],
+               rail_match: bool = True) -> list:
+    """Cross-node route with rail matching (NCCL PXN, NCCL 2.12+): if the destination's
+    rail differs from the source's, first move over the intra-node fabric to the source
+    node's device on the destination's rail, then cross the network on that rail.
+    Without ``rail_match`` (or without an intra fabric) the source's own NIC is used."""
+    rails = topo.rails
+    ks, kt = topo.local_index(s) % rails, topo.local_index(t) % rails
+    same_node = topo.node_of(s) == topo.node_of(t)
+    if (rail_match and ks != kt and not same_node
+            and topo.cluster.intra.topology != "none"):
+        relay = topo.node_of(s) * topo.devices_per_node + kt
+        first = topo.intra_route(s, relay) if relay != s else [_dev(s)]
+        if first is not None:
+            return first[:-1] + _net_path(topo, relay, t, kt, kt, hop)
+    return _net_path(topo, s, t, ks, kt, hop)
+
+
+def _route_fat_tree(topo: Topology, s: int, t: int) -> list:
+    layout = _fat_tree_layout(topo._ctx)
+
+    def hop(nic_a: Node, nic_b: Node) -> list:
+        la = _leaf_of(topo._ctx, nic_a[1], nic_a[2], layout)
+        lb = _leaf_of(topo._ctx, nic_b[1], nic_b[2], layout)
+        return [nic_a, la] + ([] if la == lb else [("spine", 0), lb]) + [nic_b]
+
+    return _pxn_route(topo, s, t, hop, rail_match=topo.cluster.inter.rail_optimized)
+
+
+def _build_inter_ring(g: nx.DiGraph, ctx: _Ctx) -> None:
+    # Nodes in a ring per rail: NIC k of node n links to NIC k of node n + 1.
+    _build_nics(g, ctx)
+    N = ctx.nodes
+    for n in range(N if N > 2 else N - 1):
+        for k in range(ctx.rails):
+            _add_link(g, ("nic", n, k), ("nic", (n + 1) % N, k), ctx.inter_link, "net",
+                      ctx.inter_link.latency_s)
+
+
+def _route_inter_ring(topo: Topology, s: int, t: int) -> list | None:
+    def hop(nic_a: Node, nic_b: Node) -> list:
+        if nic_a[2] != nic_b[2]:
+            raise _NoStructuralRoute
+        return [("nic", n, nic_a[2]) for n in _ring_path(nic_a[1], nic_b[1], topo.nodes_count)]
+
+    try:
+        return _pxn_route(topo, s, t, hop)
+    except _NoStructuralRoute:
+        return None
+
+
+class _NoStructuralRoute(Exception):
+    """Internal: the structural router has no path; the generic fallback takes over."""
+
+
+def _inter_dims(ctx: _Ctx) -> tuple[int, ...]:
+    dims = ctx.cluster.inter.dims
+    if ctx.cluster.intra.topology != "none":
+        raise ConfigError(ctx.source, "intra.topology",
+                          f"must be 'none' when inter.topology is 'torus' (the torus joins "
+                          f"every chip), got {ctx.cluster.intra.topology!r}")
+    if dims is None:
+        raise ConfigError(ctx.source, "inter.dims",
+                          f"required for inter.topology 'torus' (a list whose product is the "
+                          f"device count, {ctx.num_devices})")
+    if math.prod(dims) != ctx.num_devices:
+        raise ConfigError(ctx.source, "inter.dims",
+                          f"product must equal the device count nodes x devices_per_node = "
+                          f"{ctx.nodes} x {ctx.devices_per_node} = {ctx.num_devices}, got "
+                          f"{list(dims)} (product {math.prod(dims)})")
+    return tuple(dims)
+
+
+def _build_inter_torus(g: nx.DiGraph, ctx: _Ctx) -> None:
+    # TPU pods: every chip on one torus (Jouppi et al. 2023), chip i at the row-major
+    # coordinates of i; one ICI link per neighbour pair.
+    dims = _inter_dims(ctx)
+    for a, b in _torus_edges(dims):
+        _add_link(g, _dev(a), _dev(b), ctx.inter_link, "inter", ctx.inter_link.latency_s)
+
+
+def _route_inter_torus(topo: Topology, s: int, t: int) -> list:
+    return [_dev(i) for i in _torus_path(s, t, tuple(topo.cluster.inter.dims))]
+
+
+def _build_inter_none(g: nx.DiGraph, ctx: _Ctx) -> None:
+    if ctx.nodes > 1:
+        raise ConfigError(ctx.source, "inter.topology",
+                          f"'none' joins no nodes; it needs nodes: 1, got {ctx.nodes}")
+
+
+INTER_GENERATORS: dict[str, Generator] = {
+    "fat_tree": Generator(_build_fat_tree, _route_fat_tree,
+                          "two-level leaf/spine tree, optionally rail-optimised"),
+    "ring": Generator(_build_inter_ring, _route_inter_ring, "nodes in a ring per rail"),
+    "torus": Generator(_build_inter_torus, _route_inter_torus,
+                       "every chip on one torus of shape inter.dims"),
+    "none": Generator(_build_inter_none, _route_none, "a single node"),
+}
+
+#: Both registries, by level: ``GENERATORS["intra"]["nvswitch"]``.
+GENERATORS: dict[str, dict[str, Generator]] = {"intra": INTRA_GENERATORS,
+                                               "inter": INTER_GENERATORS}
+
+
+# ---------------------------------------------------------------------------------------
+# Topology
+
+
+class Topology:
+    """A built cluster graph with deterministic, cached routes. Units in method names."""
+
+    def __init__(self, cluster: ClusterSpec, device: DeviceSpec, graph: nx.DiGraph,
+                 ctx: _Ctx) -> None:
+        self.cluster = cluster
+        self.device = device
+        self.graph = graph
+        self._ctx = ctx
+        self._routes: dict[tuple[int, int], tuple[Edge, ...]] = {}
+        self._bisection: float | None = None
+        self._fallback_graph: nx.DiGraph | None = None
+
+    # -- sizes -----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.cluster.name
+
+    @property
+    def num_devices(self) -> int:
+        return self._ctx.num_devices
+
+    @property
+    def nodes_count(self) -> int:
+        return self._ctx.nodes
+
+    @property
+    def devices_per_node(self) -> int:
+        return self._ctx.devices_per_node
+
+    @property
+    def rails(self) -> int:
+        return self._ctx.rails
+
+    def node_of(self, i: int) -> int:
+        """Node index of device ``i``."""
+        return i // self._ctx.devices_per_node
+
+    def local_index(self, i: int) -> int:
+        """Index of device ``i`` inside its node."""
+        return i % self._ctx.devices_per_node
+
+    def host_edge(self, i: int) -> Edge:
+        """The edge from device ``i`` to its node's host memory (for offload)."""
+        return (_dev(i), ("host", self.node_of(i)))
+
+    # -- routes ----------------------------------------------------------------------------
+    def intra_route(self, s: int, t: int) -> list | None:
+        """Structural node path inside one node, or None if the intra fabric has none."""
+        return INTRA_GENERATORS[self.cluster.intra.topology].route(self, s, t)
+
+    def _check_device(self, i: int) -> None:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) \
+                or not 0 <= i < self.num_devices:
+            raise ValueError(f"device index must be in 0..{self.num_devices - 1}, got {i!r}")
+
+    def route(self, src: int, dst: int) -> tuple[Edge, ...]:
+        """Directed edges from device ``src`` to device ``dst`` (empty when equal).
+
+        Structural and deterministic (see docs/hardware.md): inside a node over the intra
+        fabric; across nodes device -> NIC -> leaf -> (spine) -> leaf -> NIC -> device, with
+        rail matching over the intra fabric first (PXN). If a failed link lies on that
+        path, the shortest path (fewest hops, networkx BFS in insertion order) is used.
+        Host memory nodes are never on a route.
+        """
+        key = (src, dst)
+        cached = self._routes.get(key)
+        if cached is not None:
+            return cached
+        self._check_device(src)
+        self._check_device(dst)
+        src, dst = int(src), int(dst)
+        if src == dst:
+            return ()
+        path = None
+        if self.node_of(src) == self.node_of(dst):
+            path = self.intra_route(src, dst)
+        if path is None:
+            path = INTER_GENERATORS[self.cluster.inter.topology].route(self, src, dst)
+        edges = tuple(pairwise(path)) if path else ()
+        if not edges or any(not self.graph.has_edge(u, v) for u, v in edges):
+            nodes = nx.shortest_path(self._routing_graph(), _dev(src), _dev(dst))
+            edges = tuple(pairwise(nodes))
+        self._routes[key] = edges
+        return edges
+
+    def _routing_graph(self) -> nx.DiGraph:
+        if self._fallback_graph is None:
+            self._fallback_graph = self.graph.subgraph(
+                [n for n in self.graph.nodes if n[0] != "host"])
+        return self._fallback_graph
+
+    def capacity(self, edge: Edge) -> float:
+        """Capacity of a directed edge in bytes/s."""
+        return self.graph.edges[edge]["bandwidth_bytes_per_s"]
+
+    def route_bandwidth_bytes_per_s(self, src: int, dst: int) -> float:
+        """Bottleneck capacity along ``route(src, dst)``; ``inf`` when src == dst."""
+        edges = self.route(src, dst)
+        return min((self.capacity(e) for e in edges), default=math.inf)
+
+    def route_latency_s(self, src: int, dst: int) -> float:
+        """Sum of edge latencies along ``route(src, dst)``."""
+        return sum(self.graph.edges[e]["latency_s"] for e in self.route(src, dst))
+
+    # -- whole-graph figures ---------------------------------------------------------------
+    def bisection_bandwidth_bytes_per_s(self) -> float:
+        """Max flow, one direction, from devices ``0 .. n/2 - 1`` to ``n/2 .. n - 1``.
+
+        Equal to the minimum cut separating the two index halves (edges counted once, in
+        the A -> B direction; the B -> A figure is the same as every link is symmetric).
+        Host memory nodes are excluded. 0.0 with fewer than two devices.
+        """
+        if self._bisection is None:
+            n = self.num_devices
+            if n < 2:
+                self._bisection = 0.0
+            else:
+                g = nx.DiGraph(self._routing_graph())
+                src, dst = ("_src",), ("_dst",)
+                for i in range(n):  # edges without capacity count as infinite
+                    if i < n // 2:
+                        g.add_edge(src, _dev(i))
+                    else:
+                        g.add_edge(_dev(i), dst)
+                self._bisection = float(nx.maximum_flow_value(
+                    g, src, dst, capacity="bandwidth_bytes_per_s"))
+        return self._bisection
+
+    def describe(self) -> dict:
+        """Plain-data summary: sizes, link classes (undirected counts), bisection."""
+        groups: dict[tuple[str, str], list[float]] = {}
+        for u, v, data in self.graph.edges(data=True):
+            if (v, u) < (u, v) and self.graph.has_edge(v, u):
+                continue  # count each full-duplex link once
+            groups.setdefault((data["kind"], data["link"]), []).append(
+                data["bandwidth_bytes_per_s"])
+        links = [{"kind": kind, "link": link, "count": len(bws),
+                  "bandwidth_bytes_per_s": min(bws),
+                  "total_bandwidth_bytes_per_s": sum(bws)}
+                 for (kind, link), bws in sorted(groups.items())]
+        return {
+            "name": self.name,
+            "device": self.device.name,
+            "devices": self.num_devices,
+            "nodes": self.nodes_count,
+            "devices_per_node": self.devices_per_node,
+            "intra": self.cluster.intra.topology,
+            "inter": self.cluster.inter.topology,
+            "links": links,
+            "faults": len(self.cluster.faults.links),
+            "bisection_bandwidth_bytes_per_s": self.bisection_bandwidth_bytes_per_s(),
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# Building
+
+
+def _apply_faults(g: nx.DiGraph, cluster: ClusterSpec, source: str) -> None:
+    """Scale (or, with factor 0, remove) both directions of each listed link."""
+    for idx, fault in enumerate(cluster.faults.links):
+        key = f"faults.links[{idx}].between"
+        ends = []
+        for text in fault.between:
+            node = parse_node_name(text)
+            if node is None or node not in g:
+                raise ConfigError(source, key,
+                                  f"unknown graph node {text!r} (expected e.g. 'dev3' or '3', "
+                                  f"'nic0.2', 'nvsw0', 'leaf1.0', 'spine', 'host0')")
+            ends.append(node)
+        u, v = ends
+        if not g.has_edge(u, v):
+            near = ", ".join(node_name(w) for w in list(g.successors(u))[:8])
+            raise ConfigError(source, key,
+                              f"no link between {node_name(u)} and {node_name(v)} "
+                              f"({node_name(u)} links to: {near or 'nothing'})")
+        for a, b in ((u, v), (v, u)):
+            if fault.bandwidth_factor == 0:
+                g.remove_edge(a, b)
+            else:
+                g.edges[a, b]["bandwidth_bytes_per_s"] *= fault.bandwidth_factor
+
+
+def _check_connected(g: nx.DiGraph, ctx: _Ctx) -> None:
+    devices = [n for n in g.nodes if n[0] != "host"]
+    view = g.subgraph(devices).to_undirected(as_view=True)
+    reached = nx.node_connected_component(view, _dev(0))
+    cut = [i for i in range(ctx.num_devices) if _dev(i) not in reached]
+    if not cut:
+        return
+    shown = ", ".join(f"dev{i}" for i in cut[:8]) + (" ..." if len(cut) > 8 else "")
+    if any(f.bandwidth_factor == 0 for f in ctx.cluster.faults.links):
+        raise ConfigError(ctx.source, "faults.links",
+                          f"the failed links disconnect the cluster: {shown} cannot reach dev0")
+    raise ConfigError(ctx.source, "inter.topology",
+                      f"intra {ctx.cluster.intra.topology!r} with inter "
+                      f"{ctx.cluster.inter.topology!r} leaves {shown} unreachable from dev0")
+
+
+def build_topology(cluster: ClusterSpec) -> Topology:
+    """Build the graph of ``cluster`` (``nodes`` must already be an int).
+
+    Raises
+    ------
+    ConfigError
+        ``nodes`` still 'auto'; torus dims that do not match the device count; unknown
+        catalog names; a fault naming a missing link; a cluster that is disconnected.
+    """
+    source = cluster.file
+    if not isinstance(cluster.nodes, int):
+        raise ConfigError(source, "nodes",
+                          f"must be resolved to a number before building the topology "
+                          f"(simwall.plan.resolve sizes it), got {cluster.nodes!r}")
+    device = resolve_device(cluster.device, "device", source)
+    ctx = _Ctx(cluster=cluster, source=source, nodes=cluster.nodes,
+               devices_per_node=cluster.devices_per_node,
+               intra_link=resolve_link(cluster.intra.link, "intra.link", source),
+               inter_link=resolve_link(cluster.inter.link, "inter.link", source),
+               host_link=resolve_link(cluster.host.link, "host.link", source))
+    g = nx.DiGraph()
+    # Devices first, so node order (and so fallback routing) is fixed by index.
+    g.add_nodes_from(_dev(i) for i in range(ctx.num_devices))
+    INTRA_GENERATORS[cluster.intra.topology].build(g, ctx)
+    INTER_GENERATORS[cluster.inter.topology].build(g, ctx)
+    for i in range(ctx.num_devices):
+        _add_link(g, _dev(i), ("host", i // ctx.devices_per_node), ctx.host_link, "host",
+                  ctx.host_link.latency_s)
+    _apply_faults(g, cluster, source)
+    _check_connected(g, ctx)
+    return Topology(cluster, device, g, ctx)
