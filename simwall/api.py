@@ -13,7 +13,7 @@ from typing import Any
 from . import memory, workload as workload_mod
 from .config import (ClusterSpec, Workload, apply_overrides, load_cluster, load_workload,
                      split_overrides, validate)
-from .engine import bucket_ready_times, run_pipeline, scaled
+from .engine import bucket_ready_times, dp_stream, run_pipeline, scaled
 from .hardware import resolve_device
 from .plan import Plan, resolve
 from .report import StepResult, chrome_trace
@@ -105,9 +105,11 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
     per_device = per_device or bool(speeds)
     replicas = plan.dp if per_device else 1
 
+    symmetric = not per_device and not prep.cluster.faults.links
     base: dict[int, StageCost] = {}
     for stage in range(plan.pp):
-        base[stage] = _stage_cost(model, training, plan, prep.device, prep.topology, stage)
+        base[stage] = _stage_cost(model, training, plan, prep.device, prep.topology, stage,
+                                  symmetric=symmetric)
     costs: dict[tuple[int, int], StageCost] = {}
     for stage in range(plan.pp):
         for r in range(replicas):
@@ -130,13 +132,11 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
                                     plan.dp_overlap)
             ready = rr if ready is None else [max(a, b) for a, b in zip(ready, rr)]
         end = 0.0
-        for i, dur in enumerate(sc.bucket_s):
-            start = max(ready[i], end)
-            end = start + dur
-            if trace and dur > 0:
+        for i, (start, end) in enumerate(dp_stream(ready or [], sc.bucket_s)):
+            if trace and end > start:
                 trace_events.append({"name": f"dp bucket {i}", "ph": "X", "ts": start * 1e6,
-                                     "dur": dur * 1e6, "pid": stage * replicas, "tid": 4,
-                                     "cat": "dp"})
+                                     "dur": (end - start) * 1e6, "pid": stage * replicas,
+                                     "tid": 4, "cat": "dp"})
         dp_end[stage] = max(end, compute_end[stage])
     # Tied embedding gradients: all-reduce between first and last stage after their DP.
     tied_end = 0.0

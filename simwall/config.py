@@ -302,6 +302,8 @@ class EfficiencySpec(Strict):
     gemm_half_flop: NonNegFloat = 0.0
     memory_bw: Fraction = 0.8
     launch_s: NonNegFloat = 0.0
+    sm_count: NonNegInt = 0  # compute units a GEMM's tiles spread over (wave quantisation); 0: off
+    gemm_tile: NonNegInt = 0  # GEMM output tile edge in elements (tile quantisation); 0: off
 
 
 class DeviceSpec(Strict):
@@ -314,6 +316,14 @@ class DeviceSpec(Strict):
     memory_bandwidth_bytes_per_s: PosFloat = Field(alias="memory_bandwidth")
     efficiency: EfficiencySpec = EfficiencySpec()
     source: str = ""
+
+    _hash: int | None = PrivateAttr(default=None)
+
+    def __hash__(self) -> int:
+        # Hashable (for memoised cost functions) although ``peak_flops`` is a dict.
+        if self._hash is None:
+            self._hash = hash(self.model_dump_json())
+        return self._hash
 
     def peak(self, precision: str) -> float:
         """Peak dense FLOP/s for ``precision``, falling back to the nearest wider type."""

@@ -27,7 +27,8 @@ from .plan import Plan
 from .schedules import tasks_for
 from .stepcost import ChunkCost, StageCost
 
-__all__ = ["EngineRun", "StageStats", "run_pipeline", "scaled"]
+__all__ = ["EngineRun", "StageStats", "run_pipeline", "scaled", "bucket_ready_times",
+           "dp_stream"]
 
 
 @dataclass
@@ -213,3 +214,16 @@ def bucket_ready_times(segments: list[tuple[float, float, float]],
         frac = (target - before) / b if b > 0 else 1.0
         ready.append(s0 + min(1.0, max(0.0, frac)) * (s1 - s0))
     return ready
+
+
+def dp_stream(ready_s: list[float], bucket_s: tuple[float, ...]) -> list[tuple[float, float]]:
+    """(start, end) of each bucket's reduction on the DP stream: a bucket starts when it
+    is ready and the previous one is done (one collective at a time, FIFO, as NCCL runs
+    them on one communicator stream)."""
+    out = []
+    end = 0.0
+    for ready, dur in zip(ready_s, bucket_s):
+        start = max(ready, end)
+        end = start + dur
+        out.append((start, end))
+    return out

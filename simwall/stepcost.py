@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from . import collectives, cost, memory, workload
+from . import collectives, cost, memory, offload, workload
 from .config import PRECISION_BYTES, DeviceSpec, ModelSpec, TrainingSpec
 from .plan import Plan
 
@@ -97,10 +97,26 @@ def _groups_dp(plan: Plan, stage: int) -> list[list[int]]:
     return [[plan.device_of(stage, d, t) for d in range(plan.dp)] for t in range(plan.tp)]
 
 
-def _coll(topology, kind: str, groups: list[list[int]], bytes_: float, plan: Plan) -> float:
+def _coll(topology, kind: str, groups: list[list[int]], bytes_: float, plan: Plan,
+          symmetric: bool = False) -> float:
+    """Time of ``kind`` run by all ``groups`` at once (max-min shared links).
+
+    ``symmetric``: the groups are alike up to translation, so only the first one and the
+    groups that share a node with it (and so can share its NVLink ports and NICs) are
+    put on the network, with the algorithm chosen once for the first. On fat-trees with
+    oversubscription, contention on leaf uplinks from groups in other nodes is then not
+    seen; per-device runs (``symmetric=False``) put every group on the network.
+    """
     if bytes_ <= 0 or not groups or len(groups[0]) < 2:
         return 0.0
-    return collectives.collective_time_s(topology, kind, groups, bytes_, plan.collective)
+    algorithm = plan.collective
+    if symmetric:
+        rep = groups[0]
+        if algorithm == "auto":
+            algorithm = collectives.choose_algorithm(kind, rep, bytes_, topology)
+        nodes = {topology.node_of(d) for d in rep}
+        groups = [g for g in groups if any(topology.node_of(d) in nodes for d in g)]
+    return collectives.collective_time_s(topology, kind, groups, bytes_, algorithm)
 
 
 @lru_cache(maxsize=4096)
@@ -122,39 +138,53 @@ def _op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Devi
 
 
 def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec,
-                topology, stage: int, speed: float = 1.0) -> StageCost:
-    """Durations for ``stage``; ``speed`` < 1 slows its compute (a straggler)."""
+                topology, stage: int, speed: float = 1.0, symmetric: bool = False
+                ) -> StageCost:
+    """Durations for ``stage``; ``speed`` < 1 slows its compute (a straggler).
+
+    ``symmetric``: the cluster is fault-free and its stages are translations of each
+    other, so stage 0's groups (and the 0 -> 1 pipeline boundary) stand for every
+    stage's; see :func:`_coll`.
+    """
+    sym = symmetric
+    gstage = 0 if sym else stage
     act_b = PRECISION_BYTES[training.precision if training.precision != "fp8" else "bf16"]
     b, s, h = plan.micro_batch, model.seq_len, model.hidden
     t = _op_times(model, training, plan, device)
     tp, sp = plan.tp, plan.sequence_parallel
     full_act = b * s * h * act_b                       # the b s h activation, bytes
-    tp_groups = _groups_tp(plan, stage) if tp > 1 else []
+    tp_groups = _groups_tp(plan, gstage) if tp > 1 else []
     if tp > 1 and sp:
-        per_collective = (_coll(topology, "all_gather", tp_groups, full_act, plan)
-                          + _coll(topology, "reduce_scatter", tp_groups, full_act, plan))
+        per_collective = (_coll(topology, "all_gather", tp_groups, full_act, plan, sym)
+                          + _coll(topology, "reduce_scatter", tp_groups, full_act, plan, sym))
     elif tp > 1:
-        per_collective = _coll(topology, "all_reduce", tp_groups, full_act, plan)
+        per_collective = _coll(topology, "all_reduce", tp_groups, full_act, plan, sym)
     else:
         per_collective = 0.0
     layer_tp_fwd = 2 * per_collective
     layer_tp_bwd = 2 * per_collective + (layer_tp_fwd if plan.recompute == "full" else 0.0)
     emb_tp = per_collective if tp > 1 else 0.0
-    head_tp = (_coll(topology, "all_gather", tp_groups, full_act, plan) if (tp > 1 and sp)
+    head_tp = (_coll(topology, "all_gather", tp_groups, full_act, plan, sym) if (tp > 1 and sp)
                else 0.0)
 
     layer_params = memory.layer_params(model, tp)
     grad_b = PRECISION_BYTES[training.grad_precision_]
     param_b = PRECISION_BYTES[training.precision if training.precision != "fp8" else "bf16"]
-    dp_groups = _groups_dp(plan, stage) if plan.dp > 1 else []
+    dp_groups = _groups_dp(plan, gstage) if plan.dp > 1 else []
     act_layer = memory.activation_bytes_per_layer(model, training, plan)
 
     # ZeRO-3: gather each layer's parameters (prefetched under the previous layer's compute)
     # before forward and backward; reduce-scatter its gradients in backward.
     z3_ag = z3_rs = 0.0
     if plan.zero == 3 and plan.dp > 1:
-        z3_ag = _coll(topology, "all_gather", dp_groups, layer_params * param_b, plan)
-        z3_rs = _coll(topology, "reduce_scatter", dp_groups, layer_params * grad_b, plan)
+        z3_ag = _coll(topology, "all_gather", dp_groups, layer_params * param_b, plan, sym)
+        z3_rs = _coll(topology, "reduce_scatter", dp_groups, layer_params * grad_b, plan, sym)
+    # --- offload (issue 6, simwall.offload): ZeRO-Infinity keeps the 16-bit weights in
+    # host memory and fetches each layer over PCIe before its forward and its backward,
+    # prefetched one layer ahead like ZeRO-3's gather (so only the excess is exposed).
+    if plan.offload == "optimizer+params":
+        z3_ag += offload.layer_fetch_s(topology, training, plan, stage, layer_params)
+    # --- end offload
     layer_fwd = (t["layer_fwd"]) / speed
     layer_bwd = (t["layer_bwd"] + t["layer_rec"]) / speed
     z3_fwd_exposed = max(0.0, z3_ag - layer_fwd - layer_tp_fwd)
@@ -193,18 +223,20 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     # Pipeline point-to-point of one micro-batch's activation (or its gradient).
     pp_fwd = pp_bwd = 0.0
     if plan.pp > 1:
-        nxt = (stage + 1) % plan.pp
-        prv = (stage - 1) % plan.pp
+        src = gstage
+        nxt = (src + 1) % plan.pp
+        prv = (src - 1) % plan.pp if not sym else (src + 1) % plan.pp
         split = sp or plan.pp_scatter_gather
         msg = full_act / tp if (split and tp > 1) else full_act
-        pairs_f = [[plan.device_of(stage, d, r), plan.device_of(nxt, d, r)]
+        pairs_f = [[plan.device_of(src, d, r), plan.device_of(nxt, d, r)]
                    for d in range(plan.dp) for r in range(tp if split else 1)]
-        pairs_b = [[plan.device_of(stage, d, r), plan.device_of(prv, d, r)]
+        pairs_b = [[plan.device_of(prv, d, r), plan.device_of(src, d, r)] if sym else
+                   [plan.device_of(src, d, r), plan.device_of(prv, d, r)]
                    for d in range(plan.dp) for r in range(tp if split else 1)]
-        gather = (_coll(topology, "all_gather", _groups_tp(plan, nxt), full_act, plan)
+        gather = (_coll(topology, "all_gather", _groups_tp(plan, nxt), full_act, plan, sym)
                   if (plan.pp_scatter_gather and not sp and tp > 1) else 0.0)
-        pp_fwd = _pairs_time(topology, pairs_f, msg)
-        pp_bwd = _pairs_time(topology, pairs_b, msg)
+        pp_fwd = _pairs_time(topology, pairs_f, msg, plan, sym)
+        pp_bwd = _pairs_time(topology, pairs_b, msg, plan, sym)
         pp_fwd += gather
         pp_bwd += gather
 
@@ -218,7 +250,7 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
         memo: dict[float, float] = {}
         for size in bucket_list:
             if size not in memo:
-                memo[size] = _coll(topology, kind, dp_groups, size, plan)
+                memo[size] = _coll(topology, kind, dp_groups, size, plan, sym)
         bucket_times = tuple(memo[x] for x in bucket_list)
 
     tied = 0.0
@@ -226,24 +258,31 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
         emb_grads = memory.embedding_params(model, tp) * grad_b
         pairs = [[plan.device_of(0, d, r), plan.device_of(plan.pp - 1, d, r)]
                  for d in range(plan.dp) for r in range(tp)]
-        tied = _coll(topology, "all_reduce", pairs, emb_grads, plan) if pairs else 0.0
+        tied = _coll(topology, "all_reduce", pairs, emb_grads, plan, sym) if pairs else 0.0
 
     params_here = memory.stage_params(model, plan, stage)
     shard = params_here / plan.dp if plan.zero >= 1 else params_here
     opt = cost.optimizer_step_time_s(shard, training.optimizer, device) / speed
+    # --- offload (issue 6, simwall.offload): ZeRO-Offload runs the optimizer on the host
+    # CPU: exposed gradient copy to host + CPU Adam + updated weights back over PCIe.
+    if plan.offload != "none":
+        opt = offload.host_optimizer_s(topology, training, plan, stage, shard,
+                                       backward_s=sum(c.bwd_compute_s for c in chunks))
+    # --- end offload
     post = 0.0
     if plan.zero in (1, 2) and plan.dp > 1:
-        post = _coll(topology, "all_gather", dp_groups, params_here * param_b, plan)
+        post = _coll(topology, "all_gather", dp_groups, params_here * param_b, plan, sym)
     return StageCost(stage=stage, chunks=tuple(chunks), pp_fwd_s=pp_fwd, pp_bwd_s=pp_bwd,
                      bucket_bytes=bucket_list, bucket_s=bucket_times, tied_embedding_s=tied,
                      optimizer_s=opt, post_optimizer_s=post)
 
 
-def _pairs_time(topology, pairs: list[list[int]], msg: float) -> float:
+def _pairs_time(topology, pairs: list[list[int]], msg: float, plan: Plan,
+                symmetric: bool) -> float:
     """All ``pairs`` [src, dst] sending ``msg`` bytes at once, sharing links."""
     if msg <= 0 or not pairs:
         return 0.0
-    return collectives.collective_time_s(topology, "send_recv", pairs, msg)
+    return _coll(topology, "send_recv", pairs, msg, plan, symmetric)
 
 
 def step_costs(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec,

@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from simwall.engine import bucket_ready_times, run_pipeline
+from simwall.engine import bucket_ready_times, dp_stream, run_pipeline
 from simwall.plan import Plan, balanced_split
 from simwall.stepcost import ChunkCost, StageCost
 
@@ -77,3 +77,18 @@ def test_bucket_ready_times_follow_backward():
     ready = bucket_ready_times([(0.0, 10.0, 100.0)], (25.0, 25.0, 25.0, 25.0), True)
     assert ready == pytest.approx([2.5, 5.0, 7.5, 10.0])
     assert bucket_ready_times([(0.0, 10.0, 100.0)], (50.0, 50.0), False) == [10.0, 10.0]
+
+
+def test_dp_overlap_hides_all_but_the_last_bucket():
+    # Backward of 10 s makes 4 buckets; each takes 1 s to reduce, less than the 2.5 s
+    # between buckets, so only the last bucket's reduction is exposed after backward.
+    ready = bucket_ready_times([(0.0, 10.0, 100.0)], (25.0,) * 4, True)
+    spans = dp_stream(ready, (1.0,) * 4)
+    assert spans[-1][1] == pytest.approx(10.0 + 1.0)
+    # Without overlap all four are exposed.
+    spans = dp_stream(bucket_ready_times([(0.0, 10.0, 100.0)], (25.0,) * 4, False),
+                      (1.0,) * 4)
+    assert spans[-1][1] == pytest.approx(14.0)
+    # Reductions slower than backward queue up: exposure grows beyond one bucket.
+    spans = dp_stream(ready, (4.0,) * 4)
+    assert spans[-1][1] == pytest.approx(2.5 + 16.0)

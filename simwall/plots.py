@@ -1,0 +1,383 @@
+"""Plots of simwall's results (matplotlib, an optional extra: ``pip install simwall[plot]``).
+
+Every plot function returns ``(figure, data)``: a ``matplotlib.figure.Figure`` built
+without pyplot (no global state; rendered with the Agg canvas) and the list of dicts
+drawn, so the CLI can print the numbers behind every picture. :func:`save` writes a
+figure as PNG or SVG by the file's suffix. :func:`plot_main` is ``simwall plot``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, SimwallError
+
+__all__ = ["SUFFIXES", "check_plot_path", "save", "breakdown_plot", "generations_plot",
+           "memory_plot", "memory_timeline_plot", "roofline_plot", "columns_plot",
+           "run_plot", "read_records", "add_plot_parser", "plot_main", "render_rows"]
+
+SUFFIXES = (".png", ".svg")
+_BREAKDOWN = ("compute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer", "other")
+_MEMORY = ("params_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes",
+           "other_bytes")
+
+
+def _figure(width_in: float = 7.0, height_in: float = 4.5):
+    """A new Figure on the Agg canvas (no pyplot), or a clear error without matplotlib."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise SimwallError("plotting needs matplotlib: install simwall[plot] "
+                           "(pip install 'simwall[plot]')") from None
+    fig = Figure(figsize=(width_in, height_in), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def check_plot_path(path: str | Path, flag: str = "--plot") -> Path:
+    """``path`` if its suffix is one we write (.png, .svg), else a ConfigError."""
+    p = Path(path)
+    if p.suffix.lower() not in SUFFIXES:
+        raise ConfigError(flag, None, f"expected a file ending in .png or .svg, got '{path}'")
+    return p
+
+
+def save(fig: Any, path: str | Path, flag: str = "--plot") -> Path:
+    """Write ``fig`` to ``path`` (PNG or SVG by suffix); returns the path."""
+    p = check_plot_path(path, flag)
+    try:
+        fig.savefig(p, format=p.suffix.lower()[1:], bbox_inches="tight",
+                    metadata={"Date": None} if p.suffix.lower() == ".svg" else None)
+    except OSError as err:
+        raise ConfigError(flag, None, f"cannot write '{path}': {err.strerror or err}") from None
+    return p
+
+
+# ---------------------------------------------------------------------------------------
+# Step time
+
+
+def _stacked(ax: Any, labels: list[str], series: dict[str, list[float]]) -> None:
+    bottom = [0.0] * len(labels)
+    for name, values in series.items():
+        if not any(v > 0 for v in values):
+            continue
+        ax.bar(labels, values, bottom=bottom, label=name)
+        bottom = [b + v for b, v in zip(bottom, values)]
+
+
+def breakdown_plot(rows: list[dict[str, Any]], title: str = "step time breakdown",
+                   keys: tuple[str, ...] = _BREAKDOWN) -> tuple[Any, list[dict]]:
+    """Stacked bars of step-time components, one bar per row.
+
+    ``rows``: dicts with ``label`` and seconds under ``keys`` (a StepResult's
+    ``breakdown_s`` plus a label). Returns (figure, rows as drawn).
+    """
+    data = [{"label": str(r["label"]), **{k: float(r.get(k, 0.0)) for k in keys}}
+            for r in rows]
+    fig = _figure()
+    ax = fig.add_subplot()
+    _stacked(ax, [d["label"] for d in data], {k: [d[k] for d in data] for k in keys})
+    ax.set_ylabel("seconds per step")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return fig, data
+
+
+def generations_plot(rows: list[dict[str, Any]]) -> tuple[Any, list[dict]]:
+    """Share of step time per generation (``simwall.whatif.generations`` rows): stacked
+    bars of communication, memory-bound work, compute-bound work, bubble and other; one
+    panel per model (fixed, scaled)."""
+    parts = ("comm_s", "memory_bound_s", "compute_bound_s", "bubble_s", "other_s")
+    models = sorted({r["model"] for r in rows}, key=lambda m: (m != "fixed", m))
+    fig = _figure(4.5 * max(1, len(models)), 4.5)
+    axes = fig.subplots(1, max(1, len(models)), squeeze=False)[0]
+    data: list[dict] = []
+    for ax, model in zip(axes, models):
+        rs = sorted((r for r in rows if r["model"] == model), key=lambda r: r["generation"])
+        labels = [f"g{r['generation']} (+{r['year']}y)" for r in rs]
+        shares = {p: [r[p] / r["step_time_s"] * 100 if r["step_time_s"] else 0.0 for r in rs]
+                  for p in parts}
+        _stacked(ax, labels, {p[:-2].replace("_", " "): v for p, v in shares.items()})
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("% of step time")
+        ax.set_title(f"{model} model")
+        ax.legend(fontsize="x-small", loc="upper left")
+        for r, lab in zip(rs, labels):
+            data.append({"model": model, "generation": r["generation"], "label": lab,
+                         "step_time_s": r["step_time_s"],
+                         **{f"{p[:-2]}_pct": shares[p][rs.index(r)] for p in parts},
+                         "wall_pct": r["wall_share"] * 100})
+    fig.suptitle("memory wall: share of step time per hardware generation")
+    return fig, data
+
+
+# ---------------------------------------------------------------------------------------
+# Memory
+
+
+def memory_plot(result: Any) -> tuple[Any, list[dict]]:
+    """Per-device (per-stage) memory stacked by kind against the device capacity line."""
+    mem = result.memory
+    data = [{"stage": d["stage"], **{k: float(d[k]) for k in _MEMORY},
+             "peak_bytes": float(d["peak_bytes"]), "capacity_bytes": float(mem["capacity_bytes"])}
+            for d in mem["devices"]]
+    fig = _figure()
+    ax = fig.add_subplot()
+    labels = [f"stage {d['stage']}" for d in data]
+    _stacked(ax, labels, {k[:-6]: [d[k] / 1e9 for d in data] for k in _MEMORY})
+    ax.axhline(mem["capacity_bytes"] / 1e9, color="black", linestyle="--",
+               label=f"capacity {mem['capacity_bytes'] / 1e9:.0f} GB")
+    ax.set_ylabel("GB per device")
+    ax.set_title(f"memory per device: {result.workload} on {result.cluster}")
+    ax.legend(fontsize="small")
+    return fig, data
+
+
+def memory_timeline_plot(result: Any, pid: int | None = None) -> tuple[Any, list[dict]]:
+    """Device memory over the step for one stage (trace process ``pid``; default the
+    first): the static bytes (params, grads, optimizer, other) plus the ``activations``
+    counter events of a run with ``trace=True``."""
+    counters = [e for e in result.trace_events
+                if e.get("ph") == "C" and e.get("name") == "activations"]
+    if not counters:
+        raise SimwallError("no 'activations' counter events: simulate with trace=True")
+    pids = sorted({e["pid"] for e in counters})
+    pid = pids[0] if pid is None else pid
+    if pid not in pids:
+        raise ConfigError("--pid", None, f"expected one of {pids}, got {pid}")
+    events = sorted((e for e in counters if e["pid"] == pid), key=lambda e: e["ts"])
+    replicas = max(1, len(pids) // max(1, len(result.memory["devices"])))
+    stage = min(pid // replicas, len(result.memory["devices"]) - 1)
+    dev = result.memory["devices"][stage]
+    static = sum(float(dev[k]) for k in ("params_bytes", "grads_bytes", "optimizer_bytes",
+                                           "other_bytes"))
+    data = [{"time_s": e["ts"] / 1e6,
+             "activations_bytes": float(sum(v for v in e.get("args", {}).values()
+                                            if isinstance(v, (int, float)))),
+             } for e in events]
+    for d in data:
+        d["total_bytes"] = static + d["activations_bytes"]
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.step([d["time_s"] for d in data], [d["total_bytes"] / 1e9 for d in data],
+            where="post", label="static + activations")
+    ax.axhline(static / 1e9, color="gray", linestyle=":", label="static (states, buffers)")
+    ax.axhline(result.memory["capacity_bytes"] / 1e9, color="black", linestyle="--",
+               label="capacity")
+    ax.set_xlabel("time in step (s)")
+    ax.set_ylabel("GB")
+    ax.set_title(f"memory over the step, stage {stage}")
+    ax.legend(fontsize="small")
+    return fig, data
+
+
+# ---------------------------------------------------------------------------------------
+# Roofline
+
+
+def _field(row: Any, *names: str) -> Any:
+    for n in names:
+        if isinstance(row, dict) and n in row:
+            return row[n]
+        if hasattr(row, n):
+            return getattr(row, n)
+    return None
+
+
+def roofline_plot(rows: list[Any], device: Any, precision: str = "bf16"
+                  ) -> tuple[Any, list[dict]]:
+    """Log-log roofline of ``device`` (peak x gemm_max, bandwidth x memory_bw) with the
+    workload's ops as points at (intensity FLOP/byte, achieved FLOP/s = flop / time).
+
+    ``rows``: :func:`simwall.roofline.roofline_rows` output (dicts or objects with the op
+    name, ``flop``, intensity and time)."""
+    from .cost import efficiency_of
+
+    eff = efficiency_of(device)
+    peak = device.peak(precision) * eff.gemm_max
+    bw = device.memory_bandwidth_bytes_per_s * eff.memory_bw
+    data = []
+    for r in rows:
+        flop = _field(r, "flop", "flop_")
+        t = _field(r, "time_s", "op_time_s")
+        ai = _field(r, "intensity", "intensity_flop_per_byte")
+        if not flop or not t or not ai:
+            continue
+        data.append({"op": str(_field(r, "name", "op")), "intensity_flop_per_byte": float(ai),
+                     "achieved_flop_per_s": float(flop) / float(t),
+                     "bound": str(_field(r, "bound") or "")})
+    fig = _figure()
+    ax = fig.add_subplot()
+    lo = min([d["intensity_flop_per_byte"] for d in data] + [0.1]) / 2
+    hi = max([d["intensity_flop_per_byte"] for d in data] + [peak / bw]) * 4
+    xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]
+    ax.loglog(xs, [min(peak, bw * x) for x in xs], color="black",
+              label=f"roof: {peak / 1e12:.0f} TFLOP/s, {bw / 1e12:.2f} TB/s")
+    for kind in sorted({d["bound"] for d in data}):
+        pts = [d for d in data if d["bound"] == kind]
+        ax.scatter([d["intensity_flop_per_byte"] for d in pts],
+                   [d["achieved_flop_per_s"] for d in pts], s=14, label=kind or "ops")
+    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
+    ax.set_ylabel("FLOP/s")
+    ax.set_title(f"roofline: {device.name}")
+    ax.legend(fontsize="small")
+    return fig, data
+
+
+# ---------------------------------------------------------------------------------------
+# Sweep columns
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a CSV or JSONL file written by ``simwall sweep`` (by suffix)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(str(path), None, "no such file (expected a .csv or .jsonl "
+                          "written by 'simwall sweep')")
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        with p.open(newline="", encoding="utf-8") as fh:
+            return [dict(r) for r in csv.DictReader(fh)]
+    if suffix in (".jsonl", ".json"):
+        out = []
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ConfigError(str(path), None, f"line {i}: not JSON ({err.msg})") from None
+            if not isinstance(rec, dict):
+                raise ConfigError(str(path), None, f"line {i}: expected a JSON object")
+            out.append(rec)
+        return out
+    raise ConfigError(str(path), None, f"expected a .csv or .jsonl file, got '{p.suffix}'")
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def columns_plot(records: list[dict[str, Any]], x: str, y: str, hue: str | None = None,
+                 source: str = "records") -> tuple[Any, list[dict]]:
+    """``y`` against ``x`` (one line per ``hue`` value) from sweep records."""
+    if not records:
+        raise ConfigError(source, None, "no records to plot")
+    for flag, col in (("--x", x), ("--y", y), ("--hue", hue)):
+        if col is not None and col not in records[0]:
+            import difflib
+
+            near = difflib.get_close_matches(col, list(records[0]), n=1, cutoff=0.5)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            raise ConfigError(source, flag, f"no column '{col}'{hint}")
+    data = []
+    for r in records:
+        yv = _num(r.get(y))
+        if yv is None:
+            continue  # e.g. an infeasible plan with no step time
+        data.append({x: r.get(x), y: yv, **({hue: r.get(hue)} if hue else {})})
+    numeric_x = all(_num(d[x]) is not None for d in data)
+    key = (lambda d: (_num(d[x]),)) if numeric_x else (lambda d: (str(d[x]),))
+    fig = _figure()
+    ax = fig.add_subplot()
+    groups = sorted({str(d[hue]) for d in data}) if hue else [None]
+    for g in groups:
+        pts = sorted((d for d in data if hue is None or str(d[hue]) == g), key=key)
+        xs = [_num(d[x]) if numeric_x else str(d[x]) for d in pts]
+        ax.plot(xs, [d[y] for d in pts], marker="o",
+                label=f"{hue}={g}" if hue else None)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    if hue:
+        ax.legend(fontsize="small")
+    return fig, data
+
+
+# ---------------------------------------------------------------------------------------
+# One run
+
+
+def run_plot(result: Any) -> tuple[Any, list[dict]]:
+    """``simwall run --plot``: the step-time breakdown and per-device memory side by side."""
+    fig = _figure(10, 4.5)
+    ax1, ax2 = fig.subplots(1, 2)
+    b = {k: float(result.breakdown_s[k]) for k in _BREAKDOWN}
+    _stacked(ax1, ["step"], {k: [v] for k, v in b.items()})
+    ax1.set_ylabel("seconds")
+    ax1.set_title(f"step {result.step_time_s:.3f} s")
+    ax1.legend(fontsize="x-small")
+    mem = result.memory
+    labels = [f"s{d['stage']}" for d in mem["devices"]]
+    _stacked(ax2, labels, {k[:-6]: [d[k] / 1e9 for d in mem["devices"]] for k in _MEMORY})
+    ax2.axhline(mem["capacity_bytes"] / 1e9, color="black", linestyle="--", label="capacity")
+    ax2.set_ylabel("GB per device")
+    ax2.set_title("memory per stage")
+    ax2.legend(fontsize="x-small")
+    fig.suptitle(f"{result.workload} on {result.cluster} ({result.world} x {result.device})")
+    data = [{"kind": "breakdown", "label": k, "value": v} for k, v in b.items()]
+    data += [{"kind": "memory", "label": f"stage {d['stage']}",
+              "value": float(d["peak_bytes"])} for d in mem["devices"]]
+    return fig, data
+
+
+# ---------------------------------------------------------------------------------------
+# CLI
+
+
+def render_rows(rows: list[dict[str, Any]]) -> str:
+    """A plain text table of ``rows`` (columns of the first row)."""
+    if not rows:
+        return "(no data)"
+    cols = list(rows[0])
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in cols] for r in rows]
+    width = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, width))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, width)) for row in cells]
+    return "\n".join(lines)
+
+
+def add_plot_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``simwall plot`` on an argparse subparsers object."""
+    p = subparsers.add_parser("plot", help="plot two columns of sweep results",
+                              description="Plot --y against --x (one line per --hue value) "
+                              "from a CSV or JSONL file written by 'simwall sweep'.")
+    p.add_argument("results", help="sweep output (.csv or .jsonl)")
+    p.add_argument("--x", required=True, help="column for the x axis, e.g. plan.tp")
+    p.add_argument("--y", required=True, help="column for the y axis, e.g. step_time_s")
+    p.add_argument("--hue", help="column whose values get one line each, e.g. plan.zero")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="image to write (.png or .svg; default: RESULTS with .png)")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="how to print the plotted data")
+    return p
+
+
+def plot_main(args: argparse.Namespace) -> int:
+    """``simwall plot``: write the image, print the data behind it."""
+    out = args.output or str(Path(args.results).with_suffix(".png"))
+    check_plot_path(out, "--output")
+    records = read_records(args.results)
+    fig, data = columns_plot(records, args.x, args.y, args.hue, source=args.results)
+    save(fig, out, "--output")
+    print(json.dumps(data, indent=2, sort_keys=True) if args.format == "json"
+          else render_rows(data))
+    return 0

@@ -1,0 +1,500 @@
+"""Plan search (``simwall plan``) and plan checking (``simwall check``).
+
+Search enumerates every plan the engine accepts for a workload on a cluster, drops
+those the closed-form memory model (:mod:`simwall.memory`) says cannot fit, ranks the
+rest with an analytic estimate built from the per-stage task durations of
+:mod:`simwall.stepcost` (the same durations the engine schedules), and confirms the
+best few with the engine. The topology is built once per search and the stage costs
+are memoised per plan shape, so plans that differ only in their schedule share them.
+
+The analytic estimate of the pipelined forward/backward phase, with ``T_s`` the
+forward + backward time of one micro-batch on stage ``s`` (all its chunks), ``m``
+micro-batches and ``v`` chunks per stage (Narayanan et al. 2021, SC21, Sec. 2.2: the
+1F1B bubble is ``(p - 1)`` stage-times, divided by ``v`` when interleaved)::
+
+    pipe = m * max_s T_s + (sum_s T_s - max_s T_s) / v + (p - 1) * (t_pp_fwd + t_pp_bwd)
+
+then the exposed data-parallel tail (bucket reductions beyond the last backward that
+they overlap), the tied-embedding reduction, the optimizer step and ZeRO's parameter
+all-gather, as in :func:`simwall.api.run_prepared`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, replace
+from typing import Any, Iterator
+
+from .config import ClusterSpec, Workload
+from .errors import ConfigError, SimwallError
+from .plan import Plan, balanced_split, cluster_devices
+
+__all__ = ["Candidate", "Ranked", "SearchResult", "Searcher", "enumerate_plans", "search",
+           "check", "add_plan_parser", "add_check_parser", "plan_main", "check_main",
+           "MICRO_BATCHES", "VIRTUAL_STAGES", "CONFIRM_FACTOR"]
+
+#: Micro-batch sizes tried. Past 8 sequences the GEMMs of every model we ship are already
+#: large enough to run near their peak efficiency (our cap; Narayanan et al. 2021, Fig. 7
+#: sweeps micro-batch 1..16 and finds the optimum at 2-4 for GPT-3-scale models).
+MICRO_BATCHES = (1, 2, 4, 8)
+#: Virtual stages tried with the interleaved schedule (Narayanan et al. 2021, Fig. 13
+#: evaluates 2 and 4 chunks per device... our choice of the values tried).
+VIRTUAL_STAGES = (2, 4)
+#: Plans confirmed with the engine per plan asked for (top K -> CONFIRM_FACTOR x K).
+CONFIRM_FACTOR = 3
+#: Bytes per GB in the printed output (SI gigabytes, as device datasheets use).
+GB = 1e9
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One plan with its closed-form peak memory and its analytic step-time estimate."""
+
+    plan: Plan
+    peak_bytes: float
+    peak_stage: int
+    estimate_s: float
+    bubble_s: float
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A candidate confirmed by the engine."""
+
+    candidate: Candidate
+    result: Any                       # StepResult
+    why: str
+
+    @property
+    def step_time_s(self) -> float:
+        return self.result.step_time_s
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    workload: str
+    cluster: str
+    world: int
+    considered: int                   # valid plans enumerated
+    fitting: int                      # of those, fitting the closed-form memory model
+    confirmed: int                    # simulated with the engine
+    ranked: tuple[Ranked, ...]        # best first (engine time), top K
+
+
+def tp_valid(workload: Workload, cluster: ClusterSpec, tp: int) -> bool:
+    """The TP checks of :func:`simwall.plan.resolve`, without raising."""
+    m = workload.model
+    if m.heads % tp or m.ffn % tp:
+        return False
+    kv = m.kv_heads_
+    if kv % tp and tp % kv:
+        return False
+    return not (tp > cluster.devices_per_node and tp % cluster.devices_per_node)
+
+
+def enumerate_plans(workload: Workload, cluster: ClusterSpec,
+                    max_tp: int | None = None) -> Iterator[Plan]:
+    """Every plan :func:`simwall.plan.resolve` would accept for this workload on this
+    cluster (fixed ``global_batch`` and device count), over tp, pp, micro-batch, ZeRO,
+    recompute, sequence parallelism and schedule. TP stays inside a node by default
+    (``max_tp`` = devices per node): Megatron-LM's rule (Narayanan et al. 2021, Sec. 3.2,
+    Takeaway #1). Fixed knobs (collective, buckets, offload) come from the workload.
+
+    ZeRO > 0 is only tried with dp > 1 and sequence parallelism only with tp > 1 (both
+    are no-ops otherwise and would duplicate plans)."""
+    spec, model, train = workload.plan, workload.model, workload.training
+    world = cluster_devices(cluster, workload)
+    max_tp = max_tp or cluster.devices_per_node
+    gb = train.global_batch
+    for tp in _divisors(min(world, max_tp)):
+        if world % tp or not tp_valid(workload, cluster, tp):
+            continue
+        for pp in range(1, min(model.layers, world // tp) + 1):
+            if (world // tp) % pp:
+                continue
+            dp = world // (tp * pp)
+            for mb in MICRO_BATCHES:
+                if gb % (dp * mb):
+                    continue
+                m = gb // (dp * mb)
+                scheds: list[tuple[str, int]] = [("1f1b", 1)]
+                if pp > 1:
+                    scheds.append(("gpipe", 1))
+                    if m % pp == 0:
+                        scheds += [("interleaved", v) for v in VIRTUAL_STAGES
+                                   if model.layers >= pp * v]
+                for schedule, v in scheds:
+                    layers = balanced_split(model.layers, pp * v)
+                    for zero in (range(4) if dp > 1 else (0,)):
+                        for recompute in ("none", "selective", "full"):
+                            for sp in ((False, True) if tp > 1 else (False,)):
+                                yield Plan(
+                                    tp=tp, pp=pp, dp=dp, virtual_stages=v,
+                                    sequence_parallel=sp, zero=zero, recompute=recompute,
+                                    schedule=schedule, micro_batch=mb, global_batch=gb,
+                                    stage_layers=layers, collective=spec.collective,
+                                    dp_bucket_bytes=spec.dp_bucket_bytes,
+                                    dp_overlap=spec.dp_overlap,
+                                    pp_scatter_gather=spec.pp_scatter_gather,
+                                    offload=spec.offload)
+
+
+def plan_overrides(plan: Plan) -> dict[str, Any]:
+    """The key-path overrides that make a workload use ``plan``."""
+    return {"plan.tp": plan.tp, "plan.pp": plan.pp, "plan.dp": plan.dp,
+            "plan.virtual_stages": plan.virtual_stages,
+            "plan.sequence_parallel": plan.sequence_parallel, "plan.zero": plan.zero,
+            "plan.recompute": plan.recompute, "plan.schedule": plan.schedule,
+            "training.micro_batch": plan.micro_batch}
+
+
+def describe_plan(plan: Plan) -> str:
+    sched = plan.schedule + (f"(v={plan.virtual_stages})" if plan.virtual_stages > 1 else "")
+    return (f"tp={plan.tp} pp={plan.pp} dp={plan.dp} mb={plan.micro_batch} zero={plan.zero} "
+            f"rc={plan.recompute} sp={'on' if plan.sequence_parallel else 'off'} {sched}")
+
+
+class Searcher:
+    """Everything one search reuses: typed inputs, device, topology (built once), and
+    memoised stage costs keyed by plan shape."""
+
+    def __init__(self, workload: Workload, cluster: ClusterSpec) -> None:
+        from .api import _topology
+        from .hardware import resolve_device
+
+        self.workload = workload
+        world = cluster_devices(cluster, workload)
+        if cluster.nodes == "auto":
+            cluster = cluster.model_copy(update={"nodes": world // cluster.devices_per_node})
+        self.cluster = cluster
+        self.world = world
+        self.device = resolve_device(cluster.device, "device", cluster.file)
+        self.topology = _topology(cluster)
+        self.capacity_bytes = self.device.memory_capacity_bytes
+        self._stage_costs: dict[tuple, Any] = {}
+
+    # -- memory -------------------------------------------------------------------------
+    def peak(self, plan: Plan) -> tuple[float, int]:
+        """(closed-form peak bytes, stage at the peak)."""
+        from .memory import device_memory
+
+        stages = device_memory(self.workload.model, self.workload.training, plan)
+        worst = max(stages, key=lambda s: (s.peak_bytes, -s.stage))
+        return worst.peak_bytes, worst.stage
+
+    # -- time ---------------------------------------------------------------------------
+    def stage_cost(self, plan: Plan, stage: int):
+        """``stepcost._stage_cost`` memoised; gpipe and 1F1B share a shape (same tasks,
+        different order), so the schedule is normalised out of the key."""
+        from .stepcost import _stage_cost
+
+        shape = plan if plan.virtual_stages > 1 else replace(plan, schedule="1f1b")
+        key = (shape, stage)
+        sc = self._stage_costs.get(key)
+        if sc is None:
+            sc = _stage_cost(self.workload.model, self.workload.training, shape, self.device,
+                             self.topology, stage)
+            self._stage_costs[key] = sc
+        return sc
+
+    def _representatives(self, plan: Plan) -> list[tuple[int, int]]:
+        """(stage, how many stages it stands for). Stages with the same chunk split and
+        the same role (first / last / middle) have the same durations on a symmetric
+        cluster (stages are translations of each other), so one of each is costed."""
+        classes: dict[tuple, list[int]] = {}
+        for s in range(plan.pp):
+            role = (s == 0, s == plan.pp - 1, plan.chunk_layers(s))
+            classes.setdefault(role, []).append(s)
+        return [(members[0], len(members)) for _, members in sorted(
+            classes.items(), key=lambda kv: kv[1][0])]
+
+    def estimate(self, plan: Plan) -> tuple[float, float]:
+        """(analytic step time, its pipeline-bubble part), seconds. See the module doc."""
+        reps = self._representatives(plan)
+        m, v, p = plan.micro_batches, plan.virtual_stages, plan.pp
+        t_max = t_sum = 0.0
+        pp_comm = tail = opt = 0.0
+        for stage, count in reps:
+            sc = self.stage_cost(plan, stage)
+            f = sum(c.fwd_s for c in sc.chunks)
+            b = sum(c.bwd_s for c in sc.chunks)
+            t = f + b
+            t_max = max(t_max, t)
+            t_sum += t * count
+            pp_comm = max(pp_comm, sc.pp_fwd_s + sc.pp_bwd_s)
+            # DP buckets overlap the last backward of this stage (one micro-batch).
+            red = sum(sc.bucket_s)
+            last = sc.bucket_s[-1] if sc.bucket_s else 0.0
+            exposed = max(last, red - b) if plan.dp_overlap else red
+            tail = max(tail, exposed + sc.tied_embedding_s)
+            opt = max(opt, sc.optimizer_s + sc.post_optimizer_s)
+        bubble = (t_sum - t_max) / v
+        pipe = m * t_max + bubble + (p - 1) * pp_comm
+        return pipe + tail + opt, bubble
+
+    def candidates(self, max_tp: int | None = None) -> tuple[int, list[Candidate]]:
+        """(plans enumerated, the fitting ones with their estimates, best first)."""
+        n = 0
+        out: list[Candidate] = []
+        for plan in enumerate_plans(self.workload, self.cluster, max_tp):
+            n += 1
+            peak, stage = self.peak(plan)
+            if peak > self.capacity_bytes:
+                continue
+            est, bubble = self.estimate(plan)
+            out.append(Candidate(plan=plan, peak_bytes=peak, peak_stage=stage,
+                                 estimate_s=est, bubble_s=bubble))
+        out.sort(key=lambda c: (c.estimate_s, describe_plan(c.plan)))
+        return n, out
+
+    # -- engine -------------------------------------------------------------------------
+    def prepared(self, plan: Plan):
+        """A :class:`~simwall.api.Prepared` for ``plan``: the workload re-validated with the
+        plan's overrides and resolved (so an enumerated plan that the engine's own checks
+        reject raises), sharing this search's device and topology."""
+        from .api import Prepared, _as_overrides, _reoverride
+        from .plan import resolve
+
+        over = plan_overrides(plan)
+        if self.workload.plan.stage_layers is not None:
+            over["plan.stage_layers"] = list(plan.stage_layers)
+        wl_over, _ = _as_overrides(over)
+        wl = _reoverride(self.workload, wl_over, Workload)
+        resolved, cl = resolve(wl, self.cluster)
+        return Prepared(workload=wl, cluster=cl, plan=resolved, device=self.device,
+                        topology=self.topology)
+
+    def simulate(self, plan: Plan):
+        from .api import run_prepared
+
+        return run_prepared(self.prepared(plan))
+
+    def why(self, cand: Candidate, result) -> str:
+        mem = result.memory
+        head_gb = (mem["capacity_bytes"] - mem["peak_bytes"]) / GB
+        parts = [f"fits with {head_gb:.0f} GB headroom"]
+        bubble = result.breakdown_s.get("bubble", 0.0) / result.step_time_s
+        if cand.plan.pp > 1:
+            parts.append(f"bubble {bubble * 100:.0f}%")
+        if cand.plan.tp > 1:
+            parts.append("TP inside a node" if cand.plan.tp <= self.cluster.devices_per_node
+                         else "TP across nodes")
+        dp_share = result.breakdown_s.get("dp_comm", 0.0) / result.step_time_s
+        if cand.plan.dp > 1:
+            parts.append(f"DP comm exposed {dp_share * 100:.0f}%")
+        if cand.plan.recompute != "none":
+            parts.append(f"{cand.plan.recompute} recompute")
+        return "; ".join(parts)
+
+
+def _load(workload: str | Workload, cluster: str | ClusterSpec | None,
+          overrides: dict[str, Any] | None) -> tuple[Workload, ClusterSpec]:
+    from .api import _as_overrides, _reoverride
+    from .config import load_cluster, load_workload
+
+    wl_over, cl_over = _as_overrides(overrides or {})
+    wl = (_reoverride(workload, wl_over, Workload) if isinstance(workload, Workload)
+          else load_workload(workload, wl_over))
+    cluster = cluster or wl.defaults.cluster
+    cl = (_reoverride(cluster, cl_over, ClusterSpec) if isinstance(cluster, ClusterSpec)
+          else load_cluster(cluster, cl_over))
+    return wl, cl
+
+
+def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
+           top: int = 5, objective: str = "step_time",
+           overrides: dict[str, Any] | None = None, max_tp: int | None = None,
+           confirm: int | None = None) -> SearchResult:
+    """The ``top`` best plans for ``workload`` on ``cluster``.
+
+    ``objective``: ``step_time`` (rank by the analytic estimate, confirm the best
+    ``confirm`` = 3 x ``top`` with the engine, order by engine step time) or ``memory``
+    (rank by closed-form peak memory, then estimated time; the best ``top`` simulated).
+    """
+    if objective not in ("step_time", "memory"):
+        raise ConfigError("--objective", None, f"expected step_time or memory, got "
+                          f"{objective!r}")
+    if top < 1:
+        raise ConfigError("--top", None, f"expected an integer >= 1, got {top}")
+    wl, cl = _load(workload, cluster, overrides)
+    s = Searcher(wl, cl)
+    n, cands = s.candidates(max_tp)
+    if objective == "memory":
+        cands.sort(key=lambda c: (c.peak_bytes, c.estimate_s, describe_plan(c.plan)))
+        pool = cands[:top]
+    else:
+        pool = cands[:confirm or CONFIRM_FACTOR * top]
+    ranked = []
+    for cand in pool:
+        try:
+            result = s.simulate(cand.plan)
+        except SimwallError:  # enumerated but rejected by resolve: a search bug; skip it
+            continue
+        if not result.memory["fits"]:
+            continue
+        ranked.append(Ranked(candidate=cand, result=result, why=s.why(cand, result)))
+    if objective == "memory":
+        ranked.sort(key=lambda r: (r.result.memory["peak_bytes"], r.step_time_s,
+                                   describe_plan(r.candidate.plan)))
+    else:
+        ranked.sort(key=lambda r: (r.step_time_s, describe_plan(r.candidate.plan)))
+    return SearchResult(workload=wl.name, cluster=s.cluster.name, world=s.world,
+                        considered=n, fitting=len(cands), confirmed=len(pool),
+                        ranked=tuple(ranked[:top]))
+
+
+def render_search(res: SearchResult) -> str:
+    lines = [f"simwall plan: {res.workload} on {res.cluster} ({res.world} devices): "
+             f"{res.considered} valid plans, {res.fitting} fit, {res.confirmed} simulated",
+             f"{'#':>2}  {'plan':<62} {'step s':>8} {'MFU':>6} {'peak GB':>8}  why"]
+    for i, r in enumerate(res.ranked, 1):
+        lines.append(f"{i:>2}  {describe_plan(r.candidate.plan):<62} "
+                     f"{r.step_time_s:>8.3f} {r.result.mfu * 100:>5.1f}% "
+                     f"{r.result.memory['peak_bytes'] / GB:>8.1f}  {r.why}")
+    if not res.ranked:
+        lines.append("no plan fits in device memory (try more devices, a smaller "
+                     "micro-batch or offload)")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# check
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    status: str                       # 'invalid' | 'does-not-fit' | 'fits'
+    lines: tuple[str, ...]
+
+
+def _fixes(s: Searcher, plan: Plan, over_bytes: float) -> list[str]:
+    """Single changes to ``plan`` that save memory, with their savings, best first."""
+    base, _ = s.peak(plan)
+    tries: list[tuple[str, Plan]] = []
+    if plan.dp > 1:
+        for z in range(plan.zero + 1, 4):
+            tries.append((f"zero {plan.zero} -> {z}", replace(plan, zero=z)))
+    for rc in ("selective", "full"):
+        if (plan.recompute, rc) in (("none", "selective"), ("none", "full"),
+                                    ("selective", "full")):
+            tries.append((f"recompute {plan.recompute} -> {rc}", replace(plan, recompute=rc)))
+    if plan.tp > 1 and not plan.sequence_parallel:
+        tries.append(("sequence_parallel on", replace(plan, sequence_parallel=True)))
+    if plan.micro_batch > 1 and plan.global_batch % (plan.dp * (plan.micro_batch // 2)) == 0:
+        tries.append((f"micro_batch {plan.micro_batch} -> {plan.micro_batch // 2}",
+                      replace(plan, micro_batch=plan.micro_batch // 2)))
+    # Raise pp (same tp, dp shrinks): the plan search's own enumeration says what is valid.
+    for cand in enumerate_plans(s.workload, s.cluster):
+        if (cand.tp == plan.tp and cand.pp > plan.pp and cand.micro_batch == plan.micro_batch
+                and cand.zero == min(plan.zero, 3 if cand.dp > 1 else 0)
+                and cand.recompute == plan.recompute and cand.schedule == plan.schedule
+                and cand.virtual_stages == plan.virtual_stages
+                and cand.sequence_parallel == plan.sequence_parallel):
+            tries.append((f"pp {plan.pp} -> {cand.pp}", cand))
+            break
+    out = []
+    for label, p in tries:
+        peak, _ = s.peak(p)
+        saved = base - peak
+        if saved > 0:
+            out.append((peak <= s.capacity_bytes, saved, label))
+    out.sort(key=lambda x: (not x[0], -x[1], x[2]))
+    return [f"{label} saves {saved / GB:.1f} GB" + (" (then fits)" if ok else "")
+            for ok, saved, label in out]
+
+
+def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
+          overrides: dict[str, Any] | None = None) -> CheckResult:
+    """Check the user's plan: invalid, does not fit (where, by how much, what would
+    fix it) or fits (step time and its rank among the plans ``search`` considers)."""
+    from .api import prepare, run_prepared
+
+    try:
+        prep = prepare(workload, cluster, overrides)
+    except ConfigError as err:
+        return CheckResult("invalid", (f"invalid: {' '.join(str(err).split())}",))
+    s = Searcher(prep.workload, prep.cluster)
+    plan = prep.plan
+    peak, stage = s.peak(plan)
+    cap = s.capacity_bytes
+    head = f"plan: {describe_plan(plan)} on {s.world} x {s.device.name}"
+    if peak > cap:
+        lines = [head, f"does not fit: stage {stage} (device {plan.device_of(stage, 0, 0)}) "
+                 f"needs {peak / GB:.1f} GB of {cap / GB:.1f} GB, "
+                 f"{(peak - cap) / GB:.1f} GB over"]
+        fixes = _fixes(s, plan, peak - cap)
+        lines += [f"  fix: {f}" for f in fixes[:5]] or ["  no single change fixes it"]
+        return CheckResult("does-not-fit", tuple(lines))
+    result = run_prepared(prep)
+    n, cands = s.candidates()
+    mine, _ = s.estimate(plan)
+    rank = 1 + sum(1 for c in cands if c.estimate_s < mine)
+    lines = [head, f"fits: peak {result.memory['peak_bytes'] / GB:.1f} GB of {cap / GB:.1f} GB",
+             f"step time {result.step_time_s:.4f} s, MFU {result.mfu * 100:.1f}%",
+             f"rank {rank} of {len(cands)} fitting plans ({n} valid) by the analytic "
+             f"estimate ({mine:.4f} s; best {cands[0].estimate_s:.4f} s: "
+             f"{describe_plan(cands[0].plan)})" if cands else "rank: no plan fits"]
+    if not result.memory["fits"]:
+        lines[1] = (f"fits the closed-form model ({peak / GB:.1f} GB) but the engine's "
+                    f"peak is {result.memory['peak_bytes'] / GB:.1f} GB of {cap / GB:.1f} GB")
+    return CheckResult("fits", tuple(lines))
+
+
+# ---------------------------------------------------------------------------------------
+# CLI entry points
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workload", help="bundled workload name or YAML path")
+    p.add_argument("--cluster", help="bundled cluster name or YAML path "
+                   "(default: the workload's defaults.cluster)")
+    p.add_argument("--set", dest="set_items", action="append", default=[],
+                   metavar="KEY=VALUE", help="override one key, e.g. cluster.nodes=4; "
+                   "repeatable")
+
+
+def add_plan_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("plan", help="search the parallelism plans of a workload",
+                              description="Enumerate every valid plan, drop those that do "
+                              "not fit, rank the rest analytically, confirm the best with "
+                              "the engine and print the top K.")
+    _add_common(p)
+    p.add_argument("--top", type=int, default=5, metavar="K", help="plans to print (5)")
+    p.add_argument("--objective", choices=("step_time", "memory"), default="step_time")
+    return p
+
+
+def add_check_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("check", help="check a workload's own plan: valid? fits? rank?",
+                              description="Check the user's config and plan (not to be "
+                              "confused with 'simwall validate', which compares simwall "
+                              "with published runs).")
+    _add_common(p)
+    return p
+
+
+def _overrides(items: list[str]) -> dict[str, Any]:
+    from .config import split_overrides
+
+    wl, cl = split_overrides(list(items))
+    out = dict(wl)
+    out.update({f"cluster.{k}": v for k, v in cl})
+    return out
+
+
+def plan_main(args: argparse.Namespace) -> int:
+    res = search(args.workload, args.cluster, top=args.top, objective=args.objective,
+                 overrides=_overrides(args.set_items))
+    print(render_search(res))
+    return 0
+
+
+def check_main(args: argparse.Namespace) -> int:
+    """Exit 0 when the plan fits, 1 when it is invalid or does not fit."""
+    res = check(args.workload, args.cluster, _overrides(args.set_items))
+    print("\n".join(res.lines))
+    return 0 if res.status == "fits" else 1

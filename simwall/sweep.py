@@ -1,0 +1,604 @@
+"""Parameter sweeps: many simulated steps from one base configuration and a grid.
+
+A sweep point is a set of key-path overrides (``plan.tp``, ``cluster.nodes`` ...) on a
+base workload and cluster. Each point becomes one flat record: ``StepResult.to_record()``
+plus ``sweep.index`` (position in the sweep), ``sweep.key`` (sha256 of the fully
+resolved configuration, so two spellings of the same run share a key), one
+``sweep.<key path>`` column per swept axis and ``error`` (None, or the one-line reason a
+point could not run). A point that fails never stops the sweep.
+
+Points run on any :class:`concurrent.futures.Executor` (local processes, or Dask via
+``Client(...).get_executor()``); the worker is a top-level function taking plain data,
+so nothing relies on ``fork``. Records come back in sweep-index order from
+:func:`sweep`; :func:`run_sweep` (the CLI) also journals them to JSONL as they finish,
+one whole line per record, flushed, so a killed sweep keeps what finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import csv
+import hashlib
+import itertools
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Union
+
+from pydantic import Field, model_validator
+
+from .config import Strict, load_yaml, validate
+from .errors import ConfigError, SimwallError
+
+__all__ = ["sweep", "expand", "SweepFile", "load_sweep", "run_sweep", "config_key",
+           "read_records", "write_records", "columns", "add_sweep_parser", "sweep_main",
+           "make_executor", "RESERVED_COLUMNS"]
+
+#: Columns every record starts with, in this order (the rest follow the StepResult record).
+RESERVED_COLUMNS = ("sweep.index", "sweep.key", "error")
+
+#: Most points of one ``range`` axis: a typo such as a step of 0.0001 should fail fast,
+#: not fill the disk. Our own limit, not from any source.
+MAX_RANGE_POINTS = 100_000
+
+
+# ---------------------------------------------------------------------------------------
+# The sweep file
+
+
+class RangeSpec(Strict):
+    """``{range: [start, stop, step]}``: start, start + step, ... while < stop (Python's
+    ``range``; floats allowed)."""
+
+    range: tuple[float, float, float] | tuple[int, int, int]
+
+    @model_validator(mode="after")
+    def _finite(self) -> "RangeSpec":
+        start, stop, step = self.range
+        if step == 0:
+            raise ValueError("range: step must not be 0")
+        n = math.ceil((stop - start) / step)
+        if n > MAX_RANGE_POINTS:
+            raise ValueError(f"range: gives {n} points, more than the limit "
+                             f"{MAX_RANGE_POINTS}")
+        return self
+
+    def values(self) -> list:
+        start, stop, step = self.range
+        if all(isinstance(x, int) for x in self.range):
+            return list(range(start, stop, step))
+        n = max(0, math.ceil((stop - start) / step - 1e-12))
+        # start + i * step (not repeated addition) so values do not drift.
+        return [start + i * step for i in range(n)]
+
+
+Axis = Union[list[Any], RangeSpec]
+
+
+class SweepFile(Strict):
+    """A sweep file: base workload and cluster, fixed overrides, grid and zipped axes."""
+
+    workload: str
+    cluster: str | None = None
+    set: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, Axis] = Field(default_factory=dict)
+    zip: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _shape(self) -> "SweepFile":
+        for key, axis in self.grid.items():
+            if isinstance(axis, list) and not axis:
+                raise ValueError(f"grid.{key}: expected a non-empty list, got an empty list")
+        lengths = {k: len(v) for k, v in self.zip.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError("zip: every list must have the same length, got "
+                             + ", ".join(f"{k}: {n}" for k, n in lengths.items()))
+        if any(n == 0 for n in lengths.values()):
+            raise ValueError("zip: lists must not be empty")
+        both = sorted(set(self.grid) & set(self.zip))
+        if both:
+            raise ValueError(f"zip: key {both[0]} is also in grid; use one of them")
+        return self
+
+    def base(self) -> dict:
+        return {"workload": self.workload, "cluster": self.cluster, "overrides": dict(self.set)}
+
+    def axes(self) -> tuple[dict[str, list], dict[str, list]]:
+        grid = {k: (v.values() if isinstance(v, RangeSpec) else list(v))
+                for k, v in self.grid.items()}
+        return grid, {k: list(v) for k, v in self.zip.items()}
+
+
+def load_sweep(path: str | Path) -> SweepFile:
+    """Read and validate a sweep file; errors are located ConfigErrors.
+
+    A relative ``workload`` / ``cluster`` path is taken relative to the sweep file when
+    such a file exists there.
+    """
+    doc = load_yaml(path)
+    spec = validate(SweepFile, doc, str(path))
+    here = Path(path).parent
+    updates = {}
+    for field in ("workload", "cluster"):
+        value = getattr(spec, field)
+        if value and value.endswith((".yaml", ".yml")) and not Path(value).is_absolute() \
+                and (here / value).is_file():
+            updates[field] = str(here / value)
+    return spec.model_copy(update=updates) if updates else spec
+
+
+def expand(grid: dict[str, list], zip: dict[str, list] | None = None) -> list[dict[str, Any]]:
+    """Every point of the sweep, in sweep-index order.
+
+    The grid is the Cartesian product of its axes in the order given (the last axis
+    varies fastest); ``zip`` axes advance together, as one more axis after the grid.
+    """
+    keys = list(grid)
+    rows: list[dict[str, Any]] = _zip_rows(zip or {}) or [{}]
+    out = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        for row in rows:
+            point = {k: combo[i] for i, k in enumerate(keys)}
+            point.update(row)
+            out.append(point)
+    return out
+
+
+def _zip_rows(zipped: dict[str, list]) -> list[dict]:
+    if not zipped:
+        return []
+    n = len(next(iter(zipped.values())))
+    return [{k: v[i] for k, v in zipped.items()} for i in range(n)]
+
+
+# ---------------------------------------------------------------------------------------
+# One point
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_key(prep) -> str:
+    """sha256 of the fully resolved configuration of a :class:`~simwall.api.Prepared`:
+    canonical JSON of the workload (model, training, plan as written, name), the
+    resolved cluster, its resolved device and the resolved plan. Not of the overrides:
+    ``plan.dp=auto`` and the ``dp`` it resolves to share a key."""
+    doc = {
+        "workload": prep.workload.model_dump(mode="json", by_alias=True,
+                                             exclude={"source", "defaults"}),
+        "cluster": prep.cluster.model_dump(mode="json", by_alias=True, exclude={"source"}),
+        "device": prep.device.model_dump(mode="json", by_alias=True),
+        "plan": prep.plan.as_dict(),
+    }
+    # The plan as written (dp: auto) is superseded by the resolved plan.
+    doc["workload"].pop("plan", None)
+    return hashlib.sha256(_canonical(doc).encode()).hexdigest()
+
+
+def _raw_key(workload: str, cluster: str | None, overrides: dict) -> str:
+    """Key of a point that did not resolve: its raw inputs (marked so it cannot clash)."""
+    text = _canonical({"unresolved": [workload, cluster, overrides]})
+    return "raw-" + hashlib.sha256(text.encode()).hexdigest()
+
+
+@lru_cache(maxsize=16)
+def _base_configs(workload: str, cluster: str | None, base_json: str):
+    """The base workload and cluster with the sweep's fixed ``set`` applied (cached per
+    process so each point only re-validates its own overrides)."""
+    from .api import _as_overrides
+    from .config import load_cluster, load_workload
+
+    wl_over, cl_over = _as_overrides(json.loads(base_json))
+    wl = load_workload(workload, wl_over)
+    cl = load_cluster(cluster or wl.defaults.cluster, cl_over)
+    return wl, cl
+
+
+def _prepare_point(workload: str, cluster: str | None, base_set: dict, point: dict):
+    from .api import prepare
+
+    wl, cl = _base_configs(workload, cluster, _canonical(base_set))
+    return prepare(wl, cl, point)
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
+def run_point(task: tuple) -> dict:
+    """Simulate one sweep point; the top-level worker (plain data in, plain dict out).
+
+    ``task = (index, workload, cluster, base_set, point)``. Never raises for a bad
+    point: the record carries ``error`` instead.
+    """
+    index, workload, cluster, base_set, point = task
+    head: dict[str, Any] = {"sweep.index": index, "sweep.key": None, "error": None}
+    head.update({f"sweep.{k}": v for k, v in point.items()})
+    try:
+        from .api import run_prepared
+
+        prep = _prepare_point(workload, cluster, base_set, point)
+        head["sweep.key"] = config_key(prep)
+        rec = run_prepared(prep).to_record()
+    except SimwallError as err:
+        if head["sweep.key"] is None:
+            head["sweep.key"] = _raw_key(workload, cluster, {**base_set, **point})
+        head["error"] = _one_line(err)
+        return head
+    except Exception as err:  # a bug or an impossible point: record it, keep sweeping
+        if head["sweep.key"] is None:
+            head["sweep.key"] = _raw_key(workload, cluster, {**base_set, **point})
+        head["error"] = _one_line(f"{type(err).__name__}: {err}")
+        return head
+    head.update(rec)
+    return head
+
+
+def point_key(workload: str, cluster: str | None, base_set: dict, point: dict) -> str:
+    """The ``sweep.key`` a point will get, without simulating it (for ``--resume``)."""
+    try:
+        return config_key(_prepare_point(workload, cluster, base_set, point))
+    except Exception:  # noqa: BLE001 - same fallback as run_point
+        return _raw_key(workload, cluster, {**base_set, **point})
+
+
+# ---------------------------------------------------------------------------------------
+# Running many points
+
+
+def _tasks(base: dict, points: list[dict]) -> list[tuple]:
+    workload = base.get("workload", "gpt3-175b")
+    cluster = base.get("cluster")
+    base_set = dict(base.get("overrides") or base.get("set") or {})
+    return [(i, workload, cluster, base_set, p) for i, p in enumerate(points)]
+
+
+def _completed(tasks: list[tuple], executor: cf.Executor | None) -> Iterator[dict]:
+    """Records in completion order (submission order when serial)."""
+    if executor is None:
+        for t in tasks:
+            yield run_point(t)
+        return
+    futures = [executor.submit(run_point, t) for t in tasks]
+    try:
+        for fut in cf.as_completed(futures):
+            yield fut.result()
+    finally:
+        for fut in futures:
+            fut.cancel()
+
+
+def sweep(base: dict, grid: dict[str, list], executor: cf.Executor | None = None,
+          zip: dict[str, list] | None = None) -> Iterator[dict]:
+    """Simulate every point of ``grid`` (and ``zip``) on ``base``; records in index order.
+
+    ``base``: ``{"workload": name|path, "cluster": name|path|None, "overrides": {key
+    path: value}}``. ``grid``: ``{key path: [values]}`` (Cartesian product, last axis
+    fastest). ``zip``: ``{key path: [values]}`` advanced together. ``executor``: any
+    :class:`concurrent.futures.Executor` (None runs here, one point at a time).
+
+    >>> recs = list(sweep({"workload": "gpt2"}, {"plan.tp": [1, 2]}))  # doctest: +SKIP
+    """
+    expanded = expand(_axis_values(grid), zip)
+    tasks = _tasks(base, expanded)
+    pending: dict[int, dict] = {}
+    nxt = 0
+    for rec in _completed(tasks, executor):
+        pending[rec["sweep.index"]] = rec
+        while nxt in pending:
+            yield pending.pop(nxt)
+            nxt += 1
+
+
+def _axis_values(grid: dict) -> dict[str, list]:
+    """Grid axes as lists (a ``{"range": [a, b, step]}`` axis expanded)."""
+    out = {}
+    for k, v in grid.items():
+        if isinstance(v, dict):
+            out[k] = validate(RangeSpec, v, "grid").values()
+        else:
+            out[k] = list(v)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Record files
+
+
+def _encode_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _decode_cell(text: str) -> Any:
+    if text == "":
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def columns(records: Iterable[dict]) -> list[str]:
+    """A stable column order: the reserved columns, then every other key in order of
+    first appearance over the records (records in index order)."""
+    seen = dict.fromkeys(RESERVED_COLUMNS)
+    for rec in records:
+        for k in rec:
+            seen.setdefault(k, None)
+    return list(seen)
+
+
+def write_records(path: str | Path, records: list[dict]) -> None:
+    """Write ``records`` (already in index order) as .jsonl, .csv or .parquet; atomic
+    (written beside, then renamed)."""
+    path = Path(path)
+    fmt = _format_of(path)
+    tmp = path.with_name(path.name + ".tmp")
+    if fmt == "jsonl":
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec) + "\n")
+    elif fmt == "csv":
+        cols = columns(records)
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(cols)
+            for rec in records:
+                w.writerow([_encode_cell(rec.get(c)) for c in cols])
+    else:
+        pa, pq = _pyarrow()
+        cols = columns(records)
+        data = {c: [_parquet_cell(r.get(c)) for r in records] for c in cols}
+        pq.write_table(pa.table(data), tmp)
+    os.replace(tmp, path)
+
+
+def _parquet_cell(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
+
+
+def _pyarrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError("-o", None, "writing .parquet needs pyarrow: pip install "
+                          "'simwall[parquet]' (or write .csv / .jsonl)") from None
+    return pa, pq
+
+
+def _format_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    fmt = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}.get(suffix)
+    if fmt is None:
+        raise ConfigError("-o", None, f"expected an output ending in .csv, .jsonl or "
+                          f".parquet, got '{path.name}'")
+    return fmt
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """Records of a .jsonl / .csv / .parquet file written by a sweep ([] if absent).
+
+    A truncated last JSONL line (a killed writer) is ignored.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    fmt = _format_of(path)
+    if fmt == "jsonl":
+        out = []
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(rec, dict) and "sweep.key" in rec:
+                    out.append(rec)
+        return out
+    if fmt == "csv":
+        with open(path, encoding="utf-8", newline="") as fh:
+            return [{k: _decode_cell(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    _, pq = _pyarrow()
+    return pq.read_table(path).to_pylist()
+
+
+def journal_path(output: str | Path) -> Path:
+    """Where a sweep journals records as they finish: the output itself for .jsonl,
+    else ``<output>.partial.jsonl``."""
+    output = Path(output)
+    if _format_of(output) == "jsonl":
+        return output
+    return output.with_name(output.name + ".partial.jsonl")
+
+
+# ---------------------------------------------------------------------------------------
+# Executors
+
+
+@dataclass
+class _Exec:
+    executor: cf.Executor | None
+    close: Callable[[], None]
+
+
+def make_executor(kind: str = "local", workers: int | None = None,
+                  address: str | None = None) -> _Exec:
+    """An executor and its closer. ``local``: processes on this machine (``spawn``, all
+    cores by default); ``dask``: the Dask scheduler at ``address``; ``dask-local``: a
+    local Dask cluster; ``serial``: this process."""
+    if address and kind in ("local", "dask"):
+        kind = "dask"
+    if kind == "serial":
+        return _Exec(None, lambda: None)
+    if kind == "local":
+        import multiprocessing
+
+        n = workers or os.cpu_count() or 1
+        ex = cf.ProcessPoolExecutor(max_workers=n,
+                                    mp_context=multiprocessing.get_context("spawn"))
+        return _Exec(ex, lambda: ex.shutdown(wait=True, cancel_futures=True))
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("--executor", None, f"{kind} needs Dask: pip install "
+                          f"'simwall[dask]'") from None
+    if kind == "dask":
+        if not address:
+            raise ConfigError("--executor", None, "dask needs --address tcp://HOST:PORT "
+                              "(or use dask-local)")
+        try:
+            client = Client(address, timeout=10)
+        except OSError as err:
+            raise ConfigError("--address", None, f"cannot reach the Dask scheduler at "
+                              f"{address}: {_one_line(err)}") from None
+
+        def close() -> None:
+            client.close()
+        return _Exec(client.get_executor(pure=False), close)
+    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                           processes=True, dashboard_address=None)
+    client = Client(cluster)
+
+    def close_local() -> None:
+        client.close()
+        cluster.close()
+    return _Exec(client.get_executor(pure=False), close_local)
+
+
+# ---------------------------------------------------------------------------------------
+# The CLI's sweep: journal, resume, progress, final file
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    points: int
+    ran: int
+    reused: int
+    errors: int
+    output: str
+
+
+def run_sweep(spec: SweepFile, output: str | Path, executor: cf.Executor | None = None,
+              resume: bool = False, progress: bool | None = None) -> SweepSummary:
+    """Run ``spec``, journal each record as it finishes, then write ``output`` sorted by
+    sweep index. With ``resume`` a point whose key is already in the output or the
+    journal is not simulated again. ``progress``: tqdm bar on stderr (None: only on a
+    terminal)."""
+    output = Path(output)
+    _format_of(output)
+    journal = journal_path(output)
+    base = spec.base()
+    grid, zipped = spec.axes()
+    tasks = _tasks(base, expand(grid, zipped))
+
+    done: dict[str, dict] = {}
+    if resume:
+        for rec in read_records(output) + (read_records(journal) if journal != output else []):
+            if rec.get("sweep.key"):
+                done[rec["sweep.key"]] = rec
+    elif journal.exists():
+        journal.unlink()
+
+    results: dict[int, dict] = {}
+    todo = []
+    if done:
+        for t in tasks:
+            key = point_key(*t[1:])
+            if key in done:
+                rec = dict(done[key])
+                rec["sweep.index"] = t[0]
+                results[t[0]] = rec
+            else:
+                todo.append(t)
+    else:
+        todo = tasks
+    reused = len(results)
+
+    if resume and journal == output and output.exists():
+        # Rewrite whole lines only: a killed writer may have left half a line.
+        write_records(journal, read_records(journal))
+    bar = _progress(len(tasks), reused, progress)
+    try:
+        with open(journal, "a", encoding="utf-8") as fh:
+            for rec in _completed(todo, executor):
+                fh.write(json.dumps(rec) + "\n")
+                fh.flush()
+                results[rec["sweep.index"]] = rec
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    ordered = [results[i] for i in sorted(results)]
+    write_records(output, ordered)
+    if journal != output and journal.exists():
+        journal.unlink()
+    return SweepSummary(points=len(tasks), ran=len(todo), reused=reused,
+                        errors=sum(1 for r in ordered if r.get("error")), output=str(output))
+
+
+def _progress(total: int, initial: int, enabled: bool | None):
+    if enabled is False:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    # disable=None: tqdm turns itself off when stderr is not a terminal (a pipe, CI).
+    return tqdm(total=total, initial=initial, unit="cfg", file=sys.stderr,
+                disable=None if enabled is None else False, smoothing=0.1,
+                desc="simwall sweep")
+
+
+def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``simwall sweep`` on an argparse subparsers object."""
+    p = subparsers.add_parser("sweep", help="simulate every point of a sweep file",
+                              description="Simulate every point of SWEEP.yaml and write one "
+                              "record per point (sorted by sweep index).")
+    p.add_argument("sweep_file", metavar="SWEEP.yaml", help="sweep file (see docs/sweeps.md)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="results file: .csv, .jsonl or .parquet")
+    p.add_argument("--executor", choices=("local", "dask", "dask-local", "serial"),
+                   default="local", help="local processes (default), a Dask scheduler "
+                   "(--address), a local Dask cluster, or this process")
+    p.add_argument("--address", metavar="tcp://HOST:PORT", help="Dask scheduler address")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes (default: all cores)")
+    p.add_argument("--resume", action="store_true",
+                   help="skip points whose configuration is already in the output or journal")
+    return p
+
+
+def sweep_main(args: argparse.Namespace) -> int:
+    """``simwall sweep``: run, then print one summary line."""
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError("--workers", None, f"expected an integer >= 1, got {args.workers}")
+    spec = load_sweep(args.sweep_file)
+    _format_of(Path(args.output))
+    ex = make_executor(args.executor, args.workers, args.address)
+    try:
+        summary = run_sweep(spec, args.output, ex.executor, resume=args.resume)
+    finally:
+        ex.close()
+    print(f"{summary.points} points ({summary.ran} simulated, {summary.reused} reused, "
+          f"{summary.errors} with errors) -> {summary.output}")
+    return 0

@@ -1,0 +1,413 @@
+"""What-if studies: scale one hardware resource, or project hardware generations forward.
+
+``whatif`` re-simulates a run with some resources of the cluster scaled (peak FLOP/s,
+memory bandwidth or capacity, NVLink, NIC, link latency, PCIe) and reports old vs new
+step time, breakdown and memory verdict. ``elasticities`` tells which resource binds: the
+relative change of step time per relative change of each resource (a forward finite
+difference). ``generations`` applies the growth rates of Gholami et al., "AI and Memory
+Wall", IEEE Micro 2024 (:data:`GROWTH_PER_GENERATION`) generation after generation.
+
+The library never prints; :func:`whatif_main` is the CLI layer (``simwall whatif``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["AXES", "GROWTH_PER_GENERATION", "YEARS_PER_GENERATION", "ELASTICITY_STEP",
+           "scale_overrides", "whatif", "elasticities", "generations", "wall_shares",
+           "parse_scales", "add_whatif_parser", "whatif_main", "render_whatif",
+           "render_generations"]
+
+#: Resources ``--scale`` knows, and what each scales.
+AXES: dict[str, str] = {
+    "peak_flops": "device peak FLOP/s (every precision)",
+    "memory_bandwidth": "device memory (HBM) bandwidth",
+    "memory_capacity": "device memory capacity",
+    "nvlink": "intra-node link bandwidth",
+    "nic": "inter-node link bandwidth",
+    "latency": "latency of the intra- and inter-node links",
+    "pcie": "host link (PCIe) bandwidth",
+}
+
+#: Growth per generation of two years, from Gholami et al., "AI and Memory Wall", IEEE
+#: Micro 2024 (arXiv 2403.14123), Fig. 1 and abstract: peak server hardware FLOPS 3.0x /
+#: 2 years, DRAM bandwidth 1.6x / 2 years, interconnect bandwidth 1.4x / 2 years (1996 to
+#: 2023); and the text with Fig. 2: AI accelerator memory capacity 2x / 2 years. The
+#: interconnect rate is applied to every link class (NVLink, NIC, PCIe); latency is kept.
+GROWTH_PER_GENERATION: dict[str, float] = {
+    "peak_flops": 3.0, "memory_bandwidth": 1.6, "memory_capacity": 2.0,
+    "nvlink": 1.4, "nic": 1.4, "pcie": 1.4,
+}
+YEARS_PER_GENERATION = 2
+
+#: Relative step of the finite difference behind :func:`elasticities` (+10 %).
+ELASTICITY_STEP = 0.10
+
+_COMM_KEYS = ("tp_comm", "pp_comm", "dp_comm")
+
+
+# ---------------------------------------------------------------------------------------
+# Overrides
+
+
+def _split_items(items: list[str] | None) -> dict[str, Any]:
+    """``--set`` items -> override dict for :func:`simwall.api.simulate`."""
+    from .config import split_overrides
+
+    wl, cl = split_overrides(list(items or []))
+    out = dict(wl)
+    out.update({f"cluster.{k}": v for k, v in cl})
+    return out
+
+
+def parse_scales(items: list[str] | None, flag: str = "--scale") -> dict[str, float]:
+    """``["memory_bandwidth=2", "nic=0.5"]`` -> ``{"memory_bandwidth": 2.0, "nic": 0.5}``."""
+    out: dict[str, float] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ConfigError(flag, item, "expected KEY=FACTOR, e.g. memory_bandwidth=2")
+        _check_axis(key, flag)
+        try:
+            factor = float(raw)
+        except ValueError:
+            raise ConfigError(flag, key, f"expected a positive number, got '{raw}'") from None
+        if not (math.isfinite(factor) and factor > 0):
+            raise ConfigError(flag, key, f"expected a positive number, got '{raw}'")
+        out[key] = factor
+    return out
+
+
+def _check_axis(key: str, flag: str = "--scale") -> None:
+    if key not in AXES:
+        import difflib
+
+        near = difflib.get_close_matches(key, list(AXES), n=1, cutoff=0.5)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise ConfigError(flag, key, f"unknown resource{hint} (expected one of "
+                          f"{', '.join(AXES)})")
+
+
+def scale_overrides(prep: Any, scales: dict[str, float]) -> dict[str, Any]:
+    """Override keys that scale the resolved resources of ``prep`` (a
+    :class:`simwall.api.Prepared`) by ``scales``; values are the new absolute numbers."""
+    from .hardware import resolve_link
+
+    cl, dev = prep.cluster, prep.device
+    out: dict[str, Any] = {}
+    links = {name: resolve_link(getattr(cl, name).link, f"{name}.link", cl.file)
+             for name in ("intra", "inter", "host")}
+    for key, factor in sorted(scales.items()):
+        _check_axis(key)
+        if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
+            raise ConfigError("--scale", key, f"expected a positive number, got {factor!r}")
+        if key == "peak_flops":
+            out["cluster.device.peak_flops"] = {p: v * factor for p, v in
+                                                sorted(dev.peak_flop_per_s.items())}
+        elif key == "memory_bandwidth":
+            out["cluster.device.memory_bandwidth"] = dev.memory_bandwidth_bytes_per_s * factor
+        elif key == "memory_capacity":
+            out["cluster.device.memory_capacity"] = dev.memory_capacity_bytes * factor
+        elif key == "nvlink":
+            out["cluster.intra.link.bandwidth"] = links["intra"].bandwidth_bytes_per_s * factor
+        elif key == "nic":
+            out["cluster.inter.link.bandwidth"] = links["inter"].bandwidth_bytes_per_s * factor
+        elif key == "pcie":
+            out["cluster.host.link.bandwidth"] = links["host"].bandwidth_bytes_per_s * factor
+        elif key == "latency":
+            out["cluster.intra.link.latency"] = links["intra"].latency_s * factor
+            out["cluster.inter.link.latency"] = links["inter"].latency_s * factor
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Simulation helpers
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    mem = result.memory
+    return {"device": result.device, "step_time_s": result.step_time_s,
+            "breakdown_s": dict(result.breakdown_s),
+            "memory": {"capacity_bytes": mem["capacity_bytes"], "peak_bytes": mem["peak_bytes"],
+                       "fits": bool(mem["fits"])}}
+
+
+def _run(workload: Any, cluster: Any, overrides: dict[str, Any]):
+    from . import api
+
+    prep = api.prepare(workload, cluster, overrides)
+    return prep, api.run_prepared(prep)
+
+
+def elasticities(workload: Any = "gpt3-175b", cluster: Any = None,
+                 overrides: dict[str, Any] | None = None,
+                 axes: tuple[str, ...] | None = None,
+                 step: float = ELASTICITY_STEP) -> dict[str, float]:
+    """Elasticity of step time to each resource: ``(dT / T) / (dx / x)`` for ``x`` grown by
+    ``step`` (default +10 %). -1 means the step time falls as fast as the resource grows
+    (it binds alone); 0 means it does not matter. Default axes: all but
+    ``memory_capacity``, which changes the memory verdict, not the time."""
+    overrides = dict(overrides or {})
+    prep, base = _run(workload, cluster, overrides)
+    t0 = base.step_time_s
+    out: dict[str, float] = {}
+    for axis in axes or tuple(a for a in AXES if a != "memory_capacity"):
+        _check_axis(axis)
+        over = {**overrides, **scale_overrides(prep, {axis: 1.0 + step})}
+        _, r = _run(workload, cluster, over)
+        out[axis] = (r.step_time_s - t0) / t0 / step if t0 > 0 else 0.0
+    return out
+
+
+def whatif(workload: Any = "gpt3-175b", cluster: Any = None,
+           scales: dict[str, float] | None = None, overrides: dict[str, Any] | None = None,
+           with_elasticities: bool = True) -> dict[str, Any]:
+    """Re-simulate with ``scales`` (resource -> factor) applied on top of ``overrides``.
+
+    Returns ``{workload, cluster, scales, overrides, baseline, scaled, speedup,
+    elasticities}``; ``baseline`` / ``scaled`` hold step time, breakdown and memory verdict;
+    ``elasticities`` (of the baseline) are omitted unless ``with_elasticities``.
+    """
+    overrides = dict(overrides or {})
+    scales = dict(scales or {})
+    prep, base = _run(workload, cluster, overrides)
+    new_over = scale_overrides(prep, scales)
+    _, new = _run(workload, cluster, {**overrides, **new_over})
+    out = {"workload": base.workload, "cluster": base.cluster, "scales": scales,
+           "overrides": new_over, "baseline": _summary(base), "scaled": _summary(new),
+           "speedup": base.step_time_s / new.step_time_s if new.step_time_s > 0 else math.inf}
+    if with_elasticities:
+        out["elasticities"] = elasticities(workload, cluster, overrides)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Generations
+
+
+def _memory_bound_fraction(prep: Any, stage: int) -> float:
+    """Share of ``stage``'s compute time (fwd + bwd of one micro-batch) spent in ops whose
+    roofline bound is memory bandwidth (``simwall.cost.bound``)."""
+    from . import cost, workload as wl_mod
+
+    model, training, plan = prep.workload.model, prep.workload.training, prep.plan
+    ops = wl_mod.stage_ops(model, training, plan, stage)
+    total = mem = 0.0
+    for op in tuple(ops.fwd) + tuple(ops.bwd):
+        t = cost.op_time_s(op, prep.device, training.precision)
+        total += t
+        if str(cost.bound(op, prep.device, training.precision)).startswith("memory"):
+            mem += t
+    return mem / total if total > 0 else 0.0
+
+
+def wall_shares(prep: Any, result: Any) -> dict[str, float]:
+    """The step time split into the parts the memory wall is about, seconds and shares.
+
+    ``comm_s`` = tp_comm + pp_comm + dp_comm (communication the critical stream waits
+    for); ``memory_bound_s`` = compute x (memory-bound fraction of that stage's op time by
+    the roofline classification) + optimizer (Adam is an elementwise, memory-bound
+    update); ``compute_bound_s`` = the rest of compute; ``bubble_s`` / ``other_s`` as in
+    the breakdown. ``wall_share`` = (comm_s + memory_bound_s) / step time.
+    """
+    b = result.breakdown_s
+    frac = _memory_bound_fraction(prep, int(result.critical.get("stage", 0)))
+    comm = sum(b[k] for k in _COMM_KEYS)
+    mem_bound = b["compute"] * frac + b["optimizer"]
+    step = result.step_time_s
+    return {"comm_s": comm, "memory_bound_s": mem_bound,
+            "compute_bound_s": b["compute"] * (1.0 - frac), "bubble_s": b["bubble"],
+            "other_s": b["other"], "memory_bound_compute_fraction": frac,
+            "comm_share": comm / step if step > 0 else 0.0,
+            "memory_bound_share": mem_bound / step if step > 0 else 0.0,
+            "wall_share": (comm + mem_bound) / step if step > 0 else 0.0}
+
+
+def _scaled_model(prep: Any, flop_factor: float) -> dict[str, Any]:
+    """Model overrides that grow per-step FLOPs by about ``flop_factor``.
+
+    Dense transformer FLOPs per token ~ 6 N with N ~ 12 L h^2 (Kaplan et al. 2020, Sec.
+    2.1; Narayanan et al. 2021, Sec. 5.1), so at fixed layers, batch and sequence the
+    FLOPs grow ~ h^2: hidden grows by sqrt(flop_factor), keeping the number of heads (so
+    head_dim grows and every TP degree that divided heads still does); ffn_hidden keeps its
+    ratio to hidden, rounded to a multiple of ``heads``."""
+    m = prep.workload.model
+    grow = math.sqrt(flop_factor)
+    head_dim = max(1, round(m.head_dim * grow))
+    hidden = head_dim * m.heads
+    out: dict[str, Any] = {"model.hidden": hidden}
+    if m.ffn_hidden is not None:
+        ffn = max(m.heads, round(m.ffn_hidden * hidden / m.hidden / m.heads) * m.heads)
+        out["model.ffn_hidden"] = ffn
+    return out
+
+
+def generations(workload: Any = "gpt3-175b", cluster: Any = None, count: int = 4,
+                overrides: dict[str, Any] | None = None,
+                growth: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Project the cluster ``count`` generations forward (generation 0 = as given).
+
+    Generation ``g`` scales every resource by ``growth[axis] ** g``
+    (:data:`GROWTH_PER_GENERATION` by default). Two models per generation: ``fixed`` (the
+    workload as is) and ``scaled`` (hidden grown so per-step FLOPs grow with peak FLOP/s,
+    see :func:`_scaled_model`). One row per (generation, model) with step time, the
+    breakdown, :func:`wall_shares` and the memory verdict.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 20:
+        raise ConfigError("--generations", None, f"expected an integer 0 to 20, got {count!r}")
+    growth = dict(GROWTH_PER_GENERATION if growth is None else growth)
+    for axis in growth:
+        _check_axis(axis, "growth")
+    overrides = dict(overrides or {})
+    prep0, _ = _run(workload, cluster, overrides)
+    rows: list[dict[str, Any]] = []
+    base_flop = None
+    for g in range(count + 1):
+        hw = scale_overrides(prep0, {a: f ** g for a, f in growth.items()}) if g else {}
+        for kind in ("fixed", "scaled"):
+            model_over = (_scaled_model(prep0, growth.get("peak_flops", 1.0) ** g)
+                          if (kind == "scaled" and g) else {})
+            prep, r = _run(workload, cluster, {**overrides, **hw, **model_over})
+            if base_flop is None:
+                base_flop = r.model_flop
+            shares = wall_shares(prep, r)
+            rows.append({
+                "generation": g, "year": g * YEARS_PER_GENERATION, "model": kind,
+                "hidden": prep.workload.model.hidden,
+                "model_flop_growth": r.model_flop / base_flop,
+                "step_time_s": r.step_time_s,
+                **{f"{k}_s": v for k, v in r.breakdown_s.items()},
+                **shares,
+                "peak_bytes": r.memory["peak_bytes"],
+                "capacity_bytes": r.memory["capacity_bytes"],
+                "fits": bool(r.memory["fits"]),
+            })
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# Text
+
+
+def render_whatif(data: dict[str, Any]) -> str:
+    """Old vs new step time, breakdown and memory verdict, then elasticities."""
+    from .report import BREAKDOWN_KEYS
+
+    b, s = data["baseline"], data["scaled"]
+    scales = ", ".join(f"{k} x{v:g}" for k, v in sorted(data["scales"].items())) or "nothing"
+    lines = [f"whatif: {data['workload']} on {data['cluster']}, scaled {scales}",
+             f"device: {b['device']} -> {s['device']}", "",
+             f"{'':<14} {'baseline':>12} {'scaled':>12} {'change':>9}"]
+
+    def row(name: str, old: float, new: float, unit: str = "s") -> str:
+        ch = (new - old) / old * 100 if old else 0.0
+        return f"{name:<14} {old:>11.4f}{unit} {new:>11.4f}{unit} {ch:>8.1f}%"
+
+    lines.append(row("step time", b["step_time_s"], s["step_time_s"]))
+    for k in BREAKDOWN_KEYS:
+        lines.append(row(f"  {k}", b["breakdown_s"][k], s["breakdown_s"][k]))
+    lines.append(f"speedup        {data['speedup']:>12.3f}x")
+    for name, m in (("baseline", b["memory"]), ("scaled", s["memory"])):
+        lines.append(f"memory {name:<8} peak {m['peak_bytes'] / 1e9:,.1f} GB of "
+                     f"{m['capacity_bytes'] / 1e9:,.1f} GB: "
+                     f"{'fits' if m['fits'] else 'DOES NOT FIT'}")
+    el = data.get("elasticities")
+    if el:
+        lines += ["", f"elasticity of step time (% change per +1% of the resource, finite "
+                  f"difference at +{ELASTICITY_STEP:.0%}):"]
+        for k, v in sorted(el.items(), key=lambda kv: (kv[1], kv[0])):
+            lines.append(f"  {k:<17} {v:+7.3f}")
+        bind = min(el, key=lambda k: (el[k], k))
+        if el[bind] < 0:
+            lines.append(f"binding resource: {bind}")
+    return "\n".join(lines)
+
+
+def render_generations(rows: list[dict[str, Any]]) -> str:
+    """One line per generation and model: step time, shares, memory verdict."""
+    head = (f"{'gen':>3} {'year':>4} {'model':<6} {'hidden':>6} {'flop x':>7} {'step s':>10} "
+            f"{'comm%':>6} {'membnd%':>7} {'wall%':>6} {'bubble%':>7} {'peak GB':>8} "
+            f"{'cap GB':>7} fits")
+    g = GROWTH_PER_GENERATION
+    lines = [f"growth per {YEARS_PER_GENERATION}-year generation (Gholami et al., IEEE Micro "
+             f"2024): FLOPS x{g['peak_flops']}, DRAM bw x{g['memory_bandwidth']}, "
+             f"interconnect x{g['nic']}, memory capacity x{g['memory_capacity']}",
+             "wall% = (tp+pp+dp comm + memory-bound compute + optimizer) / step time", head]
+    for r in rows:
+        st = r["step_time_s"]
+        lines.append(
+            f"{r['generation']:>3} {r['year']:>4} {r['model']:<6} {r['hidden']:>6} "
+            f"{r['model_flop_growth']:>7.2f} {st:>10.4f} {r['comm_share'] * 100:>6.1f} "
+            f"{r['memory_bound_share'] * 100:>7.1f} {r['wall_share'] * 100:>6.1f} "
+            f"{r['bubble_s'] / st * 100 if st else 0:>7.1f} {r['peak_bytes'] / 1e9:>8.1f} "
+            f"{r['capacity_bytes'] / 1e9:>7.1f} {'yes' if r['fits'] else 'NO'}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# CLI
+
+
+def add_whatif_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``simwall whatif`` on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "whatif", help="scale hardware resources or project generations forward",
+        description="Re-simulate with resources scaled (--scale KEY=FACTOR; keys: "
+        + ", ".join(AXES) + ") and show which resource binds (elasticities), or project "
+        "the cluster --generations N forward with the growth rates of Gholami et al., "
+        "'AI and Memory Wall', IEEE Micro 2024.")
+    p.add_argument("workload", nargs="?", default="gpt3-175b",
+                   help="bundled workload name or YAML path (default: gpt3-175b)")
+    p.add_argument("--cluster", help="bundled cluster name or YAML path")
+    p.add_argument("--set", dest="set_items", action="append", default=[],
+                   metavar="KEY=VALUE", help="override one key, e.g. plan.tp=4; repeatable")
+    p.add_argument("--scale", dest="scales", action="append", default=[],
+                   metavar="KEY=FACTOR", help="scale one resource, e.g. memory_bandwidth=2; "
+                   "repeatable")
+    p.add_argument("--generations", type=int, metavar="N",
+                   help="project N two-year hardware generations forward")
+    p.add_argument("--no-elasticities", action="store_true",
+                   help="skip the elasticity runs (6 extra simulations)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--plot", metavar="FILE", help="write a plot (.png or .svg)")
+    return p
+
+
+def whatif_main(args: argparse.Namespace) -> int:
+    """``simwall whatif``: prints a table or JSON; errors propagate as SimwallError."""
+    overrides = _split_items(args.set_items)
+    scales = parse_scales(args.scales)
+    if args.plot:
+        from .plots import check_plot_path
+        check_plot_path(args.plot)
+    if args.generations is not None:
+        if scales:
+            raise ConfigError("--scale", None, "cannot be combined with --generations")
+        rows = generations(args.workload, args.cluster, args.generations, overrides)
+        if args.plot:
+            from . import plots
+            plots.save(plots.generations_plot(rows)[0], args.plot)
+        print(json.dumps(rows, indent=2, sort_keys=True) if args.format == "json"
+              else render_generations(rows))
+        return 0
+    if not scales and args.no_elasticities:
+        raise ConfigError("--scale", None, "nothing to do: give --scale KEY=FACTOR, "
+                          "--generations N, or drop --no-elasticities")
+    data = whatif(args.workload, args.cluster, scales, overrides,
+                  with_elasticities=not args.no_elasticities)
+    if args.plot:
+        from . import plots
+        rows = [{"label": "baseline", **data["baseline"]["breakdown_s"]},
+                {"label": "scaled", **data["scaled"]["breakdown_s"]}]
+        plots.save(plots.breakdown_plot(rows, title=f"whatif: {data['workload']}")[0],
+                   args.plot)
+    print(json.dumps(data, indent=2, sort_keys=True) if args.format == "json"
+          else render_whatif(data))
+    return 0

@@ -1,0 +1,448 @@
+"""Per-layer operations of a transformer: FLOP, bytes moved and activations saved.
+
+Every function returns the ops one device runs for one micro-batch (``b`` sequences of
+``s`` tokens), with tensor parallelism (TP, degree ``t``) splitting heads, FFN and vocabulary
+(Shoeybi et al. 2019, "Megatron-LM", Sec. 3) and, with sequence parallelism (SP), the norm /
+dropout / residual regions split along the sequence (Korthikanti et al. 2022, "Reducing
+Activation Recomputation in Large Transformer Models", Sec. 4.2.2). Without SP those regions
+are replicated on every TP rank. Communication is not an op here (see ``stepcost``).
+
+Counting conventions (docs/cost-model.md has the derivations):
+
+- A GEMM ``(m, k) x (k, n)`` costs ``2 m n k`` FLOP (one multiply and one add per MAC).
+  Summed over a layer this gives ``24 b s h^2 + 4 b s^2 h`` for a GPT layer (Narayanan et
+  al. 2021, "Efficient Large-Scale Language Model Training on GPU Clusters Using
+  Megatron-LM", SC21, Sec. 5.1 / Appendix); causal masking is not subtracted (same paper).
+- Backward of a GEMM is two GEMMs of the same size (gradient wrt input and wrt weight): 2x
+  forward FLOP (Narayanan et al. 2021, Sec. 5.1). Backward of an elementwise op moves about
+  the same bytes and does about the same FLOP as its forward.
+- ``saved_bytes`` of a forward op is what that op keeps for the backward pass under the
+  plan's recompute mode; summed over a layer it reproduces Korthikanti et al. 2022, Sec. 4,
+  eq. 1-2 and Table 2 exactly for 16-bit GPT layers (see :func:`activation_bytes_per_layer`).
+- ``flop`` and the byte counts of an op are totals over its ``count`` identical GEMMs;
+  ``gemm`` is the shape ``(m, n, k)`` of one of them.
+
+Modes: ``train`` (forward, backward, recompute), ``prefill`` (forward on ``s`` tokens, no
+dropout, K/V written to the cache) and ``decode`` (one new token per sequence against a KV
+cache of ``s`` tokens: GEMMs have ``m = b`` and attention reads the cache).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+from .config import PRECISION_BYTES, ModelSpec, TrainingSpec
+from .errors import SimwallError
+from .plan import Plan
+
+__all__ = [
+    "ATTENTION_CORE",
+    "KINDS",
+    "MASK_BYTES",
+    "MODES",
+    "PASSES",
+    "Op",
+    "StageOps",
+    "activation_bytes_per_layer",
+    "chunk_ops",
+    "embedding_ops",
+    "hardware_flop_per_step",
+    "head_ops",
+    "layer_ops",
+    "model_flop_per_step",
+    "ops_flop",
+    "stage_ops",
+]
+
+KINDS = ("matmul", "attention", "elementwise", "reduction")
+PASSES = ("fwd", "bwd", "recompute")
+MODES = ("train", "prefill", "decode")
+
+#: Dropout masks are stored as 1 byte per element (Korthikanti et al. 2022, Sec. 4.1).
+MASK_BYTES = 1
+
+#: The ops selective recompute drops and recomputes: the attention core, whose saved
+#: tensors grow with s^2 (Korthikanti et al. 2022, Sec. 5).
+ATTENTION_CORE = frozenset({"attn_scores", "softmax", "attn_dropout", "attn_context"})
+
+# Arithmetic per element of the non-GEMM ops, counted from their definitions. They are
+# below 1 % of a layer's FLOP for h >= 1024 and only matter for the roofline table.
+_NORM_FLOP = {"layernorm": 7, "rmsnorm": 4}  # LN: mean, var (2), sub, div, scale, shift
+_SOFTMAX_FLOP = 5          # max, subtract, exp, sum, divide
+_DROPOUT_FLOP = 2          # compare with the random draw, scale
+_ADD_FLOP = 1              # residual add
+_GELU_FLOP = 8             # tanh approximation (Hendrycks & Gimpel 2016, Sec. 2)
+_SWIGLU_FLOP = 5           # x * sigmoid(x) (exp, add, div, mul) times the gate (mul)
+_XENT_FLOP = 5             # log-softmax (max, sub, exp, sum, log) per logit
+_FP32_BYTES = 4            # cross-entropy keeps fp32 logits (Korthikanti et al. 2022, Sec. 4.3)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One kernel (or one fused group) of one device, one micro-batch.
+
+    ``flop`` in FLOP; ``bytes_read`` / ``bytes_written`` from / to device memory;
+    ``saved_bytes`` the activation bytes this (forward) op keeps for backward;
+    ``gemm`` the ``(m, n, k)`` of one of the ``count`` identical GEMMs, else ``None``.
+    """
+
+    name: str
+    kind: str
+    flop: float
+    bytes_read: float
+    bytes_written: float
+    saved_bytes: float = 0.0
+    gemm: tuple[int, int, int] | None = None
+    count: int = 1
+    pass_: str = "fwd"
+
+    @property
+    def bytes_(self) -> float:
+        """Bytes moved to and from device memory."""
+        return self.bytes_read + self.bytes_written
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity, FLOP per byte moved (0 when nothing is moved)."""
+        return self.flop / self.bytes_ if self.bytes_ > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class StageOps:
+    """Ops of one pipeline stage per micro-batch: forward, and backward with recompute."""
+
+    fwd: tuple[Op, ...]
+    bwd: tuple[Op, ...]
+
+
+# ---------------------------------------------------------------------------------------
+# Shapes
+
+
+@dataclass(frozen=True)
+class _Dims:
+    """Per-device sizes of one micro-batch."""
+
+    tokens: int          # tokens through the projections (b s; b when decoding)
+    b: int
+    s: int               # query length of the attention (s; 1 when decoding)
+    ctx: int             # key length of the attention (s; the KV cache when decoding)
+    h: int
+    heads: int           # query heads on this device
+    kv: int              # K/V heads on this device
+    d: int
+    ffn: int             # FFN width on this device
+    vocab: int           # vocabulary rows on this device
+    rep: int             # divisor of the norm / dropout regions: t with SP, else 1
+    e: int               # bytes per activation element
+    w: int               # bytes per weight element
+    g: int               # bytes per weight-gradient element
+    dropout: bool
+
+
+def _check(pass_: str, mode: str) -> None:
+    if pass_ not in PASSES:
+        raise SimwallError(f"workload: pass_ must be one of {', '.join(PASSES)}, got {pass_!r}")
+    if mode not in MODES:
+        raise SimwallError(f"workload: mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode != "train" and pass_ != "fwd":
+        raise SimwallError(f"workload: mode {mode!r} has only a forward pass, got {pass_!r}")
+
+
+def _act_bytes(training: TrainingSpec) -> int:
+    """Bytes of an activation element: 16-bit in mixed precision (Korthikanti et al. 2022,
+    Sec. 4.1), 4 in fp32; FP8 runs keep 16-bit activations and cast inside the GEMMs
+    (Micikevicius et al. 2022, "FP8 Formats for Deep Learning", Sec. 4; as simwall.memory)."""
+    return PRECISION_BYTES["fp32"] if training.precision == "fp32" else PRECISION_BYTES["bf16"]
+
+
+def _kv_per_device(kv_heads: int, tp: int) -> int:
+    """K/V heads per TP rank: split when ``tp`` divides them, else one replicated head per
+    rank (plan.resolve allows ``tp`` a multiple of ``kv_heads``; Megatron-LM's GQA)."""
+    return kv_heads // tp if kv_heads % tp == 0 else 1
+
+
+def _dims(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str) -> _Dims:
+    t = plan.tp
+    b, s = plan.micro_batch, model.seq_len
+    decode = mode == "decode"
+    # Inference runs without dropout.
+    return _Dims(
+        tokens=b if decode else b * s, b=b, s=1 if decode else s, ctx=s, h=model.hidden,
+        heads=model.heads // t, kv=_kv_per_device(model.kv_heads_, t), d=model.head_dim,
+        ffn=model.ffn // t, vocab=-(-model.vocab // t), rep=t if plan.sequence_parallel else 1,
+        e=_act_bytes(training), w=PRECISION_BYTES[training.precision],
+        g=PRECISION_BYTES[training.grad_precision_],
+        dropout=model.dropout and mode == "train")
+
+
+def _gemm_op(name: str, m: int, n: int, k: int, *, kind: str = "matmul", count: int = 1,
+             read: float, written: float, saved: float = 0.0) -> Op:
+    return Op(name=name, kind=kind, flop=2.0 * m * n * k * count, bytes_read=float(read),
+              bytes_written=float(written), saved_bytes=float(saved), gemm=(m, n, k),
+              count=count)
+
+
+def _ew_op(name: str, kind: str, flop: float, read: float, written: float,
+           saved: float = 0.0) -> Op:
+    return Op(name=name, kind=kind, flop=float(flop), bytes_read=float(read),
+              bytes_written=float(written), saved_bytes=float(saved))
+
+
+def _norm_op(name: str, model: ModelSpec, x: _Dims, tokens: int, save: bool) -> Op:
+    elems = tokens * x.h / x.rep
+    return _ew_op(name, "reduction", _NORM_FLOP[model.norm] * elems, elems * x.e + 2 * x.h * x.w,
+                  elems * x.e, saved=elems * x.e if save else 0.0)
+
+
+def _dropout_add_op(name: str, x: _Dims) -> Op:
+    """Dropout of a projection output plus the residual add, one fused kernel."""
+    elems = x.tokens * x.h / x.rep
+    if x.dropout:
+        return _ew_op(name, "elementwise", (_DROPOUT_FLOP + _ADD_FLOP) * elems, 2 * elems * x.e,
+                      elems * x.e + elems * MASK_BYTES, saved=elems * MASK_BYTES)
+    return _ew_op(name, "elementwise", _ADD_FLOP * elems, 2 * elems * x.e, elems * x.e)
+
+
+# ---------------------------------------------------------------------------------------
+# One transformer layer
+
+
+def _layer_fwd(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str
+               ) -> tuple[Op, ...]:
+    """Forward ops of one layer with the activations each would save without recompute."""
+    x = _dims(model, training, plan, mode)
+    train = mode == "train"
+    T, h, e, w = x.tokens, x.h, x.e, x.w
+    q_out, kv_out = x.heads * x.d, x.kv * x.d
+    qkv_out = q_out + 2 * kv_out
+    attn_elems = x.b * x.heads * x.s * x.ctx          # elements of QK^T (per device)
+    ops: list[Op] = [_norm_op("input_norm", model, x, T, save=train)]
+    # QKV projection. It saves its input (sequence-parallel shard with SP: Korthikanti et
+    # al. 2022, Sec. 4.2.2) and keeps Q, K, V for the attention core's backward.
+    ops.append(_gemm_op(
+        "qkv_proj", T, qkv_out, h, read=T * h * e + qkv_out * h * w, written=T * qkv_out * e,
+        saved=(T * h * e / x.rep + T * qkv_out * e) if train else 0.0))
+    # Attention core, one GEMM per (sequence, head). Decoding reads K and V of the cache.
+    k_read = x.b * x.ctx * kv_out * e
+    ops.append(_gemm_op(
+        "attn_scores", x.s, x.ctx, x.d, kind="attention", count=x.b * x.heads,
+        read=x.b * x.s * q_out * e + k_read, written=attn_elems * e))
+    ops.append(_ew_op("softmax", "reduction", _SOFTMAX_FLOP * attn_elems, attn_elems * e,
+                      attn_elems * e, saved=attn_elems * e if train else 0.0))
+    if x.dropout:
+        ops.append(_ew_op("attn_dropout", "elementwise", _DROPOUT_FLOP * attn_elems,
+                          attn_elems * e, attn_elems * (e + MASK_BYTES),
+                          saved=attn_elems * MASK_BYTES))
+    # attention x V saves its probability input: the dropout output (the softmax output,
+    # already saved by softmax, when there is no dropout).
+    ops.append(_gemm_op(
+        "attn_context", x.s, x.d, x.ctx, kind="attention", count=x.b * x.heads,
+        read=attn_elems * e + k_read, written=x.b * x.s * q_out * e,
+        saved=attn_elems * e if x.dropout else 0.0))
+    ops.append(_gemm_op("out_proj", T, h, q_out, read=T * q_out * e + h * q_out * w,
+                        written=T * h * e, saved=T * q_out * e if train else 0.0))
+    ops.append(_dropout_add_op("attn_residual", x))
+    ops.append(_norm_op("post_attn_norm", model, x, T, save=train))
+    # MLP: up (and gate) projection, activation, down projection.
+    branches = 2 if model.gated_mlp else 1
+    ops.append(_gemm_op(
+        "mlp_up", T, x.ffn, h, count=branches,
+        read=T * h * e + branches * x.ffn * h * w, written=branches * T * x.ffn * e,
+        saved=T * h * e / x.rep if train else 0.0))
+    act_flop = _SWIGLU_FLOP if model.gated_mlp else _GELU_FLOP
+    ops.append(_ew_op("mlp_act", "elementwise", act_flop * T * x.ffn, branches * T * x.ffn * e,
+                      T * x.ffn * e, saved=branches * T * x.ffn * e if train else 0.0))
+    ops.append(_gemm_op("mlp_down", T, h, x.ffn, read=T * x.ffn * e + h * x.ffn * w,
+                        written=T * h * e, saved=T * x.ffn * e if train else 0.0))
+    ops.append(_dropout_add_op("mlp_residual", x))
+    return tuple(ops)
+
+
+def _kept(op: Op, recompute: str) -> bool:
+    """Whether ``op``'s saved activations stay in memory under ``recompute``."""
+    if recompute == "full":
+        return op.name == "input_norm"  # the layer input only (Korthikanti et al. 2022, Sec. 5)
+    if recompute == "selective":
+        return op.name not in ATTENTION_CORE
+    return True
+
+
+def _grad_ops(op: Op, x: _Dims) -> tuple[Op, ...]:
+    """Backward ops of a forward op.
+
+    GEMM ``C = A B`` with A ``(m, k)``, B ``(k, n)``: ``dA = dC B^T`` (``m, k, n``) and
+    ``dB = A^T dC`` (``k, n, m``), each as many FLOP as the forward. Weight gradients of
+    ``matmul`` ops are written in the gradient precision.
+    """
+    if op.gemm is None:
+        return (replace(op, name=op.name + ".grad", saved_bytes=0.0, pass_="bwd"),)
+    m, n, k = op.gemm
+    c, e = op.count, x.e
+    weight = op.kind == "matmul"
+    b_bytes = n * k * (x.w if weight else e)
+    d_a = _gemm_op(op.name + ".dgrad", m, k, n, kind=op.kind, count=c,
+                   read=c * (m * n * e + b_bytes), written=c * m * k * e)
+    d_b = _gemm_op(op.name + ".wgrad" if weight else op.name + ".dgrad2", k, n, m, kind=op.kind,
+                   count=c, read=c * (m * k * e + m * n * e),
+                   written=c * k * n * (x.g if weight else e))
+    return (replace(d_a, pass_="bwd"), replace(d_b, pass_="bwd"))
+
+
+@lru_cache(maxsize=1024)
+def layer_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str = "fwd",
+              mode: str = "train") -> tuple[Op, ...]:
+    """Ops of one transformer layer on one device for one micro-batch.
+
+    ``pass_='fwd'``: forward ops; their ``saved_bytes`` are what stays in memory under
+    ``plan.recompute`` (zero for the ops whose activations are dropped).
+    ``pass_='bwd'``: gradient ops, in backward order (recompute excluded).
+    ``pass_='recompute'``: the forward ops re-run during backward (``full``: the whole
+    layer; ``selective``: the attention core; ``none``: no ops), in forward order.
+    """
+    _check(pass_, mode)
+    fwd = _layer_fwd(model, training, plan, mode)
+    if pass_ == "fwd":
+        return tuple(op if _kept(op, plan.recompute) else replace(op, saved_bytes=0.0)
+                     for op in fwd)
+    if pass_ == "recompute":
+        chosen = {"none": (), "selective": [op for op in fwd if op.name in ATTENTION_CORE],
+                  "full": fwd}[plan.recompute]
+        return tuple(replace(op, saved_bytes=0.0, pass_="recompute") for op in chosen)
+    x = _dims(model, training, plan, mode)
+    return tuple(g for op in reversed(fwd) for g in _grad_ops(op, x))
+
+
+@lru_cache(maxsize=1024)
+def activation_bytes_per_layer(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
+    """Activation bytes one layer keeps per micro-batch per device under ``plan.recompute``:
+    the sum of ``saved_bytes`` of its forward ops (Korthikanti et al. 2022, Table 2)."""
+    return float(sum(op.saved_bytes for op in layer_ops(model, training, plan, "fwd")))
+
+
+# ---------------------------------------------------------------------------------------
+# Embedding and head
+
+
+@lru_cache(maxsize=1024)
+def embedding_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str = "fwd",
+                  mode: str = "train") -> tuple[Op, ...]:
+    """Input embedding on the first stage: vocabulary-parallel lookup plus the learned
+    position embedding (GPT-2/BERT style), then dropout (training only).
+
+    The lookup is a gather: no FLOP but the rows read and the partial sum written on every
+    TP rank before the all-reduce (reduce-scatter with SP; Korthikanti et al. 2022, Sec. 4.2.2).
+    """
+    _check(pass_, mode)
+    x = _dims(model, training, plan, mode)
+    if pass_ == "recompute":
+        return ()
+    T, h, e = x.tokens, x.h, x.e
+    lookup = _ew_op("embedding", "elementwise", _ADD_FLOP * T * h, 2 * T * h * x.w,
+                    T * h * e)
+    ops = [lookup]
+    if x.dropout:
+        elems = T * h / x.rep
+        ops.append(_ew_op("embedding_dropout", "elementwise", _DROPOUT_FLOP * elems, elems * e,
+                          elems * (e + MASK_BYTES), saved=elems * MASK_BYTES))
+    if pass_ == "fwd":
+        return tuple(ops)
+    # Backward: dropout gradient, then the scatter-add of the gradient rows into the
+    # embedding-table gradient (read-modify-write in the gradient precision).
+    grads = [replace(op, name=op.name + ".grad", saved_bytes=0.0, pass_="bwd")
+             for op in reversed(ops[1:])]
+    grads.append(Op(name="embedding.grad", kind="elementwise", flop=float(_ADD_FLOP * T * h),
+                    bytes_read=float(T * h * (e + x.g)), bytes_written=float(T * h * x.g),
+                    pass_="bwd"))
+    return tuple(grads)
+
+
+@lru_cache(maxsize=1024)
+def head_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str = "fwd",
+             mode: str = "train") -> tuple[Op, ...]:
+    """Final norm, LM-head logits GEMM (vocabulary split over TP) and cross-entropy loss on
+    the last stage. Inference computes logits for the last position only (no loss).
+
+    Saved: the final-norm input, the head GEMM input (SP shard with SP) and the fp32 logits
+    the cross-entropy keeps (Korthikanti et al. 2022, Sec. 4.3).
+    """
+    _check(pass_, mode)
+    x = _dims(model, training, plan, mode)
+    if pass_ == "recompute":
+        return ()
+    train = mode == "train"
+    T = x.tokens if train else x.b
+    h, e, v = x.h, x.e, x.vocab
+    ops = [_norm_op("final_norm", model, x, T, save=train),
+           _gemm_op("lm_head", T, v, h, read=T * h * e + v * h * x.w, written=T * v * e,
+                    saved=T * h * e / x.rep if train else 0.0)]
+    if train:
+        ops.append(_ew_op("cross_entropy", "reduction", _XENT_FLOP * T * v, T * v * e,
+                          T * v * _FP32_BYTES, saved=T * v * _FP32_BYTES))
+    if pass_ == "fwd":
+        return tuple(ops)
+    return tuple(g for op in reversed(ops) for g in _grad_ops(op, x))
+
+
+# ---------------------------------------------------------------------------------------
+# Stages and whole steps
+
+
+@lru_cache(maxsize=1024)
+def chunk_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, chunk: int) -> StageOps:
+    """Ops of model chunk ``chunk`` (0 .. plan.chunks - 1) per micro-batch: the embedding
+    on chunk 0, the head on the last chunk; backward includes recompute before each layer's
+    gradients (Megatron-LM recomputes a layer right before its backward)."""
+    if not 0 <= chunk < plan.chunks:
+        raise SimwallError(f"workload: chunk must be in 0..{plan.chunks - 1}, got {chunk}")
+    n = plan.stage_layers[chunk]
+    first, last = chunk == 0, chunk == plan.chunks - 1
+    fwd: list[Op] = []
+    bwd: list[Op] = []
+    if first:
+        fwd += embedding_ops(model, training, plan, "fwd")
+    fwd += layer_ops(model, training, plan, "fwd") * n
+    if last:
+        fwd += head_ops(model, training, plan, "fwd")
+        bwd += head_ops(model, training, plan, "bwd")
+    per_layer = (layer_ops(model, training, plan, "recompute")
+                 + layer_ops(model, training, plan, "bwd"))
+    bwd += per_layer * n
+    if first:
+        bwd += embedding_ops(model, training, plan, "bwd")
+    return StageOps(fwd=tuple(fwd), bwd=tuple(bwd))
+
+
+@lru_cache(maxsize=1024)
+def stage_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int) -> StageOps:
+    """Ops of every chunk held by pipeline ``stage`` per micro-batch, chunks in model order
+    (backward lists the chunks in reverse order)."""
+    if not 0 <= stage < plan.pp:
+        raise SimwallError(f"workload: stage must be in 0..{plan.pp - 1}, got {stage}")
+    parts = [chunk_ops(model, training, plan, c) for c in range(stage, plan.chunks, plan.pp)]
+    return StageOps(fwd=tuple(op for p in parts for op in p.fwd),
+                    bwd=tuple(op for p in reversed(parts) for op in p.bwd))
+
+
+def ops_flop(ops: tuple[Op, ...]) -> float:
+    """Total FLOP of ``ops``."""
+    return float(sum(op.flop for op in ops))
+
+
+def hardware_flop_per_step(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
+    """FLOP all devices execute in one step (global batch, recompute included), summed
+    from the per-device ops: stage ops x micro-batches x DP x TP."""
+    per_replica = sum(ops_flop(so.fwd) + ops_flop(so.bwd)
+                      for so in (stage_ops(model, training, plan, st) for st in range(plan.pp)))
+    return float(per_replica * plan.micro_batches * plan.dp * plan.tp)
+
+
+def model_flop_per_step(model: ModelSpec, training: TrainingSpec) -> float:
+    """FLOP of one step's forward and backward over the whole model and global batch,
+    without recompute or parallelism (the numerator of model FLOP utilisation)."""
+    plan = Plan(tp=1, pp=1, dp=1, virtual_stages=1, sequence_parallel=False, zero=0,
+                recompute="none", schedule="1f1b", micro_batch=1, global_batch=1,
+                stage_layers=(model.layers,))
+    one = stage_ops(model, training, plan, 0)
+    return float((ops_flop(one.fwd) + ops_flop(one.bwd)) * training.global_batch)
