@@ -1,7 +1,26 @@
-"""simwall: a discrete-event simulator of distributed deep-learning training."""
+"""simwall: a discrete-event simulator of distributed deep-learning training.
+
+>>> import simwall
+>>> r = simwall.simulate("gpt3-175b", **{"plan.tp": 4})       # doctest: +SKIP
+>>> records = list(simwall.sweep({"workload": "gpt2"}, {"plan.tp": [1, 2]}))  # doctest: +SKIP
+"""
 
 from .errors import ConfigError, SimwallError
 
 __version__ = "0.1.0"
 
-__all__ = ["SimwallError", "ConfigError", "__version__"]
+__all__ = ["SimwallError", "ConfigError", "simulate", "sweep", "StepResult", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy: ``import simwall`` stays cheap for the CLI's --help and for worker processes.
+    if name == "simulate":
+        from .api import simulate
+        return simulate
+    if name == "sweep":
+        from .sweep import sweep
+        return sweep
+    if name == "StepResult":
+        from .report import StepResult
+        return StepResult
+    raise AttributeError(f"module 'simwall' has no attribute {name!r}")

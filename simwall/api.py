@@ -196,6 +196,11 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
         slowest = min(speeds, key=lambda d: (speeds[d], d))
         critical["slowest_device"] = slowest
         critical["slowest_speed"] = speeds[slowest]
+    # The ideal step: each stage's compute for all micro-batches, no communication, no
+    # bubble, then the optimizer; no schedule can beat it.
+    compute_only = max(plan.micro_batches * sum(c.fwd_compute_s + c.bwd_compute_s
+                                                for c in costs[(s, r)].chunks)
+                       for s in range(plan.pp) for r in range(replicas)) + opt_s
     inputs = _inputs(prep)
     return StepResult(
         workload=wl.name, cluster=prep.cluster.name, device=prep.device.name,
@@ -206,7 +211,8 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
         breakdown_s=breakdown, memory=mem, critical=critical,
         engine={"events": run.events, "mode": "per-device" if per_device else "symmetric",
                 "streams": len(run.stats)},
-        trace_events=tuple(trace_events))
+        trace_events=tuple(trace_events),
+        bounds={"compute_only_s": compute_only})
 
 
 def _inputs(prep: Prepared) -> dict:

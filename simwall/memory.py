@@ -379,9 +379,11 @@ def stage_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan,
         per_mb += _embedding_activation_bytes(model, plan)
     out = in_flight * per_mb
     if stage == plan.pp - 1:
-        # The last stage runs each micro-batch's backward right after its forward: the
-        # logits of one micro-batch are alive at a time (Korthikanti et al. 2022, Sec. 4.3).
-        out += _output_activation_bytes(model, training, plan)
+        # 1F1B: the last stage runs each micro-batch's backward right after its forward, so
+        # the logits of one micro-batch are alive at a time (Korthikanti et al. 2022, Sec.
+        # 4.3). GPipe runs every forward first, so all m micro-batches' logits are kept.
+        logits_alive = plan.micro_batches if plan.schedule == "gpipe" else 1
+        out += logits_alive * _output_activation_bytes(model, training, plan)
     return float(out)
 
 

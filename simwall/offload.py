@@ -31,10 +31,18 @@ from typing import Any
 from .config import PRECISION_BYTES, TrainingSpec
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_HOST_CPU", "OffloadTimes", "offload_times_s",
-           "param_fetch_s", "host_memory_bandwidth_bytes_per_s", "offload_candidates",
-           "OFFLOAD_MODES", "host_link_bytes_per_s",
-           "host_optimizer_s", "layer_fetch_s"]
+__all__ = [
+    "DEFAULT_HOST_CPU",
+    "OFFLOAD_MODES",
+    "OffloadTimes",
+    "host_link_bytes_per_s",
+    "host_memory_bandwidth_bytes_per_s",
+    "host_optimizer_s",
+    "layer_fetch_s",
+    "offload_candidates",
+    "offload_times_s",
+    "param_fetch_s",
+]
 
 #: Offload modes in order of device memory saved (``plan.offload``).
 OFFLOAD_MODES = ("none", "optimizer", "optimizer+params")

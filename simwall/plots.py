@@ -9,7 +9,6 @@ figure as PNG or SVG by the file's suffix. :func:`plot_main` is ``simwall plot``
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 from pathlib import Path
@@ -17,9 +16,24 @@ from typing import Any
 
 from .errors import ConfigError, SimwallError
 
-__all__ = ["SUFFIXES", "check_plot_path", "save", "breakdown_plot", "generations_plot",
-           "memory_plot", "memory_timeline_plot", "roofline_plot", "columns_plot",
-           "run_plot", "read_records", "add_plot_parser", "plot_main", "render_rows"]
+__all__ = [
+    "SUFFIXES",
+    "add_plot_parser",
+    "breakdown_plot",
+    "check_plot_path",
+    "columns_plot",
+    "generations_plot",
+    "memory_plot",
+    "memory_timeline_plot",
+    "plot_for_roofline",
+    "plot_for_run",
+    "plot_main",
+    "read_records",
+    "render_rows",
+    "roofline_plot",
+    "run_plot",
+    "save",
+]
 
 SUFFIXES = (".png", ".svg")
 _BREAKDOWN = ("compute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer", "other")
@@ -96,21 +110,23 @@ def generations_plot(rows: list[dict[str, Any]]) -> tuple[Any, list[dict]]:
     panel per model (fixed, scaled)."""
     parts = ("comm_s", "memory_bound_s", "compute_bound_s", "bubble_s", "other_s")
     models = sorted({r["model"] for r in rows}, key=lambda m: (m != "fixed", m))
-    fig = _figure(4.5 * max(1, len(models)), 4.5)
+    fig = _figure(4.5 * max(1, len(models)), 5.0)
     axes = fig.subplots(1, max(1, len(models)), squeeze=False)[0]
     data: list[dict] = []
     for ax, model in zip(axes, models):
         rs = sorted((r for r in rows if r["model"] == model), key=lambda r: r["generation"])
-        labels = [f"g{r['generation']} (+{r['year']}y)" for r in rs]
+        labels = [f"g{r['generation']}\n+{r['year']} y" for r in rs]
         shares = {p: [r[p] / r["step_time_s"] * 100 if r["step_time_s"] else 0.0 for r in rs]
                   for p in parts}
         _stacked(ax, labels, {p[:-2].replace("_", " "): v for p, v in shares.items()})
         ax.set_ylim(0, 100)
         ax.set_ylabel("% of step time")
         ax.set_title(f"{model} model")
-        ax.legend(fontsize="x-small", loc="upper left")
+        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                  ncol=3)
         for r, lab in zip(rs, labels):
-            data.append({"model": model, "generation": r["generation"], "label": lab,
+            data.append({"model": model, "generation": r["generation"],
+                         "label": lab.replace("\n", " "),
                          "step_time_s": r["step_time_s"],
                          **{f"{p[:-2]}_pct": shares[p][rs.index(r)] for p in parts},
                          "wall_pct": r["wall_share"] * 100})
@@ -140,10 +156,8 @@ def memory_plot(result: Any) -> tuple[Any, list[dict]]:
     return fig, data
 
 
-def memory_timeline_plot(result: Any, pid: int | None = None) -> tuple[Any, list[dict]]:
-    """Device memory over the step for one stage (trace process ``pid``; default the
-    first): the static bytes (params, grads, optimizer, other) plus the ``activations``
-    counter events of a run with ``trace=True``."""
+def _timeline_points(result: Any, pid: int | None = None) -> tuple[int, float, list[dict]]:
+    """(stage, static bytes, points) of one trace process's ``activations`` counter."""
     counters = [e for e in result.trace_events
                 if e.get("ph") == "C" and e.get("name") == "activations"]
     if not counters:
@@ -153,28 +167,42 @@ def memory_timeline_plot(result: Any, pid: int | None = None) -> tuple[Any, list
     if pid not in pids:
         raise ConfigError("--pid", None, f"expected one of {pids}, got {pid}")
     events = sorted((e for e in counters if e["pid"] == pid), key=lambda e: e["ts"])
+    # Trace processes are numbered stage * replicas + replica (simwall.api.run_prepared).
     replicas = max(1, len(pids) // max(1, len(result.memory["devices"])))
     stage = min(pid // replicas, len(result.memory["devices"]) - 1)
     dev = result.memory["devices"][stage]
     static = sum(float(dev[k]) for k in ("params_bytes", "grads_bytes", "optimizer_bytes",
                                            "other_bytes"))
-    data = [{"time_s": e["ts"] / 1e6,
-             "activations_bytes": float(sum(v for v in e.get("args", {}).values()
-                                            if isinstance(v, (int, float)))),
-             } for e in events]
-    for d in data:
-        d["total_bytes"] = static + d["activations_bytes"]
-    fig = _figure()
-    ax = fig.add_subplot()
+    data = []
+    for e in events:
+        act = float(sum(v for v in e.get("args", {}).values() if isinstance(v, (int, float))))
+        data.append({"time_s": e["ts"] / 1e6, "activations_bytes": act,
+                     "total_bytes": static + act})
+    return stage, static, data
+
+
+def _timeline(result: Any, ax: Any, pid: int | None = None) -> list[dict]:
+    stage, static, data = _timeline_points(result, pid)
     ax.step([d["time_s"] for d in data], [d["total_bytes"] / 1e9 for d in data],
             where="post", label="static + activations")
     ax.axhline(static / 1e9, color="gray", linestyle=":", label="static (states, buffers)")
     ax.axhline(result.memory["capacity_bytes"] / 1e9, color="black", linestyle="--",
                label="capacity")
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("time in step (s)")
     ax.set_ylabel("GB")
     ax.set_title(f"memory over the step, stage {stage}")
     ax.legend(fontsize="small")
+    return data
+
+
+def memory_timeline_plot(result: Any, pid: int | None = None) -> tuple[Any, list[dict]]:
+    """Device memory over the step for one stage (trace process ``pid``; default the
+    first): the static bytes (params, grads, optimizer, other) plus the ``activations``
+    counter events of a run with ``trace=True``."""
+    _timeline_points(result, pid)  # fail before building a figure
+    fig = _figure()
+    data = _timeline(result, fig.add_subplot(), pid)
     return fig, data
 
 
@@ -236,15 +264,18 @@ def roofline_plot(rows: list[Any], device: Any, precision: str = "bf16"
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a CSV or JSONL file written by ``simwall sweep`` (by suffix)."""
+    """Rows of a CSV, JSONL or Parquet file written by ``simwall sweep`` (by suffix).
+    JSONL is read strictly here (any JSON object per line; a bad line is an error)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(str(path), None, "no such file (expected a .csv or .jsonl "
                           "written by 'simwall sweep')")
     suffix = p.suffix.lower()
-    if suffix == ".csv":
-        with p.open(newline="", encoding="utf-8") as fh:
-            return [dict(r) for r in csv.DictReader(fh)]
+    if suffix in (".csv", ".parquet"):
+        # The sweep writer's own reader decodes the cells it encoded (lists, None).
+        from .sweep import read_records as sweep_records
+
+        return sweep_records(p)
     if suffix in (".jsonl", ".json"):
         out = []
         for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
@@ -258,7 +289,8 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
                 raise ConfigError(str(path), None, f"line {i}: expected a JSON object")
             out.append(rec)
         return out
-    raise ConfigError(str(path), None, f"expected a .csv or .jsonl file, got '{p.suffix}'")
+    raise ConfigError(str(path), None, f"expected a .csv, .jsonl or .parquet file, got "
+                      f"'{p.suffix}'")
 
 
 def _num(value: Any) -> float | None:
@@ -311,9 +343,12 @@ def columns_plot(records: list[dict[str, Any]], x: str, y: str, hue: str | None 
 
 
 def run_plot(result: Any) -> tuple[Any, list[dict]]:
-    """``simwall run --plot``: the step-time breakdown and per-device memory side by side."""
-    fig = _figure(10, 4.5)
-    ax1, ax2 = fig.subplots(1, 2)
+    """``simwall run --plot``: the step-time breakdown, per-stage memory against capacity
+    and, when ``result`` carries trace events, memory over the step of stage 0."""
+    timeline = any(e.get("ph") == "C" for e in result.trace_events)
+    fig = _figure(15 if timeline else 10, 4.5)
+    axes = fig.subplots(1, 3 if timeline else 2)
+    ax1, ax2 = axes[0], axes[1]
     b = {k: float(result.breakdown_s[k]) for k in _BREAKDOWN}
     _stacked(ax1, ["step"], {k: [v] for k, v in b.items()})
     ax1.set_ylabel("seconds")
@@ -326,11 +361,38 @@ def run_plot(result: Any) -> tuple[Any, list[dict]]:
     ax2.set_ylabel("GB per device")
     ax2.set_title("memory per stage")
     ax2.legend(fontsize="x-small")
-    fig.suptitle(f"{result.workload} on {result.cluster} ({result.world} x {result.device})")
     data = [{"kind": "breakdown", "label": k, "value": v} for k, v in b.items()]
     data += [{"kind": "memory", "label": f"stage {d['stage']}",
               "value": float(d["peak_bytes"])} for d in mem["devices"]]
+    if timeline:
+        points = _timeline(result, axes[2])
+        data += [{"kind": "timeline", "label": f"{p['time_s']:.6g} s",
+                  "value": p["total_bytes"]} for p in points]
+    fig.suptitle(f"{result.workload} on {result.cluster} ({result.world} x {result.device})")
     return fig, data
+
+
+def plot_for_run(args: argparse.Namespace, result: Any) -> list[dict]:
+    """What ``simwall run --plot FILE`` draws; re-simulates with a trace when ``result``
+    has none (the memory-over-step panel needs its counter events)."""
+    if not result.trace_events:
+        from . import api
+        from .whatif import _split_items
+
+        result = api.simulate(args.workload or "gpt3-175b", args.cluster,
+                              per_device=args.per_device, trace=True,
+                              **_split_items(args.set_items))
+    fig, data = run_plot(result)
+    save(fig, args.plot)
+    return data
+
+
+def plot_for_roofline(path: str, rows: list[dict], device: Any) -> list[dict]:
+    """What ``simwall roofline --plot FILE`` draws (see :func:`roofline_plot`)."""
+    precision = rows[0]["precision"] if rows and "precision" in rows[0] else "bf16"
+    fig, data = roofline_plot(rows, device, precision)
+    save(fig, path)
+    return data
 
 
 # ---------------------------------------------------------------------------------------

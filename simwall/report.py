@@ -35,6 +35,7 @@ class StepResult:
     critical: dict                    # which stage / device / link sets the pace
     engine: dict                      # events, mode, symmetric
     trace_events: tuple = field(default=(), repr=False, compare=False)
+    bounds: dict = field(default_factory=dict)  # lower bounds on the step time
 
     @property
     def model_tflops_per_device(self) -> float:
@@ -76,6 +77,7 @@ class StepResult:
             "plan": dict(self.plan),
             "critical": dict(self.critical),
             "engine": dict(self.engine),
+            "bounds": dict(self.bounds),
         }
 
     def to_json(self) -> str:
@@ -123,6 +125,9 @@ def render_table(r: StepResult) -> str:
         f"tokens/s             {r.tokens_per_s:12.1f}",
         f"model TFLOP/s/device {r.model_tflops_per_device:12.1f}   MFU {r.mfu * 100:5.1f}%",
         f"hw TFLOP/s/device    {r.hardware_tflops_per_device:12.1f}   HFU {r.hfu * 100:5.1f}%",
+        "",
+        f"ideal step (compute only: no communication, no bubble; a lower bound) "
+        f"{r.bounds.get('compute_only_s', float('nan')):.4f} s",
         "",
         "breakdown (critical stage "
         f"{r.critical.get('stage')}):",

@@ -176,6 +176,7 @@ class Searcher:
         self.topology = _topology(cluster)
         self.capacity_bytes = self.device.memory_capacity_bytes
         self._stage_costs: dict[tuple, Any] = {}
+        self._op_cache: dict[tuple, dict] = {}
 
     # -- memory -------------------------------------------------------------------------
     def peak(self, plan: Plan) -> tuple[float, int]:
@@ -236,20 +237,63 @@ class Searcher:
         pipe = m * t_max + bubble + (p - 1) * pp_comm
         return pipe + tail + opt, bubble
 
-    def candidates(self, max_tp: int | None = None) -> tuple[int, list[Candidate]]:
-        """(plans enumerated, the fitting ones with their estimates, best first)."""
+    def compute_bound(self, plan: Plan) -> float:
+        """A lower bound of :meth:`estimate`: the same pipeline formula on compute time
+        alone (no TP / PP / DP communication, no optimizer). Compute per layer depends on
+        tp, sequence parallelism, micro-batch and recompute only (simwall.workload's ops),
+        so it is memoised on those."""
+        from .stepcost import _op_times
+
+        key = (plan.tp, plan.sequence_parallel, plan.micro_batch, plan.recompute)
+        t = self._op_cache.get(key)
+        if t is None:
+            norm = Plan(tp=plan.tp, pp=1, dp=1, virtual_stages=1,
+                        sequence_parallel=plan.sequence_parallel, zero=0,
+                        recompute=plan.recompute, schedule="1f1b",
+                        micro_batch=plan.micro_batch, global_batch=plan.micro_batch,
+                        stage_layers=(self.workload.model.layers,))
+            t = _op_times(self.workload.model, self.workload.training, norm, self.device)
+            self._op_cache[key] = t
+        layer = t["layer_fwd"] + t["layer_bwd"] + t["layer_rec"]
+        per_stage = []
+        for s in range(plan.pp):
+            c = plan.layers_on_stage(s) * layer
+            if s == 0:
+                c += t["emb_fwd"] + t["emb_bwd"]
+            if s == plan.pp - 1:
+                c += t["head_fwd"] + t["head_bwd"]
+            per_stage.append(c)
+        c_max = max(per_stage)
+        return plan.micro_batches * c_max + (sum(per_stage) - c_max) / plan.virtual_stages
+
+    def candidates(self, max_tp: int | None = None, need: int | None = None,
+                   below_s: float | None = None) -> tuple[int, int, list[Candidate]]:
+        """(plans enumerated, plans that fit, the best fitting ones estimated, best first).
+
+        Branch and bound: fitting plans are visited in order of :meth:`compute_bound`;
+        once the bound reaches the ``need``-th best estimate so far (or ``below_s``), no
+        later plan can enter the list, so the rest are not costed. ``need=None`` and
+        ``below_s=None`` estimate every fitting plan."""
         n = 0
-        out: list[Candidate] = []
+        fitting: list[tuple[float, str, Plan, float, int]] = []
         for plan in enumerate_plans(self.workload, self.cluster, max_tp):
             n += 1
             peak, stage = self.peak(plan)
             if peak > self.capacity_bytes:
                 continue
+            fitting.append((self.compute_bound(plan), describe_plan(plan), plan, peak, stage))
+        fitting.sort(key=lambda x: (x[0], x[1]))
+        out: list[Candidate] = []
+        for bound, _, plan, peak, stage in fitting:
+            if need is not None and len(out) >= need and bound >= out[need - 1].estimate_s:
+                break
+            if below_s is not None and bound >= below_s:
+                break
             est, bubble = self.estimate(plan)
             out.append(Candidate(plan=plan, peak_bytes=peak, peak_stage=stage,
                                  estimate_s=est, bubble_s=bubble))
-        out.sort(key=lambda c: (c.estimate_s, describe_plan(c.plan)))
-        return n, out
+            out.sort(key=lambda c: (c.estimate_s, describe_plan(c.plan)))
+        return n, len(fitting), out
 
     # -- engine -------------------------------------------------------------------------
     def prepared(self, plan: Plan):
@@ -322,12 +366,14 @@ def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
         raise ConfigError("--top", None, f"expected an integer >= 1, got {top}")
     wl, cl = _load(workload, cluster, overrides)
     s = Searcher(wl, cl)
-    n, cands = s.candidates(max_tp)
     if objective == "memory":
+        n, n_fit, cands = s.candidates(max_tp)
         cands.sort(key=lambda c: (c.peak_bytes, c.estimate_s, describe_plan(c.plan)))
         pool = cands[:top]
     else:
-        pool = cands[:confirm or CONFIRM_FACTOR * top]
+        want = confirm or CONFIRM_FACTOR * top
+        n, n_fit, cands = s.candidates(max_tp, need=want)
+        pool = cands[:want]
     ranked = []
     for cand in pool:
         try:
@@ -343,7 +389,7 @@ def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
     else:
         ranked.sort(key=lambda r: (r.step_time_s, describe_plan(r.candidate.plan)))
     return SearchResult(workload=wl.name, cluster=s.cluster.name, world=s.world,
-                        considered=n, fitting=len(cands), confirmed=len(pool),
+                        considered=n, fitting=n_fit, confirmed=len(pool),
                         ranked=tuple(ranked[:top]))
 
 
@@ -371,40 +417,61 @@ class CheckResult:
     lines: tuple[str, ...]
 
 
-def _fixes(s: Searcher, plan: Plan, over_bytes: float) -> list[str]:
-    """Single changes to ``plan`` that save memory, with their savings, best first."""
-    base, _ = s.peak(plan)
+def _changes(s: Searcher, plan: Plan) -> list[tuple[str, Plan]]:
+    """Single changes to ``plan`` that may save memory: (label, changed plan)."""
     tries: list[tuple[str, Plan]] = []
     if plan.dp > 1:
         for z in range(plan.zero + 1, 4):
             tries.append((f"zero {plan.zero} -> {z}", replace(plan, zero=z)))
-    for rc in ("selective", "full"):
-        if (plan.recompute, rc) in (("none", "selective"), ("none", "full"),
-                                    ("selective", "full")):
-            tries.append((f"recompute {plan.recompute} -> {rc}", replace(plan, recompute=rc)))
+    order = ("none", "selective", "full")
+    for rc in order[order.index(plan.recompute) + 1:]:
+        tries.append((f"recompute {plan.recompute} -> {rc}", replace(plan, recompute=rc)))
     if plan.tp > 1 and not plan.sequence_parallel:
         tries.append(("sequence_parallel on", replace(plan, sequence_parallel=True)))
-    if plan.micro_batch > 1 and plan.global_batch % (plan.dp * (plan.micro_batch // 2)) == 0:
-        tries.append((f"micro_batch {plan.micro_batch} -> {plan.micro_batch // 2}",
-                      replace(plan, micro_batch=plan.micro_batch // 2)))
-    # Raise pp (same tp, dp shrinks): the plan search's own enumeration says what is valid.
+    half = plan.micro_batch // 2
+    if half >= 1 and plan.global_batch % (plan.dp * half) == 0 and (
+            plan.schedule != "interleaved" or (plan.global_batch // (plan.dp * half))
+            % plan.pp == 0):
+        tries.append((f"micro_batch {plan.micro_batch} -> {half}",
+                      replace(plan, micro_batch=half)))
+    # Raise pp (same tp, dp shrinks): the search's own enumeration says what is valid.
     for cand in enumerate_plans(s.workload, s.cluster):
         if (cand.tp == plan.tp and cand.pp > plan.pp and cand.micro_batch == plan.micro_batch
-                and cand.zero == min(plan.zero, 3 if cand.dp > 1 else 0)
+                and cand.zero == (plan.zero if cand.dp > 1 else 0)
                 and cand.recompute == plan.recompute and cand.schedule == plan.schedule
                 and cand.virtual_stages == plan.virtual_stages
                 and cand.sequence_parallel == plan.sequence_parallel):
             tries.append((f"pp {plan.pp} -> {cand.pp}", cand))
             break
+    return tries
+
+
+def _fixes(s: Searcher, plan: Plan) -> list[str]:
+    """Changes to ``plan`` that save memory, with their savings, fitting ones first;
+    when no single change fits, also the greedy combination of the biggest savers."""
+    base, _ = s.peak(plan)
     out = []
-    for label, p in tries:
+    for label, p in _changes(s, plan):
         peak, _ = s.peak(p)
-        saved = base - peak
-        if saved > 0:
-            out.append((peak <= s.capacity_bytes, saved, label))
+        if base - peak > 0:
+            out.append((peak <= s.capacity_bytes, base - peak, label))
     out.sort(key=lambda x: (not x[0], -x[1], x[2]))
-    return [f"{label} saves {saved / GB:.1f} GB" + (" (then fits)" if ok else "")
-            for ok, saved, label in out]
+    lines = [f"{label} saves {saved / GB:.1f} GB" + (" (then fits)" if ok else "")
+             for ok, saved, label in out]
+    if out and not out[0][0]:
+        current, labels = plan, []
+        for _ in range(6):  # greedy: take the biggest saver, re-evaluate from there
+            options = [(s.peak(p)[0], label, p) for label, p in _changes(s, current)]
+            options = [o for o in options if o[0] < s.peak(current)[0]]
+            if not options:
+                break
+            peak, label, current = min(options, key=lambda o: (o[0], o[1]))
+            labels.append(label)
+            if peak <= s.capacity_bytes:
+                lines.insert(0, f"together: {' + '.join(labels)} saves "
+                             f"{(base - peak) / GB:.1f} GB (then fits)")
+                break
+    return lines
 
 
 def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
@@ -426,16 +493,18 @@ def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
         lines = [head, f"does not fit: stage {stage} (device {plan.device_of(stage, 0, 0)}) "
                  f"needs {peak / GB:.1f} GB of {cap / GB:.1f} GB, "
                  f"{(peak - cap) / GB:.1f} GB over"]
-        fixes = _fixes(s, plan, peak - cap)
+        fixes = _fixes(s, plan)
         lines += [f"  fix: {f}" for f in fixes[:5]] or ["  no single change fixes it"]
         return CheckResult("does-not-fit", tuple(lines))
     result = run_prepared(prep)
-    n, cands = s.candidates()
     mine, _ = s.estimate(plan)
+    n, n_fit, cands = s.candidates(below_s=mine)
+    if not cands:
+        n, n_fit, cands = s.candidates(need=1)
     rank = 1 + sum(1 for c in cands if c.estimate_s < mine)
     lines = [head, f"fits: peak {result.memory['peak_bytes'] / GB:.1f} GB of {cap / GB:.1f} GB",
              f"step time {result.step_time_s:.4f} s, MFU {result.mfu * 100:.1f}%",
-             f"rank {rank} of {len(cands)} fitting plans ({n} valid) by the analytic "
+             f"rank {rank} of {n_fit} fitting plans ({n} valid) by the analytic "
              f"estimate ({mine:.4f} s; best {cands[0].estimate_s:.4f} s: "
              f"{describe_plan(cands[0].plan)})" if cands else "rank: no plan fits"]
     if not result.memory["fits"]:

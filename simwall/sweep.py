@@ -28,7 +28,7 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Union
+from typing import Any, Callable, Iterable, Iterator
 
 from pydantic import Field, model_validator
 
@@ -51,33 +51,36 @@ MAX_RANGE_POINTS = 100_000
 # The sweep file
 
 
-class RangeSpec(Strict):
-    """``{range: [start, stop, step]}``: start, start + step, ... while < stop (Python's
-    ``range``; floats allowed)."""
+def _range_values(key: str, spec: Any) -> list:
+    """Values of a ``{range: [start, stop, step]}`` axis (Python's ``range``: start,
+    start + step, ... while before stop; floats allowed). ValueError names the key."""
+    where = f"grid.{key}"
+    if not (isinstance(spec, dict) and set(spec) == {"range"}):
+        raise ValueError(f"{where}: expected a non-empty list or {{range: [start, stop, "
+                         f"step]}}, got {_show(spec)}")
+    r = spec["range"]
+    if not (isinstance(r, list) and len(r) == 3 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+            for x in r)):
+        raise ValueError(f"{where}.range: expected [start, stop, step] (3 numbers), "
+                         f"got {_show(r)}")
+    start, stop, step = r
+    if step == 0:
+        raise ValueError(f"{where}.range: step must not be 0")
+    n = max(0, math.ceil((stop - start) / step - 1e-12))
+    if n > MAX_RANGE_POINTS:
+        raise ValueError(f"{where}.range: gives {n} points, more than {MAX_RANGE_POINTS}")
+    if n == 0:
+        raise ValueError(f"{where}.range: gives no points ({start} to {stop} by {step})")
+    if all(isinstance(x, int) for x in r):
+        return list(range(start, stop, step))
+    # start + i * step (not repeated addition) so values do not drift.
+    return [start + i * step for i in range(n)]
 
-    range: tuple[float, float, float] | tuple[int, int, int]
 
-    @model_validator(mode="after")
-    def _finite(self) -> "RangeSpec":
-        start, stop, step = self.range
-        if step == 0:
-            raise ValueError("range: step must not be 0")
-        n = math.ceil((stop - start) / step)
-        if n > MAX_RANGE_POINTS:
-            raise ValueError(f"range: gives {n} points, more than the limit "
-                             f"{MAX_RANGE_POINTS}")
-        return self
-
-    def values(self) -> list:
-        start, stop, step = self.range
-        if all(isinstance(x, int) for x in self.range):
-            return list(range(start, stop, step))
-        n = max(0, math.ceil((stop - start) / step - 1e-12))
-        # start + i * step (not repeated addition) so values do not drift.
-        return [start + i * step for i in range(n)]
-
-
-Axis = Union[list[Any], RangeSpec]
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class SweepFile(Strict):
@@ -86,14 +89,18 @@ class SweepFile(Strict):
     workload: str
     cluster: str | None = None
     set: dict[str, Any] = Field(default_factory=dict)
-    grid: dict[str, Axis] = Field(default_factory=dict)
+    grid: dict[str, Any] = Field(default_factory=dict)
     zip: dict[str, list[Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _shape(self) -> "SweepFile":
         for key, axis in self.grid.items():
-            if isinstance(axis, list) and not axis:
-                raise ValueError(f"grid.{key}: expected a non-empty list, got an empty list")
+            if isinstance(axis, list):
+                if not axis:
+                    raise ValueError(f"grid.{key}: expected a non-empty list, got an empty "
+                                     f"list")
+            else:
+                _range_values(key, axis)
         lengths = {k: len(v) for k, v in self.zip.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError("zip: every list must have the same length, got "
@@ -109,7 +116,7 @@ class SweepFile(Strict):
         return {"workload": self.workload, "cluster": self.cluster, "overrides": dict(self.set)}
 
     def axes(self) -> tuple[dict[str, list], dict[str, list]]:
-        grid = {k: (v.values() if isinstance(v, RangeSpec) else list(v))
+        grid = {k: (list(v) if isinstance(v, list) else _range_values(k, v))
                 for k, v in self.grid.items()}
         return grid, {k: list(v) for k, v in self.zip.items()}
 
@@ -300,10 +307,13 @@ def _axis_values(grid: dict) -> dict[str, list]:
     """Grid axes as lists (a ``{"range": [a, b, step]}`` axis expanded)."""
     out = {}
     for k, v in grid.items():
-        if isinstance(v, dict):
-            out[k] = validate(RangeSpec, v, "grid").values()
-        else:
+        if isinstance(v, (list, tuple)):
             out[k] = list(v)
+        else:
+            try:
+                out[k] = _range_values(k, v)
+            except ValueError as err:
+                raise ConfigError("grid", None, str(err)) from None
     return out
 
 

@@ -19,10 +19,22 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["AXES", "GROWTH_PER_GENERATION", "YEARS_PER_GENERATION", "ELASTICITY_STEP",
-           "scale_overrides", "whatif", "elasticities", "generations", "wall_shares",
-           "parse_scales", "add_whatif_parser", "whatif_main", "render_whatif",
-           "render_generations"]
+__all__ = [
+    "AXES",
+    "ELASTICITY_STEP",
+    "GROWTH_PER_GENERATION",
+    "YEARS_PER_GENERATION",
+    "add_whatif_parser",
+    "elasticities",
+    "generations",
+    "parse_scales",
+    "render_generations",
+    "render_whatif",
+    "scale_overrides",
+    "wall_shares",
+    "whatif",
+    "whatif_main",
+]
 
 #: Resources ``--scale`` knows, and what each scales.
 AXES: dict[str, str] = {
@@ -195,7 +207,8 @@ def whatif(workload: Any = "gpt3-175b", cluster: Any = None,
 def _memory_bound_fraction(prep: Any, stage: int) -> float:
     """Share of ``stage``'s compute time (fwd + bwd of one micro-batch) spent in ops whose
     roofline bound is memory bandwidth (``simwall.cost.bound``)."""
-    from . import cost, workload as wl_mod
+    from . import cost
+    from . import workload as wl_mod
 
     model, training, plan = prep.workload.model, prep.workload.training, prep.plan
     ops = wl_mod.stage_ops(model, training, plan, stage)
@@ -320,8 +333,8 @@ def render_whatif(data: dict[str, Any]) -> str:
                      f"{'fits' if m['fits'] else 'DOES NOT FIT'}")
     el = data.get("elasticities")
     if el:
-        lines += ["", f"elasticity of step time (% change per +1% of the resource, finite "
-                  f"difference at +{ELASTICITY_STEP:.0%}):"]
+        lines += ["", (f"elasticity of step time (% change per +1% of the resource, finite "
+                       f"difference at +{ELASTICITY_STEP:.0%}):")]
         for k, v in sorted(el.items(), key=lambda kv: (kv[1], kv[0])):
             lines.append(f"  {k:<17} {v:+7.3f}")
         bind = min(el, key=lambda k: (el[k], k))
@@ -336,9 +349,9 @@ def render_generations(rows: list[dict[str, Any]]) -> str:
             f"{'comm%':>6} {'membnd%':>7} {'wall%':>6} {'bubble%':>7} {'peak GB':>8} "
             f"{'cap GB':>7} fits")
     g = GROWTH_PER_GENERATION
-    lines = [f"growth per {YEARS_PER_GENERATION}-year generation (Gholami et al., IEEE Micro "
-             f"2024): FLOPS x{g['peak_flops']}, DRAM bw x{g['memory_bandwidth']}, "
-             f"interconnect x{g['nic']}, memory capacity x{g['memory_capacity']}",
+    lines = [(f"growth per {YEARS_PER_GENERATION}-year generation (Gholami et al., IEEE "
+              f"Micro 2024): FLOPS x{g['peak_flops']}, DRAM bw x{g['memory_bandwidth']}, "
+              f"interconnect x{g['nic']}, memory capacity x{g['memory_capacity']}"),
              "wall% = (tp+pp+dp comm + memory-bound compute + optimizer) / step time", head]
     for r in rows:
         st = r["step_time_s"]

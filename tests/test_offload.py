@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import ast
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simwall import api, memory, offload
 from simwall.config import PRECISION_BYTES, TrainingSpec
@@ -154,4 +154,9 @@ def test_params_offload_exposes_fetch_when_pcie_is_slow():
     fast = api.simulate("gpt2", **over)
     slow = api.simulate("gpt2", **{**over, "cluster.host.link.bandwidth": 1e8})
     assert slow.step_time_s > fast.step_time_s
+    # dp = 1: no DP traffic, so what the engine books under ZeRO-3-style exposed gathers
+    # (dp_comm) is the parameter fetch alone, at least one layer's weights per pass.
+    layer_bytes = memory.layer_params(api.prepare("gpt2", None, over).workload.model) * 2
+    assert fast.breakdown_s["dp_comm"] < slow.breakdown_s["dp_comm"]
+    assert slow.breakdown_s["dp_comm"] >= layer_bytes / 1e8
     assert math.isfinite(slow.step_time_s)

@@ -1,0 +1,77 @@
+"""End-to-end: simulate() on bundled workloads; modes agree; memory timeline vs closed form."""
+
+import pytest
+
+from simwall import api
+from simwall.report import BREAKDOWN_KEYS
+
+SMALL = {"model.layers": 8, "model.hidden": 2048, "model.heads": 16, "model.kv_heads": 16,
+         "model.ffn_hidden": 8192, "model.seq_len": 1024, "model.vocab": 32000}
+
+
+def _sim(**over):
+    base = dict(SMALL)
+    base.update(over)
+    return api.simulate("gpt3-175b", "dgx-a100", **base)
+
+
+PLANS = [
+    {"plan.tp": 2, "plan.pp": 2, "plan.dp": 4, "training.global_batch": 32, "cluster.nodes": 2},
+    {"plan.tp": 4, "plan.pp": 2, "plan.dp": 2, "training.global_batch": 16, "cluster.nodes": 2,
+     "plan.schedule": "interleaved", "plan.virtual_stages": 2},
+    {"plan.tp": 1, "plan.pp": 4, "plan.dp": 4, "training.global_batch": 64, "cluster.nodes": 2,
+     "plan.schedule": "gpipe", "plan.recompute": "full", "plan.sequence_parallel": False},
+    {"plan.tp": 8, "plan.pp": 1, "plan.dp": 2, "training.global_batch": 16, "cluster.nodes": 2,
+     "plan.zero": 3, "plan.recompute": "none"},
+]
+
+
+@pytest.mark.parametrize("over", PLANS)
+def test_breakdown_sums_and_flops_are_consistent(over):
+    r = _sim(**over)
+    assert set(r.breakdown_s) == set(BREAKDOWN_KEYS)
+    assert all(v >= 0 for v in r.breakdown_s.values())
+    assert sum(r.breakdown_s.values()) == pytest.approx(r.step_time_s, rel=1e-9)
+    assert 0 < r.mfu <= r.hfu <= 1
+    assert r.step_time_s >= r.bounds["compute_only_s"] * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("over", PLANS)
+def test_per_device_mode_agrees_with_symmetric_mode(over):
+    sym = _sim(**over)
+    full = api.simulate("gpt3-175b", "dgx-a100", per_device=True, **dict(SMALL, **over))
+    assert full.engine["streams"] == full.plan["pp"] * full.plan["dp"]
+    assert full.step_time_s == pytest.approx(sym.step_time_s, rel=0.01)
+
+
+@pytest.mark.parametrize("over", PLANS[:1] + PLANS[2:])
+def test_memory_timeline_matches_closed_form(over):
+    # The engine's activation peak (allocations as the schedule runs) against the closed
+    # form (micro-batches in flight x activations per micro-batch).
+    r = _sim(**over)
+    for dev in r.memory["devices"]:
+        assert dev["peak_bytes"] == pytest.approx(dev["closed_form_peak_bytes"], rel=0.05)
+
+
+def test_interleaved_timeline_close_to_closed_form_on_first_stage():
+    r = _sim(**PLANS[1])
+    dev = r.memory["devices"][0]
+    assert dev["peak_bytes"] == pytest.approx(dev["closed_form_peak_bytes"], rel=0.05)
+
+
+def test_bubble_shrinks_with_more_micro_batches():
+    few = _sim(**dict(PLANS[0], **{"training.global_batch": 8}))
+    many = _sim(**dict(PLANS[0], **{"training.global_batch": 64}))
+    assert many.breakdown_s["bubble"] / many.step_time_s < \
+        few.breakdown_s["bubble"] / few.step_time_s
+
+
+def test_overrides_reach_the_simulation():
+    slow = _sim(**dict(PLANS[0], **{"cluster.device.peak_flops": {"bf16": 100e12}}))
+    fast = _sim(**PLANS[0])
+    assert slow.step_time_s > fast.step_time_s
+    assert slow.device.startswith("A100-SXM4-80GB")
+
+
+def test_deterministic_json():
+    assert _sim(**PLANS[1]).to_json() == _sim(**PLANS[1]).to_json()

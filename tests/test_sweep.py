@@ -1,0 +1,226 @@
+"""Tests of simwall.sweep: expansion, records, executors, journal, resume, file formats."""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import math
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import simwall.sweep as sw
+from simwall.errors import ConfigError
+from simwall.sweep import (add_sweep_parser, expand, load_sweep, read_records, run_sweep,
+                           sweep, sweep_main, write_records)
+
+TINY = """name: tiny
+model: {layers: 8, hidden: 256, heads: 8, vocab: 1024, seq_len: 256}
+training: {global_batch: 32, micro_batch: 1}
+plan: {tp: 1, pp: 1}
+defaults: {cluster: single-node}
+"""
+# 3 x 2 x 2 = 12 points; plan.tp = 7 does not divide the 8 heads: an error record.
+GRID = {"plan.tp": [1, 7, 2], "training.micro_batch": [1, 2], "plan.pp": [1, 2]}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> str:
+    p = tmp_path_factory.mktemp("wl") / "tiny.yaml"
+    p.write_text(TINY)
+    return str(p)
+
+
+def base(tiny: str) -> dict:
+    return {"workload": tiny, "cluster": "single-node", "overrides": {"plan.zero": 1}}
+
+
+@pytest.fixture(scope="module")
+def serial_records(tiny) -> list[dict]:
+    return list(sweep(base(tiny), GRID))
+
+
+# ---------------------------------------------------------------------------------------
+# Expansion
+
+
+@settings(deadline=None, derandomize=True, max_examples=30)
+@given(st.lists(st.integers(1, 3), min_size=0, max_size=3), st.integers(0, 3))
+def test_expand_is_the_ordered_product(sizes, zip_len):
+    grid = {f"a.k{i}": list(range(n)) for i, n in enumerate(sizes)}
+    zipped = {"z.x": list(range(zip_len)), "z.y": [10 * i for i in range(zip_len)]} \
+        if zip_len else {}
+    points = expand(grid, zipped)
+    assert len(points) == math.prod(sizes) * (zip_len or 1)
+    # Sweep-index order: the last grid axis varies fastest (lexicographic), zip innermost.
+    keys = [tuple(p[k] for k in grid) + ((p["z.x"],) if zipped else ()) for p in points]
+    assert keys == sorted(keys)
+    assert all(p["z.y"] == 10 * p["z.x"] for p in points) if zipped else True
+
+
+def test_sweep_file_validation_is_located(tmp_path):
+    cases = {
+        "grid: {plan.tp: []}\n": "grid.plan.tp: expected a non-empty list",
+        "zip: {plan.tp: [1, 2], plan.pp: [1]}\n": "zip: every list must have the same length",
+        "grdi: {plan.tp: [1]}\n": "did you mean 'grid'",
+        "grid: {plan.tp: {range: [1, 4, 0]}}\n": "step must not be 0",
+        "grid: {plan.tp: 4}\n": "grid.plan.tp",
+    }
+    for body, needle in cases.items():
+        p = tmp_path / "s.yaml"
+        p.write_text("workload: gpt2\n" + body)
+        with pytest.raises(ConfigError) as err:
+            load_sweep(p)
+        assert str(p) in str(err.value) and needle in str(err.value), str(err.value)
+
+
+def test_range_axis(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("workload: gpt2\ngrid:\n  plan.pp: {range: [1, 7, 2]}\n"
+                 "  cluster.inter.bandwidth: {range: [1.0e9, 2.0e9, 0.5e9]}\n")
+    grid, _ = load_sweep(p).axes()
+    assert grid == {"plan.pp": [1, 3, 5], "cluster.inter.bandwidth": [1e9, 1.5e9]}
+
+
+# ---------------------------------------------------------------------------------------
+# Records
+
+
+def test_failing_point_is_a_record_and_the_sweep_goes_on(serial_records):
+    assert [r["sweep.index"] for r in serial_records] == list(range(12))
+    bad = [r for r in serial_records if r["sweep.plan.tp"] == 7]
+    assert len(bad) == 4
+    for r in bad:
+        assert "plan.tp: must divide model.heads (8), got 7" in r["error"]
+        assert "\n" not in r["error"] and r["sweep.key"].startswith("raw-")
+    good = [r for r in serial_records if r["sweep.plan.tp"] != 7]
+    assert len(good) == 8 and all(r["error"] is None and r["step_time_s"] > 0 for r in good)
+    assert all(r["plan.tp"] == r["sweep.plan.tp"] for r in good)
+    assert len({r["sweep.key"] for r in serial_records}) == 12
+
+
+def test_key_is_of_the_resolved_config_not_the_overrides(tiny):
+    a = sw.run_point((0, tiny, "single-node", {}, {"plan.dp": "auto"}))
+    b = sw.run_point((1, tiny, "single-node", {}, {"plan.dp": 8}))
+    c = sw.run_point((2, tiny, "single-node", {}, {"plan.dp": 8, "plan.zero": 1}))
+    assert a["error"] is None and b["error"] is None
+    assert a["sweep.key"] == b["sweep.key"] != c["sweep.key"]
+
+
+def _spawn_pool() -> cf.ProcessPoolExecutor:
+    return cf.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+
+
+def test_local_processes_and_dask_give_identical_records(tiny, serial_records):
+    with _spawn_pool() as pool:
+        local = list(sweep(base(tiny), GRID, executor=pool))
+    pytest.importorskip("dask.distributed")
+    from dask.distributed import Client, LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        dask = list(sweep(base(tiny), GRID, executor=client.get_executor(pure=False)))
+    dump = [json.dumps(r) for r in serial_records]
+    assert [json.dumps(r) for r in local] == dump
+    assert [json.dumps(r) for r in dask] == dump
+
+
+# ---------------------------------------------------------------------------------------
+# Files, journal, resume
+
+
+def sweep_file(tmp_path: Path, tiny: str) -> Path:
+    p = tmp_path / "sweep.yaml"
+    p.write_text(f"workload: {tiny}\ncluster: single-node\nset: {{plan.zero: 1}}\n"
+                 "grid:\n  plan.tp: [1, 7, 2]\n  training.micro_batch: [1, 2]\n"
+                 "  plan.pp: [1, 2]\n")
+    return p
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_output_formats_sorted_and_readable(tmp_path, tiny, serial_records, suffix):
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    out = tmp_path / f"r{suffix}"
+    summary = run_sweep(load_sweep(sweep_file(tmp_path, tiny)), out, progress=False)
+    assert (summary.points, summary.ran, summary.errors) == (12, 12, 4)
+    assert not (tmp_path / f"r{suffix}.partial.jsonl").exists()
+    back = read_records(out)
+    assert [r["sweep.index"] for r in back] == list(range(12))
+    for got, want in zip(back, serial_records):
+        assert got["sweep.key"] == want["sweep.key"] and got["error"] == want["error"]
+        if want["error"] is None:
+            assert got["step_time_s"] == want["step_time_s"]
+            assert got["memory.fits"] is want["memory.fits"]
+    if suffix == ".csv":
+        header = out.read_text().splitlines()[0].split(",")
+        assert header[:3] == ["sweep.index", "sweep.key", "error"]
+
+
+def test_resume_skips_finished_points(tmp_path, tiny, monkeypatch):
+    spec = load_sweep(sweep_file(tmp_path, tiny))
+    full = tmp_path / "full.jsonl"
+    run_sweep(spec, full, progress=False)
+    # A killed sweep: the journal has 5 whole records and half a line.
+    out = tmp_path / "r.csv"
+    journal = tmp_path / "r.csv.partial.jsonl"
+    lines = full.read_text().splitlines(keepends=True)
+    journal.write_text("".join(lines[:5]) + lines[5][: len(lines[5]) // 2])
+    calls = []
+    real = sw.run_point
+    monkeypatch.setattr(sw, "run_point", lambda t: calls.append(t[0]) or real(t))
+    summary = run_sweep(spec, out, resume=True, progress=False)
+    assert sorted(calls) == list(range(5, 12))
+    assert (summary.ran, summary.reused) == (7, 5)
+    assert [r["sweep.key"] for r in read_records(out)] == \
+        [r["sweep.key"] for r in read_records(full)]
+    # Resuming a finished sweep from its final file simulates nothing.
+    calls.clear()
+    run_sweep(spec, out, resume=True, progress=False)
+    assert calls == []
+    # Without --resume the journal of an earlier run is discarded.
+    calls.clear()
+    run_sweep(spec, full, progress=False)
+    assert len(calls) == 12 and len(read_records(full)) == 12
+
+
+def test_jsonl_output_is_the_journal_and_byte_identical(tmp_path, tiny):
+    spec = load_sweep(sweep_file(tmp_path, tiny))
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    run_sweep(spec, a, progress=False)
+    with _spawn_pool() as pool:
+        run_sweep(spec, b, executor=pool, progress=False)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_bad_output_and_missing_pyarrow(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="expected an output ending in .csv"):
+        write_records(tmp_path / "r.xlsx", [])
+    import builtins
+    real_import = builtins.__import__
+
+    def no_pyarrow(name, *a, **k):
+        if name.startswith("pyarrow"):
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
+    with pytest.raises(ConfigError, match="simwall\\[parquet\\]"):
+        write_records(tmp_path / "r.parquet", [{"sweep.index": 0}])
+
+
+def test_sweep_main_serial(tmp_path, tiny, capsys):
+    parser = argparse.ArgumentParser()
+    add_sweep_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "r.csv"
+    args = parser.parse_args(["sweep", str(sweep_file(tmp_path, tiny)), "-o", str(out),
+                              "--executor", "serial"])
+    assert sweep_main(args) == 0
+    assert capsys.readouterr().out.strip() == \
+        f"12 points (12 simulated, 0 reused, 4 with errors) -> {out}"
+    args = parser.parse_args(["sweep", str(sweep_file(tmp_path, tiny)), "-o", str(out),
+                              "--executor", "dask"])
+    with pytest.raises(ConfigError, match="--address"):
+        sweep_main(args)
