@@ -137,6 +137,7 @@ def _op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Devi
     return t
 
 
+@lru_cache(maxsize=4096)
 def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec,
                 topology, stage: int, speed: float = 1.0, symmetric: bool = False
                 ) -> StageCost:
@@ -144,7 +145,8 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
 
     ``symmetric``: the cluster is fault-free and its stages are translations of each
     other, so stage 0's groups (and the 0 -> 1 pipeline boundary) stand for every
-    stage's; see :func:`_coll`.
+    stage's; see :func:`_coll`. Memoised: plans and sweeps that share shapes reuse it
+    (the topology is keyed by identity; it is immutable once built).
     """
     sym = symmetric
     gstage = 0 if sym else stage
