@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import multiprocessing
+import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +30,13 @@ GRID = {
 }
 
 
+def _children_cpu_s() -> float:
+    """CPU seconds used by finished child processes (the pool's workers): a figure that
+    does not depend on what else the machine runs."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=1000, help="truncate the sweep to N points")
@@ -43,16 +52,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for workers in (1, 2):
             out = Path(tmp) / f"w{workers}.jsonl"
+            cpu0 = _children_cpu_s()
             t0 = time.perf_counter()
             with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
                     "spawn")) as pool:
                 summary = run_sweep(spec, out, executor=pool, progress=False)
             wall = time.perf_counter() - t0
+            cpu = _children_cpu_s() - cpu0
             outputs[workers] = out.read_bytes()
             print(f"{workers} process{'es' if workers > 1 else ''}: {summary.points} points "
                   f"({summary.errors} error records) in {wall:.1f} s -> "
-                  f"{summary.points / wall:.1f} configurations/s (worker start-up included)")
+                  f"{summary.points / wall:.1f} configurations/s (worker start-up included); "
+                  f"workers' CPU {cpu:.1f} s = {summary.points / cpu:.1f} configurations per "
+                  f"CPU-second")
     print("records identical on 1 and 2 processes:", outputs[1] == outputs[2])
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average (1, 5, 15 min) at the end: {load} (the machine may be shared)")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from . import memory, workload as workload_mod
 from .config import (ClusterSpec, Workload, apply_overrides, load_cluster, load_workload,
                      split_overrides, validate)
 from .engine import bucket_ready_times, dp_stream, run_pipeline, scaled
+from .errors import ConfigError
 from .hardware import resolve_device
 from .plan import Plan, resolve
 from .report import StepResult, chrome_trace
@@ -66,11 +67,13 @@ def _topology_cached(cluster_json: str):
 def _topology(cluster: ClusterSpec):
     try:
         return _topology_cached(cluster.model_dump_json(by_alias=True))
-    except Exception as err:  # re-raise located errors with the file name
-        from .errors import ConfigError
-        if isinstance(err, ConfigError):
-            raise err.with_source(cluster.file) from None
-        raise
+    except ConfigError as err:
+        # The cached build sees a copy made from JSON, which has no file name: locate the
+        # error in the cluster's file (and line) instead of "<cluster NAME>".
+        if err.source and not err.source.startswith("<cluster "):
+            raise
+        line = cluster.line(err.key.replace("[", ".").replace("]", "")) if err.key else None
+        raise ConfigError(cluster.file, err.key, err.message, line=line) from None
 
 
 def prepare(workload: str | Workload = "gpt3-175b", cluster: str | ClusterSpec | None = None,
@@ -81,12 +84,18 @@ def prepare(workload: str | Workload = "gpt3-175b", cluster: str | ClusterSpec |
         wl = _reoverride(workload, wl_over, Workload)
     else:
         wl = load_workload(workload, wl_over)
-    if cluster is None:
-        cluster = wl.defaults.cluster
     if isinstance(cluster, ClusterSpec):
         cl = _reoverride(cluster, cl_over, ClusterSpec)
-    else:
+    elif cluster is not None:
         cl = load_cluster(cluster, cl_over)
+    else:
+        try:
+            cl = load_cluster(wl.defaults.cluster, cl_over)
+        except ConfigError as err:  # the workload's defaults.cluster names no cluster
+            if err.source:
+                raise
+            raise ConfigError(wl.file, "defaults.cluster", err.message,
+                              line=wl.line("defaults.cluster")) from None
     plan, cl = resolve(wl, cl)
     device = resolve_device(cl.device, "device", cl.file)
     topo = _topology(cl)

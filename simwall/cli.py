@@ -18,14 +18,21 @@ from .errors import ConfigError, SimwallError
 __all__ = ["main", "build_parser"]
 
 _EPILOG = """\
-naming: 'simwall check' (to come) checks a user's config and plan; 'simwall validate'
-(to come) compares simwall against published runs.
+naming: 'simwall check' checks a user's config and plan; 'simwall validate'
+compares simwall against published runs.
 
 examples:
   simwall run gpt3-175b --set plan.tp=4 --format json
   simwall show llama3-405b
   simwall topo dgx-a100 --set cluster.nodes=4 --route 0 31
   simwall roofline gpt2 --device A100-SXM4-80GB --mode train
+  simwall sweep examples/sweep-tp-pp.yaml -o results.csv
+  simwall plan gpt2 --cluster single-node --top 5
+  simwall check llama2-7b --set plan.tp=3
+  simwall whatif gpt3-175b --scale memory_bandwidth=2
+  simwall whatif gpt3-175b --generations 4 --plot generations.png
+  simwall plot results.csv --x plan.tp --y step_time_s --hue plan.zero
+  simwall validate --format markdown
 """
 
 
@@ -65,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", metavar="FILE", help="write a Chrome trace (JSON) to FILE")
     p.add_argument("--per-device", action="store_true",
                    help="simulate every device instead of one per stage")
+    p.add_argument("--plot", metavar="FILE", help="write the breakdown, memory per stage and "
+                   "memory over the step (.png or .svg; needs simwall[plot])")
 
     p = sub.add_parser("list", help="list bundled devices, topologies or workloads")
     p.add_argument("what", choices=("devices", "topologies", "workloads"))
@@ -86,6 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="catalog device (default: the default cluster's device)")
     _add_set(p)
     p.add_argument("--mode", choices=("train", "prefill", "decode"), default="train")
+    p.add_argument("--plot", metavar="FILE", help="write the roofline with the ops as points "
+                   "(.png or .svg; needs simwall[plot])")
+
+    # Issue 5: sweeps, plan search and plan checking (simwall/sweep.py, simwall/search.py).
+    from .search import add_check_parser, add_plan_parser
+    from .sweep import add_sweep_parser
+    add_sweep_parser(sub)
+    add_plan_parser(sub)
+    add_check_parser(sub)
+    # Issue 6: what-ifs and plots (simwall/whatif.py, simwall/plots.py).
+    from .plots import add_plot_parser
+    from .whatif import add_whatif_parser
+    add_whatif_parser(sub)
+    add_plot_parser(sub)
+    # Issues 4 and 8: validation against published runs (simwall/validate.py).
+    from .validate import add_validate_parser
+    add_validate_parser(sub)
     return parser
 
 
@@ -129,7 +155,15 @@ def _workload_and_cluster(name: str, cluster_name: str | None, items: list[str])
 
     w_over, c_over = split_overrides(items)
     workload = load_workload(name, w_over)
-    cluster = load_cluster(cluster_name or workload.defaults.cluster, c_over)
+    if cluster_name:
+        return workload, load_cluster(cluster_name, c_over)
+    try:
+        cluster = load_cluster(workload.defaults.cluster, c_over)
+    except ConfigError as err:  # the workload's defaults.cluster names no cluster
+        if err.source:
+            raise
+        raise ConfigError(workload.file, "defaults.cluster", err.message,
+                          line=workload.line("defaults.cluster")) from None
     return workload, cluster
 
 
@@ -171,6 +205,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     split_overrides(args.set_items)  # report bad --set syntax before any work
     from . import api, report
+    if args.plot:  # issue 6: a bad image name fails before the run
+        from .plots import check_plot_path
+        check_plot_path(args.plot)
 
     result = api.simulate_from_cli(args.workload, args.cluster, list(args.set_items),
                                    args.per_device, args.trace)
@@ -178,6 +215,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
         print(report.render_table(result))
+    if args.plot:
+        from .plots import plot_for_run
+        plot_for_run(args, result)
     return 0
 
 
@@ -241,9 +281,13 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(f"# {workload.file}\n" + _yaml(doc), end="")
     elif kind == "cluster":
         from .config import load_cluster
-        from .hardware import resolve_device
+        from .hardware import resolve_device, resolve_link
+        from .limits import check_cluster
 
         cluster = load_cluster(args.name, _cluster_overrides(args.set_items))
+        check_cluster(cluster)
+        for part in ("intra", "inter", "host"):  # unknown link names: say so here too
+            resolve_link(getattr(cluster, part).link, f"{part}.link", cluster.file)
         doc = cluster.model_dump(mode="json", by_alias=True, exclude_none=True)
         doc["resolved_device"] = resolve_device(cluster.device, "device", cluster.file) \
             .model_dump(mode="json", by_alias=True)
@@ -296,11 +340,13 @@ def _print_mapping(data: dict, indent: int = 0) -> list[str]:
 
 def _cmd_topo(args: argparse.Namespace) -> int:
     from .config import load_cluster
+    from .limits import check_cluster
     from .topology import build_topology
 
     cluster = load_cluster(args.cluster, _cluster_overrides(args.set_items))
     if cluster.nodes == "auto":  # a topology needs a size; one node unless --set
         cluster = cluster.model_copy(update={"nodes": 1})
+    check_cluster(cluster)  # refuse a billion-device graph before building it
     topo = build_topology(cluster)
     lines = [f"# {cluster.file}", *_print_mapping(topo.describe())]
     n = topo.num_devices
@@ -326,12 +372,51 @@ def _cmd_roofline(args: argparse.Namespace) -> int:
         items.insert(0, f"cluster.device={args.device}")
     workload, cluster = _workload_and_cluster(args.workload, None, items)
     device = resolve_device(cluster.device, "device", cluster.file)
-    print(roofline.render(roofline.roofline_rows(workload, device, args.mode)))
+    if args.plot:  # issue 6
+        from .plots import check_plot_path
+        check_plot_path(args.plot)
+    rows = roofline.roofline_rows(workload, device, args.mode)
+    if args.plot:  # before printing, so '| head' cannot stop the image being written
+        from .plots import plot_for_roofline
+        plot_for_roofline(args.plot, rows, device)
+    print(roofline.render(rows))
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import sweep_main
+    return sweep_main(args)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .search import plan_main
+    return plan_main(args)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .search import check_main
+    return check_main(args)
+
+
+def _cmd_whatif(args: argparse.Namespace) -> int:
+    from .whatif import whatif_main
+    return whatif_main(args)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .plots import plot_main
+    return plot_main(args)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .validate import validate_main
+    return validate_main(args)
+
+
 _COMMANDS = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "topo": _cmd_topo,
-             "roofline": _cmd_roofline}
+             "roofline": _cmd_roofline, "sweep": _cmd_sweep, "plan": _cmd_plan,
+             "check": _cmd_check, "whatif": _cmd_whatif, "plot": _cmd_plot,
+             "validate": _cmd_validate}
 
 
 def _one_line(text: str) -> str:

@@ -113,6 +113,10 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(source, None, f"invalid YAML: {' '.join(str(err).split())}") from None
     except RecursionError:
         raise ConfigError(source, None, "invalid YAML: nested too deeply") from None
+    except ValueError:
+        # int() of a number with more than 4,300 digits (CPython's conversion limit).
+        raise ConfigError(source, None, "invalid YAML: a number too long to read "
+                          "(more than 4,300 digits)") from None
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -769,7 +773,7 @@ def find_file(kind: str, name_or_path: str) -> Path:
     if p.suffix in (".yaml", ".yml") or p.exists() or "/" in name_or_path:
         if p.is_file():
             return p
-        raise ConfigError(str(name_or_path), None, "no such file")
+        raise ConfigError(str(name_or_path), None, "not a file" if p.exists() else "no such file")
     candidate = _bundled_dir(kind) / f"{name_or_path}.yaml"
     if candidate.is_file():
         return candidate

@@ -49,9 +49,13 @@ __all__ = [
 #   TFLOP/s (NVIDIA GTC 2020 talk S21745 "Developing CUDA kernels to push Tensor Cores to the
 #   absolute limit on NVIDIA A100", as quoted in github.com/NVIDIA/cutlass/issues/105;
 #   "about 80 % of the theoretical value" with cuBLAS/CUTLASS, github.com/NVIDIA/DCGM/issues/40).
-# - gemm_half_flop 0: not fitted yet (docs/cost-model.md, "Fitting"); until then small
-#   GEMMs lose only through tile and wave quantisation, which the NVIDIA guide names as the
-#   main small-GEMM effect (Sec. 3).
+# - gemm_half_flop 0: small GEMMs lose only through tile and wave quantisation, which the
+#   NVIDIA guide names as the main small-GEMM effect (Sec. 3). The Megatron Table 1 fit
+#   (docs/validation.md) does not support a non-zero value: it would help only at >= 1e10
+#   FLOP per GEMM (~40 us of fixed cost per kernel), which no GEMM library shows.
+# The A100 catalog entries override gemm_max and memory_bw with values FITTED on Megatron
+# Table 1 rows 1, 4, 7, 10 (simwall/catalog/devices.yaml, docs/validation.md); the values
+# here stay the cited isolated-kernel figures for devices without a fitted block.
 # - memory_bw 0.88: a read kernel on A100-SXM4-80GB sustains 1.80 of 2.04 TB/s, 88 % (also
 #   reported by Nsight Compute); NVIDIA forum thread "Trouble to Reach Peak Bandwidth of
 #   A100" (forums.developer.nvidia.com/t/339083), which cites ~90 % as the best seen.

@@ -123,6 +123,10 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
     ``tp x pp x dp`` equals the cluster's device count; the global batch splits into
     whole micro-batches per replica (a multiple of ``pp`` for the interleaved schedule).
     """
+    from . import limits
+
+    limits.check_workload(workload)  # sizes far beyond any real run: refuse fast
+    limits.check_cluster(cluster)
     src = workload.file
     model, train, spec = workload.model, workload.training, workload.plan
     world = cluster_devices(cluster, workload)
@@ -204,4 +208,5 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
         dp_overlap=spec.dp_overlap, pp_scatter_gather=spec.pp_scatter_gather,
         offload=spec.offload,
     )
+    limits.check_resolved(workload, cluster, plan)
     return plan, cluster

@@ -22,32 +22,43 @@ all-gather, as in :func:`simwall.api.run_prepared`.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any
 
 from .config import ClusterSpec, Workload
 from .errors import ConfigError, SimwallError
 from .plan import Plan, balanced_split, cluster_devices
 
-__all__ = ["Candidate", "Ranked", "SearchResult", "Searcher", "enumerate_plans", "search",
-           "check", "add_plan_parser", "add_check_parser", "plan_main", "check_main",
-           "MICRO_BATCHES", "VIRTUAL_STAGES", "CONFIRM_FACTOR"]
+__all__ = [
+    "CONFIRM_FACTOR",
+    "MICRO_BATCHES",
+    "VIRTUAL_STAGES",
+    "Candidate",
+    "Ranked",
+    "SearchResult",
+    "Searcher",
+    "add_check_parser",
+    "add_plan_parser",
+    "check",
+    "check_main",
+    "enumerate_plans",
+    "plan_main",
+    "search",
+]
 
-#: Micro-batch sizes tried. Past 8 sequences the GEMMs of every model we ship are already
-#: large enough to run near their peak efficiency (our cap; Narayanan et al. 2021, Fig. 7
-#: sweeps micro-batch 1..16 and finds the optimum at 2-4 for GPT-3-scale models).
+#: Micro-batch sizes tried. Our cap: larger micro-batches raise GEMM efficiency but also
+#: activation memory and the pipeline bubble (the trade-off of Narayanan et al. 2021,
+#: SC21, Sec. 3.4); past 8 sequences the GEMMs of the models we ship are already large.
 MICRO_BATCHES = (1, 2, 4, 8)
-#: Virtual stages tried with the interleaved schedule (Narayanan et al. 2021, Fig. 13
-#: evaluates 2 and 4 chunks per device... our choice of the values tried).
+#: Virtual stages tried with the interleaved schedule. Our choice of small values: each
+#: extra chunk divides the bubble but adds point-to-point communication (Narayanan et
+#: al. 2021, Sec. 2.2.2).
 VIRTUAL_STAGES = (2, 4)
 #: Plans confirmed with the engine per plan asked for (top K -> CONFIRM_FACTOR x K).
 CONFIRM_FACTOR = 3
 #: Bytes per GB in the printed output (SI gigabytes, as device datasheets use).
 GB = 1e9
-
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 @dataclass(frozen=True)
@@ -110,7 +121,7 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
     world = cluster_devices(cluster, workload)
     max_tp = max_tp or cluster.devices_per_node
     gb = train.global_batch
-    for tp in _divisors(min(world, max_tp)):
+    for tp in range(1, min(world, max_tp) + 1):
         if world % tp or not tp_valid(workload, cluster, tp):
             continue
         for pp in range(1, min(model.layers, world // tp) + 1):
@@ -267,13 +278,15 @@ class Searcher:
         return plan.micro_batches * c_max + (sum(per_stage) - c_max) / plan.virtual_stages
 
     def candidates(self, max_tp: int | None = None, need: int | None = None,
-                   below_s: float | None = None) -> tuple[int, int, list[Candidate]]:
+                   below_s: float | None = None, least_memory: int | None = None
+                   ) -> tuple[int, int, list[Candidate]]:
         """(plans enumerated, plans that fit, the best fitting ones estimated, best first).
 
         Branch and bound: fitting plans are visited in order of :meth:`compute_bound`;
         once the bound reaches the ``need``-th best estimate so far (or ``below_s``), no
         later plan can enter the list, so the rest are not costed. ``need=None`` and
-        ``below_s=None`` estimate every fitting plan."""
+        ``below_s=None`` estimate every fitting plan. ``least_memory=K`` estimates only the
+        plans whose peak is at most the K-th smallest (for the memory objective)."""
         n = 0
         fitting: list[tuple[float, str, Plan, float, int]] = []
         for plan in enumerate_plans(self.workload, self.cluster, max_tp):
@@ -283,6 +296,11 @@ class Searcher:
                 continue
             fitting.append((self.compute_bound(plan), describe_plan(plan), plan, peak, stage))
         fitting.sort(key=lambda x: (x[0], x[1]))
+        n_fit = len(fitting)
+        if least_memory is not None and fitting:
+            peaks = sorted(x[3] for x in fitting)
+            cutoff = peaks[min(least_memory, len(peaks)) - 1]
+            fitting = [x for x in fitting if x[3] <= cutoff]
         out: list[Candidate] = []
         for bound, _, plan, peak, stage in fitting:
             if need is not None and len(out) >= need and bound >= out[need - 1].estimate_s:
@@ -293,7 +311,7 @@ class Searcher:
             out.append(Candidate(plan=plan, peak_bytes=peak, peak_stage=stage,
                                  estimate_s=est, bubble_s=bubble))
             out.sort(key=lambda c: (c.estimate_s, describe_plan(c.plan)))
-        return n, len(fitting), out
+        return n, n_fit, out
 
     # -- engine -------------------------------------------------------------------------
     def prepared(self, plan: Plan):
@@ -367,7 +385,7 @@ def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
     wl, cl = _load(workload, cluster, overrides)
     s = Searcher(wl, cl)
     if objective == "memory":
-        n, n_fit, cands = s.candidates(max_tp)
+        n, n_fit, cands = s.candidates(max_tp, least_memory=top)
         cands.sort(key=lambda c: (c.peak_bytes, c.estimate_s, describe_plan(c.plan)))
         pool = cands[:top]
     else:
@@ -394,8 +412,8 @@ def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
 
 
 def render_search(res: SearchResult) -> str:
-    lines = [f"simwall plan: {res.workload} on {res.cluster} ({res.world} devices): "
-             f"{res.considered} valid plans, {res.fitting} fit, {res.confirmed} simulated",
+    lines = [(f"simwall plan: {res.workload} on {res.cluster} ({res.world} devices): "
+              f"{res.considered} valid plans, {res.fitting} fit, {res.confirmed} simulated"),
              f"{'#':>2}  {'plan':<62} {'step s':>8} {'MFU':>6} {'peak GB':>8}  why"]
     for i, r in enumerate(res.ranked, 1):
         lines.append(f"{i:>2}  {describe_plan(r.candidate.plan):<62} "
@@ -483,6 +501,8 @@ def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
     try:
         prep = prepare(workload, cluster, overrides)
     except ConfigError as err:
+        if err.message.startswith(("no such file", "no bundled", "cannot read", "not a ")):
+            raise  # nothing to check: the CLI's one-line error, exit 2
         return CheckResult("invalid", (f"invalid: {' '.join(str(err).split())}",))
     s = Searcher(prep.workload, prep.cluster)
     plan = prep.plan
@@ -490,9 +510,9 @@ def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
     cap = s.capacity_bytes
     head = f"plan: {describe_plan(plan)} on {s.world} x {s.device.name}"
     if peak > cap:
-        lines = [head, f"does not fit: stage {stage} (device {plan.device_of(stage, 0, 0)}) "
-                 f"needs {peak / GB:.1f} GB of {cap / GB:.1f} GB, "
-                 f"{(peak - cap) / GB:.1f} GB over"]
+        lines = [head, (f"does not fit: stage {stage} (device {plan.device_of(stage, 0, 0)}) "
+                        f"needs {peak / GB:.1f} GB of {cap / GB:.1f} GB, "
+                        f"{(peak - cap) / GB:.1f} GB over")]
         fixes = _fixes(s, plan)
         lines += [f"  fix: {f}" for f in fixes[:5]] or ["  no single change fixes it"]
         return CheckResult("does-not-fit", tuple(lines))
@@ -508,8 +528,10 @@ def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
              f"estimate ({mine:.4f} s; best {cands[0].estimate_s:.4f} s: "
              f"{describe_plan(cands[0].plan)})" if cands else "rank: no plan fits"]
     if not result.memory["fits"]:
-        lines[1] = (f"fits the closed-form model ({peak / GB:.1f} GB) but the engine's "
-                    f"peak is {result.memory['peak_bytes'] / GB:.1f} GB of {cap / GB:.1f} GB")
+        lines[1] = (f"does not fit: fits the closed-form model ({peak / GB:.1f} GB) but the "
+                    f"engine's peak is {result.memory['peak_bytes'] / GB:.1f} GB of "
+                    f"{cap / GB:.1f} GB")
+        return CheckResult("does-not-fit", tuple(lines))
     return CheckResult("fits", tuple(lines))
 
 
@@ -563,7 +585,8 @@ def plan_main(args: argparse.Namespace) -> int:
 
 
 def check_main(args: argparse.Namespace) -> int:
-    """Exit 0 when the plan fits, 1 when it is invalid or does not fit."""
+    """Exit 0 when the plan fits, 1 when it is invalid or does not fit (a missing or
+    unreadable file is an error: exit 2 from the CLI)."""
     res = check(args.workload, args.cluster, _overrides(args.set_items))
     print("\n".join(res.lines))
     return 0 if res.status == "fits" else 1

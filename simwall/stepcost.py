@@ -165,9 +165,21 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
         per_collective = 0.0
     layer_tp_fwd = 2 * per_collective
     layer_tp_bwd = 2 * per_collective + (layer_tp_fwd if plan.recompute == "full" else 0.0)
-    emb_tp = per_collective if tp > 1 else 0.0
+    # Vocabulary-parallel embedding: its output is summed over the TP ranks, an
+    # all-reduce, or with SP a reduce-scatter into the sequence-parallel region.
+    if tp > 1:
+        emb_tp = _coll(topology, "reduce_scatter" if sp else "all_reduce", tp_groups,
+                       full_act, plan, sym)
+    else:
+        emb_tp = 0.0
     head_tp = (_coll(topology, "all_gather", tp_groups, full_act, plan, sym) if (tp > 1 and sp)
                else 0.0)
+    # --- validate (issue 4): without SP the LM head's input enters the vocabulary-parallel
+    # GEMM through Megatron's copy-to-tensor-parallel region (identity forward, all-reduce
+    # of the b s h input gradient backward; Shoeybi et al. 2019, Sec. 3, the "f" operator;
+    # Megatron-LM parallel_lm_logits), so its backward pays one all-reduce.
+    head_tp_bwd = head_tp if sp else per_collective
+    # --- end validate
 
     layer_params = memory.layer_params(model, tp)
     grad_b = PRECISION_BYTES[training.grad_precision_]
@@ -212,7 +224,7 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
             fwd_c += t["head_fwd"] / speed
             bwd_c += t["head_bwd"] / speed
             fwd_tp += head_tp
-            bwd_tp += head_tp
+            bwd_tp += head_tp_bwd
             grads += memory.head_params(model, tp, plan.pp) * grad_b
             act += memory._output_activation_bytes(model, training, plan)
         chunks.append(ChunkCost(

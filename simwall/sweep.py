@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import concurrent.futures.process  # noqa: F401 - BrokenProcessPool
 import csv
 import hashlib
 import itertools
@@ -25,19 +26,34 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from pydantic import Field, model_validator
 
 from .config import Strict, load_yaml, validate
 from .errors import ConfigError, SimwallError
 
-__all__ = ["sweep", "expand", "SweepFile", "load_sweep", "run_sweep", "config_key",
-           "read_records", "write_records", "columns", "add_sweep_parser", "sweep_main",
-           "make_executor", "RESERVED_COLUMNS"]
+__all__ = [
+    "RESERVED_COLUMNS",
+    "SweepFile",
+    "add_sweep_parser",
+    "columns",
+    "config_key",
+    "expand",
+    "load_sweep",
+    "make_executor",
+    "read_records",
+    "run_point",
+    "run_points",
+    "run_sweep",
+    "sweep",
+    "sweep_main",
+    "write_records",
+]
 
 #: Columns every record starts with, in this order (the rest follow the StepResult record).
 RESERVED_COLUMNS = ("sweep.index", "sweep.key", "error")
@@ -93,7 +109,7 @@ class SweepFile(Strict):
     zip: dict[str, list[Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _shape(self) -> "SweepFile":
+    def _shape(self) -> SweepFile:
         for key, axis in self.grid.items():
             if isinstance(axis, list):
                 if not axis:
@@ -124,8 +140,9 @@ class SweepFile(Strict):
 def load_sweep(path: str | Path) -> SweepFile:
     """Read and validate a sweep file; errors are located ConfigErrors.
 
-    A relative ``workload`` / ``cluster`` path is taken relative to the sweep file when
-    such a file exists there.
+    A ``workload`` / ``cluster`` given as a path is looked up next to the sweep file
+    first, then from the current directory, and made absolute, so workers started
+    elsewhere (Dask) find the same file.
     """
     doc = load_yaml(path)
     spec = validate(SweepFile, doc, str(path))
@@ -133,9 +150,12 @@ def load_sweep(path: str | Path) -> SweepFile:
     updates = {}
     for field in ("workload", "cluster"):
         value = getattr(spec, field)
-        if value and value.endswith((".yaml", ".yml")) and not Path(value).is_absolute() \
-                and (here / value).is_file():
-            updates[field] = str(here / value)
+        if not value or not (value.endswith((".yaml", ".yml")) or "/" in value):
+            continue  # a bundled name
+        for candidate in (here / value, Path(value)):
+            if candidate.is_file():
+                updates[field] = str(candidate.resolve())
+                break
     return spec.model_copy(update=updates) if updates else spec
 
 
@@ -173,8 +193,8 @@ def _canonical(obj: Any) -> str:
 
 def config_key(prep) -> str:
     """sha256 of the fully resolved configuration of a :class:`~simwall.api.Prepared`:
-    canonical JSON of the workload (model, training, plan as written, name), the
-    resolved cluster, its resolved device and the resolved plan. Not of the overrides:
+    canonical JSON of the workload (name, model, training), the resolved cluster, its
+    resolved device and the resolved plan. Not of the overrides:
     ``plan.dp=auto`` and the ``dp`` it resolves to share a key."""
     doc = {
         "workload": prep.workload.model_dump(mode="json", by_alias=True,
@@ -238,7 +258,7 @@ def run_point(task: tuple) -> dict:
             head["sweep.key"] = _raw_key(workload, cluster, {**base_set, **point})
         head["error"] = _one_line(err)
         return head
-    except Exception as err:  # a bug or an impossible point: record it, keep sweeping
+    except Exception as err:  # noqa: BLE001 - a bug or impossible point: record, go on
         if head["sweep.key"] is None:
             head["sweep.key"] = _raw_key(workload, cluster, {**base_set, **point})
         head["error"] = _one_line(f"{type(err).__name__}: {err}")
@@ -266,16 +286,43 @@ def _tasks(base: dict, points: list[dict]) -> list[tuple]:
     return [(i, workload, cluster, base_set, p) for i, p in enumerate(points)]
 
 
+#: Points per task sent to a worker. Batching amortises the per-task overhead and, with
+#: points grouped by their cluster overrides, lets one worker reuse one topology and its
+#: memoised collective times (measured on 2 cores: 1000 Llama-2-7B points in 6.8 s
+#: batched by cluster vs 8.3 s one at a time). Small, so a killed sweep loses little.
+BATCH_POINTS = 8
+
+
+def run_points(tasks: list[tuple]) -> list[dict]:
+    """:func:`run_point` over a batch (the top-level worker the executors call)."""
+    return [run_point(t) for t in tasks]
+
+
+def _batches(tasks: list[tuple], size: int = BATCH_POINTS) -> list[list[tuple]]:
+    """Tasks grouped by their cluster overrides (then sweep index), cut into batches."""
+    def cluster_part(t: tuple) -> str:
+        over = {**t[3], **t[4]}
+        return _canonical({k: v for k, v in over.items() if k.startswith("cluster.")})
+    ordered = sorted(tasks, key=lambda t: (cluster_part(t), t[0]))
+    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
+
+
 def _completed(tasks: list[tuple], executor: cf.Executor | None) -> Iterator[dict]:
     """Records in completion order (submission order when serial)."""
     if executor is None:
         for t in tasks:
             yield run_point(t)
         return
-    futures = [executor.submit(run_point, t) for t in tasks]
+    futures = [executor.submit(run_points, batch) for batch in _batches(tasks)]
     try:
         for fut in cf.as_completed(futures):
-            yield fut.result()
+            try:
+                recs = fut.result()
+            except cf.process.BrokenProcessPool:
+                raise SimwallError("a sweep worker process died (out of memory, or killed); "
+                                   "finished points are in the journal: rerun with "
+                                   "--resume") from None
+            yield from recs
     finally:
         for fut in futures:
             fut.cancel()
@@ -364,8 +411,7 @@ def write_records(path: str | Path, records: list[dict]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     if fmt == "jsonl":
         with open(tmp, "w", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec) + "\n")
+            fh.writelines(json.dumps(rec) + "\n" for rec in records)
     elif fmt == "csv":
         cols = columns(records)
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
@@ -375,8 +421,15 @@ def write_records(path: str | Path, records: list[dict]) -> None:
                 w.writerow([_encode_cell(rec.get(c)) for c in cols])
     else:
         pa, pq = _pyarrow()
-        cols = columns(records)
-        data = {c: [_parquet_cell(r.get(c)) for r in records] for c in cols}
+        data = {}
+        for c in columns(records):
+            values = [_parquet_cell(r.get(c)) for r in records]
+            try:
+                data[c] = pa.array(values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                # A column of mixed types (an axis such as plan.dp: [auto, 8]): store it
+                # as JSON text rather than fail at the end of a long sweep.
+                data[c] = pa.array([None if v is None else json.dumps(v) for v in values])
         pq.write_table(pa.table(data), tmp)
     os.replace(tmp, path)
 

@@ -11,8 +11,17 @@ from hypothesis import strategies as st
 
 from simwall.errors import ConfigError
 from simwall.plan import resolve
-from simwall.search import (Searcher, _load, add_check_parser, add_plan_parser, check,
-                            check_main, enumerate_plans, plan_main, search)
+from simwall.search import (
+    Searcher,
+    _load,
+    add_check_parser,
+    add_plan_parser,
+    check,
+    check_main,
+    enumerate_plans,
+    plan_main,
+    search,
+)
 
 TINY = """name: tiny
 model: {layers: 8, hidden: 256, heads: 8, vocab: 1024, seq_len: 256}
@@ -114,18 +123,18 @@ def test_search_beats_megatron_paper_plan_on_a_table1_row():
     over = {"model.layers": 48, "model.hidden": 8192, "model.heads": 64,
             "training.global_batch": 1536, "cluster.nodes": 64}
     wl = str(ROOT / "examples" / "megatron-145b.yaml")
-    paper = check(wl, "dgx-a100", {**over, "plan.pp": 2})
-    assert paper.status == "fits", paper.lines
     from simwall.api import simulate
-    paper_s = simulate(wl, "dgx-a100", **over, **{"plan.pp": 2}).step_time_s
+    paper = simulate(wl, "dgx-a100", **over, **{"plan.pp": 2})
+    assert paper.memory["fits"] and paper.plan["tp"] == 8 and paper.plan["dp"] == 32
     res = search(wl, "dgx-a100", top=1, overrides=over)
-    assert res.ranked[0].step_time_s <= paper_s
+    assert res.ranked[0].step_time_s <= paper.step_time_s
 
 
 def test_objective_memory_orders_by_peak(tiny):
     res = search(tiny, "single-node", top=3, objective="memory")
     peaks = [r.result.memory["peak_bytes"] for r in res.ranked]
     assert peaks == sorted(peaks)
+    assert res.fitting == res.considered == 1128
 
 
 @pytest.mark.parametrize("kw,key", [({"objective": "speed"}, "--objective"),
@@ -194,3 +203,19 @@ def test_plan_and_check_entry_points(tiny, capsys):
                                  "--set", "plan.tp=3"])
     assert check_main(args) == 1
     assert capsys.readouterr().out.startswith("invalid: ")
+
+
+def test_check_missing_file_is_an_error_not_a_verdict(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        check(str(tmp_path / "nope.yaml"), "single-node")
+
+
+def test_cli_plan_and_check(tiny, capsys):
+    from simwall.cli import main
+    assert main(["plan", tiny, "--cluster", "single-node", "--top", "1"]) == 0
+    assert "valid plans" in capsys.readouterr().out
+    assert main(["check", tiny, "--cluster", "single-node", "--set", "plan.tp=3"]) == 1
+    assert capsys.readouterr().out.startswith("invalid: ")
+    assert main(["check", "no-such-workload.yaml"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("simwall: error: ")

@@ -15,8 +15,16 @@ from hypothesis import strategies as st
 
 import simwall.sweep as sw
 from simwall.errors import ConfigError
-from simwall.sweep import (add_sweep_parser, expand, load_sweep, read_records, run_sweep,
-                           sweep, sweep_main, write_records)
+from simwall.sweep import (
+    add_sweep_parser,
+    expand,
+    load_sweep,
+    read_records,
+    run_sweep,
+    sweep,
+    sweep_main,
+    write_records,
+)
 
 TINY = """name: tiny
 model: {layers: 8, hidden: 256, heads: 8, vocab: 1024, seq_len: 256}
@@ -119,10 +127,15 @@ def test_local_processes_and_dask_give_identical_records(tiny, serial_records):
     with _spawn_pool() as pool:
         local = list(sweep(base(tiny), GRID, executor=pool))
     pytest.importorskip("dask.distributed")
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import LocalCluster
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        dask = list(sweep(base(tiny), GRID, executor=client.get_executor(pure=False)))
+                      dashboard_address=None) as cluster:
+        # What `simwall sweep --address tcp://...` does: Client(address).get_executor().
+        ex = sw.make_executor("local", address=cluster.scheduler_address)
+        try:
+            dask = list(sweep(base(tiny), GRID, executor=ex.executor))
+        finally:
+            ex.close()
     dump = [json.dumps(r) for r in serial_records]
     assert [json.dumps(r) for r in local] == dump
     assert [json.dumps(r) for r in dask] == dump
@@ -224,3 +237,45 @@ def test_sweep_main_serial(tmp_path, tiny, capsys):
                               "--executor", "dask"])
     with pytest.raises(ConfigError, match="--address"):
         sweep_main(args)
+
+
+def test_workload_path_relative_to_the_sweep_file(tmp_path, tiny, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "w.yaml").write_text(TINY)
+    (tmp_path / "sub" / "s.yaml").write_text("workload: w.yaml\ngrid: {plan.tp: [1]}\n")
+    monkeypatch.chdir(tmp_path)
+    spec = load_sweep("sub/s.yaml")
+    assert spec.workload == str((tmp_path / "sub" / "w.yaml").resolve())
+    recs = list(sweep(spec.base(), spec.axes()[0]))
+    assert recs[0]["error"] is None and recs[0]["workload"] == "tiny"
+
+
+def test_progress_bar_on_stderr_with_rate(tmp_path, tiny, capsys):
+    pytest.importorskip("tqdm")
+    run_sweep(load_sweep(sweep_file(tmp_path, tiny)), tmp_path / "r.jsonl", progress=True)
+    err = capsys.readouterr().err
+    assert "simwall sweep" in err and "12/12" in err and "cfg/s" in err
+
+
+def test_cli_sweep_and_its_error_contract(tmp_path, tiny, capsys):
+    from simwall.cli import main
+    out = tmp_path / "r.jsonl"
+    assert main(["sweep", str(sweep_file(tmp_path, tiny)), "-o", str(out),
+                 "--executor", "serial"]) == 0
+    assert len(read_records(out)) == 12
+    capsys.readouterr()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("workload: gpt2\nzip: {plan.tp: [1, 2], plan.pp: [1]}\n")
+    assert main(["sweep", str(bad), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("simwall: error: ") and str(bad) in err[0]
+    assert main(["sweep", str(sweep_file(tmp_path, tiny)), "-o", "r.xlsx"]) == 2
+    assert "expected an output ending in .csv" in capsys.readouterr().err
+
+
+def test_parquet_column_of_mixed_types_is_kept_as_json_text(tmp_path):
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "r.parquet"
+    write_records(out, [{"sweep.index": 0, "sweep.plan.dp": "auto"},
+                        {"sweep.index": 1, "sweep.plan.dp": 8}])
+    assert [r["sweep.plan.dp"] for r in read_records(out)] == ['"auto"', "8"]

@@ -19,12 +19,14 @@ SETTINGS = settings(deadline=None, derandomize=True, max_examples=6)
 # part of the step -> memory-bandwidth bound.
 SMALL = {"model.seq_len": 128, "training.micro_batch": 1, "training.global_batch": 1,
          "plan.dp": 1, "cluster.devices_per_node": 1}
-# Llama-2 7B on 4 DGX A100 nodes, one sequence of 512 tokens per device: DP across nodes
-# (tp 1) vs TP inside the node (tp 8).
+# Llama-2 7B on 4 DGX A100 nodes (32 GPUs), 32 sequences of 512 tokens per step: pure DP
+# across nodes (tp 1, dp 32) vs TP inside each node and PP across nodes (tp 8, pp 4,
+# dp 1), whose only inter-node traffic is the small pipeline activations. (A tp 8 x dp 4
+# plan moves as many gradient bytes per NIC as dp 32 under hierarchical all-reduce.)
 _NET = {"training.global_batch": 32, "training.micro_batch": 1, "plan.zero": 1,
         "cluster.nodes": 4, "plan.pp": 1, "model.seq_len": 512}
 DP_HEAVY = {**_NET, "plan.tp": 1, "plan.dp": 32}
-TP_HEAVY = {**_NET, "plan.tp": 8, "plan.dp": 4}
+TP_HEAVY = {**_NET, "plan.tp": 8, "plan.pp": 4, "plan.dp": 1}
 
 
 @SETTINGS

@@ -1,0 +1,501 @@
+"""``simwall validate``: simwall's predictions against published runs, and the A100 fit.
+
+A *case file* (YAML) holds published measurements with the configuration that produced
+them; simwall simulates each configuration (the published answer is never an input) and
+reports the signed error ``predicted / published - 1``, and per source the mean absolute
+and the worst error. Bundled case files live in ``simwall/cases/``; ``--cases FILE`` runs a
+user's own. Format (every key but ``cases`` optional unless said)::
+
+    source: "Who, where, which table"      # required: shown with the results
+    kind: throughput                         # throughput | memory | activation
+    workload: megatron-1t                    # base workload (bundled name or path)
+    cluster: dgx-a100                        # base cluster (bundled name or path)
+    common: {plan.recompute: full}           # overrides applied to every case
+    cases:                                   # required, one mapping per measurement
+      - name: "1.7B"                         # required
+        fit: true                            # a row the efficiency constants were fitted on
+        plan.tp: 1                           # any other key: an override (--set syntax;
+        cluster.nodes: 4                     #   cluster.* keys go to the cluster)
+        published: {hardware_tflops_per_device: 137}   # required: one metric
+
+Metrics per kind (the key under ``published``):
+
+- ``throughput``: ``hardware_tflops_per_device`` (recompute counted, as Narayanan et al.
+  2021 count), ``model_tflops_per_device``, ``step_time_s``, ``tokens_per_s``; one
+  simulated step.
+- ``memory``: ``model_state_gb`` (weights + gradients + optimizer state per device, 1 GB =
+  1e9 B) for ``params`` parameters on ``dp`` ranks at ZeRO stage ``zero`` (keys of the
+  case), training settings from ``training.*`` keys.
+- ``activation``: ``activation_bytes_per_layer`` (saved activations of one layer, one
+  micro-batch, one device) of the resolved workload and plan.
+
+:func:`fit` re-fits the device efficiency constants (``gemm_max``, ``memory_bw``) on the
+cases marked ``fit`` by least squares of the relative error over a small grid, and gives
+the leave-one-out error of each fit case (refit without it, predict it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, SimwallError
+
+__all__ = ["FIT_GRID", "Case", "CaseFile", "CaseResult", "FitResult", "add_validate_parser",
+           "bundled_case_files", "fit", "load_cases", "predict", "render", "run_cases",
+           "summarize", "validate_main"]
+
+KINDS = {
+    "throughput": ("hardware_tflops_per_device", "model_tflops_per_device", "step_time_s",
+                   "tokens_per_s"),
+    "memory": ("model_state_gb",),
+    "activation": ("activation_bytes_per_layer",),
+}
+_CASE_KEYS = ("name", "fit", "published", "note")
+
+#: The grid :func:`fit` searches: the two efficiency constants that carry most of the gap
+#: between the roofline and measured A100 throughput (docs/validation.md, "Calibration").
+#: ``gemm_half_flop`` is not fitted: on Table 1 it only helps at values (>= 1e10 FLOP per
+#: GEMM) that would mean ~40 us of fixed cost per kernel, which no GEMM library shows.
+FIT_GRID: dict[str, tuple[float, ...]] = {
+    "gemm_max": tuple(round(0.60 + 0.02 * i, 2) for i in range(11)),      # 0.60 .. 0.80
+    "memory_bw": tuple(round(0.40 + 0.05 * i, 2) for i in range(11)),     # 0.40 .. 0.90
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One published measurement: its configuration (overrides) and answer."""
+
+    name: str
+    overrides: dict[str, Any]
+    metric: str
+    published: float
+    fit: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class CaseFile:
+    source: str
+    kind: str
+    workload: str
+    cluster: str
+    cases: tuple[Case, ...]
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    source: str
+    kind: str
+    name: str
+    metric: str
+    published: float
+    predicted: float
+    fit: bool
+
+    @property
+    def error(self) -> float:
+        """Signed relative error, ``predicted / published - 1``."""
+        return self.predicted / self.published - 1.0
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "kind": self.kind, "name": self.name,
+                "metric": self.metric, "published": self.published,
+                "predicted": self.predicted, "error_pct": 100.0 * self.error,
+                "fit": self.fit}
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+
+
+def bundled_case_files() -> list[Path]:
+    """The case files shipped in ``simwall/cases/``, sorted by name."""
+    folder = resources.files("simwall.cases")
+    return sorted(Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml"))
+
+
+def load_cases(path: str | Path) -> CaseFile:
+    """Read and check one case file (see the module docstring for the format)."""
+    from .config import load_yaml
+
+    src = str(path)
+    doc = load_yaml(path)
+    if not isinstance(doc, dict):
+        raise ConfigError(src, None, "a case file is a mapping with 'source' and 'cases'")
+    unknown = set(doc) - {"source", "kind", "workload", "cluster", "common", "cases"}
+    if unknown:
+        raise ConfigError(src, min(unknown), "unknown key (expected source, kind, "
+                          "workload, cluster, common, cases)")
+    source = doc.get("source")
+    if not isinstance(source, str) or not source:
+        raise ConfigError(src, "source", "required: who published the numbers, and where")
+    kind = doc.get("kind", "throughput")
+    if kind not in KINDS:
+        raise ConfigError(src, "kind", f"expected one of {', '.join(KINDS)}, got {kind!r}")
+    common = doc.get("common") or {}
+    if not isinstance(common, dict):
+        raise ConfigError(src, "common", "expected a mapping of overrides")
+    rows = doc.get("cases")
+    if not isinstance(rows, list) or not rows:
+        raise ConfigError(src, "cases", "required: a non-empty list of cases")
+    cases = []
+    for i, row in enumerate(rows):
+        key = f"cases[{i}]"
+        if not isinstance(row, dict):
+            raise ConfigError(src, key, "expected a mapping")
+        name = row.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(src, f"{key}.name", "required")
+        pub = row.get("published")
+        if not isinstance(pub, dict) or len(pub) != 1:
+            raise ConfigError(src, f"{key}.published",
+                              f"expected one metric, e.g. {{{KINDS[kind][0]}: 137}}")
+        (metric, value), = pub.items()
+        if metric not in KINDS[kind]:
+            raise ConfigError(src, f"{key}.published.{metric}", f"unknown metric for kind "
+                              f"{kind} (expected one of {', '.join(KINDS[kind])})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or value <= 0:
+            raise ConfigError(src, f"{key}.published.{metric}",
+                              f"expected a positive number, got {value!r}")
+        fit_flag = row.get("fit", False)
+        if not isinstance(fit_flag, bool):
+            raise ConfigError(src, f"{key}.fit", "expected true or false")
+        overrides = dict(common)
+        overrides.update({k: v for k, v in row.items() if k not in _CASE_KEYS})
+        cases.append(Case(name=name, overrides=overrides, metric=metric,
+                          published=float(value), fit=fit_flag,
+                          note=str(row.get("note", ""))))
+    return CaseFile(source=source, kind=kind, workload=str(doc.get("workload", "gpt3-175b")),
+                    cluster=str(doc.get("cluster", "dgx-a100")), cases=tuple(cases), path=src)
+
+
+# ---------------------------------------------------------------------------------------
+# Running
+
+
+def _located(cf: CaseFile, case: Case, err: SimwallError) -> SimwallError:
+    return SimwallError(f"{cf.path or cf.source}: case {case.name!r}: {err}")
+
+
+def _with_efficiency(prep, efficiency: dict[str, float] | None):
+    """``prep`` with its device's efficiency fields replaced (for the fit)."""
+    if not efficiency:
+        return prep
+    from .config import EfficiencySpec
+    from .cost import efficiency_of
+
+    dev = prep.device
+    eff = EfficiencySpec(**{**efficiency_of(dev).model_dump(), **efficiency})
+    return dataclasses.replace(prep, device=dev.model_copy(update={"efficiency": eff}))
+
+
+def _prepare(cf: CaseFile, case: Case):
+    from .api import prepare
+
+    return prepare(cf.workload, cf.cluster, dict(case.overrides))
+
+
+def _throughput(prep, metric: str) -> float:
+    from .api import run_prepared
+
+    r = run_prepared(prep)
+    if metric == "step_time_s":
+        return r.step_time_s
+    if metric == "tokens_per_s":
+        return r.tokens_per_s
+    flop = r.hardware_flop if metric == "hardware_tflops_per_device" else r.model_flop
+    return flop / r.step_time_s / r.world / 1e12
+
+
+def _memory(cf: CaseFile, case: Case) -> float:
+    from pydantic import ValidationError
+
+    from .config import TrainingSpec
+    from .memory import model_state_bytes
+
+    ov = case.overrides
+    for key in ("params", "dp", "zero"):
+        if key not in ov:
+            raise ConfigError(cf.path or cf.source, f"{case.name}.{key}",
+                              "required for a memory case")
+    training = {k[len("training."):]: v for k, v in ov.items() if k.startswith("training.")}
+    training.setdefault("global_batch", 1)
+    try:
+        spec = TrainingSpec.model_validate(training)
+    except ValidationError as err:  # pydantic's message, one line
+        raise ConfigError(cf.path or cf.source, f"{case.name}.training",
+                          " ".join(str(err).split())) from None
+    parts = model_state_bytes(float(ov["params"]), spec, int(ov["zero"]), int(ov["dp"]))
+    return sum(parts) / 1e9
+
+
+def _activation(prep) -> float:
+    from .memory import activation_bytes_per_layer
+
+    wl = prep.workload
+    return float(activation_bytes_per_layer(wl.model, wl.training, prep.plan))
+
+
+def predict(cf: CaseFile, case: Case, efficiency: dict[str, float] | None = None,
+            prepared=None) -> float:
+    """simwall's value of ``case.metric`` for ``case`` (``efficiency`` replaces device
+    efficiency fields, for the fit)."""
+    try:
+        if cf.kind == "memory":
+            return _memory(cf, case)
+        prep = prepared if prepared is not None else _prepare(cf, case)
+        if cf.kind == "activation":
+            return _activation(prep)
+        return _throughput(_with_efficiency(prep, efficiency), case.metric)
+    except ConfigError as err:
+        raise _located(cf, case, err) from None
+
+
+def run_cases(case_files: Sequence[CaseFile]) -> list[CaseResult]:
+    """Predict every case of every file (catalog constants, no refitting)."""
+    out = []
+    for cf in case_files:
+        for case in cf.cases:
+            out.append(CaseResult(source=cf.source, kind=cf.kind, name=case.name,
+                                  metric=case.metric, published=case.published,
+                                  predicted=predict(cf, case), fit=case.fit))
+    return out
+
+
+def _stats(errors: list[float]) -> dict:
+    if not errors:
+        return {"n": 0, "mean_abs_pct": None, "worst_pct": None}
+    worst = max(errors, key=abs)
+    return {"n": len(errors), "mean_abs_pct": 100.0 * sum(abs(e) for e in errors) / len(errors),
+            "worst_pct": 100.0 * worst}
+
+
+def summarize(results: Sequence[CaseResult]) -> list[dict]:
+    """Per source: all cases, fit cases, held-out cases (n, mean |error| %, worst %)."""
+    out = []
+    for source in dict.fromkeys(r.source for r in results):
+        rows = [r for r in results if r.source == source]
+        out.append({"source": source, "kind": rows[0].kind, "metric": rows[0].metric,
+                    "all": _stats([r.error for r in rows]),
+                    "fit": _stats([r.error for r in rows if r.fit]),
+                    "held_out": _stats([r.error for r in rows if not r.fit])})
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Fitting
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Least-squares grid fit of efficiency constants on the ``fit`` cases of one file."""
+
+    source: str
+    grid: dict[str, tuple[float, ...]]
+    best: dict[str, float]                 # fitted on all fit cases
+    fit_errors: dict[str, float]           # name -> relative error at ``best``
+    loo: dict[str, dict]                   # name -> {"params": ..., "error": ...}
+    held_out: dict[str, float] = field(default_factory=dict)   # name -> error at ``best``
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "grid": {k: list(v) for k, v in self.grid.items()},
+                "best": self.best,
+                "fit_error_pct": {k: 100 * v for k, v in self.fit_errors.items()},
+                "held_out_error_pct": {k: 100 * v for k, v in self.held_out.items()},
+                "loo": {k: {"params": v["params"], "error_pct": 100 * v["error"]}
+                        for k, v in self.loo.items()},
+                "loo_summary": _stats([v["error"] for v in self.loo.values()]),
+                "out_of_sample_summary": self.out_of_sample()}
+
+    def out_of_sample(self) -> dict:
+        """Every case predicted without itself in the fit: held-out cases at the fitted
+        point, fit cases by leave-one-out."""
+        return _stats(list(self.held_out.values()) + [v["error"] for v in self.loo.values()])
+
+
+def fit(cf: CaseFile, grid: dict[str, tuple[float, ...]] | None = None,
+        held_out: bool = True) -> FitResult:
+    """Fit the device efficiency fields in ``grid`` on ``cf``'s ``fit`` cases.
+
+    Objective: the sum of squared relative errors over the fit cases; ties go to the
+    first grid point (grid order is deterministic). Leave-one-out: for each fit case,
+    the grid point best on the other fit cases, and that point's error on the case.
+    ``held_out``: also predict the other cases at the best point.
+    """
+    if cf.kind != "throughput":
+        raise SimwallError(f"{cf.source}: only throughput cases can be fitted")
+    grid = dict(grid or FIT_GRID)
+    rows = [c for c in cf.cases if c.fit]
+    if len(rows) < 2:
+        raise SimwallError(f"{cf.source}: at least two cases need 'fit: true' to fit")
+    names = list(grid)
+    points = [dict(zip(names, values)) for values in _product([grid[n] for n in names])]
+    preps = {}
+    for c in rows:
+        try:
+            preps[c.name] = _prepare(cf, c)
+        except ConfigError as err:
+            raise _located(cf, c, err) from None
+    err = {(c.name, i): predict(cf, c, p, preps[c.name]) / c.published - 1.0
+           for c in rows for i, p in enumerate(points)}
+
+    def best_on(subset: list[Case]) -> int:
+        return min(range(len(points)),
+                   key=lambda i: (sum(err[(c.name, i)] ** 2 for c in subset), i))
+
+    b = best_on(rows)
+    loo = {}
+    for c in rows:
+        i = best_on([o for o in rows if o is not c])
+        loo[c.name] = {"params": points[i], "error": err[(c.name, i)]}
+    others = {}
+    if held_out:
+        for c in cf.cases:
+            if not c.fit:
+                others[c.name] = predict(cf, c, points[b]) / c.published - 1.0
+    return FitResult(source=cf.source, grid=grid, best=points[b],
+                     fit_errors={c.name: err[(c.name, b)] for c in rows}, loo=loo,
+                     held_out=others)
+
+
+def _product(lists: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
+    out: list[tuple[float, ...]] = [()]
+    for values in lists:
+        out = [prev + (v,) for prev in out for v in values]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering
+
+
+def _num(x: float) -> str:
+    if x >= 1e6:
+        return f"{x:.4g}"
+    return f"{x:.2f}" if x < 100 else f"{x:.1f}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.1f}%"
+
+
+def _abs_pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}%"
+
+
+def _summary_line(s: dict) -> str:
+    a, f, h = s["all"], s["fit"], s["held_out"]
+    text = f"mean |error| {_abs_pct(a['mean_abs_pct'])}, worst {_pct(a['worst_pct'])} " \
+           f"({a['n']} cases)"
+    if f["n"]:
+        text += f"; fit cases {_abs_pct(f['mean_abs_pct'])} / {_pct(f['worst_pct'])}, " \
+                f"held out {_abs_pct(h['mean_abs_pct'])} / {_pct(h['worst_pct'])}"
+    return text
+
+
+def render(results: Sequence[CaseResult], fits: Sequence[FitResult] = (),
+           fmt: str = "table") -> str:
+    """Results (and leave-one-out fits) as ``table``, ``json`` or ``markdown``."""
+    summary = summarize(results)
+    if fmt == "json":
+        return json.dumps({"cases": [r.as_dict() for r in results], "summary": summary,
+                           "fits": [f.as_dict() for f in fits]}, indent=2)
+    md = fmt == "markdown"
+    lines: list[str] = []
+    for s in summary:
+        rows = [r for r in results if r.source == s["source"]]
+        if md:
+            lines += [f"### {s['source']}", "",
+                      f"Kind `{s['kind']}`, metric `{s['metric']}`.", "",
+                      "| case | fit | published | simwall | error |",
+                      "| --- | --- | ---: | ---: | ---: |"]
+            lines += [f"| {r.name} | {'fit' if r.fit else ''} | {_num(r.published)} | "
+                      f"{_num(r.predicted)} | {_pct(100 * r.error)} |" for r in rows]
+            lines += ["", f"**{_summary_line(s)}.**", ""]
+        else:
+            lines += [f"{s['source']}  [{s['kind']}: {s['metric']}]"]
+            width = max(len(r.name) for r in rows)
+            lines += [(f"  {'case':<{width}}  fit  {'published':>10}  {'simwall':>10}  "
+                       f"{'error':>7}")]
+            lines += [f"  {r.name:<{width}}  {'fit' if r.fit else '   '}  "
+                      f"{_num(r.published):>10}  {_num(r.predicted):>10}  "
+                      f"{_pct(100 * r.error):>7}" for r in rows]
+            lines += [f"  {_summary_line(s)}", ""]
+    for f in fits:
+        lines += _render_fit(f, md)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _render_fit(f: FitResult, md: bool) -> list[str]:
+    d = f.as_dict()
+    loo, oos = d["loo_summary"], d["out_of_sample_summary"]
+    best = ", ".join(f"{k} {v:g}" for k, v in f.best.items())
+    grid = "; ".join(f"{k} {min(v):g}..{max(v):g} ({len(v)} values)"
+                     for k, v in f.grid.items())
+    folds = [(name, ", ".join(f"{k} {v:g}" for k, v in e["params"].items()),
+              _pct(e["error_pct"])) for name, e in d["loo"].items()]
+    loo_text = (f"leave-one-out: mean |error| {_abs_pct(loo['mean_abs_pct'])}, worst "
+                f"{_pct(loo['worst_pct'])} ({loo['n']} folds)")
+    oos_text = ("out of sample (held-out cases at the fit, fit cases by leave-one-out): "
+                f"mean |error| {_abs_pct(oos['mean_abs_pct'])}, worst "
+                f"{_pct(oos['worst_pct'])} ({oos['n']} cases)")
+    if md:
+        lines = [f"### Leave-one-out: {f.source}", "",
+                 f"Grid: {grid}. Fitted on all fit cases: {best}.", "",
+                 "| left-out case | refit on the others | error on the left-out case |",
+                 "| --- | --- | ---: |"]
+        lines += [f"| {name} | {params} | {err} |" for name, params, err in folds]
+        return [*lines, "", f"**{_cap(loo_text)}. {_cap(oos_text)}.**", ""]
+    lines = [f"leave-one-out: {f.source}", f"  grid: {grid}",
+             f"  fitted on all fit cases: {best}"]
+    lines += [f"  without {name}: {params} -> error {err}" for name, params, err in folds]
+    return [*lines, f"  {loo_text}", f"  {oos_text}", ""]
+
+
+# ---------------------------------------------------------------------------------------
+# CLI
+
+
+def add_validate_parser(subparsers) -> None:
+    """Register ``simwall validate`` on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "validate", help="compare simwall against published runs (not 'check', which "
+        "checks your own config)",
+        description="Simulate published training runs from their configuration and "
+        "report predicted vs published with signed % error, mean |error| and worst per "
+        "source. Bundled cases: Megatron-LM SC21 Tables 1 and 2, ZeRO model states, Korthikanti "
+        "et al. 2022 activation memory.")
+    p.add_argument("--cases", action="append", metavar="FILE",
+                   help="a case file (YAML, format in docs/validation.md); repeatable; "
+                        "default: the bundled cases")
+    p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    p.add_argument("--loo", action="store_true",
+                   help="also refit the efficiency constants on each file's 'fit' cases "
+                        "and report leave-one-out errors (slow: about a minute per file)")
+
+
+def validate_main(args) -> int:
+    """What ``simwall validate`` does; prints and returns the exit status."""
+    paths = args.cases or bundled_case_files()
+    files = [load_cases(p) for p in paths]
+    results = run_cases(files)
+    fits = []
+    if getattr(args, "loo", False):
+        fits = [fit(cf) for cf in files
+                if cf.kind == "throughput" and sum(c.fit for c in cf.cases) >= 2]
+    print(render(results, fits, args.format), end="")
+    return 0

@@ -1,0 +1,195 @@
+"""Heterogeneity and faults: stragglers, degraded and failed links (per-device mode).
+
+Expectations are derived from the unfaulted run's own breakdown, never from numbers our
+code printed before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from simwall import cli
+from simwall.api import simulate
+from simwall.errors import ConfigError
+
+REL = 1e-9
+STRAGGLER = [{"device": 3, "slowdown": 0.5}]
+
+
+def _json_run(argv: list[str]) -> dict:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(argv)
+    assert rc == 0, err.getvalue()
+    return json.loads(out.getvalue())
+
+
+# ---------------------------------------------------------------------------------------
+# Stragglers
+
+
+@pytest.mark.parametrize("workload,over", [
+    ("bert-base", {}),                                          # dp 8 on one node
+    ("bert-base", {"plan.dp_overlap": False}),
+    ("gpt2", {"plan.zero": 0}),                                 # dp 8, bigger gradients
+])
+def test_half_speed_device_gates_the_step(workload, over):
+    """One device at 0.5x in a DP=8 plan: its replica's compute and optimizer take twice
+    as long and every gradient bucket waits for it.
+
+    Bounds from the unfaulted breakdown (b0): the slow replica alone needs
+    2 x (compute + optimizer) plus whatever TP/PP/bubble time it had (unscaled), so
+    step >= that; the gradient reduction can only overlap more of the longer backward,
+    so step <= step0 + compute0 + optimizer0 (everything else unchanged or hidden).
+    """
+    base = simulate(workload, per_device=True, **over)
+    slow = simulate(workload, **over, **{"cluster.faults.stragglers": STRAGGLER})
+    assert base.plan["dp"] == 8 and base.plan["tp"] == base.plan["pp"] == 1
+    b0 = base.breakdown_s
+    lower = 2 * (b0["compute"] + b0["optimizer"]) + b0["tp_comm"] + b0["pp_comm"] + b0["bubble"]
+    upper = base.step_time_s + b0["compute"] + b0["optimizer"]
+    assert lower * (1 - REL) <= slow.step_time_s <= upper * (1 + REL)
+    assert math.isclose(slow.breakdown_s["compute"], 2 * b0["compute"], rel_tol=1e-9)
+    # The compute part dominates these steps, so the step nearly doubles.
+    assert slow.step_time_s / base.step_time_s > 1.8
+    assert slow.critical["slowest_device"] == 3
+    assert slow.critical["slowest_speed"] == 0.5
+    assert slow.critical["device"] == 3 and slow.engine["mode"] == "per-device"
+
+
+def test_straggler_from_set_matches_straggler_in_file(tmp_path):
+    """``--set cluster.faults.stragglers=[...]`` and the same faults in the cluster YAML
+    give the same JSON (byte for byte, apart from the cluster's name)."""
+    text = (
+        "name: one-node-straggler\nsource: test\ndevice: A100-SXM4-80GB\nnodes: 1\n"
+        "devices_per_node: 8\nintra: {topology: nvswitch, link: NVLink3}\n"
+        "inter: {topology: none, link: IB-HDR, nics_per_node: 8}\n"
+        "host: {link: PCIe4, memory_capacity: 2.0e12}\n"
+        "faults: {stragglers: [{device: 3, slowdown: 0.5}]}\n")
+    path = tmp_path / "straggler.yaml"
+    path.write_text(text)
+    from_file = _json_run(["run", "bert-base", "--cluster", str(path), "--format", "json"])
+    from_set = _json_run(["run", "bert-base", "--cluster", "single-node", "--format", "json",
+                          "--set", "cluster.faults.stragglers=[{device: 3, slowdown: 0.5}]"])
+    plain = _json_run(["run", "bert-base", "--cluster", "single-node", "--format", "json"])
+    for d in (from_file, from_set):
+        d.pop("cluster")
+    assert from_file == from_set
+    assert from_set["step_time_s"] > 1.8 * plain["step_time_s"]
+    assert from_set["critical"]["slowest_device"] == 3
+
+
+def test_straggler_in_one_stage_of_a_pipeline():
+    """A slow device in the last stage of a PP=2 plan slows the step; its replica's
+    stream ends last (in 1F1B that is stage 0's, waiting for the slow stage's gradients)."""
+    over = {"plan.pp": 2, "plan.dp": 4, "training.global_batch": 256}
+    base = simulate("bert-base", per_device=True, **over)
+    slow = simulate("bert-base", **over, **{"cluster.faults.stragglers": [
+        {"device": 7, "slowdown": 0.5}]})  # stage 1, replica 3
+    assert slow.step_time_s > base.step_time_s * 1.2
+    assert slow.critical["replica"] == 3 and slow.critical["slowest_device"] == 7
+
+
+# ---------------------------------------------------------------------------------------
+# Degraded and failed links
+
+NIC3 = [{"between": ["dev3", "nic0.3"], "bandwidth_factor": 0.1}]
+
+
+def test_degraded_nic_slows_only_plans_that_cross_it():
+    # Crosses: TP 4 inside each node, DP 4 (two replicas per node) across two nodes:
+    # device 3's DP group goes over its NIC nic0.3; DP not overlapped, so exposed.
+    cross = {"plan.tp": 4, "plan.dp": 4, "cluster.nodes": 2, "plan.dp_overlap": False,
+             "training.global_batch": 32, "training.micro_batch": 1}
+    base = simulate("bert-base", "dgx-a100", per_device=True, **cross)
+    slow = simulate("bert-base", "dgx-a100", per_device=True, **cross,
+                    **{"cluster.faults.links": NIC3})
+    assert slow.step_time_s > base.step_time_s * (1 + 1e-6)
+    assert slow.breakdown_s["dp_comm"] > base.breakdown_s["dp_comm"] * 1.5
+    # Does not cross: TP 4 x DP 2 inside one node of the same cluster; NICs unused.
+    inside = {"plan.tp": 4, "plan.dp": 2, "cluster.nodes": 1, "plan.dp_overlap": False,
+              "training.global_batch": 32, "training.micro_batch": 1}
+    base_in = simulate("bert-base", "dgx-a100", per_device=True, **inside)
+    slow_in = simulate("bert-base", "dgx-a100", per_device=True, **inside,
+                       **{"cluster.faults.links": NIC3})
+    assert math.isclose(slow_in.step_time_s, base_in.step_time_s, rel_tol=REL)
+
+
+def test_failed_link_is_routed_around():
+    """Factor 0 removes dev3 <-> nic0.3; dev3 still reaches the network through NVSwitch
+    and another NIC, so the run succeeds, no faster than with the link."""
+    cross = {"plan.tp": 4, "plan.dp": 4, "cluster.nodes": 2, "plan.dp_overlap": False,
+             "training.global_batch": 32, "training.micro_batch": 1}
+    base = simulate("bert-base", "dgx-a100", per_device=True, **cross)
+    failed = simulate("bert-base", "dgx-a100", per_device=True, **cross, **{
+        "cluster.faults.links": [{"between": ["dev3", "nic0.3"], "bandwidth_factor": 0.0}]})
+    assert math.isfinite(failed.step_time_s)
+    # Rerouted over NVSwitch and a NIC that other traffic also uses: strictly slower.
+    assert failed.step_time_s > base.step_time_s * (1 + 1e-6)
+
+
+def test_failed_links_that_disconnect_a_device_are_a_config_error(tmp_path):
+    cut = [{"between": ["dev3", "nvsw0"], "bandwidth_factor": 0.0},
+           {"between": ["dev3", "nic0.3"], "bandwidth_factor": 0.0}]
+    with pytest.raises(ConfigError) as info:
+        simulate("bert-base", "dgx-a100", **{"cluster.nodes": 2, "cluster.faults.links": cut,
+                                             "training.micro_batch": 16})
+    assert info.value.key == "faults.links"
+    assert "dev3" in str(info.value)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(["run", "bert-base", "--cluster", "dgx-a100", "--set",
+                       "cluster.nodes=2", "--set", "training.micro_batch=16", "--set",
+                       ("cluster.faults.links=[{between: [dev3, nvsw0], bandwidth_factor: 0},"
+                        " {between: [dev3, nic0.3], bandwidth_factor: 0}]")])
+    assert rc == 2 and out.getvalue() == ""
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("simwall: error: ")
+    assert "dgx-a100.yaml" in lines[0] and "faults.links" in lines[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Per-device and symmetric modes agree on a symmetric cluster
+
+@pytest.mark.parametrize("workload,cluster,over", [
+    ("bert-base", None, {}),
+    ("gpt2", None, {}),
+    ("bert-base", "dgx-a100", {"plan.tp": 2, "plan.pp": 2, "cluster.nodes": 2,
+                               "training.global_batch": 256}),
+    ("bert-large", "dgx-a100", {"plan.tp": 4, "plan.pp": 2, "cluster.nodes": 2,
+                                "training.global_batch": 512, "training.micro_batch": 1,
+                                "plan.zero": 3}),
+])
+def test_per_device_matches_symmetric(workload, cluster, over):
+    sym = simulate(workload, cluster, **over)
+    per = simulate(workload, cluster, per_device=True, **over)
+    assert sym.engine["mode"] == "symmetric" and per.engine["mode"] == "per-device"
+    assert math.isclose(per.step_time_s, sym.step_time_s, rel_tol=0.01)
+    assert math.isclose(per.memory["peak_bytes"], sym.memory["peak_bytes"], rel_tol=0.01)
+
+
+def _invariants_configs():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_invariants import configs
+
+    return configs()
+
+
+@settings(deadline=None, derandomize=True, max_examples=100,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=_invariants_configs())
+def test_per_device_matches_symmetric_on_random_plans(cfg):
+    workload, cluster, over = cfg
+    sym = simulate(workload, cluster, **over)
+    per = simulate(workload, cluster, per_device=True, **over)
+    assert math.isclose(per.step_time_s, sym.step_time_s, rel_tol=0.01), (
+        sym.breakdown_s, per.breakdown_s)
