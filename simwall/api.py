@@ -76,6 +76,17 @@ def _topology(cluster: ClusterSpec):
         raise ConfigError(cluster.file, err.key, err.message, line=line) from None
 
 
+def load_default_cluster(wl: Workload, overrides: list) -> ClusterSpec:
+    """The cluster named by ``wl.defaults.cluster``; a bad name is located in the workload."""
+    try:
+        return load_cluster(wl.defaults.cluster, overrides)
+    except ConfigError as err:  # the workload's defaults.cluster names no cluster
+        if err.source:
+            raise
+        raise ConfigError(wl.file, "defaults.cluster", err.message,
+                          line=wl.line("defaults.cluster")) from None
+
+
 def prepare(workload: str | Workload = "gpt3-175b", cluster: str | ClusterSpec | None = None,
             overrides: dict[str, Any] | None = None) -> Prepared:
     """Load, override, validate and resolve a workload on a cluster."""
@@ -89,13 +100,7 @@ def prepare(workload: str | Workload = "gpt3-175b", cluster: str | ClusterSpec |
     elif cluster is not None:
         cl = load_cluster(cluster, cl_over)
     else:
-        try:
-            cl = load_cluster(wl.defaults.cluster, cl_over)
-        except ConfigError as err:  # the workload's defaults.cluster names no cluster
-            if err.source:
-                raise
-            raise ConfigError(wl.file, "defaults.cluster", err.message,
-                              line=wl.line("defaults.cluster")) from None
+        cl = load_default_cluster(wl, cl_over)
     plan, cl = resolve(wl, cl)
     device = resolve_device(cl.device, "device", cl.file)
     topo = _topology(cl)
@@ -153,8 +158,6 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
         tied_end = max(dp_end[0], dp_end[plan.pp - 1]) + base[0].tied_embedding_s
     t_sync = max(max(dp_end.values()), tied_end)
     # Optimizer step (after the global gradient-norm reduction) and ZeRO 1/2 all-gather.
-    finals = {s: costs[(s, r)].optimizer_s + base[s].post_optimizer_s
-              for s in range(plan.pp) for r in range(replicas)}
     slow_stage = max(range(plan.pp), key=lambda s: (max(costs[(s, r)].optimizer_s
                                                         for r in range(replicas))
                                                     + base[s].post_optimizer_s, -s))

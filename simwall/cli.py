@@ -157,14 +157,9 @@ def _workload_and_cluster(name: str, cluster_name: str | None, items: list[str])
     workload = load_workload(name, w_over)
     if cluster_name:
         return workload, load_cluster(cluster_name, c_over)
-    try:
-        cluster = load_cluster(workload.defaults.cluster, c_over)
-    except ConfigError as err:  # the workload's defaults.cluster names no cluster
-        if err.source:
-            raise
-        raise ConfigError(workload.file, "defaults.cluster", err.message,
-                          line=workload.line("defaults.cluster")) from None
-    return workload, cluster
+    from .api import load_default_cluster
+
+    return workload, load_default_cluster(workload, c_over)
 
 
 def _kind_of(name: str) -> str:
