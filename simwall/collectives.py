@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from functools import lru_cache
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,8 +36,8 @@ from .network import drain_time_s
 
 __all__ = ["KINDS", "ALGORITHMS", "Phase", "TopologyLike", "collective_phases",
            "collective_flows", "collective_time_s", "collective_time_parts",
-           "choose_algorithm", "representative_flows", "ring_channels", "double_binary_tree",
-           "clear_cache", "run_phases"]
+           "choose_algorithm", "representative_flows", "symmetry_window", "Window",
+           "ring_channels", "double_binary_tree", "clear_cache", "run_phases"]
 
 KINDS = ("all_reduce", "reduce_scatter", "all_gather", "broadcast", "send_recv")
 
@@ -61,6 +62,30 @@ class Phase:
     latency_s: float
 
 
+#: Node indices whose outgoing flows are costed, or None for all. On a topology made of
+#: identical blocks (fat-tree leaves), the flows of translated groups load every block
+#: alike, so the flows leaving two blocks see the same max-min rates as the whole set
+#: (tests/test_collectives.py checks this against full costing).
+Window = frozenset | None
+
+#: Blocks a group must span before :func:`symmetry_window` truncates it.
+_WINDOW_MIN_BLOCKS = 4
+
+
+def symmetry_window(group: Sequence[int], topology: Any) -> Window:
+    """The nodes of the first two blocks ``group`` touches, when the topology is periodic
+    (it has ``block_nodes() -> int | None``, the nodes per repeating block) and the group
+    spans at least four blocks; else None (cost every flow)."""
+    block_fn = getattr(topology, "block_nodes", None)
+    per_block = block_fn() if block_fn is not None else None
+    if not per_block:
+        return None
+    blocks = sorted({_node(topology, d) // per_block for d in group})
+    if len(blocks) < _WINDOW_MIN_BLOCKS:
+        return None
+    return frozenset(n for b in blocks[:2] for n in range(b * per_block, (b + 1) * per_block))
+
+
 # --- per-topology caches (routes, latencies, results) ------------------------------------
 
 _CACHES: dict[int, dict[str, dict]] = {}
@@ -76,7 +101,7 @@ def _cache(topology: Any) -> dict[str, dict] | None:
         weakref.finalize(topology, _CACHES.pop, key, None)
     except TypeError:
         return None                      # not weak-referenceable: do not cache
-    found = _CACHES[key] = {"route": {}, "lat": {}, "time": {}, "node": {}}
+    found = _CACHES[key] = {"route": {}, "lat": {}, "time": {}}
     return found
 
 
@@ -108,13 +133,7 @@ def _latency_s(topology: Any, src: int, dst: int) -> float:
 
 
 def _node(topology: Any, device: int) -> int:
-    c = _cache(topology)
-    if c is None:
-        return int(topology.node_of(device))
-    r = c["node"].get(device)
-    if r is None:
-        r = c["node"][device] = int(topology.node_of(device))
-    return r
+    return int(topology.node_of(device))
 
 
 def _by_node(group: Sequence[int], topology: Any) -> list[list[int]]:
@@ -149,7 +168,8 @@ def _channel_count(per_node: Sequence[Sequence[int]]) -> int:
     return k
 
 
-def double_binary_tree(n: int) -> tuple[list[int], list[int]]:
+@lru_cache(maxsize=256)
+def double_binary_tree(n: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Parents (``-1`` for the root) of the two trees of NCCL's double binary tree on
     positions ``0..n-1``.
 
@@ -169,15 +189,16 @@ def double_binary_tree(n: int) -> tuple[list[int], list[int]]:
         up = r + low if not r & (2 * low) else r - low
         return up if up < n else r - low
 
-    a = [parent_a(r) for r in range(n)]
+    a = tuple(parent_a(r) for r in range(n))
     if n % 2 == 0:
-        b = [-1 if a[n - 1 - r] == -1 else n - 1 - a[n - 1 - r] for r in range(n)]
+        b = tuple(-1 if a[n - 1 - r] == -1 else n - 1 - a[n - 1 - r] for r in range(n))
     else:
-        b = [-1 if a[(r - 1) % n] == -1 else (a[(r - 1) % n] + 1) % n for r in range(n)]
+        b = tuple(-1 if a[(r - 1) % n] == -1 else (a[(r - 1) % n] + 1) % n for r in range(n))
     return a, b
 
 
-def _tree_depth(parents: Sequence[int]) -> int:
+@lru_cache(maxsize=512)
+def _tree_depth(parents: tuple[int, ...]) -> int:
     depth = 0
     for r in range(len(parents)):
         d, x = 0, r
@@ -187,16 +208,25 @@ def _tree_depth(parents: Sequence[int]) -> int:
     return depth
 
 
+def _kept(topology: Any, device: int, window: Window) -> bool:
+    """Whether flows leaving ``device`` are costed under ``window`` (see :data:`Window`)."""
+    return window is None or _node(topology, device) in window
+
+
 def _ring_phase(order: Sequence[int], channels: int, bytes_per_rank: float, steps: int,
-                topology: Any, all_orders: Sequence[Sequence[int]] | None = None) -> Phase:
+                topology: Any, all_orders: Sequence[Sequence[int]] | None = None,
+                window: Window = None, latency: bool = True) -> Phase:
     orders = all_orders if all_orders is not None else [order]
     flows: list[Flow] = []
     hop_s = 0.0
     for o in orders:
         p = len(o)
         for i in range(p):
+            if not _kept(topology, o[i], window):
+                continue
             flows.append((o[i], o[(i + 1) % p], bytes_per_rank / channels))
-            hop_s = max(hop_s, _latency_s(topology, o[i], o[(i + 1) % p]))
+            if latency:
+                hop_s = max(hop_s, _latency_s(topology, o[i], o[(i + 1) % p]))
     # Thakur et al. 2005: each of the `steps` steps costs one message latency alpha; all
     # ranks send at once, so a step waits for the slowest hop.
     return Phase(tuple(flows), steps, steps * hop_s)
@@ -204,7 +234,8 @@ def _ring_phase(order: Sequence[int], channels: int, bytes_per_rank: float, step
 
 # --- algorithms: (kind, group, bytes_, topology) -> phases ---------------------------------
 
-def _ring(kind: str, group: Sequence[int], bytes_: float, topology: Any) -> tuple[Phase, ...]:
+def _ring(kind: str, group: Sequence[int], bytes_: float, topology: Any,
+          window: Window = None, latency: bool = True) -> tuple[Phase, ...]:
     p = len(group)
     orders = ring_channels(group, topology)
     k = len(orders)
@@ -212,10 +243,11 @@ def _ring(kind: str, group: Sequence[int], bytes_: float, topology: Any) -> tupl
         # Reduce-scatter then all-gather: 2(p-1) steps of bytes_/p (Thakur et al. 2005,
         # Sec. 4.4; nccl-tests PERFORMANCE.md busbw factor 2(n-1)/n).
         return (_ring_phase(orders[0], k, 2 * (p - 1) / p * bytes_, 2 * (p - 1), topology,
-                            orders),)
+                            orders, window, latency),)
     if kind in ("reduce_scatter", "all_gather"):
         # p-1 steps of bytes_/p (Thakur et al. 2005; PERFORMANCE.md factor (n-1)/n).
-        return (_ring_phase(orders[0], k, (p - 1) / p * bytes_, p - 1, topology, orders),)
+        return (_ring_phase(orders[0], k, (p - 1) / p * bytes_, p - 1, topology, orders,
+                            window, latency),)
     if kind == "broadcast":
         # Pipelined chain from the root (first device): every rank but the last forwards
         # the whole buffer; p-1 hops to fill the pipe (PERFORMANCE.md: broadcast busbw =
@@ -226,13 +258,34 @@ def _ring(kind: str, group: Sequence[int], bytes_: float, topology: Any) -> tupl
             root_at = o.index(group[0])
             chain = list(o[root_at:]) + list(o[:root_at])
             for i in range(p - 1):
+                if not _kept(topology, chain[i], window):
+                    continue
                 flows.append((chain[i], chain[i + 1], bytes_ / k))
-                hop_s = max(hop_s, _latency_s(topology, chain[i], chain[i + 1]))
+                if latency:
+                    hop_s = max(hop_s, _latency_s(topology, chain[i], chain[i + 1]))
         return (Phase(tuple(flows), p - 1, (p - 1) * hop_s),)
-    return _direct(kind, group, bytes_, topology)
+    return _direct(kind, group, bytes_, topology, window, latency)
 
 
-def _tree(kind: str, group: Sequence[int], bytes_: float, topology: Any) -> tuple[Phase, ...]:
+def _path_latencies_s(parents: Sequence[int], leaders: Sequence[int], topology: Any
+                      ) -> list[float]:
+    """Latency from each tree position up to the root, hop by hop (parents first)."""
+    memo: list[float | None] = [None] * len(parents)
+    for start in range(len(parents)):
+        chain, x = [], start
+        while memo[x] is None and parents[x] != -1:
+            chain.append(x)
+            x = parents[x]
+        base = memo[x] if memo[x] is not None else 0.0
+        memo[x] = base
+        for y in reversed(chain):
+            base += _latency_s(topology, leaders[y], leaders[parents[y]])
+            memo[y] = base
+    return [float(m) for m in memo]
+
+
+def _tree(kind: str, group: Sequence[int], bytes_: float, topology: Any,
+          window: Window = None, latency: bool = True) -> tuple[Phase, ...]:
     """NCCL-style tree: a chain inside each node, a double binary tree over one device
     per node; reduce up and broadcast down pipelined into one phase.
 
@@ -245,7 +298,7 @@ def _tree(kind: str, group: Sequence[int], bytes_: float, topology: Any) -> tupl
         # NCCL has only rings for these; NCCL_ALGO=Tree affects all-reduce alone (NCCL
         # src/graph/tuning.cc: "Only disable algo for Allreduce since others only have
         # one"). A plan-wide 'tree' therefore means ring here.
-        return _ring(kind, group, bytes_, topology)
+        return _ring(kind, group, bytes_, topology, window, latency)
     up = kind == "all_reduce"                  # broadcast only sends down
     per_node = _by_node(group, topology)
     k = _channel_count(per_node)
@@ -256,29 +309,29 @@ def _tree(kind: str, group: Sequence[int], bytes_: float, topology: Any) -> tupl
     for c in range(k):
         chains = [[n[(c + i) % len(n)] for i in range(len(n))] for n in per_node]
         for devs in chains:
+            if not _kept(topology, devs[0], window):
+                continue
             # Chain inside the node: both trees of the channel share it (whole share).
             for a, b in zip(devs, devs[1:]):
                 flows.append((a, b, bytes_ / k))
                 if up:
                     flows.append((b, a, bytes_ / k))
-            chain_s = max(chain_s, sum(_latency_s(topology, a, b)
-                                       for a, b in zip(devs, devs[1:])))
+            if latency:
+                chain_s = max(chain_s, sum(_latency_s(topology, a, b)
+                                           for a, b in zip(devs, devs[1:])))
         leaders = [devs[0] for devs in chains]
         for parents in trees:
             for child, par in enumerate(parents):
                 if par == -1:
                     continue
                 q, ch = leaders[par], leaders[child]
-                flows.append((q, ch, bytes_ / k / 2))        # each tree: half the data
-                if up:
+                if _kept(topology, q, window):
+                    flows.append((q, ch, bytes_ / k / 2))        # each tree: half the data
+                if up and _kept(topology, ch, window):
                     flows.append((ch, q, bytes_ / k / 2))
-            for child in range(len(parents)):
-                # Latency: the slowest leaf-to-root path, hop by hop.
-                path_s, x = 0.0, child
-                while parents[x] != -1:
-                    path_s += _latency_s(topology, leaders[x], leaders[parents[x]])
-                    x = parents[x]
-                tree_s = max(tree_s, path_s)
+            if latency:
+                # The slowest leaf-to-root path, hop by hop, over the whole tree.
+                tree_s = max(tree_s, max(_path_latencies_s(parents, leaders, topology)))
     depth = max(len(n) for n in per_node) - 1 + max((_tree_depth(t) for t in trees),
                                                     default=0)
     # NCCL tuning.cc: tree all-reduce latency 2 * ((ppn - 1) * intra + log2(nNodes) * inter),
@@ -297,8 +350,8 @@ def _merge_phases(parts: Sequence[tuple[Phase, ...]]) -> tuple[Phase, ...]:
     return tuple(out)
 
 
-def _hierarchical(kind: str, group: Sequence[int], bytes_: float,
-                  topology: Any) -> tuple[Phase, ...]:
+def _hierarchical(kind: str, group: Sequence[int], bytes_: float, topology: Any,
+                  window: Window = None, latency: bool = True) -> tuple[Phase, ...]:
     """Intra-node ring reduce-scatter, inter-node ring all-reduce among rail peers (local
     index j of every node) on the node's 1/k shard, intra-node ring all-gather (the 2D
     scheme of Mikami et al., "Massively Distributed SGD: ImageNet/ResNet-50 Training in a
@@ -308,17 +361,17 @@ def _hierarchical(kind: str, group: Sequence[int], bytes_: float,
     if any(len(n) != k for n in per_node) or kind in ("broadcast", "send_recv"):
         # Uneven nodes have no rail peers for every shard; broadcast has no reduction to
         # split. Both fall back to the flat ring.
-        return _ring(kind, group, bytes_, topology)
+        return _ring(kind, group, bytes_, topology, window, latency)
     rails = [[n[j] for n in per_node] for j in range(k)]
     shard = bytes_ / k
 
     def intra(sub_kind: str) -> tuple[Phase, ...]:
-        return _merge_phases([_ring(sub_kind, n, bytes_, topology) for n in per_node
-                              if len(n) > 1])
+        return _merge_phases([_ring(sub_kind, n, bytes_, topology, window, latency)
+                              for n in per_node if len(n) > 1])
 
     def inter(sub_kind: str) -> tuple[Phase, ...]:
-        return _merge_phases([_ring(sub_kind, r, shard, topology) for r in rails
-                              if len(r) > 1])
+        return _merge_phases([_ring(sub_kind, r, shard, topology, window, latency)
+                              for r in rails if len(r) > 1])
 
     if kind == "all_reduce":
         return intra("reduce_scatter") + inter("all_reduce") + intra("all_gather")
@@ -327,8 +380,8 @@ def _hierarchical(kind: str, group: Sequence[int], bytes_: float,
     return inter("all_gather") + intra("all_gather")           # all_gather
 
 
-def _direct(kind: str, group: Sequence[int], bytes_: float,
-            topology: Any) -> tuple[Phase, ...]:
+def _direct(kind: str, group: Sequence[int], bytes_: float, topology: Any,
+            window: Window = None, latency: bool = True) -> tuple[Phase, ...]:
     """Every rank talks to every other at once: p(p-1) flows; for small groups."""
     p = len(group)
     g = list(group)
@@ -341,14 +394,18 @@ def _direct(kind: str, group: Sequence[int], bytes_: float,
         steps = 1
     else:
         per_pair = bytes_ / p * (2 if kind == "all_reduce" else 1)
-        flows = [(a, b, per_pair) for a in g for b in g if a != b]
+        flows = [(a, b, per_pair) for a in g if _kept(topology, a, window)
+                 for b in g if a != b]
         steps = 2 if kind == "all_reduce" else 1     # scatter-reduce, then gather
-    hop_s = max((_latency_s(topology, a, b) for a, b, _ in flows), default=0.0)
+    if kind == "broadcast" and not _kept(topology, g[0], window):
+        flows = []
+    hop_s = max((_latency_s(topology, a, b) for a, b, _ in flows), default=0.0) \
+        if latency else 0.0
     return (Phase(tuple(flows), steps, steps * hop_s),)
 
 
 # Registry: adding an algorithm is one entry (style guide habit 7).
-ALGORITHMS: dict[str, Callable[[str, Sequence[int], float, Any], tuple[Phase, ...]]] = {
+ALGORITHMS: dict[str, Callable[..., tuple[Phase, ...]]] = {
     "ring": _ring,
     "tree": _tree,
     "hierarchical": _hierarchical,
@@ -366,24 +423,26 @@ def _check(kind: str, group: Sequence[int], bytes_: float) -> None:
 
 
 def collective_phases(kind: str, group: Sequence[int], bytes_: float, topology: Any,
-                      algorithm: str = "auto") -> tuple[Phase, ...]:
+                      algorithm: str = "auto", window: Window = None,
+                      latency: bool = True) -> tuple[Phase, ...]:
     """Phases of ``kind`` on ``group`` (device ids) moving ``bytes_`` per rank.
 
     ``algorithm`` is a key of :data:`ALGORITHMS` or ``'auto'`` (:func:`choose_algorithm`).
-    A group of one device, or zero bytes, has no phases.
+    A group of one device, or zero bytes, has no phases. ``window``: keep only the flows
+    leaving those nodes (:data:`Window`); ``latency=False``: leave latency terms at 0.
     """
     _check(kind, group, bytes_)
     if len(group) < 2 or bytes_ == 0.0:
         return ()
     if algorithm == "auto":
-        algorithm = choose_algorithm(kind, group, bytes_, topology)
+        algorithm = choose_algorithm(kind, group, bytes_, topology, window)
     fn = ALGORITHMS.get(algorithm)
     if fn is None:
         raise SimwallError(f"unknown collective algorithm '{algorithm}'; expected 'auto' or"
                            f" one of {sorted(ALGORITHMS)}")
     if kind == "send_recv":
         return _direct(kind, group, bytes_, topology)
-    return fn(kind, group, bytes_, topology)
+    return fn(kind, group, bytes_, topology, window, latency)
 
 
 # The architecture contract's name for the same thing.
@@ -427,7 +486,8 @@ def _phase_time_s(phases_per_group: Sequence[tuple[Phase, ...]],
 
 def collective_time_parts(topology: Any, kind: str, groups: Sequence[Sequence[int]],
                           bytes_: float, algorithm: str = "auto",
-                          weights: Sequence[float] | None = None) -> tuple[float, float]:
+                          weights: Sequence[float] | None = None,
+                          window: Window = None) -> tuple[float, float]:
     """``(latency_s, bandwidth_s)`` of ``kind`` run by all ``groups`` at once.
 
     Phase ``i`` of every group runs concurrently; its latency is the largest of the
@@ -435,16 +495,22 @@ def collective_time_parts(topology: Any, kind: str, groups: Sequence[Sequence[in
     ``weights[g]`` (default 1) says group ``g`` stands for that many identical copies on
     the same links (e.g. several collectives on one group at once). With ``'auto'`` each
     group picks its own algorithm. Memoised per topology.
+
+    ``window`` (from :func:`symmetry_window`): the groups are translations of each other
+    on a periodic topology; only flows leaving the window's nodes are put on the network,
+    and the latency is the first group's (its translations have the same).
     """
     key = (kind, tuple(tuple(g) for g in groups), float(bytes_), algorithm,
-           None if weights is None else tuple(float(w) for w in weights))
+           None if weights is None else tuple(float(w) for w in weights), window)
     c = _cache(topology)
     if c is not None and key in c["time"]:
         return c["time"][key]
     ws = [1.0] * len(groups) if weights is None else [float(w) for w in weights]
     if len(ws) != len(groups):
         raise SimwallError(f"{len(ws)} weights for {len(groups)} groups")
-    phases = [collective_phases(kind, g, bytes_, topology, algorithm) for g in groups]
+    phases = [collective_phases(kind, g, bytes_, topology, algorithm, window,
+                                latency=window is None or i == 0)
+              for i, g in enumerate(groups)]
     result = _phase_time_s(phases, ws, topology)
     if c is not None:
         c["time"][key] = result
@@ -453,12 +519,13 @@ def collective_time_parts(topology: Any, kind: str, groups: Sequence[Sequence[in
 
 def collective_time_s(topology: Any, kind: str, groups: Sequence[Sequence[int]],
                       bytes_: float, algorithm: str = "auto",
-                      weights: Sequence[float] | None = None) -> float:
+                      weights: Sequence[float] | None = None,
+                      window: Window = None) -> float:
     """Seconds until every group in ``groups`` has finished ``kind`` of ``bytes_``, all
     starting together and sharing links max-min fairly. See
     :func:`collective_time_parts`."""
     latency_s, bandwidth_s = collective_time_parts(topology, kind, groups, bytes_,
-                                                   algorithm, weights)
+                                                   algorithm, weights, window)
     return latency_s + bandwidth_s
 
 
@@ -476,7 +543,8 @@ def _candidates(kind: str, group: Sequence[int], topology: Any) -> list[str]:
     return out
 
 
-def choose_algorithm(kind: str, group: Sequence[int], bytes_: float, topology: Any) -> str:
+def choose_algorithm(kind: str, group: Sequence[int], bytes_: float, topology: Any,
+                     window: Window = None) -> str:
     """The algorithm with the least modelled time for this group alone, like NCCL, which
     predicts ``latency + bytes / bandwidth`` per algorithm and takes the minimum (NCCL
     src/graph/tuning.cc, ncclTopoGetAlgoTime).
@@ -493,7 +561,7 @@ def choose_algorithm(kind: str, group: Sequence[int], bytes_: float, topology: A
         return cands[0]
     best, best_s = cands[0], math.inf
     for name in cands:
-        t = collective_time_s(topology, kind, [list(group)], bytes_, name)
+        t = collective_time_s(topology, kind, [list(group)], bytes_, name, window=window)
         if t < best_s:
             best, best_s = name, t
     return best

@@ -97,6 +97,39 @@ def _groups_dp(plan: Plan, stage: int) -> list[list[int]]:
     return [[plan.device_of(stage, d, t) for d in range(plan.dp)] for t in range(plan.tp)]
 
 
+def _sharing_first(groups, topology) -> tuple[tuple[int, ...], ...]:
+    """``groups`` that share a node with the first one: the ones a symmetric run puts on
+    the network (see :func:`_coll`)."""
+    nodes = {topology.node_of(d) for d in groups[0]}
+    return tuple(tuple(g) for g in groups if any(topology.node_of(d) in nodes for d in g))
+
+
+@lru_cache(maxsize=1024)
+def _near_groups(plan: Plan, stage: int, axis: str, topology) -> tuple[tuple[int, ...], ...]:
+    """The ``axis`` ('tp' or 'dp') groups of ``stage`` sharing a node with its first."""
+    return _sharing_first(_groups_tp(plan, stage) if axis == "tp"
+                          else _groups_dp(plan, stage), topology)
+
+
+def _stage_pairs(plan: Plan, a: int, b: int, ranks: int) -> list[list[int]]:
+    """[device of stage ``a``, same replica and TP rank in stage ``b``], TP ranks < ranks."""
+    return [[plan.device_of(a, d, r), plan.device_of(b, d, r)]
+            for d in range(plan.dp) for r in range(ranks)]
+
+
+@lru_cache(maxsize=1024)
+def _near_pairs(plan: Plan, a: int, b: int, ranks: int, topology
+                ) -> tuple[tuple[int, ...], ...]:
+    """:func:`_stage_pairs` sharing a node with the first pair."""
+    return _sharing_first(_stage_pairs(plan, a, b, ranks), topology)
+
+
+def clear_caches() -> None:
+    """Forget every memoised cost of this module (for cold-start benchmarks)."""
+    for fn in (_near_groups, _near_pairs, _op_times, _stage_cost):
+        fn.cache_clear()
+
+
 def _coll(topology, kind: str, groups: list[list[int]], bytes_: float, plan: Plan,
           symmetric: bool = False) -> float:
     """Time of ``kind`` run by all ``groups`` at once (max-min shared links).
@@ -105,18 +138,23 @@ def _coll(topology, kind: str, groups: list[list[int]], bytes_: float, plan: Pla
     groups that share a node with it (and so can share its NVLink ports and NICs) are
     put on the network, with the algorithm chosen once for the first. On fat-trees with
     oversubscription, contention on leaf uplinks from groups in other nodes is then not
-    seen; per-device runs (``symmetric=False``) put every group on the network.
+    seen; per-device runs (``symmetric=False``) put every group on the network. A group
+    spanning many leaves is costed on the flows of its first two leaves
+    (:func:`simwall.collectives.symmetry_window`), so the cost does not grow with DP.
     """
     if bytes_ <= 0 or not groups or len(groups[0]) < 2:
         return 0.0
     algorithm = plan.collective
+    window = None
     if symmetric:
         rep = groups[0]
+        window = collectives.symmetry_window(rep, topology)
         if algorithm == "auto":
-            algorithm = collectives.choose_algorithm(kind, rep, bytes_, topology)
+            algorithm = collectives.choose_algorithm(kind, rep, bytes_, topology, window)
         nodes = {topology.node_of(d) for d in rep}
         groups = [g for g in groups if any(topology.node_of(d) in nodes for d in g)]
-    return collectives.collective_time_s(topology, kind, groups, bytes_, algorithm)
+    return collectives.collective_time_s(topology, kind, groups, bytes_, algorithm,
+                                         window=window)
 
 
 @lru_cache(maxsize=4096)
@@ -155,7 +193,8 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     t = _op_times(model, training, plan, device)
     tp, sp = plan.tp, plan.sequence_parallel
     full_act = b * s * h * act_b                       # the b s h activation, bytes
-    tp_groups = _groups_tp(plan, gstage) if tp > 1 else []
+    tp_groups = ([] if tp == 1 else _near_groups(plan, gstage, "tp", topology) if sym
+                 else _groups_tp(plan, gstage))
     if tp > 1 and sp:
         per_collective = (_coll(topology, "all_gather", tp_groups, full_act, plan, sym)
                           + _coll(topology, "reduce_scatter", tp_groups, full_act, plan, sym))
@@ -184,7 +223,8 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     layer_params = memory.layer_params(model, tp)
     grad_b = PRECISION_BYTES[training.grad_precision_]
     param_b = PRECISION_BYTES[training.precision if training.precision != "fp8" else "bf16"]
-    dp_groups = _groups_dp(plan, gstage) if plan.dp > 1 else []
+    dp_groups = ([] if plan.dp == 1 else _near_groups(plan, gstage, "dp", topology) if sym
+                 else _groups_dp(plan, gstage))
     act_layer = memory.activation_bytes_per_layer(model, training, plan)
 
     # ZeRO-3: gather each layer's parameters (prefetched under the previous layer's compute)
@@ -239,15 +279,18 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     if plan.pp > 1:
         src = gstage
         nxt = (src + 1) % plan.pp
-        prv = (src - 1) % plan.pp if not sym else (src + 1) % plan.pp
+        prv = (src - 1) % plan.pp
         split = sp or plan.pp_scatter_gather
         msg = full_act / tp if (split and tp > 1) else full_act
-        pairs_f = [[plan.device_of(src, d, r), plan.device_of(nxt, d, r)]
-                   for d in range(plan.dp) for r in range(tp if split else 1)]
-        pairs_b = [[plan.device_of(prv, d, r), plan.device_of(src, d, r)] if sym else
-                   [plan.device_of(src, d, r), plan.device_of(prv, d, r)]
-                   for d in range(plan.dp) for r in range(tp if split else 1)]
-        gather = (_coll(topology, "all_gather", _groups_tp(plan, nxt), full_act, plan, sym)
+        ranks = tp if split else 1
+        if sym:        # stage 0 <-> 1 stands for every boundary
+            pairs_f = _near_pairs(plan, src, nxt, ranks, topology)
+            pairs_b = tuple((b, a) for a, b in pairs_f)
+        else:
+            pairs_f = _stage_pairs(plan, src, nxt, ranks)
+            pairs_b = _stage_pairs(plan, src, prv, ranks)
+        nxt_tp = _near_groups(plan, nxt, "tp", topology) if sym else _groups_tp(plan, nxt)
+        gather = (_coll(topology, "all_gather", nxt_tp, full_act, plan, sym)
                   if (plan.pp_scatter_gather and not sp and tp > 1) else 0.0)
         pp_fwd = _pairs_time(topology, pairs_f, msg, plan, sym)
         pp_bwd = _pairs_time(topology, pairs_b, msg, plan, sym)
@@ -270,8 +313,8 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     tied = 0.0
     if model.tied_embeddings and plan.pp > 1 and stage in (0, plan.pp - 1):
         emb_grads = memory.embedding_params(model, tp) * grad_b
-        pairs = [[plan.device_of(0, d, r), plan.device_of(plan.pp - 1, d, r)]
-                 for d in range(plan.dp) for r in range(tp)]
+        pairs = (_near_pairs(plan, 0, plan.pp - 1, tp, topology) if sym
+                 else _stage_pairs(plan, 0, plan.pp - 1, tp))
         tied = _coll(topology, "all_reduce", pairs, emb_grads, plan, sym) if pairs else 0.0
 
     params_here = memory.stage_params(model, plan, stage)

@@ -502,6 +502,21 @@ class Topology:
         """Index of device ``i`` inside its node."""
         return i % self._ctx.devices_per_node
 
+    def block_nodes(self) -> int | None:
+        """Nodes per repeating block of the network, or None when it has none.
+
+        A fault-free fat-tree repeats per leaf: every leaf has the same downlinks and an
+        uplink in proportion to them. A partial last leaf breaks that when the uplinks are
+        oversubscribed (its smaller uplink can become the bottleneck), so then only full
+        leaves qualify. Used by :func:`simwall.collectives.symmetry_window`.
+        """
+        if self.cluster.inter.topology != "fat_tree" or self.cluster.faults.links:
+            return None
+        per_leaf = _fat_tree_layout(self._ctx)[0]
+        if self.cluster.inter.oversubscription > 1 and self.nodes_count % per_leaf:
+            return None
+        return per_leaf
+
     def host_edge(self, i: int) -> Edge:
         """The edge from device ``i`` to its node's host memory (for offload)."""
         return (_dev(i), ("host", self.node_of(i)))
@@ -645,9 +660,17 @@ def _apply_faults(g: nx.DiGraph, cluster: ClusterSpec, source: str) -> None:
 
 
 def _check_connected(g: nx.DiGraph, ctx: _Ctx) -> None:
-    devices = [n for n in g.nodes if n[0] != "host"]
-    view = g.subgraph(devices).to_undirected(as_view=True)
-    reached = nx.node_connected_component(view, _dev(0))
+    # Links are full duplex (both directions added and removed together), so reaching
+    # every device from dev0 along out-edges is connectivity. Host memory nodes are not
+    # part of the network and are not crossed.
+    succ = g.succ
+    reached = {_dev(0)}
+    todo = [_dev(0)]
+    while todo:
+        for v in succ[todo.pop()]:
+            if v not in reached and v[0] != "host":
+                reached.add(v)
+                todo.append(v)
     cut = [i for i in range(ctx.num_devices) if _dev(i) not in reached]
     if not cut:
         return

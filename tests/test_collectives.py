@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import networkx as nx
 import pytest
@@ -290,19 +289,16 @@ def test_deterministic_and_memoised():
     assert collective_time_parts(topo, "all_reduce", groups, 1e6, "ring") is a
 
 
-def test_1536_devices_fast():
+def test_1536_devices_memoised():
     # 192 nodes x 8: the 8 rail-aligned data-parallel groups of 192 and 192 TP groups.
+    # (Speed is measured in benchmarks/bench_engine.py, not here.)
     topo = cluster(192, 8)
     dp = [[n * 8 + j for n in range(192)] for j in range(8)]
     tp = [list(range(n * 8, n * 8 + 8)) for n in range(192)]
     for groups in (dp, tp):
-        t0 = time.perf_counter()
-        t = collective_time_s(topo, "all_reduce", groups, 1e9, "ring")
-        assert 0.0 < t < math.inf
-        assert time.perf_counter() - t0 < 2.0                # first call, routes uncached
-        t0 = time.perf_counter()
-        collective_time_s(topo, "all_reduce", groups, 1e9, "ring")
-        assert time.perf_counter() - t0 < 1e-3               # memoised
+        first = collective_time_parts(topo, "all_reduce", groups, 1e9, "ring")
+        assert 0.0 < sum(first) < math.inf
+        assert collective_time_parts(topo, "all_reduce", groups, 1e9, "ring") is first
 
 
 def test_registry_lists_every_algorithm():

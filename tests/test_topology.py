@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from itertools import pairwise
 
 import pytest
@@ -252,10 +251,8 @@ def test_node_name_forms():
     assert parse_node_name("nic3") is None and parse_node_name("bogus1") is None
 
 
-def test_large_cluster_builds_fast():
-    c = dgx(384)  # 3,072 GPUs, Megatron-LM 2021's largest run
-    t0 = time.perf_counter()
-    topo = build_topology(c)
-    assert time.perf_counter() - t0 < 0.5
+def test_large_cluster_builds():
+    # 3,072 GPUs, Megatron-LM 2021's largest run (build time: benchmarks/bench_engine.py).
+    topo = build_topology(dgx(384))
     assert topo.num_devices == 3072
     assert topo.route_bandwidth_bytes_per_s(0, 3071) == HDR
