@@ -16,6 +16,7 @@ from .config import (ClusterSpec, Workload, apply_overrides, load_cluster, load_
 from .engine import bucket_ready_times, dp_stream, run_pipeline, scaled
 from .errors import ConfigError
 from .hardware import resolve_device
+from .linkload import step_busiest_link
 from .plan import Plan, resolve
 from .report import StepResult, chrome_trace
 from .stepcost import StageCost, _stage_cost
@@ -72,7 +73,7 @@ def _topology(cluster: ClusterSpec):
         # error in the cluster's file (and line) instead of "<cluster NAME>".
         if err.source and not err.source.startswith("<cluster "):
             raise
-        line = cluster.line(err.key.replace("[", ".").replace("]", "")) if err.key else None
+        line = cluster.line(err.key) if err.key else None
         raise ConfigError(cluster.file, err.key, err.message, line=line) from None
 
 
@@ -208,6 +209,9 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
         slowest = min(speeds, key=lambda d: (speeds[d], d))
         critical["slowest_device"] = slowest
         critical["slowest_speed"] = speeds[slowest]
+    # The link that carries the most bytes for its bandwidth (a lower bound on the step).
+    critical["busiest_link"] = step_busiest_link(model, training, plan, prep.topology, base,
+                                                 symmetric)
     # The ideal step: each stage's compute for all micro-batches, no communication, no
     # bubble, then the optimizer; no schedule can beat it.
     compute_only = max(plan.micro_batches * sum(c.fwd_compute_s + c.bwd_compute_s

@@ -198,6 +198,16 @@ def double_binary_tree(n: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 @lru_cache(maxsize=512)
+def _children(parents: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """Children of each tree position, in position order."""
+    out: list[list[int]] = [[] for _ in parents]
+    for child, par in enumerate(parents):
+        if par != -1:
+            out[par].append(child)
+    return tuple(tuple(c) for c in out)
+
+
+@lru_cache(maxsize=512)
 def _tree_depth(parents: tuple[int, ...]) -> int:
     depth = 0
     for r in range(len(parents)):
@@ -210,7 +220,7 @@ def _tree_depth(parents: tuple[int, ...]) -> int:
 
 def _kept(topology: Any, device: int, window: Window) -> bool:
     """Whether flows leaving ``device`` are costed under ``window`` (see :data:`Window`)."""
-    return window is None or _node(topology, device) in window
+    return window is None or topology.node_of(device) in window
 
 
 def _ring_phase(order: Sequence[int], channels: int, bytes_per_rank: float, steps: int,
@@ -306,11 +316,12 @@ def _tree(kind: str, group: Sequence[int], bytes_: float, topology: Any,
     flows: list[Flow] = []
     chain_s = 0.0
     tree_s = 0.0
+    # Positions (nodes of the group, in order) whose outgoing flows are costed.
+    kept = [i for i, n in enumerate(per_node) if _kept(topology, n[0], window)]
     for c in range(k):
         chains = [[n[(c + i) % len(n)] for i in range(len(n))] for n in per_node]
-        for devs in chains:
-            if not _kept(topology, devs[0], window):
-                continue
+        for pos in kept:
+            devs = chains[pos]
             # Chain inside the node: both trees of the channel share it (whole share).
             for a, b in zip(devs, devs[1:]):
                 flows.append((a, b, bytes_ / k))
@@ -321,14 +332,13 @@ def _tree(kind: str, group: Sequence[int], bytes_: float, topology: Any,
                                            for a, b in zip(devs, devs[1:])))
         leaders = [devs[0] for devs in chains]
         for parents in trees:
-            for child, par in enumerate(parents):
-                if par == -1:
-                    continue
-                q, ch = leaders[par], leaders[child]
-                if _kept(topology, q, window):
-                    flows.append((q, ch, bytes_ / k / 2))        # each tree: half the data
-                if up and _kept(topology, ch, window):
-                    flows.append((ch, q, bytes_ / k / 2))
+            children = _children(parents)
+            for pos in kept:
+                # Each tree carries half the data: down to the children, up to the parent.
+                flows.extend((leaders[pos], leaders[ch], bytes_ / k / 2)
+                             for ch in children[pos])
+                if up and parents[pos] != -1:
+                    flows.append((leaders[pos], leaders[parents[pos]], bytes_ / k / 2))
             if latency:
                 # The slowest leaf-to-root path, hop by hop, over the whole tree.
                 tree_s = max(tree_s, max(_path_latencies_s(parents, leaders, topology)))

@@ -35,7 +35,7 @@ __all__ = [
     "ClusterSpec", "IntraSpec", "InterSpec", "HostSpec", "FaultSpec", "Straggler",
     "DegradedLink", "EfficiencySpec", "load_yaml", "parse_yaml", "load_workload",
     "load_cluster", "bundled_names", "find_file", "apply_overrides", "parse_set",
-    "validate", "split_overrides", "line_of", "display_path", "PRECISION_BYTES",
+    "validate", "split_overrides", "line_of", "key_path", "display_path", "PRECISION_BYTES",
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -134,6 +134,27 @@ def load_yaml(path: str | Path) -> Any:
     except OSError as err:
         raise ConfigError(source, None, f"cannot read: {err.strerror}") from None
     return parse_yaml(text, source)
+
+
+def key_path(path: Any) -> str | None:
+    """The key path users read in errors: mapping keys joined by dots, list items as
+    ``[i]`` (``("faults", "stragglers", 0, "device")`` -> ``faults.stragglers[0].device``;
+    docs/errors.md). None for an empty path."""
+    out = ""
+    for part in path:
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or None
+
+
+_INDEX_RE = re.compile(r"\[(\d+)\]")
+
+
+def _dotted(key: str) -> str:
+    """``faults.stragglers[0].device`` -> ``faults.stragglers.0.device`` (line lookup)."""
+    return _INDEX_RE.sub(r".\1", key)
 
 
 def line_of(doc: Any, path: tuple) -> int | None:
@@ -285,8 +306,9 @@ class Workload(Strict):
         return self._file or f"<workload {self.name}>"
 
     def line(self, key: str) -> int | None:
-        """The line of dotted ``key`` in the file (None if absent or set by ``--set``)."""
-        return self._lines.get(key)
+        """The line of ``key`` (``plan.tp``, ``faults.stragglers[0].device``) in the file
+        (None if absent or set by ``--set``)."""
+        return self._lines.get(_dotted(key))
 
 
 # ---------------------------------------------------------------------------------------
@@ -454,8 +476,9 @@ class ClusterSpec(Strict):
         return self._file or f"<cluster {self.name}>"
 
     def line(self, key: str) -> int | None:
-        """The line of dotted ``key`` in the file (None if absent or set by ``--set``)."""
-        return self._lines.get(key)
+        """The line of ``key`` (``plan.tp``, ``faults.stragglers[0].device``) in the file
+        (None if absent or set by ``--set``)."""
+        return self._lines.get(_dotted(key))
 
 
 # ---------------------------------------------------------------------------------------
@@ -726,7 +749,7 @@ def validate(model: type[BaseModel], doc: Any, source: str) -> Any:
         # An unknown key is usually a misspelt required one: report it, not the "missing".
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         path, msg = _pick(errors, model, doc)
-        key = ".".join(str(p) for p in path) or None
+        key = key_path(path)
         line = line_of(doc, tuple(path))
         if path and _from_set(doc, path):
             line, msg = None, f"{msg} (from --set)"

@@ -131,9 +131,9 @@ def check_cluster(cluster: ClusterSpec) -> None:
         world = cluster.nodes * cluster.devices_per_node
         for i, s in enumerate(cluster.faults.stragglers):
             if s.device >= world:
-                raise ConfigError(src, f"faults.stragglers[{i}].device",
-                                  f"no device {s.device}: the cluster has devices 0 to "
-                                  f"{world - 1}", line=cluster.line(f"faults.stragglers.{i}.device"))
+                key = f"faults.stragglers[{i}].device"
+                raise ConfigError(src, key, f"no device {s.device}: the cluster has devices 0 "
+                                  f"to {world - 1}", line=cluster.line(key))
 
 
 def engine_tasks(plan: Plan, per_device: bool) -> int:

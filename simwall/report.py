@@ -32,7 +32,8 @@ class StepResult:
     peak_flop_per_s: float            # per device, at the training precision
     breakdown_s: dict                 # BREAKDOWN_KEYS -> seconds
     memory: dict                      # capacity_bytes, peak_bytes, fits, devices[...]
-    critical: dict                    # which stage / device / link sets the pace
+    critical: dict                    # which stage / device / link sets the pace;
+    #                                   busiest_link: see simwall.linkload.busiest_link
     engine: dict                      # events, mode, symmetric
     trace_events: tuple = field(default=(), repr=False, compare=False)
     bounds: dict = field(default_factory=dict)  # lower bounds on the step time
@@ -149,7 +150,13 @@ def render_table(r: StepResult) -> str:
                      f" {_gb(d['other_bytes'])} {_gb(d['peak_bytes'])}")
     link = r.critical.get("busiest_link")
     if link:
-        lines.append(f"\nbusiest link: {link}")
+        share = link["busy_s"] / r.step_time_s * 100 if r.step_time_s > 0 else 0.0
+        text = (f"busiest link: {link['link']} ({link['kind']}, {link['link_class']}) "
+                f"{link['bytes'] / 1e9:.3f} GB at {link['capacity_bytes_per_s'] / 1e9:.1f} "
+                f"GB/s = {link['busy_s']:.4f} s busy ({share:.1f}% of the step)")
+        lines += ["", text]
+    elif "busiest_link" in r.critical:
+        lines += ["", "busiest link: none (no traffic between devices or to the host)"]
     return "\n".join(lines)
 
 

@@ -144,17 +144,24 @@ def _coll(topology, kind: str, groups: list[list[int]], bytes_: float, plan: Pla
     """
     if bytes_ <= 0 or not groups or len(groups[0]) < 2:
         return 0.0
-    algorithm = plan.collective
+    groups, algorithm, window = placement(topology, kind, groups, bytes_, plan.collective,
+                                          symmetric)
+    return collectives.collective_time_s(topology, kind, groups, bytes_, algorithm,
+                                         window=window)
+
+
+def placement(topology, kind: str, groups, bytes_: float, algorithm: str, symmetric: bool
+              ) -> tuple[tuple[tuple[int, ...], ...], str, collectives.Window]:
+    """``(groups, algorithm, window)`` with which :func:`_coll` puts ``kind`` on the
+    network (:mod:`simwall.linkload` counts the same flows)."""
     window = None
     if symmetric:
         rep = groups[0]
         window = collectives.symmetry_window(rep, topology)
         if algorithm == "auto":
             algorithm = collectives.choose_algorithm(kind, rep, bytes_, topology, window)
-        nodes = {topology.node_of(d) for d in rep}
-        groups = [g for g in groups if any(topology.node_of(d) in nodes for d in g)]
-    return collectives.collective_time_s(topology, kind, groups, bytes_, algorithm,
-                                         window=window)
+        groups = _sharing_first(groups, topology)
+    return tuple(tuple(g) for g in groups), algorithm, window
 
 
 @lru_cache(maxsize=4096)

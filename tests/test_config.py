@@ -72,7 +72,7 @@ def test_typed_objects_are_frozen(tmp_path):
      r"expected one of 'gpipe', '1f1b', 'interleaved', got 'zigzag'$"),
     (("  tp: 2", "  sequence_parallel: 1"), "plan.sequence_parallel", 11,
      r"expected true or false, got 1$"),
-    (("  tp: 2", "  stage_layers: [2, x]"), "plan.stage_layers.1", 11,
+    (("  tp: 2", "  stage_layers: [2, x]"), "plan.stage_layers[1]", 11,
      r"expected an integer >= 0, got 'x'$"),
     (("  heads: 4", "  heads: 5"), "model.hidden", 4, r"must be divisible by model.heads \(5\)"),
     (("  seq_len: 16", "  seq_len: 16\n  kv_heads: 3"), "model.kv_heads", 8,

@@ -193,3 +193,55 @@ def test_per_device_matches_symmetric_on_random_plans(cfg):
     per = simulate(workload, cluster, per_device=True, **over)
     assert math.isclose(per.step_time_s, sym.step_time_s, rel_tol=0.01), (
         sym.breakdown_s, per.breakdown_s)
+
+
+# ---------------------------------------------------------------------------------------
+# Located errors: one key-path style ([i] for list items) and the line of that item
+
+
+_FAULTY = (
+    "name: faulty\nsource: test\ndevice: A100-SXM4-80GB\nnodes: 1\n"
+    "devices_per_node: 8\nintra: {topology: nvswitch, link: NVLink3}\n"
+    "inter: {topology: none, link: IB-HDR, nics_per_node: 8}\n"
+    "host: {link: PCIe4, memory_capacity: 2.0e12}\n"
+    "faults:\n"                                   # line 9
+    "  stragglers:\n"
+    "    - device: 1\n"                           # line 11
+    "      slowdown: 0.5\n"
+    "    - device: {device}\n"                    # line 13
+    "      slowdown: {slowdown}\n"                # line 14
+    "  links:\n"
+    "    - between: [dev0, nvsw0]\n"              # line 16
+    "      bandwidth_factor: 0.5\n"
+    "    - between: [{a}, {b}]\n"                 # line 18
+    "      bandwidth_factor: 0.5\n")
+
+
+def _faulty(tmp_path, **fields) -> str:
+    values = {"device": 2, "slowdown": 0.5, "a": "dev1", "b": "nvsw0", **fields}
+    path = tmp_path / "faulty.yaml"
+    path.write_text(_FAULTY.replace("{device}", str(values["device"]))
+                    .replace("{slowdown}", str(values["slowdown"]))
+                    .replace("{a}", values["a"]).replace("{b}", values["b"]))
+    return str(path)
+
+
+def test_faulty_cluster_template_is_valid(tmp_path):
+    r = simulate("bert-base", _faulty(tmp_path))
+    assert r.critical["slowest_device"] == 1
+
+
+@pytest.mark.parametrize("fields, key, line", [
+    ({"slowdown": 2}, "faults.stragglers[1].slowdown", 14),          # schema check
+    ({"device": 99}, "faults.stragglers[1].device", 13),             # check after resolve
+    ({"a": "nic9.9"}, "faults.links[1].between", 18),                # topology build
+    ({"b": "dev5"}, "faults.links[1].between", 18),                  # no such link
+])
+def test_fault_errors_name_list_items_in_one_style_with_their_line(tmp_path, fields, key,
+                                                                   line):
+    path = _faulty(tmp_path, **fields)
+    with pytest.raises(ConfigError) as exc:
+        simulate("bert-base", path)
+    err = exc.value
+    assert (err.source, err.key, err.line) == (path, key, line), str(err)
+    assert str(err).startswith(f"{path}:{line}: {key}: ")

@@ -1,0 +1,342 @@
+"""Bytes each directed link carries in one training step, and the busiest link (pure).
+
+The traffic is what :mod:`simwall.stepcost` costs and the engine runs, counted per step:
+TP collectives per layer and per micro-batch (forward, backward and full recompute; the
+embedding and LM-head collectives), pipeline sends per micro-batch and chunk boundary
+(with the scatter/gather all-gather), ZeRO-3 gathers and reduce-scatters per layer and
+micro-batch, DP gradient buckets, the tied-embedding all-reduce, the ZeRO 1/2 parameter
+all-gather once per step, and the offload PCIe transfers (:mod:`simwall.offload`). Each
+collective is split into the flows of its phases (:func:`simwall.collectives.
+collective_phases`, the same algorithm choice as the costing) and every flow's bytes are
+added to every edge of its route (``topology.route``).
+
+A link's capacity is the one the costing divides by: ``topology.capacity`` for network
+links (:mod:`simwall.collectives` and :mod:`simwall.network` use the raw edge bandwidth)
+and bandwidth x link ``efficiency`` for host (PCIe) links
+(:func:`simwall.offload.host_link_bytes_per_s`). A link can be busy no longer than the
+step, so ``busy_s = bytes / capacity`` is a lower bound on the step time.
+
+Symmetric runs (the default: stages are translations of each other and stage 0's groups
+stand for every stage's, see :func:`simwall.stepcost._coll`) account each stage's traffic
+on those representative groups, again like the costing (the representative group plus
+the groups sharing a node with it, and on a periodic fat-tree only the flows leaving the
+first two leaves: :func:`simwall.collectives.symmetry_window`, whose links carry what
+every leaf's do), and report the busiest link over the stages; links shared by different
+stages (a spine carrying several stages' DP traffic) are not summed.
+Per-device runs account every group of every stage and sum them per link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from . import collectives, memory, stepcost
+from .config import PRECISION_BYTES, ModelSpec, TrainingSpec
+from .plan import Plan
+from .stepcost import StageCost, _groups_dp, _groups_tp
+from .topology import node_name
+
+__all__ = ["Traffic", "busiest_link", "link_bytes", "link_capacity_bytes_per_s",
+           "step_busiest_link", "step_link_bytes"]
+
+Edge = tuple
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """A collective the step runs ``count`` times: ``kind`` by all ``groups`` at once,
+    ``bytes_`` per rank (the full buffer, as in :mod:`simwall.collectives`), with
+    ``algorithm`` (``'auto'``: each group picks its own, as the costing does)."""
+
+    kind: str
+    groups: tuple[tuple[int, ...], ...]
+    bytes_: float
+    algorithm: str
+    count: float
+    window: collectives.Window = None     # symmetric runs: flows leaving these nodes
+
+
+@lru_cache(maxsize=65536)
+def _unit_link_bytes(topology: Any, kind: str, group: tuple[int, ...], algorithm: str,
+                     window: collectives.Window = None) -> tuple[tuple[Edge, float], ...]:
+    """(edge, bytes) of one run of ``kind`` on ``group`` moving 1 byte per rank, edges in
+    first-use order. Every algorithm's flows are proportional to the buffer size
+    (:mod:`simwall.collectives`: fixed fractions of ``bytes_``), so this scales."""
+    if kind == "send_recv" and len(group) == 2:
+        return tuple((edge, 1.0) for edge in topology.route(group[0], group[1]))
+    loads: dict[Edge, float] = {}
+    for phase in collectives.collective_phases(kind, group, 1.0, topology, algorithm,
+                                               window, latency=False):
+        for src, dst, flow_bytes in phase.flows:
+            for edge in topology.route(src, dst):
+                loads[edge] = loads.get(edge, 0.0) + flow_bytes
+    return tuple(loads.items())
+
+
+def link_bytes(topology: Any, traffic: Iterable[Traffic],
+               into: dict[Edge, float] | None = None) -> dict[Edge, float]:
+    """Bytes per directed edge that ``traffic`` puts on ``topology`` (added to ``into``
+    when given): every flow of every phase of every group, ``count`` times."""
+    loads = {} if into is None else into
+    volume: dict[tuple, float] = {}   # (kind, group, algorithm, window) -> count x bytes_
+    for t in traffic:
+        if t.count <= 0 or t.bytes_ <= 0:
+            continue
+        for group in t.groups:
+            if len(group) < 2:
+                continue
+            algorithm = t.algorithm
+            if t.kind == "send_recv":    # one flow, whatever the algorithm (collectives)
+                algorithm = "direct"
+            elif algorithm == "auto":    # as collective_phases: each group picks its own
+                algorithm = collectives.choose_algorithm(t.kind, group, t.bytes_, topology,
+                                                         t.window)
+            key = (t.kind, group, algorithm, t.window)
+            volume[key] = volume.get(key, 0.0) + t.count * t.bytes_
+    for (kind, group, algorithm, window), moved_bytes in volume.items():
+        for edge, share in _unit_link_bytes(topology, kind, group, algorithm, window):
+            loads[edge] = loads.get(edge, 0.0) + moved_bytes * share
+    return loads
+
+
+def link_capacity_bytes_per_s(topology: Any, edge: Edge) -> float:
+    """The bandwidth the simulation gives ``edge``: bandwidth x efficiency for a host
+    (PCIe) link, as :func:`simwall.offload.host_link_bytes_per_s`; the raw capacity
+    otherwise, as :mod:`simwall.collectives`."""
+    attrs = topology.graph.succ[edge[0]][edge[1]]
+    if attrs.get("kind") == "host":
+        return float(attrs["bandwidth_bytes_per_s"]) * float(attrs.get("efficiency", 1.0))
+    return float(topology.capacity(edge))
+
+
+def busiest_link(topology: Any, loads: Iterable[dict[Edge, float]]) -> dict | None:
+    """The edge with the largest ``bytes / capacity`` over the ``loads`` dicts, as
+    ``{"link": "nic0.0->leaf0.0", "kind", "link_class", "bytes",
+    "capacity_bytes_per_s", "busy_s"}``; None when no link carries anything. Exact ties
+    go to the first edge seen."""
+    best: dict | None = None
+    caps: dict[Edge, float] = {}
+    seen: list[int] = []
+    for load in loads:
+        if id(load) in seen:          # the same stage loads twice (symmetric, memoised)
+            continue
+        seen.append(id(load))
+        for edge, carried in load.items():
+            if carried <= 0:
+                continue
+            cap = caps.get(edge)
+            if cap is None:
+                cap = caps[edge] = link_capacity_bytes_per_s(topology, edge)
+            busy_s = carried / cap if cap > 0 else float("inf")
+            if best is None or busy_s > best["busy_s"]:
+                attrs = topology.graph.succ[edge[0]][edge[1]]
+                best = {"link": f"{node_name(edge[0])}->{node_name(edge[1])}",
+                        "kind": attrs.get("kind"), "link_class": attrs.get("link"),
+                        "bytes": carried, "capacity_bytes_per_s": cap, "busy_s": busy_s}
+    return best
+
+
+# --- the traffic of one step, mirroring simwall.stepcost._stage_cost ---------------------
+
+def _collective(topology: Any, plan: Plan, kind: str, groups: Sequence[Sequence[int]],
+                bytes_: float, count: float, symmetric: bool) -> Traffic | None:
+    """The groups and algorithm :func:`simwall.stepcost._coll` puts on the network."""
+    if bytes_ <= 0 or count <= 0 or not groups or len(groups[0]) < 2:
+        return None
+    if not isinstance(groups, tuple):
+        groups = tuple(tuple(g) for g in groups)
+    placed, algorithm, window = _placed(topology, kind, groups, float(bytes_),
+                                        plan.collective, symmetric)
+    return Traffic(kind, placed, float(bytes_), algorithm, float(count), window)
+
+
+@lru_cache(maxsize=4096)
+def _placed(topology: Any, kind: str, groups: tuple[tuple[int, ...], ...], bytes_: float,
+            algorithm: str, symmetric: bool):
+    """(groups, algorithm, window) as :func:`simwall.stepcost._coll` runs them."""
+    return stepcost.placement(topology, kind, groups, bytes_, algorithm, symmetric)
+
+
+@lru_cache(maxsize=1024)
+def _tp_groups(plan: Plan, stage: int) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(g) for g in _groups_tp(plan, stage))
+
+
+@lru_cache(maxsize=1024)
+def _dp_groups(plan: Plan, stage: int) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(g) for g in _groups_dp(plan, stage))
+
+
+@lru_cache(maxsize=1024)
+def _pairs(plan: Plan, src: int, dst: int, ranks: int) -> tuple[tuple[int, int], ...]:
+    """[device of ``src``, same rank's device of ``dst``] for every replica and the first
+    ``ranks`` TP ranks (the pipeline sends and tied-embedding pairs of stepcost)."""
+    return tuple((plan.device_of(src, d, r), plan.device_of(dst, d, r))
+                 for d in range(plan.dp) for r in range(ranks))
+
+
+def _stage_traffic(model: ModelSpec, training: TrainingSpec, plan: Plan, topology: Any,
+                   stage: int, sc: StageCost, symmetric: bool
+                   ) -> tuple[list[Traffic], dict[Edge, float]]:
+    """Collectives and host-link bytes of ``stage`` for one step (``sc``: its costs)."""
+    sym = symmetric
+    gstage = 0 if sym else stage
+    m = plan.micro_batches
+    tp, sp = plan.tp, plan.sequence_parallel
+    act_b = PRECISION_BYTES[training.precision if training.precision != "fp8" else "bf16"]
+    param_b = act_b                   # 16-bit weights for fp8 too, as simwall.stepcost
+    grad_b = PRECISION_BYTES[training.grad_precision_]
+    full_act = plan.micro_batch * model.seq_len * model.hidden * act_b
+    chunk_ids = [local * plan.pp + stage for local in range(len(plan.chunk_layers(stage)))]
+    last = plan.chunks - 1
+    layers = plan.layers_on_stage(stage)
+    out: list[Traffic | None] = []
+
+    def coll(kind: str, groups, bytes_: float, count: float) -> None:
+        out.append(_collective(topology, plan, kind, groups, bytes_, count, sym))
+
+    # TP: per layer and micro-batch 2 collectives forward, 2 backward, 2 more to recompute
+    # the forward (stepcost: layer_tp_fwd / layer_tp_bwd); each is AG + RS with SP.
+    if tp > 1:
+        tp_groups = _tp_groups(plan, gstage)
+        per_mb = layers * (4 + (2 if plan.recompute == "full" else 0))
+        if sp:
+            coll("all_gather", tp_groups, full_act, m * per_mb)
+            coll("reduce_scatter", tp_groups, full_act, m * per_mb)
+        else:
+            coll("all_reduce", tp_groups, full_act, m * per_mb)
+        if 0 in chunk_ids:            # vocabulary-parallel embedding, forward
+            coll("reduce_scatter" if sp else "all_reduce", tp_groups, full_act, m)
+        if last in chunk_ids:         # LM head: AG forward and backward with SP, else AR
+            if sp:
+                coll("all_gather", tp_groups, full_act, 2 * m)
+            else:
+                coll("all_reduce", tp_groups, full_act, m)
+
+    dp_groups = _dp_groups(plan, gstage) if plan.dp > 1 else ()
+    layer_params = memory.layer_params(model, tp)
+    # ZeRO-3: per layer and micro-batch, gather before forward and before backward,
+    # reduce-scatter the gradients in backward.
+    if plan.zero == 3 and plan.dp > 1:
+        coll("all_gather", dp_groups, layer_params * param_b, 2 * m * layers)
+        coll("reduce_scatter", dp_groups, layer_params * grad_b, m * layers)
+
+    # PP: one send per micro-batch and chunk boundary each way (simwall.engine sends after
+    # a forward of a chunk that is not the last and a backward of one that is not the first).
+    if plan.pp > 1:
+        fwd_sends = m * sum(1 for g in chunk_ids if g < last)
+        bwd_sends = m * sum(1 for g in chunk_ids if g > 0)
+        nxt = (gstage + 1) % plan.pp
+        prv = (gstage + 1) % plan.pp if sym else (gstage - 1) % plan.pp
+        split = sp or plan.pp_scatter_gather
+        ranks = tp if split else 1
+        msg = full_act / tp if (split and tp > 1) else full_act
+        pairs_b = _pairs(plan, prv, gstage, ranks) if sym else _pairs(plan, gstage, prv, ranks)
+        coll("send_recv", _pairs(plan, gstage, nxt, ranks), msg, fwd_sends)
+        coll("send_recv", pairs_b, msg, bwd_sends)
+        if plan.pp_scatter_gather and not sp and tp > 1:
+            coll("all_gather", _tp_groups(plan, nxt), full_act, fwd_sends + bwd_sends)
+
+    # DP: each gradient bucket reduced once per step.
+    if plan.dp > 1 and plan.zero < 3:
+        kind = "all_reduce" if plan.zero == 0 else "reduce_scatter"
+        sizes: dict[float, int] = {}
+        for size in sc.bucket_bytes:
+            sizes[size] = sizes.get(size, 0) + 1
+        for size, n in sizes.items():
+            coll(kind, dp_groups, size, n)
+
+    # Tied embedding gradients, first <-> last stage, once per step (the engine charges
+    # stage 0's).
+    if model.tied_embeddings and plan.pp > 1 and stage == 0:
+        coll("all_reduce", _pairs(plan, 0, plan.pp - 1, tp), memory.embedding_params(model, tp) * grad_b, 1)
+
+    params_here = memory.stage_params(model, plan, stage)
+    if plan.zero in (1, 2) and plan.dp > 1:
+        coll("all_gather", dp_groups, params_here * param_b, 1)
+
+    host: dict[Edge, float] = {}
+    if plan.offload != "none":
+        host = _offload_bytes(training, plan, topology, stage, params_here, layer_params,
+                              layers, sym)
+    return [t for t in out if t is not None], host
+
+
+def _offload_bytes(training: TrainingSpec, plan: Plan, topology: Any, stage: int,
+                   params_here: float, layer_params: float, layers: int,
+                   symmetric: bool) -> dict[Edge, float]:
+    """Host-link bytes of ``stage``'s devices (its first one when ``symmetric``), as
+    :mod:`simwall.offload` moves them: the gradient shard device -> host; the updated
+    16-bit shard back (``optimizer``), or each layer's 16-bit weights (its ``1/dp`` slice
+    with ZeRO-3) fetched before every forward and backward of every micro-batch
+    (``optimizer+params``)."""
+    shard = params_here / plan.dp if plan.zero >= 1 else params_here
+    weight_b = PRECISION_BYTES["bf16" if training.precision == "fp8" else training.precision]
+    grad_b = PRECISION_BYTES[training.grad_precision_]
+    d2h = shard * grad_b if shard > 0 else 0.0
+    h2d = shard * weight_b if (shard > 0 and plan.offload == "optimizer") else 0.0
+    if plan.offload == "optimizer+params" and layer_params > 0:
+        shards = plan.dp if (plan.zero == 3 and plan.dp > 1) else 1
+        h2d += 2 * plan.micro_batches * layers * layer_params * weight_b / shards
+    devices = ([plan.device_of(stage, 0, 0)] if symmetric else
+               [plan.device_of(stage, d, t) for d in range(plan.dp) for t in range(plan.tp)])
+    out: dict[Edge, float] = {}
+    for dev in devices:
+        to_host = topology.host_edge(dev)
+        if d2h > 0:
+            out[to_host] = out.get(to_host, 0.0) + d2h
+        if h2d > 0:
+            back = (to_host[1], to_host[0])
+            out[back] = out.get(back, 0.0) + h2d
+    return out
+
+
+def step_link_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, topology: Any,
+                    stage_costs: dict[int, StageCost], symmetric: bool
+                    ) -> list[dict[Edge, float]]:
+    """Bytes per directed edge in one step: one dict per stage when ``symmetric`` (each
+    on the representative groups), else one dict for the whole step.
+    ``stage_costs[stage]``: the stage's :class:`~simwall.stepcost.StageCost` (its DP
+    buckets). The dicts may be shared between stages: do not modify them."""
+    per_stage = []
+    total: dict[Edge, float] = {}
+    for stage in range(plan.pp):
+        traffic, host = _stage_traffic(model, training, plan, topology, stage,
+                                       stage_costs[stage], symmetric)
+        if symmetric:
+            per_stage.append(_loads(topology, _merged(traffic), tuple(host.items())))
+            continue
+        link_bytes(topology, traffic, total)
+        for edge, b in host.items():
+            total[edge] = total.get(edge, 0.0) + b
+    return per_stage if symmetric else [total]
+
+
+def _merged(traffic: Iterable[Traffic]) -> tuple[Traffic, ...]:
+    """``traffic`` with the runs of one collective on the same groups and bytes as one."""
+    counts: dict[tuple, float] = {}
+    for t in traffic:
+        key = (t.kind, t.groups, t.bytes_, t.algorithm, t.window)
+        counts[key] = counts.get(key, 0.0) + t.count
+    return tuple(Traffic(kind, groups, bytes_, algorithm, count, window)
+                 for (kind, groups, bytes_, algorithm, window), count in counts.items())
+
+
+@lru_cache(maxsize=1024)
+def _loads(topology: Any, traffic: tuple[Traffic, ...],
+           host: tuple[tuple[Edge, float], ...]) -> dict[Edge, float]:
+    """Memoised: stages with the same traffic (symmetric runs) share one dict."""
+    out = link_bytes(topology, traffic)
+    for edge, b in host:
+        out[edge] = out.get(edge, 0.0) + b
+    return out
+
+
+def step_busiest_link(model: ModelSpec, training: TrainingSpec, plan: Plan, topology: Any,
+                      stage_costs: dict[int, StageCost], symmetric: bool) -> dict | None:
+    """:func:`busiest_link` of :func:`step_link_bytes`."""
+    return busiest_link(topology, step_link_bytes(model, training, plan, topology,
+                                                  stage_costs, symmetric))
