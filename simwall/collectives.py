@@ -70,6 +70,9 @@ Window = frozenset | None
 
 #: Blocks a group must span before :func:`symmetry_window` truncates it.
 _WINDOW_MIN_BLOCKS = 4
+#: Blocks whose outgoing flows the window keeps (one is not enough for trees: the
+#: flows entering the first leaf from outside it would be missing).
+_WINDOW_BLOCKS = 2
 
 
 def symmetry_window(group: Sequence[int], topology: Any) -> Window:
@@ -83,7 +86,8 @@ def symmetry_window(group: Sequence[int], topology: Any) -> Window:
     blocks = sorted({_node(topology, d) // per_block for d in group})
     if len(blocks) < _WINDOW_MIN_BLOCKS:
         return None
-    return frozenset(n for b in blocks[:2] for n in range(b * per_block, (b + 1) * per_block))
+    return frozenset(n for b in blocks[:_WINDOW_BLOCKS]
+                     for n in range(b * per_block, (b + 1) * per_block))
 
 
 # --- per-topology caches (routes, latencies, results) ------------------------------------

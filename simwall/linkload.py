@@ -10,10 +10,8 @@ collective is split into the flows of its phases (:func:`simwall.collectives.
 collective_phases`, the same algorithm choice as the costing) and every flow's bytes are
 added to every edge of its route (``topology.route``).
 
-A link's capacity is the one the costing divides by: ``topology.capacity`` for network
-links (:mod:`simwall.collectives` and :mod:`simwall.network` use the raw edge bandwidth)
-and bandwidth x link ``efficiency`` for host (PCIe) links
-(:func:`simwall.offload.host_link_bytes_per_s`). A link can be busy no longer than the
+A link's capacity is the one the costing divides by: ``topology.capacity`` (bandwidth x
+the link class's ``efficiency``), for network and host (PCIe) links alike. A link can be busy no longer than the
 step, so ``busy_s = bytes / capacity`` is a lower bound on the step time.
 
 Symmetric runs (the default: stages are translations of each other and stage 0's groups
@@ -103,12 +101,8 @@ def link_bytes(topology: Any, traffic: Iterable[Traffic],
 
 
 def link_capacity_bytes_per_s(topology: Any, edge: Edge) -> float:
-    """The bandwidth the simulation gives ``edge``: bandwidth x efficiency for a host
-    (PCIe) link, as :func:`simwall.offload.host_link_bytes_per_s`; the raw capacity
-    otherwise, as :mod:`simwall.collectives`."""
-    attrs = topology.graph.succ[edge[0]][edge[1]]
-    if attrs.get("kind") == "host":
-        return float(attrs["bandwidth_bytes_per_s"]) * float(attrs.get("efficiency", 1.0))
+    """The bandwidth the simulation gives ``edge``: ``topology.capacity`` (bandwidth x
+    link efficiency), as :mod:`simwall.collectives` and :mod:`simwall.offload` use it."""
     return float(topology.capacity(edge))
 
 

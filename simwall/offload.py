@@ -171,10 +171,8 @@ def offload_candidates(plan: Any) -> list[Any]:
 
 def host_link_bytes_per_s(topology: Any, device_index: int) -> float:
     """Usable bandwidth of device ``device_index``'s host link (PCIe), bytes/s each way:
-    the edge capacity times the link's ``efficiency`` (``Topology.host_edge``)."""
-    edge = topology.host_edge(device_index)
-    attrs = topology.graph.edges[edge]
-    return float(attrs["bandwidth_bytes_per_s"]) * float(attrs.get("efficiency", 1.0))
+    the edge's capacity (bandwidth times the link's ``efficiency``; ``Topology.host_edge``)."""
+    return float(topology.capacity(topology.host_edge(device_index)))
 
 
 def host_optimizer_s(topology: Any, training: TrainingSpec, plan: Any, stage: int,

@@ -568,8 +568,10 @@ class Topology:
         return self._fallback_graph
 
     def capacity(self, edge: Edge) -> float:
-        """Capacity of a directed edge in bytes/s."""
-        return self.graph.edges[edge]["bandwidth_bytes_per_s"]
+        """Usable capacity of a directed edge in bytes/s: its bandwidth times its link
+        class's ``efficiency`` (1.0 unless a cluster or the catalog sets it)."""
+        attrs = self.graph.edges[edge]
+        return attrs["bandwidth_bytes_per_s"] * attrs["efficiency"]
 
     def route_bandwidth_bytes_per_s(self, src: int, dst: int) -> float:
         """Bottleneck capacity along ``route(src, dst)``; ``inf`` when src == dst."""

@@ -75,3 +75,15 @@ def test_overrides_reach_the_simulation():
 
 def test_deterministic_json():
     assert _sim(**PLANS[1]).to_json() == _sim(**PLANS[1]).to_json()
+
+
+def test_network_link_efficiency_slows_only_network_bound_time():
+    """A link class's ``efficiency`` scales the bandwidth the collectives get: halving the
+    NIC's slows a DP-heavy plan's exposed communication and leaves compute alone."""
+    over = {"plan.tp": 1, "plan.pp": 1, "plan.dp": 16, "cluster.nodes": 2,
+            "training.global_batch": 64, "plan.dp_overlap": False}
+    base = api.simulate("gpt2", "dgx-a100", **over)
+    slow = api.simulate("gpt2", "dgx-a100", **over,
+                    **{"cluster.inter.link": {"base": "IB-HDR", "efficiency": 0.5}})
+    assert slow.breakdown_s["compute"] == base.breakdown_s["compute"]
+    assert slow.breakdown_s["dp_comm"] > 1.5 * base.breakdown_s["dp_comm"]

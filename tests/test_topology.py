@@ -49,6 +49,18 @@ def test_inter_node_bottleneck_is_the_nic():
     assert topo.route_latency_s(0, 8) == pytest.approx(2.7e-6)
 
 
+def test_link_efficiency_scales_usable_capacity():
+    full = build_topology(dgx(2))
+    spec = load_cluster("dgx-a100", [("nodes", 2),
+                                     ("inter.link", {"base": "IB-HDR", "efficiency": 0.5})])
+    half = build_topology(spec)
+    assert half.route_bandwidth_bytes_per_s(0, 8) == pytest.approx(HDR / 2)
+    assert half.route_bandwidth_bytes_per_s(0, 1) == full.route_bandwidth_bytes_per_s(0, 1)
+    # describe() reports the raw hardware figure.
+    nic = [link for link in half.describe()["links"] if link["kind"] == "nic"]
+    assert nic and nic[0]["bandwidth_bytes_per_s"] == HDR
+
+
 def test_route_is_a_connected_path():
     topo = build_topology(dgx(4, switch_radix=4))
     for a, b in [(0, 31), (5, 18), (9, 9), (30, 2)]:
