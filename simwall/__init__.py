@@ -9,7 +9,7 @@ from .errors import ConfigError, SimwallError
 
 __version__ = "0.1.0"
 
-__all__ = ["SimwallError", "ConfigError", "simulate", "sweep", "StepResult", "__version__"]
+__all__ = ["ConfigError", "SimwallError", "StepResult", "__version__", "simulate", "sweep"]
 
 
 def __getattr__(name: str):

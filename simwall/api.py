@@ -10,9 +10,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from . import memory, workload as workload_mod
-from .config import (ClusterSpec, Workload, apply_overrides, load_cluster, load_workload,
-                     split_overrides, validate)
+from . import memory
+from . import workload as workload_mod
+from .config import (
+    ClusterSpec,
+    Workload,
+    apply_overrides,
+    load_cluster,
+    load_workload,
+    split_overrides,
+    validate,
+)
 from .engine import bucket_ready_times, dp_stream, run_pipeline, scaled
 from .errors import ConfigError
 from .hardware import resolve_device
@@ -21,7 +29,7 @@ from .plan import Plan, resolve
 from .report import StepResult, chrome_trace
 from .stepcost import StageCost, _stage_cost
 
-__all__ = ["simulate", "simulate_from_cli", "prepare", "Prepared", "run_prepared"]
+__all__ = ["Prepared", "prepare", "run_prepared", "simulate", "simulate_from_cli"]
 
 #: Fixed per-step time outside the model (data loading, logging), seconds. Zero by
 #: default: the engine models only what it can cite; see docs/validation.md.

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .errors import ConfigError, SimwallError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 _EPILOG = """\
 naming: 'simwall check' checks a user's config and plan; 'simwall validate'
@@ -145,7 +146,7 @@ def _cluster_overrides(items: list[str]) -> list[tuple[str, Any]]:
     out = []
     for item in items:
         key, value = parse_set(item)
-        out.append((key[len("cluster."):] if key.startswith("cluster.") else key, value))
+        out.append((key.removeprefix("cluster."), value))
     return out
 
 
@@ -259,9 +260,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     kind = _kind_of(args.name)
     if kind == "workload":
-        from .plan import resolve
-
         from .hardware import resolve_device
+        from .plan import resolve
 
         workload, cluster = _workload_and_cluster(args.name, args.cluster, args.set_items)
         plan, cluster = resolve(workload, cluster)

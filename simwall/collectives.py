@@ -26,18 +26,32 @@ from __future__ import annotations
 
 import math
 import weakref
-from functools import lru_cache
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 from .errors import SimwallError
 from .network import drain_time_s
 
-__all__ = ["KINDS", "ALGORITHMS", "Phase", "TopologyLike", "collective_phases",
-           "collective_flows", "collective_time_s", "collective_time_parts",
-           "choose_algorithm", "representative_flows", "symmetry_window", "Window",
-           "ring_channels", "double_binary_tree", "clear_cache", "run_phases"]
+__all__ = [
+    "ALGORITHMS",
+    "KINDS",
+    "Phase",
+    "TopologyLike",
+    "Window",
+    "choose_algorithm",
+    "clear_cache",
+    "collective_flows",
+    "collective_phases",
+    "collective_time_parts",
+    "collective_time_s",
+    "double_binary_tree",
+    "representative_flows",
+    "ring_channels",
+    "run_phases",
+    "symmetry_window",
+]
 
 KINDS = ("all_reduce", "reduce_scatter", "all_gather", "broadcast", "send_recv")
 

@@ -31,11 +31,34 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from .errors import ConfigError
 
 __all__ = [
-    "ModelSpec", "TrainingSpec", "PlanSpec", "Workload", "DeviceSpec", "LinkSpec",
-    "ClusterSpec", "IntraSpec", "InterSpec", "HostSpec", "FaultSpec", "Straggler",
-    "DegradedLink", "EfficiencySpec", "load_yaml", "parse_yaml", "load_workload",
-    "load_cluster", "bundled_names", "find_file", "apply_overrides", "parse_set",
-    "validate", "split_overrides", "line_of", "key_path", "display_path", "PRECISION_BYTES",
+    "PRECISION_BYTES",
+    "ClusterSpec",
+    "DegradedLink",
+    "DeviceSpec",
+    "EfficiencySpec",
+    "FaultSpec",
+    "HostSpec",
+    "InterSpec",
+    "IntraSpec",
+    "LinkSpec",
+    "ModelSpec",
+    "PlanSpec",
+    "Straggler",
+    "TrainingSpec",
+    "Workload",
+    "apply_overrides",
+    "bundled_names",
+    "display_path",
+    "find_file",
+    "key_path",
+    "line_of",
+    "load_cluster",
+    "load_workload",
+    "load_yaml",
+    "parse_set",
+    "parse_yaml",
+    "split_overrides",
+    "validate",
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -90,7 +113,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML ``text`` safely; errors are :class:`ConfigError` located in ``source``."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
+        return yaml.load(text, Loader=_Loader)
     except ConfigError as err:
         raise err.with_source(source) from None
     except yaml.MarkedYAMLError as err:
@@ -217,7 +240,7 @@ class ModelSpec(Strict):
     dropout: Bool = True
 
     @model_validator(mode="after")
-    def _shape(self) -> "ModelSpec":
+    def _shape(self) -> ModelSpec:
         if self.hidden % self.heads:
             raise ValueError(f"model.hidden: must be divisible by model.heads ({self.heads}), "
                              f"got {self.hidden}")
@@ -264,7 +287,7 @@ class PlanSpec(Strict):
 
     tp: PosInt = 1
     pp: PosInt = 1
-    dp: Union[PosInt, Literal["auto"]] = "auto"
+    dp: PosInt | Literal["auto"] = "auto"
     sequence_parallel: Bool = False
     zero: Annotated[int, Field(strict=True, ge=0, le=3)] = 0
     recompute: Literal["none", "selective", "full"] = "none"
@@ -460,8 +483,8 @@ class ClusterSpec(Strict):
 
     name: str
     source: str | None = None
-    device: Union[str, DeviceRef] = "A100-SXM4-80GB"
-    nodes: Union[PosInt, Literal["auto"]] = "auto"
+    device: str | DeviceRef = "A100-SXM4-80GB"
+    nodes: PosInt | Literal["auto"] = "auto"
     devices_per_node: PosInt = 8
     intra: IntraSpec = IntraSpec()
     inter: InterSpec = InterSpec()
@@ -653,9 +676,7 @@ def _keys_of(model: type[BaseModel]) -> list[str]:
 def _value_at(doc: Any, path: list) -> Any:
     node = doc
     for key in path:
-        if isinstance(node, dict) and key in node:
-            node = node[key]
-        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+        if isinstance(node, dict) and key in node or isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
             node = node[key]
         else:
             return None

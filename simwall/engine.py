@@ -27,8 +27,14 @@ from .plan import Plan
 from .schedules import tasks_for
 from .stepcost import ChunkCost, StageCost
 
-__all__ = ["EngineRun", "StageStats", "run_pipeline", "scaled", "bucket_ready_times",
-           "dp_stream"]
+__all__ = [
+    "EngineRun",
+    "StageStats",
+    "bucket_ready_times",
+    "dp_stream",
+    "run_pipeline",
+    "scaled",
+]
 
 
 @dataclass

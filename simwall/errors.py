@@ -31,7 +31,7 @@ class ConfigError(SimwallError):
         parts.append(self.message)
         return ": ".join(parts)
 
-    def with_source(self, source: str) -> "ConfigError":
+    def with_source(self, source: str) -> ConfigError:
         """The same error attributed to ``source`` when it had none."""
         if self.source:
             return self

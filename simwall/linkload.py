@@ -1,7 +1,7 @@
 """Bytes each directed link carries in one training step, and the busiest link (pure).
 
-The traffic is what :mod:`simwall.stepcost` costs and the engine runs, counted per step:
-TP collectives per layer and per micro-batch (forward, backward and full recompute; the
+The traffic is what :mod:`simwall.stepcost` costs and records in ``StageCost.traffic``,
+counted per step as the engine runs it: TP collectives per layer and per micro-batch (forward, backward and full recompute; the
 embedding and LM-head collectives), pipeline sends per micro-batch and chunk boundary
 (with the scatter/gather all-gather), ZeRO-3 gathers and reduce-scatters per layer and
 micro-batch, DP gradient buckets, the tied-embedding all-reduce, the ZeRO 1/2 parameter
@@ -11,8 +11,8 @@ collective_phases`, the same algorithm choice as the costing) and every flow's b
 added to every edge of its route (``topology.route``).
 
 A link's capacity is the one the costing divides by: ``topology.capacity`` (bandwidth x
-the link class's ``efficiency``), for network and host (PCIe) links alike. A link can be busy no longer than the
-step, so ``busy_s = bytes / capacity`` is a lower bound on the step time.
+the link class's ``efficiency``), for network and host (PCIe) links alike. A link can be
+busy no longer than the step, so ``busy_s = bytes / capacity`` is a lower bound on it.
 
 Symmetric runs (the default: stages are translations of each other and stage 0's groups
 stand for every stage's, see :func:`simwall.stepcost._coll`) account each stage's traffic
@@ -26,35 +26,20 @@ Per-device runs account every group of every stage and sum them per link.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from . import collectives, memory, stepcost
+from . import collectives, memory
 from .config import PRECISION_BYTES, ModelSpec, TrainingSpec
 from .plan import Plan
-from .stepcost import StageCost, _groups_dp, _groups_tp
+from .stepcost import StageCost, Traffic
 from .topology import node_name
 
 __all__ = ["Traffic", "busiest_link", "link_bytes", "link_capacity_bytes_per_s",
            "step_busiest_link", "step_link_bytes"]
 
 Edge = tuple
-
-
-@dataclass(frozen=True)
-class Traffic:
-    """A collective the step runs ``count`` times: ``kind`` by all ``groups`` at once,
-    ``bytes_`` per rank (the full buffer, as in :mod:`simwall.collectives`), with
-    ``algorithm`` (``'auto'``: each group picks its own, as the costing does)."""
-
-    kind: str
-    groups: tuple[tuple[int, ...], ...]
-    bytes_: float
-    algorithm: str
-    count: float
-    window: collectives.Window = None     # symmetric runs: flows leaving these nodes
 
 
 @lru_cache(maxsize=65536)
@@ -133,130 +118,7 @@ def busiest_link(topology: Any, loads: Iterable[dict[Edge, float]]) -> dict | No
     return best
 
 
-# --- the traffic of one step, mirroring simwall.stepcost._stage_cost ---------------------
-
-def _collective(topology: Any, plan: Plan, kind: str, groups: Sequence[Sequence[int]],
-                bytes_: float, count: float, symmetric: bool) -> Traffic | None:
-    """The groups and algorithm :func:`simwall.stepcost._coll` puts on the network."""
-    if bytes_ <= 0 or count <= 0 or not groups or len(groups[0]) < 2:
-        return None
-    if not isinstance(groups, tuple):
-        groups = tuple(tuple(g) for g in groups)
-    placed, algorithm, window = _placed(topology, kind, groups, float(bytes_),
-                                        plan.collective, symmetric)
-    return Traffic(kind, placed, float(bytes_), algorithm, float(count), window)
-
-
-@lru_cache(maxsize=4096)
-def _placed(topology: Any, kind: str, groups: tuple[tuple[int, ...], ...], bytes_: float,
-            algorithm: str, symmetric: bool):
-    """(groups, algorithm, window) as :func:`simwall.stepcost._coll` runs them."""
-    return stepcost.placement(topology, kind, groups, bytes_, algorithm, symmetric)
-
-
-@lru_cache(maxsize=1024)
-def _tp_groups(plan: Plan, stage: int) -> tuple[tuple[int, ...], ...]:
-    return tuple(tuple(g) for g in _groups_tp(plan, stage))
-
-
-@lru_cache(maxsize=1024)
-def _dp_groups(plan: Plan, stage: int) -> tuple[tuple[int, ...], ...]:
-    return tuple(tuple(g) for g in _groups_dp(plan, stage))
-
-
-@lru_cache(maxsize=1024)
-def _pairs(plan: Plan, src: int, dst: int, ranks: int) -> tuple[tuple[int, int], ...]:
-    """[device of ``src``, same rank's device of ``dst``] for every replica and the first
-    ``ranks`` TP ranks (the pipeline sends and tied-embedding pairs of stepcost)."""
-    return tuple((plan.device_of(src, d, r), plan.device_of(dst, d, r))
-                 for d in range(plan.dp) for r in range(ranks))
-
-
-def _stage_traffic(model: ModelSpec, training: TrainingSpec, plan: Plan, topology: Any,
-                   stage: int, sc: StageCost, symmetric: bool
-                   ) -> tuple[list[Traffic], dict[Edge, float]]:
-    """Collectives and host-link bytes of ``stage`` for one step (``sc``: its costs)."""
-    sym = symmetric
-    gstage = 0 if sym else stage
-    m = plan.micro_batches
-    tp, sp = plan.tp, plan.sequence_parallel
-    act_b = PRECISION_BYTES[training.precision if training.precision != "fp8" else "bf16"]
-    param_b = act_b                   # 16-bit weights for fp8 too, as simwall.stepcost
-    grad_b = PRECISION_BYTES[training.grad_precision_]
-    full_act = plan.micro_batch * model.seq_len * model.hidden * act_b
-    chunk_ids = [local * plan.pp + stage for local in range(len(plan.chunk_layers(stage)))]
-    last = plan.chunks - 1
-    layers = plan.layers_on_stage(stage)
-    out: list[Traffic | None] = []
-
-    def coll(kind: str, groups, bytes_: float, count: float) -> None:
-        out.append(_collective(topology, plan, kind, groups, bytes_, count, sym))
-
-    # TP: per layer and micro-batch 2 collectives forward, 2 backward, 2 more to recompute
-    # the forward (stepcost: layer_tp_fwd / layer_tp_bwd); each is AG + RS with SP.
-    if tp > 1:
-        tp_groups = _tp_groups(plan, gstage)
-        per_mb = layers * (4 + (2 if plan.recompute == "full" else 0))
-        if sp:
-            coll("all_gather", tp_groups, full_act, m * per_mb)
-            coll("reduce_scatter", tp_groups, full_act, m * per_mb)
-        else:
-            coll("all_reduce", tp_groups, full_act, m * per_mb)
-        if 0 in chunk_ids:            # vocabulary-parallel embedding, forward
-            coll("reduce_scatter" if sp else "all_reduce", tp_groups, full_act, m)
-        if last in chunk_ids:         # LM head: AG forward and backward with SP, else AR
-            if sp:
-                coll("all_gather", tp_groups, full_act, 2 * m)
-            else:
-                coll("all_reduce", tp_groups, full_act, m)
-
-    dp_groups = _dp_groups(plan, gstage) if plan.dp > 1 else ()
-    layer_params = memory.layer_params(model, tp)
-    # ZeRO-3: per layer and micro-batch, gather before forward and before backward,
-    # reduce-scatter the gradients in backward.
-    if plan.zero == 3 and plan.dp > 1:
-        coll("all_gather", dp_groups, layer_params * param_b, 2 * m * layers)
-        coll("reduce_scatter", dp_groups, layer_params * grad_b, m * layers)
-
-    # PP: one send per micro-batch and chunk boundary each way (simwall.engine sends after
-    # a forward of a chunk that is not the last and a backward of one that is not the first).
-    if plan.pp > 1:
-        fwd_sends = m * sum(1 for g in chunk_ids if g < last)
-        bwd_sends = m * sum(1 for g in chunk_ids if g > 0)
-        nxt = (gstage + 1) % plan.pp
-        prv = (gstage + 1) % plan.pp if sym else (gstage - 1) % plan.pp
-        split = sp or plan.pp_scatter_gather
-        ranks = tp if split else 1
-        msg = full_act / tp if (split and tp > 1) else full_act
-        pairs_b = _pairs(plan, prv, gstage, ranks) if sym else _pairs(plan, gstage, prv, ranks)
-        coll("send_recv", _pairs(plan, gstage, nxt, ranks), msg, fwd_sends)
-        coll("send_recv", pairs_b, msg, bwd_sends)
-        if plan.pp_scatter_gather and not sp and tp > 1:
-            coll("all_gather", _tp_groups(plan, nxt), full_act, fwd_sends + bwd_sends)
-
-    # DP: each gradient bucket reduced once per step.
-    if plan.dp > 1 and plan.zero < 3:
-        kind = "all_reduce" if plan.zero == 0 else "reduce_scatter"
-        sizes: dict[float, int] = {}
-        for size in sc.bucket_bytes:
-            sizes[size] = sizes.get(size, 0) + 1
-        for size, n in sizes.items():
-            coll(kind, dp_groups, size, n)
-
-    # Tied embedding gradients, first <-> last stage, once per step (the engine charges
-    # stage 0's).
-    if model.tied_embeddings and plan.pp > 1 and stage == 0:
-        coll("all_reduce", _pairs(plan, 0, plan.pp - 1, tp), memory.embedding_params(model, tp) * grad_b, 1)
-
-    params_here = memory.stage_params(model, plan, stage)
-    if plan.zero in (1, 2) and plan.dp > 1:
-        coll("all_gather", dp_groups, params_here * param_b, 1)
-
-    host: dict[Edge, float] = {}
-    if plan.offload != "none":
-        host = _offload_bytes(training, plan, topology, stage, params_here, layer_params,
-                              layers, sym)
-    return [t for t in out if t is not None], host
+# --- the traffic of one step (recorded by simwall.stepcost._stage_cost) -----------------
 
 
 def _offload_bytes(training: TrainingSpec, plan: Plan, topology: Any, stage: int,
@@ -293,17 +155,22 @@ def step_link_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, topolo
                     ) -> list[dict[Edge, float]]:
     """Bytes per directed edge in one step: one dict per stage when ``symmetric`` (each
     on the representative groups), else one dict for the whole step.
-    ``stage_costs[stage]``: the stage's :class:`~simwall.stepcost.StageCost` (its DP
-    buckets). The dicts may be shared between stages: do not modify them."""
+    ``stage_costs[stage]``: the stage's :class:`~simwall.stepcost.StageCost` (its
+    recorded ``traffic``). The dicts may be shared between stages: do not modify them."""
     per_stage = []
     total: dict[Edge, float] = {}
     for stage in range(plan.pp):
-        traffic, host = _stage_traffic(model, training, plan, topology, stage,
-                                       stage_costs[stage], symmetric)
+        sc = stage_costs[stage]
+        host: dict[Edge, float] = {}
+        if plan.offload != "none":
+            host = _offload_bytes(training, plan, topology, stage,
+                                  memory.stage_params(model, plan, stage),
+                                  memory.layer_params(model, plan.tp),
+                                  plan.layers_on_stage(stage), symmetric)
         if symmetric:
-            per_stage.append(_loads(topology, _merged(traffic), tuple(host.items())))
+            per_stage.append(_loads(topology, _merged(sc.traffic), tuple(host.items())))
             continue
-        link_bytes(topology, traffic, total)
+        link_bytes(topology, sc.traffic, total)
         for edge, b in host.items():
             total[edge] = total.get(edge, 0.0) + b
     return per_stage if symmetric else [total]

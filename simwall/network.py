@@ -29,7 +29,7 @@ from typing import Any
 
 from .errors import SimwallError
 
-__all__ = ["Edge", "maxmin_rates", "drain_time_s", "FlowNetwork"]
+__all__ = ["Edge", "FlowNetwork", "drain_time_s", "maxmin_rates"]
 
 Edge = Hashable
 CapacityFn = Callable[[Edge], float]
@@ -195,7 +195,7 @@ def drain_time_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
 
 
 class _Flow:
-    __slots__ = ("edges", "pairs", "weight", "bytes_", "remaining", "rate", "done")
+    __slots__ = ("bytes_", "done", "edges", "pairs", "rate", "remaining", "weight")
 
     def __init__(self, edges: tuple, bytes_: float, weight: float, done: Any) -> None:
         self.edges = edges

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .config import ClusterSpec, Workload
 from .errors import ConfigError
 
-__all__ = ["Plan", "resolve", "balanced_split", "cluster_devices"]
+__all__ = ["Plan", "balanced_split", "cluster_devices", "resolve"]
 
 
 @dataclass(frozen=True)

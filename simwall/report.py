@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["StepResult", "render_table", "chrome_trace", "BREAKDOWN_KEYS"]
+__all__ = ["BREAKDOWN_KEYS", "StepResult", "chrome_trace", "render_table"]
 
 #: Components of the step time; they add up to ``step_time_s``.
 BREAKDOWN_KEYS = ("compute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer", "other")

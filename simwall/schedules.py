@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["Task", "SCHEDULES", "gpipe", "one_f_one_b", "interleaved", "tasks_for"]
+__all__ = ["SCHEDULES", "Task", "gpipe", "interleaved", "one_f_one_b", "tasks_for"]
 
 Task = tuple[str, int, int]
 

@@ -33,7 +33,30 @@ from . import collectives, cost, memory, offload, workload
 from .config import PRECISION_BYTES, DeviceSpec, ModelSpec, TrainingSpec
 from .plan import Plan
 
-__all__ = ["ChunkCost", "StageCost", "StepCosts", "step_costs", "buckets"]
+__all__ = [
+    "ChunkCost",
+    "StageCost",
+    "StepCosts",
+    "Traffic",
+    "buckets",
+    "placement",
+    "step_costs",
+]
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """A collective one step runs ``count`` times: ``kind`` by all ``groups`` at once,
+    ``bytes_`` per rank (the full buffer, as in :mod:`simwall.collectives`), with
+    ``algorithm`` (``'auto'``: each group picks its own) and, on symmetric runs, the
+    ``window`` of nodes whose outgoing flows are costed."""
+
+    kind: str
+    groups: tuple[tuple[int, ...], ...]
+    bytes_: float
+    algorithm: str
+    count: float
+    window: collectives.Window = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +96,7 @@ class StageCost:
     tied_embedding_s: float           # embedding-gradient all-reduce first <-> last stage
     optimizer_s: float
     post_optimizer_s: float           # ZeRO 1/2 all-gather of updated parameters
+    traffic: tuple[Traffic, ...] = ()  # the collectives above, counted per step
 
 
 @dataclass(frozen=True)
@@ -200,6 +224,21 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     t = _op_times(model, training, plan, device)
     tp, sp = plan.tp, plan.sequence_parallel
     full_act = b * s * h * act_b                       # the b s h activation, bytes
+    # What one step runs, for simwall.linkload: each collective costed below, recorded
+    # with how often the step runs it (per layer and micro-batch, per send, per bucket).
+    m = plan.micro_batches
+    last = plan.chunks - 1
+    ids = [local * plan.pp + stage for local in range(len(plan.chunk_layers(stage)))]
+    n_here = plan.layers_on_stage(stage)
+    traffic: list[Traffic] = []
+
+    def rec(kind: str, groups, bytes_: float, count: float) -> None:
+        if bytes_ > 0 and count > 0 and groups and len(groups[0]) > 1:
+            placed, algorithm, window = placement(topology, kind, groups, bytes_,
+                                                  plan.collective, sym)
+            traffic.append(Traffic(kind, placed, float(bytes_), algorithm, float(count),
+                                   window))
+
     tp_groups = ([] if tp == 1 else _near_groups(plan, gstage, "tp", topology) if sym
                  else _groups_tp(plan, gstage))
     if tp > 1 and sp:
@@ -211,11 +250,16 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
         per_collective = 0.0
     layer_tp_fwd = 2 * per_collective
     layer_tp_bwd = 2 * per_collective + (layer_tp_fwd if plan.recompute == "full" else 0.0)
+    per_mb = n_here * (4 + (2 if plan.recompute == "full" else 0))
+    for kind in (("all_gather", "reduce_scatter") if sp else ("all_reduce",)):
+        rec(kind, tp_groups, full_act, m * per_mb)
     # Vocabulary-parallel embedding: its output is summed over the TP ranks, an
     # all-reduce, or with SP a reduce-scatter into the sequence-parallel region.
     if tp > 1:
         emb_tp = _coll(topology, "reduce_scatter" if sp else "all_reduce", tp_groups,
                        full_act, plan, sym)
+        if 0 in ids:
+            rec("reduce_scatter" if sp else "all_reduce", tp_groups, full_act, m)
     else:
         emb_tp = 0.0
     head_tp = (_coll(topology, "all_gather", tp_groups, full_act, plan, sym) if (tp > 1 and sp)
@@ -226,6 +270,8 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     # Megatron-LM parallel_lm_logits), so its backward pays one all-reduce.
     head_tp_bwd = head_tp if sp else per_collective
     # --- end validate
+    if tp > 1 and last in ids:   # LM head: AG forward and backward with SP, else AR backward
+        rec("all_gather" if sp else "all_reduce", tp_groups, full_act, 2 * m if sp else m)
 
     layer_params = memory.layer_params(model, tp)
     grad_b = PRECISION_BYTES[training.grad_precision_]
@@ -240,6 +286,8 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     if plan.zero == 3 and plan.dp > 1:
         z3_ag = _coll(topology, "all_gather", dp_groups, layer_params * param_b, plan, sym)
         z3_rs = _coll(topology, "reduce_scatter", dp_groups, layer_params * grad_b, plan, sym)
+        rec("all_gather", dp_groups, layer_params * param_b, 2 * m * n_here)
+        rec("reduce_scatter", dp_groups, layer_params * grad_b, m * n_here)
     # --- offload (issue 6, simwall.offload): ZeRO-Infinity keeps the 16-bit weights in
     # host memory and fetches each layer over PCIe before its forward and its backward,
     # prefetched one layer ahead like ZeRO-3's gather (so only the excess is exposed).
@@ -252,7 +300,6 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     z3_bwd_exposed = max(0.0, z3_ag + z3_rs - layer_bwd - layer_tp_bwd)
 
     chunks = []
-    last = plan.chunks - 1
     for local, n_layers in enumerate(plan.chunk_layers(stage)):
         g = local * plan.pp + stage
         fwd_c = n_layers * layer_fwd
@@ -303,6 +350,14 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
         pp_bwd = _pairs_time(topology, pairs_b, msg, plan, sym)
         pp_fwd += gather
         pp_bwd += gather
+        # The engine sends after the forward of every chunk but the last and after the
+        # backward of every chunk but the first.
+        fwd_sends = m * sum(1 for g in ids if g < last)
+        bwd_sends = m * sum(1 for g in ids if g > 0)
+        rec("send_recv", pairs_f, msg, fwd_sends)
+        rec("send_recv", pairs_b, msg, bwd_sends)
+        if gather:
+            rec("all_gather", nxt_tp, full_act, fwd_sends + bwd_sends)
 
     # Data-parallel gradient reduction, in buckets, once per step.
     total_grads = sum(c.grad_bytes for c in chunks)
@@ -315,6 +370,7 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
         for size in bucket_list:
             if size not in memo:
                 memo[size] = _coll(topology, kind, dp_groups, size, plan, sym)
+                rec(kind, dp_groups, size, bucket_list.count(size))
         bucket_times = tuple(memo[x] for x in bucket_list)
 
     tied = 0.0
@@ -323,6 +379,8 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
         pairs = (_near_pairs(plan, 0, plan.pp - 1, tp, topology) if sym
                  else _stage_pairs(plan, 0, plan.pp - 1, tp))
         tied = _coll(topology, "all_reduce", pairs, emb_grads, plan, sym) if pairs else 0.0
+        if stage == 0:               # the engine charges it once, on stage 0
+            rec("all_reduce", pairs, emb_grads, 1)
 
     params_here = memory.stage_params(model, plan, stage)
     shard = params_here / plan.dp if plan.zero >= 1 else params_here
@@ -336,9 +394,10 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     post = 0.0
     if plan.zero in (1, 2) and plan.dp > 1:
         post = _coll(topology, "all_gather", dp_groups, params_here * param_b, plan, sym)
+        rec("all_gather", dp_groups, params_here * param_b, 1)
     return StageCost(stage=stage, chunks=tuple(chunks), pp_fwd_s=pp_fwd, pp_bwd_s=pp_bwd,
                      bucket_bytes=bucket_list, bucket_s=bucket_times, tied_embedding_s=tied,
-                     optimizer_s=opt, post_optimizer_s=post)
+                     optimizer_s=opt, post_optimizer_s=post, traffic=tuple(traffic))
 
 
 def _pairs_time(topology, pairs: list[list[int]], msg: float, plan: Plan,

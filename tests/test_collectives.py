@@ -10,9 +10,18 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.collectives import (ALGORITHMS, KINDS, choose_algorithm, collective_phases,
-                                 collective_time_parts, collective_time_s, double_binary_tree,
-                                 representative_flows, ring_channels, run_phases)
+from simwall.collectives import (
+    ALGORITHMS,
+    KINDS,
+    choose_algorithm,
+    collective_phases,
+    collective_time_parts,
+    collective_time_s,
+    double_binary_tree,
+    representative_flows,
+    ring_channels,
+    run_phases,
+)
 from simwall.errors import SimwallError
 from simwall.network import FlowNetwork
 

@@ -9,9 +9,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.config import (ClusterSpec, ConfigError, Workload, apply_overrides, bundled_names,
-                            load_cluster, load_workload, parse_set, parse_yaml,
-                            split_overrides, validate)
+from simwall.config import (
+    ClusterSpec,
+    ConfigError,
+    Workload,
+    apply_overrides,
+    bundled_names,
+    load_cluster,
+    load_workload,
+    parse_set,
+    parse_yaml,
+    split_overrides,
+    validate,
+)
 
 GOOD = """\
 name: tiny
@@ -54,7 +64,7 @@ def test_good_file_loads_with_defaults(tmp_path):
 
 def test_typed_objects_are_frozen(tmp_path):
     w = load_workload(str(write(tmp_path, GOOD)))
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="frozen"):   # pydantic's frozen-instance error
         w.model.layers = 5  # type: ignore[misc]
 
 

@@ -1,7 +1,8 @@
 """The SimPy engine: bubbles from the schedule, PP exposure, DP bucket overlap."""
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simwall.engine import bucket_ready_times, dp_stream, run_pipeline
 from simwall.plan import Plan, balanced_split

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -133,7 +135,7 @@ def test_set_overrides_reach_the_plan():
 def test_plan_is_frozen_and_serialisable():
     plan, _ = resolve(load_workload("gpt3-175b"), AUTO)
     assert isinstance(plan, Plan)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         plan.tp = 2  # type: ignore[misc]
     d = plan.as_dict()
     assert d["world"] == 1536 and d["stage_layers"] == [12] * 8

@@ -1,6 +1,7 @@
 """Pipeline schedules: every task exactly once, valid orders (Narayanan et al. 2021)."""
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simwall.schedules import SCHEDULES, interleaved, one_f_one_b
 
