@@ -87,21 +87,29 @@ _WINDOW_MIN_BLOCKS = 4
 #: Blocks whose outgoing flows the window keeps (one is not enough for trees: the
 #: flows entering the first leaf from outside it would be missing).
 _WINDOW_BLOCKS = 2
+#: Group nodes the window must hold, so that every kind of tree position (leaf, inner
+#: node of one tree or of the other) has flows in it.
+_WINDOW_MIN_NODES = 8
 
 
 def symmetry_window(group: Sequence[int], topology: Any) -> Window:
-    """The nodes of the first two blocks ``group`` touches, when the topology is periodic
-    (it has ``block_nodes() -> int | None``, the nodes per repeating block) and the group
-    spans at least four blocks; else None (cost every flow)."""
+    """The nodes of the first blocks ``group`` touches (two, or more until they hold
+    :data:`_WINDOW_MIN_NODES` of its nodes), when the topology is periodic (it has
+    ``block_nodes() -> int | None``, the nodes per repeating block) and the group spans
+    at least twice as many blocks; else None (cost every flow)."""
     block_fn = getattr(topology, "block_nodes", None)
     per_block = block_fn() if block_fn is not None else None
     if not per_block:
         return None
-    blocks = sorted({_node(topology, d) // per_block for d in group})
-    if len(blocks) < _WINDOW_MIN_BLOCKS:
+    nodes = sorted({_node(topology, d) for d in group})
+    blocks = sorted({n // per_block for n in nodes})
+    keep = _WINDOW_BLOCKS
+    while keep < len(blocks) and sum(1 for n in nodes if n // per_block in blocks[:keep]) \
+            < _WINDOW_MIN_NODES:
+        keep += 1
+    if len(blocks) < max(_WINDOW_MIN_BLOCKS, 2 * keep):
         return None
-    return frozenset(n for b in blocks[:_WINDOW_BLOCKS]
-                     for n in range(b * per_block, (b + 1) * per_block))
+    return frozenset(n for b in blocks[:keep] for n in range(b * per_block, (b + 1) * per_block))
 
 
 # --- per-topology caches (routes, latencies, results) ------------------------------------

@@ -31,7 +31,7 @@ def dp_groups(topo, per_node: int, members: int, stride_nodes: int, ranks: int):
             for r in range(ranks)]
 
 
-@settings(deadline=None, derandomize=True, max_examples=40)
+@settings(deadline=None, derandomize=True, max_examples=80)
 @given(members=st.integers(8, 48), stride=st.sampled_from([1, 2, 3]),
        radix=st.sampled_from([4, 6, 8]), over=st.sampled_from([1.0, 2.0]),
        rail=st.booleans(), ranks=st.sampled_from([1, 2, 4]),
