@@ -165,11 +165,19 @@ def test_failed_links_that_disconnect_a_device_are_a_config_error(tmp_path):
     ("bert-large", "dgx-a100", {"plan.tp": 4, "plan.pp": 2, "cluster.nodes": 2,
                                 "training.global_batch": 512, "training.micro_batch": 1,
                                 "plan.zero": 3}),
+    # DP groups across 8 leaves of 4 nodes (radix-8 leaves), so the symmetric run costs
+    # them on a two-leaf window (collectives.symmetry_window); per-device costs them all.
+    ("bert-large", "dgx-a100", {"plan.tp": 8, "plan.pp": 1, "cluster.nodes": 32,
+                          "cluster.inter.switch_radix": 8, "training.global_batch": 256}),
+    ("bert-large", "dgx-a100", {"plan.tp": 4, "plan.pp": 2, "cluster.nodes": 32,
+                          "cluster.inter.switch_radix": 8, "cluster.inter.rail_optimized":
+                          False, "training.global_batch": 256, "plan.zero": 3}),
 ])
 def test_per_device_matches_symmetric(workload, cluster, over):
     sym = simulate(workload, cluster, **over)
     per = simulate(workload, cluster, per_device=True, **over)
     assert sym.engine["mode"] == "symmetric" and per.engine["mode"] == "per-device"
+    assert sym.breakdown_s == pytest.approx(per.breakdown_s, rel=0.01, abs=1e-6)
     assert math.isclose(per.step_time_s, sym.step_time_s, rel_tol=0.01)
     assert math.isclose(per.memory["peak_bytes"], sym.memory["peak_bytes"], rel_tol=0.01)
 
