@@ -29,6 +29,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any, Protocol
 
 from .errors import SimwallError
@@ -349,13 +350,13 @@ def _tree(kind: str, group: Sequence[int], bytes_: float, topology: Any,
         for pos in kept:
             devs = chains[pos]
             # Chain inside the node: both trees of the channel share it (whole share).
-            for a, b in zip(devs, devs[1:]):
+            for a, b in pairwise(devs):
                 flows.append((a, b, bytes_ / k))
                 if up:
                     flows.append((b, a, bytes_ / k))
             if latency:
                 chain_s = max(chain_s, sum(_latency_s(topology, a, b)
-                                           for a, b in zip(devs, devs[1:])))
+                                           for a, b in pairwise(devs)))
         leaders = [devs[0] for devs in chains]
         for parents in trees:
             children = _children(parents)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import networkx as nx
 import pytest
@@ -43,7 +44,7 @@ class FakeTopology:
         if src == dst:
             return ()
         path = nx.shortest_path(self.graph, ("dev", src), ("dev", dst))
-        return tuple(zip(path, path[1:]))
+        return tuple(pairwise(path))
 
     def capacity(self, edge) -> float:
         return self.graph.edges[edge]["bandwidth_bytes_per_s"]
