@@ -186,6 +186,10 @@ class Searcher:
         self.device = resolve_device(cluster.device, "device", cluster.file)
         self.topology = _topology(cluster)
         self.capacity_bytes = self.device.memory_capacity_bytes
+        # Cost as the engine does by default (simwall.api.run_prepared): a fault-free,
+        # straggler-free cluster is symmetric, so stage 0's groups stand for every stage's
+        # and wide DP groups are costed on a symmetry window; otherwise every group.
+        self.symmetric = not cluster.faults.links and not cluster.faults.stragglers
         self._stage_costs: dict[tuple, Any] = {}
         self._op_cache: dict[tuple, dict] = {}
 
@@ -209,7 +213,7 @@ class Searcher:
         sc = self._stage_costs.get(key)
         if sc is None:
             sc = _stage_cost(self.workload.model, self.workload.training, shape, self.device,
-                             self.topology, stage)
+                             self.topology, stage, symmetric=self.symmetric)
             self._stage_costs[key] = sc
         return sc
 
