@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
@@ -97,12 +97,17 @@ def symmetry_window(group: Sequence[int], topology: Any) -> Window:
     """The nodes of the first blocks ``group`` touches (two, or more until they hold
     :data:`_WINDOW_MIN_NODES` of its nodes), when the topology is periodic (it has
     ``block_nodes() -> int | None``, the nodes per repeating block) and the group spans
-    at least twice as many blocks; else None (cost every flow)."""
+    at least twice as many blocks; else None (cost every flow). Memoised per topology."""
+    return _memo(topology, "window", tuple(group), lambda: _symmetry_window(group, topology))
+
+
+def _symmetry_window(group: Sequence[int], topology: Any) -> Window:
     block_fn = getattr(topology, "block_nodes", None)
     per_block = block_fn() if block_fn is not None else None
     if not per_block:
         return None
-    nodes = sorted({_node(topology, d) for d in group})
+    nodes = [devs[0] for devs in _by_node(group, topology)]
+    nodes = sorted({_node(topology, d) for d in nodes})
     blocks = sorted({n // per_block for n in nodes})
     keep = _WINDOW_BLOCKS
     while keep < len(blocks) and sum(1 for n in nodes if n // per_block in blocks[:keep]) \
@@ -130,6 +135,17 @@ def _cache(topology: Any) -> dict[str, dict] | None:
         return None                      # not weak-referenceable: do not cache
     found = _CACHES[key] = {"route": {}, "lat": {}, "time": {}}
     return found
+
+
+def _memo(topology: Any, name: str, key: Hashable, compute: Callable[[], Any]) -> Any:
+    """``compute()`` memoised per topology under ``(name, key)``."""
+    c = _cache(topology)
+    if c is None:
+        return compute()
+    table = c.setdefault(name, {})
+    if key not in table:
+        table[key] = compute()
+    return table[key]
 
 
 def clear_cache() -> None:
@@ -163,12 +179,17 @@ def _node(topology: Any, device: int) -> int:
     return int(topology.node_of(device))
 
 
-def _by_node(group: Sequence[int], topology: Any) -> list[list[int]]:
-    """The group's devices split per node, nodes and devices in ascending order."""
+def _by_node(group: Sequence[int], topology: Any) -> tuple[tuple[int, ...], ...]:
+    """The group's devices split per node, nodes and devices in ascending order.
+    Memoised per topology (groups of thousands recur across collectives and plans)."""
+    return _memo(topology, "by_node", tuple(group), lambda: _split_by_node(group, topology))
+
+
+def _split_by_node(group: Sequence[int], topology: Any) -> tuple[tuple[int, ...], ...]:
     nodes: dict[int, list[int]] = {}
     for d in sorted(group):
         nodes.setdefault(_node(topology, d), []).append(d)
-    return [nodes[n] for n in sorted(nodes)]
+    return tuple(tuple(nodes[n]) for n in sorted(nodes))
 
 
 # --- building blocks ---------------------------------------------------------------------

@@ -68,6 +68,13 @@ class Plan:
         """Global device index of one rank."""
         return (stage * self.dp + dp_rank) * self.tp + tp_rank
 
+    def rank_of(self, device: int) -> tuple[int, int, int]:
+        """``(stage, dp_rank, tp_rank)`` of a global device index (inverse of
+        :meth:`device_of`)."""
+        stage, rest = divmod(device, self.dp * self.tp)
+        dp_rank, tp_rank = divmod(rest, self.tp)
+        return stage, dp_rank, tp_rank
+
     def as_dict(self) -> dict:
         return {
             "tp": self.tp, "pp": self.pp, "dp": self.dp,

@@ -121,18 +121,28 @@ def _groups_dp(plan: Plan, stage: int) -> list[list[int]]:
     return [[plan.device_of(stage, d, t) for d in range(plan.dp)] for t in range(plan.tp)]
 
 
-def _sharing_first(groups, topology) -> tuple[tuple[int, ...], ...]:
-    """``groups`` that share a node with the first one: the ones a symmetric run puts on
-    the network (see :func:`_coll`)."""
-    nodes = {topology.node_of(d) for d in groups[0]}
-    return tuple(tuple(g) for g in groups if any(topology.node_of(d) in nodes for d in g))
+def _devices_near(topology, devices) -> list[int]:
+    """Every device on the nodes that hold ``devices``, ascending."""
+    per_node = topology.devices_per_node
+    nodes = sorted({topology.node_of(d) for d in devices})
+    return [d for n in nodes for d in range(n * per_node, (n + 1) * per_node)]
 
 
 @lru_cache(maxsize=1024)
 def _near_groups(plan: Plan, stage: int, axis: str, topology) -> tuple[tuple[int, ...], ...]:
-    """The ``axis`` ('tp' or 'dp') groups of ``stage`` sharing a node with its first."""
-    return _sharing_first(_groups_tp(plan, stage) if axis == "tp"
-                          else _groups_dp(plan, stage), topology)
+    """The ``axis`` ('tp' or 'dp') groups of ``stage`` that share a node with its first
+    group: the ones a symmetric run puts on the network (see :func:`_coll`)."""
+    first = (_groups_tp if axis == "tp" else _groups_dp)(plan, stage)[0]
+    ids = set()
+    for dev in _devices_near(topology, first):
+        s, d, t = plan.rank_of(dev)
+        if s == stage:
+            ids.add(d if axis == "tp" else t)
+    if axis == "tp":
+        return tuple(tuple(plan.device_of(stage, d, t) for t in range(plan.tp))
+                     for d in sorted(ids))
+    return tuple(tuple(plan.device_of(stage, d, t) for d in range(plan.dp))
+                 for t in sorted(ids))
 
 
 def _stage_pairs(plan: Plan, a: int, b: int, ranks: int) -> list[list[int]]:
@@ -144,8 +154,14 @@ def _stage_pairs(plan: Plan, a: int, b: int, ranks: int) -> list[list[int]]:
 @lru_cache(maxsize=1024)
 def _near_pairs(plan: Plan, a: int, b: int, ranks: int, topology
                 ) -> tuple[tuple[int, ...], ...]:
-    """:func:`_stage_pairs` sharing a node with the first pair."""
-    return _sharing_first(_stage_pairs(plan, a, b, ranks), topology)
+    """:func:`_stage_pairs` that share a node with the first pair, in the same order."""
+    first = (plan.device_of(a, 0, 0), plan.device_of(b, 0, 0))
+    ids = set()
+    for dev in _devices_near(topology, first):
+        s, d, r = plan.rank_of(dev)
+        if s in (a, b) and r < ranks:
+            ids.add((d, r))
+    return tuple((plan.device_of(a, d, r), plan.device_of(b, d, r)) for d, r in sorted(ids))
 
 
 def clear_caches() -> None:
@@ -179,12 +195,11 @@ def placement(topology, kind: str, groups, bytes_: float, algorithm: str, symmet
     """``(groups, algorithm, window)`` with which :func:`_coll` puts ``kind`` on the
     network (:mod:`simwall.linkload` counts the same flows)."""
     window = None
-    if symmetric:
+    if symmetric:      # the caller passes the groups sharing a node with the first
         rep = groups[0]
         window = collectives.symmetry_window(rep, topology)
         if algorithm == "auto":
             algorithm = collectives.choose_algorithm(kind, rep, bytes_, topology, window)
-        groups = _sharing_first(groups, topology)
     return tuple(tuple(g) for g in groups), algorithm, window
 
 
