@@ -11,19 +11,24 @@ the same with memoised costs, i.e. the schedule simulation itself."""
 
 from __future__ import annotations
 
+import functools
+import gc
 import time
 
-from simwall import api, collectives, memory, stepcost
+from simwall import collectives
 from simwall.api import prepare, run_prepared
 from simwall.topology import build_topology
 
 
 def clear_caches() -> None:
-    """Forget every memoised cost, so each timing is a cold simulation."""
-    api._topology_cached.cache_clear()
+    """Forget every memoised cost (every lru_cache of simwall, the per-topology collective
+    caches), so each timing is a cold simulation."""
+    for obj in gc.get_objects():
+        if isinstance(obj, functools._lru_cache_wrapper) and \
+                getattr(obj, "__module__", "").startswith("simwall"):
+            obj.cache_clear()
     collectives.clear_cache()
-    stepcost.clear_caches()
-    memory.device_memory.cache_clear()
+
 
 ROW = {"model.layers": 80, "model.hidden": 12288, "model.heads": 96, "model.kv_heads": 96,
        "model.ffn_hidden": 4 * 12288, "model.vocab": 51200, "model.seq_len": 2048,

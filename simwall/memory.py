@@ -316,6 +316,7 @@ def korthikanti_activation_bytes(model: ModelSpec, training: TrainingSpec,
     return float(sb * per_token)
 
 
+@lru_cache(maxsize=8192)
 def activation_bytes_per_layer(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
     """Saved activations of one layer per micro-batch per device, bytes.
 
@@ -414,6 +415,18 @@ class StageMemory:
         }
 
 
+@lru_cache(maxsize=8192)
+def _recompute_buffer_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
+    """Recomputation rematerialises one layer at a time in the backward pass: that layer's
+    no-recompute activations (full) or its attention core (selective) are live on top of
+    the stored ones (our estimate, following the recompute scheme of Korthikanti et al.
+    2022, Sec. 5), bytes."""
+    whole = korthikanti_activation_bytes(model, training, replace(plan, recompute="none"))
+    if plan.recompute == "selective":
+        whole -= korthikanti_activation_bytes(model, training, plan)
+    return whole
+
+
 def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int) -> float:
     """Transient and fixed buffers of one device of ``stage``, bytes."""
     e = _act_elem_bytes(training)
@@ -433,14 +446,7 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
         # a global buffer reused by every layer).
         out += e * sb * model.hidden
     if plan.recompute != "none" and plan.layers_on_stage(stage) > 0:
-        # Recomputation rematerialises one layer at a time in the backward pass: that
-        # layer's no-recompute activations (full) or its attention core (selective) are
-        # live on top of the stored ones (our estimate, following the recompute scheme of
-        # Korthikanti et al. 2022, Sec. 5).
-        whole = korthikanti_activation_bytes(model, training, replace(plan, recompute="none"))
-        if plan.recompute == "selective":
-            whole -= korthikanti_activation_bytes(model, training, plan)
-        out += whole
+        out += _recompute_buffer_bytes(model, training, plan)
     if stage == plan.pp - 1:
         # Gradient of the fp32 logits in the cross-entropy backward: one more sbV/t fp32
         # tensor next to the stored logits (an estimate; Korthikanti Sec. 4.3 counts only
