@@ -423,9 +423,13 @@ def _hierarchical(kind: str, group: Sequence[int], bytes_: float, topology: Any,
     rails = [[n[j] for n in per_node] for j in range(k)]
     shard = bytes_ / k
 
+    # Under a window only the rings of its nodes carry costed flows (every node's intra
+    # ring is alike); one ring is kept regardless so that the phases line up.
+    costed = [n for n in per_node if window is None or _node(topology, n[0]) in window]
+
     def intra(sub_kind: str) -> tuple[Phase, ...]:
         return _merge_phases([_ring(sub_kind, n, bytes_, topology, window, latency)
-                              for n in per_node if len(n) > 1])
+                              for n in (costed or per_node[:1]) if len(n) > 1])
 
     def inter(sub_kind: str) -> tuple[Phase, ...]:
         return _merge_phases([_ring(sub_kind, r, shard, topology, window, latency)

@@ -132,17 +132,17 @@ def _devices_near(topology, devices) -> list[int]:
 def _near_groups(plan: Plan, stage: int, axis: str, topology) -> tuple[tuple[int, ...], ...]:
     """The ``axis`` ('tp' or 'dp') groups of ``stage`` that share a node with its first
     group: the ones a symmetric run puts on the network (see :func:`_coll`)."""
-    first = (_groups_tp if axis == "tp" else _groups_dp)(plan, stage)[0]
-    ids = set()
-    for dev in _devices_near(topology, first):
-        s, d, t = plan.rank_of(dev)
-        if s == stage:
-            ids.add(d if axis == "tp" else t)
     if axis == "tp":
+        first = [plan.device_of(stage, 0, t) for t in range(plan.tp)]
+    else:
+        first = [plan.device_of(stage, d, 0) for d in range(plan.dp)]
+    lo, hi = plan.device_of(stage, 0, 0), plan.device_of(stage, plan.dp - 1, plan.tp - 1)
+    near = [dev - lo for dev in _devices_near(topology, first) if lo <= dev <= hi]
+    if axis == "tp":     # device - lo = dp_rank * tp + tp_rank
         return tuple(tuple(plan.device_of(stage, d, t) for t in range(plan.tp))
-                     for d in sorted(ids))
+                     for d in sorted({q // plan.tp for q in near}))
     return tuple(tuple(plan.device_of(stage, d, t) for d in range(plan.dp))
-                 for t in sorted(ids))
+                 for t in sorted({q % plan.tp for q in near}))
 
 
 def _stage_pairs(plan: Plan, a: int, b: int, ranks: int) -> list[list[int]]:
