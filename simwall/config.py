@@ -21,6 +21,7 @@ import difflib
 import math
 import re
 import types
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -156,6 +157,13 @@ def load_yaml(path: str | Path) -> Any:
         raise ConfigError(source, None, "not UTF-8 text (expected a YAML file)") from None
     except OSError as err:
         raise ConfigError(source, None, f"cannot read: {err.strerror}") from None
+    # A sweep loads the same few files for every point: parse each text once, hand out
+    # copies (callers apply overrides to what they get).
+    return copy.deepcopy(_parse_cached(text, source))
+
+
+@lru_cache(maxsize=256)
+def _parse_cached(text: str, source: str) -> Any:
     return parse_yaml(text, source)
 
 
