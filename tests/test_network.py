@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall.errors import SimwallError
-from simwall.network import FlowNetwork, drain_time_s, maxmin_rates
+from simwall.network import FlowNetwork, drain_time_reference_s, drain_time_s, maxmin_rates
 
 PROPS = settings(deadline=None, derandomize=True, max_examples=40)
 
@@ -195,3 +195,35 @@ def test_many_transfers_are_fast():
     env.run()
     assert net.transfers_done == 10_000
     assert time.perf_counter() - t0 < 15.0
+
+
+drain_sets = st.lists(
+    st.tuples(st.lists(st.sampled_from("abcdefg"), min_size=0, max_size=4),
+              st.floats(0.0, 1e9), st.integers(1, 4)),
+    min_size=1, max_size=24)
+
+
+@settings(deadline=None, derandomize=True, max_examples=300)
+@given(flows=drain_sets, caps=st.lists(st.floats(0.0, 1e10), min_size=7, max_size=7),
+       local=st.sampled_from([math.inf, 5e9]))
+def test_vectorised_drain_matches_the_plain_model(flows, caps, local):
+    """drain_time_s (arrays) and drain_time_reference_s (maxmin_rates re-solved at each
+    finish) are the same model: equal up to float rounding, inf in the same cases."""
+    cap = dict(zip("abcdefg", caps))
+    batch = [(tuple(e), b, w) for e, b, w in flows]
+    fast = drain_time_s(batch, cap, local)
+    plain = drain_time_reference_s(batch, cap, local)
+    if math.isinf(plain):
+        assert math.isinf(fast)
+    else:
+        assert fast == pytest.approx(plain, rel=1e-9, abs=1e-300)
+
+
+def test_vectorised_drain_is_deterministic_and_handles_empty():
+    flows = [((("x", i % 3), ("y", i % 5)), 1e6 * (1 + i % 7), 1.0) for i in range(200)]
+    cap = {**{("x", i): 1e9 for i in range(3)}, **{("y", i): 2e9 for i in range(5)}}
+    assert drain_time_s(flows, cap) == drain_time_s(flows, cap)
+    assert drain_time_s(flows, cap) == pytest.approx(drain_time_reference_s(flows, cap),
+                                                     rel=1e-12)
+    assert drain_time_s([], cap) == 0.0
+    assert drain_time_s([(("x", 0), 0.0, 1.0)], cap) == 0.0
