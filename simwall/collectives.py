@@ -562,21 +562,43 @@ def collective_time_parts(topology: Any, kind: str, groups: Sequence[Sequence[in
     on a periodic topology; only flows leaving the window's nodes are put on the network,
     and the latency is the first group's (its translations have the same).
     """
-    key = (kind, tuple(tuple(g) for g in groups), float(bytes_), algorithm,
-           None if weights is None else tuple(float(w) for w in weights), window)
+    groups_t = tuple(tuple(g) for g in groups)
+    weights_t = None if weights is None else tuple(float(w) for w in weights)
+    key = (kind, groups_t, float(bytes_), algorithm, weights_t, window)
     c = _cache(topology)
     if c is not None and key in c["time"]:
         return c["time"][key]
-    ws = [1.0] * len(groups) if weights is None else [float(w) for w in weights]
+    ws = [1.0] * len(groups) if weights is None else list(weights_t)
     if len(ws) != len(groups):
         raise SimwallError(f"{len(ws)} weights for {len(groups)} groups")
-    phases = [collective_phases(kind, g, bytes_, topology, algorithm, window,
-                                latency=window is None or i == 0)
-              for i, g in enumerate(groups)]
-    result = _phase_time_s(phases, ws, topology)
+    for g in groups_t:
+        _check(kind, g, bytes_)
+    if bytes_ == 0.0:
+        result = (0.0, 0.0)
+    else:
+        # Every flow is a fixed fraction of bytes_, so the fluid drain time is bytes_ times
+        # that of one byte (rates do not depend on sizes) and the latency does not depend
+        # on it: cost one byte once per (groups, algorithms) and scale.
+        algos = tuple(choose_algorithm(kind, g, bytes_, topology, window)
+                      if algorithm == "auto" else algorithm for g in groups_t)
+        latency_s, per_byte_s = _unit_time_s(topology, kind, groups_t, algos, weights_t,
+                                             window, ws)
+        result = (latency_s, per_byte_s * float(bytes_))
     if c is not None:
         c["time"][key] = result
     return result
+
+
+def _unit_time_s(topology: Any, kind: str, groups: tuple[tuple[int, ...], ...],
+                 algorithms: tuple[str, ...], weights_t: tuple[float, ...] | None,
+                 window: Window, ws: list[float]) -> tuple[float, float]:
+    """(latency_s, bandwidth seconds per byte) of ``groups`` each running its algorithm."""
+    def compute() -> tuple[float, float]:
+        phases = [collective_phases(kind, g, 1.0, topology, a, window,
+                                    latency=window is None or i == 0)
+                  for i, (g, a) in enumerate(zip(groups, algorithms))]
+        return _phase_time_s(phases, ws, topology)
+    return _memo(topology, "unit", (kind, groups, algorithms, weights_t, window), compute)
 
 
 def collective_time_s(topology: Any, kind: str, groups: Sequence[Sequence[int]],
