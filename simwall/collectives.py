@@ -367,9 +367,9 @@ def _tree(kind: str, group: Sequence[int], bytes_: float, topology: Any,
     # Positions (nodes of the group, in order) whose outgoing flows are costed.
     kept = [i for i, n in enumerate(per_node) if _kept(topology, n[0], window)]
     for c in range(k):
-        chains = [[n[(c + i) % len(n)] for i in range(len(n))] for n in per_node]
         for pos in kept:
-            devs = chains[pos]
+            n = per_node[pos]
+            devs = [n[(c + i) % len(n)] for i in range(len(n))]
             # Chain inside the node: both trees of the channel share it (whole share).
             for a, b in pairwise(devs):
                 flows.append((a, b, bytes_ / k))
@@ -378,7 +378,7 @@ def _tree(kind: str, group: Sequence[int], bytes_: float, topology: Any,
             if latency:
                 chain_s = max(chain_s, sum(_latency_s(topology, a, b)
                                            for a, b in pairwise(devs)))
-        leaders = [devs[0] for devs in chains]
+        leaders = [n[c % len(n)] for n in per_node]
         for parents in trees:
             children = _children(parents)
             for pos in kept:
