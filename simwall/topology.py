@@ -470,6 +470,8 @@ class Topology:
         self.graph = graph
         self._ctx = ctx
         self._routes: dict[tuple[int, int], tuple[Edge, ...]] = {}
+        self._capacity: dict[Edge, float] = {}        # per-edge memo (the graph is fixed)
+        self._edge_latency: dict[Edge, float] = {}
         self._bisection: float | None = None
         self._fallback_graph: nx.DiGraph | None = None
 
@@ -527,6 +529,8 @@ class Topology:
         return INTRA_GENERATORS[self.cluster.intra.topology].route(self, s, t)
 
     def _check_device(self, i: int) -> None:
+        if type(i) is int and 0 <= i < self.num_devices:
+            return
         if isinstance(i, bool) or not isinstance(i, numbers.Integral) \
                 or not 0 <= i < self.num_devices:
             raise ValueError(f"device index must be in 0..{self.num_devices - 1}, got {i!r}")
@@ -555,7 +559,10 @@ class Topology:
         if path is None:
             path = INTER_GENERATORS[self.cluster.inter.topology].route(self, src, dst)
         edges = tuple(pairwise(path)) if path else ()
-        if not edges or any(not self.graph.has_edge(u, v) for u, v in edges):
+        # The builders add every edge a structural route uses; only a failed link can
+        # take one away, so the check is needed only with faults.
+        if not edges or (self.cluster.faults.links
+                         and any(not self.graph.has_edge(u, v) for u, v in edges)):
             nodes = nx.shortest_path(self._routing_graph(), _dev(src), _dev(dst))
             edges = tuple(pairwise(nodes))
         self._routes[key] = edges
@@ -570,8 +577,17 @@ class Topology:
     def capacity(self, edge: Edge) -> float:
         """Usable capacity of a directed edge in bytes/s: its bandwidth times its link
         class's ``efficiency`` (1.0 unless a cluster or the catalog sets it)."""
-        attrs = self.graph.edges[edge]
-        return attrs["bandwidth_bytes_per_s"] * attrs["efficiency"]
+        cap = self._capacity.get(edge)
+        if cap is None:
+            attrs = self.graph.edges[edge]
+            cap = self._capacity[edge] = attrs["bandwidth_bytes_per_s"] * attrs["efficiency"]
+        return cap
+
+    def _latency(self, edge: Edge) -> float:
+        lat = self._edge_latency.get(edge)
+        if lat is None:
+            lat = self._edge_latency[edge] = self.graph.edges[edge]["latency_s"]
+        return lat
 
     def route_bandwidth_bytes_per_s(self, src: int, dst: int) -> float:
         """Bottleneck capacity along ``route(src, dst)``; ``inf`` when src == dst."""
@@ -580,7 +596,7 @@ class Topology:
 
     def route_latency_s(self, src: int, dst: int) -> float:
         """Sum of edge latencies along ``route(src, dst)``."""
-        return sum(self.graph.edges[e]["latency_s"] for e in self.route(src, dst))
+        return sum(self._latency(e) for e in self.route(src, dst))
 
     # -- whole-graph figures ---------------------------------------------------------------
     def bisection_bandwidth_bytes_per_s(self) -> float:
