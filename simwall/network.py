@@ -58,6 +58,23 @@ def _check_weight(weight: float) -> float:
     return weight
 
 
+def _index_edges(edges: Sequence[Edge], edge_index: dict[Edge, int], caps: list[float],
+                 capacity: CapacityFn) -> dict[int, int]:
+    """How often a route uses each edge, by edge index; unseen edges are numbered in
+    first-seen order and their capacity appended to ``caps``."""
+    counts: dict[int, int] = {}
+    for e in edges:
+        j = edge_index.get(e)
+        if j is None:
+            c = float(capacity(e))
+            if not c >= 0.0:
+                raise SimwallError(f"edge {e!r}: capacity must be >= 0, got {c}")
+            j = edge_index[e] = len(caps)
+            caps.append(c)
+        counts[j] = counts.get(j, 0) + 1
+    return counts
+
+
 def maxmin_rates(flows: Sequence[tuple[Sequence[Edge], float]],
                  capacity: CapacityFn | Mapping[Edge, float],
                  local_bandwidth_bytes_per_s: float = math.inf) -> list[float]:
@@ -103,19 +120,11 @@ def maxmin_rates(flows: Sequence[tuple[Sequence[Edge], float]],
     for i, (edges, weight) in enumerate(flows):
         w = _check_weight(weight)
         weights[i] = w
-        counts: dict[int, int] = {}
-        for e in edges:
-            j = edge_index.get(e)
-            if j is None:
-                c = float(cap(e))
-                if not c >= 0.0:
-                    raise SimwallError(f"edge {e!r}: capacity must be >= 0, got {c}")
-                j = edge_index[e] = len(edge_cap)
-                edge_cap.append(c)
-                frozen_load.append(0.0)
-                demand.append(0.0)
-                edge_flows.append([])
-            counts[j] = counts.get(j, 0) + 1
+        counts = _index_edges(edges, edge_index, edge_cap, cap)
+        for _ in range(len(edge_cap) - len(demand)):
+            frozen_load.append(0.0)
+            demand.append(0.0)
+            edge_flows.append([])
         pairs = list(counts.items())
         flow_edges.append(pairs)
         if not pairs:
@@ -194,17 +203,7 @@ def drain_time_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
         i = len(sizes)
         sizes.append(bytes_)
         weights.append(_check_weight(weight))
-        counts: dict[int, int] = {}
-        for e in edges:
-            j = edge_index.get(e)
-            if j is None:
-                c = float(cap_of(e))
-                if not c >= 0.0:
-                    raise SimwallError(f"edge {e!r}: capacity must be >= 0, got {c}")
-                j = edge_index[e] = len(caps)
-                caps.append(c)
-            counts[j] = counts.get(j, 0) + 1
-        for j, k in counts.items():
+        for j, k in _index_edges(edges, edge_index, caps, cap_of).items():
             inc_flow.append(i)
             inc_edge.append(j)
             inc_count.append(float(k))
