@@ -80,7 +80,7 @@ class Phase:
 #: Node indices whose outgoing flows are costed, or None for all. On a topology made of
 #: identical blocks (fat-tree leaves), the flows of translated groups load every block
 #: alike, so the flows leaving two blocks see the same max-min rates as the whole set
-#: (tests/test_collectives.py checks this against full costing).
+#: (tests/test_symmetry_window.py checks this against full costing).
 Window = frozenset | None
 
 #: Blocks a group must span before :func:`symmetry_window` truncates it.
@@ -106,8 +106,7 @@ def _symmetry_window(group: Sequence[int], topology: Any) -> Window:
     per_block = block_fn() if block_fn is not None else None
     if not per_block:
         return None
-    nodes = [devs[0] for devs in _by_node(group, topology)]
-    nodes = sorted({_node(topology, d) for d in nodes})
+    nodes = [_node(topology, devs[0]) for devs in _by_node(group, topology)]  # ascending
     blocks = sorted({n // per_block for n in nodes})
     keep = _WINDOW_BLOCKS
     while keep < len(blocks) and sum(1 for n in nodes if n // per_block in blocks[:keep]) \
