@@ -128,7 +128,10 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
     per_device = per_device or bool(speeds)
     replicas = plan.dp if per_device else 1
 
-    symmetric = not per_device and not prep.cluster.faults.links
+    # One stage's groups stand for every stage's when stages are translations of each
+    # other on the network: no faults, and a stage shift maps the network onto itself.
+    symmetric = (not per_device and not prep.cluster.faults.links
+                 and prep.topology.shift_invariant(plan.dp * plan.tp))
     base: dict[int, StageCost] = {}
     for stage in range(plan.pp):
         base[stage] = _stage_cost(model, training, plan, prep.device, prep.topology, stage,

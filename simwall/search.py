@@ -212,8 +212,9 @@ class Searcher:
         key = (shape, stage)
         sc = self._stage_costs.get(key)
         if sc is None:
+            symmetric = self.symmetric and self.topology.shift_invariant(plan.dp * plan.tp)
             sc = _stage_cost(self.workload.model, self.workload.training, shape, self.device,
-                             self.topology, stage, symmetric=self.symmetric)
+                             self.topology, stage, symmetric=symmetric)
             self._stage_costs[key] = sc
         return sc
 

@@ -122,9 +122,10 @@ def _groups_dp(plan: Plan, stage: int) -> list[list[int]]:
 
 
 def _devices_near(topology, devices) -> list[int]:
-    """Every device on the nodes that hold ``devices``, ascending."""
+    """Every device whose traffic can contend with that of ``devices``: those on the
+    same nodes, or on the same oversubscribed leaves (``Topology.contention_nodes``)."""
     per_node = topology.devices_per_node
-    nodes = sorted({topology.node_of(d) for d in devices})
+    nodes = sorted({n for d in devices for n in topology.contention_nodes(topology.node_of(d))})
     return [d for n in nodes for d in range(n * per_node, (n + 1) * per_node)]
 
 
@@ -175,10 +176,9 @@ def _coll(topology, kind: str, groups: list[list[int]], bytes_: float, plan: Pla
     """Time of ``kind`` run by all ``groups`` at once (max-min shared links).
 
     ``symmetric``: the groups are alike up to translation, so only the first one and the
-    groups that share a node with it (and so can share its NVLink ports and NICs) are
-    put on the network, with the algorithm chosen once for the first. On fat-trees with
-    oversubscription, contention on leaf uplinks from groups in other nodes is then not
-    seen; per-device runs (``symmetric=False``) put every group on the network. A group
+    groups that share a node with it (and so can share its NVLink ports and NICs), or an
+    oversubscribed leaf, are put on the network, with the algorithm chosen once for the
+    first; per-device runs (``symmetric=False``) put every group on the network. A group
     spanning many leaves is costed on the flows of its first two leaves
     (:func:`simwall.collectives.symmetry_window`), so the cost does not grow with DP.
     """

@@ -519,6 +519,29 @@ class Topology:
             return None
         return per_leaf
 
+    def shift_invariant(self, devices: int) -> bool:
+        """Whether moving every device index by ``devices`` maps the network's costs onto
+        themselves, as symmetric runs assume of pipeline stages. Not on a fat-tree with
+        oversubscribed uplinks unless the shift is a whole number of leaves (stages would
+        otherwise share a leaf's uplinks unevenly); the other generated networks are
+        taken as invariant (tests/test_faults.py compares with per-device runs)."""
+        if self.cluster.inter.topology != "fat_tree" or \
+                self.cluster.inter.oversubscription <= 1:
+            return True
+        per_leaf = _fat_tree_layout(self._ctx)[0]
+        return devices % (per_leaf * self.devices_per_node) == 0
+
+    def contention_nodes(self, node: int) -> range:
+        """Nodes whose traffic can slow ``node``'s beyond its own links: the nodes of its
+        leaf on a fat-tree with oversubscribed uplinks (they share them), else the node
+        alone (a 1:1 leaf's uplinks carry at most what its NICs can send)."""
+        if self.cluster.inter.topology != "fat_tree" or \
+                self.cluster.inter.oversubscription <= 1:
+            return range(node, node + 1)
+        per_leaf = _fat_tree_layout(self._ctx)[0]
+        first = node - node % per_leaf
+        return range(first, min(first + per_leaf, self.nodes_count))
+
     def host_edge(self, i: int) -> Edge:
         """The edge from device ``i`` to its node's host memory (for offload)."""
         return (_dev(i), ("host", self.node_of(i)))

@@ -13,6 +13,7 @@ import math
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from simwall import cli
 from simwall.api import simulate
@@ -253,3 +254,29 @@ def test_fault_errors_name_list_items_in_one_style_with_their_line(tmp_path, fie
     err = exc.value
     assert (err.source, err.key, err.line) == (path, key, line), str(err)
     assert str(err).startswith(f"{path}:{line}: {key}: ")
+
+
+@settings(deadline=None, derandomize=True, max_examples=40,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(nodes=st.sampled_from([16, 24, 32]), per_node=st.sampled_from([2, 4]),
+       radix=st.sampled_from([4, 6, 8]), over=st.sampled_from([1.0, 2.0, 3.0]),
+       rail=st.booleans(), tp=st.sampled_from([1, 2]), pp=st.sampled_from([1, 2]),
+       zero=st.sampled_from([0, 1, 3]),
+       collective=st.sampled_from(["auto", "ring", "tree", "hierarchical"]))
+def test_symmetric_matches_per_device_on_small_radix_fat_trees(nodes, per_node, radix, over,
+                                                               rail, tp, pp, zero,
+                                                               collective):
+    """Leaves of a few nodes, uplinks 1:1 to 3:1: DP groups span many leaves (symmetry
+    windows), pipeline sends and stages share oversubscribed leaves. The symmetric run
+    must agree with costing every group of every stage."""
+    dp = nodes * per_node // (tp * pp)
+    over_ = {"cluster.nodes": nodes, "cluster.devices_per_node": per_node,
+             "cluster.inter.nics_per_node": per_node, "cluster.inter.switch_radix": radix,
+             "cluster.inter.oversubscription": over, "cluster.inter.rail_optimized": rail,
+             "plan.tp": tp, "plan.pp": pp, "plan.dp": dp, "plan.zero": zero,
+             "plan.collective": collective, "training.micro_batch": 1,
+             "training.global_batch": 2 * dp}
+    sym = simulate("bert-large", "dgx-a100", **over_)
+    per = simulate("bert-large", "dgx-a100", per_device=True, **over_)
+    assert math.isclose(per.step_time_s, sym.step_time_s, rel_tol=0.01), (
+        sym.breakdown_s, per.breakdown_s)
