@@ -521,22 +521,32 @@ class Topology:
 
     def shift_invariant(self, devices: int) -> bool:
         """Whether moving every device index by ``devices`` maps the network's costs onto
-        themselves, as symmetric runs assume of pipeline stages. Not on a fat-tree with
-        oversubscribed uplinks unless the shift is a whole number of leaves (stages would
-        otherwise share a leaf's uplinks unevenly); the other generated networks are
-        taken as invariant (tests/test_faults.py compares with per-device runs)."""
-        if self.cluster.inter.topology != "fat_tree" or \
-                self.cluster.inter.oversubscription <= 1:
-            return True
-        per_leaf = _fat_tree_layout(self._ctx)[0]
-        return devices % (per_leaf * self.devices_per_node) == 0
+        themselves, as symmetric runs assume of pipeline stages: a translation of the
+        torus (a whole number of slices along its slowest axis), whole nodes around a ring
+        of nodes or inside a ring or torus node, whole leaves of a fat-tree with
+        oversubscribed uplinks. Switched fabrics (NVSwitch, 1:1 fat-trees) and meshes are
+        invariant under any shift. tests/test_faults.py compares with per-device runs."""
+        inter, intra = self.cluster.inter.topology, self.cluster.intra.topology
+        per_node = self.devices_per_node
+        if inter == "torus":
+            return devices % math.prod(self.cluster.inter.dims[1:]) == 0
+        if intra in ("ring", "torus") and devices % per_node:
+            return False
+        if inter == "ring":
+            return devices % per_node == 0
+        if inter == "fat_tree" and self.cluster.inter.oversubscription > 1:
+            return devices % (_fat_tree_layout(self._ctx)[0] * per_node) == 0
+        return True
 
     def contention_nodes(self, node: int) -> range:
-        """Nodes whose traffic can slow ``node``'s beyond its own links: the nodes of its
-        leaf on a fat-tree with oversubscribed uplinks (they share them), else the node
-        alone (a 1:1 leaf's uplinks carry at most what its NICs can send)."""
-        if self.cluster.inter.topology != "fat_tree" or \
-                self.cluster.inter.oversubscription <= 1:
+        """Nodes whose traffic can slow ``node``'s beyond its own links: every node on a
+        torus or a ring of nodes (routes cross other nodes' links), the nodes of its leaf
+        on a fat-tree with oversubscribed uplinks (they share them), else the node alone
+        (a 1:1 leaf's uplinks carry at most what its NICs can send)."""
+        inter = self.cluster.inter.topology
+        if inter in ("torus", "ring"):
+            return range(self.nodes_count)
+        if inter != "fat_tree" or self.cluster.inter.oversubscription <= 1:
             return range(node, node + 1)
         per_leaf = _fat_tree_layout(self._ctx)[0]
         first = node - node % per_leaf
