@@ -522,18 +522,17 @@ class Topology:
     def shift_invariant(self, devices: int) -> bool:
         """Whether moving every device index by ``devices`` maps the network's costs onto
         themselves, as symmetric runs assume of pipeline stages: a translation of the
-        torus (a whole number of slices along its slowest axis), whole nodes around a ring
-        of nodes or inside a ring or torus node, whole leaves of a fat-tree with
-        oversubscribed uplinks. Switched fabrics (NVSwitch, 1:1 fat-trees) and meshes are
-        invariant under any shift. tests/test_faults.py compares with per-device runs."""
+        torus (a whole number of slices along its slowest axis); otherwise whole nodes
+        when there are several (a part-node shift moves pairs of ranks between the intra
+        and the inter fabric; inside one node only switches and meshes are invariant
+        under any shift), and whole leaves of a fat-tree with oversubscribed uplinks.
+        tests/test_faults.py compares with per-device runs."""
         inter, intra = self.cluster.inter.topology, self.cluster.intra.topology
         per_node = self.devices_per_node
         if inter == "torus":
             return devices % math.prod(self.cluster.inter.dims[1:]) == 0
-        if intra in ("ring", "torus") and devices % per_node:
-            return False
-        if inter == "ring":
-            return devices % per_node == 0
+        if devices % per_node:
+            return self.nodes_count == 1 and intra not in ("ring", "torus")
         if inter == "fat_tree" and self.cluster.inter.oversubscription > 1:
             return devices % (_fat_tree_layout(self._ctx)[0] * per_node) == 0
         return True

@@ -166,6 +166,11 @@ def test_failed_links_that_disconnect_a_device_are_a_config_error(tmp_path):
     ("bert-large", "dgx-a100", {"plan.tp": 4, "plan.pp": 2, "cluster.nodes": 2,
                                 "training.global_batch": 512, "training.micro_batch": 1,
                                 "plan.zero": 3}),
+    # Stages of half a node on 4 nodes: boundaries alternate between NVLink and the
+    # network, so stage 0 cannot stand for every stage (Topology.shift_invariant).
+    ("bert-base", "dgx-a100", {"plan.tp": 1, "plan.pp": 8, "plan.dp": 4, "cluster.nodes": 4,
+                               "training.global_batch": 4, "training.micro_batch": 1,
+                               "plan.dp_overlap": False}),
     # DP groups across 8 leaves of 4 nodes (radix-8 leaves), so the symmetric run costs
     # them on a two-leaf window (collectives.symmetry_window); per-device costs them all.
     ("bert-large", "dgx-a100", {"plan.tp": 8, "plan.pp": 1, "cluster.nodes": 32,
