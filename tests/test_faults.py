@@ -158,6 +158,16 @@ def test_failed_links_that_disconnect_a_device_are_a_config_error(tmp_path):
 # ---------------------------------------------------------------------------------------
 # Per-device and symmetric modes agree on a symmetric cluster
 
+def assert_modes_agree(workload: str, cluster: str | None, over: dict):
+    """Symmetric and per-device runs of one config agree on the step time within 1%;
+    returns both results for further checks."""
+    sym = simulate(workload, cluster, **over)
+    per = simulate(workload, cluster, per_device=True, **over)
+    assert math.isclose(per.step_time_s, sym.step_time_s, rel_tol=0.01), (
+        sym.breakdown_s, per.breakdown_s)
+    return sym, per
+
+
 @pytest.mark.parametrize("workload,cluster,over", [
     ("bert-base", None, {}),
     ("gpt2", None, {}),
@@ -180,11 +190,9 @@ def test_failed_links_that_disconnect_a_device_are_a_config_error(tmp_path):
                           False, "training.global_batch": 256, "plan.zero": 3}),
 ])
 def test_per_device_matches_symmetric(workload, cluster, over):
-    sym = simulate(workload, cluster, **over)
-    per = simulate(workload, cluster, per_device=True, **over)
+    sym, per = assert_modes_agree(workload, cluster, over)
     assert sym.engine["mode"] == "symmetric" and per.engine["mode"] == "per-device"
     assert sym.breakdown_s == pytest.approx(per.breakdown_s, rel=0.01, abs=1e-6)
-    assert math.isclose(per.step_time_s, sym.step_time_s, rel_tol=0.01)
     assert math.isclose(per.memory["peak_bytes"], sym.memory["peak_bytes"], rel_tol=0.01)
 
 
@@ -203,10 +211,7 @@ def _invariants_configs():
 @given(cfg=_invariants_configs())
 def test_per_device_matches_symmetric_on_random_plans(cfg):
     workload, cluster, over = cfg
-    sym = simulate(workload, cluster, **over)
-    per = simulate(workload, cluster, per_device=True, **over)
-    assert math.isclose(per.step_time_s, sym.step_time_s, rel_tol=0.01), (
-        sym.breakdown_s, per.breakdown_s)
+    assert_modes_agree(workload, cluster, over)
 
 
 # ---------------------------------------------------------------------------------------
@@ -281,10 +286,7 @@ def test_symmetric_matches_per_device_on_small_radix_fat_trees(nodes, per_node, 
              "plan.tp": tp, "plan.pp": pp, "plan.dp": dp, "plan.zero": zero,
              "plan.collective": collective, "training.micro_batch": 1,
              "training.global_batch": 2 * dp}
-    sym = simulate("bert-large", "dgx-a100", **over_)
-    per = simulate("bert-large", "dgx-a100", per_device=True, **over_)
-    assert math.isclose(per.step_time_s, sym.step_time_s, rel_tol=0.01), (
-        sym.breakdown_s, per.breakdown_s)
+    assert_modes_agree("bert-large", "dgx-a100", over_)
 
 
 @settings(deadline=None, derandomize=True, max_examples=30,
@@ -300,7 +302,4 @@ def test_symmetric_matches_per_device_on_a_torus(dims, tp, pp, zero, collective)
             "plan.tp": tp, "plan.pp": pp, "plan.dp": dp, "plan.zero": zero,
             "plan.collective": collective, "training.micro_batch": 1,
             "training.global_batch": 2 * dp}
-    sym = simulate("bert-large", "tpu-v4", **over)
-    per = simulate("bert-large", "tpu-v4", per_device=True, **over)
-    assert math.isclose(per.step_time_s, sym.step_time_s, rel_tol=0.01), (
-        sym.breakdown_s, per.breakdown_s)
+    assert_modes_agree("bert-large", "tpu-v4", over)

@@ -23,12 +23,6 @@ from simwall.search import (
     search,
 )
 
-TINY = """name: tiny
-model: {layers: 8, hidden: 256, heads: 8, vocab: 1024, seq_len: 256}
-training: {global_batch: 32, micro_batch: 1}
-plan: {tp: 1, pp: 1}
-defaults: {cluster: single-node}
-"""
 # Big enough that memory rules plans out on a 4 GB device (capacity set below).
 SMALL = """name: small
 model: {layers: 8, hidden: 1024, heads: 16, vocab: 32000, seq_len: 1024}
@@ -40,13 +34,6 @@ defaults: {cluster: single-node}
 SMALL_CAPACITY = {"cluster.device.memory_capacity": 4.0e9}
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    p = tmp_path_factory.mktemp("wl") / "tiny.yaml"
-    p.write_text(TINY)
-    return str(p)
 
 
 @pytest.fixture(scope="module")

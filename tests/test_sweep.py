@@ -26,21 +26,8 @@ from simwall.sweep import (
     write_records,
 )
 
-TINY = """name: tiny
-model: {layers: 8, hidden: 256, heads: 8, vocab: 1024, seq_len: 256}
-training: {global_batch: 32, micro_batch: 1}
-plan: {tp: 1, pp: 1}
-defaults: {cluster: single-node}
-"""
 # 3 x 2 x 2 = 12 points; plan.tp = 7 does not divide the 8 heads: an error record.
 GRID = {"plan.tp": [1, 7, 2], "training.micro_batch": [1, 2], "plan.pp": [1, 2]}
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    p = tmp_path_factory.mktemp("wl") / "tiny.yaml"
-    p.write_text(TINY)
-    return str(p)
 
 
 def base(tiny: str) -> dict:
@@ -241,7 +228,7 @@ def test_sweep_main_serial(tmp_path, tiny, capsys):
 
 def test_workload_path_relative_to_the_sweep_file(tmp_path, tiny, monkeypatch):
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "w.yaml").write_text(TINY)
+    (tmp_path / "sub" / "w.yaml").write_text(Path(tiny).read_text())
     (tmp_path / "sub" / "s.yaml").write_text("workload: w.yaml\ngrid: {plan.tp: [1]}\n")
     monkeypatch.chdir(tmp_path)
     spec = load_sweep("sub/s.yaml")
