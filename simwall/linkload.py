@@ -15,7 +15,7 @@ the link class's ``efficiency``), for network and host (PCIe) links alike. A lin
 busy no longer than the step, so ``busy_s = bytes / capacity`` is a lower bound on it.
 
 Symmetric runs (the default: stages are translations of each other and stage 0's groups
-stand for every stage's, see :func:`simwall.stepcost._coll`) account each stage's traffic
+stand for every stage's, see :func:`simwall.stepcost.placement`) account each stage's traffic
 on those representative groups, again like the costing (the representative group plus
 the groups sharing a node with it, and on a periodic fat-tree only the flows leaving the
 first two leaves: :func:`simwall.collectives.symmetry_window`, whose links carry what

@@ -132,7 +132,7 @@ def _devices_near(topology, devices) -> list[int]:
 @lru_cache(maxsize=1024)
 def _near_groups(plan: Plan, stage: int, axis: str, topology) -> tuple[tuple[int, ...], ...]:
     """The ``axis`` ('tp' or 'dp') groups of ``stage`` that share a node with its first
-    group: the ones a symmetric run puts on the network (see :func:`_coll`)."""
+    group: the ones a symmetric run puts on the network (see :func:`placement`)."""
     if axis == "tp":
         first = [plan.device_of(stage, 0, t) for t in range(plan.tp)]
     else:
@@ -171,29 +171,18 @@ def clear_caches() -> None:
         fn.cache_clear()
 
 
-def _coll(topology, kind: str, groups: list[list[int]], bytes_: float, plan: Plan,
-          symmetric: bool = False) -> float:
-    """Time of ``kind`` run by all ``groups`` at once (max-min shared links).
-
-    ``symmetric``: the groups are alike up to translation, so only the first one and the
-    groups that share a node with it (and so can share its NVLink ports and NICs), or an
-    oversubscribed leaf, are put on the network, with the algorithm chosen once for the
-    first; per-device runs (``symmetric=False``) put every group on the network. A group
-    spanning many leaves is costed on the flows of its first two leaves
-    (:func:`simwall.collectives.symmetry_window`), so the cost does not grow with DP.
-    """
-    if bytes_ <= 0 or not groups or len(groups[0]) < 2:
-        return 0.0
-    groups, algorithm, window = placement(topology, kind, groups, bytes_, plan.collective,
-                                          symmetric)
-    return collectives.collective_time_s(topology, kind, groups, bytes_, algorithm,
-                                         window=window)
-
-
 def placement(topology, kind: str, groups, bytes_: float, algorithm: str, symmetric: bool
               ) -> tuple[tuple[tuple[int, ...], ...], str, collectives.Window]:
-    """``(groups, algorithm, window)`` with which :func:`_coll` puts ``kind`` on the
-    network (:mod:`simwall.linkload` counts the same flows)."""
+    """``(groups, algorithm, window)`` with which ``kind`` run by all ``groups`` at once is
+    put on the network (max-min shared links).
+
+    ``symmetric``: the groups are alike up to translation; the caller passes only the
+    first one and the groups that can share its links (:func:`_near_groups`,
+    :func:`_near_pairs`), the algorithm is chosen once for the first, and a group
+    spanning many leaves is costed on the flows of its first two
+    (:func:`simwall.collectives.symmetry_window`), so the cost does not grow with DP.
+    Per-device runs (``symmetric=False``) put every group on the network.
+    """
     window = None
     if symmetric:      # the caller passes the groups sharing a node with the first
         rep = groups[0]
@@ -229,7 +218,7 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
 
     ``symmetric``: the cluster is fault-free and its stages are translations of each
     other, so stage 0's groups (and the 0 -> 1 pipeline boundary) stand for every
-    stage's; see :func:`_coll`. Memoised: plans and sweeps that share shapes reuse it
+    stage's; see :func:`placement`. Memoised: plans and sweeps that share shapes reuse it
     (the topology is keyed by identity; it is immutable once built).
     """
     sym = symmetric
@@ -247,46 +236,45 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     n_here = plan.layers_on_stage(stage)
     traffic: list[Traffic] = []
 
-    def rec(kind: str, groups, bytes_: float, count: float) -> None:
-        if bytes_ > 0 and count > 0 and groups and len(groups[0]) > 1:
-            placed, algorithm, window = placement(topology, kind, groups, bytes_,
-                                                  plan.collective, sym)
+    def coll(kind: str, groups, bytes_: float, count: float) -> float:
+        """Seconds of one run of ``kind`` by all ``groups`` at once; the step runs it
+        ``count`` times (recorded in ``traffic``)."""
+        if bytes_ <= 0 or not groups or len(groups[0]) < 2:
+            return 0.0
+        placed, algorithm, window = placement(topology, kind, groups, bytes_,
+                                              plan.collective, sym)
+        if count > 0:
             traffic.append(Traffic(kind, placed, float(bytes_), algorithm, float(count),
                                    window))
+        return collectives.collective_time_s(topology, kind, placed, bytes_, algorithm,
+                                             window=window)
 
     tp_groups = ([] if tp == 1 else _near_groups(plan, gstage, "tp", topology) if sym
                  else _groups_tp(plan, gstage))
-    if tp > 1 and sp:
-        per_collective = (_coll(topology, "all_gather", tp_groups, full_act, plan, sym)
-                          + _coll(topology, "reduce_scatter", tp_groups, full_act, plan, sym))
-    elif tp > 1:
-        per_collective = _coll(topology, "all_reduce", tp_groups, full_act, plan, sym)
+    # Per layer and micro-batch: two collectives forward, two backward, two more to
+    # recompute the forward; each is AG + RS with SP, else an AR.
+    per_mb = n_here * (4 + (2 if plan.recompute == "full" else 0))
+    has_head = last in ids
+    if sp:
+        per_collective = (coll("all_gather", tp_groups, full_act, m * per_mb)
+                          + coll("reduce_scatter", tp_groups, full_act, m * per_mb))
     else:
-        per_collective = 0.0
+        # --- validate (issue 4): without SP the LM head's input enters the vocabulary-
+        # parallel GEMM through Megatron's copy-to-tensor-parallel region (identity
+        # forward, all-reduce of the b s h input gradient backward; Shoeybi et al. 2019,
+        # Sec. 3, the "f" operator; Megatron-LM parallel_lm_logits), so its backward pays
+        # one more all-reduce per micro-batch (counted here, charged below).
+        per_collective = coll("all_reduce", tp_groups, full_act,
+                              m * per_mb + (m if has_head else 0))
     layer_tp_fwd = 2 * per_collective
     layer_tp_bwd = 2 * per_collective + (layer_tp_fwd if plan.recompute == "full" else 0.0)
-    per_mb = n_here * (4 + (2 if plan.recompute == "full" else 0))
-    for kind in (("all_gather", "reduce_scatter") if sp else ("all_reduce",)):
-        rec(kind, tp_groups, full_act, m * per_mb)
     # Vocabulary-parallel embedding: its output is summed over the TP ranks, an
     # all-reduce, or with SP a reduce-scatter into the sequence-parallel region.
-    if tp > 1:
-        emb_tp = _coll(topology, "reduce_scatter" if sp else "all_reduce", tp_groups,
-                       full_act, plan, sym)
-        if 0 in ids:
-            rec("reduce_scatter" if sp else "all_reduce", tp_groups, full_act, m)
-    else:
-        emb_tp = 0.0
-    head_tp = (_coll(topology, "all_gather", tp_groups, full_act, plan, sym) if (tp > 1 and sp)
-               else 0.0)
-    # --- validate (issue 4): without SP the LM head's input enters the vocabulary-parallel
-    # GEMM through Megatron's copy-to-tensor-parallel region (identity forward, all-reduce
-    # of the b s h input gradient backward; Shoeybi et al. 2019, Sec. 3, the "f" operator;
-    # Megatron-LM parallel_lm_logits), so its backward pays one all-reduce.
+    emb_tp = coll("reduce_scatter" if sp else "all_reduce", tp_groups, full_act,
+                  m if 0 in ids else 0)
+    # LM head with SP: all-gather forward and backward.
+    head_tp = coll("all_gather", tp_groups, full_act, 2 * m if has_head else 0) if sp else 0.0
     head_tp_bwd = head_tp if sp else per_collective
-    # --- end validate
-    if tp > 1 and last in ids:   # LM head: AG forward and backward with SP, else AR backward
-        rec("all_gather" if sp else "all_reduce", tp_groups, full_act, 2 * m if sp else m)
 
     layer_params = memory.layer_params(model, tp)
     grad_b = PRECISION_BYTES[training.grad_precision_]
@@ -299,10 +287,8 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     # before forward and backward; reduce-scatter its gradients in backward.
     z3_ag = z3_rs = 0.0
     if plan.zero == 3 and plan.dp > 1:
-        z3_ag = _coll(topology, "all_gather", dp_groups, layer_params * param_b, plan, sym)
-        z3_rs = _coll(topology, "reduce_scatter", dp_groups, layer_params * grad_b, plan, sym)
-        rec("all_gather", dp_groups, layer_params * param_b, 2 * m * n_here)
-        rec("reduce_scatter", dp_groups, layer_params * grad_b, m * n_here)
+        z3_ag = coll("all_gather", dp_groups, layer_params * param_b, 2 * m * n_here)
+        z3_rs = coll("reduce_scatter", dp_groups, layer_params * grad_b, m * n_here)
     # --- offload (issue 6, simwall.offload): ZeRO-Infinity keeps the 16-bit weights in
     # host memory and fetches each layer over PCIe before its forward and its backward,
     # prefetched one layer ahead like ZeRO-3's gather (so only the excess is exposed).
@@ -358,21 +344,17 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
         else:
             pairs_f = _stage_pairs(plan, src, nxt, ranks)
             pairs_b = _stage_pairs(plan, src, prv, ranks)
-        nxt_tp = _near_groups(plan, nxt, "tp", topology) if sym else _groups_tp(plan, nxt)
-        gather = (_coll(topology, "all_gather", nxt_tp, full_act, plan, sym)
-                  if (plan.pp_scatter_gather and not sp and tp > 1) else 0.0)
-        pp_fwd = _pairs_time(topology, pairs_f, msg, plan, sym)
-        pp_bwd = _pairs_time(topology, pairs_b, msg, plan, sym)
-        pp_fwd += gather
-        pp_bwd += gather
         # The engine sends after the forward of every chunk but the last and after the
         # backward of every chunk but the first.
         fwd_sends = m * sum(1 for g in ids if g < last)
         bwd_sends = m * sum(1 for g in ids if g > 0)
-        rec("send_recv", pairs_f, msg, fwd_sends)
-        rec("send_recv", pairs_b, msg, bwd_sends)
-        if gather:
-            rec("all_gather", nxt_tp, full_act, fwd_sends + bwd_sends)
+        pp_fwd = coll("send_recv", pairs_f, msg, fwd_sends)
+        pp_bwd = coll("send_recv", pairs_b, msg, bwd_sends)
+        if plan.pp_scatter_gather and not sp and tp > 1:
+            nxt_tp = _near_groups(plan, nxt, "tp", topology) if sym else _groups_tp(plan, nxt)
+            gather = coll("all_gather", nxt_tp, full_act, fwd_sends + bwd_sends)
+            pp_fwd += gather
+            pp_bwd += gather
 
     # Data-parallel gradient reduction, in buckets, once per step.
     total_grads = sum(c.grad_bytes for c in chunks)
@@ -384,8 +366,7 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
         memo: dict[float, float] = {}
         for size in bucket_list:
             if size not in memo:
-                memo[size] = _coll(topology, kind, dp_groups, size, plan, sym)
-                rec(kind, dp_groups, size, bucket_list.count(size))
+                memo[size] = coll(kind, dp_groups, size, bucket_list.count(size))
         bucket_times = tuple(memo[x] for x in bucket_list)
 
     tied = 0.0
@@ -393,9 +374,8 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
         emb_grads = memory.embedding_params(model, tp) * grad_b
         pairs = (_near_pairs(plan, 0, plan.pp - 1, tp, topology) if sym
                  else _stage_pairs(plan, 0, plan.pp - 1, tp))
-        tied = _coll(topology, "all_reduce", pairs, emb_grads, plan, sym) if pairs else 0.0
-        if stage == 0:               # the engine charges it once, on stage 0
-            rec("all_reduce", pairs, emb_grads, 1)
+        # The engine charges it once, on stage 0.
+        tied = coll("all_reduce", pairs, emb_grads, 1 if stage == 0 else 0)
 
     params_here = memory.stage_params(model, plan, stage)
     shard = params_here / plan.dp if plan.zero >= 1 else params_here
@@ -408,19 +388,10 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     # --- end offload
     post = 0.0
     if plan.zero in (1, 2) and plan.dp > 1:
-        post = _coll(topology, "all_gather", dp_groups, params_here * param_b, plan, sym)
-        rec("all_gather", dp_groups, params_here * param_b, 1)
+        post = coll("all_gather", dp_groups, params_here * param_b, 1)
     return StageCost(stage=stage, chunks=tuple(chunks), pp_fwd_s=pp_fwd, pp_bwd_s=pp_bwd,
                      bucket_bytes=bucket_list, bucket_s=bucket_times, tied_embedding_s=tied,
                      optimizer_s=opt, post_optimizer_s=post, traffic=tuple(traffic))
-
-
-def _pairs_time(topology, pairs: list[list[int]], msg: float, plan: Plan,
-                symmetric: bool) -> float:
-    """All ``pairs`` [src, dst] sending ``msg`` bytes at once, sharing links."""
-    if msg <= 0 or not pairs:
-        return 0.0
-    return _coll(topology, "send_recv", pairs, msg, plan, symmetric)
 
 
 def step_costs(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec,
