@@ -30,8 +30,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from . import collectives, memory
-from .config import PRECISION_BYTES, ModelSpec, TrainingSpec
+from . import collectives, memory, offload
+from .config import ModelSpec, TrainingSpec
 from .plan import Plan
 from .stepcost import StageCost, Traffic
 from .topology import node_name
@@ -124,19 +124,10 @@ def busiest_link(topology: Any, loads: Iterable[dict[Edge, float]]) -> dict | No
 def _offload_bytes(training: TrainingSpec, plan: Plan, topology: Any, stage: int,
                    params_here: float, layer_params: float, layers: int,
                    symmetric: bool) -> dict[Edge, float]:
-    """Host-link bytes of ``stage``'s devices (its first one when ``symmetric``), as
-    :mod:`simwall.offload` moves them: the gradient shard device -> host; the updated
-    16-bit shard back (``optimizer``), or each layer's 16-bit weights (its ``1/dp`` slice
-    with ZeRO-3) fetched before every forward and backward of every micro-batch
-    (``optimizer+params``)."""
+    """Host-link bytes of ``stage``'s devices (its first one when ``symmetric``):
+    :func:`simwall.offload.step_host_bytes` on each one's host edge."""
     shard = params_here / plan.dp if plan.zero >= 1 else params_here
-    weight_b = PRECISION_BYTES["bf16" if training.precision == "fp8" else training.precision]
-    grad_b = PRECISION_BYTES[training.grad_precision_]
-    d2h = shard * grad_b if shard > 0 else 0.0
-    h2d = shard * weight_b if (shard > 0 and plan.offload == "optimizer") else 0.0
-    if plan.offload == "optimizer+params" and layer_params > 0:
-        shards = plan.dp if (plan.zero == 3 and plan.dp > 1) else 1
-        h2d += 2 * plan.micro_batches * layers * layer_params * weight_b / shards
+    d2h, h2d = offload.step_host_bytes(shard, layer_params, layers, training, plan)
     devices = ([plan.device_of(stage, 0, 0)] if symmetric else
                [plan.device_of(stage, d, t) for d in range(plan.dp) for t in range(plan.tp)])
     out: dict[Edge, float] = {}

@@ -42,6 +42,7 @@ __all__ = [
     "offload_candidates",
     "offload_times_s",
     "param_fetch_s",
+    "step_host_bytes",
 ]
 
 #: Offload modes in order of device memory saved (``plan.offload``).
@@ -130,8 +131,31 @@ def param_fetch_s(layer_params: float, training: TrainingSpec, plan: Any,
     if plan.offload != "optimizer+params" or layer_params <= 0:
         return 0.0
     _positive("pcie_bytes_per_s", pcie_bytes_per_s)
-    shards = plan.dp if (plan.zero == 3 and plan.dp > 1) else 1
-    return layer_params * _weight_bytes(training) / shards / pcie_bytes_per_s
+    return layer_params * _weight_bytes(training) / _fetch_shards(plan) / pcie_bytes_per_s
+
+
+def _fetch_shards(plan: Any) -> int:
+    """Slices a layer's host-resident weights are fetched in (one per DP rank with
+    ZeRO-3, ZeRO-Infinity's bandwidth-centric partitioning; else one)."""
+    return plan.dp if (plan.zero == 3 and plan.dp > 1) else 1
+
+
+def step_host_bytes(params_shard: float, layer_params: float, layers: int,
+                    training: TrainingSpec, plan: Any) -> tuple[float, float]:
+    """``(device -> host, host -> device)`` bytes one device moves over its host link in
+    a step, as :func:`offload_times_s` and :func:`param_fetch_s` cost them: its gradient
+    shard out; the updated 16-bit shard back (``optimizer``), or its slice of each of its
+    ``layers`` layers fetched before every forward and backward of every micro-batch
+    (``optimizer+params``). ``params_shard``: parameters whose optimizer it owns."""
+    if plan.offload == "none":
+        return 0.0, 0.0
+    d2h = params_shard * PRECISION_BYTES[training.grad_precision_] if params_shard > 0 else 0.0
+    h2d = (params_shard * _weight_bytes(training)
+           if (params_shard > 0 and plan.offload == "optimizer") else 0.0)
+    if plan.offload == "optimizer+params" and layer_params > 0:
+        h2d += (2 * plan.micro_batches * layers * layer_params * _weight_bytes(training)
+                / _fetch_shards(plan))
+    return d2h, h2d
 
 
 def host_memory_bandwidth_bytes_per_s(cluster: Any) -> float:
