@@ -27,7 +27,7 @@ from .hardware import resolve_device
 from .linkload import step_busiest_link
 from .plan import Plan, resolve
 from .report import StepResult, chrome_trace
-from .stepcost import StageCost, _stage_cost
+from .stepcost import StageCost, _stage_cost, costs_symmetrically
 
 __all__ = ["Prepared", "prepare", "run_prepared", "simulate", "simulate_from_cli"]
 
@@ -128,10 +128,7 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
     per_device = per_device or bool(speeds)
     replicas = plan.dp if per_device else 1
 
-    # One stage's groups stand for every stage's when stages are translations of each
-    # other on the network: no faults, and a stage shift maps the network onto itself.
-    symmetric = (not per_device and not prep.cluster.faults.links
-                 and prep.topology.shift_invariant(plan.dp * plan.tp))
+    symmetric = not per_device and costs_symmetrically(prep.cluster, prep.topology, plan)
     base: dict[int, StageCost] = {}
     for stage in range(plan.pp):
         base[stage] = _stage_cost(model, training, plan, prep.device, prep.topology, stage,

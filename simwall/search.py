@@ -186,10 +186,6 @@ class Searcher:
         self.device = resolve_device(cluster.device, "device", cluster.file)
         self.topology = _topology(cluster)
         self.capacity_bytes = self.device.memory_capacity_bytes
-        # Cost as the engine does by default (simwall.api.run_prepared): a fault-free,
-        # straggler-free cluster is symmetric, so stage 0's groups stand for every stage's
-        # and wide DP groups are costed on a symmetry window; otherwise every group.
-        self.symmetric = not cluster.faults.links and not cluster.faults.stragglers
         self._stage_costs: dict[tuple, Any] = {}
         self._op_cache: dict[tuple, dict] = {}
 
@@ -206,13 +202,14 @@ class Searcher:
     def stage_cost(self, plan: Plan, stage: int):
         """``stepcost._stage_cost`` memoised; gpipe and 1F1B share a shape (same tasks,
         different order), so the schedule is normalised out of the key."""
-        from .stepcost import _stage_cost
+        from .stepcost import _stage_cost, costs_symmetrically
 
         shape = plan if plan.virtual_stages > 1 else replace(plan, schedule="1f1b")
         key = (shape, stage)
         sc = self._stage_costs.get(key)
         if sc is None:
-            symmetric = self.symmetric and self.topology.shift_invariant(plan.dp * plan.tp)
+            # Cost as the engine does by default (simwall.api.run_prepared).
+            symmetric = costs_symmetrically(self.cluster, self.topology, plan)
             sc = _stage_cost(self.workload.model, self.workload.training, shape, self.device,
                              self.topology, stage, symmetric=symmetric)
             self._stage_costs[key] = sc

@@ -165,6 +165,14 @@ def _near_pairs(plan: Plan, a: int, b: int, ranks: int, topology
     return tuple((plan.device_of(a, d, r), plan.device_of(b, d, r)) for d, r in sorted(ids))
 
 
+def costs_symmetrically(cluster, topology, plan: Plan) -> bool:
+    """Whether stage 0's groups may stand for every stage's (``symmetric`` costing): no
+    failed or degraded links, no stragglers, and a shift by one stage maps the network
+    onto itself (``Topology.shift_invariant``)."""
+    return (not cluster.faults.links and not cluster.faults.stragglers
+            and topology.shift_invariant(plan.dp * plan.tp))
+
+
 def clear_caches() -> None:
     """Forget every memoised cost of this module (for cold-start benchmarks)."""
     for fn in (_near_groups, _near_pairs, _op_times, _stage_cost):
