@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import SimwallError
 
-__all__ = ["Edge", "FlowNetwork", "drain_time_reference_s", "drain_time_s", "maxmin_rates"]
+__all__ = ["Edge", "FlowNetwork", "drain_time_s", "maxmin_rates"]
 
 Edge = Hashable
 CapacityFn = Callable[[Edge], float]
@@ -186,7 +186,8 @@ def drain_time_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
 
     The same progressive filling as :func:`maxmin_rates`, on arrays: the flow/edge
     incidence is built once for the batch and each re-solve is a few vectorised passes
-    (one per saturation level). :func:`drain_time_reference_s` is the plain version.
+    (one per saturation level). tests/test_network.py checks it against the plain
+    statement: :func:`maxmin_rates` re-solved at each finish.
     """
     cap_of = _capacity_fn(capacity)
     edge_index: dict[Edge, int] = {}
@@ -271,32 +272,6 @@ def _filling_rates(active: np.ndarray, routed: np.ndarray, cap: np.ndarray,
         demand -= np.bincount(e_idx, weights=load * moved, minlength=n_edges)
         demand[demand <= 1e-300] = 0.0
     return rate
-
-
-def drain_time_reference_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
-                           capacity: CapacityFn | Mapping[Edge, float],
-                           local_bandwidth_bytes_per_s: float = math.inf) -> float:
-    """:func:`drain_time_s` re-solving with :func:`maxmin_rates` at each finish: the plain
-    statement of the model (a test oracle for the vectorised version)."""
-    active = [(tuple(e), float(b), _check_weight(w)) for e, b, w in flows if b > 0.0]
-    remaining = [b for _, b, _ in active]
-    now_s = 0.0
-    while active:
-        rates = maxmin_rates([(e, w) for e, _, w in active], capacity,
-                             local_bandwidth_bytes_per_s)
-        finish = [r_b / r if r > 0.0 else math.inf for r_b, r in zip(remaining, rates)]
-        dt = min(finish)
-        if math.isinf(dt):
-            return math.inf if any(r == 0.0 for r in rates) else now_s
-        now_s += dt
-        keep = []
-        for k, flow in enumerate(active):
-            left = remaining[k] - rates[k] * dt
-            if finish[k] > dt * (1.0 + _TIE_REL) and left > flow[1] * _DONE_REL:
-                keep.append((flow, left))
-        active = [f for f, _ in keep]
-        remaining = [left for _, left in keep]
-    return now_s
 
 
 class _Flow:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall.errors import SimwallError
-from simwall.network import FlowNetwork, drain_time_reference_s, drain_time_s, maxmin_rates
+from simwall.network import _DONE_REL, _TIE_REL, FlowNetwork, drain_time_s, maxmin_rates
 
 PROPS = settings(deadline=None, derandomize=True, max_examples=40)
 
@@ -195,6 +195,30 @@ def test_many_transfers_are_fast():
     env.run()
     assert net.transfers_done == 10_000
     assert time.perf_counter() - t0 < 15.0
+
+
+def drain_time_reference_s(flows, capacity, local_bandwidth_bytes_per_s=math.inf) -> float:
+    """drain_time_s re-solving with maxmin_rates at each finish: the plain statement of
+    the model, the oracle for the vectorised version."""
+    active = [(tuple(e), float(b), float(w)) for e, b, w in flows if b > 0.0]
+    remaining = [b for _, b, _ in active]
+    now_s = 0.0
+    while active:
+        rates = maxmin_rates([(e, w) for e, _, w in active], capacity,
+                             local_bandwidth_bytes_per_s)
+        finish = [r_b / r if r > 0.0 else math.inf for r_b, r in zip(remaining, rates)]
+        dt = min(finish)
+        if math.isinf(dt):
+            return math.inf if any(r == 0.0 for r in rates) else now_s
+        now_s += dt
+        keep = []
+        for k, flow in enumerate(active):
+            left = remaining[k] - rates[k] * dt
+            if finish[k] > dt * (1.0 + _TIE_REL) and left > flow[1] * _DONE_REL:
+                keep.append((flow, left))
+        active = [f for f, _ in keep]
+        remaining = [left for _, left in keep]
+    return now_s
 
 
 drain_sets = st.lists(
