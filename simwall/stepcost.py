@@ -125,7 +125,8 @@ def _devices_near(topology, devices) -> list[int]:
     """Every device whose traffic can contend with that of ``devices``: those on the
     same nodes, or on the same oversubscribed leaves (``Topology.contention_nodes``)."""
     per_node = topology.devices_per_node
-    nodes = sorted({n for d in devices for n in topology.contention_nodes(topology.node_of(d))})
+    ranges = {topology.contention_nodes(n) for n in {topology.node_of(d) for d in devices}}
+    nodes = sorted({n for r in ranges for n in r})
     return [d for n in nodes for d in range(n * per_node, (n + 1) * per_node)]
 
 
