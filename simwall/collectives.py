@@ -424,7 +424,7 @@ def _hierarchical(kind: str, group: Sequence[int], bytes_: float, topology: Any,
 
     # Under a window only the rings of its nodes carry costed flows (every node's intra
     # ring is alike); one ring is kept regardless so that the phases line up.
-    costed = [n for n in per_node if window is None or _node(topology, n[0]) in window]
+    costed = [n for n in per_node if _kept(topology, n[0], window)]
 
     def intra(sub_kind: str) -> tuple[Phase, ...]:
         return _merge_phases([_ring(sub_kind, n, bytes_, topology, window, latency)
