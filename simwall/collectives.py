@@ -106,7 +106,8 @@ def _symmetry_window(group: Sequence[int], topology: Any) -> Window:
     per_block = block_fn() if block_fn is not None else None
     if not per_block:
         return None
-    nodes = [_node(topology, devs[0]) for devs in _by_node(group, topology)]  # ascending
+    node_of = topology.node_of
+    nodes = [int(node_of(devs[0])) for devs in _by_node(group, topology)]  # ascending
     blocks = sorted({n // per_block for n in nodes})
     keep = _WINDOW_BLOCKS
     while keep < len(blocks) and sum(1 for n in nodes if n // per_block in blocks[:keep]) \
@@ -174,8 +175,13 @@ def _latency_s(topology: Any, src: int, dst: int) -> float:
     return r
 
 
-def _node(topology: Any, device: int) -> int:
-    return int(topology.node_of(device))
+def _latencies_s(topology: Any, pairs: Sequence[tuple[int, int]]) -> Sequence[float]:
+    """Route latency of each ``(src, dst)``: in one call when the topology offers
+    ``route_latencies_s`` (:class:`simwall.topology.Topology` does), else pair by pair."""
+    bulk = getattr(topology, "route_latencies_s", None)
+    if bulk is not None:
+        return bulk(pairs)
+    return [_latency_s(topology, a, b) for a, b in pairs]
 
 
 def _by_node(group: Sequence[int], topology: Any) -> tuple[tuple[int, ...], ...]:
@@ -186,8 +192,9 @@ def _by_node(group: Sequence[int], topology: Any) -> tuple[tuple[int, ...], ...]
 
 def _split_by_node(group: Sequence[int], topology: Any) -> tuple[tuple[int, ...], ...]:
     nodes: dict[int, list[int]] = {}
+    node_of = topology.node_of
     for d in sorted(group):
-        nodes.setdefault(_node(topology, d), []).append(d)
+        nodes.setdefault(int(node_of(d)), []).append(d)
     return tuple(tuple(nodes[n]) for n in sorted(nodes))
 
 
@@ -210,7 +217,7 @@ def ring_channels(group: Sequence[int], topology: Any) -> list[list[int]]:
 
 def _channel_count(per_node: Sequence[Sequence[int]]) -> int:
     k = len(per_node[0]) if per_node else 1
-    if len(per_node) < 2 or any(len(n) != k for n in per_node):
+    if len(per_node) < 2 or len(set(map(len, per_node))) != 1:
         return 1
     return k
 
@@ -255,14 +262,24 @@ def _children(parents: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
 
 
 @lru_cache(maxsize=512)
+def _top_down(parents: tuple[int, ...]) -> tuple[int, ...]:
+    """Tree positions, every parent before its children (breadth first from the
+    root)."""
+    children = _children(parents)
+    order = [r for r, par in enumerate(parents) if par == -1]
+    for x in order:                  # grows while it is walked
+        order.extend(children[x])
+    return tuple(order)
+
+
+@lru_cache(maxsize=512)
 def _tree_depth(parents: tuple[int, ...]) -> int:
-    depth = 0
-    for r in range(len(parents)):
-        d, x = 0, r
-        while parents[x] != -1:
-            x, d = parents[x], d + 1
-        depth = max(depth, d)
-    return depth
+    """Hops from the deepest position up to the root."""
+    depth = [0] * len(parents)
+    for x in _top_down(parents):
+        if parents[x] != -1:
+            depth[x] = depth[parents[x]] + 1
+    return max(depth, default=0)
 
 
 def _kept(topology: Any, device: int, window: Window) -> bool:
@@ -324,21 +341,15 @@ def _ring(kind: str, group: Sequence[int], bytes_: float, topology: Any,
     return _direct(kind, group, bytes_, topology, window, latency)
 
 
-def _path_latencies_s(parents: Sequence[int], leaders: Sequence[int], topology: Any
+def _path_latencies_s(parents: tuple[int, ...], leaders: Sequence[int], topology: Any
                       ) -> list[float]:
-    """Latency from each tree position up to the root, hop by hop (parents first)."""
-    memo: list[float | None] = [None] * len(parents)
-    for start in range(len(parents)):
-        chain, x = [], start
-        while memo[x] is None and parents[x] != -1:
-            chain.append(x)
-            x = parents[x]
-        base = memo[x] if memo[x] is not None else 0.0
-        memo[x] = base
-        for y in reversed(chain):
-            base += _latency_s(topology, leaders[y], leaders[parents[y]])
-            memo[y] = base
-    return [float(m) for m in memo]
+    """Latency from each tree position up to the root, hop by hop."""
+    order = [x for x in _top_down(parents) if parents[x] != -1]
+    hops = _latencies_s(topology, [(leaders[x], leaders[parents[x]]) for x in order])
+    path = [0.0] * len(parents)
+    for x, hop_s in zip(order, hops):
+        path[x] = path[parents[x]] + hop_s
+    return path
 
 
 def _tree(kind: str, group: Sequence[int], bytes_: float, topology: Any,
@@ -364,7 +375,8 @@ def _tree(kind: str, group: Sequence[int], bytes_: float, topology: Any,
     chain_s = 0.0
     tree_s = 0.0
     # Positions (nodes of the group, in order) whose outgoing flows are costed.
-    kept = [i for i, n in enumerate(per_node) if _kept(topology, n[0], window)]
+    kept = (range(len(per_node)) if window is None else
+            [i for i, n in enumerate(per_node) if topology.node_of(n[0]) in window])
     for c in range(k):
         for pos in kept:
             n = per_node[pos]
@@ -479,8 +491,13 @@ def _check(kind: str, group: Sequence[int], bytes_: float) -> None:
         raise SimwallError(f"unknown collective kind '{kind}'; expected one of {KINDS}")
     if not bytes_ >= 0.0 or math.isinf(bytes_):
         raise SimwallError(f"collective bytes_ must be finite and >= 0, got {bytes_}")
-    if len(set(group)) != len(group):
+    if not _distinct(tuple(group)):
         raise SimwallError(f"collective group has repeated devices: {list(group)}")
+
+
+@lru_cache(maxsize=4096)
+def _distinct(group: tuple[int, ...]) -> bool:
+    return len(set(group)) == len(group)
 
 
 def collective_phases(kind: str, group: Sequence[int], bytes_: float, topology: Any,
@@ -615,6 +632,11 @@ def collective_time_s(topology: Any, kind: str, groups: Sequence[Sequence[int]],
 def _candidates(kind: str, group: Sequence[int], topology: Any) -> list[str]:
     if kind == "send_recv":
         return ["direct"]
+    return _memo(topology, "candidates", (kind, tuple(group)),
+                 lambda: _candidates_of(kind, group, topology))
+
+
+def _candidates_of(kind: str, group: Sequence[int], topology: Any) -> list[str]:
     per_node = _by_node(group, topology)
     out = ["ring"]
     multi_node = len(per_node) > 1

@@ -26,6 +26,7 @@ Training on GPU Clusters Using Megatron-LM", SC21, Sec. 2.3 and 4.1; Korthikanti
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -121,30 +122,56 @@ def _groups_dp(plan: Plan, stage: int) -> list[list[int]]:
     return [[plan.device_of(stage, d, t) for d in range(plan.dp)] for t in range(plan.tp)]
 
 
-def _devices_near(topology, devices) -> list[int]:
-    """Every device whose traffic can contend with that of ``devices``: those on the
-    same nodes, or on the same oversubscribed leaves (``Topology.contention_nodes``)."""
+def _devices_near(topology, devices) -> Iterator[int]:
+    """Every device whose traffic can contend with that of ``devices``, in ascending
+    order: those on the same nodes, or on the same oversubscribed leaves
+    (``Topology.contention_nodes``)."""
     per_node = topology.devices_per_node
-    ranges = {topology.contention_nodes(n) for n in {topology.node_of(d) for d in devices}}
-    nodes = sorted({n for r in ranges for n in r})
-    return [d for n in nodes for d in range(n * per_node, (n + 1) * per_node)]
+    ranges = {topology.contention_nodes(n) for n in {d // per_node for d in devices}}
+    for n in sorted({n for r in ranges for n in r}):
+        yield from range(n * per_node, (n + 1) * per_node)
+
+
+def _translates(first: tuple[int, ...], offsets: Sequence[int], topology
+                ) -> tuple[tuple[int, ...], ...]:
+    """``first`` moved by each of ``offsets`` (distinct, >= 0, 0 included): the groups
+    of a symmetric run. Only ``first`` when the others are copies of it on other rails
+    of a rail-disjoint network (``Topology.rails_disjoint``): ``first`` has one device
+    per node, all on one rail; every translate stays on the same nodes (largest local
+    index + largest offset < devices per node); no two offsets land on the same rail.
+    Such groups share no link and a rail permutation maps one onto another, so together
+    they take as long as ``first`` alone and load their rails as it loads its own."""
+    if len(offsets) > 1 and topology.rails_disjoint():
+        per_node, rails = topology.devices_per_node, topology.rails
+        local = [d % per_node for d in first]
+        if (len({d // per_node for d in first}) == len(first)
+                and len({j % rails for j in local}) == 1
+                and max(local) + max(offsets) < per_node
+                and len({o % rails for o in offsets}) == len(offsets)):
+            return (first,)
+    return tuple(tuple(d + o for d in first) for o in offsets)
 
 
 @lru_cache(maxsize=1024)
 def _near_groups(plan: Plan, stage: int, axis: str, topology) -> tuple[tuple[int, ...], ...]:
     """The ``axis`` ('tp' or 'dp') groups of ``stage`` that share a node with its first
-    group: the ones a symmetric run puts on the network (see :func:`placement`)."""
-    if axis == "tp":
-        first = [plan.device_of(stage, 0, t) for t in range(plan.tp)]
-    else:
-        first = [plan.device_of(stage, d, 0) for d in range(plan.dp)]
-    lo, hi = plan.device_of(stage, 0, 0), plan.device_of(stage, plan.dp - 1, plan.tp - 1)
-    near = [dev - lo for dev in _devices_near(topology, first) if lo <= dev <= hi]
-    if axis == "tp":     # device - lo = dp_rank * tp + tp_rank
-        return tuple(tuple(plan.device_of(stage, d, t) for t in range(plan.tp))
-                     for d in sorted({q // plan.tp for q in near}))
-    return tuple(tuple(plan.device_of(stage, d, t) for d in range(plan.dp))
-                 for t in sorted({q % plan.tp for q in near}))
+    group: the ones a symmetric run puts on the network (see :func:`placement`), less
+    copies on other rails (:func:`_translates`)."""
+    lo, tp = plan.device_of(stage, 0, 0), plan.tp
+    hi = lo + plan.dp * tp                         # devices of the stage: lo .. hi - 1
+    if axis == "tp":     # device - lo = dp_rank * tp + tp_rank; group d = first + d * tp
+        first = tuple(range(lo, lo + tp))
+        ranks = sorted({(dev - lo) // tp for dev in _devices_near(topology, first)
+                        if lo <= dev < hi})
+        return _translates(first, [d * tp for d in ranks], topology)
+    first = tuple(range(lo, hi, tp))                # group t = first + t
+    found: set[int] = set()
+    for dev in _devices_near(topology, first):
+        if lo <= dev < hi:
+            found.add((dev - lo) % tp)
+            if len(found) == tp:
+                break
+    return _translates(first, sorted(found), topology)
 
 
 def _stage_pairs(plan: Plan, a: int, b: int, ranks: int) -> list[list[int]]:
@@ -156,14 +183,16 @@ def _stage_pairs(plan: Plan, a: int, b: int, ranks: int) -> list[list[int]]:
 @lru_cache(maxsize=1024)
 def _near_pairs(plan: Plan, a: int, b: int, ranks: int, topology
                 ) -> tuple[tuple[int, ...], ...]:
-    """:func:`_stage_pairs` that share a node with the first pair, in the same order."""
+    """:func:`_stage_pairs` that share a node with the first pair, in the same order,
+    less copies on other rails (:func:`_translates`)."""
     first = (plan.device_of(a, 0, 0), plan.device_of(b, 0, 0))
     ids = set()
     for dev in _devices_near(topology, first):
         s, d, r = plan.rank_of(dev)
         if s in (a, b) and r < ranks:
             ids.add((d, r))
-    return tuple((plan.device_of(a, d, r), plan.device_of(b, d, r)) for d, r in sorted(ids))
+    # Pair (d, r) is the first moved by d * tp + r devices in both stages.
+    return _translates(first, [d * plan.tp + r for d, r in sorted(ids)], topology)
 
 
 def costs_symmetrically(cluster, topology, plan: Plan) -> bool:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 import networkx as nx
+import numpy as np
 
 from .config import ClusterSpec, DeviceSpec, LinkSpec
 from .errors import ConfigError
@@ -472,6 +473,10 @@ class Topology:
         self._routes: dict[tuple[int, int], tuple[Edge, ...]] = {}
         self._capacity: dict[Edge, float] = {}        # per-edge memo (the graph is fixed)
         self._edge_latency: dict[Edge, float] = {}
+        self._class_latency: dict[tuple, float] = {}   # see route_latency_s
+        self._n = ctx.num_devices
+        self._per_node = ctx.devices_per_node
+        self._latency_block: int | None = None
         self._bisection: float | None = None
         self._fallback_graph: nx.DiGraph | None = None
 
@@ -537,6 +542,18 @@ class Topology:
             return devices % (_fat_tree_layout(self._ctx)[0] * per_node) == 0
         return True
 
+    def rails_disjoint(self) -> bool:
+        """Whether traffic between devices of one rail (NIC index) on different nodes
+        stays on that rail's own links: a fault-free rail-optimised fat-tree (every rail
+        has its own leaves and leaf uplinks) or rings of nodes (one ring per rail). Then
+        groups on different rails share no link, and a permutation of the rails maps the
+        network onto itself."""
+        if self.cluster.faults.links:
+            return False
+        inter = self.cluster.inter
+        return inter.topology == "ring" or (inter.topology == "fat_tree"
+                                            and inter.rail_optimized)
+
     def contention_nodes(self, node: int) -> range:
         """Nodes whose traffic can slow ``node``'s beyond its own links: every node on a
         torus or a ring of nodes (routes cross other nodes' links), the nodes of its leaf
@@ -561,7 +578,7 @@ class Topology:
         return INTRA_GENERATORS[self.cluster.intra.topology].route(self, s, t)
 
     def _check_device(self, i: int) -> None:
-        if type(i) is int and 0 <= i < self.num_devices:
+        if type(i) is int and 0 <= i < self._n:
             return
         if isinstance(i, bool) or not isinstance(i, numbers.Integral) \
                 or not 0 <= i < self.num_devices:
@@ -627,8 +644,54 @@ class Topology:
         return min((self.capacity(e) for e in edges), default=math.inf)
 
     def route_latency_s(self, src: int, dst: int) -> float:
-        """Sum of edge latencies along ``route(src, dst)``."""
-        return sum(self._latency(e) for e in self.route(src, dst))
+        """Sum of edge latencies along ``route(src, dst)``.
+
+        On a fault-free fat-tree a route's edge kinds, hence its latency, depend only on
+        the two local indices and on whether the ends share a node or a leaf block, so
+        the sum is memoised per such class (tests/test_topology.py compares with the
+        edge-by-edge sum)."""
+        key = self._latency_class(src, dst)
+        if key is None:
+            return sum(self._latency(e) for e in self.route(src, dst))
+        lat = self._class_latency.get(key)
+        if lat is None:
+            lat = self._class_latency[key] = sum(self._latency(e)
+                                                 for e in self.route(src, dst))
+        return lat
+
+    def route_latencies_s(self, pairs) -> list[float]:
+        """:meth:`route_latency_s` of every ``(src, dst)`` in ``pairs``, in order (on a
+        fault-free fat-tree the classes are found with array arithmetic)."""
+        if self._latency_block is None:
+            self._latency_block = self.block_nodes() or 0
+        per_block = self._latency_block
+        arr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        if not per_block or not len(arr) or arr.min() < 0 or arr.max() >= self._n:
+            return [self.route_latency_s(a, b) for a, b in pairs]
+        per_node = self._per_node
+        node = arr // per_node
+        local = arr % per_node
+        code = ((local[:, 0] * per_node + local[:, 1]) * 2
+                + (node[:, 0] == node[:, 1])) * 2 + (node[:, 0] // per_block
+                                                     == node[:, 1] // per_block)
+        codes, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+        by_code = [self.route_latency_s(int(arr[i, 0]), int(arr[i, 1])) for i in first]
+        return [by_code[j] for j in inverse.tolist()]
+
+    def _latency_class(self, src: int, dst: int) -> tuple | None:
+        if self._latency_block is None:
+            self._latency_block = self.block_nodes() or 0
+        per_block = self._latency_block
+        if not per_block:
+            return None
+        if not (type(src) is int and type(dst) is int and 0 <= src < self._n
+                and 0 <= dst < self._n):
+            self._check_device(src)
+            self._check_device(dst)
+            src, dst = int(src), int(dst)
+        per_node = self._per_node
+        a, b = src // per_node, dst // per_node
+        return (src % per_node, dst % per_node, a == b, a // per_block == b // per_block)
 
     # -- whole-graph figures ---------------------------------------------------------------
     def bisection_bandwidth_bytes_per_s(self) -> float:

@@ -97,3 +97,30 @@ def test_symmetric_cost_flat_in_data_parallel_degree():
                                                window)
         counts.append(sum(len(p.flows) for p in phases))
     assert counts[0] == counts[1] == 8
+
+
+@pytest.mark.parametrize("rail, nics, groups", [
+    (True, 8, 1),     # one group per rail, rails disjoint: costed once
+    (False, 8, 8),    # all rails share each leaf's uplinks: every group costed
+    (True, 4, 8),     # two local ranks per NIC: groups t and t + 4 share a rail
+])
+def test_data_parallel_copies_on_other_rails_are_costed_once(rail, nics, groups):
+    """TP 8 fills a node, so the DP groups of a stage (one per TP rank) visit the same
+    nodes one device each. On a rail-optimised fat-tree with a NIC per device they
+    share no link and stand for each other; otherwise each is put on the network.
+    Either way symmetric and per-device runs agree."""
+    from simwall.api import prepare, simulate
+    from simwall.stepcost import _near_groups
+
+    over = {"cluster.nodes": 16, "cluster.inter.switch_radix": 8,
+            "cluster.inter.rail_optimized": rail, "cluster.inter.nics_per_node": nics,
+            "plan.tp": 8, "plan.pp": 2, "training.global_batch": 64}
+    prep = prepare("bert-large", "dgx-a100", over)
+    near = _near_groups(prep.plan, 0, "dp", prep.topology)
+    assert len(near) == groups
+    assert near[0] == tuple(prep.plan.device_of(0, d, 0) for d in range(prep.plan.dp))
+    sym = simulate("bert-large", "dgx-a100", **over)
+    per = simulate("bert-large", "dgx-a100", per_device=True, **over)
+    assert sym.step_time_s == pytest.approx(per.step_time_s, rel=0.01)
+    assert sym.critical["busiest_link"]["busy_s"] == pytest.approx(
+        per.critical["busiest_link"]["busy_s"], rel=0.01)

@@ -268,3 +268,31 @@ def test_large_cluster_builds():
     topo = build_topology(dgx(384))
     assert topo.num_devices == 3072
     assert topo.route_bandwidth_bytes_per_s(0, 3071) == HDR
+
+
+@settings(deadline=None, derandomize=True, max_examples=60)
+@given(nodes=st.integers(1, 9), radix=st.sampled_from([4, 6, 8, 40]),
+       rail=st.booleans(), nics=st.sampled_from([1, 2, 4]),
+       over=st.sampled_from([1.0, 2.0]),
+       intra=st.sampled_from(["nvswitch", "ring", "mesh", "torus"]), data=st.data())
+def test_route_latency_is_the_sum_over_the_route(nodes, radix, rail, nics, over, intra,
+                                                  data):
+    """The per-class memo of route_latency_s gives every pair the sum of its own edges'
+    latencies (both the first pair of a class and every later one)."""
+    c = cluster({"nodes": nodes, "devices_per_node": 4,
+                 "intra": {"topology": intra, "link": "NVLink3",
+                           **({"dims": [2, 2]} if intra == "torus" else {})},
+                 "inter": {"topology": "fat_tree", "link": "IB-HDR", "nics_per_node": nics,
+                           "switch_radix": radix, "rail_optimized": rail,
+                           "oversubscription": over}})
+    topo = build_topology(c)
+    n = topo.num_devices
+    pairs = data.draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)),
+                               min_size=1, max_size=40))
+    fresh = build_topology(c)        # the bulk form, with nothing memoised yet
+    bulk = fresh.route_latencies_s(pairs)
+    for (a, b), got in zip(pairs, bulk, strict=True):
+        edges = topo.route(a, b)
+        expect = sum(topo.graph.edges[e]["latency_s"] for e in edges)
+        assert topo.route_latency_s(a, b) == pytest.approx(expect, rel=1e-12, abs=0)
+        assert got == pytest.approx(expect, rel=1e-12, abs=0)
