@@ -111,7 +111,7 @@ def busiest_link(topology: Any, loads: Iterable[dict[Edge, float]]) -> dict | No
                 cap = caps[edge] = link_capacity_bytes_per_s(topology, edge)
             busy_s = carried / cap if cap > 0 else float("inf")
             if best is None or busy_s > best["busy_s"]:
-                attrs = topology.graph.succ[edge[0]][edge[1]]
+                attrs = topology.edge_attrs(edge)
                 best = {"link": f"{node_name(edge[0])}->{node_name(edge[1])}",
                         "kind": attrs.get("kind"), "link_class": attrs.get("link"),
                         "bytes": carried, "capacity_bytes_per_s": cap, "busy_s": busy_s}

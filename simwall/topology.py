@@ -31,9 +31,11 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from itertools import pairwise
+from typing import NamedTuple
 
 import networkx as nx
 import numpy as np
@@ -106,35 +108,65 @@ class _Ctx:
     def num_devices(self) -> int:
         return self.nodes * self.devices_per_node
 
-    @property
+    @cached_property
     def rails(self) -> int:
         """NICs per node that some device uses (device ``i`` uses NIC ``i % nics``)."""
         return min(self.cluster.inter.nics_per_node, self.devices_per_node)
 
 
-def _add_link(g: nx.DiGraph, u: Node, v: Node, link: LinkSpec, kind: str,
-              latency_s: float, bandwidth_bytes_per_s: float | None = None) -> None:
-    """Add both directions of one full-duplex link (same capacity each way)."""
-    bw = link.bandwidth_bytes_per_s if bandwidth_bytes_per_s is None else bandwidth_bytes_per_s
-    attrs = {"bandwidth_bytes_per_s": bw, "latency_s": latency_s, "link": link.name,
-             "kind": kind, "efficiency": link.efficiency}
-    g.add_edge(u, v, **attrs)
-    g.add_edge(v, u, **attrs)
+class Link(NamedTuple):
+    """One full-duplex link between graph nodes ``u`` and ``v``: two directed edges with
+    the same attributes (see the module docstring)."""
+
+    u: Node
+    v: Node
+    spec: LinkSpec
+    kind: str
+    latency_s: float
+    bandwidth_bytes_per_s: float | None = None     # None: the link class's bandwidth
+
+    def attrs(self) -> dict:
+        bw = self.bandwidth_bytes_per_s
+        return {"bandwidth_bytes_per_s": self.spec.bandwidth_bytes_per_s if bw is None else bw,
+                "latency_s": self.latency_s, "link": self.spec.name, "kind": self.kind,
+                "efficiency": self.spec.efficiency}
 
 
-BuildFn = Callable[[nx.DiGraph, _Ctx], None]
+def _add_links(g: nx.DiGraph, links: Iterable[Link]) -> None:
+    for link in links:
+        attrs = link.attrs()
+        g.add_edge(link.u, link.v, **attrs)
+        g.add_edge(link.v, link.u, **attrs)
+
+
+# links(ctx, n) -> the links node n owns (each has an end on node n: one of its devices,
+# its NVSwitch, NICs or host memory), in the order they are added to the graph.
+LinksFn = Callable[[_Ctx, int], Iterable[Link]]
 # route(topology, src, dst) -> node path from ("dev", src) to ("dev", dst), or None when
 # this generator cannot connect them (e.g. intra 'none').
 RouteFn = Callable[["Topology", int, int], list | None]
 
 
+def _no_links(ctx: _Ctx, switch: Node | None = None) -> tuple:
+    return ()
+
+
+def _no_check(ctx: _Ctx) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Generator:
-    """A topology generator: ``build`` adds nodes and edges, ``route`` gives paths."""
+    """A topology generator: ``links`` gives each node's links, ``route`` the paths;
+    ``shared(ctx, switch=None)`` the links no node owns (switch to switch), added after
+    every node's (only those of ``switch`` when given); ``check`` rejects a cluster it
+    cannot build (a ConfigError) before anything is."""
 
-    build: BuildFn
+    links: LinksFn
     route: RouteFn
     doc: str = ""
+    shared: Callable[[_Ctx, Node | None], Iterable[Link]] = _no_links
+    check: Callable[[_Ctx], None] = _no_check
 
 
 def _dev(i: int) -> Node:
@@ -157,14 +189,14 @@ def _torus_index(coords: tuple[int, ...], dims: tuple[int, ...]) -> int:
     return index
 
 
-def _torus_edges(dims: tuple[int, ...]):
-    """Each undirected torus link once, as (index a, index b), in a fixed order.
+def _torus_edges(dims: tuple[int, ...], indices: Iterable[int] | None = None):
+    """Each undirected torus link once, as (index a, index b), in a fixed order; only
+    those from ``indices`` (default: all) when given.
 
     Same wiring as ``nx.grid_graph(dims, periodic=True)``: +1 neighbour in every dimension
     with wrap-around; a dimension of size 2 has a single link, size 1 none.
     """
-    total = math.prod(dims)
-    for a in range(total):
+    for a in range(math.prod(dims)) if indices is None else indices:
         ca = _torus_coords(a, dims)
         for d, k in enumerate(dims):
             if k == 1 or (k == 2 and ca[d] == 1):
@@ -202,41 +234,38 @@ def _ring_path(a: int, b: int, k: int) -> list[int]:
 # ---- intra-node generators -----------------------------------------------------------
 
 
-def _build_nvswitch(g: nx.DiGraph, ctx: _Ctx) -> None:
+def _nvswitch_links(ctx: _Ctx, n: int) -> Iterator[Link]:
     # One switch node per node; each device attaches with its full per-direction NVLink
     # bandwidth, so any pair's bottleneck is the per-GPU NVLink bandwidth (NVSwitch is
     # non-blocking). The hop latency is split over the two edges.
     lat = ctx.intra_link.latency_s / 2
-    for n in range(ctx.nodes):
-        for j in range(ctx.devices_per_node):
-            _add_link(g, _dev(n * ctx.devices_per_node + j), ("nvsw", n), ctx.intra_link,
-                      "intra", lat)
+    for j in range(ctx.devices_per_node):
+        yield Link(_dev(n * ctx.devices_per_node + j), ("nvsw", n), ctx.intra_link, "intra",
+                   lat)
 
 
 def _route_nvswitch(topo: Topology, s: int, t: int) -> list:
     return [_dev(s), ("nvsw", topo.node_of(s)), _dev(t)]
 
 
-def _build_mesh(g: nx.DiGraph, ctx: _Ctx) -> None:
+def _mesh_links(ctx: _Ctx, n: int) -> Iterator[Link]:
     # Fully connected: one direct link per device pair (e.g. MI300X's 7 xGMI links).
     D = ctx.devices_per_node
-    for n in range(ctx.nodes):
-        for a in range(D):
-            for b in range(a + 1, D):
-                _add_link(g, _dev(n * D + a), _dev(n * D + b), ctx.intra_link, "intra",
-                          ctx.intra_link.latency_s)
+    for a in range(D):
+        for b in range(a + 1, D):
+            yield Link(_dev(n * D + a), _dev(n * D + b), ctx.intra_link, "intra",
+                       ctx.intra_link.latency_s)
 
 
 def _route_mesh(topo: Topology, s: int, t: int) -> list:
     return [_dev(s), _dev(t)]
 
 
-def _build_ring(g: nx.DiGraph, ctx: _Ctx) -> None:
+def _ring_links(ctx: _Ctx, n: int) -> Iterator[Link]:
     D = ctx.devices_per_node
-    for n in range(ctx.nodes):
-        for a in range(D if D > 2 else D - 1):
-            _add_link(g, _dev(n * D + a), _dev(n * D + (a + 1) % D), ctx.intra_link,
-                      "intra", ctx.intra_link.latency_s)
+    for a in range(D if D > 2 else D - 1):
+        yield Link(_dev(n * D + a), _dev(n * D + (a + 1) % D), ctx.intra_link, "intra",
+                   ctx.intra_link.latency_s)
 
 
 def _route_ring(topo: Topology, s: int, t: int) -> list:
@@ -257,13 +286,11 @@ def _intra_dims(ctx: _Ctx) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def _build_intra_torus(g: nx.DiGraph, ctx: _Ctx) -> None:
-    dims = _intra_dims(ctx)
+def _intra_torus_links(ctx: _Ctx, n: int) -> Iterator[Link]:
     D = ctx.devices_per_node
-    for n in range(ctx.nodes):
-        for a, b in _torus_edges(dims):
-            _add_link(g, _dev(n * D + a), _dev(n * D + b), ctx.intra_link, "intra",
-                      ctx.intra_link.latency_s)
+    for a, b in _torus_edges(_intra_dims(ctx)):
+        yield Link(_dev(n * D + a), _dev(n * D + b), ctx.intra_link, "intra",
+                   ctx.intra_link.latency_s)
 
 
 def _route_intra_torus(topo: Topology, s: int, t: int) -> list:
@@ -272,8 +299,8 @@ def _route_intra_torus(topo: Topology, s: int, t: int) -> list:
     return [_dev(base + j) for j in _torus_path(s - base, t - base, dims)]
 
 
-def _build_none(g: nx.DiGraph, ctx: _Ctx) -> None:
-    return None
+def _none_links(ctx: _Ctx, n: int) -> tuple:
+    return ()
 
 
 def _route_none(topo: Topology, s: int, t: int) -> None:
@@ -281,29 +308,29 @@ def _route_none(topo: Topology, s: int, t: int) -> None:
 
 
 INTRA_GENERATORS: dict[str, Generator] = {
-    "nvswitch": Generator(_build_nvswitch, _route_nvswitch,
+    "nvswitch": Generator(_nvswitch_links, _route_nvswitch,
                           "all devices of a node on one non-blocking NVSwitch"),
-    "mesh": Generator(_build_mesh, _route_mesh, "a direct link between every device pair"),
-    "ring": Generator(_build_ring, _route_ring, "devices of a node in a bidirectional ring"),
-    "torus": Generator(_build_intra_torus, _route_intra_torus,
-                       "devices of a node on a torus of shape intra.dims"),
-    "none": Generator(_build_none, _route_none, "no direct device links inside a node"),
+    "mesh": Generator(_mesh_links, _route_mesh, "a direct link between every device pair"),
+    "ring": Generator(_ring_links, _route_ring, "devices of a node in a bidirectional ring"),
+    "torus": Generator(_intra_torus_links, _route_intra_torus,
+                       "devices of a node on a torus of shape intra.dims",
+                       check=_intra_dims),
+    "none": Generator(_none_links, _route_none, "no direct device links inside a node"),
 }
 
 
 # ---- inter-node generators -----------------------------------------------------------
 
 
-def _build_nics(g: nx.DiGraph, ctx: _Ctx) -> None:
+def _nic_links(ctx: _Ctx, n: int) -> Iterator[Link]:
     # Each device uses NIC (local index % nics_per_node). The NIC is attached to its device
     # directly with the NIC's bandwidth (DGX boxes put a PCIe switch between GPU and NIC;
     # with GPUDirect RDMA the NIC port, not that PCIe hop, is the bottleneck: PCIe4 x16
     # 31.5 GB/s > HDR 25 GB/s, PCIe5 x16 63 GB/s > NDR 50 GB/s). Latency is carried by the
     # NIC-to-network edges.
     D = ctx.devices_per_node
-    for n in range(ctx.nodes):
-        for j in range(D):
-            _add_link(g, _dev(n * D + j), ("nic", n, j % ctx.rails), ctx.inter_link, "nic", 0.0)
+    for j in range(D):
+        yield Link(_dev(n * D + j), ("nic", n, j % ctx.rails), ctx.inter_link, "nic", 0.0)
 
 
 def _fat_tree_layout(ctx: _Ctx) -> tuple[int, bool]:
@@ -321,25 +348,48 @@ def _leaf_of(ctx: _Ctx, node: int, rail: int, layout: tuple[int, bool]) -> Node:
     return ("leaf", rail if rail_opt else 0, node // per_leaf)
 
 
-def _build_fat_tree(g: nx.DiGraph, ctx: _Ctx) -> None:
+def _fat_tree_links(ctx: _Ctx, n: int) -> Iterator[Link]:
     # Two-level leaf/spine tree. Rail-optimised (NVIDIA DGX SuperPOD reference
     # architecture; Selene in Narayanan et al. 2021): NIC k of every node goes to a leaf of
     # rail k. Otherwise all NICs of a node go to one leaf. The spine level is modelled as
-    # one non-blocking switch; each leaf's uplinks are aggregated into one edge whose
-    # capacity is (leaf downlink bandwidth in use) / oversubscription.
-    _build_nics(g, ctx)
+    # one non-blocking switch (see _fat_tree_uplinks).
+    yield from _nic_links(ctx, n)
     layout = _fat_tree_layout(ctx)
     half_lat = ctx.inter_link.latency_s / 2
-    down_bw: dict[Node, float] = {}
-    for n in range(ctx.nodes):
-        for k in range(ctx.rails):
-            leaf = _leaf_of(ctx, n, k, layout)
-            _add_link(g, ("nic", n, k), leaf, ctx.inter_link, "net", half_lat)
-            down_bw[leaf] = down_bw.get(leaf, 0.0) + ctx.inter_link.bandwidth_bytes_per_s
-    if len(down_bw) > 1:
-        o = ctx.cluster.inter.oversubscription
-        for leaf, bw in down_bw.items():  # insertion order: deterministic
-            _add_link(g, leaf, ("spine", 0), ctx.inter_link, "spine", 0.0, bw / o)
+    for k in range(ctx.rails):
+        yield Link(("nic", n, k), _leaf_of(ctx, n, k, layout), ctx.inter_link, "net", half_lat)
+
+
+def _fat_tree_uplinks(ctx: _Ctx, switch: Node | None = None) -> Iterator[Link]:
+    # Each leaf's uplinks are aggregated into one edge to the spine whose capacity is
+    # (leaf downlink bandwidth in use) / oversubscription; none with a single leaf.
+    # Leaves in order of first use by node (then rail), as the nodes' links reach them.
+    per_leaf, rail_opt = _fat_tree_layout(ctx)
+    leaves = -(-ctx.nodes // per_leaf)
+    groups = ctx.rails if rail_opt else 1
+    if leaves * groups < 2:
+        return
+    if switch is None:
+        order = [("leaf", k, j) for j in range(leaves) for k in range(groups)]
+    elif (len(switch) == 3 and switch[0] == "leaf" and 0 <= switch[1] < groups
+          and 0 <= switch[2] < leaves):
+        order = [switch]
+    else:
+        return
+    for leaf in order:
+        nics = min(per_leaf, ctx.nodes - leaf[2] * per_leaf) * (1 if rail_opt else ctx.rails)
+        yield Link(leaf, ("spine", 0), ctx.inter_link, "spine", 0.0,
+                   _summed(ctx.inter_link.bandwidth_bytes_per_s, nics)
+                   / ctx.cluster.inter.oversubscription)
+
+
+@lru_cache(maxsize=1024)
+def _summed(bandwidth: float, links: int) -> float:
+    """``links`` equal bandwidths added one by one (as a switch's ports are counted)."""
+    total = 0.0
+    for _ in range(links):
+        total += bandwidth
+    return total
 
 
 def _net_path(topo: Topology, a: int, b: int, rail_a: int, rail_b: int,
@@ -381,14 +431,17 @@ def _route_fat_tree(topo: Topology, s: int, t: int) -> list:
     return _pxn_route(topo, s, t, hop, rail_match=topo.cluster.inter.rail_optimized)
 
 
-def _build_inter_ring(g: nx.DiGraph, ctx: _Ctx) -> None:
-    # Nodes in a ring per rail: NIC k of node n links to NIC k of node n + 1.
-    _build_nics(g, ctx)
+def _inter_ring_links(ctx: _Ctx, n: int) -> Iterator[Link]:
+    # Nodes in a ring per rail: NIC k of node n links to NIC k of node n + 1. Node n owns
+    # the link from n - 1 (the last node also the one back to node 0), so every NIC lists
+    # its devices, then its ring neighbours in node order.
+    yield from _nic_links(ctx, n)
     N = ctx.nodes
-    for n in range(N if N > 2 else N - 1):
+    ends = ([(n - 1, n)] if n > 0 else []) + ([(n, 0)] if n == N - 1 and N > 2 else [])
+    for a, b in ends:
         for k in range(ctx.rails):
-            _add_link(g, ("nic", n, k), ("nic", (n + 1) % N, k), ctx.inter_link, "net",
-                      ctx.inter_link.latency_s)
+            yield Link(("nic", a, k), ("nic", b, k), ctx.inter_link, "net",
+                       ctx.inter_link.latency_s)
 
 
 def _route_inter_ring(topo: Topology, s: int, t: int) -> list | None:
@@ -425,31 +478,33 @@ def _inter_dims(ctx: _Ctx) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def _build_inter_torus(g: nx.DiGraph, ctx: _Ctx) -> None:
+def _inter_torus_links(ctx: _Ctx, n: int) -> Iterator[Link]:
     # TPU pods: every chip on one torus (Jouppi et al. 2023), chip i at the row-major
-    # coordinates of i; one ICI link per neighbour pair.
-    dims = _inter_dims(ctx)
-    for a, b in _torus_edges(dims):
-        _add_link(g, _dev(a), _dev(b), ctx.inter_link, "inter", ctx.inter_link.latency_s)
+    # coordinates of i; one ICI link per neighbour pair, owned by the chip it leaves in
+    # the + direction.
+    D = ctx.devices_per_node
+    for a, b in _torus_edges(_inter_dims(ctx), range(n * D, (n + 1) * D)):
+        yield Link(_dev(a), _dev(b), ctx.inter_link, "inter", ctx.inter_link.latency_s)
 
 
 def _route_inter_torus(topo: Topology, s: int, t: int) -> list:
     return [_dev(i) for i in _torus_path(s, t, tuple(topo.cluster.inter.dims))]
 
 
-def _build_inter_none(g: nx.DiGraph, ctx: _Ctx) -> None:
+def _check_inter_none(ctx: _Ctx) -> None:
     if ctx.nodes > 1:
         raise ConfigError(ctx.source, "inter.topology",
                           f"'none' joins no nodes; it needs nodes: 1, got {ctx.nodes}")
 
 
 INTER_GENERATORS: dict[str, Generator] = {
-    "fat_tree": Generator(_build_fat_tree, _route_fat_tree,
-                          "two-level leaf/spine tree, optionally rail-optimised"),
-    "ring": Generator(_build_inter_ring, _route_inter_ring, "nodes in a ring per rail"),
-    "torus": Generator(_build_inter_torus, _route_inter_torus,
-                       "every chip on one torus of shape inter.dims"),
-    "none": Generator(_build_inter_none, _route_none, "a single node"),
+    "fat_tree": Generator(_fat_tree_links, _route_fat_tree,
+                          "two-level leaf/spine tree, optionally rail-optimised",
+                          shared=_fat_tree_uplinks),
+    "ring": Generator(_inter_ring_links, _route_inter_ring, "nodes in a ring per rail"),
+    "torus": Generator(_inter_torus_links, _route_inter_torus,
+                       "every chip on one torus of shape inter.dims", check=_inter_dims),
+    "none": Generator(_none_links, _route_none, "a single node", check=_check_inter_none),
 }
 
 #: Both registries, by level: ``GENERATORS["intra"]["nvswitch"]``.
@@ -462,14 +517,22 @@ GENERATORS: dict[str, dict[str, Generator]] = {"intra": INTRA_GENERATORS,
 
 
 class Topology:
-    """A built cluster graph with deterministic, cached routes. Units in method names."""
+    """A cluster graph with deterministic, cached routes. Units in method names.
 
-    def __init__(self, cluster: ClusterSpec, device: DeviceSpec, graph: nx.DiGraph,
+    Built without ``graph`` (see :func:`build_topology`), edge attributes come from the
+    generators one node at a time, as routes reach them, and the networkx graph is built
+    only when something asks for :attr:`graph`; both give every edge the same attributes
+    (tests/test_topology.py)."""
+
+    def __init__(self, cluster: ClusterSpec, device: DeviceSpec, graph: nx.DiGraph | None,
                  ctx: _Ctx) -> None:
         self.cluster = cluster
         self.device = device
-        self.graph = graph
+        self._graph = graph
         self._ctx = ctx
+        self._attrs: dict[Edge, dict] = {}     # the edges of the parts read so far
+        self._parts_read: set[tuple] = set()   # (node, level) or (switch,)
+        self._attr_dicts: dict[tuple, dict] = {}   # one read-only dict per kind of link
         self._routes: dict[tuple[int, int], tuple[Edge, ...]] = {}
         self._capacity: dict[Edge, float] = {}        # per-edge memo (the graph is fixed)
         self._edge_latency: dict[Edge, float] = {}
@@ -479,6 +542,37 @@ class Topology:
         self._latency_block: int | None = None
         self._bisection: float | None = None
         self._fallback_graph: nx.DiGraph | None = None
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The whole cluster as a ``networkx.DiGraph`` (built on first use)."""
+        if self._graph is None:
+            self._graph = _build_graph(self._ctx)
+        return self._graph
+
+    def edge_attrs(self, edge: Edge) -> dict:
+        """The attributes of a directed edge (module docstring); KeyError if there is no
+        such edge. Read-only."""
+        if self._graph is not None:
+            return self._graph.edges[edge]
+        found = self._attrs.get(edge)
+        if found is None:
+            for part in _parts(edge, self._ctx):
+                if part not in self._parts_read:
+                    self._parts_read.add(part)
+                    self._put(_part_links(self._ctx, part))
+            found = self._attrs.get(edge)
+            if found is None:
+                raise KeyError(edge)
+        return found
+
+    def _put(self, links: Iterable[Link]) -> None:
+        for link in links:
+            key = (id(link.spec), link.kind, link.latency_s, link.bandwidth_bytes_per_s)
+            attrs = self._attr_dicts.get(key)
+            if attrs is None:
+                attrs = self._attr_dicts[key] = link.attrs()
+            self._attrs[(link.u, link.v)] = self._attrs[(link.v, link.u)] = attrs
 
     # -- sizes -----------------------------------------------------------------------------
     @property
@@ -503,7 +597,7 @@ class Topology:
 
     def node_of(self, i: int) -> int:
         """Node index of device ``i``."""
-        return i // self._ctx.devices_per_node
+        return i // self._per_node
 
     def local_index(self, i: int) -> int:
         """Index of device ``i`` inside its node."""
@@ -628,14 +722,14 @@ class Topology:
         class's ``efficiency`` (1.0 unless a cluster or the catalog sets it)."""
         cap = self._capacity.get(edge)
         if cap is None:
-            attrs = self.graph.edges[edge]
+            attrs = self.edge_attrs(edge)
             cap = self._capacity[edge] = attrs["bandwidth_bytes_per_s"] * attrs["efficiency"]
         return cap
 
     def _latency(self, edge: Edge) -> float:
         lat = self._edge_latency.get(edge)
         if lat is None:
-            lat = self._edge_latency[edge] = self.graph.edges[edge]["latency_s"]
+            lat = self._edge_latency[edge] = self.edge_attrs(edge)["latency_s"]
         return lat
 
     def route_bandwidth_bytes_per_s(self, src: int, dst: int) -> float:
@@ -796,8 +890,97 @@ def _check_connected(g: nx.DiGraph, ctx: _Ctx) -> None:
                       f"{ctx.cluster.inter.topology!r} leaves {shown} unreachable from dev0")
 
 
+def _host_links(ctx: _Ctx, n: int) -> Iterator[Link]:
+    for i in range(n * ctx.devices_per_node, (n + 1) * ctx.devices_per_node):
+        yield Link(_dev(i), ("host", n), ctx.host_link, "host", ctx.host_link.latency_s)
+
+
+_SWITCHES = ("leaf", "spine")
+_NETWORK = ("nic", "leaf", "spine")
+
+
+def _parts(edge: Edge, ctx: _Ctx) -> list[tuple]:
+    """The parts of the cluster whose links may include ``edge``: ``(node, level)`` with
+    level 'intra', 'inter' or 'host' (a link is owned by a cluster node at one of its
+    ends), or ``(leaf,)`` for a leaf's uplink (the spine owns nothing: its every link
+    has a leaf at the other end)."""
+    if not (isinstance(edge, tuple) and len(edge) == 2):
+        return []
+    kinds = {end[0] for end in edge if isinstance(end, tuple) and end}
+    if "host" in kinds:
+        levels = ("host",)
+    elif kinds & set(_NETWORK):
+        levels = ("inter",)
+    elif "nvsw" in kinds:
+        levels = ("intra",)
+    else:                    # device to device: an intra fabric, or a torus of chips
+        levels = ("intra", "inter")
+    out: list[tuple] = []
+    for end in edge:
+        if isinstance(end, tuple) and end and end[0] in _SWITCHES:
+            if end[0] == "leaf":
+                out.append((end,))
+            continue
+        n = _owner(end, ctx)
+        if n is not None:
+            out.extend((n, level) for level in levels)
+    return out
+
+
+def _part_links(ctx: _Ctx, part: tuple) -> Iterable[Link]:
+    if len(part) == 1:
+        return INTER_GENERATORS[ctx.cluster.inter.topology].shared(ctx, part[0])
+    n, level = part
+    if level == "intra":
+        return INTRA_GENERATORS[ctx.cluster.intra.topology].links(ctx, n)
+    if level == "inter":
+        return INTER_GENERATORS[ctx.cluster.inter.topology].links(ctx, n)
+    return _host_links(ctx, n)
+
+
+def _owner(node: Node, ctx: _Ctx) -> int | None:
+    """The cluster node whose links include those of graph node ``node`` (None for a
+    name outside the cluster)."""
+    kind = node[0] if isinstance(node, tuple) and len(node) >= 2 else None
+    n = node[1] if kind in ("dev", "nvsw", "nic", "host") else None
+    if type(n) is not int:
+        return None
+    if kind == "dev":
+        n //= ctx.devices_per_node
+    return n if 0 <= n < ctx.nodes else None
+
+
+def _build_graph(ctx: _Ctx) -> nx.DiGraph:
+    """The whole graph, faults applied and connectivity checked."""
+    intra = INTRA_GENERATORS[ctx.cluster.intra.topology]
+    inter = INTER_GENERATORS[ctx.cluster.inter.topology]
+    g = nx.DiGraph()
+    # Devices first, so node order (and so fallback routing) is fixed by index; then one
+    # level at a time, so each node's neighbours are listed intra, network, host.
+    g.add_nodes_from(_dev(i) for i in range(ctx.num_devices))
+    for n in range(ctx.nodes):
+        _add_links(g, intra.links(ctx, n))
+    for n in range(ctx.nodes):
+        _add_links(g, inter.links(ctx, n))
+    _add_links(g, inter.shared(ctx))
+    for n in range(ctx.nodes):
+        _add_links(g, _host_links(ctx, n))
+    _apply_faults(g, ctx.cluster, ctx.source)
+    _check_connected(g, ctx)
+    return g
+
+
 def build_topology(cluster: ClusterSpec) -> Topology:
-    """Build the graph of ``cluster`` (``nodes`` must already be an int).
+    """The topology of ``cluster`` (``nodes`` must already be an int).
+
+    A cluster with failed or degraded links, or without an intra-node fabric, gets its
+    whole graph now: faults are applied to it, and routes around them and the
+    connectivity check need it. Otherwise the graph is left for first use: every intra
+    fabric but 'none' joins a node's devices and every inter generator joins the nodes
+    (fat-tree through the spine, a ring per rail, the torus every chip; 'none' allows one
+    node), so the cluster is connected by construction, and the costing reads edge
+    attributes node by node (:meth:`Topology.edge_attrs`), which keeps it independent of
+    the cluster's size.
 
     Raises
     ------
@@ -816,14 +999,7 @@ def build_topology(cluster: ClusterSpec) -> Topology:
                intra_link=resolve_link(cluster.intra.link, "intra.link", source),
                inter_link=resolve_link(cluster.inter.link, "inter.link", source),
                host_link=resolve_link(cluster.host.link, "host.link", source))
-    g = nx.DiGraph()
-    # Devices first, so node order (and so fallback routing) is fixed by index.
-    g.add_nodes_from(_dev(i) for i in range(ctx.num_devices))
-    INTRA_GENERATORS[cluster.intra.topology].build(g, ctx)
-    INTER_GENERATORS[cluster.inter.topology].build(g, ctx)
-    for i in range(ctx.num_devices):
-        _add_link(g, _dev(i), ("host", i // ctx.devices_per_node), ctx.host_link, "host",
-                  ctx.host_link.latency_s)
-    _apply_faults(g, cluster, source)
-    _check_connected(g, ctx)
-    return Topology(cluster, device, g, ctx)
+    INTRA_GENERATORS[cluster.intra.topology].check(ctx)
+    INTER_GENERATORS[cluster.inter.topology].check(ctx)
+    eager = bool(cluster.faults.links) or cluster.intra.topology == "none"
+    return Topology(cluster, device, _build_graph(ctx) if eager else None, ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from itertools import pairwise
 
 import pytest
@@ -296,3 +297,43 @@ def test_route_latency_is_the_sum_over_the_route(nodes, radix, rail, nics, over,
         expect = sum(topo.graph.edges[e]["latency_s"] for e in edges)
         assert topo.route_latency_s(a, b) == pytest.approx(expect, rel=1e-12, abs=0)
         assert got == pytest.approx(expect, rel=1e-12, abs=0)
+
+
+@settings(deadline=None, derandomize=True, max_examples=40)
+@given(nodes=st.integers(1, 9), per_node=st.sampled_from([1, 2, 4]),
+       inter=st.sampled_from(["fat_tree", "ring"]), radix=st.sampled_from([4, 6, 40]),
+       rail=st.booleans(), nics=st.sampled_from([1, 2, 4]), over=st.sampled_from([1.0, 2.0]),
+       intra=st.sampled_from(["nvswitch", "ring", "mesh"]))
+def test_edges_read_node_by_node_match_the_whole_graph(nodes, per_node, inter, radix, rail,
+                                                       nics, over, intra):
+    """A fault-free cluster is built without its graph; the attributes read node by
+    node as routes reach them are those of the graph built later, edge for edge, and
+    an edge that is not in the graph is a KeyError."""
+    c = cluster({"nodes": nodes, "devices_per_node": per_node,
+                 "intra": {"topology": intra, "link": "NVLink3"},
+                 "inter": {"topology": inter, "link": "IB-HDR", "nics_per_node": nics,
+                           "switch_radix": radix, "rail_optimized": rail,
+                           "oversubscription": over}})
+    lazy = build_topology(c)
+    assert lazy._graph is None
+    n = lazy.num_devices
+    bottlenecks = {(a, b): lazy.route_bandwidth_bytes_per_s(a, b)
+                   for a in range(n) for b in range(n)}
+    got = {e: dict(lazy.edge_attrs(e)) for e in build_topology(c).graph.edges}
+    graph = lazy.graph                               # built now, from the same generators
+    assert got == {e: graph.edges[e] for e in graph.edges}
+    for (a, b), bw in bottlenecks.items():
+        assert bw == min((graph.edges[e]["bandwidth_bytes_per_s"]
+                          for e in lazy.route(a, b)), default=math.inf)
+    with pytest.raises(KeyError):
+        build_topology(c).edge_attrs((("dev", 0), ("dev", 0)))
+
+
+def test_faults_and_intra_none_build_the_graph_at_once():
+    """They need it: faults are applied to it and checked against it; without an intra
+    fabric connectivity is not given by construction."""
+    assert build_topology(dgx(2))._graph is None
+    faulty = load_cluster("dgx-a100", [("nodes", 2), ("faults.links", [
+        {"between": ["nic0.0", "leaf0.0"], "bandwidth_factor": 0.5}])])
+    assert build_topology(faulty)._graph is not None
+    assert build_topology(load_cluster("tpu-v4", [("nodes", 16)]))._graph is not None
