@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from bisect import bisect_left
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -110,7 +111,8 @@ def _symmetry_window(group: Sequence[int], topology: Any) -> Window:
     nodes = [int(node_of(devs[0])) for devs in _by_node(group, topology)]  # ascending
     blocks = sorted({n // per_block for n in nodes})
     keep = _WINDOW_BLOCKS
-    while keep < len(blocks) and sum(1 for n in nodes if n // per_block in blocks[:keep]) \
+    # Nodes ascending: those in the first ``keep`` blocks are the ones below the next.
+    while keep < len(blocks) and bisect_left(nodes, blocks[keep] * per_block) \
             < _WINDOW_MIN_NODES:
         keep += 1
     if len(blocks) < max(_WINDOW_MIN_BLOCKS, 2 * keep):
@@ -194,7 +196,11 @@ def _split_by_node(group: Sequence[int], topology: Any) -> tuple[tuple[int, ...]
     nodes: dict[int, list[int]] = {}
     node_of = topology.node_of
     for d in sorted(group):
-        nodes.setdefault(int(node_of(d)), []).append(d)
+        n = int(node_of(d))
+        if n in nodes:
+            nodes[n].append(d)
+        else:
+            nodes[n] = [d]
     return tuple(tuple(nodes[n]) for n in sorted(nodes))
 
 

@@ -123,13 +123,17 @@ def _groups_dp(plan: Plan, stage: int) -> list[list[int]]:
 
 
 def _devices_near(topology, devices) -> Iterator[int]:
-    """Every device whose traffic can contend with that of ``devices``, in ascending
-    order: those on the same nodes, or on the same oversubscribed leaves
-    (``Topology.contention_nodes``)."""
+    """Every device whose traffic can contend with that of ``devices``: those on the
+    same nodes, or on the same oversubscribed leaves (``Topology.contention_nodes``).
+    Node by node, nearest to the lowest first; a device may come more than once."""
     per_node = topology.devices_per_node
-    ranges = {topology.contention_nodes(n) for n in {d // per_node for d in devices}}
-    for n in sorted({n for r in ranges for n in r}):
-        yield from range(n * per_node, (n + 1) * per_node)
+    seen: set[range] = set()
+    for n in sorted({d // per_node for d in devices}):
+        near = topology.contention_nodes(n)
+        if near not in seen:
+            seen.add(near)
+            for m in near:
+                yield from range(m * per_node, (m + 1) * per_node)
 
 
 def _translates(first: tuple[int, ...], offsets: Sequence[int], topology

@@ -1,8 +1,9 @@
 """The cluster as a graph: devices, NICs, switches and host memory, joined by directed links.
 
 ``build_topology(cluster)`` turns a validated :class:`~simwall.config.ClusterSpec` (with
-``nodes`` resolved) into a :class:`Topology`: a ``networkx.DiGraph`` whose every directed
-edge carries
+``nodes`` resolved) into a :class:`Topology`: a ``networkx.DiGraph`` (built on first use
+for a fault-free cluster; :meth:`Topology.edge_attrs` reads single edges without it) whose
+every directed edge carries
 
 - ``bandwidth_bytes_per_s``: capacity in that direction (a link's per-direction bandwidth,
   scaled by any fault factor),
@@ -21,8 +22,9 @@ Node names (tuples; ``str`` names in parentheses, as written in ``faults.links``
 
 Generators live in two registry dicts, ``INTRA_GENERATORS`` and ``INTER_GENERATORS``
 (together ``GENERATORS``), keyed by the topology name a cluster file uses; each is a
-:class:`Generator` (a ``build`` function that adds edges and a ``route`` function that
-gives the structural path between two devices). Adding one is a single edit.
+:class:`Generator` (a ``links`` function that gives the links one node owns, and a
+``route`` function that gives the structural path between two devices). Adding one is a
+single edit.
 See docs/hardware.md for the routing and bisection definitions.
 """
 
@@ -768,7 +770,7 @@ class Topology:
         code = ((local[:, 0] * per_node + local[:, 1]) * 2
                 + (node[:, 0] == node[:, 1])) * 2 + (node[:, 0] // per_block
                                                      == node[:, 1] // per_block)
-        codes, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+        _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
         by_code = [self.route_latency_s(int(arr[i, 0]), int(arr[i, 1])) for i in first]
         return [by_code[j] for j in inverse.tolist()]
 
