@@ -569,12 +569,14 @@ class Topology:
         return found
 
     def _put(self, links: Iterable[Link]) -> None:
+        table, shared = self._attrs, self._attr_dicts
         for link in links:
-            key = (id(link.spec), link.kind, link.latency_s, link.bandwidth_bytes_per_s)
-            attrs = self._attr_dicts.get(key)
+            u, v, spec, kind, latency_s, bandwidth = link
+            key = (id(spec), kind, latency_s, bandwidth)
+            attrs = shared.get(key)
             if attrs is None:
-                attrs = self._attr_dicts[key] = link.attrs()
-            self._attrs[(link.u, link.v)] = self._attrs[(link.v, link.u)] = attrs
+                attrs = shared[key] = link.attrs()
+            table[(u, v)] = table[(v, u)] = attrs
 
     # -- sizes -----------------------------------------------------------------------------
     @property
