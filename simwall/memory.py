@@ -371,21 +371,52 @@ def _output_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Pla
     return 2 * e * sb * model.hidden / sp_div + FP32_BYTES * sb * model.vocab / plan.tp
 
 
+@lru_cache(maxsize=4096)
+def _held_at_forwards(schedule: str, pp: int, stage: int, m: int, v: int
+                      ) -> tuple[tuple[int, ...], ...]:
+    """Micro-batches each local chunk of ``stage`` holds activations for as each of its
+    forward tasks starts (where the held amount can peak), walking the schedule's own task
+    order (:func:`simwall.schedules.tasks_for`). Only the vectors no other one covers in
+    every chunk (with sizes >= 0 the peak is at one of them), first seen first."""
+    from .schedules import tasks_for
+
+    held = [0] * v
+    seen: dict[tuple[int, ...], None] = {}
+    for pass_, _, chunk in tasks_for(schedule, pp, stage, m, v):
+        if pass_ == "F":
+            held[chunk] += 1
+            seen[tuple(held)] = None
+        else:
+            held[chunk] -= 1
+    return tuple(a for a in seen
+                 if not any(b != a and all(x <= y for x, y in zip(a, b)) for b in seen))
+
+
 def stage_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan,
                            stage: int) -> float:
-    """Saved activations a device of ``stage`` holds at its peak, bytes."""
-    in_flight = in_flight_micro_batches(plan, stage)
-    per_mb = plan.layers_on_stage(stage) * activation_bytes_per_layer(model, training, plan)
+    """Saved activations a device of ``stage`` holds at its peak, bytes.
+
+    Each micro-batch in flight holds its chunk's layers (plus the embedding's on the
+    first chunk, the LM head's on the last); how many are in flight per chunk comes from
+    the schedule's task order, so chunks of unequal size (an interleaved split whose
+    layers do not divide evenly) count as they are. This is
+    :func:`in_flight_micro_batches` when the chunks are equal. The last stage's logits
+    live only while their micro-batch is in flight: one at a time under 1F1B (its
+    backward follows its forward; Korthikanti et al. 2022, Sec. 4.3), all m under GPipe.
+    """
+    layers = plan.chunk_layers(stage)
+    act = activation_bytes_per_layer(model, training, plan)
+    body = [n * act for n in layers]
     if stage == 0:
-        per_mb += _embedding_activation_bytes(model, plan)
-    out = in_flight * per_mb
-    if stage == plan.pp - 1:
-        # 1F1B: the last stage runs each micro-batch's backward right after its forward, so
-        # the logits of one micro-batch are alive at a time (Korthikanti et al. 2022, Sec.
-        # 4.3). GPipe runs every forward first, so all m micro-batches' logits are kept.
-        logits_alive = plan.micro_batches if plan.schedule == "gpipe" else 1
-        out += logits_alive * _output_activation_bytes(model, training, plan)
-    return float(out)
+        body[0] += _embedding_activation_bytes(model, plan)
+    head = _output_activation_bytes(model, training, plan) if stage == plan.pp - 1 else 0.0
+    if len(layers) == 1:          # GPipe, 1F1B: the count is known in closed form
+        held: tuple[tuple[float, ...], ...] = ((in_flight_micro_batches(plan, stage),),)
+    else:                         # v > 1: interleaved only (simwall.plan.resolve)
+        held = _held_at_forwards(plan.schedule, plan.pp, stage, plan.micro_batches,
+                                 len(layers))
+    return float(max(sum(n * b for n, b in zip(count, body)) + count[-1] * head
+                     for count in held))
 
 
 # ---------------------------------------------------------------------------------------
