@@ -373,8 +373,8 @@ def _fat_tree_uplinks(ctx: _Ctx, switch: Node | None = None) -> Iterator[Link]:
         return
     if switch is None:
         order = [("leaf", k, j) for j in range(leaves) for k in range(groups)]
-    elif (len(switch) == 3 and switch[0] == "leaf" and 0 <= switch[1] < groups
-          and 0 <= switch[2] < leaves):
+    elif (len(switch) == 3 and switch[0] == "leaf" and type(switch[1]) is int
+          and type(switch[2]) is int and 0 <= switch[1] < groups and 0 <= switch[2] < leaves):
         order = [switch]
     else:
         return
