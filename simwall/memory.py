@@ -410,9 +410,9 @@ def stage_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan,
     if stage == 0:
         body[0] += _embedding_activation_bytes(model, plan)
     head = _output_activation_bytes(model, training, plan) if stage == plan.pp - 1 else 0.0
-    if len(layers) == 1:          # GPipe, 1F1B: the count is known in closed form
+    if plan.schedule != "interleaved":    # GPipe, 1F1B (one chunk): known in closed form
         held: tuple[tuple[float, ...], ...] = ((in_flight_micro_batches(plan, stage),),)
-    else:                         # v > 1: interleaved only (simwall.plan.resolve)
+    else:
         held = _held_at_forwards(plan.schedule, plan.pp, stage, plan.micro_batches,
                                  len(layers))
     return float(max(sum(n * b for n, b in zip(count, body)) + count[-1] * head

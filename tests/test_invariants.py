@@ -101,6 +101,18 @@ def test_breakdown_bounds_and_mfu(cfg):
         assert math.isclose(sum(parts_b), d["peak_bytes"], rel_tol=REL)
 
 
+@PROPS
+@given(cfg=configs())
+def test_engine_memory_timeline_peaks_at_the_closed_form(cfg):
+    """The engine allocates and frees activations as the schedule runs; the closed form
+    counts what each chunk holds in flight from the same task order. They agree on every
+    device, so the plan search's memory filter is the engine's."""
+    workload, cluster, over = cfg
+    r = simulate(workload, cluster, **over)
+    for d in r.memory["devices"]:
+        assert math.isclose(d["peak_bytes"], d["closed_form_peak_bytes"], rel_tol=1e-9), d
+
+
 def _base_numbers(cluster: str):
     cl = load_cluster(cluster)
     dev = get_device(cl.device)
