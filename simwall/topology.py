@@ -561,8 +561,10 @@ class Topology:
         if found is None:
             for part in _parts(edge, self._ctx):
                 if part not in self._parts_read:
-                    self._parts_read.add(part)
+                    # Marked after its links are in: a thread that sees the mark finds
+                    # them (two threads at most repeat the same work).
                     self._put(_part_links(self._ctx, part))
+                    self._parts_read.add(part)
             found = self._attrs.get(edge)
             if found is None:
                 raise KeyError(edge)
