@@ -351,9 +351,9 @@ def _cmd_topo(args: argparse.Namespace) -> int:
             raise ConfigError("--route", None, f"device {dev} out of range: expected 0 to "
                               f"{n - 1} ({n} devices)")
     hops = topo.route(a, b)
-    lines += [f"route {a} -> {b}: {len(hops)} hops, bottleneck "
-              f"{topo.route_bandwidth_bytes_per_s(a, b) / 1e9:,.1f} GB/s, latency "
-              f"{topo.route_latency_s(a, b) * 1e6:,.2f} us"]
+    lines.append(f"route {a} -> {b}: {len(hops)} hops, bottleneck "
+                 f"{topo.route_bandwidth_bytes_per_s(a, b) / 1e9:,.1f} GB/s, latency "
+                 f"{topo.route_latency_s(a, b) * 1e6:,.2f} us")
     print("\n".join(lines))
     return 0
 

@@ -117,21 +117,20 @@ def render_table(r: StepResult) -> str:
     p = r.plan
     lines = [
         f"simwall: {r.workload} on {r.cluster} ({r.world} x {r.device})",
-        f"plan: tp={p['tp']} pp={p['pp']} dp={p['dp']} vp={p['virtual_stages']} "
-        f"sp={p['sequence_parallel']} zero={p['zero']} recompute={p['recompute']} "
-        f"schedule={p['schedule']} micro_batch={p['micro_batch']} "
-        f"micro_batches={p['micro_batches']} global_batch={p['global_batch']}",
+        (f"plan: tp={p['tp']} pp={p['pp']} dp={p['dp']} vp={p['virtual_stages']} "
+         f"sp={p['sequence_parallel']} zero={p['zero']} recompute={p['recompute']} "
+         f"schedule={p['schedule']} micro_batch={p['micro_batch']} "
+         f"micro_batches={p['micro_batches']} global_batch={p['global_batch']}"),
         "",
         f"step time            {r.step_time_s:12.4f} s",
         f"tokens/s             {r.tokens_per_s:12.1f}",
         f"model TFLOP/s/device {r.model_tflops_per_device:12.1f}   MFU {r.mfu * 100:5.1f}%",
         f"hw TFLOP/s/device    {r.hardware_tflops_per_device:12.1f}   HFU {r.hfu * 100:5.1f}%",
         "",
-        f"ideal step (compute only: no communication, no bubble; a lower bound) "
-        f"{r.bounds.get('compute_only_s', float('nan')):.4f} s",
+        (f"ideal step (compute only: no communication, no bubble; a lower bound) "
+         f"{r.bounds.get('compute_only_s', float('nan')):.4f} s"),
         "",
-        "breakdown (critical stage "
-        f"{r.critical.get('stage')}):",
+        f"breakdown (critical stage {r.critical.get('stage')}):",
     ]
     for k in BREAKDOWN_KEYS:
         v = r.breakdown_s[k]
@@ -140,8 +139,8 @@ def render_table(r: StepResult) -> str:
     mem = r.memory
     lines += [
         "",
-        f"memory per device (GB; capacity {mem['capacity_bytes'] / 1e9:.1f}, "
-        f"fits: {'yes' if mem['fits'] else 'NO'})",
+        (f"memory per device (GB; capacity {mem['capacity_bytes'] / 1e9:.1f}, "
+         f"fits: {'yes' if mem['fits'] else 'NO'})"),
         "  stage    params    grads  optim  activ    other     peak",
     ]
     for d in mem["devices"]:

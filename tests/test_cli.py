@@ -242,10 +242,10 @@ def test_console_script_smoke(tmp_path):
     exe = shutil.which("simwall", path=os.path.dirname(sys.executable))
     cmd = [exe] if exe else [sys.executable, "-m", "simwall.cli"]
     ok = subprocess.run([*cmd, "list", "workloads"], cwd=tmp_path, capture_output=True,
-                        text=True, timeout=60)
+                        text=True, timeout=60, check=False)
     assert ok.returncode == 0 and "gpt3-175b" in ok.stdout
     bad = subprocess.run([*cmd, "show", "gpt3-175b", "--set", "plan.tp=-3"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2
     assert bad.stderr == ("simwall: error: workloads/gpt3-175b.yaml: plan.tp: expected an "
                           "integer > 0, got -3 (from --set)\n")

@@ -239,8 +239,8 @@ def test_validate_rejects_non_mapping_and_none():
 
 
 @pytest.mark.parametrize("peak, pattern", [
-    ("{bf17: 1.0e12}", "d.yaml:2: peak_flops.bf17: expected one of 'fp32', 'tf32', 'fp16', 'bf16', "
-                       "'fp8', got 'bf17'"),
+    ("{bf17: 1.0e12}", ("d.yaml:2: peak_flops.bf17: expected one of 'fp32', 'tf32', 'fp16', "
+                        "'bf16', 'fp8', got 'bf17'")),
     ("{bf16: true}", "d.yaml:2: peak_flops.bf16: expected a number > 0, got true"),
 ])
 def test_catalog_entry_errors(peak, pattern):
