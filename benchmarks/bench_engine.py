@@ -47,7 +47,7 @@ PREP: dict[str, float] = {}
 WALL: dict[str, float] = {}
 
 
-def bench(label: str, nodes: int, global_batch: int, repeat: int = 5) -> float:
+def bench(label: str, nodes: int, global_batch: int, repeat: int = 9) -> float:
     over = dict(ROW, **{"cluster.nodes": nodes, "training.global_batch": global_batch})
     best = t_prep = t_wall = float("inf")
     result = prep = None

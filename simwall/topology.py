@@ -118,27 +118,26 @@ class _Ctx:
 
 class Link(NamedTuple):
     """One full-duplex link between graph nodes ``u`` and ``v``: two directed edges with
-    the same attributes (see the module docstring)."""
+    the same attributes (see the module docstring; links of one kind may share the dict,
+    which is read-only)."""
 
     u: Node
     v: Node
-    spec: LinkSpec
-    kind: str
-    latency_s: float
-    bandwidth_bytes_per_s: float | None = None     # None: the link class's bandwidth
+    attrs: dict
 
-    def attrs(self) -> dict:
-        bw = self.bandwidth_bytes_per_s
-        return {"bandwidth_bytes_per_s": self.spec.bandwidth_bytes_per_s if bw is None else bw,
-                "latency_s": self.latency_s, "link": self.spec.name, "kind": self.kind,
-                "efficiency": self.spec.efficiency}
+
+def _attrs(spec: LinkSpec, kind: str, latency_s: float,
+           bandwidth_bytes_per_s: float | None = None) -> dict:
+    """Edge attributes of a link of class ``spec`` (its bandwidth unless given)."""
+    bw = spec.bandwidth_bytes_per_s if bandwidth_bytes_per_s is None else bandwidth_bytes_per_s
+    return {"bandwidth_bytes_per_s": bw, "latency_s": latency_s, "link": spec.name,
+            "kind": kind, "efficiency": spec.efficiency}
 
 
 def _add_links(g: nx.DiGraph, links: Iterable[Link]) -> None:
-    for link in links:
-        attrs = link.attrs()
-        g.add_edge(link.u, link.v, **attrs)
-        g.add_edge(link.v, link.u, **attrs)
+    for u, v, attrs in links:            # each edge gets its own copy (faults scale it)
+        g.add_edge(u, v, **attrs)
+        g.add_edge(v, u, **attrs)
 
 
 # links(ctx, n) -> the links node n owns (each has an end on node n: one of its devices,
@@ -240,10 +239,9 @@ def _nvswitch_links(ctx: _Ctx, n: int) -> Iterator[Link]:
     # One switch node per node; each device attaches with its full per-direction NVLink
     # bandwidth, so any pair's bottleneck is the per-GPU NVLink bandwidth (NVSwitch is
     # non-blocking). The hop latency is split over the two edges.
-    lat = ctx.intra_link.latency_s / 2
+    attrs = _attrs(ctx.intra_link, "intra", ctx.intra_link.latency_s / 2)
     for j in range(ctx.devices_per_node):
-        yield Link(_dev(n * ctx.devices_per_node + j), ("nvsw", n), ctx.intra_link, "intra",
-                   lat)
+        yield Link(_dev(n * ctx.devices_per_node + j), ("nvsw", n), attrs)
 
 
 def _route_nvswitch(topo: Topology, s: int, t: int) -> list:
@@ -253,10 +251,10 @@ def _route_nvswitch(topo: Topology, s: int, t: int) -> list:
 def _mesh_links(ctx: _Ctx, n: int) -> Iterator[Link]:
     # Fully connected: one direct link per device pair (e.g. MI300X's 7 xGMI links).
     D = ctx.devices_per_node
+    attrs = _attrs(ctx.intra_link, "intra", ctx.intra_link.latency_s)
     for a in range(D):
         for b in range(a + 1, D):
-            yield Link(_dev(n * D + a), _dev(n * D + b), ctx.intra_link, "intra",
-                       ctx.intra_link.latency_s)
+            yield Link(_dev(n * D + a), _dev(n * D + b), attrs)
 
 
 def _route_mesh(topo: Topology, s: int, t: int) -> list:
@@ -265,9 +263,9 @@ def _route_mesh(topo: Topology, s: int, t: int) -> list:
 
 def _ring_links(ctx: _Ctx, n: int) -> Iterator[Link]:
     D = ctx.devices_per_node
+    attrs = _attrs(ctx.intra_link, "intra", ctx.intra_link.latency_s)
     for a in range(D if D > 2 else D - 1):
-        yield Link(_dev(n * D + a), _dev(n * D + (a + 1) % D), ctx.intra_link, "intra",
-                   ctx.intra_link.latency_s)
+        yield Link(_dev(n * D + a), _dev(n * D + (a + 1) % D), attrs)
 
 
 def _route_ring(topo: Topology, s: int, t: int) -> list:
@@ -290,9 +288,9 @@ def _intra_dims(ctx: _Ctx) -> tuple[int, ...]:
 
 def _intra_torus_links(ctx: _Ctx, n: int) -> Iterator[Link]:
     D = ctx.devices_per_node
+    attrs = _attrs(ctx.intra_link, "intra", ctx.intra_link.latency_s)
     for a, b in _torus_edges(_intra_dims(ctx)):
-        yield Link(_dev(n * D + a), _dev(n * D + b), ctx.intra_link, "intra",
-                   ctx.intra_link.latency_s)
+        yield Link(_dev(n * D + a), _dev(n * D + b), attrs)
 
 
 def _route_intra_torus(topo: Topology, s: int, t: int) -> list:
@@ -330,9 +328,10 @@ def _nic_links(ctx: _Ctx, n: int) -> Iterator[Link]:
     # with GPUDirect RDMA the NIC port, not that PCIe hop, is the bottleneck: PCIe4 x16
     # 31.5 GB/s > HDR 25 GB/s, PCIe5 x16 63 GB/s > NDR 50 GB/s). Latency is carried by the
     # NIC-to-network edges.
-    D = ctx.devices_per_node
+    D, rails = ctx.devices_per_node, ctx.rails
+    attrs = _attrs(ctx.inter_link, "nic", 0.0)
     for j in range(D):
-        yield Link(_dev(n * D + j), ("nic", n, j % ctx.rails), ctx.inter_link, "nic", 0.0)
+        yield Link(("dev", n * D + j), ("nic", n, j % rails), attrs)
 
 
 def _fat_tree_layout(ctx: _Ctx) -> tuple[int, bool]:
@@ -357,9 +356,9 @@ def _fat_tree_links(ctx: _Ctx, n: int) -> Iterator[Link]:
     # one non-blocking switch (see _fat_tree_uplinks).
     yield from _nic_links(ctx, n)
     layout = _fat_tree_layout(ctx)
-    half_lat = ctx.inter_link.latency_s / 2
+    attrs = _attrs(ctx.inter_link, "net", ctx.inter_link.latency_s / 2)
     for k in range(ctx.rails):
-        yield Link(("nic", n, k), _leaf_of(ctx, n, k, layout), ctx.inter_link, "net", half_lat)
+        yield Link(("nic", n, k), _leaf_of(ctx, n, k, layout), attrs)
 
 
 def _fat_tree_uplinks(ctx: _Ctx, switch: Node | None = None) -> Iterator[Link]:
@@ -380,9 +379,9 @@ def _fat_tree_uplinks(ctx: _Ctx, switch: Node | None = None) -> Iterator[Link]:
         return
     for leaf in order:
         nics = min(per_leaf, ctx.nodes - leaf[2] * per_leaf) * (1 if rail_opt else ctx.rails)
-        yield Link(leaf, ("spine", 0), ctx.inter_link, "spine", 0.0,
-                   _summed(ctx.inter_link.bandwidth_bytes_per_s, nics)
-                   / ctx.cluster.inter.oversubscription)
+        yield Link(leaf, ("spine", 0), _attrs(
+            ctx.inter_link, "spine", 0.0,
+            _summed(ctx.inter_link.bandwidth_bytes_per_s, nics) / ctx.cluster.inter.oversubscription))
 
 
 @lru_cache(maxsize=1024)
@@ -440,10 +439,10 @@ def _inter_ring_links(ctx: _Ctx, n: int) -> Iterator[Link]:
     yield from _nic_links(ctx, n)
     N = ctx.nodes
     ends = ([(n - 1, n)] if n > 0 else []) + ([(n, 0)] if n == N - 1 and N > 2 else [])
+    attrs = _attrs(ctx.inter_link, "net", ctx.inter_link.latency_s)
     for a, b in ends:
         for k in range(ctx.rails):
-            yield Link(("nic", a, k), ("nic", b, k), ctx.inter_link, "net",
-                       ctx.inter_link.latency_s)
+            yield Link(("nic", a, k), ("nic", b, k), attrs)
 
 
 def _route_inter_ring(topo: Topology, s: int, t: int) -> list | None:
@@ -485,8 +484,9 @@ def _inter_torus_links(ctx: _Ctx, n: int) -> Iterator[Link]:
     # coordinates of i; one ICI link per neighbour pair, owned by the chip it leaves in
     # the + direction.
     D = ctx.devices_per_node
+    attrs = _attrs(ctx.inter_link, "inter", ctx.inter_link.latency_s)
     for a, b in _torus_edges(_inter_dims(ctx), range(n * D, (n + 1) * D)):
-        yield Link(_dev(a), _dev(b), ctx.inter_link, "inter", ctx.inter_link.latency_s)
+        yield Link(_dev(a), _dev(b), attrs)
 
 
 def _route_inter_torus(topo: Topology, s: int, t: int) -> list:
@@ -534,7 +534,6 @@ class Topology:
         self._ctx = ctx
         self._attrs: dict[Edge, dict] = {}     # the edges of the parts read so far
         self._parts_read: set[tuple] = set()   # (node, level) or (switch,)
-        self._attr_dicts: dict[tuple, dict] = {}   # one read-only dict per kind of link
         self._routes: dict[tuple[int, int], tuple[Edge, ...]] = {}
         self._capacity: dict[Edge, float] = {}        # per-edge memo (the graph is fixed)
         self._edge_latency: dict[Edge, float] = {}
@@ -571,13 +570,8 @@ class Topology:
         return found
 
     def _put(self, links: Iterable[Link]) -> None:
-        table, shared = self._attrs, self._attr_dicts
-        for link in links:
-            u, v, spec, kind, latency_s, bandwidth = link
-            key = (id(spec), kind, latency_s, bandwidth)
-            attrs = shared.get(key)
-            if attrs is None:
-                attrs = shared[key] = link.attrs()
+        table = self._attrs
+        for u, v, attrs in links:
             table[(u, v)] = table[(v, u)] = attrs
 
     # -- sizes -----------------------------------------------------------------------------
@@ -897,8 +891,9 @@ def _check_connected(g: nx.DiGraph, ctx: _Ctx) -> None:
 
 
 def _host_links(ctx: _Ctx, n: int) -> Iterator[Link]:
+    attrs = _attrs(ctx.host_link, "host", ctx.host_link.latency_s)
     for i in range(n * ctx.devices_per_node, (n + 1) * ctx.devices_per_node):
-        yield Link(_dev(i), ("host", n), ctx.host_link, "host", ctx.host_link.latency_s)
+        yield Link(_dev(i), ("host", n), attrs)
 
 
 _SWITCHES = ("leaf", "spine")
