@@ -42,8 +42,7 @@ ROW = {"model.layers": 80, "model.hidden": 12288, "model.heads": 96, "model.kv_h
 
 WARM: dict[str, float] = {}
 PREP: dict[str, float] = {}
-
-
+SIM: dict[str, float] = {}
 WALL: dict[str, float] = {}
 
 
@@ -86,9 +85,6 @@ def bench(label: str, nodes: int, global_batch: int, repeat: int = 9) -> float:
           f"hw_tflops={result.hardware_tflops_per_device:6.1f}; "
           f"whole networkx graph, if asked for: {t_graph:6.3f}s")
     return t_wall
-
-
-SIM: dict[str, float] = {}
 
 
 def _ratios(name: str, times: dict[str, float]) -> str:

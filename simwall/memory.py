@@ -399,8 +399,8 @@ def stage_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan,
     Each micro-batch in flight holds its chunk's layers (plus the embedding's on the
     first chunk, the LM head's on the last); how many are in flight per chunk comes from
     the schedule's task order, so chunks of unequal size (an interleaved split whose
-    layers do not divide evenly) count as they are. This is
-    :func:`in_flight_micro_batches` when the chunks are equal. The last stage's logits
+    layers do not divide evenly) count as they are; with equal chunks the layers' part
+    is :func:`in_flight_micro_batches` x the stage's layers. The last stage's logits
     live only while their micro-batch is in flight: one at a time under 1F1B (its
     backward follows its forward; Korthikanti et al. 2022, Sec. 4.3), all m under GPipe.
     """
