@@ -9,9 +9,10 @@ imported inside the subcommands so ``simwall --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import ConfigError, SimwallError
@@ -378,40 +379,21 @@ def _cmd_roofline(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import sweep_main
-    return sweep_main(args)
-
-
-def _cmd_plan(args: argparse.Namespace) -> int:
-    from .search import plan_main
-    return plan_main(args)
-
-
-def _cmd_check(args: argparse.Namespace) -> int:
-    from .search import check_main
-    return check_main(args)
-
-
-def _cmd_whatif(args: argparse.Namespace) -> int:
-    from .whatif import whatif_main
-    return whatif_main(args)
-
-
-def _cmd_plot(args: argparse.Namespace) -> int:
-    from .plots import plot_main
-    return plot_main(args)
-
-
-def _cmd_validate(args: argparse.Namespace) -> int:
-    from .validate import validate_main
-    return validate_main(args)
+def _deferred(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """The command ``simwall.<module>.<name>(args)``, its module imported only when the
+    command runs (so ``simwall --help`` and the other commands stay fast)."""
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(f".{module}", __package__), name)(args)
+    return run
 
 
 _COMMANDS = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "topo": _cmd_topo,
-             "roofline": _cmd_roofline, "sweep": _cmd_sweep, "plan": _cmd_plan,
-             "check": _cmd_check, "whatif": _cmd_whatif, "plot": _cmd_plot,
-             "validate": _cmd_validate}
+             "roofline": _cmd_roofline, "sweep": _deferred("sweep", "sweep_main"),
+             "plan": _deferred("search", "plan_main"),
+             "check": _deferred("search", "check_main"),
+             "whatif": _deferred("whatif", "whatif_main"),
+             "plot": _deferred("plots", "plot_main"),
+             "validate": _deferred("validate", "validate_main")}
 
 
 def _one_line(text: str) -> str:
