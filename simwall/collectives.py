@@ -382,7 +382,7 @@ def _tree(kind: str, group: Sequence[int], bytes_: float, topology: Any,
     tree_s = 0.0
     # Positions (nodes of the group, in order) whose outgoing flows are costed.
     kept = (range(len(per_node)) if window is None else
-            [i for i, n in enumerate(per_node) if topology.node_of(n[0]) in window])
+            [i for i, n in enumerate(per_node) if _kept(topology, n[0], window)])
     for c in range(k):
         for pos in kept:
             n = per_node[pos]
@@ -590,9 +590,8 @@ def collective_time_parts(topology: Any, kind: str, groups: Sequence[Sequence[in
     c = _cache(topology)
     if c is not None and key in c["time"]:
         return c["time"][key]
-    ws = [1.0] * len(groups) if weights is None else list(weights_t)
-    if len(ws) != len(groups):
-        raise SimwallError(f"{len(ws)} weights for {len(groups)} groups")
+    if weights_t is not None and len(weights_t) != len(groups):
+        raise SimwallError(f"{len(weights_t)} weights for {len(groups)} groups")
     for g in groups_t:
         _check(kind, g, bytes_)
     if bytes_ == 0.0:
@@ -604,7 +603,7 @@ def collective_time_parts(topology: Any, kind: str, groups: Sequence[Sequence[in
         algos = tuple(choose_algorithm(kind, g, bytes_, topology, window)
                       if algorithm == "auto" else algorithm for g in groups_t)
         latency_s, per_byte_s = _unit_time_s(topology, kind, groups_t, algos, weights_t,
-                                             window, ws)
+                                             window)
         result = (latency_s, per_byte_s * float(bytes_))
     if c is not None:
         c["time"][key] = result
@@ -613,12 +612,13 @@ def collective_time_parts(topology: Any, kind: str, groups: Sequence[Sequence[in
 
 def _unit_time_s(topology: Any, kind: str, groups: tuple[tuple[int, ...], ...],
                  algorithms: tuple[str, ...], weights_t: tuple[float, ...] | None,
-                 window: Window, ws: list[float]) -> tuple[float, float]:
+                 window: Window) -> tuple[float, float]:
     """(latency_s, bandwidth seconds per byte) of ``groups`` each running its algorithm."""
     def compute() -> tuple[float, float]:
         phases = [collective_phases(kind, g, 1.0, topology, a, window,
                                     latency=window is None or i == 0)
                   for i, (g, a) in enumerate(zip(groups, algorithms))]
+        ws = [1.0] * len(groups) if weights_t is None else list(weights_t)
         return _phase_time_s(phases, ws, topology)
     return _memo(topology, "unit", (kind, groups, algorithms, weights_t, window), compute)
 
