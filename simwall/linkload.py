@@ -126,7 +126,7 @@ def _offload_bytes(training: TrainingSpec, plan: Plan, topology: Any, stage: int
                    symmetric: bool) -> dict[Edge, float]:
     """Host-link bytes of ``stage``'s devices (its first one when ``symmetric``):
     :func:`simwall.offload.step_host_bytes` on each one's host edge."""
-    shard = params_here / plan.dp if plan.zero >= 1 else params_here
+    shard = memory.optimizer_shard_params(params_here, plan)
     d2h, h2d = offload.step_host_bytes(shard, layer_params, layers, training, plan)
     devices = ([plan.device_of(stage, 0, 0)] if symmetric else
                [plan.device_of(stage, d, t) for d in range(plan.dp) for t in range(plan.tp)])

@@ -31,6 +31,7 @@ __all__ = [
     "korthikanti_activation_bytes",
     "layer_params",
     "model_state_bytes",
+    "optimizer_shard_params",
     "stage_activation_bytes",
     "stage_matrix_shapes",
     "stage_params",
@@ -255,6 +256,13 @@ def model_state_bytes(params: float, training: TrainingSpec, zero: int, dp: int,
     if zero >= 3:
         params_b /= dp
     return float(params_b), float(grads_b), float(opt_b)
+
+
+def optimizer_shard_params(params: float, plan: Plan) -> float:
+    """Parameters whose optimizer state one device holds and updates, of the ``params``
+    it holds before ZeRO: a 1/dp share from ZeRO-1 on (P_os, Rajbhandari et al. 2020,
+    Sec. 5.1), as :func:`model_state_bytes` divides the optimizer bytes."""
+    return params / plan.dp if plan.zero >= 1 else params
 
 
 # ---------------------------------------------------------------------------------------

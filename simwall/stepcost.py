@@ -420,7 +420,7 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
         tied = coll("all_reduce", pairs, emb_grads, 1 if stage == 0 else 0)
 
     params_here = memory.stage_params(model, plan, stage)
-    shard = params_here / plan.dp if plan.zero >= 1 else params_here
+    shard = memory.optimizer_shard_params(params_here, plan)
     opt = cost.optimizer_step_time_s(shard, training.optimizer, device, training) / speed
     # --- offload (issue 6, simwall.offload): ZeRO-Offload runs the optimizer on the host
     # CPU: exposed gradient copy to host + CPU Adam + updated weights back over PCIe.
