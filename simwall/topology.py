@@ -533,14 +533,16 @@ class Topology:
         self._graph = graph
         self._ctx = ctx
         self._attrs: dict[Edge, dict] = {}     # the edges of the parts read so far
-        self._parts_read: set[tuple] = set()   # (node, level) or (switch,)
+        self._parts_read: set[tuple] = set()   # (node, level) or (leaf,): see _parts
         self._routes: dict[tuple[int, int], tuple[Edge, ...]] = {}
         self._capacity: dict[Edge, float] = {}        # per-edge memo (the graph is fixed)
         self._edge_latency: dict[Edge, float] = {}
         self._class_latency: dict[tuple, float] = {}   # see route_latency_s
         self._n = ctx.num_devices
         self._per_node = ctx.devices_per_node
-        self._latency_block: int | None = None
+        # Nodes per repeating leaf block (route latency classes, see route_latency_s);
+        # 0 where the network has none.
+        self._latency_block = self.block_nodes() or 0
         self._bisection: float | None = None
         self._fallback_graph: nx.DiGraph | None = None
 
@@ -756,8 +758,6 @@ class Topology:
     def route_latencies_s(self, pairs) -> list[float]:
         """:meth:`route_latency_s` of every ``(src, dst)`` in ``pairs``, in order (on a
         fault-free fat-tree the classes are found with array arithmetic)."""
-        if self._latency_block is None:
-            self._latency_block = self.block_nodes() or 0
         per_block = self._latency_block
         arr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
         if not per_block or not len(arr) or arr.min() < 0 or arr.max() >= self._n:
@@ -773,8 +773,6 @@ class Topology:
         return [by_code[j] for j in inverse.tolist()]
 
     def _latency_class(self, src: int, dst: int) -> tuple | None:
-        if self._latency_block is None:
-            self._latency_block = self.block_nodes() or 0
         per_block = self._latency_block
         if not per_block:
             return None
