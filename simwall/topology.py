@@ -518,6 +518,14 @@ GENERATORS: dict[str, dict[str, Generator]] = {"intra": INTRA_GENERATORS,
 # Topology
 
 
+def _latency_code(src, dst, per_node: int, per_block: int):
+    """The route class of device pairs, as one integer (ints or numpy arrays alike): the
+    two local indices, same node, same leaf block (see Topology.route_latency_s)."""
+    a, b = src // per_node, dst // per_node
+    return (((src % per_node) * per_node + dst % per_node) * 2
+            + (a == b)) * 2 + (a // per_block == b // per_block)
+
+
 class Topology:
     """A cluster graph with deterministic, cached routes. Units in method names.
 
@@ -537,7 +545,7 @@ class Topology:
         self._routes: dict[tuple[int, int], tuple[Edge, ...]] = {}
         self._capacity: dict[Edge, float] = {}        # per-edge memo (the graph is fixed)
         self._edge_latency: dict[Edge, float] = {}
-        self._class_latency: dict[tuple, float] = {}   # see route_latency_s
+        self._class_latency: dict[int, float] = {}     # see route_latency_s
         self._n = ctx.num_devices
         self._per_node = ctx.devices_per_node
         # Nodes per repeating leaf block (route latency classes, see route_latency_s);
@@ -762,17 +770,12 @@ class Topology:
         arr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
         if not per_block or not len(arr) or arr.min() < 0 or arr.max() >= self._n:
             return [self.route_latency_s(a, b) for a, b in pairs]
-        per_node = self._per_node
-        node = arr // per_node
-        local = arr % per_node
-        code = ((local[:, 0] * per_node + local[:, 1]) * 2
-                + (node[:, 0] == node[:, 1])) * 2 + (node[:, 0] // per_block
-                                                     == node[:, 1] // per_block)
+        code = _latency_code(arr[:, 0], arr[:, 1], self._per_node, per_block)
         _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
         by_code = [self.route_latency_s(int(arr[i, 0]), int(arr[i, 1])) for i in first]
         return [by_code[j] for j in inverse.tolist()]
 
-    def _latency_class(self, src: int, dst: int) -> tuple | None:
+    def _latency_class(self, src: int, dst: int) -> int | None:
         per_block = self._latency_block
         if not per_block:
             return None
@@ -781,9 +784,7 @@ class Topology:
             self._check_device(src)
             self._check_device(dst)
             src, dst = int(src), int(dst)
-        per_node = self._per_node
-        a, b = src // per_node, dst // per_node
-        return (src % per_node, dst % per_node, a == b, a // per_block == b // per_block)
+        return int(_latency_code(src, dst, self._per_node, per_block))
 
     # -- whole-graph figures ---------------------------------------------------------------
     def bisection_bandwidth_bytes_per_s(self) -> float:
