@@ -18,9 +18,9 @@ import functools
 import gc
 import time
 
-from simwall import collectives
+from simwall.net import collectives
 from simwall.api import prepare, run_prepared
-from simwall.topology import build_topology
+from simwall.net.topology import build_topology
 
 
 def clear_caches() -> None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from simwall.api import simulate
-from simwall.search import render_search, search
+from simwall.studies.search import render_search, search
 
 WORKLOAD = str(Path(__file__).resolve().parents[1] / "examples" / "megatron-145b.yaml")
 OVERRIDES = {"cluster.nodes": 192}

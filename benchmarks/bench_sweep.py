@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from simwall.sweep import SweepFile, expand, run_sweep
+from simwall.studies.sweeps import SweepFile, expand, run_sweep
 
 #: 4 x 5 x 5 x 10 = 1000 points. Some (micro-batch 16 with dp 128) do not split the
 #: global batch of 1024 and come back as error records, as in a real exploratory sweep.

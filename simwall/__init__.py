@@ -18,9 +18,9 @@ def __getattr__(name: str):
         from .api import simulate
         return simulate
     if name == "sweep":
-        from .sweep import sweep
+        from .studies.sweeps import sweep
         return sweep
     if name == "StepResult":
-        from .report import StepResult
+        from .report.result import StepResult
         return StepResult
     raise AttributeError(f"module 'simwall' has no attribute {name!r}")

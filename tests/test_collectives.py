@@ -11,7 +11,7 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.collectives import (
+from simwall.net.collectives import (
     ALGORITHMS,
     KINDS,
     choose_algorithm,
@@ -24,7 +24,7 @@ from simwall.collectives import (
     run_phases,
 )
 from simwall.errors import SimwallError
-from simwall.network import FlowNetwork
+from simwall.net.flows import FlowNetwork
 
 PROPS = settings(deadline=None, derandomize=True, max_examples=25)
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.config import (
+from simwall.config.core import (
     ClusterSpec,
     ConfigError,
     Workload,
@@ -244,7 +244,7 @@ def test_validate_rejects_non_mapping_and_none():
     ("{bf16: true}", "d.yaml:2: peak_flops.bf16: expected a number > 0, got true"),
 ])
 def test_catalog_entry_errors(peak, pattern):
-    from simwall.config import DeviceSpec
+    from simwall.config.core import DeviceSpec
 
     doc = parse_yaml(f"name: x\npeak_flops: {peak}\nmemory_capacity: 8.0e10\n"
                      "memory_bandwidth: 2.0e12\n", "d.yaml")

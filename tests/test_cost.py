@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall import cost
-from simwall.config import DeviceSpec, EfficiencySpec, TrainingSpec
+from simwall.model import optime as cost
+from simwall.config.core import DeviceSpec, EfficiencySpec, TrainingSpec
 from simwall.errors import SimwallError
-from simwall.workload import Op
+from simwall.model.ops import Op
 
 # NVIDIA A100 Tensor Core GPU datasheet (2021), SXM4 80GB: 312 TFLOP/s bf16 dense,
 # 19.5 TFLOP/s fp32, 2,039 GB/s HBM2e.
@@ -116,7 +116,7 @@ def test_optimizer_step():
         cost.optimizer_step_bytes(1.0, "lion")
 
 
-@pytest.mark.parametrize("module", ["cost.py", "workload.py", "roofline.py"])
+@pytest.mark.parametrize("module", ["optime.py", "ops.py", "roofline.py"])
 def test_pure_modules_do_not_import_simpy(module):
     src = pathlib.Path(cost.__file__).with_name(module).read_text()
     names = set()

@@ -98,7 +98,7 @@ def test_console_entry_point_matches_in_process():
 
 
 def test_local_and_dask_sweeps_give_the_same_records():
-    sweep_mod = pytest.importorskip("simwall.sweep")
+    sweep_mod = pytest.importorskip("simwall.studies.sweeps")
     if not hasattr(sweep_mod, "sweep"):
         pytest.skip("simwall.sweep.sweep (H6) not there yet")
     pytest.importorskip("dask.distributed")

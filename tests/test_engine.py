@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.engine import bucket_ready_times, dp_stream, run_pipeline
-from simwall.plan import Plan, balanced_split
-from simwall.stepcost import ChunkCost, StageCost
+from simwall.engine.pipeline import bucket_ready_times, dp_stream, run_pipeline
+from simwall.plan.layout import Plan, balanced_split
+from simwall.costing.stage import ChunkCost, StageCost
 
 
 def _plan(pp, m, schedule="1f1b", v=1, dp=1):

@@ -23,7 +23,9 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from simwall import cli, limits
+from simwall import cli
+
+from simwall.plan import limits
 
 #: Longest a single rejected input may take (generous for a 2-core CI runner): a guard
 #: against hangs and runaway sizes, not a speed test.
@@ -488,7 +490,7 @@ def test_sizes_beyond_any_cluster_are_refused_fast(good_files, what, argv_of):
 def test_limits_leave_real_runs_alone():
     """The bundled (published) workloads resolve on their default clusters."""
     from simwall.api import prepare
-    from simwall.config import bundled_names
+    from simwall.config.core import bundled_names
 
     for name in bundled_names("workload"):
         prepare(name)  # would raise ConfigError if a limit were too tight

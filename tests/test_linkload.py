@@ -11,11 +11,11 @@ from __future__ import annotations
 import pytest
 
 from simwall import api
-from simwall.config import PRECISION_BYTES, load_cluster
-from simwall.linkload import Traffic, busiest_link, link_bytes, step_link_bytes
-from simwall.memory import stage_params
-from simwall.stepcost import _stage_cost
-from simwall.topology import build_topology
+from simwall.config.core import PRECISION_BYTES, load_cluster
+from simwall.costing.linkload import Traffic, busiest_link, link_bytes, step_link_bytes
+from simwall.model.memory import stage_params
+from simwall.costing.stage import _stage_cost
+from simwall.net.topology import build_topology
 
 N_BYTES = 1e9
 
@@ -133,7 +133,7 @@ def test_tp_heavy_single_node_plan_is_paced_by_nvlink():
 
 
 def test_busiest_link_is_in_the_json_and_the_table():
-    from simwall.report import render_table
+    from simwall.report.result import render_table
 
     r = api.simulate("bert-base")
     doc = r.to_dict()

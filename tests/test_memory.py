@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall import memory as M
-from simwall.config import ModelSpec, TrainingSpec, load_yaml
-from simwall.plan import Plan, balanced_split
+from simwall.model import memory as M
+from simwall.config.core import ModelSpec, TrainingSpec, load_yaml
+from simwall.plan.layout import Plan, balanced_split
 
 CALIBRATION = Path("/work/shared/calibration")
 if not CALIBRATION.exists():  # the repo may carry a copy under shared/
@@ -396,8 +396,8 @@ def test_memory_module_is_pure():
 
 
 def test_workload_ops_agree_with_closed_form():
-    workload = importlib.import_module("simwall.workload") if importlib.util.find_spec(
-        "simwall.workload") else None
+    workload = importlib.import_module("simwall.model.ops") if importlib.util.find_spec(
+        "simwall.model.ops") else None
     if workload is None or not hasattr(workload, "activation_bytes_per_layer"):
         pytest.skip("simwall.workload.activation_bytes_per_layer not there yet")
     for tp, sp in ((1, False), (8, False), (8, True)):

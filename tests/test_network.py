@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall.errors import SimwallError
-from simwall.network import _DONE_REL, _TIE_REL, FlowNetwork, drain_time_s, maxmin_rates
+from simwall.net.flows import _DONE_REL, _TIE_REL, FlowNetwork, drain_time_s, maxmin_rates
 
 PROPS = settings(deadline=None, derandomize=True, max_examples=40)
 

@@ -11,10 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall import api, memory, offload
-from simwall.config import PRECISION_BYTES, TrainingSpec
+from simwall import api
+
+from simwall.model import memory
+
+from simwall.costing import offload
+from simwall.config.core import PRECISION_BYTES, TrainingSpec
 from simwall.errors import ConfigError
-from simwall.plan import Plan
+from simwall.plan.layout import Plan
 
 SETTINGS = settings(deadline=None, derandomize=True, max_examples=40)
 

@@ -10,9 +10,13 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from simwall import api, plots, whatif
+from simwall import api
+
+from simwall.studies import plots
+
+from simwall.studies import whatif
 from simwall.errors import ConfigError, SimwallError
-from simwall.roofline import roofline_rows
+from simwall.model.roofline import roofline_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from simwall.config import DeviceSpec, ModelSpec, TrainingSpec, Workload
+from simwall.config.core import DeviceSpec, ModelSpec, TrainingSpec, Workload
 from simwall.errors import SimwallError
-from simwall.roofline import render, roofline_rows
+from simwall.model.roofline import render, roofline_rows
 
 # Intel Xeon Gold 6242 (Intel ARK): 16 cores, 2.8 GHz base, two AVX-512 FMA units:
 # 16 x 2.8e9 x 2 units x 16 fp32 lanes x 2 FLOP = 2.87e12 FLOP/s fp32; six channels of

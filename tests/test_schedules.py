@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.schedules import SCHEDULES, interleaved, one_f_one_b
+from simwall.plan.schedules import SCHEDULES, interleaved, one_f_one_b
 
 
 @settings(deadline=None, derandomize=True, max_examples=60)

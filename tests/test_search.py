@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall.errors import ConfigError
-from simwall.plan import resolve
-from simwall.search import (
+from simwall.plan.layout import resolve
+from simwall.studies.search import (
     Searcher,
     _load,
     add_check_parser,

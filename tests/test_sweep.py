@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import simwall.sweep as sw
+import simwall.studies.sweeps as sw
 from simwall.errors import ConfigError
-from simwall.sweep import (
+from simwall.studies.sweeps import (
     add_sweep_parser,
     expand,
     load_sweep,

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall import collectives
-from simwall.collectives import collective_time_parts, symmetry_window
-from simwall.config import load_cluster
-from simwall.topology import build_topology
+from simwall.net import collectives
+from simwall.net.collectives import collective_time_parts, symmetry_window
+from simwall.config.core import load_cluster
+from simwall.net.topology import build_topology
 
 
 def fat_tree(nodes: int, radix: int, oversubscription: float, rail: bool,
@@ -110,7 +110,7 @@ def test_data_parallel_copies_on_other_rails_are_costed_once(rail, nics, groups)
     share no link and stand for each other; otherwise each is put on the network.
     Either way symmetric and per-device runs agree."""
     from simwall.api import prepare, simulate
-    from simwall.stepcost import _near_groups
+    from simwall.costing.stage import _near_groups
 
     over = {"cluster.nodes": 16, "cluster.inter.switch_radix": 8,
             "cluster.inter.rail_optimized": rail, "cluster.inter.nics_per_node": nics,

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.config import ClusterSpec, bundled_names, load_cluster, validate
+from simwall.config.core import ClusterSpec, bundled_names, load_cluster, validate
 from simwall.errors import ConfigError
-from simwall.topology import GENERATORS, build_topology, node_name, parse_node_name
+from simwall.net.topology import GENERATORS, build_topology, node_name, parse_node_name
 
 NVLINK3 = 300e9   # bytes/s per direction (catalog NVLink3)
 HDR = 25e9        # bytes/s per direction (catalog IB-HDR)
@@ -249,7 +249,7 @@ def test_intra_generators(intra, expect):
 def test_registry_has_every_schema_name():
     from typing import get_args
 
-    from simwall.config import InterSpec, IntraSpec
+    from simwall.config.core import InterSpec, IntraSpec
     assert set(get_args(IntraSpec.model_fields["topology"].annotation)) == set(GENERATORS["intra"])
     assert set(get_args(InterSpec.model_fields["topology"].annotation)) == set(GENERATORS["inter"])
 

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from simwall import validate as v
+from simwall.studies import validate as v
 from simwall.errors import SimwallError
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall import api
-from simwall import whatif as w
+from simwall.studies import whatif as w
 from simwall.errors import ConfigError
 
 SETTINGS = settings(deadline=None, derandomize=True, max_examples=6)

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import ConfigError, SimwallError
+from ..errors import ConfigError, SimwallError
 
 __all__ = ["build_parser", "main"]
 
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="simwall", description="Discrete-event simulator of distributed "
                      "deep-learning training: step time and per-device memory.",
                      epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from . import __version__
+    from .. import __version__
     parser.add_argument("--version", action="version", version=f"simwall {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -101,18 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "(.png or .svg; needs simwall[plot])")
 
     # Issue 5: sweeps, plan search and plan checking (simwall/sweep.py, simwall/search.py).
-    from .search import add_check_parser, add_plan_parser
-    from .sweep import add_sweep_parser
+    from ..studies.search import add_check_parser, add_plan_parser
+    from ..studies.sweeps import add_sweep_parser
     add_sweep_parser(sub)
     add_plan_parser(sub)
     add_check_parser(sub)
     # Issue 6: what-ifs and plots (simwall/whatif.py, simwall/plots.py).
-    from .plots import add_plot_parser
-    from .whatif import add_whatif_parser
+    from ..studies.plots import add_plot_parser
+    from ..studies.whatif import add_whatif_parser
     add_whatif_parser(sub)
     add_plot_parser(sub)
     # Issues 4 and 8: validation against published runs (simwall/validate.py).
-    from .validate import add_validate_parser
+    from ..studies.validate import add_validate_parser
     add_validate_parser(sub)
     return parser
 
@@ -142,7 +142,7 @@ def _gb(x: float) -> str:
 
 def _cluster_overrides(items: list[str]) -> list[tuple[str, Any]]:
     """``--set`` items for a cluster command: the ``cluster.`` prefix is optional."""
-    from .config import parse_set
+    from ..config import parse_set
 
     out = []
     for item in items:
@@ -153,13 +153,13 @@ def _cluster_overrides(items: list[str]) -> list[tuple[str, Any]]:
 
 def _workload_and_cluster(name: str, cluster_name: str | None, items: list[str]):
     """(workload, cluster) loaded with ``--set`` overrides split between them."""
-    from .config import load_cluster, load_workload, split_overrides
+    from ..config import load_cluster, load_workload, split_overrides
 
     w_over, c_over = split_overrides(items)
     workload = load_workload(name, w_over)
     if cluster_name:
         return workload, load_cluster(cluster_name, c_over)
-    from .api import load_default_cluster
+    from ..engine.step import load_default_cluster
 
     return workload, load_default_cluster(workload, c_over)
 
@@ -168,7 +168,7 @@ def _kind_of(name: str) -> str:
     """'workload', 'cluster' or 'device' for ``simwall show NAME``."""
     from pathlib import Path
 
-    from .config import _bundled_dir, bundled_names, load_yaml
+    from ..config import _bundled_dir, bundled_names, load_yaml
 
     if Path(name).suffix in (".yaml", ".yml") or "/" in name:
         doc = load_yaml(name)
@@ -178,7 +178,7 @@ def _kind_of(name: str) -> str:
     for kind in ("workload", "cluster"):
         if (_bundled_dir(kind) / f"{name}.yaml").is_file():
             return kind
-    from .hardware import devices, get_device
+    from ..hardware.catalog import devices, get_device
 
     try:
         get_device(name)
@@ -198,12 +198,13 @@ def _kind_of(name: str) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import split_overrides
+    from ..config import split_overrides
 
     split_overrides(args.set_items)  # report bad --set syntax before any work
-    from . import api, report
+    from .. import api
+    from ..report import result as report
     if args.plot:  # issue 6: a bad image name fails before the run
-        from .plots import check_plot_path
+        from ..studies.plots import check_plot_path
         check_plot_path(args.plot)
 
     result = api.simulate_from_cli(args.workload, args.cluster, list(args.set_items),
@@ -213,17 +214,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         print(report.render_table(result))
     if args.plot:
-        from .plots import plot_for_run
+        from ..studies.plots import plot_for_run
         plot_for_run(args, result)
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .config import bundled_names, load_cluster, load_workload
+    from ..config import bundled_names, load_cluster, load_workload
 
     lines: list[str] = []
     if args.what == "devices":
-        from .hardware import devices
+        from ..hardware.catalog import devices
 
         lines.append(f"{'device':<22} {'kind':<4} {'bf16 TFLOP/s':>12} {'HBM GB':>8} "
                      f"{'HBM GB/s':>9}")
@@ -261,8 +262,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     kind = _kind_of(args.name)
     if kind == "workload":
-        from .hardware import resolve_device
-        from .plan import resolve
+        from ..hardware.catalog import resolve_device
+        from ..plan.layout import resolve
 
         workload, cluster = _workload_and_cluster(args.name, args.cluster, args.set_items)
         plan, cluster = resolve(workload, cluster)
@@ -276,9 +277,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
         }
         print(f"# {workload.file}\n" + _yaml(doc), end="")
     elif kind == "cluster":
-        from .config import load_cluster
-        from .hardware import resolve_device, resolve_link
-        from .limits import check_cluster
+        from ..config import load_cluster
+        from ..hardware.catalog import resolve_device, resolve_link
+        from ..plan.limits import check_cluster
 
         cluster = load_cluster(args.name, _cluster_overrides(args.set_items))
         check_cluster(cluster)
@@ -289,8 +290,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
             .model_dump(mode="json", by_alias=True)
         print(f"# {cluster.file}\n" + _yaml(doc), end="")
     else:
-        from .config import DeviceSpec, apply_overrides, validate
-        from .hardware import get_device
+        from ..config import DeviceSpec, apply_overrides, validate
+        from ..hardware.catalog import get_device
 
         source = "catalog/devices.yaml"
         device = get_device(args.name)
@@ -335,9 +336,9 @@ def _print_mapping(data: dict, indent: int = 0) -> list[str]:
 
 
 def _cmd_topo(args: argparse.Namespace) -> int:
-    from .config import load_cluster
-    from .limits import check_cluster
-    from .topology import build_topology
+    from ..config import load_cluster
+    from ..plan.limits import check_cluster
+    from ..net.topology import build_topology
 
     cluster = load_cluster(args.cluster, _cluster_overrides(args.set_items))
     if cluster.nodes == "auto":  # a topology needs a size; one node unless --set
@@ -360,8 +361,8 @@ def _cmd_topo(args: argparse.Namespace) -> int:
 
 
 def _cmd_roofline(args: argparse.Namespace) -> int:
-    from . import roofline
-    from .hardware import resolve_device
+    from ..model import roofline
+    from ..hardware.catalog import resolve_device
 
     items = list(args.set_items)
     if args.device:
@@ -369,11 +370,11 @@ def _cmd_roofline(args: argparse.Namespace) -> int:
     workload, cluster = _workload_and_cluster(args.workload, None, items)
     device = resolve_device(cluster.device, "device", cluster.file)
     if args.plot:  # issue 6
-        from .plots import check_plot_path
+        from ..studies.plots import check_plot_path
         check_plot_path(args.plot)
     rows = roofline.roofline_rows(workload, device, args.mode)
     if args.plot:  # before printing, so '| head' cannot stop the image being written
-        from .plots import plot_for_roofline
+        from ..studies.plots import plot_for_roofline
         plot_for_roofline(args.plot, rows, device)
     print(roofline.render(rows))
     return 0
@@ -383,17 +384,17 @@ def _deferred(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     """The command ``simwall.<module>.<name>(args)``, its module imported only when the
     command runs (so ``simwall --help`` and the other commands stay fast)."""
     def run(args: argparse.Namespace) -> int:
-        return getattr(importlib.import_module(f".{module}", __package__), name)(args)
+        return getattr(importlib.import_module(f"simwall.{module}"), name)(args)
     return run
 
 
 _COMMANDS = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "topo": _cmd_topo,
-             "roofline": _cmd_roofline, "sweep": _deferred("sweep", "sweep_main"),
-             "plan": _deferred("search", "plan_main"),
-             "check": _deferred("search", "check_main"),
-             "whatif": _deferred("whatif", "whatif_main"),
-             "plot": _deferred("plots", "plot_main"),
-             "validate": _deferred("validate", "validate_main")}
+             "roofline": _cmd_roofline, "sweep": _deferred("studies.sweeps", "sweep_main"),
+             "plan": _deferred("studies.search", "plan_main"),
+             "check": _deferred("studies.search", "check_main"),
+             "whatif": _deferred("studies.whatif", "whatif_main"),
+             "plot": _deferred("studies.plots", "plot_main"),
+             "validate": _deferred("studies.validate", "validate_main")}
 
 
 def _one_line(text: str) -> str:

@@ -30,11 +30,15 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from . import collectives, memory, offload
-from .config import ModelSpec, TrainingSpec
-from .plan import Plan
-from .stepcost import StageCost, Traffic
-from .topology import node_name
+from ..net import collectives
+
+from ..model import memory
+
+from . import offload
+from ..config import ModelSpec, TrainingSpec
+from ..plan.layout import Plan
+from .stage import StageCost, Traffic
+from ..net.topology import node_name
 
 __all__ = ["Traffic", "busiest_link", "link_bytes", "link_capacity_bytes_per_s",
            "step_busiest_link", "step_link_bytes"]

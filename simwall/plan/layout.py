@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .config import ClusterSpec, Workload
-from .errors import ConfigError
+from ..config import ClusterSpec, Workload
+from ..errors import ConfigError
 
 __all__ = ["Plan", "balanced_split", "cluster_devices", "resolve"]
 

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, SimwallError
+from ..errors import ConfigError, SimwallError
 
 __all__ = [
     "SUFFIXES",
@@ -226,7 +226,7 @@ def roofline_plot(rows: list[Any], device: Any, precision: str = "bf16"
 
     ``rows``: :func:`simwall.roofline.roofline_rows` output (dicts or objects with the op
     name, ``flop``, intensity and time)."""
-    from .cost import efficiency_of
+    from ..model.optime import efficiency_of
 
     eff = efficiency_of(device)
     peak = device.peak(precision) * eff.gemm_max
@@ -273,7 +273,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     suffix = p.suffix.lower()
     if suffix in (".csv", ".parquet"):
         # The sweep writer's own reader decodes the cells it encoded (lists, None).
-        from .sweep import read_records as sweep_records
+        from .sweeps import read_records as sweep_records
 
         return sweep_records(p)
     if suffix in (".jsonl", ".json"):
@@ -376,7 +376,7 @@ def plot_for_run(args: argparse.Namespace, result: Any) -> list[dict]:
     """What ``simwall run --plot FILE`` draws; re-simulates with a trace when ``result``
     has none (the memory-over-step panel needs its counter events)."""
     if not result.trace_events:
-        from . import api
+        from .. import api
         from .whatif import _split_items
 
         result = api.simulate(args.workload or "gpt3-175b", args.cluster,

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, replace
 
 import simpy
 
-from .plan import Plan
-from .schedules import tasks_for
-from .stepcost import ChunkCost, StageCost
+from ..plan.layout import Plan
+from ..plan.schedules import tasks_for
+from ..costing.stage import ChunkCost, StageCost
 
 __all__ = [
     "EngineRun",

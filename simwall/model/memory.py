@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from .config import PRECISION_BYTES, ModelSpec, TrainingSpec
-from .plan import Plan
+from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
+from ..plan.layout import Plan
 
 __all__ = [
     "FRAMEWORK_OVERHEAD_BYTES",
@@ -332,7 +332,7 @@ def activation_bytes_per_layer(model: ModelSpec, training: TrainingSpec, plan: P
     when that module provides it, else from :func:`korthikanti_activation_bytes`.
     """
     try:
-        from .workload import activation_bytes_per_layer as from_ops
+        from .ops import activation_bytes_per_layer as from_ops
     except ImportError:
         return korthikanti_activation_bytes(model, training, plan)
     return float(from_ops(model, training, plan))
@@ -386,7 +386,7 @@ def _held_at_forwards(schedule: str, pp: int, stage: int, m: int, v: int
     forward tasks starts (where the held amount can peak), walking the schedule's own task
     order (:func:`simwall.schedules.tasks_for`). Only the vectors no other one covers in
     every chunk (with sizes >= 0 the peak is at one of them), first seen first."""
-    from .schedules import tasks_for
+    from ..plan.schedules import tasks_for
 
     held = [0] * v
     seen: dict[tuple[int, ...], None] = {}

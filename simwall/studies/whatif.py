@@ -17,7 +17,7 @@ import json
 import math
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "AXES",
@@ -70,7 +70,7 @@ _COMM_KEYS = ("tp_comm", "pp_comm", "dp_comm")
 
 def _split_items(items: list[str] | None) -> dict[str, Any]:
     """``--set`` items -> override dict for :func:`simwall.api.simulate`."""
-    from .config import split_overrides
+    from ..config import split_overrides
 
     wl, cl = split_overrides(list(items or []))
     out = dict(wl)
@@ -110,7 +110,7 @@ def _check_axis(key: str, flag: str = "--scale") -> None:
 def scale_overrides(prep: Any, scales: dict[str, float]) -> dict[str, Any]:
     """Override keys that scale the resolved resources of ``prep`` (a
     :class:`simwall.api.Prepared`) by ``scales``; values are the new absolute numbers."""
-    from .hardware import resolve_link
+    from ..hardware.catalog import resolve_link
 
     cl, dev = prep.cluster, prep.device
     out: dict[str, Any] = {}
@@ -152,7 +152,7 @@ def _summary(result: Any) -> dict[str, Any]:
 
 
 def _run(workload: Any, cluster: Any, overrides: dict[str, Any]):
-    from . import api
+    from .. import api
 
     prep = api.prepare(workload, cluster, overrides)
     return prep, api.run_prepared(prep)
@@ -207,8 +207,8 @@ def whatif(workload: Any = "gpt3-175b", cluster: Any = None,
 def _memory_bound_fraction(prep: Any, stage: int) -> float:
     """Share of ``stage``'s compute time (fwd + bwd of one micro-batch) spent in ops whose
     roofline bound is memory bandwidth (``simwall.cost.bound``)."""
-    from . import cost
-    from . import workload as wl_mod
+    from ..model import optime as cost
+    from ..model import ops as wl_mod
 
     model, training, plan = prep.workload.model, prep.workload.training, prep.plan
     ops = wl_mod.stage_ops(model, training, plan, stage)
@@ -311,7 +311,7 @@ def generations(workload: Any = "gpt3-175b", cluster: Any = None, count: int = 4
 
 def render_whatif(data: dict[str, Any]) -> str:
     """Old vs new step time, breakdown and memory verdict, then elasticities."""
-    from .report import BREAKDOWN_KEYS
+    from ..report.result import BREAKDOWN_KEYS
 
     b, s = data["baseline"], data["scaled"]
     scales = ", ".join(f"{k} x{v:g}" for k, v in sorted(data["scales"].items())) or "nothing"

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SimwallError
+from ..errors import SimwallError
 
 __all__ = ["Edge", "FlowNetwork", "drain_time_s", "maxmin_rates"]
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import ClusterSpec, Workload
-    from .plan import Plan
+    from ..config import ClusterSpec, Workload
+    from .layout import Plan
 
 __all__ = [
     "MAX_BATCH_SEQUENCES",
@@ -158,8 +158,8 @@ def check_resolved(workload: Workload, cluster: ClusterSpec, plan: Plan) -> None
                           f"training.global_batch; see simwall/limits.py)",
                           line=workload.line("training.global_batch"))
     if plan.dp > 1 and plan.zero < 3:
-        from . import memory
-        from .config import PRECISION_BYTES
+        from ..model import memory
+        from ..config import PRECISION_BYTES
 
         grad_b = PRECISION_BYTES[workload.training.grad_precision_]
         biggest = max(memory.stage_params(workload.model, plan, s) for s in range(plan.pp))

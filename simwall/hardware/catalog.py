@@ -10,8 +10,8 @@ from __future__ import annotations
 import difflib
 from functools import cache
 
-from .config import DeviceRef, DeviceSpec, LinkRef, LinkSpec, _bundled_dir, load_yaml, validate
-from .errors import ConfigError
+from ..config import DeviceRef, DeviceSpec, LinkRef, LinkSpec, _bundled_dir, load_yaml, validate
+from ..errors import ConfigError
 
 __all__ = ["devices", "get_device", "get_link", "links", "resolve_device", "resolve_link"]
 

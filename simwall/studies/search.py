@@ -26,9 +26,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .config import ClusterSpec, Workload
-from .errors import ConfigError, SimwallError
-from .plan import Plan, balanced_split, cluster_devices
+from ..config import ClusterSpec, Workload
+from ..errors import ConfigError, SimwallError
+from ..plan.layout import Plan, balanced_split, cluster_devices
 
 __all__ = [
     "CONFIRM_FACTOR",
@@ -174,8 +174,8 @@ class Searcher:
     memoised stage costs keyed by plan shape."""
 
     def __init__(self, workload: Workload, cluster: ClusterSpec) -> None:
-        from .api import _topology
-        from .hardware import resolve_device
+        from ..engine.step import _topology
+        from ..hardware.catalog import resolve_device
 
         self.workload = workload
         world = cluster_devices(cluster, workload)
@@ -192,7 +192,7 @@ class Searcher:
     # -- memory -------------------------------------------------------------------------
     def peak(self, plan: Plan) -> tuple[float, int]:
         """(closed-form peak bytes, stage at the peak)."""
-        from .memory import device_memory
+        from ..model.memory import device_memory
 
         stages = device_memory(self.workload.model, self.workload.training, plan)
         worst = max(stages, key=lambda s: (s.peak_bytes, -s.stage))
@@ -202,7 +202,7 @@ class Searcher:
     def stage_cost(self, plan: Plan, stage: int):
         """``stepcost._stage_cost`` memoised; gpipe and 1F1B share a shape (same tasks,
         different order), so the schedule is normalised out of the key."""
-        from .stepcost import _stage_cost, costs_symmetrically
+        from ..costing.stage import _stage_cost, costs_symmetrically
 
         shape = plan if plan.virtual_stages > 1 else replace(plan, schedule="1f1b")
         key = (shape, stage)
@@ -255,7 +255,7 @@ class Searcher:
         alone (no TP / PP / DP communication, no optimizer). Compute per layer depends on
         tp, sequence parallelism, micro-batch and recompute only (simwall.workload's ops),
         so it is memoised on those."""
-        from .stepcost import _op_times
+        from ..costing.stage import _op_times
 
         key = (plan.tp, plan.sequence_parallel, plan.micro_batch, plan.recompute)
         t = self._op_cache.get(key)
@@ -320,8 +320,8 @@ class Searcher:
         """A :class:`~simwall.api.Prepared` for ``plan``: the workload re-validated with the
         plan's overrides and resolved (so an enumerated plan that the engine's own checks
         reject raises), sharing this search's device and topology."""
-        from .api import Prepared, _as_overrides, _reoverride
-        from .plan import resolve
+        from ..engine.step import Prepared, _as_overrides, _reoverride
+        from ..plan.layout import resolve
 
         over = plan_overrides(plan)
         if self.workload.plan.stage_layers is not None:
@@ -333,7 +333,7 @@ class Searcher:
                         topology=self.topology)
 
     def simulate(self, plan: Plan):
-        from .api import run_prepared
+        from ..engine.step import run_prepared
 
         return run_prepared(self.prepared(plan))
 
@@ -357,8 +357,8 @@ class Searcher:
 
 def _load(workload: str | Workload, cluster: str | ClusterSpec | None,
           overrides: dict[str, Any] | None) -> tuple[Workload, ClusterSpec]:
-    from .api import _as_overrides, _reoverride
-    from .config import load_cluster, load_workload
+    from ..engine.step import _as_overrides, _reoverride
+    from ..config import load_cluster, load_workload
 
     wl_over, cl_over = _as_overrides(overrides or {})
     wl = (_reoverride(workload, wl_over, Workload) if isinstance(workload, Workload)
@@ -498,7 +498,7 @@ def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
           overrides: dict[str, Any] | None = None) -> CheckResult:
     """Check the user's plan: invalid, does not fit (where, by how much, what would
     fix it) or fits (step time and its rank among the plans ``search`` considers)."""
-    from .api import prepare, run_prepared
+    from ..engine.step import prepare, run_prepared
 
     try:
         prep = prepare(workload, cluster, overrides)
@@ -571,7 +571,7 @@ def add_check_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _overrides(items: list[str]) -> dict[str, Any]:
-    from .config import split_overrides
+    from ..config import split_overrides
 
     wl, cl = split_overrides(list(items))
     out = dict(wl)

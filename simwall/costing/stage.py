@@ -30,9 +30,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from . import collectives, cost, memory, offload, workload
-from .config import PRECISION_BYTES, DeviceSpec, ModelSpec, TrainingSpec
-from .plan import Plan
+from ..net import collectives
+
+from ..model import optime as cost
+
+from ..model import memory
+
+from . import offload
+
+from ..model import ops as workload
+from ..config import PRECISION_BYTES, DeviceSpec, ModelSpec, TrainingSpec
+from ..plan.layout import Plan
 
 __all__ = [
     "ChunkCost",

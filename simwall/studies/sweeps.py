@@ -34,8 +34,8 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from .config import Strict, load_yaml, validate
-from .errors import ConfigError, SimwallError
+from ..config import Strict, load_yaml, validate
+from ..errors import ConfigError, SimwallError
 
 __all__ = [
     "RESERVED_COLUMNS",
@@ -218,8 +218,8 @@ def _raw_key(workload: str, cluster: str | None, overrides: dict) -> str:
 def _base_configs(workload: str, cluster: str | None, base_json: str):
     """The base workload and cluster with the sweep's fixed ``set`` applied (cached per
     process so each point only re-validates its own overrides)."""
-    from .api import _as_overrides
-    from .config import load_cluster, load_workload
+    from ..engine.step import _as_overrides
+    from ..config import load_cluster, load_workload
 
     wl_over, cl_over = _as_overrides(json.loads(base_json))
     wl = load_workload(workload, wl_over)
@@ -228,7 +228,7 @@ def _base_configs(workload: str, cluster: str | None, base_json: str):
 
 
 def _prepare_point(workload: str, cluster: str | None, base_set: dict, point: dict):
-    from .api import prepare
+    from ..engine.step import prepare
 
     wl, cl = _base_configs(workload, cluster, _canonical(base_set))
     return prepare(wl, cl, point)
@@ -248,7 +248,7 @@ def run_point(task: tuple) -> dict:
     head: dict[str, Any] = {"sweep.index": index, "sweep.key": None, "error": None}
     head.update({f"sweep.{k}": v for k, v in point.items()})
     try:
-        from .api import run_prepared
+        from ..engine.step import run_prepared
 
         prep = _prepare_point(workload, cluster, base_set, point)
         head["sweep.key"] = config_key(prep)

@@ -33,8 +33,8 @@ from functools import lru_cache
 from itertools import pairwise
 from typing import Any, Protocol
 
-from .errors import SimwallError
-from .network import drain_time_s
+from ..errors import SimwallError
+from .flows import drain_time_s
 
 __all__ = [
     "ALGORITHMS",

@@ -28,8 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .config import PRECISION_BYTES, TrainingSpec
-from .errors import ConfigError
+from ..config import PRECISION_BYTES, TrainingSpec
+from ..errors import ConfigError
 
 __all__ = [
     "DEFAULT_HOST_CPU",
@@ -107,7 +107,7 @@ def offload_times_s(params_shard: float, training: TrainingSpec, plan: Any,
     _positive("host_bw_bytes_per_s", host_bw_bytes_per_s)
     grad_b = PRECISION_BYTES[training.grad_precision_]
     d2h = params_shard * grad_b / pcie_bytes_per_s
-    from .cost import optimizer_step_bytes
+    from ..model.optime import optimizer_step_bytes
 
     cpu = optimizer_step_bytes(params_shard, training.optimizer, training) / host_bw_bytes_per_s
     # optimizer+params: the parameters stay on the host, so the update is not copied
@@ -165,7 +165,7 @@ def host_memory_bandwidth_bytes_per_s(cluster: Any) -> float:
     :data:`DEFAULT_HOST_CPU`; its streaming bandwidth (peak x ``efficiency.memory_bw``) is
     shared by the node's ``devices_per_node`` devices (one socket per node, our assumption).
     """
-    from .hardware import get_device
+    from ..hardware.catalog import get_device
 
     name = cluster.host.cpu or DEFAULT_HOST_CPU
     cpu = get_device(name, "host.cpu", getattr(cluster, "file", None))

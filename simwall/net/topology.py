@@ -42,9 +42,9 @@ from typing import NamedTuple
 import networkx as nx
 import numpy as np
 
-from .config import ClusterSpec, DeviceSpec, LinkSpec
-from .errors import ConfigError
-from .hardware import resolve_device, resolve_link
+from ..config import ClusterSpec, DeviceSpec, LinkSpec
+from ..errors import ConfigError
+from ..hardware.catalog import resolve_device, resolve_link
 
 __all__ = [
     "GENERATORS",

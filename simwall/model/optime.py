@@ -25,9 +25,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .config import PRECISION_BYTES, DeviceSpec, EfficiencySpec, TrainingSpec
-from .errors import SimwallError
-from .workload import Op
+from ..config import PRECISION_BYTES, DeviceSpec, EfficiencySpec, TrainingSpec
+from ..errors import SimwallError
+from .ops import Op
 
 __all__ = [
     "FALLBACK",

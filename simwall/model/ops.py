@@ -32,9 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from .config import PRECISION_BYTES, ModelSpec, TrainingSpec
-from .errors import SimwallError
-from .plan import Plan
+from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
+from ..errors import SimwallError
+from ..plan.layout import Plan
 
 __all__ = [
     "ATTENTION_CORE",

@@ -45,7 +45,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, SimwallError
+from ..errors import ConfigError, SimwallError
 
 __all__ = ["FIT_GRID", "Case", "CaseFile", "CaseResult", "FitResult", "add_validate_parser",
            "bundled_case_files", "fit", "load_cases", "predict", "render", "run_cases",
@@ -125,7 +125,7 @@ def bundled_case_files() -> list[Path]:
 
 def load_cases(path: str | Path) -> CaseFile:
     """Read and check one case file (see the module docstring for the format)."""
-    from .config import load_yaml
+    from ..config import load_yaml
 
     src = str(path)
     doc = load_yaml(path)
@@ -191,8 +191,8 @@ def _with_efficiency(prep, efficiency: dict[str, float] | None):
     """``prep`` with its device's efficiency fields replaced (for the fit)."""
     if not efficiency:
         return prep
-    from .config import EfficiencySpec
-    from .cost import efficiency_of
+    from ..config import EfficiencySpec
+    from ..model.optime import efficiency_of
 
     dev = prep.device
     eff = EfficiencySpec(**{**efficiency_of(dev).model_dump(), **efficiency})
@@ -200,13 +200,13 @@ def _with_efficiency(prep, efficiency: dict[str, float] | None):
 
 
 def _prepare(cf: CaseFile, case: Case):
-    from .api import prepare
+    from ..engine.step import prepare
 
     return prepare(cf.workload, cf.cluster, dict(case.overrides))
 
 
 def _throughput(prep, metric: str) -> float:
-    from .api import run_prepared
+    from ..engine.step import run_prepared
 
     r = run_prepared(prep)
     if metric == "step_time_s":
@@ -220,8 +220,8 @@ def _throughput(prep, metric: str) -> float:
 def _memory(cf: CaseFile, case: Case) -> float:
     from pydantic import ValidationError
 
-    from .config import TrainingSpec
-    from .memory import model_state_bytes
+    from ..config import TrainingSpec
+    from ..model.memory import model_state_bytes
 
     ov = case.overrides
     for key in ("params", "dp", "zero"):
@@ -240,7 +240,7 @@ def _memory(cf: CaseFile, case: Case) -> float:
 
 
 def _activation(prep) -> float:
-    from .memory import activation_bytes_per_layer
+    from ..model.memory import activation_bytes_per_layer
 
     wl = prep.workload
     return float(activation_bytes_per_layer(wl.model, wl.training, prep.plan))
