@@ -14,7 +14,7 @@ from simwall import api
 from simwall.config.core import PRECISION_BYTES, load_cluster
 from simwall.costing.linkload import Traffic, busiest_link, link_bytes, step_link_bytes
 from simwall.model.memory import stage_params
-from simwall.costing.stage import _stage_cost
+from simwall.costing.stage import stage_cost
 from simwall.net.topology import build_topology
 
 N_BYTES = 1e9
@@ -72,7 +72,7 @@ def test_no_traffic_has_no_busiest_link(node):
 
 def _prepared(workload: str, cluster: str, **over):
     prep = api.prepare(workload, cluster, over)
-    base = {s: _stage_cost(prep.workload.model, prep.workload.training, prep.plan,
+    base = {s: stage_cost(prep.workload.model, prep.workload.training, prep.plan,
                            prep.device, prep.topology, s, symmetric=True)
             for s in range(prep.plan.pp)}
     return prep, base

@@ -168,7 +168,7 @@ def _kind_of(name: str) -> str:
     """'workload', 'cluster' or 'device' for ``simwall show NAME``."""
     from pathlib import Path
 
-    from ..config import _bundled_dir, bundled_names, load_yaml
+    from ..config import bundled_dir, bundled_names, load_yaml
 
     if Path(name).suffix in (".yaml", ".yml") or "/" in name:
         doc = load_yaml(name)
@@ -176,7 +176,7 @@ def _kind_of(name: str) -> str:
             {"device", "devices_per_node", "intra", "inter", "nodes"} & set(doc)) \
             else "workload"
     for kind in ("workload", "cluster"):
-        if (_bundled_dir(kind) / f"{name}.yaml").is_file():
+        if (bundled_dir(kind) / f"{name}.yaml").is_file():
             return kind
     from ..hardware.catalog import devices, get_device
 

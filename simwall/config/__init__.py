@@ -20,7 +20,7 @@ from .core import (
     Strict,
     TrainingSpec,
     Workload,
-    _bundled_dir,
+    bundled_dir,
     apply_overrides,
     bundled_names,
     display_path,

@@ -798,7 +798,7 @@ def validate(model: type[BaseModel], doc: Any, source: str) -> Any:
 _BUNDLED = {"workload": "workloads", "cluster": "topologies", "catalog": "catalog"}
 
 
-def _bundled_dir(kind: str) -> Path:
+def bundled_dir(kind: str) -> Path:
     folder = _BUNDLED[kind]
     try:
         path = Path(str(resources.files(f"simwall.{folder}")))
@@ -816,7 +816,7 @@ def _bundled_dir(kind: str) -> Path:
 
 def bundled_names(kind: str) -> list[str]:
     """Names of the bundled files of ``kind`` ('workload', 'cluster', 'catalog')."""
-    return sorted(p.stem for p in _bundled_dir(kind).glob("*.yaml"))
+    return sorted(p.stem for p in bundled_dir(kind).glob("*.yaml"))
 
 
 def find_file(kind: str, name_or_path: str) -> Path:
@@ -826,7 +826,7 @@ def find_file(kind: str, name_or_path: str) -> Path:
         if p.is_file():
             return p
         raise ConfigError(str(name_or_path), None, "not a file" if p.exists() else "no such file")
-    candidate = _bundled_dir(kind) / f"{name_or_path}.yaml"
+    candidate = bundled_dir(kind) / f"{name_or_path}.yaml"
     if candidate.is_file():
         return candidate
     names = bundled_names(kind)

@@ -122,7 +122,7 @@ def busiest_link(topology: Any, loads: Iterable[dict[Edge, float]]) -> dict | No
     return best
 
 
-# --- the traffic of one step (recorded by simwall.stepcost._stage_cost) -----------------
+# --- the traffic of one step (recorded by simwall.stepcost.stage_cost) -----------------
 
 
 def _offload_bytes(training: TrainingSpec, plan: Plan, topology: Any, stage: int,

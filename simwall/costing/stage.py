@@ -217,7 +217,7 @@ def costs_symmetrically(cluster, topology, plan: Plan) -> bool:
 
 def clear_caches() -> None:
     """Forget every memoised cost of this module (for cold-start benchmarks)."""
-    for fn in (_near_groups, _near_pairs, _op_times, _stage_cost):
+    for fn in (_near_groups, _near_pairs, op_times, stage_cost):
         fn.cache_clear()
 
 
@@ -243,7 +243,7 @@ def placement(topology, kind: str, groups, bytes_: float, algorithm: str, symmet
 
 
 @lru_cache(maxsize=4096)
-def _op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec
+def op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec
               ) -> dict[str, float]:
     """Per micro-batch compute seconds of one layer and of the embedding/head parts."""
     p = training.precision
@@ -261,7 +261,7 @@ def _op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Devi
 
 
 @lru_cache(maxsize=4096)
-def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec,
+def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec,
                 topology, stage: int, speed: float = 1.0, symmetric: bool = False
                 ) -> StageCost:
     """Durations for ``stage``; ``speed`` < 1 slows its compute (a straggler).
@@ -275,7 +275,7 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     gstage = 0 if sym else stage
     act_b = PRECISION_BYTES[training.precision if training.precision != "fp8" else "bf16"]
     b, s, h = plan.micro_batch, model.seq_len, model.hidden
-    t = _op_times(model, training, plan, device)
+    t = op_times(model, training, plan, device)
     tp, sp = plan.tp, plan.sequence_parallel
     full_act = b * s * h * act_b                       # the b s h activation, bytes
     # What one step runs, for simwall.linkload: each collective costed below, recorded
@@ -364,14 +364,14 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
             bwd_c += t["emb_bwd"] / speed
             fwd_tp += emb_tp
             grads += memory.embedding_params(model, tp) * grad_b
-            act += memory._embedding_activation_bytes(model, plan)
+            act += memory.embedding_activation_bytes(model, plan)
         if g == last:
             fwd_c += t["head_fwd"] / speed
             bwd_c += t["head_bwd"] / speed
             fwd_tp += head_tp
             bwd_tp += head_tp_bwd
             grads += memory.head_params(model, tp, plan.pp) * grad_b
-            act += memory._output_activation_bytes(model, training, plan)
+            act += memory.output_activation_bytes(model, training, plan)
         chunks.append(ChunkCost(
             chunk=g, layers=n_layers, fwd_compute_s=fwd_c, fwd_tp_s=fwd_tp,
             bwd_compute_s=bwd_c, bwd_tp_s=bwd_tp,
@@ -456,7 +456,7 @@ def step_costs(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
     speeds = speeds or {}
     stages = []
     for st in range(plan.pp):
-        cost_st = _stage_cost(model, training, plan, device, topology, st,
+        cost_st = stage_cost(model, training, plan, device, topology, st,
                               speeds.get(st, 1.0))
         stages.append(cost_st)
     return StepCosts(stages=tuple(stages))

@@ -24,7 +24,7 @@ from ..hardware.catalog import resolve_device
 from ..costing.linkload import step_busiest_link
 from ..plan.layout import Plan, resolve
 from ..report.result import StepResult, chrome_trace
-from ..costing.stage import StageCost, _stage_cost, costs_symmetrically
+from ..costing.stage import StageCost, stage_cost, costs_symmetrically
 
 __all__ = ["Prepared", "prepare", "run_prepared"]
 
@@ -44,7 +44,7 @@ class Prepared:
     topology: Any
 
 
-def _as_overrides(overrides: dict[str, Any]) -> tuple[list, list]:
+def split_key_overrides(overrides: dict[str, Any]) -> tuple[list, list]:
     wl, cl = [], []
     for key, value in overrides.items():
         if key.startswith("cluster."):
@@ -54,7 +54,7 @@ def _as_overrides(overrides: dict[str, Any]) -> tuple[list, list]:
     return wl, cl
 
 
-def _reoverride(obj, overrides: list, model_cls):
+def reoverride(obj, overrides: list, model_cls):
     """Re-validate an already loaded typed config with overrides applied to its document."""
     if not overrides:
         return obj
@@ -70,7 +70,7 @@ def _topology_cached(cluster_json: str):
     return build_topology(cluster)
 
 
-def _topology(cluster: ClusterSpec):
+def topology_for(cluster: ClusterSpec):
     try:
         return _topology_cached(cluster.model_dump_json(by_alias=True))
     except ConfigError as err:
@@ -96,20 +96,20 @@ def load_default_cluster(wl: Workload, overrides: list) -> ClusterSpec:
 def prepare(workload: str | Workload = "gpt3-175b", cluster: str | ClusterSpec | None = None,
             overrides: dict[str, Any] | None = None) -> Prepared:
     """Load, override, validate and resolve a workload on a cluster."""
-    wl_over, cl_over = _as_overrides(overrides or {})
+    wl_over, cl_over = split_key_overrides(overrides or {})
     if isinstance(workload, Workload):
-        wl = _reoverride(workload, wl_over, Workload)
+        wl = reoverride(workload, wl_over, Workload)
     else:
         wl = load_workload(workload, wl_over)
     if isinstance(cluster, ClusterSpec):
-        cl = _reoverride(cluster, cl_over, ClusterSpec)
+        cl = reoverride(cluster, cl_over, ClusterSpec)
     elif cluster is not None:
         cl = load_cluster(cluster, cl_over)
     else:
         cl = load_default_cluster(wl, cl_over)
     plan, cl = resolve(wl, cl)
     device = resolve_device(cl.device, "device", cl.file)
-    topo = _topology(cl)
+    topo = topology_for(cl)
     return Prepared(workload=wl, cluster=cl, plan=plan, device=device, topology=topo)
 
 
@@ -128,7 +128,7 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
     symmetric = not per_device and costs_symmetrically(prep.cluster, prep.topology, plan)
     base: dict[int, StageCost] = {}
     for stage in range(plan.pp):
-        base[stage] = _stage_cost(model, training, plan, prep.device, prep.topology, stage,
+        base[stage] = stage_cost(model, training, plan, prep.device, prep.topology, stage,
                                   symmetric=symmetric)
     costs: dict[tuple[int, int], StageCost] = {}
     for stage in range(plan.pp):

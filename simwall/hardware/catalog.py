@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from functools import cache
 
-from ..config import DeviceRef, DeviceSpec, LinkRef, LinkSpec, _bundled_dir, load_yaml, validate
+from ..config import DeviceRef, DeviceSpec, LinkRef, LinkSpec, bundled_dir, load_yaml, validate
 from ..errors import ConfigError
 
 __all__ = ["devices", "get_device", "get_link", "links", "resolve_device", "resolve_link"]
@@ -23,7 +23,7 @@ def _norm(name: str) -> str:
 @cache
 def _catalog(kind: str) -> dict[str, DeviceSpec | LinkSpec]:
     model = DeviceSpec if kind == "devices" else LinkSpec
-    path = _bundled_dir("catalog") / f"{kind}.yaml"
+    path = bundled_dir("catalog") / f"{kind}.yaml"
     doc = load_yaml(path)
     source = f"catalog/{kind}.yaml"
     if not isinstance(doc, dict) or not isinstance(doc.get(kind), list):

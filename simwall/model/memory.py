@@ -359,7 +359,7 @@ def in_flight_micro_batches(plan: Plan, stage: int) -> float:
     return float(min(p - stage, m))
 
 
-def _embedding_activation_bytes(model: ModelSpec, plan: Plan) -> float:
+def embedding_activation_bytes(model: ModelSpec, plan: Plan) -> float:
     """Stage 0, per micro-batch: token ids (8 B each, Megatron-LM's estimator) and the
     embedding dropout mask sbh (Korthikanti et al. 2022, Sec. 4.3: sbhp/t over p micro-
     batches with SP)."""
@@ -369,7 +369,7 @@ def _embedding_activation_bytes(model: ModelSpec, plan: Plan) -> float:
     return TOKEN_ID_BYTES * sb + mask
 
 
-def _output_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
+def output_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
     """Last stage, per micro-batch: final-norm input and LM-head input (2sbh each, /t with
     SP) and fp32 logits for the cross-entropy (4sbV/t): 4sbh/t (1 + V/h) with SP
     (Korthikanti et al. 2022, Sec. 4.3)."""
@@ -416,8 +416,8 @@ def stage_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan,
     act = activation_bytes_per_layer(model, training, plan)
     body = [n * act for n in layers]
     if stage == 0:
-        body[0] += _embedding_activation_bytes(model, plan)
-    head = _output_activation_bytes(model, training, plan) if stage == plan.pp - 1 else 0.0
+        body[0] += embedding_activation_bytes(model, plan)
+    head = output_activation_bytes(model, training, plan) if stage == plan.pp - 1 else 0.0
     if plan.schedule != "interleaved":    # GPipe, 1F1B (one chunk): known in closed form
         held: tuple[tuple[float, ...], ...] = ((in_flight_micro_batches(plan, stage),),)
     else:

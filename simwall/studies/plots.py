@@ -377,11 +377,11 @@ def plot_for_run(args: argparse.Namespace, result: Any) -> list[dict]:
     has none (the memory-over-step panel needs its counter events)."""
     if not result.trace_events:
         from .. import api
-        from .whatif import _split_items
+        from .whatif import split_items
 
         result = api.simulate(args.workload or "gpt3-175b", args.cluster,
                               per_device=args.per_device, trace=True,
-                              **_split_items(args.set_items))
+                              **split_items(args.set_items))
     fig, data = run_plot(result)
     save(fig, args.plot)
     return data

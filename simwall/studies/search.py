@@ -174,7 +174,7 @@ class Searcher:
     memoised stage costs keyed by plan shape."""
 
     def __init__(self, workload: Workload, cluster: ClusterSpec) -> None:
-        from ..engine.step import _topology
+        from ..engine.step import topology_for
         from ..hardware.catalog import resolve_device
 
         self.workload = workload
@@ -184,7 +184,7 @@ class Searcher:
         self.cluster = cluster
         self.world = world
         self.device = resolve_device(cluster.device, "device", cluster.file)
-        self.topology = _topology(cluster)
+        self.topology = topology_for(cluster)
         self.capacity_bytes = self.device.memory_capacity_bytes
         self._stage_costs: dict[tuple, Any] = {}
         self._op_cache: dict[tuple, dict] = {}
@@ -200,9 +200,9 @@ class Searcher:
 
     # -- time ---------------------------------------------------------------------------
     def stage_cost(self, plan: Plan, stage: int):
-        """``stepcost._stage_cost`` memoised; gpipe and 1F1B share a shape (same tasks,
+        """``stepcost.stage_cost`` memoised; gpipe and 1F1B share a shape (same tasks,
         different order), so the schedule is normalised out of the key."""
-        from ..costing.stage import _stage_cost, costs_symmetrically
+        from ..costing.stage import stage_cost, costs_symmetrically
 
         shape = plan if plan.virtual_stages > 1 else replace(plan, schedule="1f1b")
         key = (shape, stage)
@@ -210,7 +210,7 @@ class Searcher:
         if sc is None:
             # Cost as the engine does by default (simwall.api.run_prepared).
             symmetric = costs_symmetrically(self.cluster, self.topology, plan)
-            sc = _stage_cost(self.workload.model, self.workload.training, shape, self.device,
+            sc = stage_cost(self.workload.model, self.workload.training, shape, self.device,
                              self.topology, stage, symmetric=symmetric)
             self._stage_costs[key] = sc
         return sc
@@ -255,7 +255,7 @@ class Searcher:
         alone (no TP / PP / DP communication, no optimizer). Compute per layer depends on
         tp, sequence parallelism, micro-batch and recompute only (simwall.workload's ops),
         so it is memoised on those."""
-        from ..costing.stage import _op_times
+        from ..costing.stage import op_times
 
         key = (plan.tp, plan.sequence_parallel, plan.micro_batch, plan.recompute)
         t = self._op_cache.get(key)
@@ -265,7 +265,7 @@ class Searcher:
                         recompute=plan.recompute, schedule="1f1b",
                         micro_batch=plan.micro_batch, global_batch=plan.micro_batch,
                         stage_layers=(self.workload.model.layers,))
-            t = _op_times(self.workload.model, self.workload.training, norm, self.device)
+            t = op_times(self.workload.model, self.workload.training, norm, self.device)
             self._op_cache[key] = t
         layer = t["layer_fwd"] + t["layer_bwd"] + t["layer_rec"]
         per_stage = []
@@ -320,14 +320,14 @@ class Searcher:
         """A :class:`~simwall.api.Prepared` for ``plan``: the workload re-validated with the
         plan's overrides and resolved (so an enumerated plan that the engine's own checks
         reject raises), sharing this search's device and topology."""
-        from ..engine.step import Prepared, _as_overrides, _reoverride
+        from ..engine.step import Prepared, split_key_overrides, reoverride
         from ..plan.layout import resolve
 
         over = plan_overrides(plan)
         if self.workload.plan.stage_layers is not None:
             over["plan.stage_layers"] = list(plan.stage_layers)
-        wl_over, _ = _as_overrides(over)
-        wl = _reoverride(self.workload, wl_over, Workload)
+        wl_over, _ = split_key_overrides(over)
+        wl = reoverride(self.workload, wl_over, Workload)
         resolved, cl = resolve(wl, self.cluster)
         return Prepared(workload=wl, cluster=cl, plan=resolved, device=self.device,
                         topology=self.topology)
@@ -357,14 +357,14 @@ class Searcher:
 
 def _load(workload: str | Workload, cluster: str | ClusterSpec | None,
           overrides: dict[str, Any] | None) -> tuple[Workload, ClusterSpec]:
-    from ..engine.step import _as_overrides, _reoverride
+    from ..engine.step import split_key_overrides, reoverride
     from ..config import load_cluster, load_workload
 
-    wl_over, cl_over = _as_overrides(overrides or {})
-    wl = (_reoverride(workload, wl_over, Workload) if isinstance(workload, Workload)
+    wl_over, cl_over = split_key_overrides(overrides or {})
+    wl = (reoverride(workload, wl_over, Workload) if isinstance(workload, Workload)
           else load_workload(workload, wl_over))
     cluster = cluster or wl.defaults.cluster
-    cl = (_reoverride(cluster, cl_over, ClusterSpec) if isinstance(cluster, ClusterSpec)
+    cl = (reoverride(cluster, cl_over, ClusterSpec) if isinstance(cluster, ClusterSpec)
           else load_cluster(cluster, cl_over))
     return wl, cl
 

@@ -218,10 +218,10 @@ def _raw_key(workload: str, cluster: str | None, overrides: dict) -> str:
 def _base_configs(workload: str, cluster: str | None, base_json: str):
     """The base workload and cluster with the sweep's fixed ``set`` applied (cached per
     process so each point only re-validates its own overrides)."""
-    from ..engine.step import _as_overrides
+    from ..engine.step import split_key_overrides
     from ..config import load_cluster, load_workload
 
-    wl_over, cl_over = _as_overrides(json.loads(base_json))
+    wl_over, cl_over = split_key_overrides(json.loads(base_json))
     wl = load_workload(workload, wl_over)
     cl = load_cluster(cluster or wl.defaults.cluster, cl_over)
     return wl, cl

@@ -68,7 +68,7 @@ _COMM_KEYS = ("tp_comm", "pp_comm", "dp_comm")
 # Overrides
 
 
-def _split_items(items: list[str] | None) -> dict[str, Any]:
+def split_items(items: list[str] | None) -> dict[str, Any]:
     """``--set`` items -> override dict for :func:`simwall.api.simulate`."""
     from ..config import split_overrides
 
@@ -395,7 +395,7 @@ def add_whatif_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def whatif_main(args: argparse.Namespace) -> int:
     """``simwall whatif``: prints a table or JSON; errors propagate as SimwallError."""
-    overrides = _split_items(args.set_items)
+    overrides = split_items(args.set_items)
     scales = parse_scales(args.scales)
     if args.plot:
         from .plots import check_plot_path

@@ -1,0 +1,102 @@
+"""The extension points of simwall, one registry per kind.
+
+Adding a pipeline schedule, a collective algorithm, a topology generator or an output
+format is one new module plus one entry here: ``name -> "module:attribute"``. Entries are
+imported on first use, so this module imports nothing of simwall and the config layer can
+check a name the user wrote (``plan.schedule: zb``) against a registry without loading
+the implementations. What an entry must be is said per registry below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+__all__ = [
+    "COLLECTIVE_ALGORITHMS",
+    "INTER_TOPOLOGIES",
+    "INTRA_TOPOLOGIES",
+    "OUTPUT_FORMATS",
+    "Registry",
+    "SCHEDULES",
+]
+
+
+class Registry(Mapping[str, Any]):
+    """Names of one extension kind, each bound to ``"module:attribute"``; looking a name up
+    imports its module (once) and returns the attribute."""
+
+    def __init__(self, kind: str, entries: Mapping[str, str]) -> None:
+        self.kind = kind
+        self._targets = dict(entries)
+        self._loaded: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> tuple[str, ...]:
+        """The registered names, in registration order."""
+        return tuple(self._targets)
+
+    def __getitem__(self, name: str) -> Any:
+        found = self._loaded.get(name)
+        if found is not None:
+            return found
+        target = self._targets[name]            # KeyError for an unknown name, as a dict
+        module, _, attribute = target.partition(":")
+        with self._lock:
+            found = getattr(importlib.import_module(module), attribute)
+            self._loaded[name] = found
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._targets
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._targets)
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+
+#: Pipeline schedules: ``tasks(pp, stage, m, v) -> tuple[Task, ...]``
+#: (:mod:`simwall.plan.schedules`).
+SCHEDULES = Registry("pipeline schedule", {
+    "gpipe": "simwall.plan.schedules:gpipe",
+    "1f1b": "simwall.plan.schedules:one_f_one_b",
+    "interleaved": "simwall.plan.schedules:interleaved",
+})
+
+#: Collective algorithms: ``phases(kind, group, bytes_, topology, ...) -> tuple[Phase]``
+#: (:mod:`simwall.net.collectives`). ``plan.collective`` also accepts ``auto``.
+COLLECTIVE_ALGORITHMS = Registry("collective algorithm", {
+    "ring": "simwall.net.collectives:_ring",
+    "tree": "simwall.net.collectives:_tree",
+    "hierarchical": "simwall.net.collectives:_hierarchical",
+    "direct": "simwall.net.collectives:_direct",
+})
+
+#: Topology generators inside a node (``intra.topology``): a
+#: :class:`simwall.net.topology.Generator`.
+INTRA_TOPOLOGIES = Registry("intra-node topology", {
+    "nvswitch": "simwall.net.topology:INTRA_GENERATORS",
+    "mesh": "simwall.net.topology:INTRA_GENERATORS",
+    "ring": "simwall.net.topology:INTRA_GENERATORS",
+    "torus": "simwall.net.topology:INTRA_GENERATORS",
+    "none": "simwall.net.topology:INTRA_GENERATORS",
+})
+
+#: Topology generators across nodes (``inter.topology``): a
+#: :class:`simwall.net.topology.Generator`.
+INTER_TOPOLOGIES = Registry("inter-node topology", {
+    "fat_tree": "simwall.net.topology:INTER_GENERATORS",
+    "torus": "simwall.net.topology:INTER_GENERATORS",
+    "ring": "simwall.net.topology:INTER_GENERATORS",
+    "none": "simwall.net.topology:INTER_GENERATORS",
+})
+
+#: Output formats of a step result: ``render(result) -> str``
+#: (:mod:`simwall.report`).
+OUTPUT_FORMATS = Registry("output format", {
+    "table": "simwall.report.result:render_table",
+})
