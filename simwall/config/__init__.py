@@ -40,7 +40,7 @@ __all__ = [
     "PRECISION_BYTES", "ClusterSpec", "DegradedLink", "DeviceRef", "DeviceSpec",
     "EfficiencySpec", "FaultSpec", "HostSpec", "InterSpec", "IntraSpec", "LinkRef", "LinkSpec",
     "ModelSpec", "PlanSpec", "Straggler", "Strict", "TrainingSpec", "Workload",
-    "apply_overrides", "bundled_names", "display_path", "find_file", "key_path", "line_of",
+    "apply_overrides", "bundled_dir", "bundled_names", "display_path", "find_file", "key_path", "line_of",
     "load_cluster", "load_workload", "load_yaml", "parse_set", "parse_yaml",
     "split_overrides", "validate",
 ]

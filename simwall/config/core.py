@@ -283,11 +283,23 @@ class TrainingSpec(Strict):
     master_weights: Bool = True  # fp32 master copy kept by the optimizer in mixed precision
 
     @property
+    def weight_precision(self) -> str:
+        """The dtype weights (and activations) are stored in. FP8 training keeps 16-bit
+        weights and casts them to FP8 per GEMM (Micikevicius et al. 2022, "FP8 Formats for
+        Deep Learning", Sec. 4: higher-precision master weights; NVIDIA Transformer
+        Engine's default). An approximation: weights stored in bf16."""
+        return "bf16" if self.precision == "fp8" else self.precision
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes per stored weight element (:attr:`weight_precision`)."""
+        return PRECISION_BYTES[self.weight_precision]
+
+    @property
     def grad_precision_(self) -> str:
         if self.grad_precision is not None:
             return self.grad_precision
-        return "fp32" if self.precision == "fp32" else ("bf16" if self.precision == "fp8"
-                                                         else self.precision)
+        return "fp32" if self.precision == "fp32" else self.weight_precision
 
 
 class PlanSpec(Strict):

@@ -85,11 +85,6 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(None, name, f"must be > 0 bytes/s, got {value!r}")
 
 
-def _weight_bytes(training: TrainingSpec) -> int:
-    # fp8 training keeps 16-bit (bf16) weights, as simwall.memory does.
-    return PRECISION_BYTES["bf16" if training.precision == "fp8" else training.precision]
-
-
 def offload_times_s(params_shard: float, training: TrainingSpec, plan: Any,
                     pcie_bytes_per_s: float, host_bw_bytes_per_s: float,
                     overlap_s: float = 0.0) -> OffloadTimes:
@@ -113,7 +108,7 @@ def offload_times_s(params_shard: float, training: TrainingSpec, plan: Any,
     # optimizer+params: the parameters stay on the host, so the update is not copied
     # back after the step; the next forward fetches them layer by layer instead.
     h2d = 0.0 if plan.offload == "optimizer+params" else (
-        params_shard * _weight_bytes(training) / pcie_bytes_per_s)
+        params_shard * training.weight_bytes / pcie_bytes_per_s)
     return OffloadTimes(grad_d2h_s=d2h, grad_exposed_s=max(0.0, d2h - max(0.0, overlap_s)),
                         cpu_optimizer_s=cpu, param_h2d_s=h2d)
 
@@ -131,7 +126,7 @@ def param_fetch_s(layer_params: float, training: TrainingSpec, plan: Any,
     if plan.offload != "optimizer+params" or layer_params <= 0:
         return 0.0
     _positive("pcie_bytes_per_s", pcie_bytes_per_s)
-    return layer_params * _weight_bytes(training) / _fetch_shards(plan) / pcie_bytes_per_s
+    return layer_params * training.weight_bytes / _fetch_shards(plan) / pcie_bytes_per_s
 
 
 def _fetch_shards(plan: Any) -> int:
@@ -150,10 +145,10 @@ def step_host_bytes(params_shard: float, layer_params: float, layers: int,
     if plan.offload == "none":
         return 0.0, 0.0
     d2h = params_shard * PRECISION_BYTES[training.grad_precision_] if params_shard > 0 else 0.0
-    h2d = (params_shard * _weight_bytes(training)
+    h2d = (params_shard * training.weight_bytes
            if (params_shard > 0 and plan.offload == "optimizer") else 0.0)
     if plan.offload == "optimizer+params" and layer_params > 0:
-        h2d += (2 * plan.micro_batches * layers * layer_params * _weight_bytes(training)
+        h2d += (2 * plan.micro_batches * layers * layer_params * training.weight_bytes
                 / _fetch_shards(plan))
     return d2h, h2d
 

@@ -273,7 +273,7 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
     """
     sym = symmetric
     gstage = 0 if sym else stage
-    act_b = PRECISION_BYTES[training.precision if training.precision != "fp8" else "bf16"]
+    act_b = training.weight_bytes
     b, s, h = plan.micro_batch, model.seq_len, model.hidden
     t = op_times(model, training, plan, device)
     tp, sp = plan.tp, plan.sequence_parallel
@@ -328,7 +328,7 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
 
     layer_params = memory.layer_params(model, tp)
     grad_b = PRECISION_BYTES[training.grad_precision_]
-    param_b = PRECISION_BYTES[training.precision if training.precision != "fp8" else "bf16"]
+    param_b = training.weight_bytes
     dp_groups = ([] if plan.dp == 1 else _near_groups(plan, gstage, "dp", topology) if sym
                  else _groups_dp(plan, gstage))
     act_layer = memory.activation_bytes_per_layer(model, training, plan)

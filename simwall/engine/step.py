@@ -15,7 +15,6 @@ from ..config import (
     apply_overrides,
     load_cluster,
     load_workload,
-    split_overrides,
     validate,
 )
 from .pipeline import bucket_ready_times, dp_stream, run_pipeline, scaled
@@ -23,7 +22,7 @@ from ..errors import ConfigError
 from ..hardware.catalog import resolve_device
 from ..costing.linkload import step_busiest_link
 from ..plan.layout import Plan, resolve
-from ..report.result import StepResult, chrome_trace
+from ..report.result import StepResult
 from ..costing.stage import StageCost, stage_cost, costs_symmetrically
 
 __all__ = ["Prepared", "prepare", "run_prepared"]

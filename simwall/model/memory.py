@@ -241,12 +241,7 @@ def model_state_bytes(params: float, training: TrainingSpec, zero: int, dp: int,
         raise ValueError(f"zero stage must be 0..3, got {zero}")
     if dp < 1:
         raise ValueError(f"dp must be >= 1, got {dp}")
-    params_b = PRECISION_BYTES[training.precision] * params
-    if training.precision == "fp8":
-        # FP8 training keeps 16-bit weights and casts them to FP8 per GEMM (Micikevicius et
-        # al. 2022, "FP8 Formats for Deep Learning", Sec. 4: higher-precision master weights;
-        # NVIDIA Transformer Engine's default). An approximation: weights stored in bf16.
-        params_b = PRECISION_BYTES["bf16"] * params
+    params_b = training.weight_bytes * params      # fp8 training keeps 16-bit weights
     grads_b = PRECISION_BYTES[training.grad_precision_] * params
     opt_b = _optimizer_bytes(params, training, shapes)
     if zero >= 1:
@@ -273,7 +268,7 @@ def _act_elem_bytes(training: TrainingSpec) -> int:
     """Bytes of a saved activation element: 16-bit in mixed precision (Korthikanti et al.
     2022, Sec. 4.1 assumes 2 bytes), 4 in fp32. FP8 runs save 16-bit activations too
     (Transformer Engine keeps most saved tensors in bf16; an approximation)."""
-    return 4 if training.precision == "fp32" else 2
+    return training.weight_bytes
 
 
 def _layer_terms(model: ModelSpec, training: TrainingSpec, tp: int) -> tuple[float, ...]:
@@ -470,7 +465,7 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
     """Transient and fixed buffers of one device of ``stage``, bytes."""
     e = _act_elem_bytes(training)
     sb = model.seq_len * plan.micro_batch
-    w_bytes = PRECISION_BYTES["bf16" if training.precision == "fp8" else training.precision]
+    w_bytes = training.weight_bytes
     out = FRAMEWORK_OVERHEAD_BYTES
     if plan.dp > 1:
         # DP gradient buckets (PyTorch DDP, Li et al. VLDB 2020, Sec. 3.2), double buffered.

@@ -154,7 +154,7 @@ def _act_bytes(training: TrainingSpec) -> int:
     """Bytes of an activation element: 16-bit in mixed precision (Korthikanti et al. 2022,
     Sec. 4.1), 4 in fp32; FP8 runs keep 16-bit activations and cast inside the GEMMs
     (Micikevicius et al. 2022, "FP8 Formats for Deep Learning", Sec. 4; as simwall.memory)."""
-    return PRECISION_BYTES["fp32"] if training.precision == "fp32" else PRECISION_BYTES["bf16"]
+    return training.weight_bytes
 
 
 def _kv_per_device(kv_heads: int, tp: int) -> int:
