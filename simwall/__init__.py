@@ -21,6 +21,6 @@ def __getattr__(name: str):
         from .studies.sweeps import sweep
         return sweep
     if name == "StepResult":
-        from .report.result import StepResult
+        from .report import StepResult
         return StepResult
     raise AttributeError(f"module 'simwall' has no attribute {name!r}")

@@ -10,7 +10,7 @@ from typing import Any
 
 from .config import ClusterSpec, Workload, split_overrides
 from .engine.step import Prepared, prepare, run_prepared
-from .report.result import StepResult, chrome_trace
+from .report import StepResult, chrome_trace
 
 __all__ = ["Prepared", "prepare", "run_prepared", "simulate", "simulate_from_cli"]
 

@@ -28,15 +28,22 @@ class Registry(Mapping[str, Any]):
     """Names of one extension kind, each bound to ``"module:attribute"``; looking a name up
     imports its module (once) and returns the attribute."""
 
-    def __init__(self, kind: str, entries: Mapping[str, str]) -> None:
+    def __init__(self, kind: str, entries: Mapping[str, str],
+                 internal: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self._targets = dict(entries)
+        self._internal = frozenset(internal)
         self._loaded: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def names(self) -> tuple[str, ...]:
         """The registered names, in registration order."""
         return tuple(self._targets)
+
+    def choices(self) -> tuple[str, ...]:
+        """The names a user may write in a file or on the command line: all but those
+        registered as ``internal`` (used by simwall itself, e.g. point-to-point sends)."""
+        return tuple(n for n in self._targets if n not in self._internal)
 
     def __getitem__(self, name: str) -> Any:
         found = self._loaded.get(name)
@@ -74,7 +81,7 @@ COLLECTIVE_ALGORITHMS = Registry("collective algorithm", {
     "tree": "simwall.net.collectives:_tree",
     "hierarchical": "simwall.net.collectives:_hierarchical",
     "direct": "simwall.net.collectives:_direct",
-})
+}, internal=("direct",))
 
 #: Topology generators inside a node (``intra.topology``): a
 #: :class:`simwall.net.topology.Generator`.

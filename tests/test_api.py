@@ -3,7 +3,7 @@
 import pytest
 
 from simwall import api
-from simwall.report.result import BREAKDOWN_KEYS
+from simwall.report import BREAKDOWN_KEYS
 
 SMALL = {"model.layers": 8, "model.hidden": 2048, "model.heads": 16, "model.kv_heads": 16,
          "model.ffn_hidden": 8192, "model.seq_len": 1024, "model.vocab": 32000}

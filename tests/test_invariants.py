@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from simwall.api import simulate
 from simwall.config.core import Workload, load_cluster, validate
 from simwall.hardware.catalog import get_device, resolve_link
-from simwall.report.result import BREAKDOWN_KEYS
+from simwall.report import BREAKDOWN_KEYS
 
 PROPS = settings(deadline=None, derandomize=True, max_examples=200,
                  suppress_health_check=[HealthCheck.too_slow])

@@ -133,7 +133,7 @@ def test_tp_heavy_single_node_plan_is_paced_by_nvlink():
 
 
 def test_busiest_link_is_in_the_json_and_the_table():
-    from simwall.report.result import render_table
+    from simwall.report import render_table
 
     r = api.simulate("bert-base")
     doc = r.to_dict()

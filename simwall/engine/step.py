@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..hardware.catalog import resolve_device
 from ..costing.linkload import step_busiest_link
 from ..plan.layout import Plan, resolve
-from ..report.result import StepResult
+from ..report import StepResult
 from ..costing.stage import StageCost, stage_cost, costs_symmetrically
 
 __all__ = ["Prepared", "prepare", "run_prepared"]

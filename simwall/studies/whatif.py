@@ -311,7 +311,7 @@ def generations(workload: Any = "gpt3-175b", cluster: Any = None, count: int = 4
 
 def render_whatif(data: dict[str, Any]) -> str:
     """Old vs new step time, breakdown and memory verdict, then elasticities."""
-    from ..report.result import BREAKDOWN_KEYS
+    from ..report import BREAKDOWN_KEYS
 
     b, s = data["baseline"], data["scaled"]
     scales = ", ".join(f"{k} x{v:g}" for k, v in sorted(data["scales"].items())) or "nothing"
