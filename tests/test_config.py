@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.config.core import (
+from simwall.config import (
     ClusterSpec,
-    ConfigError,
     Workload,
     apply_overrides,
     bundled_names,
@@ -22,6 +21,7 @@ from simwall.config.core import (
     split_overrides,
     validate,
 )
+from simwall.errors import ConfigError
 
 GOOD = """\
 name: tiny
@@ -244,7 +244,7 @@ def test_validate_rejects_non_mapping_and_none():
     ("{bf16: true}", "d.yaml:2: peak_flops.bf16: expected a number > 0, got true"),
 ])
 def test_catalog_entry_errors(peak, pattern):
-    from simwall.config.core import DeviceSpec
+    from simwall.config import DeviceSpec
 
     doc = parse_yaml(f"name: x\npeak_flops: {peak}\nmemory_capacity: 8.0e10\n"
                      "memory_bandwidth: 2.0e12\n", "d.yaml")

@@ -1,7 +1,16 @@
 """Typed, validated inputs: YAML in, frozen objects out (the only package that sees raw
-YAML). See :mod:`simwall.config.core`."""
+YAML).
 
-from .core import (
+- :mod:`.yamlio`: the safe YAML loader (line numbers, duplicate keys, ``3e12`` as a float);
+- :mod:`.schema`: the schemas of workloads, clusters and the hardware catalog;
+- :mod:`.validation`: pydantic failures turned into a located :class:`~simwall.errors.ConfigError`;
+- :mod:`.overrides`: ``--set KEY=VALUE``, applied to the raw document;
+- :mod:`.files`: bundled files by name, and loading a workload or cluster.
+"""
+
+from .files import bundled_dir, bundled_names, display_path, find_file, load_cluster, load_workload
+from .overrides import apply_overrides, parse_set, split_overrides
+from .schema import (
     PRECISION_BYTES,
     ClusterSpec,
     DegradedLink,
@@ -20,21 +29,9 @@ from .core import (
     Strict,
     TrainingSpec,
     Workload,
-    bundled_dir,
-    apply_overrides,
-    bundled_names,
-    display_path,
-    find_file,
-    key_path,
-    line_of,
-    load_cluster,
-    load_workload,
-    load_yaml,
-    parse_set,
-    parse_yaml,
-    split_overrides,
-    validate,
 )
+from .validation import validate
+from .yamlio import key_path, line_of, load_yaml, parse_yaml
 
 __all__ = [
     "PRECISION_BYTES", "ClusterSpec", "DegradedLink", "DeviceRef", "DeviceSpec",

@@ -1,0 +1,87 @@
+"""Finding input files: bundled names (``gpt3-175b``, ``dgx-a100``) or paths, and loading a
+workload or cluster from either (YAML, then ``--set`` overrides, then validation)."""
+
+from __future__ import annotations
+
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .overrides import apply_overrides
+from .schema import ClusterSpec, Workload
+from .validation import validate
+from .yamlio import load_yaml
+
+__all__ = ["bundled_dir", "bundled_names", "display_path", "find_file", "load_cluster",
+           "load_workload"]
+
+_BUNDLED = {"workload": "workloads", "cluster": "topologies", "catalog": "catalog"}
+
+
+def bundled_dir(kind: str) -> Path:
+    """The folder of the bundled files of ``kind`` ('workload', 'cluster', 'catalog')."""
+    folder = _BUNDLED[kind]
+    try:
+        path = Path(str(resources.files(f"simwall.{folder}")))
+        if path.is_dir() and any(path.glob("*.yaml")):
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    # Source checkout without install: the folders sit beside the package.
+    here = Path(__file__).resolve().parent
+    for candidate in (here / folder, here.parent / folder):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(None, None, f"bundled {folder}/ not found (broken install?)")
+
+
+def bundled_names(kind: str) -> list[str]:
+    """Names of the bundled files of ``kind`` ('workload', 'cluster', 'catalog')."""
+    return sorted(p.stem for p in bundled_dir(kind).glob("*.yaml"))
+
+
+def find_file(kind: str, name_or_path: str) -> Path:
+    """A path for a bundled name or an existing file path; else a ConfigError."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists() or "/" in name_or_path:
+        if p.is_file():
+            return p
+        raise ConfigError(str(name_or_path), None, "not a file" if p.exists() else "no such file")
+    candidate = bundled_dir(kind) / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    names = bundled_names(kind)
+    near = difflib.get_close_matches(name_or_path, names, n=1, cutoff=0.4)
+    hint = f"; did you mean '{near[0]}'?" if near else ""
+    raise ConfigError(None, kind, f"no bundled {kind} or file named '{name_or_path}'{hint} "
+                      f"(bundled: {', '.join(names)})")
+
+
+def display_path(path: Path) -> str:
+    """``path`` as the user should read it: relative to the bundle or the cwd."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        pass
+    for folder in ("workloads", "topologies", "catalog"):
+        if path.parent.name == folder:
+            return f"{folder}/{path.name}"
+    return str(path)
+
+
+def load_workload(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> Workload:
+    """Load a workload by bundled name or path, apply overrides, validate."""
+    path = find_file("workload", name_or_path)
+    source = display_path(path)
+    doc = apply_overrides(load_yaml(path), list(overrides), source)
+    return validate(Workload, doc, source)
+
+
+def load_cluster(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> ClusterSpec:
+    """Load a cluster by bundled name or path, apply overrides, validate."""
+    path = find_file("cluster", name_or_path)
+    source = display_path(path)
+    doc = apply_overrides(load_yaml(path), list(overrides), source)
+    return validate(ClusterSpec, doc, source)

@@ -1,0 +1,404 @@
+"""The schemas of workloads, clusters and the hardware catalog (pydantic v2).
+
+Every schema is :class:`Strict`: frozen, unknown keys forbidden, no NaN/inf. Numbers and
+booleans are strict too (YAML already types them). Names of extension points (pipeline
+schedules, collective algorithms, topology generators) are checked against
+:mod:`simwall.registry` by :class:`OneOf`, so a new registry entry is a name the files
+may use; the implementations are not imported to check a name.
+
+Why pydantic: it gives typed frozen objects, per-field constraints and precise error
+locations (``loc``) for free; hand-written checks would duplicate all of that. See
+docs/input-formats.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, PrivateAttr, model_validator
+from pydantic_core import PydanticCustomError, core_schema
+
+from ..registry import (
+    COLLECTIVE_ALGORITHMS,
+    INTER_TOPOLOGIES,
+    INTRA_TOPOLOGIES,
+    SCHEDULES,
+    Registry,
+)
+from .yamlio import dotted_key
+
+__all__ = [
+    "PRECISION_BYTES",
+    "ClusterSpec",
+    "DegradedLink",
+    "DeviceRef",
+    "DeviceSpec",
+    "EfficiencySpec",
+    "FaultSpec",
+    "HostSpec",
+    "InterSpec",
+    "IntraSpec",
+    "LinkChoice",
+    "LinkRef",
+    "LinkSpec",
+    "ModelSpec",
+    "OneOf",
+    "PlanSpec",
+    "RunDefaults",
+    "Straggler",
+    "Strict",
+    "TrainingSpec",
+    "Workload",
+]
+
+# ---------------------------------------------------------------------------------------
+# Schema building blocks
+
+
+@dataclass(frozen=True, eq=False)
+class OneOf:
+    """``Annotated[str, OneOf(registry)]``: the value must be a name of ``registry`` that
+    users may write (:meth:`~simwall.registry.Registry.choices`), or one of ``also``.
+
+    The registry is read when a value is validated, so adding an entry to it is enough
+    for the schema to accept the new name. A wrong name is reported like a ``Literal``
+    (``expected one of 'gpipe', '1f1b', 'interleaved', got 'zigzag'``; see
+    :mod:`simwall.config.validation`).
+    """
+
+    registry: Registry
+    also: tuple[str, ...] = ()
+
+    def choices(self) -> tuple[str, ...]:
+        """The accepted names, in the order an error lists them."""
+        return self.also + self.registry.choices()
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def _check(self, value: str) -> str:
+        if value not in self.choices():
+            # Not a value_error: validation describes the field (``expected one of ...``).
+            raise PydanticCustomError("not_one_of", "not a registered {kind} name",
+                                      {"kind": self.registry.kind})
+        return value
+
+
+PosInt = Annotated[int, Field(strict=True, gt=0)]
+NonNegInt = Annotated[int, Field(strict=True, ge=0)]
+# Strict: YAML already types numbers and booleans, so a quoted "8" or a `true` where a
+# number belongs is a mistake to report, not to coerce.
+PosFloat = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(strict=True, gt=0, le=1, allow_inf_nan=False)]
+Bool = Annotated[bool, Field(strict=True)]
+Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
+
+#: Bytes per element of each precision.
+PRECISION_BYTES: dict[str, int] = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
+
+
+class Strict(BaseModel):
+    """Base of every schema: frozen, unknown keys forbidden, no NaN/inf."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False,
+                              populate_by_name=True, validate_default=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Workload
+
+
+class ModelSpec(Strict):
+    """Transformer shape. Sizes are element counts; ``seq_len`` is tokens per sequence."""
+
+    kind: Literal["gpt", "bert"] = "gpt"
+    layers: PosInt
+    hidden: PosInt
+    heads: PosInt
+    kv_heads: PosInt | None = None  # default: heads (multi-head attention, no GQA)
+    ffn_hidden: PosInt | None = None  # default: 4 * hidden (Vaswani et al. 2017)
+    vocab: PosInt
+    seq_len: PosInt
+    gated_mlp: Bool = False
+    tied_embeddings: Bool = True
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    dropout: Bool = True
+
+    @model_validator(mode="after")
+    def _shape(self) -> ModelSpec:
+        if self.hidden % self.heads:
+            raise ValueError(f"model.hidden: must be divisible by model.heads ({self.heads}), "
+                             f"got {self.hidden}")
+        if self.kv_heads is not None and (self.kv_heads > self.heads or self.heads % self.kv_heads):
+            raise ValueError(f"model.kv_heads: must divide model.heads ({self.heads}), "
+                             f"got {self.kv_heads}")
+        return self
+
+    @property
+    def kv_heads_(self) -> int:
+        return self.kv_heads if self.kv_heads is not None else self.heads
+
+    @property
+    def ffn(self) -> int:
+        return self.ffn_hidden if self.ffn_hidden is not None else 4 * self.hidden
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+class TrainingSpec(Strict):
+    """Batch sizes in sequences; precisions name the element type."""
+
+    global_batch: PosInt
+    micro_batch: PosInt = 1
+    precision: Literal["fp32", "fp16", "bf16", "fp8"] = "bf16"
+    optimizer: Literal["adam", "adamw", "sgd", "adafactor", "shampoo"] = "adam"
+    # Gradient precision: the ZeRO paper counts 16-bit gradients (2 B/param); Megatron-LM
+    # accumulates fp32 main gradients (4 B/param). Default: the ZeRO convention.
+    grad_precision: Literal["fp32", "fp16", "bf16"] | None = None
+    master_weights: Bool = True  # fp32 master copy kept by the optimizer in mixed precision
+
+    @property
+    def weight_precision(self) -> str:
+        """The dtype weights (and activations) are stored in. FP8 training keeps 16-bit
+        weights and casts them to FP8 per GEMM (Micikevicius et al. 2022, "FP8 Formats for
+        Deep Learning", Sec. 4: higher-precision master weights; NVIDIA Transformer
+        Engine's default). An approximation: weights stored in bf16."""
+        return "bf16" if self.precision == "fp8" else self.precision
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes per stored weight element (:attr:`weight_precision`)."""
+        return PRECISION_BYTES[self.weight_precision]
+
+    @property
+    def grad_precision_(self) -> str:
+        if self.grad_precision is not None:
+            return self.grad_precision
+        return "fp32" if self.precision == "fp32" else self.weight_precision
+
+
+class PlanSpec(Strict):
+    """Parallelism plan as the user writes it (``dp`` may be ``auto``)."""
+
+    tp: PosInt = 1
+    pp: PosInt = 1
+    dp: PosInt | Literal["auto"] = "auto"
+    sequence_parallel: Bool = False
+    zero: Annotated[int, Field(strict=True, ge=0, le=3)] = 0
+    recompute: Literal["none", "selective", "full"] = "none"
+    schedule: Annotated[str, OneOf(SCHEDULES)] = "1f1b"
+    virtual_stages: PosInt = 1
+    stage_layers: tuple[NonNegInt, ...] | None = None
+    collective: Annotated[str, OneOf(COLLECTIVE_ALGORITHMS, also=("auto",))] = "auto"
+    # PyTorch DDP's default gradient bucket (bucket_cap_mb=25); Li et al., VLDB 2020, Sec. 4.
+    dp_bucket_bytes: PosFloat = 25e6
+    dp_overlap: Bool = True
+    # Megatron-LM (Narayanan et al. 2021, Sec. 4.1): split PP sends over the TP ranks'
+    # NICs and all-gather inside the node.
+    pp_scatter_gather: Bool = True
+    offload: Literal["none", "optimizer", "optimizer+params"] = "none"
+
+
+class RunDefaults(Strict):
+    """Where a workload runs when the user names no cluster."""
+
+    cluster: str = "dgx-a100"
+    devices: PosInt | None = None
+
+
+class Workload(Strict):
+    """One model + training setup + plan (a file under workloads/)."""
+
+    name: str
+    source: str | None = None
+    model: ModelSpec
+    training: TrainingSpec
+    plan: PlanSpec = PlanSpec()
+    defaults: RunDefaults = RunDefaults()
+
+    _file: str | None = PrivateAttr(default=None)
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def file(self) -> str:
+        return self._file or f"<workload {self.name}>"
+
+    def line(self, key: str) -> int | None:
+        """The line of ``key`` (``plan.tp``, ``faults.stragglers[0].device``) in the file
+        (None if absent or set by ``--set``)."""
+        return self._lines.get(dotted_key(key))
+
+
+# ---------------------------------------------------------------------------------------
+# Hardware catalog
+
+
+class EfficiencySpec(Strict):
+    """Achievable fractions of peak, per device kind (see simwall.cost for their use).
+
+    ``gemm_max``: fraction of peak the largest GEMMs reach; ``gemm_half_flop``: GEMM size
+    (FLOP) at which half of ``gemm_max`` is reached; ``memory_bw``: fraction of peak memory
+    bandwidth reached by streaming kernels; ``launch_s``: fixed per-kernel overhead.
+    Each device's YAML cites where its values come from.
+    """
+
+    gemm_max: Fraction = 0.8
+    gemm_half_flop: NonNegFloat = 0.0
+    memory_bw: Fraction = 0.8
+    launch_s: NonNegFloat = 0.0
+    sm_count: NonNegInt = 0  # compute units a GEMM's tiles spread over (wave quantisation); 0: off
+    gemm_tile: NonNegInt = 0  # GEMM output tile edge in elements (tile quantisation); 0: off
+
+
+class DeviceSpec(Strict):
+    """One accelerator (or CPU socket). Units: FLOP/s, bytes, bytes/s."""
+
+    name: str
+    kind: Literal["gpu", "tpu", "cpu"] = "gpu"
+    peak_flop_per_s: dict[Precision, PosFloat] = Field(alias="peak_flops")
+    memory_capacity_bytes: PosFloat = Field(alias="memory_capacity")
+    memory_bandwidth_bytes_per_s: PosFloat = Field(alias="memory_bandwidth")
+    efficiency: EfficiencySpec = EfficiencySpec()
+    source: str = ""
+
+    _hash: int | None = PrivateAttr(default=None)
+
+    def __hash__(self) -> int:
+        # Hashable (for memoised cost functions) although ``peak_flops`` is a dict.
+        if self._hash is None:
+            self._hash = hash(self.model_dump_json())
+        return self._hash
+
+    def peak(self, precision: str) -> float:
+        """Peak dense FLOP/s for ``precision``, falling back to the nearest wider type."""
+        for p in {"fp8": ("fp8", "fp16", "bf16"), "fp16": ("fp16", "bf16"),
+                  "bf16": ("bf16", "fp16"), "tf32": ("tf32", "fp32"),
+                  "fp32": ("fp32",)}[precision]:
+            if p in self.peak_flop_per_s:
+                return self.peak_flop_per_s[p]
+        return self.peak_flop_per_s.get("fp32", min(self.peak_flop_per_s.values()))
+
+
+class LinkSpec(Strict):
+    """One link class. ``bandwidth``: bytes/s per direction; ``latency``: seconds."""
+
+    name: str
+    bandwidth_bytes_per_s: PosFloat = Field(alias="bandwidth")
+    latency_s: NonNegFloat = Field(alias="latency")
+    efficiency: Fraction = 1.0  # achievable fraction of ``bandwidth`` for large transfers
+    source: str = ""
+
+
+# ---------------------------------------------------------------------------------------
+# Cluster
+
+
+class DeviceRef(Strict):
+    """A catalog device with some fields replaced (what-if studies)."""
+
+    base: str
+    name: str | None = None
+    kind: Literal["gpu", "tpu", "cpu"] | None = None
+    peak_flop_per_s: dict[Precision, PosFloat] | None = Field(default=None, alias="peak_flops")
+    memory_capacity_bytes: PosFloat | None = Field(default=None, alias="memory_capacity")
+    memory_bandwidth_bytes_per_s: PosFloat | None = Field(default=None, alias="memory_bandwidth")
+    efficiency: EfficiencySpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        # A what-if device is named after its base and the YAML keys it changes, e.g.
+        # "H100-SXM5-80GB (memory_bandwidth changed)", so reports show what was varied.
+        if isinstance(data, dict) and data.get("name") is None and isinstance(
+                data.get("base"), str):
+            changed = sorted(str(k) for k, v in data.items()
+                             if k not in ("base", "name") and v is not None)
+            if changed:
+                data = {**data, "name": f"{data['base']} ({', '.join(changed)} changed)"}
+        return data
+
+
+class LinkRef(Strict):
+    """A catalog link with some fields replaced."""
+
+    base: str
+    bandwidth_bytes_per_s: PosFloat | None = Field(default=None, alias="bandwidth")
+    latency_s: NonNegFloat | None = Field(default=None, alias="latency")
+    efficiency: Fraction | None = None
+
+
+LinkChoice = Union[str, LinkRef]
+
+
+class IntraSpec(Strict):
+    """Inside a node: how its devices connect."""
+
+    topology: Annotated[str, OneOf(INTRA_TOPOLOGIES)] = "nvswitch"
+    link: LinkChoice = "NVLink3"
+    dims: tuple[PosInt, ...] | None = None  # for torus
+
+
+class InterSpec(Strict):
+    """Between nodes (or, for a torus, between all chips)."""
+
+    topology: Annotated[str, OneOf(INTER_TOPOLOGIES)] = "fat_tree"
+    link: LinkChoice = "IB-HDR"
+    nics_per_node: PosInt = 8
+    oversubscription: Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)] = 1.0
+    rail_optimized: Bool = True
+    dims: tuple[PosInt, ...] | None = None  # for torus: chips per dimension
+    switch_radix: PosInt = 64
+
+
+class HostSpec(Strict):
+    """The host side of each device: the PCIe link to it and host memory (for offload)."""
+
+    link: LinkChoice = "PCIe4"
+    memory_capacity_bytes: PosFloat = Field(default=1.0e12, alias="memory_capacity")
+    cpu: str | None = None
+
+
+class Straggler(Strict):
+    device: NonNegInt
+    slowdown: Annotated[float, Field(strict=True, gt=0, le=1, allow_inf_nan=False)]  # speed factor
+
+
+class DegradedLink(Strict):
+    between: tuple[str, str]
+    bandwidth_factor: Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]  # 0 = failed
+
+
+class FaultSpec(Strict):
+    stragglers: tuple[Straggler, ...] = ()
+    links: tuple[DegradedLink, ...] = ()
+
+
+class ClusterSpec(Strict):
+    """A cluster (a file under topologies/). ``nodes: auto`` sizes it for the plan."""
+
+    name: str
+    source: str | None = None
+    device: str | DeviceRef = "A100-SXM4-80GB"
+    nodes: PosInt | Literal["auto"] = "auto"
+    devices_per_node: PosInt = 8
+    intra: IntraSpec = IntraSpec()
+    inter: InterSpec = InterSpec()
+    host: HostSpec = HostSpec()
+    faults: FaultSpec = FaultSpec()
+
+    _file: str | None = PrivateAttr(default=None)
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def file(self) -> str:
+        return self._file or f"<cluster {self.name}>"
+
+    def line(self, key: str) -> int | None:
+        """The line of ``key`` (``plan.tp``, ``faults.stragglers[0].device``) in the file
+        (None if absent or set by ``--set``)."""
+        return self._lines.get(dotted_key(key))

@@ -1,0 +1,189 @@
+"""The safe YAML loader: line numbers, duplicate keys, ``3e12`` read as a float.
+
+Every mapping it builds is a :class:`LineDict` that remembers the line of each key, so
+later errors (schema, overrides, plan checks) can point at the line the user wrote.
+Files are parsed once per text (:func:`load_yaml` memoises the parse and hands out
+copies). Values and key paths are shown the way users write them in YAML.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+from ..memo import memoized
+
+__all__ = [
+    "LineDict",
+    "dotted_key",
+    "format_number",
+    "format_value",
+    "key_path",
+    "line_of",
+    "load_yaml",
+    "parse_yaml",
+]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that records key lines and rejects duplicate keys."""
+
+
+# PyYAML (YAML 1.1) reads ``3e12`` and ``1e-6`` (no dot) as strings; read them as floats.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+class LineDict(dict):
+    """A mapping that remembers the line (1-based) of each of its keys.
+
+    The top-level mapping of a document edited by ``--set`` also lists the edited key
+    paths in ``overridden``, so errors about them do not point at a line of the file.
+    """
+
+    lines: dict[Any, int]
+    overridden: tuple[tuple[str, ...], ...] = ()
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> LineDict:
+    loader.flatten_mapping(node)
+    out = LineDict()
+    out.lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise ConfigError(None, None, "mapping keys must be plain scalars",
+                              line=key_node.start_mark.line + 1) from None
+        if key in out:
+            raise ConfigError(None, str(key), f"duplicate key (first at line {out.lines[key]})",
+                              line=key_node.start_mark.line + 1)
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.lines[key] = key_node.start_mark.line + 1
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML ``text`` safely; errors are :class:`ConfigError` located in ``source``."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except ConfigError as err:
+        raise err.with_source(source) from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = err.problem or err.context or "invalid YAML"
+        ctx = err.context_mark
+        if err.problem and err.context and ctx is not None and ctx.line + 1 != line:
+            # Where the unclosed bracket or block began often is the real mistake.
+            problem += f" ({err.context} at line {ctx.line + 1})"
+        raise ConfigError(source, None, f"invalid YAML: {' '.join(problem.split())}",
+                          line=line) from None
+    except yaml.reader.ReaderError as err:
+        # Control characters (NUL, ...): most likely a binary file, not YAML.
+        line = text.count("\n", 0, err.position) + 1
+        raise ConfigError(source, None, f"not a YAML text file (control character "
+                          f"#x{err.character:04x})" if isinstance(err.character, int) else
+                          f"{err.character!r})", line=line) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(source, None, f"invalid YAML: {' '.join(str(err).split())}") from None
+    except RecursionError:
+        raise ConfigError(source, None, "invalid YAML: nested too deeply") from None
+    except ValueError:
+        # int() of a number with more than 4,300 digits (CPython's conversion limit).
+        raise ConfigError(source, None, "invalid YAML: a number too long to read "
+                          "(more than 4,300 digits)") from None
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read and parse one YAML file; a missing or unreadable file is a ConfigError."""
+    source = str(path)
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(source, None, "no such file")
+    if not p.is_file():
+        raise ConfigError(source, None, "not a file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(source, None, "not UTF-8 text (expected a YAML file)") from None
+    except OSError as err:
+        raise ConfigError(source, None, f"cannot read: {err.strerror}") from None
+    # A sweep loads the same few files for every point: parse each text once, hand out
+    # copies (callers apply overrides to what they get).
+    return copy.deepcopy(_parse_once(text, source))
+
+
+@memoized(maxsize=256)
+def _parse_once(text: str, source: str) -> Any:
+    return parse_yaml(text, source)
+
+
+def key_path(path: Any) -> str | None:
+    """The key path users read in errors: mapping keys joined by dots, list items as
+    ``[i]`` (``("faults", "stragglers", 0, "device")`` -> ``faults.stragglers[0].device``;
+    docs/errors.md). None for an empty path."""
+    out = ""
+    for part in path:
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or None
+
+
+_INDEX_RE = re.compile(r"\[(\d+)\]")
+
+
+def dotted_key(key: str) -> str:
+    """``faults.stragglers[0].device`` -> ``faults.stragglers.0.device`` (line lookup)."""
+    return _INDEX_RE.sub(r".\1", key)
+
+
+def line_of(doc: Any, path: tuple) -> int | None:
+    """The line of the deepest key of ``path`` that ``doc`` recorded, if any."""
+    line = None
+    node = doc
+    for key in path:
+        if isinstance(node, LineDict) and key in node:
+            line = node.lines.get(key, line)
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        else:
+            break
+    return line
+
+
+def format_number(x: Any) -> str:
+    """A number as an error message shows it (``%g`` for floats)."""
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def format_value(value: Any) -> str:
+    """``value`` as the user wrote it in YAML, shortened."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null (empty)"
+    elif isinstance(value, dict):
+        text = "a mapping"
+    elif isinstance(value, (list, tuple)):
+        text = "a list"
+    elif isinstance(value, str):
+        text = repr(value)
+    else:
+        text = format_number(value)
+    return text if len(text) <= 40 else text[:37] + "..."
