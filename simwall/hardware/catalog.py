@@ -8,10 +8,10 @@ one (``device: {base: H100-SXM5-80GB, memory_bandwidth: 6.0e12}``).
 from __future__ import annotations
 
 import difflib
-from functools import cache
 
 from ..config import DeviceRef, DeviceSpec, LinkRef, LinkSpec, bundled_dir, load_yaml, validate
 from ..errors import ConfigError
+from ..memo import memoized
 
 __all__ = ["devices", "get_device", "get_link", "links", "resolve_device", "resolve_link"]
 
@@ -20,7 +20,7 @@ def _norm(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
-@cache
+@memoized(maxsize=None)
 def _catalog(kind: str) -> dict[str, DeviceSpec | LinkSpec]:
     model = DeviceSpec if kind == "devices" else LinkSpec
     path = bundled_dir("catalog") / f"{kind}.yaml"
