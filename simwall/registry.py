@@ -66,12 +66,12 @@ class Registry(Mapping[str, Any]):
         return len(self._targets)
 
 
-#: Pipeline schedules: ``tasks(pp, stage, m, v) -> tuple[Task, ...]``
-#: (:mod:`simwall.plan.schedules`).
+#: Pipeline schedules: ``tasks(pp, stage, m, v) -> tuple[Task, ...]``, one module each
+#: under :mod:`simwall.plan.schedules`.
 SCHEDULES = Registry("pipeline schedule", {
-    "gpipe": "simwall.plan.schedules:gpipe",
-    "1f1b": "simwall.plan.schedules:one_f_one_b",
-    "interleaved": "simwall.plan.schedules:interleaved",
+    "gpipe": "simwall.plan.schedules.gpipe:tasks",
+    "1f1b": "simwall.plan.schedules.one_f_one_b:tasks",
+    "interleaved": "simwall.plan.schedules.interleaved:tasks",
 })
 
 #: Collective algorithms: ``phases(kind, group, bytes_, topology, ...) -> tuple[Phase]``

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall.model import optime as cost
-from simwall.config.core import DeviceSpec, EfficiencySpec, TrainingSpec
+from simwall.config import DeviceSpec, EfficiencySpec, TrainingSpec
 from simwall.errors import SimwallError
 from simwall.model.ops import Op
 

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall.engine.pipeline import bucket_ready_times, dp_stream, run_pipeline
-from simwall.plan.layout import Plan, balanced_split
+from simwall.plan import Plan, balanced_split
 from simwall.costing.stage import ChunkCost, StageCost
 
 

@@ -490,7 +490,7 @@ def test_sizes_beyond_any_cluster_are_refused_fast(good_files, what, argv_of):
 def test_limits_leave_real_runs_alone():
     """The bundled (published) workloads resolve on their default clusters."""
     from simwall.api import prepare
-    from simwall.config.core import bundled_names
+    from simwall.config import bundled_names
 
     for name in bundled_names("workload"):
         prepare(name)  # would raise ConfigError if a limit were too tight

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall.hardware import catalog as hardware
-from simwall.config.core import PRECISION_BYTES, DeviceRef, LinkRef
+from simwall.config import PRECISION_BYTES, DeviceRef, LinkRef
 from simwall.errors import ConfigError
 
 REQUIRED_DEVICES = ["A100-SXM4-40GB", "A100-SXM4-80GB", "H100-SXM5-80GB", "H200-SXM-141GB",

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simwall.api import simulate
-from simwall.config.core import Workload, load_cluster, validate
+from simwall.config import Workload, load_cluster, validate
 from simwall.hardware.catalog import get_device, resolve_link
 from simwall.report import BREAKDOWN_KEYS
 

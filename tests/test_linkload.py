@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from simwall import api
-from simwall.config.core import PRECISION_BYTES, load_cluster
+from simwall.config import PRECISION_BYTES, load_cluster
 from simwall.costing.linkload import Traffic, busiest_link, link_bytes, step_link_bytes
 from simwall.model.memory import stage_params
 from simwall.costing.stage import stage_cost

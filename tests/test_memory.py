@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall.model import memory as M
-from simwall.config.core import ModelSpec, TrainingSpec, load_yaml
-from simwall.plan.layout import Plan, balanced_split
+from simwall.config import ModelSpec, TrainingSpec, load_yaml
+from simwall.plan import Plan, balanced_split
 
 CALIBRATION = Path("/work/shared/calibration")
 if not CALIBRATION.exists():  # the repo may carry a copy under shared/

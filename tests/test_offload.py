@@ -16,9 +16,9 @@ from simwall import api
 from simwall.model import memory
 
 from simwall.costing import offload
-from simwall.config.core import PRECISION_BYTES, TrainingSpec
+from simwall.config import PRECISION_BYTES, TrainingSpec
 from simwall.errors import ConfigError
-from simwall.plan.layout import Plan
+from simwall.plan import Plan
 
 SETTINGS = settings(deadline=None, derandomize=True, max_examples=40)
 

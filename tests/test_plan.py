@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.config.core import ClusterSpec, ConfigError, bundled_names, load_cluster, load_workload
-from simwall.plan.layout import Plan, balanced_split, cluster_devices, resolve
+from simwall.config import ClusterSpec, bundled_names, load_cluster, load_workload
+from simwall.errors import ConfigError
+from simwall.plan import Plan, balanced_split, cluster_devices, resolve
 
 AUTO = ClusterSpec(name="auto-8", nodes="auto", devices_per_node=8)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from simwall.config.core import DeviceSpec, ModelSpec, TrainingSpec, Workload
+from simwall.config import DeviceSpec, ModelSpec, TrainingSpec, Workload
 from simwall.errors import SimwallError
 from simwall.model.roofline import render, roofline_rows
 

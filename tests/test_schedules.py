@@ -29,7 +29,7 @@ def test_1f1b_warmup_and_in_flight():
     pp, m = 4, 8
     for stage in range(pp):
         in_flight = peak = 0
-        for p, _, _ in one_f_one_b(pp, stage, m):
+        for p, _, _ in one_f_one_b.tasks(pp, stage, m):
             in_flight += 1 if p == "F" else -1
             peak = max(peak, in_flight)
         assert peak == pp - stage
@@ -37,7 +37,7 @@ def test_1f1b_warmup_and_in_flight():
 
 def test_interleaved_chunk_order():
     # Forward chunk order on stage 0 with pp=2, v=2: mb0 c0, mb1 c0, mb0 c1, mb1 c1, ...
-    tasks = interleaved(2, 0, 4, 2)
+    tasks = interleaved.tasks(2, 0, 4, 2)
     fwd = [(i, c) for p, i, c in tasks if p == "F"]
     assert fwd[:4] == [(0, 0), (1, 0), (0, 1), (1, 1)]
     bwd = [(i, c) for p, i, c in tasks if p == "B"]

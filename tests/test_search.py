@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall.errors import ConfigError
-from simwall.plan.layout import resolve
+from simwall.plan import resolve
 from simwall.studies.search import (
     Searcher,
     _load,

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from simwall.net import collectives
 from simwall.net.collectives import collective_time_parts, symmetry_window
-from simwall.config.core import load_cluster
+from simwall.config import load_cluster
 from simwall.net.topology import build_topology
 
 

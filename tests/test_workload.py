@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall.model import ops as W
-from simwall.config.core import ModelSpec, TrainingSpec
+from simwall.config import ModelSpec, TrainingSpec
 from simwall.errors import SimwallError
-from simwall.plan.layout import Plan, balanced_split
+from simwall.plan import Plan, balanced_split
 
 
 def make_plan(layers: int, tp: int = 1, pp: int = 1, dp: int = 1, sp: bool = False,

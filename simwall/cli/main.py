@@ -263,10 +263,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
     kind = _kind_of(args.name)
     if kind == "workload":
         from ..hardware.catalog import resolve_device
-        from ..plan.layout import resolve
+        from ..model.limits import check_dp_buckets
+        from ..plan import resolve
 
         workload, cluster = _workload_and_cluster(args.name, args.cluster, args.set_items)
         plan, cluster = resolve(workload, cluster)
+        check_dp_buckets(workload, plan)
         device = resolve_device(cluster.device, "device", cluster.file)
         doc = workload.model_dump(mode="json", by_alias=True)
         doc["resolved"] = {

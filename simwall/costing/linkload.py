@@ -36,7 +36,7 @@ from ..model import memory
 
 from . import offload
 from ..config import ModelSpec, TrainingSpec
-from ..plan.layout import Plan
+from ..plan import Plan
 from .stage import StageCost, Traffic
 from ..net.topology import node_name
 

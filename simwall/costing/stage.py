@@ -40,7 +40,7 @@ from . import offload
 
 from ..model import ops as workload
 from ..config import PRECISION_BYTES, DeviceSpec, ModelSpec, TrainingSpec
-from ..plan.layout import Plan
+from ..plan import Plan
 
 __all__ = [
     "ChunkCost",

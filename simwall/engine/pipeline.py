@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import simpy
 
-from ..plan.layout import Plan
+from ..plan import Plan
 from ..plan.schedules import tasks_for
 from ..costing.stage import ChunkCost, StageCost
 

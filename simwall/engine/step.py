@@ -21,7 +21,8 @@ from .pipeline import bucket_ready_times, dp_stream, run_pipeline, scaled
 from ..errors import ConfigError
 from ..hardware.catalog import resolve_device
 from ..costing.linkload import step_busiest_link
-from ..plan.layout import Plan, resolve
+from ..model.limits import check_dp_buckets
+from ..plan import Plan, resolve
 from ..report import StepResult
 from ..costing.stage import StageCost, stage_cost, costs_symmetrically
 
@@ -107,6 +108,7 @@ def prepare(workload: str | Workload = "gpt3-175b", cluster: str | ClusterSpec |
     else:
         cl = load_default_cluster(wl, cl_over)
     plan, cl = resolve(wl, cl)
+    check_dp_buckets(wl, plan)
     device = resolve_device(cl.device, "device", cl.file)
     topo = topology_for(cl)
     return Prepared(workload=wl, cluster=cl, plan=plan, device=device, topology=topo)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
-from ..plan.layout import Plan
+from ..plan import Plan
 
 __all__ = [
     "FRAMEWORK_OVERHEAD_BYTES",

@@ -34,7 +34,7 @@ from functools import lru_cache
 
 from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
 from ..errors import SimwallError
-from ..plan.layout import Plan
+from ..plan import Plan
 
 __all__ = [
     "ATTENTION_CORE",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..config import DeviceSpec, Workload
 from .optime import bound, op_time_s, ridge_point
 from ..errors import SimwallError
-from ..plan.layout import Plan, balanced_split
+from ..plan import Plan, balanced_split
 from .ops import MODES, embedding_ops, head_ops, layer_ops
 
 __all__ = ["render", "roofline_rows", "single_layer_plan"]

@@ -11,12 +11,12 @@ refused) and below the size at which simwall's own cost grows past a few seconds
 are simwall's own engineering limits, not hardware facts; the rationale is given next to
 each. ``check_workload`` and ``check_cluster`` need only the validated inputs;
 ``check_resolved`` needs the resolved plan (called at the end of
-:func:`simwall.plan.resolve`).
+:func:`simwall.plan.resolve`). :data:`MAX_DP_BUCKETS` needs the model's parameter counts,
+so it is checked a layer up, by :func:`simwall.model.limits.check_dp_buckets`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
@@ -145,7 +145,8 @@ def engine_tasks(plan: Plan, per_device: bool) -> int:
 def check_resolved(workload: Workload, cluster: ClusterSpec, plan: Plan) -> None:
     """Checks that need the resolved plan: cluster size and stragglers (now that
     ``nodes`` is known), engine tasks (per-device, the larger count, since stragglers or
-    ``--per-device`` may ask for it later) and DP buckets."""
+    ``--per-device`` may ask for it later). DP buckets need the model's parameter counts:
+    :func:`simwall.model.limits.check_dp_buckets`."""
     check_cluster(cluster)
     src = workload.file
     tasks = engine_tasks(plan, per_device=True)
@@ -157,16 +158,3 @@ def check_resolved(workload: Workload, cluster: ClusterSpec, plan: Plan) -> None
                           f"{MAX_ENGINE_TASKS:,} (raise training.micro_batch or lower "
                           f"training.global_batch; see simwall/limits.py)",
                           line=workload.line("training.global_batch"))
-    if plan.dp > 1 and plan.zero < 3:
-        from ..model import memory
-        from ..config import PRECISION_BYTES
-
-        grad_b = PRECISION_BYTES[workload.training.grad_precision_]
-        biggest = max(memory.stage_params(workload.model, plan, s) for s in range(plan.pp))
-        n = math.ceil(biggest * grad_b / plan.dp_bucket_bytes)
-        if n > MAX_DP_BUCKETS:
-            raise ConfigError(src, "plan.dp_bucket_bytes",
-                              f"{plan.dp_bucket_bytes:g} bytes cuts the gradients into "
-                              f"{n:,} buckets per step, more than simwall's limit of "
-                              f"{MAX_DP_BUCKETS:,} (use larger buckets, e.g. 25e6; see "
-                              f"simwall/limits.py)", line=workload.line("plan.dp_bucket_bytes"))

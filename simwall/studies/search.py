@@ -28,7 +28,7 @@ from typing import Any
 
 from ..config import ClusterSpec, Workload
 from ..errors import ConfigError, SimwallError
-from ..plan.layout import Plan, balanced_split, cluster_devices
+from ..plan import Plan, balanced_split, cluster_devices
 
 __all__ = [
     "CONFIRM_FACTOR",
@@ -321,7 +321,8 @@ class Searcher:
         plan's overrides and resolved (so an enumerated plan that the engine's own checks
         reject raises), sharing this search's device and topology."""
         from ..engine.step import Prepared, split_key_overrides, reoverride
-        from ..plan.layout import resolve
+        from ..model.limits import check_dp_buckets
+        from ..plan import resolve
 
         over = plan_overrides(plan)
         if self.workload.plan.stage_layers is not None:
@@ -329,6 +330,7 @@ class Searcher:
         wl_over, _ = split_key_overrides(over)
         wl = reoverride(self.workload, wl_over, Workload)
         resolved, cl = resolve(wl, self.cluster)
+        check_dp_buckets(wl, resolved)
         return Prepared(workload=wl, cluster=cl, plan=resolved, device=self.device,
                         topology=self.topology)
 

@@ -1,0 +1,36 @@
+"""Size limits that need the model's parameter counts (the rest: :mod:`simwall.plan.limits`).
+
+:data:`~simwall.plan.limits.MAX_DP_BUCKETS` bounds the data-parallel gradient buckets of a
+step; counting them needs the parameters per pipeline stage (:mod:`simwall.model.memory`),
+which the plan layer below cannot see. Call :func:`check_dp_buckets` right after
+:func:`simwall.plan.resolve` wherever a resolved plan is about to be costed or shown.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..config import PRECISION_BYTES, Workload
+from ..errors import ConfigError
+from ..plan import Plan
+from ..plan.limits import MAX_DP_BUCKETS
+from . import memory
+
+__all__ = ["check_dp_buckets"]
+
+
+def check_dp_buckets(workload: Workload, plan: Plan) -> None:
+    """Refuse a ``plan.dp_bucket_bytes`` that cuts the largest stage's gradients into more
+    than :data:`~simwall.plan.limits.MAX_DP_BUCKETS` buckets (only with DP and ZeRO < 3);
+    a :class:`ConfigError` names ``plan.dp_bucket_bytes`` and its line."""
+    if plan.dp > 1 and plan.zero < 3:
+        src = workload.file
+        grad_b = PRECISION_BYTES[workload.training.grad_precision_]
+        biggest = max(memory.stage_params(workload.model, plan, s) for s in range(plan.pp))
+        n = math.ceil(biggest * grad_b / plan.dp_bucket_bytes)
+        if n > MAX_DP_BUCKETS:
+            raise ConfigError(src, "plan.dp_bucket_bytes",
+                              f"{plan.dp_bucket_bytes:g} bytes cuts the gradients into "
+                              f"{n:,} buckets per step, more than simwall's limit of "
+                              f"{MAX_DP_BUCKETS:,} (use larger buckets, e.g. 25e6; see "
+                              f"simwall/limits.py)", line=workload.line("plan.dp_bucket_bytes"))

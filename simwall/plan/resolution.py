@@ -1,0 +1,131 @@
+"""Plan resolution: a validated workload on a cluster -> a :class:`~simwall.plan.Plan`.
+
+``resolve`` turns a validated :class:`~simwall.config.Workload` and
+:class:`~simwall.config.ClusterSpec` into a :class:`Plan` (``dp: auto`` and ``nodes:
+auto`` filled in) and checks everything that needs both, raising a located
+:class:`~simwall.errors.ConfigError` naming the key at fault. Checks that need the
+model's parameter counts sit above the plan layer (:mod:`simwall.model.limits`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..config import ClusterSpec, Workload
+from ..errors import ConfigError
+from . import limits
+from .layout import Plan, balanced_split
+
+__all__ = ["cluster_devices", "resolve"]
+
+
+def cluster_devices(cluster: ClusterSpec, workload: Workload) -> int:
+    """Devices in ``cluster``; ``nodes: auto`` sizes it for the workload.
+
+    With ``nodes: auto`` the cluster gets ``defaults.devices`` devices when the workload
+    names a count (the size of the published run it reproduces), else just enough for
+    one replica of the plan (``tp x pp x dp``, ``dp: auto`` counting as 1); either way
+    rounded up to whole nodes.
+    """
+    if cluster.nodes != "auto":
+        return cluster.nodes * cluster.devices_per_node
+    plan = workload.plan
+    want = workload.defaults.devices or plan.tp * plan.pp * (1 if plan.dp == "auto" else plan.dp)
+    return math.ceil(want / cluster.devices_per_node) * cluster.devices_per_node
+
+
+def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec]:
+    """The resolved plan and the cluster with ``nodes`` fixed; ConfigError if invalid.
+
+    Checks, each naming the key at fault: TP divides the heads, the KV heads (or is a
+    multiple of them) and the FFN width; a TP group larger than a node spans whole nodes;
+    ``virtual_stages > 1`` only with the interleaved schedule; at least one layer per
+    model chunk; ``stage_layers`` has one entry per chunk and sums to ``model.layers``;
+    ``tp x pp x dp`` equals the cluster's device count; the global batch splits into
+    whole micro-batches per replica (a multiple of ``pp`` for the interleaved schedule).
+    """
+    limits.check_workload(workload)  # sizes far beyond any real run: refuse fast
+    limits.check_cluster(cluster)
+    src = workload.file
+    model, train, spec = workload.model, workload.training, workload.plan
+    world = cluster_devices(cluster, workload)
+    auto_nodes = cluster.nodes == "auto"
+    if auto_nodes:
+        cluster = cluster.model_copy(update={"nodes": world // cluster.devices_per_node})
+
+    def fail(key: str, msg: str) -> ConfigError:
+        return ConfigError(src, key, msg, line=workload.line(key))
+
+    if model.heads % spec.tp:
+        raise fail("plan.tp", f"must divide model.heads ({model.heads}), got {spec.tp}")
+    kv = model.kv_heads_
+    if kv % spec.tp and spec.tp % kv:
+        raise fail("plan.tp", f"must divide model.kv_heads ({kv}) or be a multiple of it, "
+                   f"got {spec.tp}")
+    if model.ffn % spec.tp:
+        raise fail("plan.tp", f"must divide model.ffn_hidden ({model.ffn}), got {spec.tp}")
+    if spec.tp > cluster.devices_per_node and spec.tp % cluster.devices_per_node:
+        raise fail("plan.tp", f"a TP group larger than a node must span whole nodes "
+                   f"(multiples of {cluster.devices_per_node} devices), got {spec.tp}")
+    if spec.virtual_stages > 1 and spec.schedule != "interleaved":
+        raise fail("plan.virtual_stages", f"must be 1 unless plan.schedule is interleaved, "
+                   f"got {spec.virtual_stages} with schedule {spec.schedule}")
+    if spec.schedule == "interleaved" and spec.pp == 1:
+        raise fail("plan.schedule", "interleaved needs plan.pp > 1, got pp 1")
+    chunks = spec.pp * spec.virtual_stages
+    if model.layers < chunks:
+        raise fail("plan.pp", f"model.layers ({model.layers}) must be at least plan.pp x "
+                   f"plan.virtual_stages ({spec.pp} x {spec.virtual_stages} = {chunks})")
+    if spec.stage_layers is not None:
+        if len(spec.stage_layers) != chunks:
+            raise fail("plan.stage_layers", f"must list {chunks} entries (plan.pp x "
+                       f"plan.virtual_stages), got {len(spec.stage_layers)}")
+        if min(spec.stage_layers) < 1:
+            raise fail("plan.stage_layers", f"every chunk needs at least 1 layer, got "
+                       f"{list(spec.stage_layers)}")
+        if sum(spec.stage_layers) != model.layers:
+            raise fail("plan.stage_layers", f"must sum to model.layers ({model.layers}), "
+                       f"got {sum(spec.stage_layers)}")
+        stage_layers = tuple(spec.stage_layers)
+    else:
+        stage_layers = balanced_split(model.layers, chunks)
+
+    mp = spec.tp * spec.pp
+    sized_by = (f"nodes: auto, sized by defaults.devices = {workload.defaults.devices}"
+                if auto_nodes and workload.defaults.devices else
+                f"{cluster.nodes} nodes x {cluster.devices_per_node}")
+    if spec.dp == "auto":
+        if world % mp:
+            if auto_nodes and workload.defaults.devices:
+                raise fail("defaults.devices", f"must be a multiple of plan.tp x plan.pp = "
+                           f"{mp} (after rounding up to whole nodes: {world}), got "
+                           f"{workload.defaults.devices}")
+            raise ConfigError(cluster.file, "nodes", f"the cluster's {world} devices "
+                              f"({sized_by}) are not divisible by plan.tp x plan.pp = {mp}",
+                              line=cluster.line("nodes"))
+        dp = world // mp
+    else:
+        dp = spec.dp
+        if mp * dp != world:
+            raise fail("plan.dp", f"plan.tp x plan.pp x plan.dp = {spec.tp} x {spec.pp} x "
+                       f"{dp} = {mp * dp} must equal the cluster's {world} devices "
+                       f"({cluster.name}: {sized_by})")
+    if train.global_batch % (dp * train.micro_batch):
+        raise fail("training.global_batch", f"must be divisible by plan.dp x "
+                   f"training.micro_batch = {dp} x {train.micro_batch}, got {train.global_batch}")
+    m = train.global_batch // (dp * train.micro_batch)
+    if spec.schedule == "interleaved" and m % spec.pp:
+        raise fail("training.global_batch", f"interleaved schedule needs micro-batches per "
+                   f"replica ({m}) to be a multiple of plan.pp ({spec.pp})")
+
+    plan = Plan(
+        tp=spec.tp, pp=spec.pp, dp=dp, virtual_stages=spec.virtual_stages,
+        sequence_parallel=spec.sequence_parallel and spec.tp > 1, zero=spec.zero,
+        recompute=spec.recompute, schedule=spec.schedule, micro_batch=train.micro_batch,
+        global_batch=train.global_batch, stage_layers=stage_layers,
+        collective=spec.collective, dp_bucket_bytes=spec.dp_bucket_bytes,
+        dp_overlap=spec.dp_overlap, pp_scatter_gather=spec.pp_scatter_gather,
+        offload=spec.offload,
+    )
+    limits.check_resolved(workload, cluster, plan)
+    return plan, cluster
