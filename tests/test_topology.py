@@ -248,9 +248,12 @@ def test_intra_generators(intra, expect):
 
 def test_registry_has_every_schema_name():
     # The schema accepts the registry's names (simwall.config.schema.OneOf).
+    from simwall.config import InterSpec, IntraSpec
     from simwall.registry import INTER_TOPOLOGIES, INTRA_TOPOLOGIES
     assert set(INTRA_TOPOLOGIES.choices()) == set(GENERATORS["intra"])
     assert set(INTER_TOPOLOGIES.choices()) == set(GENERATORS["inter"])
+    assert all(IntraSpec(topology=name).topology == name for name in GENERATORS["intra"])
+    assert all(InterSpec(topology=name).topology == name for name in GENERATORS["inter"])
 
 
 @pytest.mark.parametrize("text", ["dev3", "nic0.2", "nvsw1", "leaf2.0", "spine", "host4"])

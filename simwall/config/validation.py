@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from .schema import OneOf
 from .yamlio import format_number, format_value, key_path, line_of
 
-__all__ = ["describe", "validate"]
+__all__ = ["validate"]
 
 # pydantic reports each failure with a location (``loc``) through the schema. Inside a
 # union (``dp: int | 'auto'``, ``device: name | {base: ...}``) that location also carries
