@@ -35,6 +35,7 @@ from .core import (
     split_overrides,
     validate,
 )
+from .keys import CLUSTER_PREFIX, cluster_overrides, set_overrides, split_key_overrides
 
 __all__ = [
     "PRECISION_BYTES", "ClusterSpec", "DegradedLink", "DeviceRef", "DeviceSpec",
@@ -43,4 +44,5 @@ __all__ = [
     "apply_overrides", "bundled_dir", "bundled_names", "display_path", "find_file", "key_path", "line_of",
     "load_cluster", "load_workload", "load_yaml", "parse_set", "parse_yaml",
     "split_overrides", "validate",
+    "CLUSTER_PREFIX", "cluster_overrides", "set_overrides", "split_key_overrides",
 ]
