@@ -114,7 +114,7 @@ def test_simwall_sweep_is_the_function_every_time(tiny):
     base, grid = {"workload": tiny, "cluster": "single-node"}, {"plan.tp": [1, 2]}
     first = list(simwall.sweep(base, grid))
     second = list(simwall.sweep(base, grid))
-    import simwall.studies.sweeps  # noqa: F401 - must not rebind simwall.sweep
+    import simwall.studies.sweeps  # must not rebind simwall.sweep
     third = list(simwall.sweep(base, grid))
     assert callable(simwall.sweep) and simwall.sweep is simwall.studies.sweeps.sweep
     assert [r["sweep.index"] for r in first] == [0, 1]

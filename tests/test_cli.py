@@ -146,7 +146,7 @@ def test_list_links(capsys):
 
 
 def test_unknown_link_error_points_to_list_links(capsys):
-    code, out, err = run(capsys, "show", "dgx-a100", "--set", "inter.link=IB-XDR")
+    code, _, err = run(capsys, "show", "dgx-a100", "--set", "inter.link=IB-XDR")
     line = assert_one_line_error(code, err, "unknown link 'IB-XDR'")
     assert "simwall list links" in line
 
@@ -157,7 +157,7 @@ def test_every_command_is_registered_and_parses_its_help(capsys):
     code, out, _ = run(capsys, "--help")
     assert code == 0
     for name, command in COMMANDS.items():
-        assert re.search(rf"^    {name}\s+{re.escape(command.help[:30])}", out, re.M), name
+        assert re.search(rf"^    {name}\s+{re.escape(command.help[:30])}", out, re.MULTILINE), name
         module = command_module(name)
         assert callable(module.run) and callable(module.add_arguments)
         code, out_, err = run(capsys, name, "--help")

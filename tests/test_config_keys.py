@@ -35,13 +35,13 @@ def test_split_routes_cluster_keys_and_drops_the_prefix():
     assert cl == [("nodes", 2), ("device.memory_bandwidth", 4e12)]
 
 
-def test_split_of_set_items_matches_the_old_item_split():
-    """The CLI's path (items -> dict -> split) gives what splitting the items did."""
-    from simwall.config import split_overrides
-
+def test_set_items_split_between_workload_and_cluster():
+    """The CLI's path: items -> dict -> (workload, cluster), each in the order written."""
     items = ["plan.tp=4", "cluster.nodes=2", "cluster.device.memory_bandwidth=4e12",
              "training.micro_batch=2"]
-    assert split_key_overrides(set_overrides(items)) == split_overrides(items)
+    assert split_key_overrides(set_overrides(items)) == (
+        [("plan.tp", 4), ("training.micro_batch", 2)],
+        [("nodes", 2), ("device.memory_bandwidth", 4e12)])
 
 
 def test_cluster_overrides_take_the_prefix_as_optional():

@@ -23,7 +23,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from simwall import cli
-
 from simwall.plan import limits
 
 FUZZ = settings(deadline=None, derandomize=True, max_examples=120,
