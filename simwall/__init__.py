@@ -3,13 +3,16 @@
 >>> import simwall
 >>> r = simwall.simulate("gpt3-175b", **{"plan.tp": 4})       # doctest: +SKIP
 >>> records = list(simwall.sweep({"workload": "gpt2"}, {"plan.tp": [1, 2]}))  # doctest: +SKIP
+>>> simwall.clear_caches()    # forget every memoised value (cold-start timings, tests)
 """
 
 from .errors import ConfigError, SimwallError
+from .memo import clear_caches
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "SimwallError", "StepResult", "__version__", "simulate", "sweep"]
+__all__ = ["ConfigError", "SimwallError", "StepResult", "__version__", "clear_caches",
+           "simulate", "sweep"]
 
 
 def __getattr__(name: str):
@@ -18,6 +21,8 @@ def __getattr__(name: str):
         from .api import simulate
         return simulate
     if name == "sweep":
+        # The function, always: the module is simwall.studies.sweeps, so importing it
+        # never rebinds simwall.sweep (in the old layout simwall/sweep.py did).
         from .studies.sweeps import sweep
         return sweep
     if name == "StepResult":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import ClusterSpec, Workload, split_overrides
+from .config import ClusterSpec, Workload, set_overrides
 from .engine.step import Prepared, prepare, run_prepared
 from .report import StepResult, chrome_trace
 
@@ -31,11 +31,8 @@ def simulate_from_cli(workload_name: str | None, cluster_name: str | None,
                       set_items: list[str], per_device: bool = False,
                       trace_path: str | None = None) -> StepResult:
     """What ``simwall run`` does: ``--set`` items parsed, trace written if asked."""
-    wl_over, cl_over = split_overrides(list(set_items or []))
-    overrides = dict(wl_over)
-    overrides.update({f"cluster.{k}": v for k, v in cl_over})
     result = simulate(workload_name or "gpt3-175b", cluster_name, per_device=per_device,
-                      trace=bool(trace_path), **overrides)
+                      trace=bool(trace_path), **set_overrides(set_items or []))
     if trace_path:
         import json
         from pathlib import Path

@@ -103,3 +103,30 @@ def test_network_link_efficiency_slows_only_network_bound_time():
                     **{"cluster.inter.link": {"base": "IB-HDR", "efficiency": 0.5}})
     assert slow.breakdown_s["compute"] == base.breakdown_s["compute"]
     assert slow.breakdown_s["dp_comm"] > 1.5 * base.breakdown_s["dp_comm"]
+
+
+def test_simwall_sweep_is_the_function_every_time(tiny):
+    """``simwall.sweep`` stays the function on every access, also once the sweeps module is
+    imported (in the old layout ``import simwall.sweep`` rebound it to the module, so a
+    second ``simwall.sweep(...)`` raised TypeError)."""
+    import simwall
+
+    base, grid = {"workload": tiny, "cluster": "single-node"}, {"plan.tp": [1, 2]}
+    first = list(simwall.sweep(base, grid))
+    second = list(simwall.sweep(base, grid))
+    import simwall.studies.sweeps  # must not rebind simwall.sweep
+    third = list(simwall.sweep(base, grid))
+    assert callable(simwall.sweep) and simwall.sweep is simwall.studies.sweeps.sweep
+    assert [r["sweep.index"] for r in first] == [0, 1]
+    assert not any(r["error"] for r in first)
+    assert first == second == third
+
+
+def test_clear_caches_is_public():
+    import simwall
+    from simwall import memo
+
+    assert "clear_caches" in simwall.__all__
+    assert simwall.clear_caches is memo.clear_caches
+    simwall.clear_caches()
+    assert _sim(**PLANS[0]).step_time_s > 0  # a run after clearing works

@@ -134,6 +134,48 @@ def test_list_devices_workloads_topologies(capsys):
     assert code == 0 and "dgx-a100" in out
 
 
+def test_list_links(capsys):
+    from simwall.hardware.catalog import links
+
+    code, out, _ = run(capsys, "list", "links")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[0] == "link" and len(lines) == 1 + len(links())
+    assert re.search(r"NVLink3\s+300\.00\s+0\.47\s+1\.00", out)
+    assert re.search(r"IB-HDR\s+25\.00\s+2\.70", out)
+
+
+def test_unknown_link_error_points_to_list_links(capsys):
+    code, _, err = run(capsys, "show", "dgx-a100", "--set", "inter.link=IB-XDR")
+    line = assert_one_line_error(code, err, "unknown link 'IB-XDR'")
+    assert "simwall list links" in line
+
+
+def test_every_command_is_registered_and_parses_its_help(capsys):
+    from simwall.cli.main import COMMANDS, build_parser, command_module
+
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for name, command in COMMANDS.items():
+        assert re.search(rf"^    {name}\s+{re.escape(command.help[:30])}", out, re.MULTILINE), name
+        module = command_module(name)
+        assert callable(module.run) and callable(module.add_arguments)
+        code, out_, err = run(capsys, name, "--help")
+        assert code == 0 and out_.startswith(f"usage: simwall {name} "), err
+    build_parser()  # every command's arguments at once: no clashes
+
+
+def test_root_help_imports_no_command_and_no_library_module():
+    """``simwall --help`` lists the commands without importing them (start-up stays fast)."""
+    script = ("import sys\nfrom simwall.cli import main\nmain(['--help'])\n"
+              "print(' '.join(sorted(m for m in sys.modules if m.startswith('simwall'))))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True, cwd=Path(__file__).resolve().parent.parent)
+    loaded = set(proc.stdout.splitlines()[-1].split())
+    assert loaded <= {"simwall", "simwall.errors", "simwall.memo", "simwall.cli",
+                      "simwall.cli.main"}, loaded
+
+
 def test_show_workload_resolves_the_plan(capsys):
     import yaml
 

@@ -18,7 +18,8 @@ from simwall.config import (
     load_workload,
     parse_set,
     parse_yaml,
-    split_overrides,
+    set_overrides,
+    split_key_overrides,
     validate,
 )
 from simwall.errors import ConfigError
@@ -175,7 +176,8 @@ def test_bad_set_syntax(item):
 
 
 def test_split_overrides_routes_cluster_keys():
-    w, c = split_overrides(["plan.tp=4", "cluster.nodes=2", "cluster.device.memory_bandwidth=4e12"])
+    w, c = split_key_overrides(set_overrides(["plan.tp=4", "cluster.nodes=2",
+                                              "cluster.device.memory_bandwidth=4e12"]))
     assert w == [("plan.tp", 4)]
     assert c == [("nodes", 2), ("device.memory_bandwidth", 4e12)]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import simwall
 from simwall import cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,21 +42,10 @@ def _in_process(argv: list[str]) -> str:
     return out.getvalue()
 
 
-def _clear_caches() -> None:
-    """Drop every memo so a second in-process run recomputes from scratch."""
-    import functools
-    import gc
-
-    for obj in gc.get_objects():
-        if isinstance(obj, functools._lru_cache_wrapper) and \
-                getattr(obj, "__module__", "").startswith("simwall"):
-            obj.cache_clear()
-
-
 @pytest.mark.parametrize("argv", CASES, ids=["symmetric", "per-device", "pp-zero3", "faults"])
 def test_same_output_twice_in_one_process(argv):
     first = _in_process(argv)
-    _clear_caches()
+    simwall.clear_caches()  # the second run recomputes every memoised value
     second = _in_process(argv)
     assert first == second
     json.loads(first)  # and it is JSON

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simwall.cli import check as check_command
+from simwall.cli import plan as plan_command
+from simwall.cli.main import build_parser
 from simwall.errors import ConfigError
 from simwall.plan import resolve
 from simwall.studies.search import (
     Searcher,
     _load,
-    add_check_parser,
-    add_plan_parser,
     check,
-    check_main,
     enumerate_plans,
-    plan_main,
     search,
 )
 
@@ -173,22 +171,15 @@ def test_check_fits_reports_time_and_rank(tiny):
     assert "step time" in text and "rank " in text
 
 
-def _parser():
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest="command")
-    add_plan_parser(sub)
-    add_check_parser(sub)
-    return p
-
-
 def test_plan_and_check_entry_points(tiny, capsys):
-    args = _parser().parse_args(["plan", tiny, "--cluster", "single-node", "--top", "2"])
-    assert plan_main(args) == 0
+    parser = build_parser(full=("plan", "check"))
+    args = parser.parse_args(["plan", tiny, "--cluster", "single-node", "--top", "2"])
+    assert plan_command.run(args) == 0
     out = capsys.readouterr().out
     assert "valid plans" in out and out.count("fits with") == 2
-    args = _parser().parse_args(["check", tiny, "--cluster", "single-node",
-                                 "--set", "plan.tp=3"])
-    assert check_main(args) == 1
+    args = parser.parse_args(["check", tiny, "--cluster", "single-node",
+                              "--set", "plan.tp=3"])
+    assert check_command.run(args) == 1
     assert capsys.readouterr().out.startswith("invalid: ")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import json
 import math
@@ -14,15 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import simwall.studies.sweeps as sw
+from simwall.cli import sweep as sweep_command
+from simwall.cli.main import build_parser
 from simwall.errors import ConfigError
 from simwall.studies.sweeps import (
-    add_sweep_parser,
     expand,
     load_sweep,
     read_records,
     run_sweep,
     sweep,
-    sweep_main,
     write_records,
 )
 
@@ -211,19 +210,18 @@ def test_bad_output_and_missing_pyarrow(tmp_path, monkeypatch):
         write_records(tmp_path / "r.parquet", [{"sweep.index": 0}])
 
 
-def test_sweep_main_serial(tmp_path, tiny, capsys):
-    parser = argparse.ArgumentParser()
-    add_sweep_parser(parser.add_subparsers(dest="command"))
+def test_sweep_command_serial(tmp_path, tiny, capsys):
+    parser = build_parser(full=("sweep",))
     out = tmp_path / "r.csv"
     args = parser.parse_args(["sweep", str(sweep_file(tmp_path, tiny)), "-o", str(out),
                               "--executor", "serial"])
-    assert sweep_main(args) == 0
+    assert sweep_command.run(args) == 0
     assert capsys.readouterr().out.strip() == \
         f"12 points (12 simulated, 0 reused, 4 with errors) -> {out}"
     args = parser.parse_args(["sweep", str(sweep_file(tmp_path, tiny)), "-o", str(out),
                               "--executor", "dask"])
     with pytest.raises(ConfigError, match="--address"):
-        sweep_main(args)
+        sweep_command.run(args)
 
 
 def test_workload_path_relative_to_the_sweep_file(tmp_path, tiny, monkeypatch):

@@ -8,11 +8,12 @@ is never an input (test_published_value_is_not_an_input).
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
+from simwall.cli import validate as validate_command
+from simwall.cli.main import build_parser
 from simwall.studies import validate as v
 from simwall.errors import SimwallError
 
@@ -90,10 +91,8 @@ cases:
 
 
 def _run(argv, capsys):
-    parser = argparse.ArgumentParser(prog="simwall")
-    sub = parser.add_subparsers(dest="command")
-    v.add_validate_parser(sub)
-    code = v.validate_main(parser.parse_args(["validate", *argv]))
+    parser = build_parser(full=("validate",))
+    code = validate_command.run(parser.parse_args(["validate", *argv]))
     return code, capsys.readouterr().out
 
 

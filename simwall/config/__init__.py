@@ -4,12 +4,20 @@ YAML).
 - :mod:`.yamlio`: the safe YAML loader (line numbers, duplicate keys, ``3e12`` as a float);
 - :mod:`.schema`: the schemas of workloads, clusters and the hardware catalog;
 - :mod:`.validation`: pydantic failures turned into a located :class:`~simwall.errors.ConfigError`;
-- :mod:`.overrides`: ``--set KEY=VALUE``, applied to the raw document;
+- :mod:`.overrides`: key-path overrides (``--set KEY=VALUE``), applied to the raw document;
 - :mod:`.files`: bundled files by name, and loading a workload or cluster.
 """
 
 from .files import bundled_dir, bundled_names, display_path, find_file, load_cluster, load_workload
-from .overrides import apply_overrides, parse_set, split_overrides
+from .overrides import (
+    CLUSTER_PREFIX,
+    apply_overrides,
+    cluster_overrides,
+    parse_set,
+    reoverride,
+    set_overrides,
+    split_key_overrides,
+)
 from .schema import (
     PRECISION_BYTES,
     ClusterSpec,
@@ -34,10 +42,11 @@ from .validation import validate
 from .yamlio import key_path, line_of, load_yaml, parse_yaml
 
 __all__ = [
-    "PRECISION_BYTES", "ClusterSpec", "DegradedLink", "DeviceRef", "DeviceSpec",
-    "EfficiencySpec", "FaultSpec", "HostSpec", "InterSpec", "IntraSpec", "LinkRef", "LinkSpec",
-    "ModelSpec", "PlanSpec", "Straggler", "Strict", "TrainingSpec", "Workload",
-    "apply_overrides", "bundled_dir", "bundled_names", "display_path", "find_file", "key_path", "line_of",
-    "load_cluster", "load_workload", "load_yaml", "parse_set", "parse_yaml",
-    "split_overrides", "validate",
+    "CLUSTER_PREFIX", "PRECISION_BYTES", "ClusterSpec", "DegradedLink", "DeviceRef",
+    "DeviceSpec", "EfficiencySpec", "FaultSpec", "HostSpec", "InterSpec", "IntraSpec",
+    "LinkRef", "LinkSpec", "ModelSpec", "PlanSpec", "Straggler", "Strict", "TrainingSpec",
+    "Workload", "apply_overrides", "bundled_dir", "bundled_names", "cluster_overrides",
+    "display_path", "find_file", "key_path", "line_of", "load_cluster", "load_workload",
+    "load_yaml", "parse_set", "parse_yaml", "reoverride", "set_overrides",
+    "split_key_overrides", "validate",
 ]

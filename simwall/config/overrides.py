@@ -1,19 +1,29 @@
-"""``--set KEY=VALUE`` overrides, applied to the raw document before validation.
+"""Key-path overrides (``--set KEY=VALUE``), applied to the raw document before
+validation.
 
 A value is read as YAML (``plan.tp=4`` is an integer, ``plan.schedule=gpipe`` a string).
 The edited key paths are recorded in the document, so errors about them say
 ``(from --set)`` instead of citing a line of the file.
+
+One spelling everywhere: a key path such as ``plan.tp`` overrides the workload and one
+that starts with ``cluster.`` (``cluster.nodes``) overrides the cluster, the prefix
+removed. ``simwall.simulate(**overrides)``, ``search``, ``check``, ``whatif``, sweep files
+and validation case files all take that dict; the CLI builds it from ``--set`` items with
+:func:`set_overrides`.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import ConfigError
+from .validation import validate
 from .yamlio import LineDict, format_value, parse_yaml
 
-__all__ = ["apply_overrides", "parse_set", "split_overrides"]
+__all__ = ["CLUSTER_PREFIX", "apply_overrides", "cluster_overrides", "parse_set", "reoverride",
+           "set_overrides", "split_key_overrides"]
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -65,13 +75,49 @@ def apply_overrides(doc: Any, overrides: list[tuple[str, Any]], source: str) -> 
     return out
 
 
-def split_overrides(items: list[str]) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
-    """Split ``--set`` items into (workload overrides, cluster overrides)."""
-    workload, cluster = [], []
+#: Key paths under this prefix override the cluster (the prefix removed), the rest the
+#: workload.
+CLUSTER_PREFIX = "cluster."
+
+
+def set_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``--set`` items (``KEY=VALUE``, YAML values) -> ``{key path: value}``, in the order
+    written; a key given twice keeps its last value, at the place it was last written, so
+    the dict applies as the items would one after the other. Bad syntax raises a
+    ConfigError naming ``--set``."""
+    out: dict[str, Any] = {}
     for item in items:
         key, value = parse_set(item)
-        if key.startswith("cluster."):
-            cluster.append((key[len("cluster."):], value))
+        out.pop(key, None)
+        out[key] = value
+    return out
+
+
+def split_key_overrides(overrides: Mapping[str, Any]
+                        ) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """``{key path: value}`` -> (workload overrides, cluster overrides), each a list of
+    (key path, value) in the dict's order; cluster keys lose their ``cluster.`` prefix."""
+    workload: list[tuple[str, Any]] = []
+    cluster: list[tuple[str, Any]] = []
+    for key, value in overrides.items():
+        if key.startswith(CLUSTER_PREFIX):
+            cluster.append((key[len(CLUSTER_PREFIX):], value))
         else:
             workload.append((key, value))
     return workload, cluster
+
+
+def cluster_overrides(overrides: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Overrides of a command about a cluster (or a device) alone, where every key is the
+    cluster's and the ``cluster.`` prefix is optional: (key path, value) pairs."""
+    return [(key.removeprefix(CLUSTER_PREFIX), value) for key, value in overrides.items()]
+
+
+def reoverride(config: Any, overrides: list[tuple[str, Any]], model_cls: type) -> Any:
+    """An already loaded typed ``config`` (a Workload or ClusterSpec) with ``overrides``
+    applied to its document and validated again (a typed copy-with-update would skip
+    validation)."""
+    if not overrides:
+        return config
+    doc = config.model_dump(by_alias=True, exclude_none=True)
+    return validate(model_cls, apply_overrides(doc, overrides, config.file), config.file)

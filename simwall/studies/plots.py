@@ -3,12 +3,11 @@
 Every plot function returns ``(figure, data)``: a ``matplotlib.figure.Figure`` built
 without pyplot (no global state; rendered with the Agg canvas) and the list of dicts
 drawn, so the CLI can print the numbers behind every picture. :func:`save` writes a
-figure as PNG or SVG by the file's suffix. :func:`plot_main` is ``simwall plot``.
+figure as PNG or SVG by the file's suffix. ``simwall plot`` is :mod:`simwall.cli.plot`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -18,7 +17,6 @@ from ..errors import ConfigError, SimwallError
 
 __all__ = [
     "SUFFIXES",
-    "add_plot_parser",
     "breakdown_plot",
     "check_plot_path",
     "columns_plot",
@@ -26,8 +24,6 @@ __all__ = [
     "memory_plot",
     "memory_timeline_plot",
     "plot_for_roofline",
-    "plot_for_run",
-    "plot_main",
     "read_records",
     "render_rows",
     "roofline_plot",
@@ -372,21 +368,6 @@ def run_plot(result: Any) -> tuple[Any, list[dict]]:
     return fig, data
 
 
-def plot_for_run(args: argparse.Namespace, result: Any) -> list[dict]:
-    """What ``simwall run --plot FILE`` draws; re-simulates with a trace when ``result``
-    has none (the memory-over-step panel needs its counter events)."""
-    if not result.trace_events:
-        from .. import api
-        from .whatif import split_items
-
-        result = api.simulate(args.workload or "gpt3-175b", args.cluster,
-                              per_device=args.per_device, trace=True,
-                              **split_items(args.set_items))
-    fig, data = run_plot(result)
-    save(fig, args.plot)
-    return data
-
-
 def plot_for_roofline(path: str, rows: list[dict], device: Any) -> list[dict]:
     """What ``simwall roofline --plot FILE`` draws (see :func:`roofline_plot`)."""
     precision = rows[0]["precision"] if rows and "precision" in rows[0] else "bf16"
@@ -396,7 +377,7 @@ def plot_for_roofline(path: str, rows: list[dict], device: Any) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------
-# CLI
+# Text
 
 
 def render_rows(rows: list[dict[str, Any]]) -> str:
@@ -415,31 +396,3 @@ def render_rows(rows: list[dict[str, Any]]) -> str:
     lines = ["  ".join(c.rjust(w) for c, w in zip(cols, width))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(row, width)) for row in cells]
     return "\n".join(lines)
-
-
-def add_plot_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``simwall plot`` on an argparse subparsers object."""
-    p = subparsers.add_parser("plot", help="plot two columns of sweep results",
-                              description="Plot --y against --x (one line per --hue value) "
-                              "from a CSV or JSONL file written by 'simwall sweep'.")
-    p.add_argument("results", help="sweep output (.csv or .jsonl)")
-    p.add_argument("--x", required=True, help="column for the x axis, e.g. plan.tp")
-    p.add_argument("--y", required=True, help="column for the y axis, e.g. step_time_s")
-    p.add_argument("--hue", help="column whose values get one line each, e.g. plan.zero")
-    p.add_argument("-o", "--output", metavar="FILE",
-                   help="image to write (.png or .svg; default: RESULTS with .png)")
-    p.add_argument("--format", choices=("table", "json"), default="table",
-                   help="how to print the plotted data")
-    return p
-
-
-def plot_main(args: argparse.Namespace) -> int:
-    """``simwall plot``: write the image, print the data behind it."""
-    out = args.output or str(Path(args.results).with_suffix(".png"))
-    check_plot_path(out, "--output")
-    records = read_records(args.results)
-    fig, data = columns_plot(records, args.x, args.y, args.hue, source=args.results)
-    save(fig, out, "--output")
-    print(json.dumps(data, indent=2, sort_keys=True) if args.format == "json"
-          else render_rows(data))
-    return 0

@@ -21,12 +21,11 @@ all-gather, as in :func:`simwall.api.run_prepared`.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..config import ClusterSpec, Workload
+from ..config import ClusterSpec, Workload, split_key_overrides
 from ..errors import ConfigError, SimwallError
 from ..plan import Plan, balanced_split, cluster_devices
 
@@ -38,12 +37,9 @@ __all__ = [
     "Ranked",
     "SearchResult",
     "Searcher",
-    "add_check_parser",
-    "add_plan_parser",
     "check",
-    "check_main",
     "enumerate_plans",
-    "plan_main",
+    "render_search",
     "search",
 ]
 
@@ -359,7 +355,7 @@ class Searcher:
 
 def _load(workload: str | Workload, cluster: str | ClusterSpec | None,
           overrides: dict[str, Any] | None) -> tuple[Workload, ClusterSpec]:
-    from ..engine.step import split_key_overrides, reoverride
+    from ..engine.step import reoverride
     from ..config import load_cluster, load_workload
 
     wl_over, cl_over = split_key_overrides(overrides or {})
@@ -537,60 +533,3 @@ def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
                     f"{cap / GB:.1f} GB")
         return CheckResult("does-not-fit", tuple(lines))
     return CheckResult("fits", tuple(lines))
-
-
-# ---------------------------------------------------------------------------------------
-# CLI entry points
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("workload", help="bundled workload name or YAML path")
-    p.add_argument("--cluster", help="bundled cluster name or YAML path "
-                   "(default: the workload's defaults.cluster)")
-    p.add_argument("--set", dest="set_items", action="append", default=[],
-                   metavar="KEY=VALUE", help="override one key, e.g. cluster.nodes=4; "
-                   "repeatable")
-
-
-def add_plan_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("plan", help="search the parallelism plans of a workload",
-                              description="Enumerate every valid plan, drop those that do "
-                              "not fit, rank the rest analytically, confirm the best with "
-                              "the engine and print the top K.")
-    _add_common(p)
-    p.add_argument("--top", type=int, default=5, metavar="K", help="plans to print (5)")
-    p.add_argument("--objective", choices=("step_time", "memory"), default="step_time")
-    return p
-
-
-def add_check_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("check", help="check a workload's own plan: valid? fits? rank?",
-                              description="Check the user's config and plan (not to be "
-                              "confused with 'simwall validate', which compares simwall "
-                              "with published runs).")
-    _add_common(p)
-    return p
-
-
-def _overrides(items: list[str]) -> dict[str, Any]:
-    from ..config import split_overrides
-
-    wl, cl = split_overrides(list(items))
-    out = dict(wl)
-    out.update({f"cluster.{k}": v for k, v in cl})
-    return out
-
-
-def plan_main(args: argparse.Namespace) -> int:
-    res = search(args.workload, args.cluster, top=args.top, objective=args.objective,
-                 overrides=_overrides(args.set_items))
-    print(render_search(res))
-    return 0
-
-
-def check_main(args: argparse.Namespace) -> int:
-    """Exit 0 when the plan fits, 1 when it is invalid or does not fit (a missing or
-    unreadable file is an error: exit 2 from the CLI)."""
-    res = check(args.workload, args.cluster, _overrides(args.set_items))
-    print("\n".join(res.lines))
-    return 0 if res.status == "fits" else 1

@@ -10,13 +10,12 @@ point could not run). A point that fails never stops the sweep.
 Points run on any :class:`concurrent.futures.Executor` (local processes, or Dask via
 ``Client(...).get_executor()``); the worker is a top-level function taking plain data,
 so nothing relies on ``fork``. Records come back in sweep-index order from
-:func:`sweep`; :func:`run_sweep` (the CLI) also journals them to JSONL as they finish,
+:func:`sweep`; :func:`run_sweep` (``simwall sweep``) also journals them to JSONL as they finish,
 one whole line per record, flushed, so a killed sweep keeps what finished.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import concurrent.futures.process  # noqa: F401 - BrokenProcessPool
 import csv
@@ -34,13 +33,12 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from ..config import Strict, load_yaml, validate
+from ..config import Strict, load_yaml, split_key_overrides, validate
 from ..errors import ConfigError, SimwallError
 
 __all__ = [
     "RESERVED_COLUMNS",
     "SweepFile",
-    "add_sweep_parser",
     "columns",
     "config_key",
     "expand",
@@ -51,7 +49,6 @@ __all__ = [
     "run_points",
     "run_sweep",
     "sweep",
-    "sweep_main",
     "write_records",
 ]
 
@@ -218,7 +215,6 @@ def _raw_key(workload: str, cluster: str | None, overrides: dict) -> str:
 def _base_configs(workload: str, cluster: str | None, base_json: str):
     """The base workload and cluster with the sweep's fixed ``set`` applied (cached per
     process so each point only re-validates its own overrides)."""
-    from ..engine.step import split_key_overrides
     from ..config import load_cluster, load_workload
 
     wl_over, cl_over = split_key_overrides(json.loads(base_json))
@@ -302,7 +298,7 @@ def _batches(tasks: list[tuple], size: int = BATCH_POINTS) -> list[list[tuple]]:
     """Tasks grouped by their cluster overrides (then sweep index), cut into batches."""
     def cluster_part(t: tuple) -> str:
         over = {**t[3], **t[4]}
-        return _canonical({k: v for k, v in over.items() if k.startswith("cluster.")})
+        return _canonical(dict(split_key_overrides(over)[1]))
     ordered = sorted(tasks, key=lambda t: (cluster_part(t), t[0]))
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
@@ -630,38 +626,3 @@ def _progress(total: int, initial: int, enabled: bool | None):
     return tqdm(total=total, initial=initial, unit="cfg", file=sys.stderr,
                 disable=None if enabled is None else False, smoothing=0.1,
                 desc="simwall sweep")
-
-
-def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``simwall sweep`` on an argparse subparsers object."""
-    p = subparsers.add_parser("sweep", help="simulate every point of a sweep file",
-                              description="Simulate every point of SWEEP.yaml and write one "
-                              "record per point (sorted by sweep index).")
-    p.add_argument("sweep_file", metavar="SWEEP.yaml", help="sweep file (see docs/sweeps.md)")
-    p.add_argument("-o", "--output", required=True, metavar="FILE",
-                   help="results file: .csv, .jsonl or .parquet")
-    p.add_argument("--executor", choices=("local", "dask", "dask-local", "serial"),
-                   default="local", help="local processes (default), a Dask scheduler "
-                   "(--address), a local Dask cluster, or this process")
-    p.add_argument("--address", metavar="tcp://HOST:PORT", help="Dask scheduler address")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes (default: all cores)")
-    p.add_argument("--resume", action="store_true",
-                   help="skip points whose configuration is already in the output or journal")
-    return p
-
-
-def sweep_main(args: argparse.Namespace) -> int:
-    """``simwall sweep``: run, then print one summary line."""
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError("--workers", None, f"expected an integer >= 1, got {args.workers}")
-    spec = load_sweep(args.sweep_file)
-    _format_of(Path(args.output))
-    ex = make_executor(args.executor, args.workers, args.address)
-    try:
-        summary = run_sweep(spec, args.output, ex.executor, resume=args.resume)
-    finally:
-        ex.close()
-    print(f"{summary.points} points ({summary.ran} simulated, {summary.reused} reused, "
-          f"{summary.errors} with errors) -> {summary.output}")
-    return 0

@@ -47,9 +47,8 @@ from typing import Any
 
 from ..errors import ConfigError, SimwallError
 
-__all__ = ["FIT_GRID", "Case", "CaseFile", "CaseResult", "FitResult", "add_validate_parser",
-           "bundled_case_files", "fit", "load_cases", "predict", "render", "run_cases",
-           "summarize", "validate_main"]
+__all__ = ["FIT_GRID", "Case", "CaseFile", "CaseResult", "FitResult", "bundled_case_files",
+           "fit", "load_cases", "predict", "render", "run_cases", "summarize"]
 
 KINDS = {
     "throughput": ("hardware_tflops_per_device", "model_tflops_per_device", "step_time_s",
@@ -464,38 +463,3 @@ def _render_fit(f: FitResult, md: bool) -> list[str]:
              f"  fitted on all fit cases: {best}"]
     lines += [f"  without {name}: {params} -> error {err}" for name, params, err in folds]
     return [*lines, f"  {loo_text}", f"  {oos_text}", ""]
-
-
-# ---------------------------------------------------------------------------------------
-# CLI
-
-
-def add_validate_parser(subparsers) -> None:
-    """Register ``simwall validate`` on an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "validate", help="compare simwall against published runs (not 'check', which "
-        "checks your own config)",
-        description="Simulate published training runs from their configuration and "
-        "report predicted vs published with signed % error, mean |error| and worst per "
-        "source. Bundled cases: Megatron-LM SC21 Tables 1 and 2, ZeRO model states, Korthikanti "
-        "et al. 2022 activation memory.")
-    p.add_argument("--cases", action="append", metavar="FILE",
-                   help="a case file (YAML, format in docs/validation.md); repeatable; "
-                        "default: the bundled cases")
-    p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
-    p.add_argument("--loo", action="store_true",
-                   help="also refit the efficiency constants on each file's 'fit' cases "
-                        "and report leave-one-out errors (slow: about a minute per file)")
-
-
-def validate_main(args) -> int:
-    """What ``simwall validate`` does; prints and returns the exit status."""
-    paths = args.cases or bundled_case_files()
-    files = [load_cases(p) for p in paths]
-    results = run_cases(files)
-    fits = []
-    if getattr(args, "loo", False):
-        fits = [fit(cf) for cf in files
-                if cf.kind == "throughput" and sum(c.fit for c in cf.cases) >= 2]
-    print(render(results, fits, args.format), end="")
-    return 0

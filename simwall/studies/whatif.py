@@ -7,13 +7,11 @@ relative change of step time per relative change of each resource (a forward fin
 difference). ``generations`` applies the growth rates of Gholami et al., "AI and Memory
 Wall", IEEE Micro 2024 (:data:`GROWTH_PER_GENERATION`) generation after generation.
 
-The library never prints; :func:`whatif_main` is the CLI layer (``simwall whatif``).
+The library never prints; ``simwall whatif`` is :mod:`simwall.cli.whatif`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from typing import Any
 
@@ -24,7 +22,6 @@ __all__ = [
     "ELASTICITY_STEP",
     "GROWTH_PER_GENERATION",
     "YEARS_PER_GENERATION",
-    "add_whatif_parser",
     "elasticities",
     "generations",
     "parse_scales",
@@ -33,7 +30,6 @@ __all__ = [
     "scale_overrides",
     "wall_shares",
     "whatif",
-    "whatif_main",
 ]
 
 #: Resources ``--scale`` knows, and what each scales.
@@ -66,16 +62,6 @@ _COMM_KEYS = ("tp_comm", "pp_comm", "dp_comm")
 
 # ---------------------------------------------------------------------------------------
 # Overrides
-
-
-def split_items(items: list[str] | None) -> dict[str, Any]:
-    """``--set`` items -> override dict for :func:`simwall.api.simulate`."""
-    from ..config import split_overrides
-
-    wl, cl = split_overrides(list(items or []))
-    out = dict(wl)
-    out.update({f"cluster.{k}": v for k, v in cl})
-    return out
 
 
 def parse_scales(items: list[str] | None, flag: str = "--scale") -> dict[str, float]:
@@ -362,65 +348,3 @@ def render_generations(rows: list[dict[str, Any]]) -> str:
             f"{r['bubble_s'] / st * 100 if st else 0:>7.1f} {r['peak_bytes'] / 1e9:>8.1f} "
             f"{r['capacity_bytes'] / 1e9:>7.1f} {'yes' if r['fits'] else 'NO'}")
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------
-# CLI
-
-
-def add_whatif_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``simwall whatif`` on an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "whatif", help="scale hardware resources or project generations forward",
-        description="Re-simulate with resources scaled (--scale KEY=FACTOR; keys: "
-        + ", ".join(AXES) + ") and show which resource binds (elasticities), or project "
-        "the cluster --generations N forward with the growth rates of Gholami et al., "
-        "'AI and Memory Wall', IEEE Micro 2024.")
-    p.add_argument("workload", nargs="?", default="gpt3-175b",
-                   help="bundled workload name or YAML path (default: gpt3-175b)")
-    p.add_argument("--cluster", help="bundled cluster name or YAML path")
-    p.add_argument("--set", dest="set_items", action="append", default=[],
-                   metavar="KEY=VALUE", help="override one key, e.g. plan.tp=4; repeatable")
-    p.add_argument("--scale", dest="scales", action="append", default=[],
-                   metavar="KEY=FACTOR", help="scale one resource, e.g. memory_bandwidth=2; "
-                   "repeatable")
-    p.add_argument("--generations", type=int, metavar="N",
-                   help="project N two-year hardware generations forward")
-    p.add_argument("--no-elasticities", action="store_true",
-                   help="skip the elasticity runs (6 extra simulations)")
-    p.add_argument("--format", choices=("table", "json"), default="table")
-    p.add_argument("--plot", metavar="FILE", help="write a plot (.png or .svg)")
-    return p
-
-
-def whatif_main(args: argparse.Namespace) -> int:
-    """``simwall whatif``: prints a table or JSON; errors propagate as SimwallError."""
-    overrides = split_items(args.set_items)
-    scales = parse_scales(args.scales)
-    if args.plot:
-        from .plots import check_plot_path
-        check_plot_path(args.plot)
-    if args.generations is not None:
-        if scales:
-            raise ConfigError("--scale", None, "cannot be combined with --generations")
-        rows = generations(args.workload, args.cluster, args.generations, overrides)
-        if args.plot:
-            from . import plots
-            plots.save(plots.generations_plot(rows)[0], args.plot)
-        print(json.dumps(rows, indent=2, sort_keys=True) if args.format == "json"
-              else render_generations(rows))
-        return 0
-    if not scales and args.no_elasticities:
-        raise ConfigError("--scale", None, "nothing to do: give --scale KEY=FACTOR, "
-                          "--generations N, or drop --no-elasticities")
-    data = whatif(args.workload, args.cluster, scales, overrides,
-                  with_elasticities=not args.no_elasticities)
-    if args.plot:
-        from . import plots
-        rows = [{"label": "baseline", **data["baseline"]["breakdown_s"]},
-                {"label": "scaled", **data["scaled"]["breakdown_s"]}]
-        plots.save(plots.breakdown_plot(rows, title=f"whatif: {data['workload']}")[0],
-                   args.plot)
-    print(json.dumps(data, indent=2, sort_keys=True) if args.format == "json"
-          else render_whatif(data))
-    return 0

@@ -1,0 +1,24 @@
+"""``simwall check``: is the workload's own plan valid, does it fit, how does it rank?"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import set_overrides
+from ..studies.search import check
+from .common import add_workload_arguments
+
+DESCRIPTION = ("Check the user's config and plan (not to be confused with 'simwall "
+               "validate', which compares simwall with published runs).")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_workload_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit 0 when the plan fits, 1 when it is invalid or does not fit (a missing or
+    unreadable file is an error: exit 2 from the CLI)."""
+    res = check(args.workload, args.cluster, set_overrides(args.set_items))
+    print("\n".join(res.lines))
+    return 0 if res.status == "fits" else 1

@@ -1,0 +1,36 @@
+"""``simwall roofline``: the per-op roofline of a workload on one device."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..hardware.catalog import resolve_device
+from ..model import roofline
+from ..studies import plots
+from .common import add_set_option, workload_and_cluster
+
+DESCRIPTION = None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workload", help="bundled workload name or YAML path")
+    p.add_argument("--device", help="catalog device (default: the default cluster's device)")
+    add_set_option(p)
+    p.add_argument("--mode", choices=("train", "prefill", "decode"), default="train")
+    p.add_argument("--plot", metavar="FILE", help="write the roofline with the ops as points "
+                   "(.png or .svg; needs simwall[plot])")
+
+
+def run(args: argparse.Namespace) -> int:
+    items = list(args.set_items)
+    if args.device:
+        items.insert(0, f"cluster.device={args.device}")
+    workload, cluster = workload_and_cluster(args.workload, None, items)
+    device = resolve_device(cluster.device, "device", cluster.file)
+    if args.plot:  # issue 6
+        plots.check_plot_path(args.plot)
+    rows = roofline.roofline_rows(workload, device, args.mode)
+    if args.plot:  # before printing, so '| head' cannot stop the image being written
+        plots.plot_for_roofline(args.plot, rows, device)
+    print(roofline.render(rows))
+    return 0

@@ -1,0 +1,58 @@
+"""``simwall run``: simulate one training step and print it as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .. import api
+from ..config import set_overrides
+from ..report import render_table
+from ..studies import plots
+from .common import add_set_option
+
+DESCRIPTION = None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workload", nargs="?", default="gpt3-175b",
+                   help="bundled workload name or YAML path (default: gpt3-175b)")
+    p.add_argument("--cluster", help="bundled cluster name or YAML path "
+                   "(default: the workload's defaults.cluster)")
+    add_set_option(p)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--trace", metavar="FILE", help="write a Chrome trace (JSON) to FILE")
+    p.add_argument("--per-device", action="store_true",
+                   help="simulate every device instead of one per stage")
+    p.add_argument("--plot", metavar="FILE", help="write the breakdown, memory per stage and "
+                   "memory over the step (.png or .svg; needs simwall[plot])")
+
+
+def run(args: argparse.Namespace) -> int:
+    set_overrides(args.set_items)  # report bad --set syntax before any work
+    if args.plot:  # issue 6: a bad image name fails before the run
+        plots.check_plot_path(args.plot)
+
+    result = api.simulate_from_cli(args.workload, args.cluster, list(args.set_items),
+                                   args.per_device, args.trace)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(render_table(result))
+    if args.plot:
+        _plot(args, result)
+    return 0
+
+
+def _plot(args: argparse.Namespace, result: Any) -> list[dict]:
+    """What ``--plot FILE`` draws (:func:`simwall.studies.plots.run_plot`); re-simulates
+    with a trace when ``result`` has none (the memory-over-step panel needs its counter
+    events)."""
+    if not result.trace_events:
+        result = api.simulate(args.workload or "gpt3-175b", args.cluster,
+                              per_device=args.per_device, trace=True,
+                              **set_overrides(args.set_items))
+    fig, data = plots.run_plot(result)
+    plots.save(fig, args.plot)
+    return data

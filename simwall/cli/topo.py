@@ -1,0 +1,74 @@
+"""``simwall topo``: build a cluster's topology, describe it and one route."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..config import cluster_overrides, load_cluster, set_overrides
+from ..errors import ConfigError
+from ..net.topology import build_topology
+from ..plan.limits import check_cluster
+from .common import add_set_option
+
+DESCRIPTION = None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cluster", help="bundled cluster name or YAML path")
+    add_set_option(p)
+    p.add_argument("--route", nargs=2, type=int, metavar=("A", "B"),
+                   help="report the route between devices A and B (default: 0 and the last)")
+
+
+def run(args: argparse.Namespace) -> int:
+    cluster = load_cluster(args.cluster, cluster_overrides(set_overrides(args.set_items)))
+    if cluster.nodes == "auto":  # a topology needs a size; one node unless --set
+        cluster = cluster.model_copy(update={"nodes": 1})
+    check_cluster(cluster)  # refuse a billion-device graph before building it
+    topo = build_topology(cluster)
+    lines = [f"# {cluster.file}", *_mapping_lines(topo.describe())]
+    n = topo.num_devices
+    a, b = args.route if args.route else (0, n - 1)
+    for dev in (a, b):
+        if not 0 <= dev < n:
+            raise ConfigError("--route", None, f"device {dev} out of range: expected 0 to "
+                              f"{n - 1} ({n} devices)")
+    hops = topo.route(a, b)
+    lines.append(f"route {a} -> {b}: {len(hops)} hops, bottleneck "
+                 f"{topo.route_bandwidth_bytes_per_s(a, b) / 1e9:,.1f} GB/s, latency "
+                 f"{topo.route_latency_s(a, b) * 1e6:,.2f} us")
+    print("\n".join(lines))
+    return 0
+
+
+def _fmt(value: Any, key: str = "") -> str:
+    if isinstance(value, float) and key.endswith("_bytes_per_s"):
+        return f"{value / 1e9:,.1f} GB/s"
+    if isinstance(value, float) and key.endswith("_s"):
+        return f"{value * 1e6:,.2f} us"
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    return str(value)
+
+
+def _mapping_lines(data: dict, indent: int = 0) -> list[str]:
+    """Indented ``key: value`` lines; rates in GB/s, times in us."""
+    pad = "  " * indent
+    out: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.append(f"{pad}{key}:")
+            out.extend(_mapping_lines(value, indent + 1))
+        elif isinstance(value, (list, tuple)) and any(isinstance(v, dict) for v in value):
+            out.append(f"{pad}{key}:")  # one line per item, e.g. per link class
+            for item in value:
+                fields = item.items() if isinstance(item, dict) else [("", item)]
+                out.append(f"{pad}  - " + ", ".join(
+                    f"{k}: {_fmt(v, str(k))}" if k != "" else str(v)
+                    for k, v in fields))
+        elif isinstance(value, (list, tuple)):
+            out.append(f"{pad}{key}: {', '.join(_fmt(v, str(key)) for v in value)}")
+        else:
+            out.append(f"{pad}{key}: {_fmt(value, str(key))}")
+    return out

@@ -1,0 +1,35 @@
+"""``simwall validate``: simwall's predictions against published runs."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..studies.validate import bundled_case_files, fit, load_cases, render, run_cases
+
+DESCRIPTION = ("Simulate published training runs from their configuration and report "
+               "predicted vs published with signed % error, mean |error| and worst per "
+               "source. Bundled cases: Megatron-LM SC21 Tables 1 and 2, ZeRO model states, "
+               "Korthikanti et al. 2022 activation memory.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cases", action="append", metavar="FILE",
+                   help="a case file (YAML, format in docs/validation.md); repeatable; "
+                        "default: the bundled cases")
+    p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    p.add_argument("--loo", action="store_true",
+                   help="also refit the efficiency constants on each file's 'fit' cases "
+                        "and report leave-one-out errors (slow: about a minute per file)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prints the comparison; returns the exit status."""
+    paths = args.cases or bundled_case_files()
+    files = [load_cases(p) for p in paths]
+    results = run_cases(files)
+    fits = []
+    if getattr(args, "loo", False):
+        fits = [fit(cf) for cf in files
+                if cf.kind == "throughput" and sum(c.fit for c in cf.cases) >= 2]
+    print(render(results, fits, args.format), end="")
+    return 0
