@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from simwall.config.core import ClusterSpec, bundled_names, load_cluster, validate
 from simwall.errors import ConfigError
-from simwall.net.topology import GENERATORS, build_topology, node_name, parse_node_name
+from simwall.net import GENERATORS, build_topology, node_name, parse_node_name
 
 NVLINK3 = 300e9   # bytes/s per direction (catalog NVLink3)
 HDR = 25e9        # bytes/s per direction (catalog IB-HDR)
@@ -315,7 +315,7 @@ def test_edges_read_node_by_node_match_the_whole_graph(nodes, per_node, inter, r
                            "switch_radix": radix, "rail_optimized": rail,
                            "oversubscription": over}})
     lazy = build_topology(c)
-    assert lazy._graph is None
+    assert not lazy.graph_built
     n = lazy.num_devices
     bottlenecks = {(a, b): lazy.route_bandwidth_bytes_per_s(a, b)
                    for a in range(n) for b in range(n)}
@@ -332,8 +332,8 @@ def test_edges_read_node_by_node_match_the_whole_graph(nodes, per_node, inter, r
 def test_faults_and_intra_none_build_the_graph_at_once():
     """They need it: faults are applied to it and checked against it; without an intra
     fabric connectivity is not given by construction."""
-    assert build_topology(dgx(2))._graph is None
+    assert not build_topology(dgx(2)).graph_built
     faulty = load_cluster("dgx-a100", [("nodes", 2), ("faults.links", [
         {"between": ["nic0.0", "leaf0.0"], "bandwidth_factor": 0.5}])])
-    assert build_topology(faulty)._graph is not None
-    assert build_topology(load_cluster("tpu-v4", [("nodes", 16)]))._graph is not None
+    assert build_topology(faulty).graph_built
+    assert build_topology(load_cluster("tpu-v4", [("nodes", 16)])).graph_built

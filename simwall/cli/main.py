@@ -338,7 +338,7 @@ def _print_mapping(data: dict, indent: int = 0) -> list[str]:
 def _cmd_topo(args: argparse.Namespace) -> int:
     from ..config import load_cluster
     from ..plan.limits import check_cluster
-    from ..net.topology import build_topology
+    from ..net.build import build_topology
 
     cluster = load_cluster(args.cluster, _cluster_overrides(args.set_items))
     if cluster.nodes == "auto":  # a topology needs a size; one node unless --set
