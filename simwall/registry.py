@@ -19,8 +19,8 @@ __all__ = [
     "INTER_TOPOLOGIES",
     "INTRA_TOPOLOGIES",
     "OUTPUT_FORMATS",
-    "Registry",
     "SCHEDULES",
+    "Registry",
 ]
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import SimwallError
 
-__all__ = ["DONE_REL", "Edge", "FlowNetwork", "TIE_REL", "drain_time_s", "maxmin_rates"]
+__all__ = ["DONE_REL", "TIE_REL", "Edge", "FlowNetwork", "drain_time_s", "maxmin_rates"]
 
 Edge = Hashable
 CapacityFn = Callable[[Edge], float]

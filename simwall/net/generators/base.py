@@ -109,12 +109,12 @@ def no_shared_links(ctx: GeneratorContext, switch: Node | None = None) -> tuple:
 
 def no_check(ctx: GeneratorContext) -> None:
     """Every cluster can be built."""
-    return None
+    return
 
 
 def no_route(topo: Topology, s: int, t: int) -> None:
     """No structural path (the generic fallback routes)."""
-    return None
+    return
 
 
 @dataclass(frozen=True)
