@@ -18,9 +18,9 @@ import functools
 import gc
 import time
 
-from simwall.net import collectives
+from simwall import memo
 from simwall.api import prepare, run_prepared
-from simwall.net.topology import build_topology
+from simwall.net import build_topology
 
 
 def clear_caches() -> None:
@@ -30,7 +30,7 @@ def clear_caches() -> None:
         if isinstance(obj, functools._lru_cache_wrapper) and \
                 getattr(obj, "__module__", "").startswith("simwall"):
             obj.cache_clear()
-    collectives.clear_cache()
+    memo.clear_caches()
 
 
 ROW = {"model.layers": 80, "model.hidden": 12288, "model.heads": 96, "model.kv_heads": 96,

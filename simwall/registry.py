@@ -19,8 +19,8 @@ __all__ = [
     "INTER_TOPOLOGIES",
     "INTRA_TOPOLOGIES",
     "OUTPUT_FORMATS",
-    "Registry",
     "SCHEDULES",
+    "Registry",
 ]
 
 
@@ -44,6 +44,20 @@ class Registry(Mapping[str, Any]):
         """The names a user may write in a file or on the command line: all but those
         registered as ``internal`` (used by simwall itself, e.g. point-to-point sends)."""
         return tuple(n for n in self._targets if n not in self._internal)
+
+    def register(self, name: str, target: str, internal: bool = False) -> None:
+        """Add (or rebind) ``name`` to ``"module:attribute"``, imported on first use."""
+        with self._lock:
+            self._targets[name] = target
+            self._loaded.pop(name, None)
+            self._internal = (self._internal | {name}) if internal else self._internal - {name}
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (KeyError if it is not registered)."""
+        with self._lock:
+            del self._targets[name]
+            self._loaded.pop(name, None)
+            self._internal = self._internal - {name}
 
     def __getitem__(self, name: str) -> Any:
         found = self._loaded.get(name)
@@ -74,32 +88,33 @@ SCHEDULES = Registry("pipeline schedule", {
     "interleaved": "simwall.plan.schedules.interleaved:tasks",
 })
 
-#: Collective algorithms: ``phases(kind, group, bytes_, topology, ...) -> tuple[Phase]``
-#: (:mod:`simwall.net.collectives`). ``plan.collective`` also accepts ``auto``.
+#: Collective algorithms: ``phases(kind, group, bytes_, topology, window, latency)
+#: -> tuple[Phase, ...]`` (:mod:`simwall.net.collectives`, one module each).
+#: ``plan.collective`` also accepts ``auto``.
 COLLECTIVE_ALGORITHMS = Registry("collective algorithm", {
-    "ring": "simwall.net.collectives:_ring",
-    "tree": "simwall.net.collectives:_tree",
-    "hierarchical": "simwall.net.collectives:_hierarchical",
-    "direct": "simwall.net.collectives:_direct",
+    "ring": "simwall.net.collectives.ring:ring_phases",
+    "tree": "simwall.net.collectives.tree:tree_phases",
+    "hierarchical": "simwall.net.collectives.hierarchical:hierarchical_phases",
+    "direct": "simwall.net.collectives.direct:direct_phases",
 }, internal=("direct",))
 
 #: Topology generators inside a node (``intra.topology``): a
-#: :class:`simwall.net.topology.Generator`.
+#: :class:`simwall.net.generators.Generator`, one module each.
 INTRA_TOPOLOGIES = Registry("intra-node topology", {
-    "nvswitch": "simwall.net.topology:INTRA_GENERATORS",
-    "mesh": "simwall.net.topology:INTRA_GENERATORS",
-    "ring": "simwall.net.topology:INTRA_GENERATORS",
-    "torus": "simwall.net.topology:INTRA_GENERATORS",
-    "none": "simwall.net.topology:INTRA_GENERATORS",
+    "nvswitch": "simwall.net.generators.intra_nvswitch:GENERATOR",
+    "mesh": "simwall.net.generators.intra_mesh:GENERATOR",
+    "ring": "simwall.net.generators.intra_ring:GENERATOR",
+    "torus": "simwall.net.generators.intra_torus:GENERATOR",
+    "none": "simwall.net.generators.intra_none:GENERATOR",
 })
 
 #: Topology generators across nodes (``inter.topology``): a
-#: :class:`simwall.net.topology.Generator`.
+#: :class:`simwall.net.generators.Generator`, one module each.
 INTER_TOPOLOGIES = Registry("inter-node topology", {
-    "fat_tree": "simwall.net.topology:INTER_GENERATORS",
-    "torus": "simwall.net.topology:INTER_GENERATORS",
-    "ring": "simwall.net.topology:INTER_GENERATORS",
-    "none": "simwall.net.topology:INTER_GENERATORS",
+    "fat_tree": "simwall.net.generators.inter_fat_tree:GENERATOR",
+    "torus": "simwall.net.generators.inter_torus:GENERATOR",
+    "ring": "simwall.net.generators.inter_ring:GENERATOR",
+    "none": "simwall.net.generators.inter_none:GENERATOR",
 })
 
 #: Output formats of a step result: ``render(result) -> str``

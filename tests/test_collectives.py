@@ -11,6 +11,7 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simwall.errors import SimwallError
 from simwall.net.collectives import (
     ALGORITHMS,
     KINDS,
@@ -23,7 +24,6 @@ from simwall.net.collectives import (
     ring_channels,
     run_phases,
 )
-from simwall.errors import SimwallError
 from simwall.net.flows import FlowNetwork
 
 PROPS = settings(deadline=None, derandomize=True, max_examples=25)

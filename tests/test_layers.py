@@ -51,13 +51,28 @@ def _is_package(name: str) -> bool:
     return MODULES[name].name == "__init__.py"
 
 
-def _imports(name: str) -> list[tuple[str, tuple[str, ...], int]]:
+def _type_only_lines(tree: ast.Module) -> set[int]:
+    """Lines of the imports under ``if TYPE_CHECKING:`` (annotations only, never run)."""
+    lines = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) \
+                and node.test.id == "TYPE_CHECKING":
+            lines |= {n.lineno for stmt in node.body for n in ast.walk(stmt)
+                      if isinstance(n, (ast.Import, ast.ImportFrom))}
+    return lines
+
+
+def _imports(name: str, run_time_only: bool = False) -> list[tuple[str, tuple[str, ...], int]]:
     """(imported simwall module, names taken from it, line) for every import statement
-    of module ``name``, at any depth (imports inside functions count too)."""
+    of module ``name``, at any depth (imports inside functions count too);
+    ``run_time_only`` leaves out those under ``if TYPE_CHECKING:``."""
     tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
     package = name if _is_package(name) else name.rpartition(".")[0]
+    skip = _type_only_lines(tree) if run_time_only else set()
     found = []
     for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
         if isinstance(node, ast.Import):
             found += [(a.name, (), node.lineno) for a in node.names
                       if a.name.split(".")[0] == "simwall"]
@@ -127,11 +142,12 @@ def test_no_private_names_across_modules():
 
 def test_no_import_cycles():
     """Between modules, counting imports inside functions too (a lazy import hides a
-    cycle from Python, not from a reader). A package's ``__init__`` re-exporting its own
-    modules is not a cycle."""
+    cycle from Python, not from a reader), but not those made for annotations only (under
+    ``if TYPE_CHECKING:``). A package's ``__init__`` re-exporting its own modules is not
+    a cycle."""
     graph: dict[str, set[str]] = {}
     for module in MODULES:
-        graph[module] = {t for t, _, _ in _imports(module)
+        graph[module] = {t for t, _, _ in _imports(module, run_time_only=True)
                          if t in MODULES and t != module
                          and not (_is_package(t) and module.startswith(t + "."))
                          and not (_is_package(module) and t.startswith(module + "."))}

@@ -15,7 +15,7 @@ from simwall.config import PRECISION_BYTES, load_cluster
 from simwall.costing.linkload import Traffic, busiest_link, link_bytes, step_link_bytes
 from simwall.model.memory import stage_params
 from simwall.costing.stage import stage_cost
-from simwall.net.topology import build_topology
+from simwall.net import build_topology
 
 N_BYTES = 1e9
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall.errors import SimwallError
-from simwall.net.flows import _DONE_REL, _TIE_REL, FlowNetwork, drain_time_s, maxmin_rates
+from simwall.net.flows import DONE_REL, TIE_REL, FlowNetwork, drain_time_s, maxmin_rates
 
 PROPS = settings(deadline=None, derandomize=True, max_examples=40)
 
@@ -214,7 +214,7 @@ def drain_time_reference_s(flows, capacity, local_bandwidth_bytes_per_s=math.inf
         keep = []
         for k, flow in enumerate(active):
             left = remaining[k] - rates[k] * dt
-            if finish[k] > dt * (1.0 + _TIE_REL) and left > flow[1] * _DONE_REL:
+            if finish[k] > dt * (1.0 + TIE_REL) and left > flow[1] * DONE_REL:
                 keep.append((flow, left))
         active = [f for f, _ in keep]
         remaining = [left for _, left in keep]

@@ -8,10 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.net import collectives
-from simwall.net.collectives import collective_time_parts, symmetry_window
 from simwall.config import load_cluster
-from simwall.net.topology import build_topology
+from simwall.net import build_topology, collectives
+from simwall.net.collectives import collective_time_parts, symmetry_window
 
 
 def fat_tree(nodes: int, radix: int, oversubscription: float, rail: bool,

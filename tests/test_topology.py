@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from simwall.config import ClusterSpec, bundled_names, load_cluster, validate
 from simwall.errors import ConfigError
-from simwall.net.topology import GENERATORS, build_topology, node_name, parse_node_name
+from simwall.net import GENERATORS, build_topology, node_name, parse_node_name
 
 NVLINK3 = 300e9   # bytes/s per direction (catalog NVLink3)
 HDR = 25e9        # bytes/s per direction (catalog IB-HDR)
@@ -317,7 +317,7 @@ def test_edges_read_node_by_node_match_the_whole_graph(nodes, per_node, inter, r
                            "switch_radix": radix, "rail_optimized": rail,
                            "oversubscription": over}})
     lazy = build_topology(c)
-    assert lazy._graph is None
+    assert not lazy.graph_built
     n = lazy.num_devices
     bottlenecks = {(a, b): lazy.route_bandwidth_bytes_per_s(a, b)
                    for a in range(n) for b in range(n)}
@@ -334,8 +334,57 @@ def test_edges_read_node_by_node_match_the_whole_graph(nodes, per_node, inter, r
 def test_faults_and_intra_none_build_the_graph_at_once():
     """They need it: faults are applied to it and checked against it; without an intra
     fabric connectivity is not given by construction."""
-    assert build_topology(dgx(2))._graph is None
+    assert not build_topology(dgx(2)).graph_built
     faulty = load_cluster("dgx-a100", [("nodes", 2), ("faults.links", [
         {"between": ["nic0.0", "leaf0.0"], "bandwidth_factor": 0.5}])])
-    assert build_topology(faulty)._graph is not None
-    assert build_topology(load_cluster("tpu-v4", [("nodes", 16)]))._graph is not None
+    assert build_topology(faulty).graph_built
+    assert build_topology(load_cluster("tpu-v4", [("nodes", 16)])).graph_built
+
+
+# A generator that declares no symmetry traits: the fat-tree's links and routes, nothing
+# else (registered by the test below as "undeclared_tree").
+from simwall.net.generators import inter_fat_tree as _fat_tree
+from simwall.net.generators.base import Generator
+
+UNDECLARED = Generator(_fat_tree.links, _fat_tree.route, "fat-tree links, no traits",
+                       shared=_fat_tree.uplinks)
+
+
+def test_a_generator_that_declares_no_symmetry_is_costed_per_stage():
+    """Symmetry is declared, never assumed: a new generator registered without traits
+    gets the conservative answers (no shift invariance, so per-stage costing; no disjoint
+    rails; every node in contention; no repeating block, so no symmetry window), though
+    its links are those of a fat-tree, whose declared traits say otherwise."""
+    from types import SimpleNamespace
+
+    from simwall.costing.stage import costs_symmetrically
+    from simwall.net.collectives import symmetry_window
+    from simwall.registry import INTER_TOPOLOGIES
+
+    spec = dgx(32, rail_optimized=True)
+    declared = build_topology(spec)
+    INTER_TOPOLOGIES.register("undeclared_tree", f"{__name__}:UNDECLARED")
+    try:
+        plain_spec = spec.model_copy(update={
+            "inter": spec.inter.model_copy(update={"topology": "undeclared_tree"})})
+        plain = build_topology(plain_spec)
+        plan = SimpleNamespace(dp=4, tp=8)
+        group = list(range(0, plain.num_devices, 8))
+        # Same network: same routes and capacities.
+        assert plain.route(0, 200) == declared.route(0, 200)
+        assert plain.route_bandwidth_bytes_per_s(3, 250) == \
+            declared.route_bandwidth_bytes_per_s(3, 250)
+        # The fat-tree declares its symmetry ...
+        assert declared.shift_invariant(32) and costs_symmetrically(spec, declared, plan)
+        assert declared.rails_disjoint() and declared.block_nodes()
+        assert declared.contention_nodes(0) == range(1)
+        # ... the undeclared generator gets none of it.
+        assert not plain.shift_invariant(32)
+        assert not plain.shift_invariant(plain.devices_per_node)
+        assert not costs_symmetrically(plain_spec, plain, plan)
+        assert not plain.rails_disjoint()
+        assert plain.block_nodes() is None
+        assert symmetry_window(group, plain) is None
+        assert plain.contention_nodes(0) == range(plain.nodes_count)
+    finally:
+        INTER_TOPOLOGIES.unregister("undeclared_tree")

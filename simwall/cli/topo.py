@@ -7,7 +7,7 @@ from typing import Any
 
 from ..config import cluster_overrides, load_cluster, set_overrides
 from ..errors import ConfigError
-from ..net.topology import build_topology
+from ..net import build_topology
 from ..plan.limits import check_cluster
 from .common import add_set_option
 

@@ -38,7 +38,7 @@ from . import offload
 from ..config import ModelSpec, TrainingSpec
 from ..plan import Plan
 from .stage import StageCost, Traffic
-from ..net.topology import node_name
+from ..net.names import node_name
 
 __all__ = ["Traffic", "busiest_link", "link_bytes", "link_capacity_bytes_per_s",
            "step_busiest_link", "step_link_bytes"]

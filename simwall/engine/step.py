@@ -65,7 +65,7 @@ def reoverride(obj, overrides: list, model_cls):
 
 @lru_cache(maxsize=64)
 def _topology_cached(cluster_json: str):
-    from ..net.topology import build_topology
+    from ..net.build import build_topology
     cluster = ClusterSpec.model_validate_json(cluster_json)
     return build_topology(cluster)
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import SimwallError
 
-__all__ = ["Edge", "FlowNetwork", "drain_time_s", "maxmin_rates"]
+__all__ = ["DONE_REL", "TIE_REL", "Edge", "FlowNetwork", "drain_time_s", "maxmin_rates"]
 
 Edge = Hashable
 CapacityFn = Callable[[Edge], float]
@@ -39,10 +39,10 @@ CapacityFn = Callable[[Edge], float]
 # Two edges whose saturation levels agree to this relative tolerance saturate together, so
 # symmetric flows get bit-identical rates whatever the summation order was. Chosen far
 # above double rounding (~1e-16) and far below any physically meaningful difference.
-_TIE_REL = 1e-12
+TIE_REL = 1e-12
 # A flow whose remaining bytes fall below this fraction of its size is finished: float
-# round-off of rate * dt, not real data (same reasoning as _TIE_REL).
-_DONE_REL = 1e-9
+# round-off of rate * dt, not real data (same reasoning as TIE_REL).
+DONE_REL = 1e-9
 
 
 def _capacity_fn(capacity: CapacityFn | Mapping[Edge, float]) -> CapacityFn:
@@ -150,9 +150,9 @@ def maxmin_rates(flows: Sequence[tuple[Sequence[Edge], float]],
         if math.isinf(t_star):
             break                                   # only unbounded edges remain
         group = [j0]
-        while heap and heap[0][0] <= t_star * (1.0 + _TIE_REL):
+        while heap and heap[0][0] <= t_star * (1.0 + TIE_REL):
             _, j = heapq.heappop(heap)
-            if not saturated[j] and demand[j] > 0.0 and level(j) <= t_star * (1.0 + _TIE_REL):
+            if not saturated[j] and demand[j] > 0.0 and level(j) <= t_star * (1.0 + TIE_REL):
                 group.append(j)
         touched: list[int] = []
         for j in group:
@@ -232,7 +232,7 @@ def drain_time_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
                 return math.inf if bool((rate[active] == 0.0).any()) else now_s
             left = remaining - np.where(active & (finish > 0.0), rate, 0.0) * dt
         now_s += dt
-        done = active & ((finish <= dt * (1.0 + _TIE_REL)) | (left <= size * _DONE_REL))
+        done = active & ((finish <= dt * (1.0 + TIE_REL)) | (left <= size * DONE_REL))
         remaining = np.where(active, left, remaining)
         active &= ~done
     return now_s
@@ -242,7 +242,7 @@ def _filling_rates(active: np.ndarray, routed: np.ndarray, cap: np.ndarray,
                    f_idx: np.ndarray, e_idx: np.ndarray, load: np.ndarray, n_edges: int,
                    local_bandwidth_bytes_per_s: float) -> np.ndarray:
     """Max-min per-copy rates of the ``active`` flows (progressive filling; ties within
-    :data:`_TIE_REL` saturate together, as in :func:`maxmin_rates`)."""
+    :data:`TIE_REL` saturate together, as in :func:`maxmin_rates`)."""
     rate = np.full(active.shape, np.inf)
     rate[active & ~routed] = local_bandwidth_bytes_per_s
     unfrozen = active & routed
@@ -259,7 +259,7 @@ def _filling_rates(active: np.ndarray, routed: np.ndarray, cap: np.ndarray,
         t_star = float(level.min())
         if math.isinf(t_star):
             break                                   # only unbounded edges remain
-        group = level <= t_star * (1.0 + _TIE_REL)
+        group = level <= t_star * (1.0 + TIE_REL)
         saturated |= group
         hit = np.zeros(active.shape, dtype=bool)
         hit[f_idx[group[e_idx] & live]] = True
@@ -393,9 +393,9 @@ class FlowNetwork:
     def _complete_finished(self) -> None:
         # Finished: bytes left are round-off, or the time left is below what env.now can
         # resolve (else a wake-up at now + tiny == now would never make progress).
-        horizon_s = abs(float(self.env.now)) * _TIE_REL
+        horizon_s = abs(float(self.env.now)) * TIE_REL
         done = [k for k, f in self._active.items()
-                if f.remaining <= f.bytes_ * _DONE_REL or math.isinf(f.rate)
+                if f.remaining <= f.bytes_ * DONE_REL or math.isinf(f.rate)
                 or (f.rate > 0.0 and f.remaining / f.rate <= horizon_s)]
         for k in done:
             flow = self._active.pop(k)

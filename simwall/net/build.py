@@ -1,0 +1,48 @@
+"""Building a :class:`~simwall.net.topology.Topology` from a cluster spec."""
+
+from __future__ import annotations
+
+from ..config import ClusterSpec
+from ..errors import ConfigError
+from ..hardware.catalog import resolve_device, resolve_link
+from ..registry import INTER_TOPOLOGIES, INTRA_TOPOLOGIES
+from .generators.base import GeneratorContext
+from .graph import build_graph
+from .topology import Topology
+
+__all__ = ["build_topology"]
+
+
+def build_topology(cluster: ClusterSpec) -> Topology:
+    """The topology of ``cluster`` (``nodes`` must already be an int).
+
+    A cluster with failed or degraded links, or without an intra-node fabric, gets its
+    whole graph now: faults are applied to it, and routes around them and the
+    connectivity check need it. Otherwise the graph is left for first use: every intra
+    fabric but 'none' joins a node's devices and every inter generator joins the nodes
+    (fat-tree through the spine, a ring per rail, the torus every chip; 'none' allows one
+    node), so the cluster is connected by construction, and the costing reads edge
+    attributes node by node (:meth:`Topology.edge_attrs`), which keeps it independent of
+    the cluster's size.
+
+    Raises
+    ------
+    ConfigError
+        ``nodes`` still 'auto'; torus dims that do not match the device count; unknown
+        catalog names; a fault naming a missing link; a cluster that is disconnected.
+    """
+    source = cluster.file
+    if not isinstance(cluster.nodes, int):
+        raise ConfigError(source, "nodes",
+                          f"must be resolved to a number before building the topology "
+                          f"(simwall.plan.resolve sizes it), got {cluster.nodes!r}")
+    device = resolve_device(cluster.device, "device", source)
+    ctx = GeneratorContext(cluster=cluster, source=source, nodes=cluster.nodes,
+                           devices_per_node=cluster.devices_per_node,
+                           intra_link=resolve_link(cluster.intra.link, "intra.link", source),
+                           inter_link=resolve_link(cluster.inter.link, "inter.link", source),
+                           host_link=resolve_link(cluster.host.link, "host.link", source))
+    INTRA_TOPOLOGIES[cluster.intra.topology].check(ctx)
+    INTER_TOPOLOGIES[cluster.inter.topology].check(ctx)
+    eager = bool(cluster.faults.links) or cluster.intra.topology == "none"
+    return Topology(cluster, device, build_graph(ctx) if eager else None, ctx)

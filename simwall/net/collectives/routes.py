@@ -1,0 +1,101 @@
+"""What the algorithms read of a topology, memoised per topology object (assumed
+immutable once built; :func:`simwall.memo.table`): routes, route latencies, the group
+split per node."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+from ... import memo
+from .phases import TopologyLike, Window
+
+__all__ = ["by_node", "channel_count", "kept", "latencies_s", "latency_s", "memo_on",
+           "route"]
+
+
+def _table(topology: TopologyLike, name: str) -> dict | None:
+    """The memo table ``name`` of ``topology``, or None when it cannot hold one."""
+    try:
+        return memo.table(topology, "collectives." + name)
+    except TypeError:
+        return None                      # not weak-referenceable: do not cache
+
+
+def memo_on(topology: TopologyLike, name: str, key: Hashable,
+            compute: Callable[[], Any]) -> Any:
+    """``compute()`` memoised per topology under ``(name, key)``."""
+    table = _table(topology, name)
+    if table is None:
+        return compute()
+    if key not in table:
+        table[key] = compute()
+    return table[key]
+
+
+def route(topology: TopologyLike, src: int, dst: int) -> tuple:
+    """``topology.route(src, dst)`` as a tuple, memoised."""
+    table = _table(topology, "route")
+    if table is None:
+        return tuple(topology.route(src, dst))
+    r = table.get((src, dst))
+    if r is None:
+        r = table[(src, dst)] = tuple(topology.route(src, dst))
+    return r
+
+
+def latency_s(topology: TopologyLike, src: int, dst: int) -> float:
+    """Route latency from ``src`` to ``dst`` in seconds (0 on one device), memoised."""
+    if src == dst:
+        return 0.0
+    table = _table(topology, "lat")
+    if table is None:
+        return float(topology.route_latency_s(src, dst))
+    r = table.get((src, dst))
+    if r is None:
+        r = table[(src, dst)] = float(topology.route_latency_s(src, dst))
+    return r
+
+
+def latencies_s(topology: TopologyLike, pairs: Sequence[tuple[int, int]]) -> Sequence[float]:
+    """Route latency of each ``(src, dst)``: in one call when the topology offers
+    ``route_latencies_s`` (:class:`simwall.net.topology.Topology` does), else pair by
+    pair."""
+    bulk = getattr(topology, "route_latencies_s", None)
+    if bulk is not None:
+        return bulk(pairs)
+    return [latency_s(topology, a, b) for a, b in pairs]
+
+
+def by_node(group: Sequence[int], topology: TopologyLike) -> tuple[tuple[int, ...], ...]:
+    """The group's devices split per node, nodes and devices in ascending order.
+    Memoised per topology (groups of thousands recur across collectives and plans)."""
+    return memo_on(topology, "by_node", tuple(group), lambda: _split_by_node(group, topology))
+
+
+def _split_by_node(group: Sequence[int], topology: TopologyLike
+                   ) -> tuple[tuple[int, ...], ...]:
+    nodes: dict[int, list[int]] = {}
+    node_of = topology.node_of
+    for d in sorted(group):
+        n = int(node_of(d))
+        if n in nodes:
+            nodes[n].append(d)
+        else:
+            nodes[n] = [d]
+    return tuple(tuple(nodes[n]) for n in sorted(nodes))
+
+
+def channel_count(per_node: Sequence[Sequence[int]]) -> int:
+    """Channels (rings or trees) a group uses: its devices per node when every node holds
+    the same number of them and there are several nodes, else 1."""
+    k = len(per_node[0]) if per_node else 1
+    if len(per_node) < 2 or len(set(map(len, per_node))) != 1:
+        return 1
+    return k
+
+
+def kept(topology: TopologyLike, device: int, window: Window) -> bool:
+    """Whether flows leaving ``device`` are costed under ``window`` (see
+    :data:`~simwall.net.collectives.phases.Window`)."""
+    return window is None or topology.node_of(device) in window
