@@ -192,7 +192,7 @@ def _with_efficiency(prep, efficiency: dict[str, float] | None):
     if not efficiency:
         return prep
     from ..config import EfficiencySpec
-    from ..model.optime import efficiency_of
+    from ..hardware.efficiency import efficiency_of
 
     dev = prep.device
     eff = EfficiencySpec(**{**efficiency_of(dev).model_dump(), **efficiency})
