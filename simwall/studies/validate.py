@@ -240,7 +240,7 @@ def _memory(cf: CaseFile, case: Case) -> float:
 
 
 def _activation(prep) -> float:
-    from ..model.memory import activation_bytes_per_layer
+    from ..model.ops import activation_bytes_per_layer
 
     wl = prep.workload
     return float(activation_bytes_per_layer(wl.model, wl.training, prep.plan))
