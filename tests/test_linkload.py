@@ -12,9 +12,8 @@ import pytest
 
 from simwall import api
 from simwall.config.core import PRECISION_BYTES, load_cluster
-from simwall.costing.linkload import Traffic, busiest_link, link_bytes, step_link_bytes
+from simwall.costing import Traffic, busiest_link, link_bytes, stage_cost, step_link_bytes
 from simwall.model.memory import stage_params
-from simwall.costing.stage import stage_cost
 from simwall.net.topology import build_topology
 
 N_BYTES = 1e9
