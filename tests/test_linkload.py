@@ -1,4 +1,4 @@
-"""Link loads of one step (simwall.linkload): hand-checked byte counts and the busiest link.
+"""Link loads of one step (simwall.costing.linkload): hand-checked byte counts and the busiest link.
 
 The expected numbers come from the ring's data movement (Thakur, Rabenseifner & Gropp
 2005, Sec. 4: a ring all-reduce sends 2(p-1)/p of the buffer from every rank to the

@@ -1,4 +1,5 @@
-"""Tests of simwall.memory: published counts, Korthikanti's formulas, physics as properties."""
+"""Tests of simwall.model.memory: published counts, Korthikanti's formulas, physics as
+properties."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simwall.config.core import ModelSpec, TrainingSpec, load_yaml
 from simwall.model import memory as M
 from simwall.model import ops
-from simwall.config.core import ModelSpec, TrainingSpec, load_yaml
 from simwall.plan.layout import Plan, balanced_split
 
 CALIBRATION = Path("/work/shared/calibration")

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.model import optime as cost
 from simwall.config.core import DeviceSpec, EfficiencySpec, TrainingSpec
 from simwall.errors import SimwallError
 from simwall.hardware.efficiency import FALLBACK
+from simwall.model import optime as cost
 from simwall.model.ops import Op
 
 # NVIDIA A100 Tensor Core GPU datasheet (2021), SXM4 80GB: 312 TFLOP/s bf16 dense,

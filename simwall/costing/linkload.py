@@ -1,8 +1,9 @@
 """Bytes each directed link carries in one training step, and the busiest link (pure).
 
-The traffic is what :mod:`simwall.costing.stage` costs and records in ``StageCost.traffic``,
-counted per step as the engine runs it: TP collectives per layer and per micro-batch (forward, backward and full recompute; the
-embedding and LM-head collectives), pipeline sends per micro-batch and chunk boundary
+The traffic is what :mod:`simwall.costing.stage` costs and records in
+``StageCost.traffic``, counted per step as the engine runs it: TP collectives per layer and
+per micro-batch (forward, backward and full recompute; the embedding and LM-head
+collectives), pipeline sends per micro-batch and chunk boundary
 (with the scatter/gather all-gather), ZeRO-3 gathers and reduce-scatters per layer and
 micro-batch, DP gradient buckets, the tied-embedding all-reduce, the ZeRO 1/2 parameter
 all-gather once per step, and the offload PCIe transfers (:mod:`simwall.costing.offload`). Each
@@ -90,7 +91,8 @@ def link_bytes(topology: Any, traffic: Iterable[Traffic],
 
 def link_capacity_bytes_per_s(topology: Any, edge: Edge) -> float:
     """The bandwidth the simulation gives ``edge``: ``topology.capacity`` (bandwidth x
-    link efficiency), as :mod:`simwall.net.collectives` and :mod:`simwall.costing.offload` use it."""
+    link efficiency), as :mod:`simwall.net.collectives` and :mod:`simwall.costing.offload`
+    use it."""
     return float(topology.capacity(edge))
 
 

@@ -30,6 +30,7 @@ cache of ``s`` tokens: GEMMs have ``m = b`` and attention reads the cache).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+
 from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
 from ..errors import SimwallError
 from ..memo import memoized
