@@ -1,4 +1,4 @@
-"""Link loads of one step (simwall.linkload): hand-checked byte counts and the busiest link.
+"""Link loads of one step (simwall.costing.linkload): hand-checked byte counts and the busiest link.
 
 The expected numbers come from the ring's data movement (Thakur, Rabenseifner & Gropp
 2005, Sec. 4: a ring all-reduce sends 2(p-1)/p of the buffer from every rank to the
@@ -12,9 +12,8 @@ import pytest
 
 from simwall import api
 from simwall.config import PRECISION_BYTES, load_cluster
-from simwall.costing.linkload import Traffic, busiest_link, link_bytes, step_link_bytes
+from simwall.costing import Traffic, busiest_link, link_bytes, stage_cost, step_link_bytes
 from simwall.model.memory import stage_params
-from simwall.costing.stage import stage_cost
 from simwall.net import build_topology
 
 N_BYTES = 1e9

@@ -1,10 +1,9 @@
-"""Tests of simwall.memory: published counts, Korthikanti's formulas, physics as properties."""
+"""Tests of simwall.model.memory: published counts, Korthikanti's formulas, physics as
+properties."""
 
 from __future__ import annotations
 
 import ast
-import importlib
-import importlib.util
 import inspect
 import itertools
 from pathlib import Path
@@ -13,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.model import memory as M
 from simwall.config import ModelSpec, TrainingSpec, load_yaml
+from simwall.model import memory as M
+from simwall.model import ops
 from simwall.plan import Plan, balanced_split
 
 CALIBRATION = Path("/work/shared/calibration")
@@ -378,7 +378,7 @@ def test_deterministic_and_cached():
     plan = make_plan(96, tp=8, pp=8, dp=16, global_batch=1536)
     a = M.device_memory(GPT3, BF16_ADAM, plan)
     b = M.device_memory(GPT3, BF16_ADAM, Plan(**plan.__dict__))
-    assert a is b  # lru_cache hit on equal frozen inputs
+    assert a is b  # memoised: a hit on equal frozen inputs
     M.device_memory.cache_clear()
     c = M.device_memory(GPT3, BF16_ADAM, plan)
     assert [s.as_dict() for s in a] == [s.as_dict() for s in c]
@@ -396,14 +396,9 @@ def test_memory_module_is_pure():
 
 
 def test_workload_ops_agree_with_closed_form():
-    workload = importlib.import_module("simwall.model.ops") if importlib.util.find_spec(
-        "simwall.model.ops") else None
-    if workload is None or not hasattr(workload, "activation_bytes_per_layer"):
-        pytest.skip("simwall.workload.activation_bytes_per_layer not there yet")
     for tp, sp in ((1, False), (8, False), (8, True)):
         for recompute in ("none", "selective", "full"):
             plan = make_plan(96, tp=tp, sp=sp, recompute=recompute)
             ours = M.korthikanti_activation_bytes(GPT3, BF16_ADAM, plan)
-            theirs = workload.activation_bytes_per_layer(GPT3, BF16_ADAM, plan)
+            theirs = ops.activation_bytes_per_layer(GPT3, BF16_ADAM, plan)
             assert theirs == pytest.approx(ours, rel=0.02), (tp, sp, recompute)
-            assert M.activation_bytes_per_layer(GPT3, BF16_ADAM, plan) == pytest.approx(theirs)

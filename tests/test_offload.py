@@ -1,4 +1,4 @@
-"""Tests of simwall.offload: ZeRO-Offload / ZeRO-Infinity transfer and CPU-optimizer costs,
+"""Tests of simwall.costing.offload: ZeRO-Offload / ZeRO-Infinity transfer and CPU-optimizer costs,
 and their effect on a simulated step (device memory down, PCIe + CPU time up)."""
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall import api
-
-from simwall.model import memory
-
-from simwall.costing import offload
 from simwall.config import PRECISION_BYTES, TrainingSpec
+from simwall.costing import offload
 from simwall.errors import ConfigError
+from simwall.model import memory
 from simwall.plan import Plan
 
 SETTINGS = settings(deadline=None, derandomize=True, max_examples=40)

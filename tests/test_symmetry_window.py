@@ -109,13 +109,13 @@ def test_data_parallel_copies_on_other_rails_are_costed_once(rail, nics, groups)
     share no link and stand for each other; otherwise each is put on the network.
     Either way symmetric and per-device runs agree."""
     from simwall.api import prepare, simulate
-    from simwall.costing.stage import _near_groups
+    from simwall.costing.groups import near_groups
 
     over = {"cluster.nodes": 16, "cluster.inter.switch_radix": 8,
             "cluster.inter.rail_optimized": rail, "cluster.inter.nics_per_node": nics,
             "plan.tp": 8, "plan.pp": 2, "training.global_batch": 64}
     prep = prepare("bert-large", "dgx-a100", over)
-    near = _near_groups(prep.plan, 0, "dp", prep.topology)
+    near = near_groups(prep.plan, 0, "dp", prep.topology)
     assert len(near) == groups
     assert near[0] == tuple(prep.plan.device_of(0, d, 0) for d in range(prep.plan.dp))
     sym = simulate("bert-large", "dgx-a100", **over)

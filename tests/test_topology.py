@@ -357,7 +357,7 @@ def test_a_generator_that_declares_no_symmetry_is_costed_per_stage():
     its links are those of a fat-tree, whose declared traits say otherwise."""
     from types import SimpleNamespace
 
-    from simwall.costing.stage import costs_symmetrically
+    from simwall.costing import costs_symmetrically
     from simwall.net.collectives import symmetry_window
     from simwall.registry import INTER_TOPOLOGIES
 

@@ -1,4 +1,4 @@
-"""Tests of simwall.workload: FLOP counts against Megatron-LM, activations against
+"""Tests of simwall.model.ops: FLOP counts against Megatron-LM, activations against
 Korthikanti et al. 2022, and the physics of recompute as properties."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.model import ops as W
 from simwall.config import ModelSpec, TrainingSpec
 from simwall.errors import SimwallError
+from simwall.model import ops as W
 from simwall.plan import Plan, balanced_split
 
 

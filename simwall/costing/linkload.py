@@ -1,12 +1,13 @@
 """Bytes each directed link carries in one training step, and the busiest link (pure).
 
-The traffic is what :mod:`simwall.stepcost` costs and records in ``StageCost.traffic``,
-counted per step as the engine runs it: TP collectives per layer and per micro-batch (forward, backward and full recompute; the
-embedding and LM-head collectives), pipeline sends per micro-batch and chunk boundary
+The traffic is what :mod:`simwall.costing.stage` costs and records in
+``StageCost.traffic``, counted per step as the engine runs it: TP collectives per layer and
+per micro-batch (forward, backward and full recompute; the embedding and LM-head
+collectives), pipeline sends per micro-batch and chunk boundary
 (with the scatter/gather all-gather), ZeRO-3 gathers and reduce-scatters per layer and
 micro-batch, DP gradient buckets, the tied-embedding all-reduce, the ZeRO 1/2 parameter
-all-gather once per step, and the offload PCIe transfers (:mod:`simwall.offload`). Each
-collective is split into the flows of its phases (:func:`simwall.collectives.
+all-gather once per step, and the offload PCIe transfers (:mod:`simwall.costing.offload`). Each
+collective is split into the flows of its phases (:func:`simwall.net.collectives.
 collective_phases`, the same algorithm choice as the costing) and every flow's bytes are
 added to every edge of its route (``topology.route``).
 
@@ -15,10 +16,10 @@ the link class's ``efficiency``), for network and host (PCIe) links alike. A lin
 busy no longer than the step, so ``busy_s = bytes / capacity`` is a lower bound on it.
 
 Symmetric runs (the default: stages are translations of each other and stage 0's groups
-stand for every stage's, see :func:`simwall.stepcost.placement`) account each stage's traffic
+stand for every stage's, see :func:`simwall.costing.groups.placement`) account each stage's traffic
 on those representative groups, again like the costing (the representative group plus
 the groups sharing a node with it, and on a periodic fat-tree only the flows leaving the
-first two leaves: :func:`simwall.collectives.symmetry_window`, whose links carry what
+first two leaves: :func:`simwall.net.collectives.symmetry_window`, whose links carry what
 every leaf's do), and report the busiest link over the stages; links shared by different
 stages (a spine carrying several stages' DP traffic) are not summed.
 Per-device runs account every group of every stage and sum them per link.
@@ -27,31 +28,30 @@ Per-device runs account every group of every stage and sum them per link.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import Any
 
-from ..net import collectives
-
-from ..model import memory
-
-from . import offload
 from ..config import ModelSpec, TrainingSpec
-from ..plan import Plan
-from .stage import StageCost, Traffic
+from ..memo import memoized
+from ..model import memory
+from ..net import collectives
 from ..net.names import node_name
+from ..plan import Plan
+from . import offload
+from .stage import StageCost
+from .traffic import Traffic
 
-__all__ = ["Traffic", "busiest_link", "link_bytes", "link_capacity_bytes_per_s",
+__all__ = ["busiest_link", "link_bytes", "link_capacity_bytes_per_s",
            "step_busiest_link", "step_link_bytes"]
 
 Edge = tuple
 
 
-@lru_cache(maxsize=65536)
+@memoized(maxsize=65536)
 def _unit_link_bytes(topology: Any, kind: str, group: tuple[int, ...], algorithm: str,
                      window: collectives.Window = None) -> tuple[tuple[Edge, float], ...]:
     """(edge, bytes) of one run of ``kind`` on ``group`` moving 1 byte per rank, edges in
     first-use order. Every algorithm's flows are proportional to the buffer size
-    (:mod:`simwall.collectives`: fixed fractions of ``bytes_``), so this scales."""
+    (:mod:`simwall.net.collectives`: fixed fractions of ``bytes_``), so this scales."""
     if kind == "send_recv" and len(group) == 2:
         return tuple((edge, 1.0) for edge in topology.route(group[0], group[1]))
     loads: dict[Edge, float] = {}
@@ -91,7 +91,8 @@ def link_bytes(topology: Any, traffic: Iterable[Traffic],
 
 def link_capacity_bytes_per_s(topology: Any, edge: Edge) -> float:
     """The bandwidth the simulation gives ``edge``: ``topology.capacity`` (bandwidth x
-    link efficiency), as :mod:`simwall.collectives` and :mod:`simwall.offload` use it."""
+    link efficiency), as :mod:`simwall.net.collectives` and :mod:`simwall.costing.offload`
+    use it."""
     return float(topology.capacity(edge))
 
 
@@ -122,14 +123,14 @@ def busiest_link(topology: Any, loads: Iterable[dict[Edge, float]]) -> dict | No
     return best
 
 
-# --- the traffic of one step (recorded by simwall.stepcost.stage_cost) -----------------
+# --- the traffic of one step (recorded by simwall.costing.stage.stage_cost) -----------------
 
 
 def _offload_bytes(training: TrainingSpec, plan: Plan, topology: Any, stage: int,
                    params_here: float, layer_params: float, layers: int,
                    symmetric: bool) -> dict[Edge, float]:
     """Host-link bytes of ``stage``'s devices (its first one when ``symmetric``):
-    :func:`simwall.offload.step_host_bytes` on each one's host edge."""
+    :func:`simwall.costing.offload.step_host_bytes` on each one's host edge."""
     shard = memory.optimizer_shard_params(params_here, plan)
     d2h, h2d = offload.step_host_bytes(shard, layer_params, layers, training, plan)
     devices = ([plan.device_of(stage, 0, 0)] if symmetric else
@@ -150,7 +151,7 @@ def step_link_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, topolo
                     ) -> list[dict[Edge, float]]:
     """Bytes per directed edge in one step: one dict per stage when ``symmetric`` (each
     on the representative groups), else one dict for the whole step.
-    ``stage_costs[stage]``: the stage's :class:`~simwall.stepcost.StageCost` (its
+    ``stage_costs[stage]``: the stage's :class:`~simwall.costing.stage.StageCost` (its
     recorded ``traffic``). The dicts may be shared between stages: do not modify them."""
     per_stage = []
     total: dict[Edge, float] = {}
@@ -181,7 +182,7 @@ def _merged(traffic: Iterable[Traffic]) -> tuple[Traffic, ...]:
                  for (kind, groups, bytes_, algorithm, window), count in counts.items())
 
 
-@lru_cache(maxsize=1024)
+@memoized(maxsize=1024)
 def _loads(topology: Any, traffic: tuple[Traffic, ...],
            host: tuple[tuple[Edge, float], ...]) -> dict[Edge, float]:
     """Memoised: stages with the same traffic (symmetric runs) share one dict."""

@@ -1,6 +1,6 @@
 """Memory tiers: what offloading model state to host memory costs per step (pure, no simpy).
 
-Two modes, as ``plan.offload`` names them (``simwall.memory.device_memory`` already moves
+Two modes, as ``plan.offload`` names them (``simwall.model.memory.device_memory`` already moves
 the offloaded bytes from device to host memory):
 
 - ``optimizer``: ZeRO-Offload (Ren et al., "ZeRO-Offload: Democratizing Billion-Scale
@@ -18,7 +18,7 @@ the offloaded bytes from device to host memory):
 
 The CPU Adam step is memory-bound on host DRAM (a handful of FLOP per parameter against
 tens of bytes): its time is the bytes one optimizer step moves
-(:func:`simwall.cost.optimizer_step_bytes`; 28 B per parameter for mixed-precision Adam:
+(:func:`simwall.model.optime.optimizer_step_bytes`; 28 B per parameter for mixed-precision Adam:
 read the 16-bit gradient, fp32 master weight and two moments, write those three back and
 the 16-bit copy, the data flow of Ren et al. 2021 Fig. 2) over host DRAM bandwidth.
 """
@@ -30,6 +30,8 @@ from typing import Any
 
 from ..config import PRECISION_BYTES, TrainingSpec
 from ..errors import ConfigError
+from ..hardware.catalog import get_device
+from ..model.optime import optimizer_step_bytes
 
 __all__ = [
     "DEFAULT_HOST_CPU",
@@ -102,8 +104,6 @@ def offload_times_s(params_shard: float, training: TrainingSpec, plan: Any,
     _positive("host_bw_bytes_per_s", host_bw_bytes_per_s)
     grad_b = PRECISION_BYTES[training.grad_precision_]
     d2h = params_shard * grad_b / pcie_bytes_per_s
-    from ..model.optime import optimizer_step_bytes
-
     cpu = optimizer_step_bytes(params_shard, training.optimizer, training) / host_bw_bytes_per_s
     # optimizer+params: the parameters stay on the host, so the update is not copied
     # back after the step; the next forward fetches them layer by layer instead.
@@ -160,8 +160,6 @@ def host_memory_bandwidth_bytes_per_s(cluster: Any) -> float:
     :data:`DEFAULT_HOST_CPU`; its streaming bandwidth (peak x ``efficiency.memory_bw``) is
     shared by the node's ``devices_per_node`` devices (one socket per node, our assumption).
     """
-    from ..hardware.catalog import get_device
-
     name = cluster.host.cpu or DEFAULT_HOST_CPU
     cpu = get_device(name, "host.cpu", getattr(cluster, "file", None))
     if cpu.kind != "cpu":

@@ -25,7 +25,7 @@ import simpy
 
 from ..plan import Plan
 from ..plan.schedules import tasks_for
-from ..costing.stage import ChunkCost, StageCost
+from ..costing import ChunkCost, StageCost
 
 __all__ = [
     "EngineRun",

@@ -20,11 +20,11 @@ from ..config import (
 from .pipeline import bucket_ready_times, dp_stream, run_pipeline, scaled
 from ..errors import ConfigError
 from ..hardware.catalog import resolve_device
-from ..costing.linkload import step_busiest_link
-from ..model.limits import check_dp_buckets
+from ..costing import step_busiest_link
 from ..plan import Plan, resolve
+from ..model.limits import check_dp_buckets
 from ..report import StepResult
-from ..costing.stage import StageCost, stage_cost, costs_symmetrically
+from ..costing import StageCost, costs_symmetrically, stage_cost
 
 __all__ = ["Prepared", "prepare", "run_prepared"]
 

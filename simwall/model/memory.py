@@ -12,18 +12,26 @@ v virtual stages (interleaving), m micro-batches per DP replica, V vocabulary.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
+from ..memo import memoized
 from ..plan import Plan
+from ..plan.schedules import tasks_for
+from .ops import (
+    FP32_BYTES,
+    MASK_BYTES,
+    activation_bytes_per_layer,
+    activation_element_bytes,
+    kv_heads_per_device,
+)
 
 __all__ = [
     "FRAMEWORK_OVERHEAD_BYTES",
     "GRAD_BUCKETS_IN_FLIGHT",
     "ZERO3_PREFETCH_LAYERS",
     "StageMemory",
-    "activation_bytes_per_layer",
     "device_memory",
+    "embedding_activation_bytes",
     "embedding_params",
     "fits",
     "head_params",
@@ -32,6 +40,7 @@ __all__ = [
     "layer_params",
     "model_state_bytes",
     "optimizer_shard_params",
+    "output_activation_bytes",
     "stage_activation_bytes",
     "stage_matrix_shapes",
     "stage_params",
@@ -41,11 +50,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------
 # Constants (each with its source)
 
-#: fp32 optimizer-state element, bytes (IEEE 754 single precision).
-FP32_BYTES = 4
-#: A dropout mask element: one byte per element (Korthikanti et al. 2022, Sec. 4.1, which
-#: counts every dropout mask as ``sbh`` bytes).
-MASK_BYTES = 1
+# FP32_BYTES (an fp32 element) and MASK_BYTES (a dropout-mask element) come from .ops.
 #: Bytes per element of the token-id input of the embedding (int64, as in Megatron-LM's
 #: ``theoretical_memory_usage.py``: "8 * seq_length * micro_batch_size").
 TOKEN_ID_BYTES = 8
@@ -94,12 +99,6 @@ def _norm_params(model: ModelSpec) -> int:
     return (2 if model.norm == "layernorm" else 1) * model.hidden
 
 
-def _kv_heads_per_device(model: ModelSpec, tp: int) -> int:
-    """KV heads per TP rank; with ``tp > kv_heads`` each rank keeps a replica of one KV head
-    (Megatron-LM's GQA placement; Ainslie et al. 2023 define GQA)."""
-    return max(1, model.kv_heads_ // tp)
-
-
 def layer_params(model: ModelSpec, tp: int = 1) -> int:
     """Parameters of one transformer layer held by one TP rank (``tp=1``: the whole layer).
 
@@ -110,7 +109,7 @@ def layer_params(model: ModelSpec, tp: int = 1) -> int:
     GPT-3 (MHA, f = 4h, biases): 12 h^2 + 13 h (Narayanan et al. 2021, Sec. 5.1).
     """
     h, f, d = model.hidden, model.ffn, model.head_dim
-    kv_dev = _kv_heads_per_device(model, tp)
+    kv_dev = kv_heads_per_device(model, tp)
     q_out = h // tp
     kv_out = 2 * kv_dev * d
     ups = 2 if model.gated_mlp else 1
@@ -170,7 +169,7 @@ def stage_matrix_shapes(model: ModelSpec, plan: Plan,
     _check_stage(plan, stage)
     h, d, tp = model.hidden, model.head_dim, plan.tp
     f_dev = model.ffn // tp
-    kv_out = 2 * _kv_heads_per_device(model, tp) * d
+    kv_out = 2 * kv_heads_per_device(model, tp) * d
     per_layer = [(h // tp + kv_out, h), (h, h // tp), (f_dev, h), (h, f_dev)]
     if model.gated_mlp:
         per_layer.append((f_dev, h))
@@ -264,18 +263,11 @@ def optimizer_shard_params(params: float, plan: Plan) -> float:
 # Activations
 
 
-def _act_elem_bytes(training: TrainingSpec) -> int:
-    """Bytes of a saved activation element: 16-bit in mixed precision (Korthikanti et al.
-    2022, Sec. 4.1 assumes 2 bytes), 4 in fp32. FP8 runs save 16-bit activations too
-    (Transformer Engine keeps most saved tensors in bf16; an approximation)."""
-    return training.weight_bytes
-
-
 def _layer_terms(model: ModelSpec, training: TrainingSpec, tp: int) -> tuple[float, ...]:
     """Bytes per token of one layer, one micro-batch: (kept whole on every TP rank
     without SP, split over TP, K and V per TP rank, attention core split over TP)."""
     h, f, d, a = model.hidden, model.ffn, model.head_dim, model.heads
-    e = _act_elem_bytes(training)
+    e = activation_element_bytes(training)
     mask = MASK_BYTES if model.dropout else 0
     # Korthikanti et al. 2022, Sec. 4.1 (their counts with e = 2, dropout on):
     # outside the TP region: LN1 input, QKV input, LN2 input, MLP input (4 x 2h) and the
@@ -286,7 +278,7 @@ def _layer_terms(model: ModelSpec, training: TrainingSpec, tp: int) -> tuple[flo
     # keeps the gate branch (2f). K and V are counted separately (GQA replication).
     mlp = (3 if model.gated_mlp else 2) * e * f
     sharded = 2 * e * h + mlp
-    kv_dev = 2 * e * _kv_heads_per_device(model, tp) * d
+    kv_dev = 2 * e * kv_heads_per_device(model, tp) * d
     # attention core per token: softmax output (2as), its dropout mask (as) and dropout
     # output (2as) -> 5as per token (Sec. 4.1). Without dropout only the softmax output.
     core = (e + (mask + e if model.dropout else 0)) * a * model.seq_len
@@ -311,26 +303,12 @@ def korthikanti_activation_bytes(model: ModelSpec, training: TrainingSpec,
     sb = model.seq_len * plan.micro_batch
     sp_div = t if plan.sequence_parallel else 1
     if plan.recompute == "full":
-        return sb * _act_elem_bytes(training) * model.hidden / sp_div
+        return sb * activation_element_bytes(training) * model.hidden / sp_div
     replicated, sharded, kv_dev, core = _layer_terms(model, training, t)
     per_token = replicated / sp_div + sharded / t + kv_dev
     if plan.recompute == "none":
         per_token += core / t
     return float(sb * per_token)
-
-
-@lru_cache(maxsize=8192)
-def activation_bytes_per_layer(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
-    """Saved activations of one layer per micro-batch per device, bytes.
-
-    Taken from ``simwall.workload.activation_bytes_per_layer`` (the sum of ``Op.saved_bytes``)
-    when that module provides it, else from :func:`korthikanti_activation_bytes`.
-    """
-    try:
-        from .ops import activation_bytes_per_layer as from_ops
-    except ImportError:
-        return korthikanti_activation_bytes(model, training, plan)
-    return float(from_ops(model, training, plan))
 
 
 def in_flight_micro_batches(plan: Plan, stage: int) -> float:
@@ -369,20 +347,18 @@ def output_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan
     SP) and fp32 logits for the cross-entropy (4sbV/t): 4sbh/t (1 + V/h) with SP
     (Korthikanti et al. 2022, Sec. 4.3)."""
     sb = model.seq_len * plan.micro_batch
-    e = _act_elem_bytes(training)
+    e = activation_element_bytes(training)
     sp_div = plan.tp if plan.sequence_parallel else 1
     return 2 * e * sb * model.hidden / sp_div + FP32_BYTES * sb * model.vocab / plan.tp
 
 
-@lru_cache(maxsize=4096)
+@memoized(maxsize=4096)
 def _held_at_forwards(schedule: str, pp: int, stage: int, m: int, v: int
                       ) -> tuple[tuple[int, ...], ...]:
     """Micro-batches each local chunk of ``stage`` holds activations for as each of its
     forward tasks starts (where the held amount can peak), walking the schedule's own task
-    order (:func:`simwall.schedules.tasks_for`). Only the vectors no other one covers in
-    every chunk (with sizes >= 0 the peak is at one of them), first seen first."""
-    from ..plan.schedules import tasks_for
-
+    order (:func:`simwall.plan.schedules.tasks_for`). Only the vectors no other one covers
+    in every chunk (with sizes >= 0 the peak is at one of them), first seen first."""
     held = [0] * v
     seen: dict[tuple[int, ...], None] = {}
     for pass_, _, chunk in tasks_for(schedule, pp, stage, m, v):
@@ -449,7 +425,7 @@ class StageMemory:
         }
 
 
-@lru_cache(maxsize=8192)
+@memoized(maxsize=8192)
 def _recompute_buffer_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
     """Recomputation rematerialises one layer at a time in the backward pass: that layer's
     no-recompute activations (full) or its attention core (selective) are live on top of
@@ -463,7 +439,7 @@ def _recompute_buffer_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan
 
 def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int) -> float:
     """Transient and fixed buffers of one device of ``stage``, bytes."""
-    e = _act_elem_bytes(training)
+    e = activation_element_bytes(training)
     sb = model.seq_len * plan.micro_batch
     w_bytes = training.weight_bytes
     out = FRAMEWORK_OVERHEAD_BYTES
@@ -489,7 +465,7 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
     return float(out)
 
 
-@lru_cache(maxsize=4096)
+@memoized(maxsize=4096)
 def device_memory(model: ModelSpec, training: TrainingSpec,
                   plan: Plan) -> tuple[StageMemory, ...]:
     """Per-device peak memory, one :class:`StageMemory` per pipeline stage.

@@ -5,7 +5,7 @@ Every function returns the ops one device runs for one micro-batch (``b`` sequen
 (Shoeybi et al. 2019, "Megatron-LM", Sec. 3) and, with sequence parallelism (SP), the norm /
 dropout / residual regions split along the sequence (Korthikanti et al. 2022, "Reducing
 Activation Recomputation in Large Transformer Models", Sec. 4.2.2). Without SP those regions
-are replicated on every TP rank. Communication is not an op here (see ``stepcost``).
+are replicated on every TP rank. Communication is not an op here (see :mod:`simwall.costing`).
 
 Counting conventions (docs/cost-model.md has the derivations):
 
@@ -30,14 +30,15 @@ cache of ``s`` tokens: GEMMs have ``m = b`` and attention reads the cache).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
 from ..errors import SimwallError
+from ..memo import memoized
 from ..plan import Plan
 
 __all__ = [
     "ATTENTION_CORE",
+    "FP32_BYTES",
     "KINDS",
     "MASK_BYTES",
     "MODES",
@@ -45,10 +46,12 @@ __all__ = [
     "Op",
     "StageOps",
     "activation_bytes_per_layer",
+    "activation_element_bytes",
     "chunk_ops",
     "embedding_ops",
     "hardware_flop_per_step",
     "head_ops",
+    "kv_heads_per_device",
     "layer_ops",
     "model_flop_per_step",
     "ops_flop",
@@ -59,8 +62,12 @@ KINDS = ("matmul", "attention", "elementwise", "reduction")
 PASSES = ("fwd", "bwd", "recompute")
 MODES = ("train", "prefill", "decode")
 
-#: Dropout masks are stored as 1 byte per element (Korthikanti et al. 2022, Sec. 4.1).
+#: Dropout masks are stored as 1 byte per element (Korthikanti et al. 2022, Sec. 4.1,
+#: which counts every dropout mask as ``sbh`` bytes).
 MASK_BYTES = 1
+#: An fp32 element, bytes (IEEE 754 single precision): optimizer state, and the logits the
+#: cross-entropy keeps (Korthikanti et al. 2022, Sec. 4.3).
+FP32_BYTES = 4
 
 #: The ops selective recompute drops and recomputes: the attention core, whose saved
 #: tensors grow with s^2 (Korthikanti et al. 2022, Sec. 5).
@@ -75,7 +82,6 @@ _ADD_FLOP = 1              # residual add
 _GELU_FLOP = 8             # tanh approximation (Hendrycks & Gimpel 2016, Sec. 2)
 _SWIGLU_FLOP = 5           # x * sigmoid(x) (exp, add, div, mul) times the gate (mul)
 _XENT_FLOP = 5             # log-softmax (max, sub, exp, sum, log) per logit
-_FP32_BYTES = 4            # cross-entropy keeps fp32 logits (Korthikanti et al. 2022, Sec. 4.3)
 
 
 @dataclass(frozen=True)
@@ -150,16 +156,20 @@ def _check(pass_: str, mode: str) -> None:
         raise SimwallError(f"workload: mode {mode!r} has only a forward pass, got {pass_!r}")
 
 
-def _act_bytes(training: TrainingSpec) -> int:
-    """Bytes of an activation element: 16-bit in mixed precision (Korthikanti et al. 2022,
-    Sec. 4.1), 4 in fp32; FP8 runs keep 16-bit activations and cast inside the GEMMs
-    (Micikevicius et al. 2022, "FP8 Formats for Deep Learning", Sec. 4; as simwall.memory)."""
+def activation_element_bytes(training: TrainingSpec) -> int:
+    """Bytes of an activation element (computed and saved): 16-bit in mixed precision
+    (Korthikanti et al. 2022, Sec. 4.1 assumes 2 bytes), 4 in fp32; FP8 runs keep 16-bit
+    activations and cast inside the GEMMs (Micikevicius et al. 2022, "FP8 Formats for Deep
+    Learning", Sec. 4; Transformer Engine keeps most saved tensors in bf16, an
+    approximation)."""
     return training.weight_bytes
 
 
-def _kv_per_device(kv_heads: int, tp: int) -> int:
+def kv_heads_per_device(model: ModelSpec, tp: int) -> int:
     """K/V heads per TP rank: split when ``tp`` divides them, else one replicated head per
-    rank (plan.resolve allows ``tp`` a multiple of ``kv_heads``; Megatron-LM's GQA)."""
+    rank (plan.resolve allows ``tp`` a multiple of ``kv_heads``; Megatron-LM's GQA
+    placement; Ainslie et al. 2023 define GQA)."""
+    kv_heads = model.kv_heads_
     return kv_heads // tp if kv_heads % tp == 0 else 1
 
 
@@ -170,9 +180,9 @@ def _dims(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str) -> _D
     # Inference runs without dropout.
     return _Dims(
         tokens=b if decode else b * s, b=b, s=1 if decode else s, ctx=s, h=model.hidden,
-        heads=model.heads // t, kv=_kv_per_device(model.kv_heads_, t), d=model.head_dim,
+        heads=model.heads // t, kv=kv_heads_per_device(model, t), d=model.head_dim,
         ffn=model.ffn // t, vocab=-(-model.vocab // t), rep=t if plan.sequence_parallel else 1,
-        e=_act_bytes(training), w=PRECISION_BYTES[training.precision],
+        e=activation_element_bytes(training), w=PRECISION_BYTES[training.precision],
         g=PRECISION_BYTES[training.grad_precision_],
         dropout=model.dropout and mode == "train")
 
@@ -290,7 +300,7 @@ def _grad_ops(op: Op, x: _Dims) -> tuple[Op, ...]:
     return (replace(d_a, pass_="bwd"), replace(d_b, pass_="bwd"))
 
 
-@lru_cache(maxsize=1024)
+@memoized(maxsize=1024)
 def layer_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str = "fwd",
               mode: str = "train") -> tuple[Op, ...]:
     """Ops of one transformer layer on one device for one micro-batch.
@@ -314,7 +324,7 @@ def layer_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str =
     return tuple(g for op in reversed(fwd) for g in _grad_ops(op, x))
 
 
-@lru_cache(maxsize=1024)
+@memoized(maxsize=1024)
 def activation_bytes_per_layer(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
     """Activation bytes one layer keeps per micro-batch per device under ``plan.recompute``:
     the sum of ``saved_bytes`` of its forward ops (Korthikanti et al. 2022, Table 2)."""
@@ -325,7 +335,7 @@ def activation_bytes_per_layer(model: ModelSpec, training: TrainingSpec, plan: P
 # Embedding and head
 
 
-@lru_cache(maxsize=1024)
+@memoized(maxsize=1024)
 def embedding_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str = "fwd",
                   mode: str = "train") -> tuple[Op, ...]:
     """Input embedding on the first stage: vocabulary-parallel lookup plus the learned
@@ -358,7 +368,7 @@ def embedding_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: s
     return tuple(grads)
 
 
-@lru_cache(maxsize=1024)
+@memoized(maxsize=1024)
 def head_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str = "fwd",
              mode: str = "train") -> tuple[Op, ...]:
     """Final norm, LM-head logits GEMM (vocabulary split over TP) and cross-entropy loss on
@@ -379,7 +389,7 @@ def head_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str = 
                     saved=T * h * e / x.rep if train else 0.0)]
     if train:
         ops.append(_ew_op("cross_entropy", "reduction", _XENT_FLOP * T * v, T * v * e,
-                          T * v * _FP32_BYTES, saved=T * v * _FP32_BYTES))
+                          T * v * FP32_BYTES, saved=T * v * FP32_BYTES))
     if pass_ == "fwd":
         return tuple(ops)
     return tuple(g for op in reversed(ops) for g in _grad_ops(op, x))
@@ -389,7 +399,7 @@ def head_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str = 
 # Stages and whole steps
 
 
-@lru_cache(maxsize=1024)
+@memoized(maxsize=1024)
 def chunk_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, chunk: int) -> StageOps:
     """Ops of model chunk ``chunk`` (0 .. plan.chunks - 1) per micro-batch: the embedding
     on chunk 0, the head on the last chunk; backward includes recompute before each layer's
@@ -414,7 +424,7 @@ def chunk_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, chunk: int) 
     return StageOps(fwd=tuple(fwd), bwd=tuple(bwd))
 
 
-@lru_cache(maxsize=1024)
+@memoized(maxsize=1024)
 def stage_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int) -> StageOps:
     """Ops of every chunk held by pipeline ``stage`` per micro-batch, chunks in model order
     (backward lists the chunks in reverse order)."""

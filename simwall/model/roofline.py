@@ -10,10 +10,10 @@ decoding one token at a time is memory bound whatever the peak FLOP/s.
 from __future__ import annotations
 
 from ..config import DeviceSpec, Workload
-from .optime import bound, op_time_s, ridge_point
 from ..errors import SimwallError
 from ..plan import Plan, balanced_split
 from .ops import MODES, embedding_ops, head_ops, layer_ops
+from .optime import bound, op_time_s, ridge_point
 
 __all__ = ["render", "roofline_rows", "single_layer_plan"]
 

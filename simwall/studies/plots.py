@@ -222,7 +222,7 @@ def roofline_plot(rows: list[Any], device: Any, precision: str = "bf16"
 
     ``rows``: :func:`simwall.roofline.roofline_rows` output (dicts or objects with the op
     name, ``flop``, intensity and time)."""
-    from ..model.optime import efficiency_of
+    from ..hardware.efficiency import efficiency_of
 
     eff = efficiency_of(device)
     peak = device.peak(precision) * eff.gemm_max

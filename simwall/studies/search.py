@@ -198,7 +198,7 @@ class Searcher:
     def stage_cost(self, plan: Plan, stage: int):
         """``stepcost.stage_cost`` memoised; gpipe and 1F1B share a shape (same tasks,
         different order), so the schedule is normalised out of the key."""
-        from ..costing.stage import stage_cost, costs_symmetrically
+        from ..costing import costs_symmetrically, stage_cost
 
         shape = plan if plan.virtual_stages > 1 else replace(plan, schedule="1f1b")
         key = (shape, stage)
@@ -251,7 +251,7 @@ class Searcher:
         alone (no TP / PP / DP communication, no optimizer). Compute per layer depends on
         tp, sequence parallelism, micro-batch and recompute only (simwall.workload's ops),
         so it is memoised on those."""
-        from ..costing.stage import op_times
+        from ..costing import op_times
 
         key = (plan.tp, plan.sequence_parallel, plan.micro_batch, plan.recompute)
         t = self._op_cache.get(key)

@@ -191,7 +191,7 @@ def _with_efficiency(prep, efficiency: dict[str, float] | None):
     if not efficiency:
         return prep
     from ..config import EfficiencySpec
-    from ..model.optime import efficiency_of
+    from ..hardware.efficiency import efficiency_of
 
     dev = prep.device
     eff = EfficiencySpec(**{**efficiency_of(dev).model_dump(), **efficiency})
@@ -239,7 +239,7 @@ def _memory(cf: CaseFile, case: Case) -> float:
 
 
 def _activation(prep) -> float:
-    from ..model.memory import activation_bytes_per_layer
+    from ..model.ops import activation_bytes_per_layer
 
     wl = prep.workload
     return float(activation_bytes_per_layer(wl.model, wl.training, prep.plan))

@@ -1,4 +1,4 @@
-"""Tests of simwall.cost: the roofline with efficiency, stated as physics properties."""
+"""Tests of simwall.model.optime: the roofline with efficiency, stated as physics properties."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.model import optime as cost
 from simwall.config import DeviceSpec, EfficiencySpec, TrainingSpec
 from simwall.errors import SimwallError
+from simwall.hardware.efficiency import FALLBACK
+from simwall.model import optime as cost
 from simwall.model.ops import Op
 
 # NVIDIA A100 Tensor Core GPU datasheet (2021), SXM4 80GB: 312 TFLOP/s bf16 dense,
@@ -26,35 +27,6 @@ def _gemm(m, n, k, count=1, e=2):
               gemm=(m, n, k), count=count)
 
 
-def test_fallback_used_field_by_field():
-    assert cost.efficiency_of(A100) == cost.FALLBACK["gpu"]
-    custom = DeviceSpec.model_validate({**A100.model_dump(by_alias=True),
-                                        "efficiency": {"gemm_max": 0.5}})
-    eff = cost.efficiency_of(custom)
-    assert eff.gemm_max == 0.5 and eff.memory_bw == cost.FALLBACK["gpu"].memory_bw
-
-
-def test_gemm_efficiency_quantisation():
-    gmax = cost.FALLBACK["gpu"].gemm_max
-    # 3456 x 4096 output in 128 x 128 tiles = 864 tiles = 8 full waves over 108 SMs (the
-    # shape NVIDIA used to measure A100 peak, github.com/NVIDIA/cutlass/issues/106).
-    assert cost.gemm_efficiency(3456, 4096, 8192, A100) == pytest.approx(gmax)
-    # One tile more than a full wave leaves the second wave nearly idle.
-    full = cost.gemm_efficiency(128 * 108, 128, 4096, A100)
-    spill = cost.gemm_efficiency(128 * 109, 128, 4096, A100)
-    assert spill < 0.6 * full
-    # A partial tile computes padding (tile quantisation).
-    assert cost.gemm_efficiency(129, 128 * 108, 4096, A100) < cost.gemm_efficiency(
-        128, 128 * 108, 4096, A100)
-    half = DeviceSpec.model_validate({**A100.model_dump(by_alias=True),
-                                      "efficiency": {"gemm_half_flop": 1e9, "sm_count": 0}})
-    f = 2.0 * 500 * 1000 * 1000
-    assert cost.gemm_efficiency(1000, 1000, 500, half) == pytest.approx(
-        gmax * f / (f + 1e9) * (1000 * 1000) / (1024 * 1024))
-    with pytest.raises(SimwallError):
-        cost.gemm_efficiency(-1, 2, 3, A100)
-
-
 def test_bound_and_ridge():
     big = _gemm(8192, 8192, 8192)
     vec = _gemm(1, 8192, 8192)  # matrix-vector: ~1 FLOP/byte
@@ -62,7 +34,7 @@ def test_bound_and_ridge():
     assert cost.bound(big, A100, "bf16") == "compute"
     assert cost.bound(vec, A100, "bf16") == "memory"
     assert cost.bound(norm, A100, "bf16") == "memory"
-    eff = cost.FALLBACK["gpu"]
+    eff = FALLBACK["gpu"]
     assert cost.ridge_point(A100, "bf16") == pytest.approx(
         312e12 * eff.gemm_max / (2.039e12 * eff.memory_bw))
     assert big.intensity > cost.ridge_point(A100, "bf16") > vec.intensity
@@ -109,7 +81,7 @@ def test_optimizer_step():
     assert cost.optimizer_step_bytes(1.0, "adam", meg) == 30.0
     assert cost.optimizer_step_bytes(1.0, "sgd") < cost.optimizer_step_bytes(1.0, "adam")
     t1 = cost.optimizer_step_time_s(1e9, "adam", A100)
-    eff = cost.FALLBACK["gpu"]
+    eff = FALLBACK["gpu"]
     assert t1 == pytest.approx(28e9 / (2.039e12 * eff.memory_bw) + eff.launch_s)
     assert cost.optimizer_step_time_s(0, "adam", A100) == 0.0
     with pytest.raises(SimwallError):

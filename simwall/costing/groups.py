@@ -1,0 +1,163 @@
+"""Device groups of a stage and how a symmetric run places them on the network (pure).
+
+A stage's TP groups (one per DP replica), DP groups (one per TP rank) and the pairs of
+devices that pipeline sends join; per-device runs put every group on the network. On a
+symmetric cluster (:func:`costs_symmetrically`) the groups are translations of each other,
+so only the first one and the groups that can share its links are costed
+(:func:`near_groups`, :func:`near_pairs`, :func:`placement`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from ..memo import memoized
+from ..net import collectives
+from ..plan import Plan
+
+__all__ = [
+    "axis_groups",
+    "boundary_pairs",
+    "costs_symmetrically",
+    "dp_groups",
+    "near_groups",
+    "near_pairs",
+    "placement",
+    "stage_pairs",
+    "tp_groups",
+]
+
+Groups = Sequence[Sequence[int]]
+
+
+def tp_groups(plan: Plan, stage: int) -> list[list[int]]:
+    """Every TP group of ``stage``: one per DP replica, devices in TP-rank order."""
+    return [[plan.device_of(stage, d, t) for t in range(plan.tp)] for d in range(plan.dp)]
+
+
+def dp_groups(plan: Plan, stage: int) -> list[list[int]]:
+    """Every DP group of ``stage``: one per TP rank, devices in replica order."""
+    return [[plan.device_of(stage, d, t) for d in range(plan.dp)] for t in range(plan.tp)]
+
+
+def _devices_near(topology, devices) -> Iterator[int]:
+    """Every device whose traffic can contend with that of ``devices``: those on the
+    same nodes, or on the same oversubscribed leaves (``Topology.contention_nodes``).
+    Node by node, nearest to the lowest first; a device may come more than once."""
+    per_node = topology.devices_per_node
+    seen: set[range] = set()
+    for n in sorted({d // per_node for d in devices}):
+        near = topology.contention_nodes(n)
+        if near not in seen:
+            seen.add(near)
+            for m in near:
+                yield from range(m * per_node, (m + 1) * per_node)
+
+
+def _translates(first: tuple[int, ...], offsets: Sequence[int], topology
+                ) -> tuple[tuple[int, ...], ...]:
+    """``first`` moved by each of ``offsets`` (distinct, >= 0, 0 included): the groups
+    of a symmetric run. Only ``first`` when the others are copies of it on other rails
+    of a rail-disjoint network (``Topology.rails_disjoint``): ``first`` has one device
+    per node, all on one rail; every translate stays on the same nodes (largest local
+    index + largest offset < devices per node); no two offsets land on the same rail.
+    Such groups share no link and a rail permutation maps one onto another, so together
+    they take as long as ``first`` alone and load their rails as it loads its own."""
+    if len(offsets) > 1 and topology.rails_disjoint():
+        per_node, rails = topology.devices_per_node, topology.rails
+        local = [d % per_node for d in first]
+        if (len({d // per_node for d in first}) == len(first)
+                and len({j % rails for j in local}) == 1
+                and max(local) + max(offsets) < per_node
+                and len({o % rails for o in offsets}) == len(offsets)):
+            return (first,)
+    return tuple(tuple(d + o for d in first) for o in offsets)
+
+
+@memoized(maxsize=1024)
+def near_groups(plan: Plan, stage: int, axis: str, topology) -> tuple[tuple[int, ...], ...]:
+    """The ``axis`` ('tp' or 'dp') groups of ``stage`` that share a node with its first
+    group: the ones a symmetric run puts on the network (see :func:`placement`), less
+    copies on other rails (:func:`_translates`)."""
+    lo, tp = plan.device_of(stage, 0, 0), plan.tp
+    hi = lo + plan.dp * tp                         # devices of the stage: lo .. hi - 1
+    if axis == "tp":     # device - lo = dp_rank * tp + tp_rank; group d = first + d * tp
+        first = tuple(range(lo, lo + tp))
+        ranks = sorted({(dev - lo) // tp for dev in _devices_near(topology, first)
+                        if lo <= dev < hi})
+        return _translates(first, [d * tp for d in ranks], topology)
+    first = tuple(range(lo, hi, tp))                # group t = first + t
+    found: set[int] = set()
+    for dev in _devices_near(topology, first):
+        if lo <= dev < hi:
+            found.add((dev - lo) % tp)
+            if len(found) == tp:
+                break
+    return _translates(first, sorted(found), topology)
+
+
+def axis_groups(plan: Plan, stage: int, axis: str, topology, symmetric: bool) -> Groups:
+    """The ``axis`` ('tp' or 'dp') groups of ``stage`` to cost: :func:`near_groups` when
+    ``symmetric``, else every group (:func:`tp_groups` / :func:`dp_groups`)."""
+    if symmetric:
+        return near_groups(plan, stage, axis, topology)
+    return tp_groups(plan, stage) if axis == "tp" else dp_groups(plan, stage)
+
+
+def stage_pairs(plan: Plan, a: int, b: int, ranks: int) -> list[list[int]]:
+    """[device of stage ``a``, same replica and TP rank in stage ``b``], TP ranks < ranks."""
+    return [[plan.device_of(a, d, r), plan.device_of(b, d, r)]
+            for d in range(plan.dp) for r in range(ranks)]
+
+
+@memoized(maxsize=1024)
+def near_pairs(plan: Plan, a: int, b: int, ranks: int, topology
+               ) -> tuple[tuple[int, ...], ...]:
+    """:func:`stage_pairs` that share a node with the first pair, in the same order,
+    less copies on other rails (:func:`_translates`)."""
+    first = (plan.device_of(a, 0, 0), plan.device_of(b, 0, 0))
+    ids = set()
+    for dev in _devices_near(topology, first):
+        s, d, r = plan.rank_of(dev)
+        if s in (a, b) and r < ranks:
+            ids.add((d, r))
+    # Pair (d, r) is the first moved by d * tp + r devices in both stages.
+    return _translates(first, [d * plan.tp + r for d, r in sorted(ids)], topology)
+
+
+def boundary_pairs(plan: Plan, a: int, b: int, ranks: int, topology, symmetric: bool
+                   ) -> Groups:
+    """The pairs (stage ``a`` -> stage ``b``) to cost: :func:`near_pairs` when
+    ``symmetric``, else every pair (:func:`stage_pairs`)."""
+    if symmetric:
+        return near_pairs(plan, a, b, ranks, topology)
+    return stage_pairs(plan, a, b, ranks)
+
+
+def costs_symmetrically(cluster, topology, plan: Plan) -> bool:
+    """Whether stage 0's groups may stand for every stage's (``symmetric`` costing): no
+    failed or degraded links, no stragglers, and a shift by one stage maps the network
+    onto itself (``Topology.shift_invariant``)."""
+    return (not cluster.faults.links and not cluster.faults.stragglers
+            and topology.shift_invariant(plan.dp * plan.tp))
+
+
+def placement(topology, kind: str, groups, bytes_: float, algorithm: str, symmetric: bool
+              ) -> tuple[tuple[tuple[int, ...], ...], str, collectives.Window]:
+    """``(groups, algorithm, window)`` with which ``kind`` run by all ``groups`` at once is
+    put on the network (max-min shared links).
+
+    ``symmetric``: the groups are alike up to translation; the caller passes only the
+    first one and the groups that can share its links (:func:`near_groups`,
+    :func:`near_pairs`), the algorithm is chosen once for the first, and a group
+    spanning many leaves is costed on the flows of its first two
+    (:func:`simwall.net.collectives.symmetry_window`), so the cost does not grow with DP.
+    Per-device runs (``symmetric=False``) put every group on the network.
+    """
+    window = None
+    if symmetric:      # the caller passes the groups sharing a node with the first
+        rep = groups[0]
+        window = collectives.symmetry_window(rep, topology)
+        if algorithm == "auto":
+            algorithm = collectives.choose_algorithm(kind, rep, bytes_, topology, window)
+    return tuple(tuple(g) for g in groups), algorithm, window

@@ -1,0 +1,45 @@
+"""The optimizer step and what follows it (pure).
+
+On the device: one fused streaming kernel over the optimizer shard
+(:func:`simwall.model.optime.optimizer_step_time_s`). With ZeRO 1/2 each DP rank updates
+its shard, then the updated 16-bit parameters are all-gathered (Rajbhandari et al. 2020,
+"ZeRO", Sec. 5). With offload the step runs on the host CPU (:mod:`.offload`).
+"""
+
+from __future__ import annotations
+
+from ..config import DeviceSpec, ModelSpec, TrainingSpec
+from ..model import memory, optime
+from ..plan import Plan
+from . import offload
+from .groups import axis_groups
+from .traffic import Costed, run_collective
+
+__all__ = ["optimizer_s", "parameter_gather_cost"]
+
+
+def optimizer_s(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec,
+                topology, stage: int, speed: float, backward_s: float) -> float:
+    """Seconds of ``stage``'s optimizer step after its last backward; ``speed`` < 1 slows
+    a device step (a straggler); ``backward_s``: one micro-batch's backward compute there
+    (hides the gradient copy to the host when offloading)."""
+    shard = memory.optimizer_shard_params(memory.stage_params(model, plan, stage), plan)
+    if plan.offload != "none":
+        # --- offload (issue 6, simwall.costing.offload): ZeRO-Offload runs the optimizer on
+        # the host CPU: exposed gradient copy to host + CPU Adam + updated weights back
+        # over PCIe.
+        return offload.host_optimizer_s(topology, training, plan, stage, shard,
+                                        backward_s=backward_s)
+    return optime.optimizer_step_time_s(shard, training.optimizer, device, training) / speed
+
+
+def parameter_gather_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology,
+                          stage: int, symmetric: bool) -> Costed:
+    """ZeRO 1/2: the all-gather of ``stage``'s updated 16-bit parameters after the
+    optimizer step, once per step (nothing otherwise)."""
+    if not (plan.zero in (1, 2) and plan.dp > 1):
+        return Costed()
+    groups = axis_groups(plan, 0 if symmetric else stage, "dp", topology, symmetric)
+    params_bytes = memory.stage_params(model, plan, stage) * training.weight_bytes
+    return run_collective(topology, "all_gather", groups, params_bytes, 1, plan.collective,
+                          symmetric)

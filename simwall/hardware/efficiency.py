@@ -1,0 +1,144 @@
+"""Achievable fraction of a device's peaks: the efficiency model of one device (pure).
+
+A kernel reaches only part of the tensor-core peak and of the memory bandwidth:
+
+- GEMMs (``matmul`` and the batched GEMMs of ``attention``) reach
+  ``gemm_max x F / (F + gemm_half_flop) x tile_eff x wave_eff`` of the tensor-core peak,
+  with ``F`` the FLOP of the (batched) GEMM. The saturating factor stands for the fixed
+  prologue/epilogue of a kernel; tile and wave quantisation follow NVIDIA's "Matrix
+  Multiplication Background User's Guide" (DU-09799-001, 2023, Sec. 3.1 and 3.2): the
+  output is cut into ``gemm_tile x gemm_tile`` tiles, partial tiles compute padding, and the
+  tiles run in waves of ``sm_count`` (one tile per SM at a time), the last wave partly idle.
+- Streaming (elementwise, reduction, optimizer) kernels reach ``memory_bw`` of the peak
+  bandwidth.
+
+Efficiency parameters come from the device's catalog ``efficiency`` block; any field the
+catalog leaves out falls back to the per-kind defaults in :data:`FALLBACK` (cited below).
+:mod:`simwall.model.optime` turns these into the time of an op.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..config import DeviceSpec, EfficiencySpec
+from ..errors import SimwallError
+
+__all__ = [
+    "FALLBACK",
+    "DeviceRoofs",
+    "device_roofs",
+    "efficiency_of",
+    "gemm_efficiency",
+    "gemm_efficiency_with",
+]
+
+# ---------------------------------------------------------------------------------------
+# Fallback efficiency per device kind (used field by field where the catalog has none).
+#
+# GPU (values for the A100 SXM4, the reference device of the calibration data):
+# - gemm_max 0.80: large cuBLAS/CUTLASS fp16 GEMMs on A100 reach about 240-250 of 312
+#   TFLOP/s (NVIDIA GTC 2020 talk S21745 "Developing CUDA kernels to push Tensor Cores to the
+#   absolute limit on NVIDIA A100", as quoted in github.com/NVIDIA/cutlass/issues/105;
+#   "about 80 % of the theoretical value" with cuBLAS/CUTLASS, github.com/NVIDIA/DCGM/issues/40).
+# - gemm_half_flop 0: small GEMMs lose only through tile and wave quantisation, which the
+#   NVIDIA guide names as the main small-GEMM effect (Sec. 3). The Megatron Table 1 fit
+#   (docs/validation.md) does not support a non-zero value: it would help only at >= 1e10
+#   FLOP per GEMM (~40 us of fixed cost per kernel), which no GEMM library shows.
+# The A100 catalog entries override gemm_max and memory_bw with values FITTED on Megatron
+# Table 1 rows 1, 4, 7, 10 (simwall/catalog/devices.yaml, docs/validation.md); the values
+# here stay the cited isolated-kernel figures for devices without a fitted block.
+# - memory_bw 0.88: a read kernel on A100-SXM4-80GB sustains 1.80 of 2.04 TB/s, 88 % (also
+#   reported by Nsight Compute); NVIDIA forum thread "Trouble to Reach Peak Bandwidth of
+#   A100" (forums.developer.nvidia.com/t/339083), which cites ~90 % as the best seen.
+# - launch_s 3e-6: raw cuLaunchKernel costs ~3.0 us (github.com/meta-pytorch/tritonbench
+#   pull 1017, table "per-kernel overhead breakdown").
+# - sm_count 108: NVIDIA A100 Tensor Core GPU Architecture whitepaper (2020), "108 SMs".
+# - gemm_tile 128: 128x128 is the typical cuBLAS tile on A100 (Matrix Multiplication
+#   Background User's Guide, Sec. 2.3 and its wave-quantisation example in Sec. 3.2).
+# TPU: no published per-kernel efficiency was found; the GPU values without tile/wave
+#   quantisation (MXU tiling differs) stand in until the catalog gives a TPU block.
+# CPU (Xeon-class): memory_bw 0.80 and gemm_max 0.75 are assumptions: AVX-512 code runs
+#   below the nominal clock (Intel Xeon Scalable Specification Update, doc. 336065, AVX-512
+#   frequency tables; discussed in community.intel.com "Calculate the Max Flops on
+#   Skylake"), and STREAM-type kernels do not reach DRAM peak. Replace with measurements.
+FALLBACK: dict[str, EfficiencySpec] = {
+    "gpu": EfficiencySpec(gemm_max=0.80, gemm_half_flop=0.0, memory_bw=0.88, launch_s=3e-6,
+                          sm_count=108, gemm_tile=128),
+    "tpu": EfficiencySpec(gemm_max=0.80, gemm_half_flop=0.0, memory_bw=0.88, launch_s=3e-6),
+    "cpu": EfficiencySpec(gemm_max=0.75, gemm_half_flop=0.0, memory_bw=0.80, launch_s=0.0),
+}
+
+
+@dataclass(frozen=True)
+class DeviceRoofs:
+    """The numbers an op's time needs on one device in one precision: tensor-core peak
+    and vector (fp32) peak in FLOP/s, memory bandwidth in bytes/s, and the efficiency."""
+
+    peak_flop_per_s: float
+    vector_flop_per_s: float
+    bandwidth_bytes_per_s: float
+    eff: EfficiencySpec
+
+
+def efficiency_of(device: DeviceSpec) -> EfficiencySpec:
+    """The device's efficiency: catalog fields where given, :data:`FALLBACK` elsewhere."""
+    base = FALLBACK[device.kind]
+    if "efficiency" not in device.model_fields_set:
+        return base
+    given = device.efficiency
+    update = {f: getattr(given, f) for f in given.model_fields_set}
+    return base.model_copy(update=update) if update else base
+
+
+def device_roofs(device: DeviceSpec, precision: str) -> DeviceRoofs:
+    """:class:`DeviceRoofs` of ``device`` computing in ``precision``."""
+    return DeviceRoofs(device.peak(precision), device.peak("fp32"),
+                       device.memory_bandwidth_bytes_per_s, efficiency_of(device))
+
+
+#: Smallest tile edge a GEMM library falls back to for a thin dimension: the 16-row
+#: tensor-core MMA shape (m16n8k16, PTX ISA "Matrix shape" for .bf16/.f16 mma).
+_MIN_TILE = 16
+
+
+def _edge(dim: int, tile: int) -> int:
+    """Tile edge used along ``dim``: ``tile``, or the next power of two >= ``dim`` (at least
+    :data:`_MIN_TILE`) when ``dim`` is thinner; libraries pick among several tile shapes
+    (Matrix Multiplication Background User's Guide, Sec. 2.3)."""
+    if dim >= tile:
+        return tile
+    return min(tile, max(_MIN_TILE, 1 << max(0, dim - 1).bit_length()))
+
+
+def gemm_efficiency_with(m: int, n: int, k: int, count: int, eff: EfficiencySpec) -> float:
+    """Achievable fraction of peak for ``count`` GEMMs ``(m, k) x (k, n)`` launched
+    together under the efficiency ``eff`` (0 for an empty GEMM); sizes unchecked."""
+    flop = 2.0 * m * n * k * count
+    if flop <= 0:
+        return 0.0
+    size = flop / (flop + eff.gemm_half_flop)
+    quant = 1.0
+    if eff.gemm_tile:
+        em, en = _edge(m, eff.gemm_tile), _edge(n, eff.gemm_tile)
+        tm, tn = math.ceil(m / em), math.ceil(n / en)
+        quant *= (m * n) / (tm * em * tn * en)                       # tile quantisation
+        if eff.sm_count:
+            units = count * tm * tn
+            if units < eff.sm_count:
+                # Too few tiles for one wave: split K over the idle SMs (split-K), as long
+                # as each slice keeps a few k-tiles (CUTLASS "split-K" GEMMs).
+                units *= max(1, min(eff.sm_count // units, k // (4 * eff.gemm_tile)))
+            waves = math.ceil(units / eff.sm_count)
+            quant *= units / (waves * eff.sm_count)                  # wave quantisation
+    return eff.gemm_max * size * quant
+
+
+def gemm_efficiency(m: int, n: int, k: int, device: DeviceSpec, precision: str = "bf16",
+                    count: int = 1) -> float:
+    """Achievable fraction of ``device.peak(precision)`` for ``count`` GEMMs of
+    ``(m, k) x (k, n)`` launched together (in (0, 1]; 0 for an empty GEMM)."""
+    if min(m, n, k, count) < 0:
+        raise SimwallError(f"cost: GEMM sizes must be non-negative, got {(m, n, k, count)}")
+    return gemm_efficiency_with(m, n, k, count, efficiency_of(device))
