@@ -3,6 +3,7 @@
 import pytest
 
 from simwall import api
+from simwall.errors import ConfigError
 from simwall.report import BREAKDOWN_KEYS
 
 SMALL = {"model.layers": 8, "model.hidden": 2048, "model.heads": 16, "model.kv_heads": 16,
@@ -130,3 +131,40 @@ def test_clear_caches_is_public():
     assert simwall.clear_caches is memo.clear_caches
     simwall.clear_caches()
     assert _sim(**PLANS[0]).step_time_s > 0  # a run after clearing works
+
+
+@pytest.mark.parametrize("zero", [0, 1, 2, 3])
+def test_trace_covers_the_whole_step(zero):
+    """The processes write the trace as they run, through the optimizer step and the ZeRO
+    1/2 parameter all-gather: the last event ends at the step time."""
+    over = dict(PLANS[0], **{"plan.zero": zero})
+    for per_device in (False, True):
+        r = api.simulate("gpt3-175b", "dgx-a100", per_device=per_device, trace=True,
+                         **dict(SMALL, **over))
+        spans = [e for e in r.trace_events if e["ph"] == "X"]
+        last_end_s = max((e["ts"] + e["dur"]) / 1e6 for e in spans)
+        assert last_end_s == pytest.approx(r.step_time_s, rel=1e-9)
+        assert {e["cat"] for e in spans} >= {"compute", "dp", "optimizer"}
+
+
+GPT3_131K = {"cluster.nodes": 16384, "training.global_batch": 2048 * 64}
+
+
+def test_engine_task_cap_counts_the_simulated_streams():
+    """GPT-3 175B on 131,072 GPUs (tp 8 x pp 8 x dp 2048), 64 micro-batches per replica:
+    a symmetric run simulates the 8 pipeline streams only (1,024 tasks) and runs; per
+    device it would simulate all 2,048 replicas (2,097,152 tasks) and is refused with an
+    error located in the workload."""
+    r = api.simulate("gpt3-175b", **GPT3_131K)
+    assert r.world == 131072 and r.plan["dp"] == 2048
+    assert r.engine["mode"] == "symmetric" and r.engine["streams"] == 8
+    prep = api.prepare("gpt3-175b", None, GPT3_131K)
+    assert prep.plan.micro_batches == 64
+    with pytest.raises(ConfigError) as err:
+        api.run_prepared(prep, per_device=True)   # refused before anything is simulated
+    assert err.value.source == prep.workload.file
+    assert err.value.key == "training.global_batch"
+    assert err.value.line == prep.workload.line("training.global_batch")
+    assert "x 2048 replicas = 2,097,152 engine tasks" in err.value.message
+    with pytest.raises(ConfigError, match="2,097,152 engine tasks"):
+        api.simulate("gpt3-175b", per_device=True, **GPT3_131K)

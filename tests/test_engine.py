@@ -1,12 +1,19 @@
 """The SimPy engine: bubbles from the schedule, PP exposure, DP bucket overlap."""
 
+from dataclasses import replace
+
 import pytest
+import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.engine.pipeline import bucket_ready_times, dp_stream, run_pipeline
+from simwall.costing import ChunkCost, StageCost
+from simwall.engine.pipeline import GradSegment, run_pipeline
+from simwall.engine.step import estimate_step, simulate_step, step_timing
+from simwall.engine.sync import bucket_ready_times, dp_reduction
+from simwall.engine.trace import Recorder
 from simwall.plan import Plan, balanced_split
-from simwall.costing.stage import ChunkCost, StageCost
+from simwall.plan.schedules import SCHEDULES, tasks_for
 
 
 def _plan(pp, m, schedule="1f1b", v=1, dp=1):
@@ -80,16 +87,82 @@ def test_bucket_ready_times_follow_backward():
     assert bucket_ready_times([(0.0, 10.0, 100.0)], (50.0, 50.0), False) == [10.0, 10.0]
 
 
+def _dp_end(bucket_s, overlap):
+    """Stage 0's DP process alone: one 10 s backward (announced as it starts) producing
+    100 bytes in 4 buckets of 25 bytes. Returns (DP end, [(start, end) of each bucket])."""
+    env = simpy.Environment()
+    chunk = ChunkCost(chunk=0, layers=1, fwd_compute_s=0.0, fwd_tp_s=0.0, bwd_compute_s=10.0,
+                      bwd_tp_s=0.0, zero3_fwd_exposed_s=0.0, zero3_bwd_exposed_s=0.0,
+                      grad_bytes=100.0, activation_bytes=0.0)
+    sc = StageCost(stage=0, chunks=(chunk,), pp_fwd_s=0.0, pp_bwd_s=0.0,
+                   bucket_bytes=(25.0,) * 4, bucket_s=bucket_s, tied_embedding_s=0.0,
+                   optimizer_s=0.0, post_optimizer_s=0.0)
+    grads = simpy.Store(env)
+    rec = Recorder(True, 1)
+
+    def backward():
+        grads.put(GradSegment(0, 0.0, 10.0, 100.0))
+        yield env.timeout(10.0)
+
+    stream = env.process(backward())
+    dp = env.process(dp_reduction(env, sc, 1, overlap, grads, [stream], lambda: 10.0, rec))
+    env.run()
+    spans = [(e["ts"] / 1e6, (e["ts"] + e["dur"]) / 1e6) for e in rec.events]
+    return dp.value, spans
+
+
 def test_dp_overlap_hides_all_but_the_last_bucket():
     # Backward of 10 s makes 4 buckets; each takes 1 s to reduce, less than the 2.5 s
     # between buckets, so only the last bucket's reduction is exposed after backward.
-    ready = bucket_ready_times([(0.0, 10.0, 100.0)], (25.0,) * 4, True)
-    spans = dp_stream(ready, (1.0,) * 4)
-    assert spans[-1][1] == pytest.approx(10.0 + 1.0)
+    end, spans = _dp_end((1.0,) * 4, True)
+    assert end == pytest.approx(10.0 + 1.0)
+    assert [s for s, _ in spans] == pytest.approx([2.5, 5.0, 7.5, 10.0])
     # Without overlap all four are exposed.
-    spans = dp_stream(bucket_ready_times([(0.0, 10.0, 100.0)], (25.0,) * 4, False),
-                      (1.0,) * 4)
-    assert spans[-1][1] == pytest.approx(14.0)
+    end, spans = _dp_end((1.0,) * 4, False)
+    assert end == pytest.approx(14.0)
+    assert [s for s, _ in spans] == pytest.approx([10.0, 11.0, 12.0, 13.0])
     # Reductions slower than backward queue up: exposure grows beyond one bucket.
-    spans = dp_stream(ready, (4.0,) * 4)
-    assert spans[-1][1] == pytest.approx(2.5 + 16.0)
+    end, _ = _dp_end((4.0,) * 4, True)
+    assert end == pytest.approx(2.5 + 16.0)
+
+
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+def test_every_schedule_consumes_each_chunks_inputs_in_production_order(schedule):
+    """The engine's inputs are FIFO stores (one per receiving chunk, direction and
+    replica): that holds when every stage runs each chunk's forwards, and its backwards,
+    in micro-batch order, since the neighbouring chunk then produces them in the order
+    they are consumed."""
+    for pp in range(1, 7):
+        for v in ((1,) if schedule != "interleaved" else (2, 3, 4)):
+            for k in range(1, 5):
+                m = pp * k
+                for stage in range(pp):
+                    order = tasks_for(schedule, pp, stage, m, v)
+                    for local in range(v):
+                        for pass_ in ("F", "B"):
+                            mbs = [mb for p_, mb, c in order if p_ == pass_ and c == local]
+                            assert mbs == list(range(m)), (pp, v, m, stage, local, pass_)
+
+
+def _uniform_costs(plan, tf, tb, bucket_bytes=(), bucket_s=(), opt=0.0):
+    costs = _costs(plan, tf, tb)
+    return {k: replace(sc, bucket_bytes=bucket_bytes, bucket_s=bucket_s, optimizer_s=opt)
+            for k, sc in costs.items()}
+
+
+@pytest.mark.parametrize("schedule", ["1f1b", "gpipe"])
+def test_engine_and_analytic_estimate_share_the_step_assembly(schedule):
+    """On uniform stages without PP transfer time the closed-form pipeline is exact, so
+    the search's estimate (estimate_step) and the engine (simulate_step), both assembled
+    by step_timing, give the same step and breakdown. The DP reductions (0.5 s each,
+    buckets every 0.5 s of a 2 s backward) leave only the last bucket exposed."""
+    plan = _plan(4, 8, schedule)
+    costs = _uniform_costs(plan, 1.0, 2.0, (25.0,) * 4, (0.5,) * 4, opt=0.25)
+    sim = simulate_step(plan, costs, 1)
+    crit = max(sim.stats, key=lambda k: (sim.stats[k].compute_end_s, -k[0], -k[1]))
+    engine = step_timing(sim.stats[crit], sim.tail)
+    est = estimate_step(plan, [(costs[(s, 0)], 1) for s in range(plan.pp)])
+    assert engine.step_s == pytest.approx(est.step_s, rel=1e-12)
+    for key, value in engine.breakdown_s.items():
+        assert est.breakdown_s[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+    assert sum(engine.breakdown_s.values()) == pytest.approx(engine.step_s, rel=1e-12)

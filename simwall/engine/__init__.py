@@ -1,0 +1,42 @@
+"""The SimPy engine: the pipeline streams (:mod:`.pipeline`), the DP reduction and
+optimizer tail (:mod:`.sync`), the Chrome trace they write (:mod:`.trace`) and the one
+assembly of a step (:mod:`.step`), used by :func:`simwall.simulate` and by the plan
+search's analytic estimate."""
+
+from .pipeline import Arrival, GradSegment, Pipeline, StageStats, run_pipeline, scaled
+from .step import (
+    Prepared,
+    SimulatedStep,
+    StepTiming,
+    estimate_step,
+    prepare,
+    run_prepared,
+    simulate_step,
+    step_timing,
+    topology_for,
+)
+from .sync import OTHER_S, Tail, bucket_ready_times, step_tail
+from .trace import Recorder
+
+__all__ = [
+    "OTHER_S",
+    "Arrival",
+    "GradSegment",
+    "Pipeline",
+    "Prepared",
+    "Recorder",
+    "SimulatedStep",
+    "StageStats",
+    "StepTiming",
+    "Tail",
+    "bucket_ready_times",
+    "estimate_step",
+    "prepare",
+    "run_pipeline",
+    "run_prepared",
+    "scaled",
+    "simulate_step",
+    "step_tail",
+    "step_timing",
+    "topology_for",
+]

@@ -1,20 +1,23 @@
-"""The SimPy model of one training step.
+"""The forward/backward phase of one training step as SimPy processes.
 
 Each pipeline stage (each ``(stage, DP replica)`` with ``per_device``) is a process: its
-compute stream runs the stage's tasks in schedule order (:mod:`simwall.schedules`); a
-task waits until its input (an activation from the previous model chunk, or a gradient
-from the next) has arrived over the network, then occupies the stream for its compute
-and tensor-parallel communication time (TP collectives sit on the critical path).
-Finished tasks send their output to the neighbouring stage as a timed transfer. The
-data-parallel stream reduces gradient buckets as the last micro-batch's backward
-produces them, overlapping it; only its tail is exposed. Then every stage waits for the
-slowest (global gradient-norm reduction), runs its optimizer step and, with ZeRO 1/2,
-all-gathers the updated parameters.
+compute stream runs the stage's tasks in schedule order (:mod:`simwall.plan.schedules`);
+a task takes its input (an activation from the previous model chunk, or a gradient from
+the next) from a :class:`simpy.Store`, waiting until it has arrived over the network,
+then occupies the stream for its compute and tensor-parallel communication time (TP
+collectives sit on the critical path). Finished tasks send their output to the
+neighbouring chunk as a timed transfer: a SimPy timeout that puts an :class:`Arrival`
+into the receiving chunk's store. There is one store per receiving chunk, direction and
+replica; every schedule consumes a chunk's inputs in micro-batch order, the order they
+are produced and (all transfers of a stage taking the same time) arrive, so each store
+is a FIFO queue (checked as the engine runs).
 
 Idle time on the compute stream is split into pipeline bubble and exposed PP
 communication: a wait that ends when data arrives is PP communication for the part
-after the producer finished and bubble before it. The durations come from
-:mod:`simwall.stepcost` (pure), so the engine only schedules.
+after the producer finished and bubble before it (both times travel in the message).
+When a stream starts the last backward of a chunk it announces that gradient segment to
+the stage's data-parallel process (:mod:`simwall.engine.sync`). The durations come from
+:mod:`simwall.costing.stage` (pure), so the engine only schedules.
 """
 
 from __future__ import annotations
@@ -23,15 +26,17 @@ from dataclasses import dataclass, field, replace
 
 import simpy
 
+from ..costing import ChunkCost, StageCost
 from ..plan import Plan
 from ..plan.schedules import tasks_for
-from ..costing import ChunkCost, StageCost
+from .trace import COMPUTE, PP, TP, Recorder
 
 __all__ = [
+    "Arrival",
     "EngineRun",
+    "GradSegment",
+    "Pipeline",
     "StageStats",
-    "bucket_ready_times",
-    "dp_stream",
     "run_pipeline",
     "scaled",
 ]
@@ -56,6 +61,27 @@ class StageStats:
     activation_now_bytes: float = 0.0
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """One micro-batch's input reaching a chunk: when its producer finished the task that
+    made it and when it arrived (seconds)."""
+
+    micro_batch: int
+    producer_end_s: float
+    arrived_s: float
+
+
+@dataclass(frozen=True)
+class GradSegment:
+    """A chunk's last backward on one replica, announced when it starts: it produces
+    ``grad_bytes`` of gradients evenly from ``start_s`` to ``end_s``."""
+
+    replica: int
+    start_s: float
+    end_s: float
+    grad_bytes: float
+
+
 @dataclass
 class EngineRun:
     """Raw output of :func:`run_pipeline`."""
@@ -74,75 +100,91 @@ def scaled(sc: StageCost, speed: float) -> StageCost:
     return replace(sc, chunks=chunks, optimizer_s=sc.optimizer_s / speed)
 
 
-def run_pipeline(plan: Plan, costs: dict[tuple[int, int], StageCost],
-                 replicas: int = 1, trace: bool = False) -> EngineRun:
-    """Simulate the forward/backward phase of one step for ``replicas`` DP replicas.
+class Pipeline:
+    """The compute streams of one step, started as processes in ``env``.
 
-    ``costs[(stage, replica)]`` gives each stream's durations. Returns per-stream stats
-    (including when each chunk's gradients were produced) and, with ``trace``, Chrome
-    trace events (microseconds).
+    ``costs[(stage, replica)]`` gives each stream's durations. ``grads[stage]``, when
+    given, receives a :class:`GradSegment` as each last backward of a chunk starts.
+    ``events`` counts the engine's scheduling events (tasks, transfers, waits), as
+    reported in :attr:`StepResult.engine`.
     """
-    env = simpy.Environment()
-    pp, m, v = plan.pp, plan.micro_batches, plan.virtual_stages
-    last_chunk = plan.chunks - 1
-    arrivals: dict[tuple, tuple[float, float]] = {}
-    waiting: dict[tuple, simpy.Event] = {}
-    events = [0]
-    out: list[dict] = []
-    stats: dict[tuple[int, int], StageStats] = {}
 
-    def pid(stage: int, replica: int) -> int:
-        return stage * replicas + replica
+    def __init__(self, env: simpy.Environment, plan: Plan,
+                 costs: dict[tuple[int, int], StageCost], replicas: int, recorder: Recorder,
+                 grads: dict[int, simpy.Store] | None = None) -> None:
+        self.env = env
+        self.plan = plan
+        self.costs = costs
+        self.replicas = replicas
+        self.recorder = recorder
+        self.grads = grads
+        self.events = 0
+        self.stats: dict[tuple[int, int], StageStats] = {}
+        # Inputs per (replica, 'A' activations | 'G' gradients, receiving global chunk).
+        self.inbox: dict[tuple[int, str, int], simpy.Store] = {}
+        for replica in range(replicas):
+            for g in range(plan.chunks):
+                if g > 0:
+                    self.inbox[(replica, "A", g)] = simpy.Store(env)
+                if g < plan.chunks - 1:
+                    self.inbox[(replica, "G", g)] = simpy.Store(env)
+        self.processes: dict[tuple[int, int], simpy.Process] = {}
+        for replica in range(replicas):
+            for stage in range(plan.pp):
+                self.processes[(stage, replica)] = env.process(self._stream(stage, replica))
 
-    def arrive(key: tuple, producer_end: float) -> None:
-        arrivals[key] = (producer_end, env.now)
-        ev = waiting.pop(key, None)
-        if ev is not None:
-            ev.succeed()
+    def stalled(self) -> list[tuple[int, int]]:
+        """Streams that never finished (a schedule bug: some input never came)."""
+        return [k for k, p in self.processes.items() if p.is_alive]
 
-    def send(key: tuple, duration_s: float, src: tuple[int, int], label: str) -> None:
+    def _send(self, inbox: simpy.Store, mb: int, duration_s: float, stage: int,
+              replica: int, label: str) -> None:
+        """Send ``mb``'s output to ``inbox``: it arrives ``duration_s`` from now."""
+        env = self.env
         producer_end = env.now
-        if trace and duration_s > 0:
-            out.append({"name": label, "ph": "X", "ts": env.now * 1e6, "dur": duration_s * 1e6,
-                        "pid": pid(*src), "tid": 3, "cat": "pp"})
         if duration_s <= 0:
-            arrive(key, producer_end)
+            inbox.put(Arrival(mb, producer_end, env.now))
             return
-        events[0] += 1
-        timer = env.timeout(duration_s)
-        timer.callbacks.append(lambda _ev: arrive(key, producer_end))
+        self.recorder.span(label, env.now, duration_s, stage, replica, PP, "pp")
+        self.events += 1
+        transfer = env.timeout(duration_s)
+        transfer.callbacks.append(
+            lambda _ev: inbox.put(Arrival(mb, producer_end, env.now)))
 
-    def last_backward_mb(order, local: int) -> int:
-        mbs = [mb for p_, mb, c in order if p_ == "B" and c == local]
-        return mbs[-1]
-
-    def stream(stage: int, replica: int):
-        sc = costs[(stage, replica)]
+    def _stream(self, stage: int, replica: int):
+        env, plan, rec = self.env, self.plan, self.recorder
+        sc = self.costs[(stage, replica)]
         st = StageStats(stage=stage, replica=replica)
-        stats[(stage, replica)] = st
-        order = tasks_for(plan.schedule, pp, stage, m, v)
-        final_b = {c: last_backward_mb(order, c) for c in range(len(sc.chunks))}
+        self.stats[(stage, replica)] = st
+        v = plan.virtual_stages
+        last_chunk = plan.chunks - 1
+        order = tasks_for(plan.schedule, plan.pp, stage, plan.micro_batches, v)
+        final_b = {c: [mb for p_, mb, c_ in order if p_ == "B" and c_ == c][-1]
+                   for c in range(len(sc.chunks))}
+        grads = self.grads[stage] if self.grads is not None else None
         for pass_, mb, local in order:
             ch: ChunkCost = sc.chunks[local]
             g = ch.chunk
             if pass_ == "F":
-                need = ("A", replica, mb, g) if g > 0 else None
+                inbox = self.inbox[(replica, "A", g)] if g > 0 else None
             else:
-                need = ("G", replica, mb, g) if g < last_chunk else None
-            if need is not None:
+                inbox = self.inbox[(replica, "G", g)] if g < last_chunk else None
+            if inbox is not None:
                 t0 = env.now
-                if need not in arrivals:
-                    ev = env.event()
-                    waiting[need] = ev
-                    events[0] += 1
-                    yield ev
+                got = inbox.get()
+                if not got.triggered:
+                    self.events += 1
+                    yield got
+                msg: Arrival = got.value
+                if msg.micro_batch != mb:  # pragma: no cover - a schedule bug
+                    raise RuntimeError(f"schedule {plan.schedule!r}: stage {stage} expects "
+                                       f"micro-batch {mb} on chunk {g}, micro-batch "
+                                       f"{msg.micro_batch} arrived first")
                 wait = env.now - t0
                 if wait > 0:
-                    producer_end, arrived = arrivals[need]
-                    pp_part = min(wait, max(0.0, arrived - max(t0, producer_end)))
+                    pp_part = min(wait, max(0.0, msg.arrived_s - max(t0, msg.producer_end_s)))
                     st.pp_wait_s += pp_part
                     st.bubble_s += wait - pp_part
-                del arrivals[need]
             start = env.now
             if pass_ == "F":
                 comp, tp_s, z3 = ch.fwd_compute_s, ch.fwd_tp_s, ch.zero3_fwd_exposed_s
@@ -153,83 +195,47 @@ def run_pipeline(plan: Plan, costs: dict[tuple[int, int], StageCost],
             else:
                 comp, tp_s, z3 = ch.bwd_compute_s, ch.bwd_tp_s, ch.zero3_bwd_exposed_s
             duration = comp + tp_s + z3
-            events[0] += 1
+            final = pass_ == "B" and mb == final_b[local]
+            if final and grads is not None:
+                grads.put(GradSegment(replica, start, start + duration, ch.grad_bytes))
+            self.events += 1
             yield env.timeout(duration)
             st.compute_s += comp
             st.tp_s += tp_s
             st.zero3_s += z3
-            if trace:
-                p_ = pid(stage, replica)
-                name = f"{pass_}{mb}" + (f".c{local}" if v > 1 else "")
-                out.append({"name": name, "ph": "X", "ts": start * 1e6, "dur": comp * 1e6,
-                            "pid": p_, "tid": 1, "cat": "compute",
-                            "args": {"micro_batch": mb, "chunk": g, "layers": ch.layers}})
-                if tp_s + z3 > 0:
-                    out.append({"name": f"{pass_}{mb} tp", "ph": "X",
-                                "ts": (start + comp) * 1e6, "dur": (tp_s + z3) * 1e6,
-                                "pid": p_, "tid": 2, "cat": "tp"})
+            name = f"{pass_}{mb}" + (f".c{local}" if v > 1 else "")
+            rec.span(name, start, comp, stage, replica, COMPUTE, "compute",
+                     {"micro_batch": mb, "chunk": g, "layers": ch.layers})
+            if tp_s + z3 > 0:
+                rec.span(f"{pass_}{mb} tp", start + comp, tp_s + z3, stage, replica, TP, "tp")
             if pass_ == "F":
                 if g < last_chunk:
-                    send(("A", replica, mb, g + 1), sc.pp_fwd_s, (stage, replica),
-                         f"send act {mb}")
+                    self._send(self.inbox[(replica, "A", g + 1)], mb, sc.pp_fwd_s, stage,
+                               replica, f"send act {mb}")
             else:
                 st.activation_now_bytes -= ch.activation_bytes
                 if g > 0:
-                    send(("G", replica, mb, g - 1), sc.pp_bwd_s, (stage, replica),
-                         f"send grad {mb}")
-                if mb == final_b[local]:
+                    self._send(self.inbox[(replica, "G", g - 1)], mb, sc.pp_bwd_s, stage,
+                               replica, f"send grad {mb}")
+                if final:
                     st.grad_segments.append((start, env.now, ch.grad_bytes))
-            if trace:
-                out.append({"name": "activations", "ph": "C", "ts": env.now * 1e6,
-                            "pid": pid(stage, replica),
-                            "args": {"bytes": st.activation_now_bytes}})
+            rec.counter("activations", env.now, stage, replica,
+                        {"bytes": st.activation_now_bytes})
         st.compute_end_s = env.now
 
-    for replica in range(replicas):
-        for stage in range(pp):
-            env.process(stream(stage, replica))
+
+def run_pipeline(plan: Plan, costs: dict[tuple[int, int], StageCost],
+                 replicas: int = 1, trace: bool = False) -> EngineRun:
+    """Simulate the forward/backward phase alone for ``replicas`` DP replicas.
+
+    Returns per-stream stats (including when each chunk's gradients were produced) and,
+    with ``trace``, Chrome trace events (microseconds).
+    """
+    env = simpy.Environment()
+    rec = Recorder(trace, replicas)
+    pipe = Pipeline(env, plan, costs, replicas, rec)
     env.run()
-    if waiting:  # pragma: no cover - a schedule bug, not user input
-        raise RuntimeError(f"pipeline deadlock: {len(waiting)} tasks never got their input")
-    return EngineRun(stats=stats, trace=out, events=events[0])
-
-
-def bucket_ready_times(segments: list[tuple[float, float, float]],
-                       bucket_bytes: tuple[float, ...], overlap: bool) -> list[float]:
-    """When each DP bucket is full: ``segments`` (start, end, bytes) produce gradients
-    evenly over their span, in completion order; buckets fill in that order. Without
-    ``overlap`` every bucket waits for the end of backward."""
-    if not bucket_bytes:
-        return []
-    end = max((s[1] for s in segments), default=0.0)
-    if not overlap:
-        return [end] * len(bucket_bytes)
-    segs = sorted(segments, key=lambda s: (s[1], s[0]))
-    ready = []
-    j, before = 0, 0.0          # segment index, bytes produced before segment j
-    target = 0.0
-    for size in bucket_bytes:
-        target += size
-        while j < len(segs) and before + segs[j][2] < target * (1 - 1e-12):
-            before += segs[j][2]
-            j += 1
-        if j >= len(segs):
-            ready.append(end)
-            continue
-        s0, s1, b = segs[j]
-        frac = (target - before) / b if b > 0 else 1.0
-        ready.append(s0 + min(1.0, max(0.0, frac)) * (s1 - s0))
-    return ready
-
-
-def dp_stream(ready_s: list[float], bucket_s: tuple[float, ...]) -> list[tuple[float, float]]:
-    """(start, end) of each bucket's reduction on the DP stream: a bucket starts when it
-    is ready and the previous one is done (one collective at a time, FIFO, as NCCL runs
-    them on one communicator stream)."""
-    out = []
-    end = 0.0
-    for ready, dur in zip(ready_s, bucket_s):
-        start = max(ready, end)
-        end = start + dur
-        out.append((start, end))
-    return out
+    stalled = pipe.stalled()
+    if stalled:  # pragma: no cover - a schedule bug, not user input
+        raise RuntimeError(f"pipeline deadlock: streams {stalled} never got their input")
+    return EngineRun(stats=pipe.stats, trace=rec.events, events=pipe.events)

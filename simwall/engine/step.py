@@ -1,37 +1,57 @@
-"""One training step: inputs resolved (:func:`prepare`), then simulated and assembled into
-a :class:`~simwall.report.result.StepResult` (:func:`run_prepared`)."""
+"""One training step: inputs resolved (:func:`prepare`), simulated (:func:`simulate_step`)
+and assembled into a :class:`~simwall.report.result.StepResult` (:func:`run_prepared`).
+
+The step time and its breakdown are assembled in one place, :func:`step_timing`, from
+the pipeline phase of a *critical* stream (its compute, TP, PP wait and bubble time and
+when it ends) and the step's :class:`~simwall.engine.sync.Tail` (DP exposure, tied
+embedding reduction, optimizer, ZeRO all-gather; :func:`~simwall.engine.sync.step_tail`).
+The engine feeds it what its SimPy processes measured; the plan search's analytic
+estimate (:func:`estimate_step`) feeds it the closed-form pipeline formula.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-from ..model import memory
-from ..model import ops as workload_mod
+import simpy
+
 from ..config import (
     ClusterSpec,
     Workload,
-    apply_overrides,
     load_cluster,
     load_workload,
-    validate,
+    reoverride,
+    split_key_overrides,
 )
-from .pipeline import bucket_ready_times, dp_stream, run_pipeline, scaled
+from ..costing import StageCost, costs_symmetrically, stage_cost, step_busiest_link
 from ..errors import ConfigError
 from ..hardware.catalog import resolve_device
-from ..costing import step_busiest_link
-from ..plan import Plan, resolve
+from ..memo import memoized
+from ..model import memory
+from ..model import ops as workload_mod
 from ..model.limits import check_dp_buckets
+from ..net import build_topology
+from ..plan import Plan, resolve
+from ..plan.limits import check_engine_tasks
 from ..report import StepResult
-from ..costing import StageCost, costs_symmetrically, stage_cost
+from .pipeline import Pipeline, StageStats, scaled
+from .sync import OTHER_S, Tail, analytic_dp_exposure_s, dp_reduction, step_tail, sync_tail
+from .trace import Recorder
 
-__all__ = ["Prepared", "prepare", "run_prepared"]
-
-#: Fixed per-step time outside the model (data loading, logging), seconds. Zero by
-#: default: the engine models only what it can cite; see docs/validation.md.
-OTHER_S = 0.0
-
+__all__ = [
+    "OTHER_S",
+    "Prepared",
+    "SimulatedStep",
+    "StepTiming",
+    "estimate_step",
+    "prepare",
+    "run_prepared",
+    "simulate_step",
+    "step_timing",
+    "topology_for",
+]
 
 @dataclass(frozen=True)
 class Prepared:
@@ -44,28 +64,8 @@ class Prepared:
     topology: Any
 
 
-def split_key_overrides(overrides: dict[str, Any]) -> tuple[list, list]:
-    wl, cl = [], []
-    for key, value in overrides.items():
-        if key.startswith("cluster."):
-            cl.append((key[len("cluster."):], value))
-        else:
-            wl.append((key, value))
-    return wl, cl
-
-
-def reoverride(obj, overrides: list, model_cls):
-    """Re-validate an already loaded typed config with overrides applied to its document."""
-    if not overrides:
-        return obj
-    doc = obj.model_dump(by_alias=True, exclude_none=True)
-    out = validate(model_cls, apply_overrides(doc, overrides, obj.file), obj.file)
-    return out
-
-
-@lru_cache(maxsize=64)
+@memoized(maxsize=64)
 def _topology_cached(cluster_json: str):
-    from ..net.build import build_topology
     cluster = ClusterSpec.model_validate_json(cluster_json)
     return build_topology(cluster)
 
@@ -118,6 +118,119 @@ def _speeds(prep: Prepared) -> dict[int, float]:
     return {s.device: s.slowdown for s in prep.cluster.faults.stragglers}
 
 
+@dataclass(frozen=True)
+class StepTiming:
+    """A step's time and its breakdown (seconds), as :func:`step_timing` assembles them."""
+
+    step_s: float
+    breakdown_s: dict[str, float]
+    tail: Tail
+
+
+def step_timing(critical: StageStats, tail: Tail) -> StepTiming:
+    """THE assembly of a step's time and breakdown: the pipeline phase of the critical
+    stream (the one whose compute ends last) followed by the tail. Whatever the critical
+    stream did not spend computing or waiting before its compute end, it spent waiting
+    for data-parallel communication (the DP tail past its own compute end, ZeRO-3
+    gathers, the ZeRO 1/2 parameter all-gather)."""
+    breakdown = {
+        "compute": critical.compute_s,
+        "tp_comm": critical.tp_s,
+        "pp_comm": critical.pp_wait_s,
+        "bubble": critical.bubble_s,
+        "dp_comm": critical.zero3_s + (tail.sync_s - critical.compute_end_s)
+        + tail.post_optimizer_s,
+        "optimizer": tail.optimizer_s,
+        "other": OTHER_S,
+    }
+    return StepTiming(step_s=tail.step_s, breakdown_s=breakdown, tail=tail)
+
+
+def estimate_step(plan: Plan, stages: Sequence[tuple[StageCost, int]]) -> StepTiming:
+    """The analytic step time of ``plan`` from representative stage costs: ``stages``
+    holds (cost of a stage, how many stages it stands for), the first and the last stage
+    among them. With ``T_s`` the forward + backward time of one micro-batch on stage ``s``
+    (all its chunks), ``m`` micro-batches and ``v`` chunks per stage (Narayanan et al.
+    2021, SC21, Sec. 2.2: the 1F1B bubble is ``(p - 1)`` stage-times, divided by ``v``
+    when interleaved)::
+
+        pipe = m * max_s T_s + (sum_s T_s - max_s T_s) / v + (p - 1) * (t_pp_fwd + t_pp_bwd)
+
+    Every stage ends its compute at ``pipe``; its DP reduction is exposed beyond its last
+    backward (:func:`~simwall.engine.sync.analytic_dp_exposure_s`); the rest of the step
+    is the engine's own :func:`~simwall.engine.sync.step_tail`."""
+    m, v, p = plan.micro_batches, plan.virtual_stages, plan.pp
+    t_max = t_sum = 0.0
+    pp_comm = 0.0
+    crit = stages[0][0]
+    backward: dict[int, float] = {}
+    for sc, count in stages:
+        f = sum(c.fwd_s for c in sc.chunks)
+        b = sum(c.bwd_s for c in sc.chunks)
+        backward[sc.stage] = b
+        t = f + b
+        if t > t_max:
+            crit = sc
+        t_max = max(t_max, t)
+        t_sum += t * count
+        pp_comm = max(pp_comm, sc.pp_fwd_s + sc.pp_bwd_s)
+    bubble = (t_sum - t_max) / v
+    pipe = m * t_max + bubble + (p - 1) * pp_comm
+    by_stage = {sc.stage: sc for sc, _ in stages}
+    dp_end = {s: pipe + analytic_dp_exposure_s(sc, plan.dp_overlap, backward[s])
+              for s, sc in by_stage.items()}
+    finish = {s: (sc.optimizer_s, sc.post_optimizer_s) for s, sc in by_stage.items()}
+    tail = step_tail(dp_end, p - 1, by_stage[0].tied_embedding_s, finish)
+    critical = StageStats(
+        stage=crit.stage, replica=0,
+        compute_s=m * sum(c.fwd_compute_s + c.bwd_compute_s for c in crit.chunks),
+        tp_s=m * sum(c.fwd_tp_s + c.bwd_tp_s for c in crit.chunks),
+        zero3_s=m * sum(c.zero3_fwd_exposed_s + c.zero3_bwd_exposed_s for c in crit.chunks),
+        pp_wait_s=(p - 1) * pp_comm, bubble_s=bubble, compute_end_s=pipe)
+    return step_timing(critical, tail)
+
+
+@dataclass
+class SimulatedStep:
+    """What :func:`simulate_step` measured: per-stream stats, the tail, trace, events."""
+
+    stats: dict[tuple[int, int], StageStats]
+    tail: Tail
+    trace_events: list[dict]
+    events: int
+
+
+def simulate_step(plan: Plan, costs: dict[tuple[int, int], StageCost], replicas: int,
+                  trace: bool = False) -> SimulatedStep:
+    """Run one step in SimPy: the pipeline streams (:class:`~simwall.engine.pipeline.
+    Pipeline`), each stage's DP reduction and the synchronisation tail
+    (:mod:`simwall.engine.sync`), all in one environment. ``costs[(stage, replica)]``
+    gives each stream's durations for ``replicas`` simulated DP replicas."""
+    env = simpy.Environment()
+    rec = Recorder(trace, replicas)
+    grads = {s: simpy.Store(env) for s in range(plan.pp)}
+    pipe = Pipeline(env, plan, costs, replicas, rec, grads)
+    dp = {}
+    for s in range(plan.pp):
+        streams = [pipe.processes[(s, r)] for r in range(replicas)]
+
+        def compute_end(s=s):
+            return max(pipe.stats[(s, r)].compute_end_s for r in range(replicas))
+
+        dp[s] = env.process(dp_reduction(env, costs[(s, 0)], replicas, plan.dp_overlap,
+                                         grads[s], streams, compute_end, rec))
+    optimizer = {k: sc.optimizer_s for k, sc in costs.items()}
+    post = {s: costs[(s, 0)].post_optimizer_s for s in range(plan.pp)}
+    tied_s = costs[(0, 0)].tied_embedding_s if plan.pp > 1 else 0.0
+    end = env.process(sync_tail(env, dp, tied_s, optimizer, post, replicas, rec))
+    env.run()
+    stalled = pipe.stalled()
+    if stalled or not end.processed:  # pragma: no cover - a schedule bug, not user input
+        raise RuntimeError(f"pipeline deadlock: streams {stalled} never got their input")
+    return SimulatedStep(stats=pipe.stats, tail=end.value, trace_events=rec.events,
+                         events=pipe.events)
+
+
 def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) -> StepResult:
     """Simulate one step of a prepared run."""
     wl, plan = prep.workload, prep.plan
@@ -125,6 +238,7 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
     speeds = _speeds(prep)
     per_device = per_device or bool(speeds)
     replicas = plan.dp if per_device else 1
+    check_engine_tasks(wl, plan, per_device)
 
     symmetric = not per_device and costs_symmetrically(prep.cluster, prep.topology, plan)
     base: dict[int, StageCost] = {}
@@ -138,57 +252,11 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
             speed = min([speeds.get(d, 1.0) for d in devs])
             costs[(stage, r)] = scaled(base[stage], speed)
 
-    run = run_pipeline(plan, costs, replicas=replicas, trace=trace)
-    trace_events = list(run.trace)
-
-    # Data-parallel reduction: bucket i starts when every replica has it ready.
-    dp_end: dict[int, float] = {}
-    compute_end: dict[int, float] = {}
-    for stage in range(plan.pp):
-        sc = base[stage]
-        compute_end[stage] = max(run.stats[(stage, r)].compute_end_s for r in range(replicas))
-        ready = None
-        for r in range(replicas):
-            rr = bucket_ready_times(run.stats[(stage, r)].grad_segments, sc.bucket_bytes,
-                                    plan.dp_overlap)
-            ready = rr if ready is None else [max(a, b) for a, b in zip(ready, rr)]
-        end = 0.0
-        for i, (start, end) in enumerate(dp_stream(ready or [], sc.bucket_s)):
-            if trace and end > start:
-                trace_events.append({"name": f"dp bucket {i}", "ph": "X", "ts": start * 1e6,
-                                     "dur": (end - start) * 1e6, "pid": stage * replicas,
-                                     "tid": 4, "cat": "dp"})
-        dp_end[stage] = max(end, compute_end[stage])
-    # Tied embedding gradients: all-reduce between first and last stage after their DP.
-    tied_end = 0.0
-    if plan.pp > 1 and base[0].tied_embedding_s > 0:
-        tied_end = max(dp_end[0], dp_end[plan.pp - 1]) + base[0].tied_embedding_s
-    t_sync = max(max(dp_end.values()), tied_end)
-    # Optimizer step (after the global gradient-norm reduction) and ZeRO 1/2 all-gather.
-    slow_stage = max(range(plan.pp), key=lambda s: (max(costs[(s, r)].optimizer_s
-                                                        for r in range(replicas))
-                                                    + base[s].post_optimizer_s, -s))
-    opt_s = max(costs[(slow_stage, r)].optimizer_s for r in range(replicas))
-    post_s = base[slow_stage].post_optimizer_s
-    step = t_sync + opt_s + post_s + OTHER_S
-    if trace:
-        for s in range(plan.pp):
-            trace_events.append({"name": "optimizer", "ph": "X", "ts": t_sync * 1e6,
-                                 "dur": base[s].optimizer_s * 1e6, "pid": s * replicas,
-                                 "tid": 5, "cat": "optimizer"})
-
+    run = simulate_step(plan, costs, replicas, trace)
     # Breakdown on the critical stream: the one whose compute stream ends last.
     crit = max(run.stats, key=lambda k: (run.stats[k].compute_end_s, -k[0], -k[1]))
-    st = run.stats[crit]
-    breakdown = {
-        "compute": st.compute_s,
-        "tp_comm": st.tp_s,
-        "pp_comm": st.pp_wait_s,
-        "bubble": st.bubble_s,
-        "dp_comm": st.zero3_s + (t_sync - st.compute_end_s) + post_s,
-        "optimizer": opt_s,
-        "other": OTHER_S,
-    }
+    timing = step_timing(run.stats[crit], run.tail)
+    step = timing.step_s
 
     # Memory: closed-form states and buffers; activations from the engine's timeline.
     closed = memory.device_memory(model, training, plan)
@@ -222,7 +290,7 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
     # bubble, then the optimizer; no schedule can beat it.
     compute_only = max(plan.micro_batches * sum(c.fwd_compute_s + c.bwd_compute_s
                                                 for c in costs[(s, r)].chunks)
-                       for s in range(plan.pp) for r in range(replicas)) + opt_s
+                       for s in range(plan.pp) for r in range(replicas)) + run.tail.optimizer_s
     inputs = _inputs(prep)
     return StepResult(
         workload=wl.name, cluster=prep.cluster.name, device=prep.device.name,
@@ -230,10 +298,10 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
         tokens_per_s=plan.global_batch * model.seq_len / step,
         model_flop=model_flop, hardware_flop=hw_flop,
         peak_flop_per_s=prep.device.peak(training.precision),
-        breakdown_s=breakdown, memory=mem, critical=critical,
+        breakdown_s=timing.breakdown_s, memory=mem, critical=critical,
         engine={"events": run.events, "mode": "per-device" if per_device else "symmetric",
                 "streams": len(run.stats)},
-        trace_events=tuple(trace_events),
+        trace_events=tuple(run.trace_events),
         bounds={"compute_only_s": compute_only})
 
 

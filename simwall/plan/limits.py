@@ -34,6 +34,7 @@ __all__ = [
     "MAX_MODEL_DIM",
     "MAX_NICS_PER_NODE",
     "check_cluster",
+    "check_engine_tasks",
     "check_resolved",
     "check_workload",
     "engine_tasks",
@@ -66,7 +67,9 @@ MAX_MODEL_DIM = 2 ** 24
 MAX_BATCH_SEQUENCES = 2 ** 24
 
 #: Compute tasks the SimPy engine runs per step: 2 (forward, backward) x micro-batches per
-#: replica x model chunks x simulated replicas (1, or dp with --per-device). The engine
+#: replica x model chunks x simulated replicas (1 on a symmetric run, dp per device or with
+#: stragglers): one count per simulated stream, checked when the mode is known
+#: (:func:`check_engine_tasks`, from :func:`simwall.engine.step.run_prepared`). The engine
 #: does about 200,000 tasks per second, so 2^20 tasks take about 5 s. GPT-3 175B on 1,024
 #: GPUs (pp 8, 96 micro-batches) needs 1,536 symmetric / 24,576 per-device tasks.
 MAX_ENGINE_TASKS = 2 ** 20
@@ -137,24 +140,31 @@ def check_cluster(cluster: ClusterSpec) -> None:
 
 
 def engine_tasks(plan: Plan, per_device: bool) -> int:
-    """Compute tasks the engine will run for one step (see :data:`MAX_ENGINE_TASKS`)."""
+    """Compute tasks the engine will run for one step (see :data:`MAX_ENGINE_TASKS`):
+    those of the pp streams of a symmetric run, or of all pp x dp streams per device."""
     replicas = plan.dp if per_device else 1
     return 2 * plan.micro_batches * plan.chunks * replicas
 
 
-def check_resolved(workload: Workload, cluster: ClusterSpec, plan: Plan) -> None:
-    """Checks that need the resolved plan: cluster size and stragglers (now that
-    ``nodes`` is known), engine tasks (per-device, the larger count, since stragglers or
-    ``--per-device`` may ask for it later). DP buckets need the model's parameter counts:
-    :func:`simwall.model.limits.check_dp_buckets`."""
-    check_cluster(cluster)
-    src = workload.file
-    tasks = engine_tasks(plan, per_device=True)
+def check_engine_tasks(workload: Workload, plan: Plan, per_device: bool) -> None:
+    """Refuse a step whose simulated streams would run more than :data:`MAX_ENGINE_TASKS`
+    tasks (``per_device``: every DP replica is simulated); the error names
+    ``training.global_batch`` in the workload's file."""
+    tasks = engine_tasks(plan, per_device)
     if tasks > MAX_ENGINE_TASKS:
-        raise ConfigError(src, "training.global_batch",
+        replicas = plan.dp if per_device else 1
+        raise ConfigError(workload.file, "training.global_batch",
                           f"gives {plan.micro_batches:,} micro-batches per replica x "
-                          f"{plan.chunks} model chunks x {plan.dp} replicas = {tasks:,} "
+                          f"{plan.chunks} model chunks x {replicas} replicas = {tasks:,} "
                           f"engine tasks per step, more than simwall's limit of "
                           f"{MAX_ENGINE_TASKS:,} (raise training.micro_batch or lower "
                           f"training.global_batch; see simwall/limits.py)",
                           line=workload.line("training.global_batch"))
+
+
+def check_resolved(workload: Workload, cluster: ClusterSpec, plan: Plan) -> None:
+    """Checks that need the resolved plan: cluster size and stragglers (now that
+    ``nodes`` is known). Engine tasks depend on the simulation mode and are checked when
+    it is known (:func:`check_engine_tasks`); DP buckets need the model's parameter counts
+    (:func:`simwall.model.limits.check_dp_buckets`)."""
+    check_cluster(cluster)

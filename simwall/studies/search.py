@@ -16,7 +16,8 @@ micro-batches and ``v`` chunks per stage (Narayanan et al. 2021, SC21, Sec. 2.2:
 
 then the exposed data-parallel tail (bucket reductions beyond the last backward that
 they overlap), the tied-embedding reduction, the optimizer step and ZeRO's parameter
-all-gather, as in :func:`simwall.api.run_prepared`.
+all-gather, assembled by the engine's own :func:`simwall.engine.step.step_timing`
+(:func:`simwall.engine.step.estimate_step`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..config import ClusterSpec, Workload, split_key_overrides
+from ..config import ClusterSpec, Workload, reoverride, split_key_overrides
 from ..errors import ConfigError, SimwallError
 from ..plan import Plan, balanced_split, cluster_devices
 
@@ -223,28 +224,17 @@ class Searcher:
             classes.items(), key=lambda kv: kv[1][0])]
 
     def estimate(self, plan: Plan) -> tuple[float, float]:
-        """(analytic step time, its pipeline-bubble part), seconds. See the module doc."""
-        reps = self._representatives(plan)
-        m, v, p = plan.micro_batches, plan.virtual_stages, plan.pp
-        t_max = t_sum = 0.0
-        pp_comm = tail = opt = 0.0
-        for stage, count in reps:
-            sc = self.stage_cost(plan, stage)
-            f = sum(c.fwd_s for c in sc.chunks)
-            b = sum(c.bwd_s for c in sc.chunks)
-            t = f + b
-            t_max = max(t_max, t)
-            t_sum += t * count
-            pp_comm = max(pp_comm, sc.pp_fwd_s + sc.pp_bwd_s)
-            # DP buckets overlap the last backward of this stage (one micro-batch).
-            red = sum(sc.bucket_s)
-            last = sc.bucket_s[-1] if sc.bucket_s else 0.0
-            exposed = max(last, red - b) if plan.dp_overlap else red
-            tail = max(tail, exposed + sc.tied_embedding_s)
-            opt = max(opt, sc.optimizer_s + sc.post_optimizer_s)
-        bubble = (t_sum - t_max) / v
-        pipe = m * t_max + bubble + (p - 1) * pp_comm
-        return pipe + tail + opt, bubble
+        """(analytic step time, its pipeline-bubble part), seconds: the engine's own step
+        assembly fed the closed-form pipeline formula (:func:`simwall.engine.step.
+        estimate_step`; see the module doc) on one stage of each class."""
+        # Imported here: the CLI builds its parser from this module, and ``simwall --help``
+        # must not load the engine (SimPy, networkx).
+        from ..engine.step import estimate_step
+
+        stages = [(self.stage_cost(plan, stage), count)
+                  for stage, count in self._representatives(plan)]
+        timing = estimate_step(plan, stages)
+        return timing.step_s, timing.breakdown_s["bubble"]
 
     def compute_bound(self, plan: Plan) -> float:
         """A lower bound of :meth:`estimate`: the same pipeline formula on compute time
@@ -316,7 +306,7 @@ class Searcher:
         """A :class:`~simwall.api.Prepared` for ``plan``: the workload re-validated with the
         plan's overrides and resolved (so an enumerated plan that the engine's own checks
         reject raises), sharing this search's device and topology."""
-        from ..engine.step import Prepared, split_key_overrides, reoverride
+        from ..engine.step import Prepared
         from ..model.limits import check_dp_buckets
         from ..plan import resolve
 
@@ -355,7 +345,6 @@ class Searcher:
 
 def _load(workload: str | Workload, cluster: str | ClusterSpec | None,
           overrides: dict[str, Any] | None) -> tuple[Workload, ClusterSpec]:
-    from ..engine.step import reoverride
     from ..config import load_cluster, load_workload
 
     wl_over, cl_over = split_key_overrides(overrides or {})
