@@ -4,6 +4,7 @@
 >>> r = simwall.simulate("gpt3-175b", **{"plan.tp": 4})       # doctest: +SKIP
 >>> records = list(simwall.sweep({"workload": "gpt2"}, {"plan.tp": [1, 2]}))  # doctest: +SKIP
 >>> simwall.clear_caches()    # forget every memoised value (cold-start timings, tests)
+>>> simwall.write_records("tp.csv", records)                     # doctest: +SKIP
 """
 
 from .errors import ConfigError, SimwallError
@@ -11,8 +12,17 @@ from .memo import clear_caches
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "SimwallError", "StepResult", "__version__", "clear_caches",
-           "simulate", "sweep"]
+__all__ = [
+    "ConfigError",
+    "SimwallError",
+    "StepResult",
+    "__version__",
+    "clear_caches",
+    "read_records",
+    "simulate",
+    "sweep",
+    "write_records",
+]
 
 
 def __getattr__(name: str):
@@ -28,4 +38,10 @@ def __getattr__(name: str):
     if name == "StepResult":
         from .report import StepResult
         return StepResult
+    if name == "write_records":
+        from .report import write_records
+        return write_records
+    if name == "read_records":
+        from .report import read_records
+        return read_records
     raise AttributeError(f"module 'simwall' has no attribute {name!r}")

@@ -117,8 +117,9 @@ INTER_TOPOLOGIES = Registry("inter-node topology", {
     "none": "simwall.net.generators.inter_none:GENERATOR",
 })
 
-#: Output formats of a step result: ``render(result) -> str``
-#: (:mod:`simwall.report`).
+#: Output formats of a step result (``simwall run --format``): ``render(result) -> str``,
+#: one module of :mod:`simwall.report` each; :func:`simwall.report.render` looks them up.
 OUTPUT_FORMATS = Registry("output format", {
-    "table": "simwall.report.result:render_table",
+    "table": "simwall.report.table:render",
+    "json": "simwall.report.jsonview:render",
 })

@@ -94,7 +94,7 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path, suffix):
     summary = _sweep_in_process(spec, out, "--resume")
     assert f"{POINTS} points" in summary and f"{done} reused" in summary, summary
 
-    from simwall.studies.sweeps import read_records
+    from simwall import read_records
 
     got, want = read_records(out), read_records(reference)
     assert len(want) == POINTS and not any(r["error"] for r in want)

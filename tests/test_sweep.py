@@ -15,14 +15,13 @@ from hypothesis import strategies as st
 import simwall.studies.sweeps as sw
 from simwall.cli import sweep as sweep_command
 from simwall.cli.main import build_parser
+from simwall import read_records
 from simwall.errors import ConfigError
 from simwall.studies.sweeps import (
     expand,
     load_sweep,
-    read_records,
     run_sweep,
     sweep,
-    write_records,
 )
 
 # 3 x 2 x 2 = 12 points; plan.tp = 7 does not divide the 8 heads: an error record.
@@ -195,21 +194,6 @@ def test_jsonl_output_is_the_journal_and_byte_identical(tmp_path, tiny):
     assert a.read_bytes() == b.read_bytes()
 
 
-def test_bad_output_and_missing_pyarrow(tmp_path, monkeypatch):
-    with pytest.raises(ConfigError, match="expected an output ending in .csv"):
-        write_records(tmp_path / "r.xlsx", [])
-    import builtins
-    real_import = builtins.__import__
-
-    def no_pyarrow(name, *a, **k):
-        if name.startswith("pyarrow"):
-            raise ImportError(name)
-        return real_import(name, *a, **k)
-    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
-    with pytest.raises(ConfigError, match="simwall\\[parquet\\]"):
-        write_records(tmp_path / "r.parquet", [{"sweep.index": 0}])
-
-
 def test_sweep_command_serial(tmp_path, tiny, capsys):
     parser = build_parser(full=("sweep",))
     out = tmp_path / "r.csv"
@@ -256,11 +240,3 @@ def test_cli_sweep_and_its_error_contract(tmp_path, tiny, capsys):
     assert len(err) == 1 and err[0].startswith("simwall: error: ") and str(bad) in err[0]
     assert main(["sweep", str(sweep_file(tmp_path, tiny)), "-o", "r.xlsx"]) == 2
     assert "expected an output ending in .csv" in capsys.readouterr().err
-
-
-def test_parquet_column_of_mixed_types_is_kept_as_json_text(tmp_path):
-    pytest.importorskip("pyarrow")
-    out = tmp_path / "r.parquet"
-    write_records(out, [{"sweep.index": 0, "sweep.plan.dp": "auto"},
-                        {"sweep.index": 1, "sweep.plan.dp": 8}])
-    assert [r["sweep.plan.dp"] for r in read_records(out)] == ['"auto"', "8"]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from .. import api
 from ..config import set_overrides
-from ..report import render_table
+from ..registry import OUTPUT_FORMATS
+from ..report import render
 from ..studies import plots
 from .common import add_set_option
 
@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster", help="bundled cluster name or YAML path "
                    "(default: the workload's defaults.cluster)")
     add_set_option(p)
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", choices=OUTPUT_FORMATS.choices(), default="table")
     p.add_argument("--trace", metavar="FILE", help="write a Chrome trace (JSON) to FILE")
     p.add_argument("--per-device", action="store_true",
                    help="simulate every device instead of one per stage")
@@ -36,10 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = api.simulate_from_cli(args.workload, args.cluster, list(args.set_items),
                                    args.per_device, args.trace)
-    if args.format == "json":
-        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
-    else:
-        print(render_table(result))
+    print(render(result, args.format))
     if args.plot:
         _plot(args, result)
     return 0

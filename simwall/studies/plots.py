@@ -8,12 +8,12 @@ figure as PNG or SVG by the file's suffix. ``simwall plot`` is :mod:`simwall.cli
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, SimwallError
+from ..report import records as record_files
 
 __all__ = [
     "SUFFIXES",
@@ -260,33 +260,10 @@ def roofline_plot(rows: list[Any], device: Any, precision: str = "bf16"
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a CSV, JSONL or Parquet file written by ``simwall sweep`` (by suffix).
-    JSONL is read strictly here (any JSON object per line; a bad line is an error)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(str(path), None, "no such file (expected a .csv or .jsonl "
-                          "written by 'simwall sweep')")
-    suffix = p.suffix.lower()
-    if suffix in (".csv", ".parquet"):
-        # The sweep writer's own reader decodes the cells it encoded (lists, None).
-        from .sweeps import read_records as sweep_records
-
-        return sweep_records(p)
-    if suffix in (".jsonl", ".json"):
-        out = []
-        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ConfigError(str(path), None, f"line {i}: not JSON ({err.msg})") from None
-            if not isinstance(rec, dict):
-                raise ConfigError(str(path), None, f"line {i}: expected a JSON object")
-            out.append(rec)
-        return out
-    raise ConfigError(str(path), None, f"expected a .csv, .jsonl or .parquet file, got "
-                      f"'{p.suffix}'")
+    """Rows of a CSV, JSONL or Parquet file written by ``simwall sweep`` (by suffix):
+    the one record reader, :func:`simwall.report.read_records`, in its strict mode (a
+    missing file or a bad JSONL line is an error; any JSON object per line is a row)."""
+    return record_files.read_records(path, strict=True)
 
 
 def _num(value: Any) -> float | None:

@@ -18,42 +18,37 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import concurrent.futures.process  # noqa: F401 - BrokenProcessPool
-import csv
 import hashlib
 import itertools
 import json
 import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 
-from ..config import Strict, load_yaml, split_key_overrides, validate
+from ..config import Strict, load_cluster, load_workload, load_yaml, split_key_overrides, validate
 from ..errors import ConfigError, SimwallError
+from ..memo import memoized
+from ..report.records import format_of, read_records, record_line, write_records
 
 __all__ = [
-    "RESERVED_COLUMNS",
     "SweepFile",
-    "columns",
     "config_key",
     "expand",
+    "journal_path",
     "load_sweep",
     "make_executor",
-    "read_records",
+    "point_key",
     "run_point",
     "run_points",
     "run_sweep",
     "sweep",
-    "write_records",
 ]
-
-#: Columns every record starts with, in this order (the rest follow the StepResult record).
-RESERVED_COLUMNS = ("sweep.index", "sweep.key", "error")
 
 #: Most points of one ``range`` axis: a typo such as a step of 0.0001 should fail fast,
 #: not fill the disk. Our own limit, not from any source.
@@ -211,11 +206,10 @@ def _raw_key(workload: str, cluster: str | None, overrides: dict) -> str:
     return "raw-" + hashlib.sha256(text.encode()).hexdigest()
 
 
-@lru_cache(maxsize=16)
+@memoized(maxsize=16)
 def _base_configs(workload: str, cluster: str | None, base_json: str):
     """The base workload and cluster with the sweep's fixed ``set`` applied (cached per
     process so each point only re-validates its own overrides)."""
-    from ..config import load_cluster, load_workload
 
     wl_over, cl_over = split_key_overrides(json.loads(base_json))
     wl = load_workload(workload, wl_over)
@@ -361,130 +355,14 @@ def _axis_values(grid: dict) -> dict[str, list]:
 
 
 # ---------------------------------------------------------------------------------------
-# Record files
-
-
-def _encode_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def _decode_cell(text: str) -> Any:
-    if text == "":
-        return None
-    if text in ("true", "false"):
-        return text == "true"
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return text
-
-
-def columns(records: Iterable[dict]) -> list[str]:
-    """A stable column order: the reserved columns, then every other key in order of
-    first appearance over the records (records in index order)."""
-    seen = dict.fromkeys(RESERVED_COLUMNS)
-    for rec in records:
-        for k in rec:
-            seen.setdefault(k, None)
-    return list(seen)
-
-
-def write_records(path: str | Path, records: list[dict]) -> None:
-    """Write ``records`` (already in index order) as .jsonl, .csv or .parquet; atomic
-    (written beside, then renamed)."""
-    path = Path(path)
-    fmt = _format_of(path)
-    tmp = path.with_name(path.name + ".tmp")
-    if fmt == "jsonl":
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(rec) + "\n" for rec in records)
-    elif fmt == "csv":
-        cols = columns(records)
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(cols)
-            for rec in records:
-                w.writerow([_encode_cell(rec.get(c)) for c in cols])
-    else:
-        pa, pq = _pyarrow()
-        data = {}
-        for c in columns(records):
-            values = [_parquet_cell(r.get(c)) for r in records]
-            try:
-                data[c] = pa.array(values)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                # A column of mixed types (an axis such as plan.dp: [auto, 8]): store it
-                # as JSON text rather than fail at the end of a long sweep.
-                data[c] = pa.array([None if v is None else json.dumps(v) for v in values])
-        pq.write_table(pa.table(data), tmp)
-    os.replace(tmp, path)
-
-
-def _parquet_cell(value: Any) -> Any:
-    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
-
-
-def _pyarrow():
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError("-o", None, "writing .parquet needs pyarrow: pip install "
-                          "'simwall[parquet]' (or write .csv / .jsonl)") from None
-    return pa, pq
-
-
-def _format_of(path: Path) -> str:
-    suffix = path.suffix.lower()
-    fmt = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}.get(suffix)
-    if fmt is None:
-        raise ConfigError("-o", None, f"expected an output ending in .csv, .jsonl or "
-                          f".parquet, got '{path.name}'")
-    return fmt
-
-
-def read_records(path: str | Path) -> list[dict]:
-    """Records of a .jsonl / .csv / .parquet file written by a sweep ([] if absent).
-
-    A truncated last JSONL line (a killed writer) is ignored.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    fmt = _format_of(path)
-    if fmt == "jsonl":
-        out = []
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(rec, dict) and "sweep.key" in rec:
-                    out.append(rec)
-        return out
-    if fmt == "csv":
-        with open(path, encoding="utf-8", newline="") as fh:
-            return [{k: _decode_cell(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-    _, pq = _pyarrow()
-    return pq.read_table(path).to_pylist()
+# The journal
 
 
 def journal_path(output: str | Path) -> Path:
     """Where a sweep journals records as they finish: the output itself for .jsonl,
     else ``<output>.partial.jsonl``."""
     output = Path(output)
-    if _format_of(output) == "jsonl":
+    if format_of(output) == "jsonl":
         return output
     return output.with_name(output.name + ".partial.jsonl")
 
@@ -563,7 +441,7 @@ def run_sweep(spec: SweepFile, output: str | Path, executor: cf.Executor | None 
     journal is not simulated again. ``progress``: tqdm bar on stderr (None: only on a
     terminal)."""
     output = Path(output)
-    _format_of(output)
+    format_of(output)
     journal = journal_path(output)
     base = spec.base()
     grid, zipped = spec.axes()
@@ -599,7 +477,7 @@ def run_sweep(spec: SweepFile, output: str | Path, executor: cf.Executor | None 
     try:
         with open(journal, "a", encoding="utf-8") as fh:
             for rec in _completed(todo, executor):
-                fh.write(json.dumps(rec) + "\n")
+                fh.write(record_line(rec))
                 fh.flush()
                 results[rec["sweep.index"]] = rec
                 if bar is not None:

@@ -1,0 +1,210 @@
+"""Flat records and the files that hold them (.jsonl, .csv, .parquet).
+
+A record is one flat dict of a step's inputs and outputs (:func:`flat_record`); a sweep
+adds ``sweep.*`` columns and ``error`` to each (:mod:`simwall.studies.sweeps`). This
+module is the one writer and the one reader of record files: ``simwall sweep`` writes
+and resumes from them, ``simwall plot`` reads them. Public as ``simwall.write_records``
+and ``simwall.read_records``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:  # result imports this module
+    from .result import StepResult
+
+__all__ = [
+    "RESERVED_COLUMNS",
+    "columns",
+    "flat_record",
+    "format_of",
+    "read_records",
+    "record_line",
+    "write_records",
+]
+
+#: Columns every record starts with, in this order (the rest follow the StepResult record).
+RESERVED_COLUMNS = ("sweep.index", "sweep.key", "error")
+
+
+def flat_record(r: StepResult) -> dict[str, Any]:
+    """One flat dict of inputs and outputs (for pandas / CSV): seconds, FLOP/s, bytes."""
+    rec: dict[str, Any] = {"workload": r.workload, "cluster": r.cluster,
+                           "device": r.device, "world": r.world}
+    rec.update({f"plan.{k}": (v if not isinstance(v, list) else json.dumps(v))
+                for k, v in r.plan.items()})
+    rec.update(r.inputs)
+    rec.update({
+        "step_time_s": r.step_time_s, "tokens_per_s": r.tokens_per_s,
+        "model_tflops_per_device": r.model_tflops_per_device,
+        "hardware_tflops_per_device": r.hardware_tflops_per_device,
+        "mfu": r.mfu, "hfu": r.hfu,
+    })
+    rec.update({f"breakdown.{k}_s": v for k, v in r.breakdown_s.items()})
+    rec.update({
+        "memory.capacity_bytes": r.memory["capacity_bytes"],
+        "memory.peak_bytes": r.memory["peak_bytes"],
+        "memory.fits": r.memory["fits"],
+        "critical.stage": r.critical.get("stage"),
+    })
+    return rec
+
+
+def record_line(rec: dict) -> str:
+    """One record as a whole JSONL line (with its newline): the journal of a running
+    sweep and a final .jsonl file are written with this, so they are byte-identical."""
+    return json.dumps(rec) + "\n"
+
+
+def _encode_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _decode_cell(text: str) -> Any:
+    if text == "":
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def columns(records: Iterable[dict]) -> list[str]:
+    """A stable column order: the reserved columns, then every other key in order of
+    first appearance over the records (records in index order)."""
+    seen = dict.fromkeys(RESERVED_COLUMNS)
+    for rec in records:
+        for k in rec:
+            seen.setdefault(k, None)
+    return list(seen)
+
+
+def write_records(path: str | Path, records: list[dict]) -> None:
+    """Write ``records`` (already in index order) as .jsonl, .csv or .parquet; atomic
+    (written beside, then renamed)."""
+    path = Path(path)
+    fmt = format_of(path)
+    tmp = path.with_name(path.name + ".tmp")
+    if fmt == "jsonl":
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.writelines(record_line(rec) for rec in records)
+    elif fmt == "csv":
+        cols = columns(records)
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(cols)
+            for rec in records:
+                w.writerow([_encode_cell(rec.get(c)) for c in cols])
+    else:
+        pa, pq = _pyarrow()
+        data = {}
+        for c in columns(records):
+            values = [_parquet_cell(r.get(c)) for r in records]
+            try:
+                data[c] = pa.array(values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                # A column of mixed types (an axis such as plan.dp: [auto, 8]): store it
+                # as JSON text rather than fail at the end of a long sweep.
+                data[c] = pa.array([None if v is None else json.dumps(v) for v in values])
+        pq.write_table(pa.table(data), tmp)
+    os.replace(tmp, path)
+
+
+def _parquet_cell(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
+
+
+def _pyarrow():
+    # Imported here: pyarrow is an optional extra (simwall[parquet]) and slow to import.
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError("-o", None, "writing .parquet needs pyarrow: pip install "
+                          "'simwall[parquet]' (or write .csv / .jsonl)") from None
+    return pa, pq
+
+
+def format_of(path: str | Path) -> str:
+    """``jsonl``, ``csv`` or ``parquet`` by the suffix of ``path``; else a ConfigError
+    (located at ``-o``, the flag that names a sweep's output)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    fmt = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}.get(suffix)
+    if fmt is None:
+        raise ConfigError("-o", None, f"expected an output ending in .csv, .jsonl or "
+                          f".parquet, got '{path.name}'")
+    return fmt
+
+
+def read_records(path: str | Path, strict: bool = False) -> list[dict]:
+    """Records of a .jsonl / .csv / .parquet file written by a sweep.
+
+    Lenient (the default; a sweep's own journal and ``--resume``): an absent file is
+    ``[]``, and a JSONL line that is not a whole record (a killed writer's half line) is
+    skipped. ``strict`` (``simwall plot``, any results file): an absent file, an unknown
+    suffix or a bad JSONL line is a ConfigError naming the file (and the line), ``.json``
+    is read as JSONL, and every JSON object is a record.
+    """
+    where = str(path)
+    path = Path(path)
+    if not path.is_file():
+        if strict:
+            raise ConfigError(where, None, "no such file (expected a .csv or .jsonl "
+                              "written by 'simwall sweep')")
+        return []
+    if strict and path.suffix.lower() == ".json":
+        fmt = "jsonl"
+    elif strict and path.suffix.lower() not in (".jsonl", ".csv", ".parquet"):
+        raise ConfigError(where, None, f"expected a .csv, .jsonl or .parquet file, got "
+                          f"'{path.suffix}'")
+    else:
+        fmt = format_of(path)
+    if fmt == "jsonl":
+        return _read_jsonl(path, where, strict)
+    if fmt == "csv":
+        with open(path, encoding="utf-8", newline="") as fh:
+            return [{k: _decode_cell(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    _, pq = _pyarrow()
+    return pq.read_table(path).to_pylist()
+
+
+def _read_jsonl(path: Path, where: str, strict: bool) -> list[dict]:
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                if strict:
+                    raise ConfigError(where, None, f"line {i}: not JSON ({err.msg})") from None
+                continue
+            if not isinstance(rec, dict):
+                if strict:
+                    raise ConfigError(where, None, f"line {i}: expected a JSON object")
+                continue
+            if strict or "sweep.key" in rec:
+                out.append(rec)
+    return out

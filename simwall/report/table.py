@@ -1,0 +1,62 @@
+"""The text view of a step: what ``simwall run`` prints by default.
+
+Registered as the ``table`` output format (:data:`simwall.registry.OUTPUT_FORMATS`);
+public as ``simwall.report.render_table``.
+"""
+
+from __future__ import annotations
+
+from .result import BREAKDOWN_KEYS, StepResult
+
+__all__ = ["render"]
+
+
+def _gb(x: float) -> str:
+    return f"{x / 1e9:8.2f}"
+
+
+def render(r: StepResult) -> str:
+    """A readable multi-line summary of one step (no final newline)."""
+    p = r.plan
+    lines = [
+        f"simwall: {r.workload} on {r.cluster} ({r.world} x {r.device})",
+        (f"plan: tp={p['tp']} pp={p['pp']} dp={p['dp']} vp={p['virtual_stages']} "
+         f"sp={p['sequence_parallel']} zero={p['zero']} recompute={p['recompute']} "
+         f"schedule={p['schedule']} micro_batch={p['micro_batch']} "
+         f"micro_batches={p['micro_batches']} global_batch={p['global_batch']}"),
+        "",
+        f"step time            {r.step_time_s:12.4f} s",
+        f"tokens/s             {r.tokens_per_s:12.1f}",
+        f"model TFLOP/s/device {r.model_tflops_per_device:12.1f}   MFU {r.mfu * 100:5.1f}%",
+        f"hw TFLOP/s/device    {r.hardware_tflops_per_device:12.1f}   HFU {r.hfu * 100:5.1f}%",
+        "",
+        (f"ideal step (compute only: no communication, no bubble; a lower bound) "
+         f"{r.bounds.get('compute_only_s', float('nan')):.4f} s"),
+        "",
+        f"breakdown (critical stage {r.critical.get('stage')}):",
+    ]
+    for k in BREAKDOWN_KEYS:
+        v = r.breakdown_s[k]
+        share = v / r.step_time_s * 100 if r.step_time_s > 0 else 0.0
+        lines.append(f"  {k:<10} {v:12.4f} s  {share:5.1f}%")
+    mem = r.memory
+    lines += [
+        "",
+        (f"memory per device (GB; capacity {mem['capacity_bytes'] / 1e9:.1f}, "
+         f"fits: {'yes' if mem['fits'] else 'NO'})"),
+        "  stage    params    grads  optim  activ    other     peak",
+    ]
+    for d in mem["devices"]:
+        lines.append(f"  {d['stage']:>5} {_gb(d['params_bytes'])} {_gb(d['grads_bytes'])}"
+                     f"{_gb(d['optimizer_bytes'])}{_gb(d['activations_bytes'])}"
+                     f" {_gb(d['other_bytes'])} {_gb(d['peak_bytes'])}")
+    link = r.critical.get("busiest_link")
+    if link:
+        share = link["busy_s"] / r.step_time_s * 100 if r.step_time_s > 0 else 0.0
+        text = (f"busiest link: {link['link']} ({link['kind']}, {link['link_class']}) "
+                f"{link['bytes'] / 1e9:.3f} GB at {link['capacity_bytes_per_s'] / 1e9:.1f} "
+                f"GB/s = {link['busy_s']:.4f} s busy ({share:.1f}% of the step)")
+        lines += ["", text]
+    elif "busiest_link" in r.critical:
+        lines += ["", "busiest link: none (no traffic between devices or to the host)"]
+    return "\n".join(lines)
