@@ -14,23 +14,12 @@ itself."""
 
 from __future__ import annotations
 
-import functools
 import gc
 import time
 
-from simwall import memo
+from simwall import clear_caches
 from simwall.api import prepare, run_prepared
 from simwall.net import build_topology
-
-
-def clear_caches() -> None:
-    """Forget every memoised cost (every lru_cache of simwall, the per-topology collective
-    caches), so each timing is a cold simulation."""
-    for obj in gc.get_objects():
-        if isinstance(obj, functools._lru_cache_wrapper) and \
-                getattr(obj, "__module__", "").startswith("simwall"):
-            obj.cache_clear()
-    memo.clear_caches()
 
 
 ROW = {"model.layers": 80, "model.hidden": 12288, "model.heads": 96, "model.kv_heads": 96,
