@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from .config import ClusterSpec, Workload, set_overrides
@@ -34,7 +36,5 @@ def simulate_from_cli(workload_name: str | None, cluster_name: str | None,
     result = simulate(workload_name or "gpt3-175b", cluster_name, per_device=per_device,
                       trace=bool(trace_path), **set_overrides(set_items or []))
     if trace_path:
-        import json
-        from pathlib import Path
         Path(trace_path).write_text(json.dumps(chrome_trace(result)), encoding="utf-8")
     return result

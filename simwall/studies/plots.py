@@ -8,11 +8,13 @@ figure as PNG or SVG by the file's suffix. ``simwall plot`` is :mod:`simwall.cli
 
 from __future__ import annotations
 
+import difflib
 import math
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, SimwallError
+from ..hardware.efficiency import efficiency_of
 from ..report import records as record_files
 
 __all__ = [
@@ -222,7 +224,6 @@ def roofline_plot(rows: list[Any], device: Any, precision: str = "bf16"
 
     ``rows``: :func:`simwall.roofline.roofline_rows` output (dicts or objects with the op
     name, ``flop``, intensity and time)."""
-    from ..hardware.efficiency import efficiency_of
 
     eff = efficiency_of(device)
     peak = device.peak(precision) * eff.gemm_max
@@ -283,7 +284,6 @@ def columns_plot(records: list[dict[str, Any]], x: str, y: str, hue: str | None 
         raise ConfigError(source, None, "no records to plot")
     for flag, col in (("--x", x), ("--y", y), ("--hue", hue)):
         if col is not None and col not in records[0]:
-            import difflib
 
             near = difflib.get_close_matches(col, list(records[0]), n=1, cutoff=0.5)
             hint = f"; did you mean '{near[0]}'?" if near else ""

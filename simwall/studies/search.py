@@ -26,9 +26,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..config import ClusterSpec, Workload, reoverride, split_key_overrides
+from ..api import Prepared, prepare, run_prepared
+from ..config import (
+    ClusterSpec,
+    Workload,
+    load_cluster,
+    load_workload,
+    reoverride,
+    split_key_overrides,
+)
+from ..costing import costs_symmetrically, op_times, stage_cost
+from ..engine.step import estimate_step, topology_for
 from ..errors import ConfigError, SimwallError
-from ..plan import Plan, balanced_split, cluster_devices
+from ..hardware.catalog import resolve_device
+from ..model.limits import check_dp_buckets
+from ..model.memory import device_memory
+from ..plan import Plan, balanced_split, cluster_devices, resolve
 
 __all__ = [
     "CONFIRM_FACTOR",
@@ -171,8 +184,6 @@ class Searcher:
     memoised stage costs keyed by plan shape."""
 
     def __init__(self, workload: Workload, cluster: ClusterSpec) -> None:
-        from ..engine.step import topology_for
-        from ..hardware.catalog import resolve_device
 
         self.workload = workload
         world = cluster_devices(cluster, workload)
@@ -189,7 +200,6 @@ class Searcher:
     # -- memory -------------------------------------------------------------------------
     def peak(self, plan: Plan) -> tuple[float, int]:
         """(closed-form peak bytes, stage at the peak)."""
-        from ..model.memory import device_memory
 
         stages = device_memory(self.workload.model, self.workload.training, plan)
         worst = max(stages, key=lambda s: (s.peak_bytes, -s.stage))
@@ -199,7 +209,6 @@ class Searcher:
     def stage_cost(self, plan: Plan, stage: int):
         """``stepcost.stage_cost`` memoised; gpipe and 1F1B share a shape (same tasks,
         different order), so the schedule is normalised out of the key."""
-        from ..costing import costs_symmetrically, stage_cost
 
         shape = plan if plan.virtual_stages > 1 else replace(plan, schedule="1f1b")
         key = (shape, stage)
@@ -229,7 +238,6 @@ class Searcher:
         estimate_step`; see the module doc) on one stage of each class."""
         # Imported here: the CLI builds its parser from this module, and ``simwall --help``
         # must not load the engine (SimPy, networkx).
-        from ..engine.step import estimate_step
 
         stages = [(self.stage_cost(plan, stage), count)
                   for stage, count in self._representatives(plan)]
@@ -241,7 +249,6 @@ class Searcher:
         alone (no TP / PP / DP communication, no optimizer). Compute per layer depends on
         tp, sequence parallelism, micro-batch and recompute only (simwall.workload's ops),
         so it is memoised on those."""
-        from ..costing import op_times
 
         key = (plan.tp, plan.sequence_parallel, plan.micro_batch, plan.recompute)
         t = self._op_cache.get(key)
@@ -306,9 +313,6 @@ class Searcher:
         """A :class:`~simwall.api.Prepared` for ``plan``: the workload re-validated with the
         plan's overrides and resolved (so an enumerated plan that the engine's own checks
         reject raises), sharing this search's device and topology."""
-        from ..engine.step import Prepared
-        from ..model.limits import check_dp_buckets
-        from ..plan import resolve
 
         over = plan_overrides(plan)
         if self.workload.plan.stage_layers is not None:
@@ -321,7 +325,6 @@ class Searcher:
                         topology=self.topology)
 
     def simulate(self, plan: Plan):
-        from ..engine.step import run_prepared
 
         return run_prepared(self.prepared(plan))
 
@@ -345,7 +348,6 @@ class Searcher:
 
 def _load(workload: str | Workload, cluster: str | ClusterSpec | None,
           overrides: dict[str, Any] | None) -> tuple[Workload, ClusterSpec]:
-    from ..config import load_cluster, load_workload
 
     wl_over, cl_over = split_key_overrides(overrides or {})
     wl = (reoverride(workload, wl_over, Workload) if isinstance(workload, Workload)
@@ -485,7 +487,6 @@ def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
           overrides: dict[str, Any] | None = None) -> CheckResult:
     """Check the user's plan: invalid, does not fit (where, by how much, what would
     fix it) or fits (step time and its rank among the plans ``search`` considers)."""
-    from ..engine.step import prepare, run_prepared
 
     try:
         prep = prepare(workload, cluster, overrides)

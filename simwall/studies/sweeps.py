@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from ..api import prepare, run_prepared
 from ..config import Strict, load_cluster, load_workload, load_yaml, split_key_overrides, validate
 from ..errors import ConfigError, SimwallError
 from ..memo import memoized
@@ -218,7 +219,6 @@ def _base_configs(workload: str, cluster: str | None, base_json: str):
 
 
 def _prepare_point(workload: str, cluster: str | None, base_set: dict, point: dict):
-    from ..engine.step import prepare
 
     wl, cl = _base_configs(workload, cluster, _canonical(base_set))
     return prepare(wl, cl, point)
@@ -238,7 +238,6 @@ def run_point(task: tuple) -> dict:
     head: dict[str, Any] = {"sweep.index": index, "sweep.key": None, "error": None}
     head.update({f"sweep.{k}": v for k, v in point.items()})
     try:
-        from ..engine.step import run_prepared
 
         prep = _prepare_point(workload, cluster, base_set, point)
         head["sweep.key"] = config_key(prep)

@@ -45,7 +45,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from ..api import prepare, run_prepared
+from ..config import EfficiencySpec, TrainingSpec, load_yaml
 from ..errors import ConfigError, SimwallError
+from ..hardware.efficiency import efficiency_of
+from ..model.memory import model_state_bytes
+from ..model.ops import activation_bytes_per_layer
 
 __all__ = ["FIT_GRID", "Case", "CaseFile", "CaseResult", "FitResult", "bundled_case_files",
            "fit", "load_cases", "predict", "render", "run_cases", "summarize"]
@@ -124,7 +131,6 @@ def bundled_case_files() -> list[Path]:
 
 def load_cases(path: str | Path) -> CaseFile:
     """Read and check one case file (see the module docstring for the format)."""
-    from ..config import load_yaml
 
     src = str(path)
     doc = load_yaml(path)
@@ -190,8 +196,6 @@ def _with_efficiency(prep, efficiency: dict[str, float] | None):
     """``prep`` with its device's efficiency fields replaced (for the fit)."""
     if not efficiency:
         return prep
-    from ..config import EfficiencySpec
-    from ..hardware.efficiency import efficiency_of
 
     dev = prep.device
     eff = EfficiencySpec(**{**efficiency_of(dev).model_dump(), **efficiency})
@@ -199,13 +203,11 @@ def _with_efficiency(prep, efficiency: dict[str, float] | None):
 
 
 def _prepare(cf: CaseFile, case: Case):
-    from ..engine.step import prepare
 
     return prepare(cf.workload, cf.cluster, dict(case.overrides))
 
 
 def _throughput(prep, metric: str) -> float:
-    from ..engine.step import run_prepared
 
     r = run_prepared(prep)
     if metric == "step_time_s":
@@ -217,10 +219,7 @@ def _throughput(prep, metric: str) -> float:
 
 
 def _memory(cf: CaseFile, case: Case) -> float:
-    from pydantic import ValidationError
 
-    from ..config import TrainingSpec
-    from ..model.memory import model_state_bytes
 
     ov = case.overrides
     for key in ("params", "dp", "zero"):
@@ -239,7 +238,6 @@ def _memory(cf: CaseFile, case: Case) -> float:
 
 
 def _activation(prep) -> float:
-    from ..model.ops import activation_bytes_per_layer
 
     wl = prep.workload
     return float(activation_bytes_per_layer(wl.model, wl.training, prep.plan))

@@ -12,10 +12,16 @@ The library never prints; ``simwall whatif`` is :mod:`simwall.cli.whatif`.
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any
 
+from .. import api
 from ..errors import ConfigError
+from ..hardware.catalog import resolve_link
+from ..model import ops as wl_mod
+from ..model import optime as cost
+from ..report import BREAKDOWN_KEYS
 
 __all__ = [
     "AXES",
@@ -85,7 +91,6 @@ def parse_scales(items: list[str] | None, flag: str = "--scale") -> dict[str, fl
 
 def _check_axis(key: str, flag: str = "--scale") -> None:
     if key not in AXES:
-        import difflib
 
         near = difflib.get_close_matches(key, list(AXES), n=1, cutoff=0.5)
         hint = f"; did you mean '{near[0]}'?" if near else ""
@@ -96,7 +101,6 @@ def _check_axis(key: str, flag: str = "--scale") -> None:
 def scale_overrides(prep: Any, scales: dict[str, float]) -> dict[str, Any]:
     """Override keys that scale the resolved resources of ``prep`` (a
     :class:`simwall.api.Prepared`) by ``scales``; values are the new absolute numbers."""
-    from ..hardware.catalog import resolve_link
 
     cl, dev = prep.cluster, prep.device
     out: dict[str, Any] = {}
@@ -138,7 +142,6 @@ def _summary(result: Any) -> dict[str, Any]:
 
 
 def _run(workload: Any, cluster: Any, overrides: dict[str, Any]):
-    from .. import api
 
     prep = api.prepare(workload, cluster, overrides)
     return prep, api.run_prepared(prep)
@@ -193,8 +196,6 @@ def whatif(workload: Any = "gpt3-175b", cluster: Any = None,
 def _memory_bound_fraction(prep: Any, stage: int) -> float:
     """Share of ``stage``'s compute time (fwd + bwd of one micro-batch) spent in ops whose
     roofline bound is memory bandwidth (``simwall.cost.bound``)."""
-    from ..model import optime as cost
-    from ..model import ops as wl_mod
 
     model, training, plan = prep.workload.model, prep.workload.training, prep.plan
     ops = wl_mod.stage_ops(model, training, plan, stage)
@@ -297,7 +298,6 @@ def generations(workload: Any = "gpt3-175b", cluster: Any = None, count: int = 4
 
 def render_whatif(data: dict[str, Any]) -> str:
     """Old vs new step time, breakdown and memory verdict, then elasticities."""
-    from ..report import BREAKDOWN_KEYS
 
     b, s = data["baseline"], data["scaled"]
     scales = ", ".join(f"{k} x{v:g}" for k, v in sorted(data["scales"].items())) or "nothing"
