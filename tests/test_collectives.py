@@ -1,4 +1,4 @@
-"""Tests for simwall.collectives on small hand-built topologies (no simwall.topology)."""
+"""Tests for simwall.net.collectives on small hand-built topologies (no generated topology)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for simwall.network: max-min fair rates, drain times, the SimPy fluid model."""
+"""Tests for simwall.net.flows: max-min fair rates, drain times, the SimPy fluid model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The symmetry window (simwall.collectives.symmetry_window): on a periodic fat-tree,
+"""The symmetry window (simwall.net.collectives.symmetry_window): on a periodic fat-tree,
 costing only the flows that leave a group's first two leaves gives the same time as
 costing every flow, so symmetric runs do not grow with the data-parallel degree."""
 

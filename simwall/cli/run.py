@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from .. import api
 from ..config import set_overrides
 from ..registry import OUTPUT_FORMATS
-from ..report import render
+from ..report import StepResult, render
 from ..studies import plots
 from .common import add_set_option
 
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot(args: argparse.Namespace, result: Any) -> list[dict]:
+def _plot(args: argparse.Namespace, result: StepResult) -> list[dict]:
     """What ``--plot FILE`` draws (:func:`simwall.studies.plots.run_plot`); re-simulates
     with a trace when ``result`` has none (the memory-over-step panel needs its counter
     events)."""

@@ -246,7 +246,7 @@ class Workload(Strict):
 
 
 class EfficiencySpec(Strict):
-    """Achievable fractions of peak, per device kind (see simwall.cost for their use).
+    """Achievable fractions of peak, per device kind (see simwall.hardware.efficiency for their use).
 
     ``gemm_max``: fraction of peak the largest GEMMs reach; ``gemm_half_flop``: GEMM size
     (FLOP) at which half of ``gemm_max`` is reached; ``memory_bw``: fraction of peak memory

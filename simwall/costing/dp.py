@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
 from ..model import memory
+from ..net import Topology
 from ..plan import Plan
 from .groups import axis_groups, boundary_pairs
 from .traffic import Costed, Traffic, run_collective
@@ -41,7 +42,7 @@ def buckets(total_bytes: float, bucket_bytes: float) -> tuple[float, ...]:
     return full + (float(total_bytes - bucket_bytes * (n - 1)),)
 
 
-def bucket_cost(plan: Plan, topology, stage: int, grad_bytes: float, symmetric: bool
+def bucket_cost(plan: Plan, topology: Topology, stage: int, grad_bytes: float, symmetric: bool
                 ) -> BucketCost:
     """The DP reduction of ``grad_bytes`` of gradients of ``stage`` in buckets (none with
     ZeRO 3 or without DP). Each distinct bucket size is costed once."""
@@ -57,7 +58,7 @@ def bucket_cost(plan: Plan, topology, stage: int, grad_bytes: float, symmetric: 
                       traffic=tuple(t for run in runs.values() for t in run.traffic))
 
 
-def tied_embedding_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology,
+def tied_embedding_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology: Topology,
                         stage: int, symmetric: bool) -> Costed:
     """The embedding-gradient all-reduce between the first and the last stage, as seen
     from ``stage`` (nothing unless the embedding is tied across stages)."""

@@ -28,12 +28,11 @@ Per-device runs account every group of every stage and sum them per link.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from ..config import ModelSpec, TrainingSpec
 from ..memo import memoized
 from ..model import memory
-from ..net import collectives
+from ..net import Topology, collectives
 from ..net.names import node_name
 from ..plan import Plan
 from . import offload
@@ -47,7 +46,7 @@ Edge = tuple
 
 
 @memoized(maxsize=65536)
-def _unit_link_bytes(topology: Any, kind: str, group: tuple[int, ...], algorithm: str,
+def _unit_link_bytes(topology: Topology, kind: str, group: tuple[int, ...], algorithm: str,
                      window: collectives.Window = None) -> tuple[tuple[Edge, float], ...]:
     """(edge, bytes) of one run of ``kind`` on ``group`` moving 1 byte per rank, edges in
     first-use order. Every algorithm's flows are proportional to the buffer size
@@ -63,7 +62,7 @@ def _unit_link_bytes(topology: Any, kind: str, group: tuple[int, ...], algorithm
     return tuple(loads.items())
 
 
-def link_bytes(topology: Any, traffic: Iterable[Traffic],
+def link_bytes(topology: Topology, traffic: Iterable[Traffic],
                into: dict[Edge, float] | None = None) -> dict[Edge, float]:
     """Bytes per directed edge that ``traffic`` puts on ``topology`` (added to ``into``
     when given): every flow of every phase of every group, ``count`` times."""
@@ -89,14 +88,14 @@ def link_bytes(topology: Any, traffic: Iterable[Traffic],
     return loads
 
 
-def link_capacity_bytes_per_s(topology: Any, edge: Edge) -> float:
+def link_capacity_bytes_per_s(topology: Topology, edge: Edge) -> float:
     """The bandwidth the simulation gives ``edge``: ``topology.capacity`` (bandwidth x
     link efficiency), as :mod:`simwall.net.collectives` and :mod:`simwall.costing.offload`
     use it."""
     return float(topology.capacity(edge))
 
 
-def busiest_link(topology: Any, loads: Iterable[dict[Edge, float]]) -> dict | None:
+def busiest_link(topology: Topology, loads: Iterable[dict[Edge, float]]) -> dict | None:
     """The edge with the largest ``bytes / capacity`` over the ``loads`` dicts, as
     ``{"link": "nic0.0->leaf0.0", "kind", "link_class", "bytes",
     "capacity_bytes_per_s", "busy_s"}``; None when no link carries anything. Exact ties
@@ -126,7 +125,7 @@ def busiest_link(topology: Any, loads: Iterable[dict[Edge, float]]) -> dict | No
 # --- the traffic of one step (recorded by simwall.costing.stage.stage_cost) -----------------
 
 
-def _offload_bytes(training: TrainingSpec, plan: Plan, topology: Any, stage: int,
+def _offload_bytes(training: TrainingSpec, plan: Plan, topology: Topology, stage: int,
                    params_here: float, layer_params: float, layers: int,
                    symmetric: bool) -> dict[Edge, float]:
     """Host-link bytes of ``stage``'s devices (its first one when ``symmetric``):
@@ -146,7 +145,7 @@ def _offload_bytes(training: TrainingSpec, plan: Plan, topology: Any, stage: int
     return out
 
 
-def step_link_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, topology: Any,
+def step_link_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, topology: Topology,
                     stage_costs: dict[int, StageCost], symmetric: bool
                     ) -> list[dict[Edge, float]]:
     """Bytes per directed edge in one step: one dict per stage when ``symmetric`` (each
@@ -183,7 +182,7 @@ def _merged(traffic: Iterable[Traffic]) -> tuple[Traffic, ...]:
 
 
 @memoized(maxsize=1024)
-def _loads(topology: Any, traffic: tuple[Traffic, ...],
+def _loads(topology: Topology, traffic: tuple[Traffic, ...],
            host: tuple[tuple[Edge, float], ...]) -> dict[Edge, float]:
     """Memoised: stages with the same traffic (symmetric runs) share one dict."""
     out = link_bytes(topology, traffic)
@@ -192,7 +191,7 @@ def _loads(topology: Any, traffic: tuple[Traffic, ...],
     return out
 
 
-def step_busiest_link(model: ModelSpec, training: TrainingSpec, plan: Plan, topology: Any,
+def step_busiest_link(model: ModelSpec, training: TrainingSpec, plan: Plan, topology: Topology,
                       stage_costs: dict[int, StageCost], symmetric: bool) -> dict | None:
     """:func:`busiest_link` of :func:`step_link_bytes`."""
     return busiest_link(topology, step_link_bytes(model, training, plan, topology,

@@ -26,12 +26,13 @@ the 16-bit copy, the data flow of Ren et al. 2021 Fig. 2) over host DRAM bandwid
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
-from ..config import PRECISION_BYTES, TrainingSpec
+from ..config import PRECISION_BYTES, ClusterSpec, TrainingSpec
 from ..errors import ConfigError
 from ..hardware.catalog import get_device
 from ..model.optime import optimizer_step_bytes
+from ..net import Topology
+from ..plan import Plan
 
 __all__ = [
     "DEFAULT_HOST_CPU",
@@ -87,7 +88,7 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(None, name, f"must be > 0 bytes/s, got {value!r}")
 
 
-def offload_times_s(params_shard: float, training: TrainingSpec, plan: Any,
+def offload_times_s(params_shard: float, training: TrainingSpec, plan: Plan,
                     pcie_bytes_per_s: float, host_bw_bytes_per_s: float,
                     overlap_s: float = 0.0) -> OffloadTimes:
     """Per-step cost of keeping the optimizer of ``params_shard`` parameters on the host.
@@ -113,7 +114,7 @@ def offload_times_s(params_shard: float, training: TrainingSpec, plan: Any,
                         cpu_optimizer_s=cpu, param_h2d_s=h2d)
 
 
-def param_fetch_s(layer_params: float, training: TrainingSpec, plan: Any,
+def param_fetch_s(layer_params: float, training: TrainingSpec, plan: Plan,
                   pcie_bytes_per_s: float) -> float:
     """Seconds to fetch one layer's 16-bit parameters from host memory (per device).
 
@@ -129,14 +130,14 @@ def param_fetch_s(layer_params: float, training: TrainingSpec, plan: Any,
     return layer_params * training.weight_bytes / _fetch_shards(plan) / pcie_bytes_per_s
 
 
-def _fetch_shards(plan: Any) -> int:
+def _fetch_shards(plan: Plan) -> int:
     """Slices a layer's host-resident weights are fetched in (one per DP rank with
     ZeRO-3, ZeRO-Infinity's bandwidth-centric partitioning; else one)."""
     return plan.dp if (plan.zero == 3 and plan.dp > 1) else 1
 
 
 def step_host_bytes(params_shard: float, layer_params: float, layers: int,
-                    training: TrainingSpec, plan: Any) -> tuple[float, float]:
+                    training: TrainingSpec, plan: Plan) -> tuple[float, float]:
     """``(device -> host, host -> device)`` bytes one device moves over its host link in
     a step, as :func:`offload_times_s` and :func:`param_fetch_s` cost them: its gradient
     shard out; the updated 16-bit shard back (``optimizer``), or its slice of each of its
@@ -153,7 +154,7 @@ def step_host_bytes(params_shard: float, layer_params: float, layers: int,
     return d2h, h2d
 
 
-def host_memory_bandwidth_bytes_per_s(cluster: Any) -> float:
+def host_memory_bandwidth_bytes_per_s(cluster: ClusterSpec) -> float:
     """One device's share of host DRAM bandwidth, bytes/s.
 
     The CPU is ``cluster.host.cpu`` (a catalog device of kind ``cpu``) or
@@ -170,7 +171,7 @@ def host_memory_bandwidth_bytes_per_s(cluster: Any) -> float:
             / cluster.devices_per_node)
 
 
-def offload_candidates(plan: Any) -> list[Any]:
+def offload_candidates(plan: Plan) -> list[Plan]:
     """Variants of ``plan`` that offload more than it does, least offload first.
 
     For plan search: when no plan fits device memory, try these (each is
@@ -186,13 +187,13 @@ def offload_candidates(plan: Any) -> list[Any]:
     return out
 
 
-def host_link_bytes_per_s(topology: Any, device_index: int) -> float:
+def host_link_bytes_per_s(topology: Topology, device_index: int) -> float:
     """Usable bandwidth of device ``device_index``'s host link (PCIe), bytes/s each way:
     the edge's capacity (bandwidth times the link's ``efficiency``; ``Topology.host_edge``)."""
     return float(topology.capacity(topology.host_edge(device_index)))
 
 
-def host_optimizer_s(topology: Any, training: TrainingSpec, plan: Any, stage: int,
+def host_optimizer_s(topology: Topology, training: TrainingSpec, plan: Plan, stage: int,
                      params_shard: float, backward_s: float) -> float:
     """What the step waits for after the backward when ``plan.offload`` keeps the
     optimizer on the host (:meth:`OffloadTimes.optimizer_s`), for pipeline ``stage``;
@@ -203,7 +204,7 @@ def host_optimizer_s(topology: Any, training: TrainingSpec, plan: Any, stage: in
                            overlap_s=backward_s).optimizer_s
 
 
-def layer_fetch_s(topology: Any, training: TrainingSpec, plan: Any, stage: int,
+def layer_fetch_s(topology: Topology, training: TrainingSpec, plan: Plan, stage: int,
                   layer_params: float) -> float:
     """:func:`param_fetch_s` over the host link of ``stage``'s first device."""
     if plan.offload != "optimizer+params":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..config import DeviceSpec, ModelSpec, TrainingSpec
 from ..model import memory, optime
+from ..net import Topology
 from ..plan import Plan
 from . import offload
 from .groups import axis_groups
@@ -33,7 +34,7 @@ def optimizer_s(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     return optime.optimizer_step_time_s(shard, training.optimizer, device, training) / speed
 
 
-def parameter_gather_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology,
+def parameter_gather_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology: Topology,
                           stage: int, symmetric: bool) -> Costed:
     """ZeRO 1/2: the all-gather of ``stage``'s updated 16-bit parameters after the
     optimizer step, once per step (nothing otherwise)."""

@@ -19,6 +19,7 @@ import simpy
 
 from ..config import (
     ClusterSpec,
+    DeviceSpec,
     Workload,
     load_cluster,
     load_workload,
@@ -32,7 +33,7 @@ from ..memo import memoized
 from ..model import memory
 from ..model import ops as workload_mod
 from ..model.limits import check_dp_buckets
-from ..net import build_topology
+from ..net import Topology, build_topology
 from ..plan import Plan, resolve
 from ..plan.limits import check_engine_tasks
 from ..report import StepResult
@@ -60,8 +61,8 @@ class Prepared:
     workload: Workload
     cluster: ClusterSpec
     plan: Plan
-    device: Any
-    topology: Any
+    device: DeviceSpec
+    topology: Topology
 
 
 @memoized(maxsize=64)

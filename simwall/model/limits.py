@@ -33,4 +33,4 @@ def check_dp_buckets(workload: Workload, plan: Plan) -> None:
                               f"{plan.dp_bucket_bytes:g} bytes cuts the gradients into "
                               f"{n:,} buckets per step, more than simwall's limit of "
                               f"{MAX_DP_BUCKETS:,} (use larger buckets, e.g. 25e6; see "
-                              f"simwall/limits.py)", line=workload.line("plan.dp_bucket_bytes"))
+                              f"simwall/plan/limits.py)", line=workload.line("plan.dp_bucket_bytes"))

@@ -83,7 +83,7 @@ MAX_DP_BUCKETS = 1_000_000
 def _too_big(source: str, key: str, found: int, limit: int, why: str,
              line: int | None = None, what: str = "") -> ConfigError:
     return ConfigError(source, key, f"{what}{found:,} is more than simwall's limit of "
-                       f"{limit:,} ({why}; see simwall/limits.py)", line=line)
+                       f"{limit:,} ({why}; see simwall/plan/limits.py)", line=line)
 
 
 def check_workload(workload: Workload) -> None:
@@ -158,7 +158,7 @@ def check_engine_tasks(workload: Workload, plan: Plan, per_device: bool) -> None
                           f"{plan.chunks} model chunks x {replicas} replicas = {tasks:,} "
                           f"engine tasks per step, more than simwall's limit of "
                           f"{MAX_ENGINE_TASKS:,} (raise training.micro_batch or lower "
-                          f"training.global_batch; see simwall/limits.py)",
+                          f"training.global_batch; see simwall/plan/limits.py)",
                           line=workload.line("training.global_batch"))
 
 

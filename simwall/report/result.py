@@ -36,7 +36,7 @@ class StepResult:
     breakdown_s: dict                 # BREAKDOWN_KEYS -> seconds
     memory: dict                      # capacity_bytes, peak_bytes, fits, devices[...]
     critical: dict                    # which stage / device / link sets the pace;
-    #                                   busiest_link: see simwall.linkload.busiest_link
+    #                                   busiest_link: see simwall.costing.linkload.busiest_link
     engine: dict                      # events, mode, symmetric
     trace_events: tuple = field(default=(), repr=False, compare=False)
     bounds: dict = field(default_factory=dict)  # lower bounds on the step time

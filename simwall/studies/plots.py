@@ -103,7 +103,7 @@ def breakdown_plot(rows: list[dict[str, Any]], title: str = "step time breakdown
 
 
 def generations_plot(rows: list[dict[str, Any]]) -> tuple[Any, list[dict]]:
-    """Share of step time per generation (``simwall.whatif.generations`` rows): stacked
+    """Share of step time per generation (``simwall.studies.whatif.generations`` rows): stacked
     bars of communication, memory-bound work, compute-bound work, bubble and other; one
     panel per model (fixed, scaled)."""
     parts = ("comm_s", "memory_bound_s", "compute_bound_s", "bubble_s", "other_s")
@@ -222,7 +222,7 @@ def roofline_plot(rows: list[Any], device: Any, precision: str = "bf16"
     """Log-log roofline of ``device`` (peak x gemm_max, bandwidth x memory_bw) with the
     workload's ops as points at (intensity FLOP/byte, achieved FLOP/s = flop / time).
 
-    ``rows``: :func:`simwall.roofline.roofline_rows` output (dicts or objects with the op
+    ``rows``: :func:`simwall.model.roofline.roofline_rows` output (dicts or objects with the op
     name, ``flop``, intensity and time)."""
 
     eff = efficiency_of(device)

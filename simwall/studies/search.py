@@ -1,9 +1,9 @@
 """Plan search (``simwall plan``) and plan checking (``simwall check``).
 
 Search enumerates every plan the engine accepts for a workload on a cluster, drops
-those the closed-form memory model (:mod:`simwall.memory`) says cannot fit, ranks the
+those the closed-form memory model (:mod:`simwall.model.memory`) says cannot fit, ranks the
 rest with an analytic estimate built from the per-stage task durations of
-:mod:`simwall.stepcost` (the same durations the engine schedules), and confirms the
+:mod:`simwall.costing` (the same durations the engine schedules), and confirms the
 best few with the engine. The topology is built once per search and the stage costs
 are memoised per plan shape, so plans that differ only in their schedule share them.
 
@@ -42,6 +42,7 @@ from ..hardware.catalog import resolve_device
 from ..model.limits import check_dp_buckets
 from ..model.memory import device_memory
 from ..plan import Plan, balanced_split, cluster_devices, resolve
+from ..report import StepResult
 
 __all__ = [
     "CONFIRM_FACTOR",
@@ -87,7 +88,7 @@ class Ranked:
     """A candidate confirmed by the engine."""
 
     candidate: Candidate
-    result: Any                       # StepResult
+    result: StepResult
     why: str
 
     @property
@@ -207,7 +208,7 @@ class Searcher:
 
     # -- time ---------------------------------------------------------------------------
     def stage_cost(self, plan: Plan, stage: int):
-        """``stepcost.stage_cost`` memoised; gpipe and 1F1B share a shape (same tasks,
+        """``costing.stage_cost`` memoised; gpipe and 1F1B share a shape (same tasks,
         different order), so the schedule is normalised out of the key."""
 
         shape = plan if plan.virtual_stages > 1 else replace(plan, schedule="1f1b")
@@ -247,7 +248,7 @@ class Searcher:
     def compute_bound(self, plan: Plan) -> float:
         """A lower bound of :meth:`estimate`: the same pipeline formula on compute time
         alone (no TP / PP / DP communication, no optimizer). Compute per layer depends on
-        tp, sequence parallelism, micro-batch and recompute only (simwall.workload's ops),
+        tp, sequence parallelism, micro-batch and recompute only (simwall.model.ops),
         so it is memoised on those."""
 
         key = (plan.tp, plan.sequence_parallel, plan.micro_batch, plan.recompute)
@@ -325,7 +326,6 @@ class Searcher:
                         topology=self.topology)
 
     def simulate(self, plan: Plan):
-
         return run_prepared(self.prepared(plan))
 
     def why(self, cand: Candidate, result) -> str:

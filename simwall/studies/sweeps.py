@@ -219,7 +219,6 @@ def _base_configs(workload: str, cluster: str | None, base_json: str):
 
 
 def _prepare_point(workload: str, cluster: str | None, base_set: dict, point: dict):
-
     wl, cl = _base_configs(workload, cluster, _canonical(base_set))
     return prepare(wl, cl, point)
 

@@ -203,7 +203,6 @@ def _with_efficiency(prep, efficiency: dict[str, float] | None):
 
 
 def _prepare(cf: CaseFile, case: Case):
-
     return prepare(cf.workload, cf.cluster, dict(case.overrides))
 
 

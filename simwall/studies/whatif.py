@@ -17,11 +17,17 @@ import math
 from typing import Any
 
 from .. import api
+from ..api import Prepared
+from ..config import ClusterSpec, Workload
 from ..errors import ConfigError
 from ..hardware.catalog import resolve_link
 from ..model import ops as wl_mod
 from ..model import optime as cost
-from ..report import BREAKDOWN_KEYS
+from ..report import BREAKDOWN_KEYS, StepResult
+
+#: A workload or cluster as the API takes it: a bundled name, a path or a typed config.
+WorkloadArg = str | Workload
+ClusterArg = str | ClusterSpec | None
 
 __all__ = [
     "AXES",
@@ -98,9 +104,9 @@ def _check_axis(key: str, flag: str = "--scale") -> None:
                           f"{', '.join(AXES)})")
 
 
-def scale_overrides(prep: Any, scales: dict[str, float]) -> dict[str, Any]:
-    """Override keys that scale the resolved resources of ``prep`` (a
-    :class:`simwall.api.Prepared`) by ``scales``; values are the new absolute numbers."""
+def scale_overrides(prep: Prepared, scales: dict[str, float]) -> dict[str, Any]:
+    """Override keys that scale the resolved resources of ``prep`` by ``scales``; values
+    are the new absolute numbers."""
 
     cl, dev = prep.cluster, prep.device
     out: dict[str, Any] = {}
@@ -133,7 +139,7 @@ def scale_overrides(prep: Any, scales: dict[str, float]) -> dict[str, Any]:
 # Simulation helpers
 
 
-def _summary(result: Any) -> dict[str, Any]:
+def _summary(result: StepResult) -> dict[str, Any]:
     mem = result.memory
     return {"device": result.device, "step_time_s": result.step_time_s,
             "breakdown_s": dict(result.breakdown_s),
@@ -141,13 +147,13 @@ def _summary(result: Any) -> dict[str, Any]:
                        "fits": bool(mem["fits"])}}
 
 
-def _run(workload: Any, cluster: Any, overrides: dict[str, Any]):
-
+def _run(workload: WorkloadArg, cluster: ClusterArg, overrides: dict[str, Any]
+         ) -> tuple[Prepared, StepResult]:
     prep = api.prepare(workload, cluster, overrides)
     return prep, api.run_prepared(prep)
 
 
-def elasticities(workload: Any = "gpt3-175b", cluster: Any = None,
+def elasticities(workload: WorkloadArg = "gpt3-175b", cluster: ClusterArg = None,
                  overrides: dict[str, Any] | None = None,
                  axes: tuple[str, ...] | None = None,
                  step: float = ELASTICITY_STEP) -> dict[str, float]:
@@ -167,7 +173,7 @@ def elasticities(workload: Any = "gpt3-175b", cluster: Any = None,
     return out
 
 
-def whatif(workload: Any = "gpt3-175b", cluster: Any = None,
+def whatif(workload: WorkloadArg = "gpt3-175b", cluster: ClusterArg = None,
            scales: dict[str, float] | None = None, overrides: dict[str, Any] | None = None,
            with_elasticities: bool = True) -> dict[str, Any]:
     """Re-simulate with ``scales`` (resource -> factor) applied on top of ``overrides``.
@@ -193,9 +199,9 @@ def whatif(workload: Any = "gpt3-175b", cluster: Any = None,
 # Generations
 
 
-def _memory_bound_fraction(prep: Any, stage: int) -> float:
+def _memory_bound_fraction(prep: Prepared, stage: int) -> float:
     """Share of ``stage``'s compute time (fwd + bwd of one micro-batch) spent in ops whose
-    roofline bound is memory bandwidth (``simwall.cost.bound``)."""
+    roofline bound is memory bandwidth (``simwall.model.optime.bound``)."""
 
     model, training, plan = prep.workload.model, prep.workload.training, prep.plan
     ops = wl_mod.stage_ops(model, training, plan, stage)
@@ -208,7 +214,7 @@ def _memory_bound_fraction(prep: Any, stage: int) -> float:
     return mem / total if total > 0 else 0.0
 
 
-def wall_shares(prep: Any, result: Any) -> dict[str, float]:
+def wall_shares(prep: Prepared, result: StepResult) -> dict[str, float]:
     """The step time split into the parts the memory wall is about, seconds and shares.
 
     ``comm_s`` = tp_comm + pp_comm + dp_comm (communication the critical stream waits
@@ -230,7 +236,7 @@ def wall_shares(prep: Any, result: Any) -> dict[str, float]:
             "wall_share": (comm + mem_bound) / step if step > 0 else 0.0}
 
 
-def _scaled_model(prep: Any, flop_factor: float) -> dict[str, Any]:
+def _scaled_model(prep: Prepared, flop_factor: float) -> dict[str, Any]:
     """Model overrides that grow per-step FLOPs by about ``flop_factor``.
 
     Dense transformer FLOPs per token ~ 6 N with N ~ 12 L h^2 (Kaplan et al. 2020, Sec.
@@ -249,7 +255,7 @@ def _scaled_model(prep: Any, flop_factor: float) -> dict[str, Any]:
     return out
 
 
-def generations(workload: Any = "gpt3-175b", cluster: Any = None, count: int = 4,
+def generations(workload: WorkloadArg = "gpt3-175b", cluster: ClusterArg = None, count: int = 4,
                 overrides: dict[str, Any] | None = None,
                 growth: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """Project the cluster ``count`` generations forward (generation 0 = as given).
