@@ -176,3 +176,15 @@ def test_only_the_engine_imports_simpy(module):
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module.split(".")[0])
     assert "simpy" not in names
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists every package of simwall (an unlisted one is missing from an
+    installed wheel)."""
+    import tomllib
+
+    listed = set(tomllib.loads((PKG.parent / "pyproject.toml").read_text(encoding="utf-8"))
+                 ["tool"]["setuptools"]["packages"])
+    found = {".".join(("simwall",) + p.parent.relative_to(PKG).parts).rstrip(".")
+             for p in PKG.rglob("__init__.py")}
+    assert found - listed == set()

@@ -14,6 +14,17 @@ from ..plan import Plan
 
 __all__ = ["layer_compute_s", "op_times"]
 
+#: The parts :func:`op_times` costs: (key, op list of the model, pass).
+_PARTS = (
+    ("layer_fwd", workload.layer_ops, "fwd"),
+    ("layer_bwd", workload.layer_ops, "bwd"),
+    ("layer_rec", workload.layer_ops, "recompute"),
+    ("emb_fwd", workload.embedding_ops, "fwd"),
+    ("emb_bwd", workload.embedding_ops, "bwd"),
+    ("head_fwd", workload.head_ops, "fwd"),
+    ("head_bwd", workload.head_ops, "bwd"),
+)
+
 
 @memoized(maxsize=4096)
 def op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec
@@ -21,24 +32,9 @@ def op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Devic
     """Per micro-batch compute seconds of one layer and of the embedding/head parts:
     keys ``layer_fwd``, ``layer_bwd``, ``layer_rec`` (recompute), ``emb_fwd``,
     ``emb_bwd``, ``head_fwd``, ``head_bwd``."""
-    p = training.precision
-    t = {
-        "layer_fwd": optime.ops_time_s(workload.layer_ops(model, training, plan, "fwd"),
-                                       device, p),
-        "layer_bwd": optime.ops_time_s(workload.layer_ops(model, training, plan, "bwd"),
-                                       device, p),
-        "layer_rec": optime.ops_time_s(workload.layer_ops(model, training, plan, "recompute"),
-                                       device, p),
-        "emb_fwd": optime.ops_time_s(workload.embedding_ops(model, training, plan, "fwd"),
-                                     device, p),
-        "emb_bwd": optime.ops_time_s(workload.embedding_ops(model, training, plan, "bwd"),
-                                     device, p),
-        "head_fwd": optime.ops_time_s(workload.head_ops(model, training, plan, "fwd"),
-                                      device, p),
-        "head_bwd": optime.ops_time_s(workload.head_ops(model, training, plan, "bwd"),
-                                      device, p),
-    }
-    return t
+    return {key: optime.ops_time_s(ops_of(model, training, plan, pass_), device,
+                                   training.precision)
+            for key, ops_of, pass_ in _PARTS}
 
 
 def layer_compute_s(times: dict[str, float], speed: float) -> tuple[float, float]:

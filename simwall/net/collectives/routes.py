@@ -35,26 +35,15 @@ def memo_on(topology: TopologyLike, name: str, key: Hashable,
 
 def route(topology: TopologyLike, src: int, dst: int) -> tuple:
     """``topology.route(src, dst)`` as a tuple, memoised."""
-    table = _table(topology, "route")
-    if table is None:
-        return tuple(topology.route(src, dst))
-    r = table.get((src, dst))
-    if r is None:
-        r = table[(src, dst)] = tuple(topology.route(src, dst))
-    return r
+    return memo_on(topology, "route", (src, dst), lambda: tuple(topology.route(src, dst)))
 
 
 def latency_s(topology: TopologyLike, src: int, dst: int) -> float:
     """Route latency from ``src`` to ``dst`` in seconds (0 on one device), memoised."""
     if src == dst:
         return 0.0
-    table = _table(topology, "lat")
-    if table is None:
-        return float(topology.route_latency_s(src, dst))
-    r = table.get((src, dst))
-    if r is None:
-        r = table[(src, dst)] = float(topology.route_latency_s(src, dst))
-    return r
+    return memo_on(topology, "lat", (src, dst),
+                   lambda: float(topology.route_latency_s(src, dst)))
 
 
 def latencies_s(topology: TopologyLike, pairs: Sequence[tuple[int, int]]) -> Sequence[float]:
