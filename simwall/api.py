@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import ClusterSpec, Workload, set_overrides
-from .engine.step import Prepared, prepare, run_prepared
+from .engine.prepare import Prepared, prepare
+from .engine.step import run_prepared
 from .report import StepResult, chrome_trace
 
 __all__ = ["Prepared", "prepare", "run_prepared", "simulate", "simulate_from_cli"]

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.hardware import catalog as hardware
 from simwall.config import PRECISION_BYTES, DeviceRef, LinkRef
 from simwall.errors import ConfigError
+from simwall.hardware import catalog as hardware
 
 REQUIRED_DEVICES = ["A100-SXM4-40GB", "A100-SXM4-80GB", "H100-SXM5-80GB", "H200-SXM-141GB",
                     "B200", "MI300X", "TPU-v4", "TPU-v5p", "Xeon Gold 6242"]

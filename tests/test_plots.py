@@ -11,12 +11,9 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from simwall import api
-
-from simwall.studies import plots
-
-from simwall.studies import whatif
 from simwall.errors import ConfigError, SimwallError
 from simwall.model.roofline import roofline_rows
+from simwall.studies import plots, whatif
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

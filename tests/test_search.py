@@ -1,4 +1,5 @@
-"""Tests of simwall.search: plan enumeration, the analytic ranking, ``plan`` and ``check``."""
+"""Tests of simwall.studies.search and .check: plan enumeration, the analytic ranking,
+``plan`` and ``check``."""
 
 from __future__ import annotations
 
@@ -11,15 +12,11 @@ from hypothesis import strategies as st
 from simwall.cli import check as check_command
 from simwall.cli import plan as plan_command
 from simwall.cli.main import build_parser
+from simwall.engine import load_inputs
 from simwall.errors import ConfigError
 from simwall.plan import resolve
-from simwall.studies.search import (
-    Searcher,
-    _load,
-    check,
-    enumerate_plans,
-    search,
-)
+from simwall.studies.check import check
+from simwall.studies.search import Searcher, enumerate_plans, search
 
 # Big enough that memory rules plans out on a 4 GB device (capacity set below).
 SMALL = """name: small
@@ -54,7 +51,7 @@ def exhaustive_best(searcher: Searcher):
 @pytest.mark.parametrize("name,over", [("tiny", {}), ("small", SMALL_CAPACITY)])
 def test_search_best_equals_exhaustive_engine_best(name, over, request):
     path = request.getfixturevalue(name)
-    wl, cl = _load(path, "single-node", over)
+    wl, cl = load_inputs(path, "single-node", over)
     best_s, best_plan = exhaustive_best(Searcher(wl, cl))
     res = search(path, "single-node", top=3, overrides=over)
     assert res.ranked, "search found nothing"
@@ -65,7 +62,7 @@ def test_search_best_equals_exhaustive_engine_best(name, over, request):
 
 
 def test_every_enumerated_plan_is_accepted_by_resolve(small):
-    wl, cl = _load(small, "single-node", {})
+    wl, cl = load_inputs(small, "single-node", {})
     s = Searcher(wl, cl)
     plans = list(enumerate_plans(wl, cl))
     assert len(plans) == len(set(plans)), "duplicate plans"
@@ -79,7 +76,7 @@ def test_every_enumerated_plan_is_accepted_by_resolve(small):
 @settings(deadline=None, derandomize=True, max_examples=40)
 @given(st.data())
 def test_compute_bound_never_exceeds_estimate(small, data):
-    wl, cl = _load(small, "single-node", {})
+    wl, cl = load_inputs(small, "single-node", {})
     s = _searcher_cache.setdefault(small, Searcher(wl, cl))
     plans = _plans_cache.setdefault(small, list(enumerate_plans(wl, cl)))
     plan = data.draw(st.sampled_from(plans))
@@ -94,7 +91,7 @@ _plans_cache: dict = {}
 
 def test_estimate_tracks_the_engine_on_average(small):
     """The ranking is only useful if the estimate is close to the engine."""
-    wl, cl = _load(small, "single-node", {})
+    wl, cl = load_inputs(small, "single-node", {})
     s = Searcher(wl, cl)
     plans = list(enumerate_plans(wl, cl))[::25]
     errs = [abs(s.estimate(p)[0] / s.simulate(p).step_time_s - 1) for p in plans]

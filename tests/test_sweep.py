@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import simwall.studies.sweeps as sw
+from simwall import read_records
 from simwall.cli import sweep as sweep_command
 from simwall.cli.main import build_parser
-from simwall import read_records
 from simwall.errors import ConfigError
 from simwall.studies.sweeps import (
     expand,

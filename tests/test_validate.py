@@ -14,8 +14,8 @@ import pytest
 
 from simwall.cli import validate as validate_command
 from simwall.cli.main import build_parser
-from simwall.studies import validate as v
 from simwall.errors import SimwallError
+from simwall.studies import validate as v
 
 
 def _by_source(results, word):

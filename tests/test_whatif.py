@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall import api
-from simwall.studies import whatif as w
 from simwall.errors import ConfigError
+from simwall.studies import whatif as w
 
 SETTINGS = settings(deadline=None, derandomize=True, max_examples=6)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import set_overrides
-from ..studies.search import check
+from ..studies.check import check
 from .common import add_workload_arguments
 
 DESCRIPTION = ("Check the user's config and plan (not to be confused with 'simwall "

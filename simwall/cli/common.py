@@ -16,7 +16,7 @@ from ..config import (
     set_overrides,
     split_key_overrides,
 )
-from ..engine.step import load_default_cluster
+from ..engine.prepare import load_default_cluster
 
 __all__ = ["SET_HELP", "add_set_option", "add_workload_arguments", "to_yaml",
            "workload_and_cluster"]

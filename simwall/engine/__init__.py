@@ -1,19 +1,17 @@
-"""The SimPy engine: the pipeline streams (:mod:`.pipeline`), the DP reduction and
-optimizer tail (:mod:`.sync`), the Chrome trace they write (:mod:`.trace`) and the one
-assembly of a step (:mod:`.step`), used by :func:`simwall.simulate` and by the plan
-search's analytic estimate."""
+"""The SimPy engine: a run's inputs resolved (:mod:`.prepare`), the pipeline streams
+(:mod:`.pipeline`), the DP reduction and optimizer tail (:mod:`.sync`), the Chrome trace
+they write (:mod:`.trace`) and the one assembly of a step (:mod:`.step`), used by
+:func:`simwall.simulate` and by the plan search's analytic estimate."""
 
 from .pipeline import Arrival, GradSegment, Pipeline, StageStats, run_pipeline, scaled
+from .prepare import Prepared, load_inputs, prepare, topology_for
 from .step import (
-    Prepared,
     SimulatedStep,
     StepTiming,
     estimate_step,
-    prepare,
     run_prepared,
     simulate_step,
     step_timing,
-    topology_for,
 )
 from .sync import OTHER_S, Tail, bucket_ready_times, step_tail
 from .trace import Recorder
@@ -31,6 +29,7 @@ __all__ = [
     "Tail",
     "bucket_ready_times",
     "estimate_step",
+    "load_inputs",
     "prepare",
     "run_pipeline",
     "run_prepared",

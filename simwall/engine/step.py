@@ -13,107 +13,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import simpy
 
-from ..config import (
-    ClusterSpec,
-    DeviceSpec,
-    Workload,
-    load_cluster,
-    load_workload,
-    reoverride,
-    split_key_overrides,
-)
 from ..costing import StageCost, costs_symmetrically, stage_cost, step_busiest_link
-from ..errors import ConfigError
-from ..hardware.catalog import resolve_device
-from ..memo import memoized
 from ..model import memory
 from ..model import ops as workload_mod
-from ..model.limits import check_dp_buckets
-from ..net import Topology, build_topology
-from ..plan import Plan, resolve
+from ..plan import Plan
 from ..plan.limits import check_engine_tasks
 from ..report import StepResult
 from .pipeline import Pipeline, StageStats, scaled
+from .prepare import Prepared
 from .sync import OTHER_S, Tail, analytic_dp_exposure_s, dp_reduction, step_tail, sync_tail
 from .trace import Recorder
 
 __all__ = [
     "OTHER_S",
-    "Prepared",
     "SimulatedStep",
     "StepTiming",
     "estimate_step",
-    "prepare",
     "run_prepared",
     "simulate_step",
     "step_timing",
-    "topology_for",
 ]
-
-@dataclass(frozen=True)
-class Prepared:
-    """Everything resolved for one run: typed inputs, plan, device, topology."""
-
-    workload: Workload
-    cluster: ClusterSpec
-    plan: Plan
-    device: DeviceSpec
-    topology: Topology
-
-
-@memoized(maxsize=64)
-def _topology_cached(cluster_json: str):
-    cluster = ClusterSpec.model_validate_json(cluster_json)
-    return build_topology(cluster)
-
-
-def topology_for(cluster: ClusterSpec):
-    try:
-        return _topology_cached(cluster.model_dump_json(by_alias=True))
-    except ConfigError as err:
-        # The cached build sees a copy made from JSON, which has no file name: locate the
-        # error in the cluster's file (and line) instead of "<cluster NAME>".
-        if err.source and not err.source.startswith("<cluster "):
-            raise
-        line = cluster.line(err.key) if err.key else None
-        raise ConfigError(cluster.file, err.key, err.message, line=line) from None
-
-
-def load_default_cluster(wl: Workload, overrides: list) -> ClusterSpec:
-    """The cluster named by ``wl.defaults.cluster``; a bad name is located in the workload."""
-    try:
-        return load_cluster(wl.defaults.cluster, overrides)
-    except ConfigError as err:  # the workload's defaults.cluster names no cluster
-        if err.source:
-            raise
-        raise ConfigError(wl.file, "defaults.cluster", err.message,
-                          line=wl.line("defaults.cluster")) from None
-
-
-def prepare(workload: str | Workload = "gpt3-175b", cluster: str | ClusterSpec | None = None,
-            overrides: dict[str, Any] | None = None) -> Prepared:
-    """Load, override, validate and resolve a workload on a cluster."""
-    wl_over, cl_over = split_key_overrides(overrides or {})
-    if isinstance(workload, Workload):
-        wl = reoverride(workload, wl_over, Workload)
-    else:
-        wl = load_workload(workload, wl_over)
-    if isinstance(cluster, ClusterSpec):
-        cl = reoverride(cluster, cl_over, ClusterSpec)
-    elif cluster is not None:
-        cl = load_cluster(cluster, cl_over)
-    else:
-        cl = load_default_cluster(wl, cl_over)
-    plan, cl = resolve(wl, cl)
-    check_dp_buckets(wl, plan)
-    device = resolve_device(cl.device, "device", cl.file)
-    topo = topology_for(cl)
-    return Prepared(workload=wl, cluster=cl, plan=plan, device=device, topology=topo)
-
 
 def _speeds(prep: Prepared) -> dict[int, float]:
     return {s.device: s.slowdown for s in prep.cluster.faults.stragglers}

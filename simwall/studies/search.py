@@ -1,4 +1,4 @@
-"""Plan search (``simwall plan``) and plan checking (``simwall check``).
+"""Plan search (``simwall plan``): the fastest plans of a workload on a cluster.
 
 Search enumerates every plan the engine accepts for a workload on a cluster, drops
 those the closed-form memory model (:mod:`simwall.model.memory`) says cannot fit, ranks the
@@ -26,17 +26,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..api import Prepared, prepare, run_prepared
+from ..api import Prepared, run_prepared
 from ..config import (
     ClusterSpec,
     Workload,
-    load_cluster,
-    load_workload,
     reoverride,
     split_key_overrides,
 )
 from ..costing import costs_symmetrically, op_times, stage_cost
-from ..engine.step import estimate_step, topology_for
+from ..engine.prepare import load_inputs, topology_for
+from ..engine.step import estimate_step
 from ..errors import ConfigError, SimwallError
 from ..hardware.catalog import resolve_device
 from ..model.limits import check_dp_buckets
@@ -52,7 +51,7 @@ __all__ = [
     "Ranked",
     "SearchResult",
     "Searcher",
-    "check",
+    "describe_plan",
     "enumerate_plans",
     "render_search",
     "search",
@@ -346,18 +345,6 @@ class Searcher:
         return "; ".join(parts)
 
 
-def _load(workload: str | Workload, cluster: str | ClusterSpec | None,
-          overrides: dict[str, Any] | None) -> tuple[Workload, ClusterSpec]:
-
-    wl_over, cl_over = split_key_overrides(overrides or {})
-    wl = (reoverride(workload, wl_over, Workload) if isinstance(workload, Workload)
-          else load_workload(workload, wl_over))
-    cluster = cluster or wl.defaults.cluster
-    cl = (reoverride(cluster, cl_over, ClusterSpec) if isinstance(cluster, ClusterSpec)
-          else load_cluster(cluster, cl_over))
-    return wl, cl
-
-
 def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
            top: int = 5, objective: str = "step_time",
            overrides: dict[str, Any] | None = None, max_tp: int | None = None,
@@ -373,7 +360,7 @@ def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
                           f"{objective!r}")
     if top < 1:
         raise ConfigError("--top", None, f"expected an integer >= 1, got {top}")
-    wl, cl = _load(workload, cluster, overrides)
+    wl, cl = load_inputs(workload, cluster, overrides)
     s = Searcher(wl, cl)
     if objective == "memory":
         n, n_fit, cands = s.candidates(max_tp, least_memory=top)
@@ -414,112 +401,3 @@ def render_search(res: SearchResult) -> str:
         lines.append("no plan fits in device memory (try more devices, a smaller "
                      "micro-batch or offload)")
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------
-# check
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    status: str                       # 'invalid' | 'does-not-fit' | 'fits'
-    lines: tuple[str, ...]
-
-
-def _changes(s: Searcher, plan: Plan) -> list[tuple[str, Plan]]:
-    """Single changes to ``plan`` that may save memory: (label, changed plan)."""
-    tries: list[tuple[str, Plan]] = []
-    if plan.dp > 1:
-        for z in range(plan.zero + 1, 4):
-            tries.append((f"zero {plan.zero} -> {z}", replace(plan, zero=z)))
-    order = ("none", "selective", "full")
-    for rc in order[order.index(plan.recompute) + 1:]:
-        tries.append((f"recompute {plan.recompute} -> {rc}", replace(plan, recompute=rc)))
-    if plan.tp > 1 and not plan.sequence_parallel:
-        tries.append(("sequence_parallel on", replace(plan, sequence_parallel=True)))
-    half = plan.micro_batch // 2
-    if half >= 1 and plan.global_batch % (plan.dp * half) == 0 and (
-            plan.schedule != "interleaved" or (plan.global_batch // (plan.dp * half))
-            % plan.pp == 0):
-        tries.append((f"micro_batch {plan.micro_batch} -> {half}",
-                      replace(plan, micro_batch=half)))
-    # Raise pp (same tp, dp shrinks): the search's own enumeration says what is valid.
-    for cand in enumerate_plans(s.workload, s.cluster):
-        if (cand.tp == plan.tp and cand.pp > plan.pp and cand.micro_batch == plan.micro_batch
-                and cand.zero == (plan.zero if cand.dp > 1 else 0)
-                and cand.recompute == plan.recompute and cand.schedule == plan.schedule
-                and cand.virtual_stages == plan.virtual_stages
-                and cand.sequence_parallel == plan.sequence_parallel):
-            tries.append((f"pp {plan.pp} -> {cand.pp}", cand))
-            break
-    return tries
-
-
-def _fixes(s: Searcher, plan: Plan) -> list[str]:
-    """Changes to ``plan`` that save memory, with their savings, fitting ones first;
-    when no single change fits, also the greedy combination of the biggest savers."""
-    base, _ = s.peak(plan)
-    out = []
-    for label, p in _changes(s, plan):
-        peak, _ = s.peak(p)
-        if base - peak > 0:
-            out.append((peak <= s.capacity_bytes, base - peak, label))
-    out.sort(key=lambda x: (not x[0], -x[1], x[2]))
-    lines = [f"{label} saves {saved / GB:.1f} GB" + (" (then fits)" if ok else "")
-             for ok, saved, label in out]
-    if out and not out[0][0]:
-        current, labels = plan, []
-        for _ in range(6):  # greedy: take the biggest saver, re-evaluate from there
-            options = [(s.peak(p)[0], label, p) for label, p in _changes(s, current)]
-            options = [o for o in options if o[0] < s.peak(current)[0]]
-            if not options:
-                break
-            peak, label, current = min(options, key=lambda o: (o[0], o[1]))
-            labels.append(label)
-            if peak <= s.capacity_bytes:
-                lines.insert(0, f"together: {' + '.join(labels)} saves "
-                             f"{(base - peak) / GB:.1f} GB (then fits)")
-                break
-    return lines
-
-
-def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
-          overrides: dict[str, Any] | None = None) -> CheckResult:
-    """Check the user's plan: invalid, does not fit (where, by how much, what would
-    fix it) or fits (step time and its rank among the plans ``search`` considers)."""
-
-    try:
-        prep = prepare(workload, cluster, overrides)
-    except ConfigError as err:
-        if err.message.startswith(("no such file", "no bundled", "cannot read", "not a ")):
-            raise  # nothing to check: the CLI's one-line error, exit 2
-        return CheckResult("invalid", (f"invalid: {' '.join(str(err).split())}",))
-    s = Searcher(prep.workload, prep.cluster)
-    plan = prep.plan
-    peak, stage = s.peak(plan)
-    cap = s.capacity_bytes
-    head = f"plan: {describe_plan(plan)} on {s.world} x {s.device.name}"
-    if peak > cap:
-        lines = [head, (f"does not fit: stage {stage} (device {plan.device_of(stage, 0, 0)}) "
-                        f"needs {peak / GB:.1f} GB of {cap / GB:.1f} GB, "
-                        f"{(peak - cap) / GB:.1f} GB over")]
-        fixes = _fixes(s, plan)
-        lines += [f"  fix: {f}" for f in fixes[:5]] or ["  no single change fixes it"]
-        return CheckResult("does-not-fit", tuple(lines))
-    result = run_prepared(prep)
-    mine, _ = s.estimate(plan)
-    n, n_fit, cands = s.candidates(below_s=mine)
-    if not cands:
-        n, n_fit, cands = s.candidates(need=1)
-    rank = 1 + sum(1 for c in cands if c.estimate_s < mine)
-    lines = [head, f"fits: peak {result.memory['peak_bytes'] / GB:.1f} GB of {cap / GB:.1f} GB",
-             f"step time {result.step_time_s:.4f} s, MFU {result.mfu * 100:.1f}%",
-             f"rank {rank} of {n_fit} fitting plans ({n} valid) by the analytic "
-             f"estimate ({mine:.4f} s; best {cands[0].estimate_s:.4f} s: "
-             f"{describe_plan(cands[0].plan)})" if cands else "rank: no plan fits"]
-    if not result.memory["fits"]:
-        lines[1] = (f"does not fit: fits the closed-form model ({peak / GB:.1f} GB) but the "
-                    f"engine's peak is {result.memory['peak_bytes'] / GB:.1f} GB of "
-                    f"{cap / GB:.1f} GB")
-        return CheckResult("does-not-fit", tuple(lines))
-    return CheckResult("fits", tuple(lines))
