@@ -15,11 +15,13 @@ window).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from ...config import ClusterSpec, LinkSpec
+from ...errors import ConfigError
 from ..names import Node
 
 if TYPE_CHECKING:                      # types only: the topology calls the generators
@@ -37,6 +39,7 @@ __all__ = [
     "no_links",
     "no_route",
     "no_shared_links",
+    "torus_dims",
 ]
 
 
@@ -70,6 +73,21 @@ class Link(NamedTuple):
     u: Node
     v: Node
     attrs: dict
+
+
+def torus_dims(ctx: GeneratorContext, level: str, count: int, whose: str, equal: str
+               ) -> tuple[int, ...]:
+    """``{level}.dims`` of a torus (``level``: intra or inter), checked: given, and its
+    product is ``count`` (``whose`` and ``equal`` say what ``count`` is in the messages);
+    a ConfigError names the key."""
+    dims, key = getattr(ctx.cluster, level).dims, f"{level}.dims"
+    if dims is None:
+        raise ConfigError(ctx.source, key, f"required for {level}.topology 'torus' (a list "
+                          f"whose product is {whose})")
+    if math.prod(dims) != count:
+        raise ConfigError(ctx.source, key, f"product must equal {equal}, got {list(dims)} "
+                          f"(product {math.prod(dims)})")
+    return tuple(dims)
 
 
 def link_attrs(spec: LinkSpec, kind: str, latency_s: float,

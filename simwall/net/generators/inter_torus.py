@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import ConfigError
 from ..names import device_node
-from .base import Generator, GeneratorContext, Link, link_attrs
+from .base import Generator, GeneratorContext, Link, link_attrs, torus_dims
 from .paths import torus_edges, torus_path
 
 if TYPE_CHECKING:                      # types only: the topology calls the generators
@@ -20,21 +20,13 @@ __all__ = ["GENERATOR", "inter_dims"]
 def inter_dims(ctx: GeneratorContext) -> tuple[int, ...]:
     """``inter.dims``, checked against the device count and ``intra.topology: none``
     (ConfigError)."""
-    dims = ctx.cluster.inter.dims
     if ctx.cluster.intra.topology != "none":
         raise ConfigError(ctx.source, "intra.topology",
                           f"must be 'none' when inter.topology is 'torus' (the torus joins "
                           f"every chip), got {ctx.cluster.intra.topology!r}")
-    if dims is None:
-        raise ConfigError(ctx.source, "inter.dims",
-                          f"required for inter.topology 'torus' (a list whose product is the "
-                          f"device count, {ctx.num_devices})")
-    if math.prod(dims) != ctx.num_devices:
-        raise ConfigError(ctx.source, "inter.dims",
-                          f"product must equal the device count nodes x devices_per_node = "
-                          f"{ctx.nodes} x {ctx.devices_per_node} = {ctx.num_devices}, got "
-                          f"{list(dims)} (product {math.prod(dims)})")
-    return tuple(dims)
+    n, D, N = ctx.nodes, ctx.devices_per_node, ctx.num_devices
+    return torus_dims(ctx, "inter", N, f"the device count, {N}",
+                      f"the device count nodes x devices_per_node = {n} x {D} = {N}")
 
 
 def links(ctx: GeneratorContext, n: int) -> Iterator[Link]:

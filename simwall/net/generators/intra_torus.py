@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ...errors import ConfigError
 from ..names import device_node
-from .base import Generator, GeneratorContext, Link, link_attrs
+from .base import Generator, GeneratorContext, Link, link_attrs, torus_dims
 from .paths import torus_edges, torus_path
 
 if TYPE_CHECKING:                      # types only: the topology calls the generators
@@ -19,16 +17,8 @@ __all__ = ["GENERATOR", "intra_dims"]
 
 def intra_dims(ctx: GeneratorContext) -> tuple[int, ...]:
     """``intra.dims``, checked against the devices per node (ConfigError)."""
-    dims = ctx.cluster.intra.dims
-    if dims is None:
-        raise ConfigError(ctx.source, "intra.dims",
-                          f"required for intra.topology 'torus' (a list whose product is "
-                          f"devices_per_node = {ctx.devices_per_node})")
-    if math.prod(dims) != ctx.devices_per_node:
-        raise ConfigError(ctx.source, "intra.dims",
-                          f"product must equal devices_per_node ({ctx.devices_per_node}), "
-                          f"got {list(dims)} (product {math.prod(dims)})")
-    return tuple(dims)
+    D = ctx.devices_per_node
+    return torus_dims(ctx, "intra", D, f"devices_per_node = {D}", f"devices_per_node ({D})")
 
 
 def links(ctx: GeneratorContext, n: int) -> Iterator[Link]:
