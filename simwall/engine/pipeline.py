@@ -138,14 +138,17 @@ class Pipeline:
         return [k for k, p in self.processes.items() if p.is_alive]
 
     def _send(self, inbox: simpy.Store, mb: int, duration_s: float, stage: int,
-              replica: int, label: str) -> None:
-        """Send ``mb``'s output to ``inbox``: it arrives ``duration_s`` from now."""
+              replica: int, what: str) -> None:
+        """Send ``mb``'s output (``what``: 'act' or 'grad') to ``inbox``: it arrives
+        ``duration_s`` from now."""
         env = self.env
         producer_end = env.now
         if duration_s <= 0:
             inbox.put(Arrival(mb, producer_end, env.now))
             return
-        self.recorder.span(label, env.now, duration_s, stage, replica, PP, "pp")
+        if self.recorder.enabled:
+            self.recorder.span(f"send {what} {mb}", env.now, duration_s, stage, replica, PP,
+                               "pp")
         self.events += 1
         transfer = env.timeout(duration_s)
         transfer.callbacks.append(
@@ -162,6 +165,7 @@ class Pipeline:
         final_b = {c: [mb for p_, mb, c_ in order if p_ == "B" and c_ == c][-1]
                    for c in range(len(sc.chunks))}
         grads = self.grads[stage] if self.grads is not None else None
+        tracing = rec.enabled          # skip building trace events nobody keeps
         for pass_, mb, local in order:
             ch: ChunkCost = sc.chunks[local]
             g = ch.chunk
@@ -203,24 +207,27 @@ class Pipeline:
             st.compute_s += comp
             st.tp_s += tp_s
             st.zero3_s += z3
-            name = f"{pass_}{mb}" + (f".c{local}" if v > 1 else "")
-            rec.span(name, start, comp, stage, replica, COMPUTE, "compute",
-                     {"micro_batch": mb, "chunk": g, "layers": ch.layers})
-            if tp_s + z3 > 0:
-                rec.span(f"{pass_}{mb} tp", start + comp, tp_s + z3, stage, replica, TP, "tp")
+            if tracing:
+                name = f"{pass_}{mb}" + (f".c{local}" if v > 1 else "")
+                rec.span(name, start, comp, stage, replica, COMPUTE, "compute",
+                         {"micro_batch": mb, "chunk": g, "layers": ch.layers})
+                if tp_s + z3 > 0:
+                    rec.span(f"{pass_}{mb} tp", start + comp, tp_s + z3, stage, replica, TP,
+                             "tp")
             if pass_ == "F":
                 if g < last_chunk:
                     self._send(self.inbox[(replica, "A", g + 1)], mb, sc.pp_fwd_s, stage,
-                               replica, f"send act {mb}")
+                               replica, "act")
             else:
                 st.activation_now_bytes -= ch.activation_bytes
                 if g > 0:
                     self._send(self.inbox[(replica, "G", g - 1)], mb, sc.pp_bwd_s, stage,
-                               replica, f"send grad {mb}")
+                               replica, "grad")
                 if final:
                     st.grad_segments.append((start, env.now, ch.grad_bytes))
-            rec.counter("activations", env.now, stage, replica,
-                        {"bytes": st.activation_now_bytes})
+            if tracing:
+                rec.counter("activations", env.now, stage, replica,
+                            {"bytes": st.activation_now_bytes})
         st.compute_end_s = env.now
 
 

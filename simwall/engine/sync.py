@@ -110,13 +110,13 @@ def dp_reduction(env: simpy.Environment, sc: StageCost, replicas: int, overlap: 
                 ready = max(ready, k[done])
             start = max(ready, end)
             end = start + sc.bucket_s[done]
-            if start > env.now:
-                yield env.timeout(start - env.now)
             if end > start:
                 recorder.span(f"dp bucket {done}", start, end - start, sc.stage, 0, DP, "dp")
-                if end > env.now:
-                    yield env.timeout(end - env.now)
             done += 1
+        # The buckets known so far run back to back on one communicator (FIFO): the
+        # stream is busy until ``end``, whatever arrives meanwhile.
+        if end > env.now:
+            yield env.timeout(end - env.now)
     yield env.all_of(streams)
     return max(end, compute_end_s())
 
