@@ -22,8 +22,8 @@ __all__ = [
 
 #: Values (scalars, lists and mappings, each counted once per place it appears once
 #: aliases ``*name`` are expanded) in one YAML document: a workload, cluster, catalog,
-#: validation case, sweep file or ``--set`` value. The largest bundled file holds about
-#: 2,000; the pure-Python YAML parser composes some 30,000-50,000 values per second, so
+#: validation case, sweep file or ``--set`` value. The largest bundled file holds a few
+#: hundred; the pure-Python YAML parser composes some 30,000-50,000 values per second, so
 #: this bounds reading a file to a second or two, and an alias bomb is refused as soon as
 #: its expansion passes the limit (before anything is expanded).
 MAX_YAML_VALUES = 50_000
