@@ -74,9 +74,9 @@ def test_sweep_file_validation_is_located(tmp_path):
 def test_range_axis(tmp_path):
     p = tmp_path / "s.yaml"
     p.write_text("workload: gpt2\ngrid:\n  plan.pp: {range: [1, 7, 2]}\n"
-                 "  cluster.inter.bandwidth: {range: [1.0e9, 2.0e9, 0.5e9]}\n")
+                 "  cluster.inter.link.bandwidth: {range: [1.0e9, 2.0e9, 0.5e9]}\n")
     grid, _ = load_sweep(p).axes()
-    assert grid == {"plan.pp": [1, 3, 5], "cluster.inter.bandwidth": [1e9, 1.5e9]}
+    assert grid == {"plan.pp": [1, 3, 5], "cluster.inter.link.bandwidth": [1e9, 1.5e9]}
 
 
 # ---------------------------------------------------------------------------------------

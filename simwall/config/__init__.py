@@ -38,7 +38,7 @@ from .schema import (
     TrainingSpec,
     Workload,
 )
-from .validation import validate
+from .validation import key_path_problem, validate
 from .yamlio import key_path, line_of, load_yaml, parse_yaml
 
 __all__ = [
@@ -46,7 +46,7 @@ __all__ = [
     "DeviceSpec", "EfficiencySpec", "FaultSpec", "HostSpec", "InterSpec", "IntraSpec",
     "LinkRef", "LinkSpec", "ModelSpec", "PlanSpec", "Straggler", "Strict", "TrainingSpec",
     "Workload", "apply_overrides", "bundled_dir", "bundled_names", "cluster_overrides",
-    "display_path", "find_file", "key_path", "line_of", "load_cluster", "load_workload",
+    "display_path", "find_file", "key_path", "key_path_problem", "line_of", "load_cluster", "load_workload",
     "load_yaml", "parse_set", "parse_yaml", "reoverride", "set_overrides",
     "split_key_overrides", "validate",
 ]

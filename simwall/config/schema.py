@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
@@ -33,6 +34,7 @@ from ..registry import (
     SCHEDULES,
     Registry,
 )
+from .limits import MAX_DEGRADED_LINKS, MAX_DEVICES, MAX_LAYERS, MAX_TORUS_DIMS
 from .yamlio import dotted_key
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "Strict",
     "TrainingSpec",
     "Workload",
+    "at_most",
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -91,6 +94,20 @@ class OneOf:
             raise PydanticCustomError("not_one_of", "not a registered {kind} name",
                                       {"kind": self.registry.kind})
         return value
+
+
+def at_most(limit: int, why: str) -> BeforeValidator:
+    """``Annotated[tuple[...], at_most(N, why)]``: a list of at most ``limit`` entries,
+    checked before any entry is validated (pydantic would validate every entry of a
+    million-entry list first). The error is reported as it is written here (see
+    :mod:`simwall.config.validation`); ``why`` says where the limit comes from."""
+    def check(value: Any) -> Any:
+        if isinstance(value, (list, tuple)) and len(value) > limit:
+            raise PydanticCustomError(
+                "too_many_entries", f"{len(value):,} entries is more than simwall's limit of "
+                f"{limit:,} ({why}; see simwall/config/limits.py)")
+        return value
+    return BeforeValidator(check)
 
 
 PosInt = Annotated[int, Field(strict=True, gt=0)]
@@ -200,7 +217,9 @@ class PlanSpec(Strict):
     recompute: Literal["none", "selective", "full"] = "none"
     schedule: Annotated[str, OneOf(SCHEDULES)] = "1f1b"
     virtual_stages: PosInt = 1
-    stage_layers: tuple[NonNegInt, ...] | None = None
+    stage_layers: Annotated[tuple[NonNegInt, ...], at_most(
+        MAX_LAYERS, "one entry per model chunk; the deepest published models have about "
+        "128 layers")] | None = None
     collective: Annotated[str, OneOf(COLLECTIVE_ALGORITHMS, also=("auto",))] = "auto"
     # PyTorch DDP's default gradient bucket (bucket_cap_mb=25); Li et al., VLDB 2020, Sec. 4.
     dp_bucket_bytes: PosFloat = 25e6
@@ -341,13 +360,17 @@ class LinkRef(Strict):
 
 LinkChoice = Union[str, LinkRef]
 
+#: Torus dimensions (chips per dimension).
+TorusDims = Annotated[tuple[PosInt, ...], at_most(
+    MAX_TORUS_DIMS, "published tori have 3 to 6 dimensions")]
+
 
 class IntraSpec(Strict):
     """Inside a node: how its devices connect."""
 
     topology: Annotated[str, OneOf(INTRA_TOPOLOGIES)] = "nvswitch"
     link: LinkChoice = "NVLink3"
-    dims: tuple[PosInt, ...] | None = None  # for torus
+    dims: TorusDims | None = None  # for torus
 
 
 class InterSpec(Strict):
@@ -358,7 +381,7 @@ class InterSpec(Strict):
     nics_per_node: PosInt = 8
     oversubscription: Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)] = 1.0
     rail_optimized: Bool = True
-    dims: tuple[PosInt, ...] | None = None  # for torus: chips per dimension
+    dims: TorusDims | None = None  # for torus: chips per dimension
     switch_radix: PosInt = 64
 
 
@@ -381,8 +404,11 @@ class DegradedLink(Strict):
 
 
 class FaultSpec(Strict):
-    stragglers: tuple[Straggler, ...] = ()
-    links: tuple[DegradedLink, ...] = ()
+    stragglers: Annotated[tuple[Straggler, ...], at_most(
+        MAX_DEVICES, "at most one per device; the largest training clusters have about "
+        "100,000 devices")] = ()
+    links: Annotated[tuple[DegradedLink, ...], at_most(
+        MAX_DEGRADED_LINKS, "failure studies degrade a handful of links")] = ()
 
 
 class ClusterSpec(Strict):

@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from .schema import OneOf
 from .yamlio import format_number, format_value, key_path, line_of
 
-__all__ = ["validate"]
+__all__ = ["key_path_problem", "validate"]
 
 # pydantic reports each failure with a location (``loc``) through the schema. Inside a
 # union (``dp: int | 'auto'``, ``device: name | {base: ...}``) that location also carries
@@ -196,6 +196,42 @@ def _unknown_key(key: Any, model: type[BaseModel] | None) -> str:
     return f"unknown key (valid keys: {', '.join(valid)})" if valid else "unknown key"
 
 
+def key_path_problem(model: type[BaseModel], key: str, prefix: str = "") -> str | None:
+    """What is wrong with dotted ``key`` as an override of a ``model`` document (None if
+    ``model`` has that key): ``plan.tpp`` on a Workload gives "unknown key; did you mean
+    'plan.tp'?". A key inside a catalog reference (``device.memory_bandwidth``) is
+    looked up in its mapping form, as :func:`~simwall.config.overrides.apply_overrides`
+    writes it. Lets a sweep refuse a misspelt axis before any point runs. ``prefix``
+    (``cluster.``) is put before the key paths the message suggests."""
+    parts = key.split(".")
+    spec: Any = (model, ())
+    for i, part in enumerate(parts):
+        tp, _ = spec
+        branches = _union_args(tp)
+        if branches is not None:  # device: name | {base: ...}: a sub-key means the mapping
+            mappings = [_unwrap(b) for b in branches
+                        if _is_model(_unwrap(b)[0]) or get_origin(_unwrap(b)[0]) is dict]
+            if mappings:
+                tp = mappings[0][0]
+        above = prefix + ".".join(parts[:i]) if i else ""
+        if _is_model(tp):
+            valid = _keys_of(tp)
+            spec = _field(tp, part)
+        elif get_origin(tp) is dict:
+            key_tp = _unwrap(get_args(tp)[0])[0]
+            valid = [str(v) for v in get_args(key_tp)] if get_origin(key_tp) is Literal else None
+            spec = _unwrap(get_args(tp)[1]) if valid is None or part in valid else None
+        else:
+            return f"{above} is not a mapping, so it has no key '{part}'"
+        if spec is None:
+            near = difflib.get_close_matches(part, valid or [], n=1, cutoff=0.5)
+            if near:
+                return f"unknown key; did you mean '{above + '.' if above else prefix}{near[0]}'?"
+            where = f" of {above}" if above else ""
+            return f"unknown key (valid keys{where}: {', '.join(valid or [])})"
+    return None
+
+
 def _pick(errors: list[dict], model: type[BaseModel], doc: Any) -> tuple[list, str]:
     """The (key path, message) to report for the first failure in ``errors``."""
     err = errors[0]
@@ -220,6 +256,8 @@ def _message(err: dict, walk: _Walk) -> tuple[list, str]:
     kind, found, path = err["type"], err.get("input"), walk.path
     if kind == "extra_forbidden":
         return path, _unknown_key(path[-1], walk.parent_model())
+    if kind == "too_many_entries":  # schema.at_most: the message names the limit
+        return path, err["msg"]
     if kind == "missing":
         return path, f"required key is missing (expected {_describe(walk.leaf)})"
     if kind == "value_error":

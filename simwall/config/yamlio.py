@@ -4,6 +4,12 @@ Every mapping it builds is a :class:`LineDict` that remembers the line of each k
 later errors (schema, overrides, plan checks) can point at the line the user wrote.
 Files are parsed once per text (:func:`load_yaml` memoises the parse and hands out
 copies). Values and key paths are shown the way users write them in YAML.
+
+Every document is bounded while it is composed, before any Python object is built:
+at most :data:`~simwall.config.limits.MAX_YAML_VALUES` values counted with aliases
+expanded, so an alias bomb (``&a [x, x, ...]``, ``&b [*a, *a, ...]``, ...) is refused as
+soon as its expansion passes the limit, wherever the YAML comes from (workload, cluster,
+catalog, case file, sweep file, ``--set`` value).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..memo import memoized
+from .limits import MAX_YAML_VALUES
 
 __all__ = [
     "LineDict",
@@ -31,7 +38,70 @@ __all__ = [
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that records key lines and rejects duplicate keys."""
+    """SafeLoader that records key lines, rejects duplicate keys and bounds the document
+    to :data:`MAX_YAML_VALUES` values with aliases expanded.
+
+    PyYAML composes an alias as a reference to the anchored node, so parsing a bomb is
+    cheap; its cost comes later, when anything walks, copies or serialises the result
+    (pydantic, ``json.dumps`` of a sweep's ``set``). Counting here, with the expanded
+    size of each anchor remembered, is linear in the text and catches every reader.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._values = 0  # values composed so far, each alias counted as its expansion
+        self._anchor_values: dict[str, int] = {}  # anchor -> values it expands to
+        self._where: list[tuple[Any, int | None]] = []  # (key or index, line) being composed
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if isinstance(index, yaml.ScalarNode):  # a mapping value: index is its key node
+            self._where.append((index.value, index.start_mark.line + 1))
+        elif isinstance(index, int):  # a list item
+            self._where.append((index, None))
+        else:  # a mapping key or the document itself
+            return self._compose_counted(parent, index)
+        try:
+            return self._compose_counted(parent, index)
+        finally:
+            self._where.pop()
+
+    def _compose_counted(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        anchor = event.anchor
+        if isinstance(event, yaml.AliasEvent):
+            if anchor in self.anchors:  # else PyYAML reports the undefined alias
+                if anchor not in self._anchor_values:
+                    raise self._too_many(f"invalid YAML: alias *{anchor} is used inside "
+                                         f"its own anchor &{anchor}, so it would expand "
+                                         f"without end",
+                                         event.start_mark)
+                self._count(self._anchor_values[anchor], event.start_mark)
+            return super().compose_node(parent, index)
+        self._count(1, event.start_mark)
+        before = self._values
+        node = super().compose_node(parent, index)
+        if anchor is not None:
+            self._anchor_values[anchor] = self._values - before + 1
+        return node
+
+    def _count(self, values: int, mark: Any) -> None:
+        self._values += values
+        if self._values > MAX_YAML_VALUES:
+            raise self._too_many(f"more than {MAX_YAML_VALUES:,} YAML values once aliases "
+                                 f"(*name) are expanded, simwall's limit for one file "
+                                 f"(an alias bomb or a runaway list?; see "
+                                 f"docs/input-formats.md)", mark)
+
+    def _too_many(self, problem: str, mark: Any) -> ConfigError:
+        # Name the key whose value is being read, up to the first list index
+        # (``plan.stage_layers``, not ``plan.stage_layers[99999]``).
+        path, line = [], mark.line + 1
+        for key, key_line in self._where:
+            if isinstance(key, int):
+                break
+            path.append(key)
+            line = key_line
+        return ConfigError(None, key_path(path), problem, line=line)
 
 
 # PyYAML (YAML 1.1) reads ``3e12`` and ``1e-6`` (no dot) as strings; read them as floats.

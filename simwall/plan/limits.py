@@ -19,7 +19,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..config.limits import MAX_DEVICES, MAX_LAYERS
 from ..errors import ConfigError
+
+# MAX_DEVICES and MAX_LAYERS (with their rationale) live in simwall/config/limits.py: the
+# schema bounds list lengths by them (stragglers, stage_layers) while reading the input.
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import ClusterSpec, Workload
@@ -40,20 +44,9 @@ __all__ = [
     "engine_tasks",
 ]
 
-#: Devices in one cluster. The largest published training clusters hold about 100,000
-#: GPUs (xAI Colossus, 2024; Llama 3 trained on 16,384 H100s, Dubey et al. 2024 Sec. 3.3).
-#: Building the topology graph costs about 0.4 ms per 8-GPU node (networkx), so 2^17
-#: devices build in about 6 s; a billion would take days.
-MAX_DEVICES = 2 ** 17
-
 #: NICs per node. DGX nodes have 8 compute NICs (plus 2 storage); 64 leaves 8x headroom
 #: while bounding the graph (each NIC is a graph node with its own links).
 MAX_NICS_PER_NODE = 64
-
-#: Transformer layers. The deepest published LLMs have 96-128 layers (GPT-3 175B: 96;
-#: Megatron 1T: 128, Narayanan et al. 2021 Table 1). Per-layer op lists make the cost
-#: linear in layers (~6 us each), so 10,000 layers (~80x the deepest) stay under 0.1 s.
-MAX_LAYERS = 10_000
 
 #: hidden, ffn_hidden, heads, kv_heads, vocab and seq_len. The largest published values
 #: are far below: hidden 25,600 (Megatron 1T), ffn 53,248 (Llama 3 405B), vocab 256,000
@@ -115,7 +108,7 @@ def check_workload(workload: Workload) -> None:
 
 def check_cluster(cluster: ClusterSpec) -> None:
     """Refuse clusters beyond :data:`MAX_DEVICES` or :data:`MAX_NICS_PER_NODE`, and
-    stragglers naming a device the cluster does not have (``nodes: auto`` is checked
+    stragglers naming a device twice or one the cluster does not have (``nodes: auto`` is checked
     once resolved)."""
     src = cluster.file
     if cluster.devices_per_node > MAX_DEVICES:
@@ -130,6 +123,16 @@ def check_cluster(cluster: ClusterSpec) -> None:
     if cluster.inter.nics_per_node > MAX_NICS_PER_NODE:
         raise _too_big(src, "inter.nics_per_node", cluster.inter.nics_per_node, MAX_NICS_PER_NODE,
                        "DGX nodes have 8 compute NICs", cluster.line("inter.nics_per_node"))
+    first: dict[int, int] = {}
+    for i, s in enumerate(cluster.faults.stragglers):
+        # One entry per device (so never more entries than devices): a second one would
+        # silently replace the first.
+        if s.device in first:
+            key = f"faults.stragglers[{i}].device"
+            raise ConfigError(src, key, f"device {s.device} is already slowed by "
+                              f"faults.stragglers[{first[s.device]}] (one entry per device)",
+                              line=cluster.line(key))
+        first[s.device] = i
     if isinstance(cluster.nodes, int):
         world = cluster.nodes * cluster.devices_per_node
         for i, s in enumerate(cluster.faults.stragglers):

@@ -32,13 +32,25 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from ..api import prepare, run_prepared
-from ..config import Strict, load_cluster, load_workload, load_yaml, split_key_overrides, validate
+from ..config import (
+    CLUSTER_PREFIX,
+    ClusterSpec,
+    Strict,
+    Workload,
+    key_path_problem,
+    load_cluster,
+    load_workload,
+    load_yaml,
+    split_key_overrides,
+    validate,
+)
 from ..errors import ConfigError, SimwallError
 from ..memo import memoized
 from ..report.records import format_of, read_records, record_line, write_records
 
 __all__ = [
     "SweepFile",
+    "check_keys",
     "config_key",
     "expand",
     "journal_path",
@@ -49,20 +61,24 @@ __all__ = [
     "run_points",
     "run_sweep",
     "sweep",
+    "sweep_points",
 ]
 
 #: Most points of one ``range`` axis: a typo such as a step of 0.0001 should fail fast,
 #: not fill the disk. Our own limit, not from any source.
 MAX_RANGE_POINTS = 100_000
 
+#: Most points of one sweep (the product of the grid's axis lengths, times the zip
+#: length), checked before anything is expanded. simwall's own choice, not from any
+#: source: published sweeps run hundreds to thousands of configurations, and a million
+#: points already take hours on a workstation; a 9-axis grid of 10 values each (10^9
+#: points) would otherwise be expanded in memory before the first one ran.
+MAX_SWEEP_POINTS = 1_000_000
 
-# ---------------------------------------------------------------------------------------
-# The sweep file
 
-
-def _range_values(key: str, spec: Any) -> list:
-    """Values of a ``{range: [start, stop, step]}`` axis (Python's ``range``: start,
-    start + step, ... while before stop; floats allowed). ValueError names the key."""
+def _range_count(key: str, spec: Any) -> int:
+    """Points of a ``{range: [start, stop, step]}`` axis, without listing them (at most
+    :data:`MAX_RANGE_POINTS`). ValueError names the key."""
     where = f"grid.{key}"
     if not (isinstance(spec, dict) and set(spec) == {"range"}):
         raise ValueError(f"{where}: expected a non-empty list or {{range: [start, stop, "
@@ -76,15 +92,47 @@ def _range_values(key: str, spec: Any) -> list:
     start, stop, step = r
     if step == 0:
         raise ValueError(f"{where}.range: step must not be 0")
-    n = max(0, math.ceil((stop - start) / step - 1e-12))
+    span = (stop - start) / step  # inf for [0, 1e300, 1e-300]
+    n = max(0, math.ceil(span - 1e-12)) if math.isfinite(span) else math.inf
     if n > MAX_RANGE_POINTS:
-        raise ValueError(f"{where}.range: gives {n} points, more than {MAX_RANGE_POINTS}")
+        raise ValueError(f"{where}.range: gives {_count(n)} points, more than simwall's "
+                         f"limit of {MAX_RANGE_POINTS:,} per range axis")
     if n == 0:
         raise ValueError(f"{where}.range: gives no points ({start} to {stop} by {step})")
-    if all(isinstance(x, int) for x in r):
+    return n
+
+
+def _range_values(key: str, spec: Any) -> list:
+    """Values of a ``{range: [start, stop, step]}`` axis (Python's ``range``: start,
+    start + step, ... while before stop; floats allowed). ValueError names the key."""
+    n = _range_count(key, spec)
+    start, stop, step = spec["range"]
+    if all(isinstance(x, int) for x in spec["range"]):
         return list(range(start, stop, step))
     # start + i * step (not repeated addition) so values do not drift.
     return [start + i * step for i in range(n)]
+
+
+def _count(n: float) -> str:
+    return "infinitely many" if n == math.inf else f"{n:,}"
+
+
+def sweep_points(grid: dict[str, Any], zip: dict[str, list] | None = None) -> int:
+    """Points a sweep of ``grid`` (lists or ``{range: [...]}`` axes) and ``zip`` gives,
+    computed from the axis lengths without expanding them. ValueError (``grid: ...``) when
+    it is more than :data:`MAX_SWEEP_POINTS`."""
+    lengths = [len(v) if isinstance(v, (list, tuple)) else _range_count(k, v)
+               for k, v in grid.items()]
+    zipped = zip or {}
+    if zipped:
+        lengths.append(len(next(iter(zipped.values()))))
+    n = math.prod(lengths)
+    if n > MAX_SWEEP_POINTS:
+        where = "grid" if grid else "zip"
+        raise ValueError(f"{where}: gives {' x '.join(f'{x:,}' for x in lengths)} = {n:,} "
+                         f"points, more than simwall's limit of {MAX_SWEEP_POINTS:,} per "
+                         f"sweep (split it into several sweeps)")
+    return n
 
 
 def _show(value: Any) -> str:
@@ -109,7 +157,7 @@ class SweepFile(Strict):
                     raise ValueError(f"grid.{key}: expected a non-empty list, got an empty "
                                      f"list")
             else:
-                _range_values(key, axis)
+                _range_count(key, axis)
         lengths = {k: len(v) for k, v in self.zip.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError("zip: every list must have the same length, got "
@@ -119,6 +167,7 @@ class SweepFile(Strict):
         both = sorted(set(self.grid) & set(self.zip))
         if both:
             raise ValueError(f"zip: key {both[0]} is also in grid; use one of them")
+        sweep_points(self.grid, self.zip)
         return self
 
     def base(self) -> dict:
@@ -133,12 +182,20 @@ class SweepFile(Strict):
 def load_sweep(path: str | Path) -> SweepFile:
     """Read and validate a sweep file; errors are located ConfigErrors.
 
-    A ``workload`` / ``cluster`` given as a path is looked up next to the sweep file
-    first, then from the current directory, and made absolute, so workers started
-    elsewhere (Dask) find the same file.
+    Every key of ``set``, ``grid`` and ``zip`` must be a workload or ``cluster.`` key path
+    (checked here, so a misspelt axis is refused before any point runs). A ``workload`` /
+    ``cluster`` given as a path is looked up next to the sweep file first, then from the
+    current directory, and made absolute, so workers started elsewhere (Dask) find the
+    same file.
     """
     doc = load_yaml(path)
     spec = validate(SweepFile, doc, str(path))
+    for section in ("set", "grid", "zip"):
+        problem = _keys_problem(getattr(spec, section))
+        if problem is not None:
+            key, message = problem
+            lines = getattr(doc.get(section), "lines", {})
+            raise ConfigError(str(path), f"{section}.{key}", message, line=lines.get(key))
     here = Path(path).parent
     updates = {}
     for field in ("workload", "cluster"):
@@ -152,12 +209,47 @@ def load_sweep(path: str | Path) -> SweepFile:
     return spec.model_copy(update=updates) if updates else spec
 
 
+def _keys_problem(keys: Any) -> tuple[str, str] | None:
+    """(key, what is wrong) for the first of ``keys`` that names no workload key path or
+    ``cluster.`` key path, or None."""
+    for key in keys:
+        if not isinstance(key, str):
+            return str(key), "expected a key path such as plan.tp or cluster.nodes"
+        if key in ("workload", "cluster"):
+            return key, (f"unknown key; the sweep's {key} is chosen by the top-level "
+                         f"'{key}:' of a sweep file (a key inside it is "
+                         f"{'cluster.nodes' if key == 'cluster' else 'plan.tp'}, ...)")
+        if key.startswith(CLUSTER_PREFIX):
+            problem = key_path_problem(ClusterSpec, key[len(CLUSTER_PREFIX):], CLUSTER_PREFIX)
+        else:
+            problem = key_path_problem(Workload, key)
+        if problem is not None:
+            return key, problem
+    return None
+
+
+def check_keys(overrides: dict[str, Any], where: str) -> None:
+    """Refuse a key of ``overrides`` that names no workload or ``cluster.`` key path;
+    the :class:`ConfigError` names ``where.key`` (``grid.plan.tpp``)."""
+    problem = _keys_problem(overrides)
+    if problem is not None:
+        raise ConfigError(None, f"{where}.{problem[0]}", problem[1])
+
+
+def _check_size(grid: dict[str, Any], zip: dict[str, list] | None) -> None:
+    try:
+        sweep_points(grid, zip)
+    except ValueError as err:
+        raise ConfigError(None, None, str(err)) from None
+
+
 def expand(grid: dict[str, list], zip: dict[str, list] | None = None) -> list[dict[str, Any]]:
     """Every point of the sweep, in sweep-index order.
 
     The grid is the Cartesian product of its axes in the order given (the last axis
     varies fastest); ``zip`` axes advance together, as one more axis after the grid.
     """
+    _check_size(grid, zip)
     keys = list(grid)
     rows: list[dict[str, Any]] = _zip_rows(zip or {}) or [{}]
     out = []
@@ -323,10 +415,16 @@ def sweep(base: dict, grid: dict[str, list], executor: cf.Executor | None = None
     ``base``: ``{"workload": name|path, "cluster": name|path|None, "overrides": {key
     path: value}}``. ``grid``: ``{key path: [values]}`` (Cartesian product, last axis
     fastest). ``zip``: ``{key path: [values]}`` advanced together. ``executor``: any
-    :class:`concurrent.futures.Executor` (None runs here, one point at a time).
+    :class:`concurrent.futures.Executor` (None runs here, one point at a time). An
+    unknown key path or more than :data:`MAX_SWEEP_POINTS` points raise a
+    :class:`ConfigError` before any point runs.
 
     >>> recs = list(sweep({"workload": "gpt2"}, {"plan.tp": [1, 2]}))  # doctest: +SKIP
     """
+    _check_size(grid, zip)
+    for where, overrides in (("set", base.get("overrides") or base.get("set") or {}),
+                             ("grid", grid), ("zip", zip or {})):
+        check_keys(overrides, where)
     expanded = expand(_axis_values(grid), zip)
     tasks = _tasks(base, expanded)
     pending: dict[int, dict] = {}
