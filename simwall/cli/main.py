@@ -1,8 +1,8 @@
 """The ``simwall`` command: the root parser, the command registry and the error contract.
 
 ``main(argv) -> int`` parses, runs one command and returns its exit status. Every
-:class:`~simwall.errors.SimwallError` (and every usage error) becomes one line on stderr,
-``simwall: error: <message>``, and exit status 2, with no traceback.
+:class:`~simwall.errors.SimwallError` (and every usage error, and Ctrl-C) becomes one line
+on stderr, ``simwall: error: <message>``, and exit status 2, with no traceback.
 
 Each command is one module of this package (:data:`COMMANDS`) with ``DESCRIPTION`` (its
 ``--help`` text, or None), ``add_arguments(parser)`` and ``run(args) -> int``. Only the
@@ -115,7 +115,10 @@ def _command_named(argv: Sequence[str]) -> tuple[str, ...]:
 
 
 def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
+    """``text`` on one line; lone surrogates (a name from argv such as ``'\\udcff'``)
+    escaped, so the line can be printed whatever stderr's error handler."""
+    line = " ".join(str(text).split())
+    return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. 'simwall list devices | head -1'
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback (sweep says how to resume)
+        print(f"simwall: error: {args.command}: interrupted", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from .. import api
-from ..config import set_overrides
 from ..registry import OUTPUT_FORMATS
 from ..report import StepResult, render
 from ..studies import plots
@@ -29,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    set_overrides(args.set_items)  # report bad --set syntax before any work
+    api.cli_overrides(args.set_items)  # report a bad --set before any work
     if args.plot:  # issue 6: a bad image name fails before the run
         plots.check_plot_path(args.plot)
 
@@ -48,7 +47,7 @@ def _plot(args: argparse.Namespace, result: StepResult) -> list[dict]:
     if not result.trace_events:
         result = api.simulate(args.workload or "gpt3-175b", args.cluster,
                               per_device=args.per_device, trace=True,
-                              **set_overrides(args.set_items))
+                              **api.cli_overrides(args.set_items))
     fig, data = plots.run_plot(result)
     plots.save(fig, args.plot)
     return data

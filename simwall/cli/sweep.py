@@ -4,9 +4,15 @@ summary line."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shlex
+import signal
+import threading
+from collections.abc import Iterator
 
-from ..errors import ConfigError
-from ..studies.sweeps import journal_path, load_sweep, make_executor, run_sweep
+from ..errors import ConfigError, SimwallError
+from ..report.records import read_records
+from ..studies.sweeps import check_sweep_output, load_sweep, make_executor, run_sweep
 
 DESCRIPTION = ("Simulate every point of SWEEP.yaml and write one record per point (sorted "
                "by sweep index).")
@@ -30,12 +36,48 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers", None, f"expected an integer >= 1, got {args.workers}")
     spec = load_sweep(args.sweep_file)
-    journal_path(args.output)  # a bad output name fails before any worker starts
+    journal = check_sweep_output(args.output)  # bad output paths fail before any worker
     ex = make_executor(args.executor, args.workers, args.address)
+    interrupted = False
     try:
         summary = run_sweep(spec, args.output, ex.executor, resume=args.resume)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
-        ex.close()
+        with _sigint_ignored():  # a second Ctrl-C must not interrupt the clean-up
+            if interrupted:
+                ex.stop()
+            else:
+                ex.close()
+    if interrupted:
+        done = len(read_records(journal))  # whole lines only, as --resume reads them
+        raise SimwallError(f"sweep interrupted: {done} finished point"
+                           f"{'' if done == 1 else 's'} in the journal {journal}; resume "
+                           f"with: {resume_command(args)}")
     print(f"{summary.points} points ({summary.ran} simulated, {summary.reused} reused, "
           f"{summary.errors} with errors) -> {summary.output}")
     return 0
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command line that continues this sweep where it stopped."""
+    words = ["simwall", "sweep", args.sweep_file, "-o", args.output]
+    if args.executor != "local":
+        words += ["--executor", args.executor]
+    if args.address:
+        words += ["--address", args.address]
+    if args.workers is not None:
+        words += ["--workers", str(args.workers)]
+    return shlex.join(words + ["--resume"])
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may change signal handlers
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -144,6 +144,23 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _construct_str(loader: _Loader, node: yaml.ScalarNode) -> str:
+    """A string, unless it holds a lone surrogate (``"\\ud800"`` in a quoted YAML
+    string), which is not text: it could not be printed or written as UTF-8 later."""
+    value = loader.construct_scalar(node)
+    found = _SURROGATE_RE.search(value)
+    if found:
+        raise ConfigError(None, None, f"not text: {ascii(value)[:40]} holds a lone surrogate "
+                          f"({ascii(found.group())[1:-1]}); write the character itself",
+                          line=node.start_mark.line + 1)
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:str", _construct_str)
+
 
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML ``text`` safely; errors are :class:`ConfigError` located in ``source``."""

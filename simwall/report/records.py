@@ -180,13 +180,27 @@ def read_records(path: str | Path, strict: bool = False) -> list[dict]:
                           f"'{path.suffix}'")
     else:
         fmt = format_of(path)
-    if fmt == "jsonl":
-        return _read_jsonl(path, where, strict)
-    if fmt == "csv":
-        with open(path, encoding="utf-8", newline="") as fh:
-            return [{k: _decode_cell(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-    _, pq = _pyarrow()
-    return pq.read_table(path).to_pylist()
+    try:
+        if fmt == "jsonl":
+            return _read_jsonl(path, where, strict)
+        if fmt == "csv":
+            with open(path, encoding="utf-8", newline="") as fh:
+                return [{k: _decode_cell(v) for k, v in row.items()}
+                        for row in csv.DictReader(fh)]
+    except UnicodeDecodeError:
+        raise ConfigError(where, None, f"not UTF-8 text (expected a .{fmt} file written by "
+                          f"'simwall sweep')") from None
+    except csv.Error as err:  # e.g. a NUL byte
+        raise ConfigError(where, None, f"not a CSV file written by 'simwall sweep' "
+                          f"({err})") from None
+    except OSError as err:
+        raise ConfigError(where, None, f"cannot read: {err.strerror or err}") from None
+    pa, pq = _pyarrow()
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as err:
+        raise ConfigError(where, None, f"not a Parquet file written by 'simwall sweep' "
+                          f"({' '.join(str(err).split())[:80]})") from None
 
 
 def _read_jsonl(path: Path, where: str, strict: bool) -> list[dict]:

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import ConfigError, SimwallError
 from ..hardware.efficiency import efficiency_of
 from ..report import records as record_files
+from ..report.outputs import check_output_path, output_error
 
 __all__ = [
     "SUFFIXES",
@@ -53,11 +54,12 @@ def _figure(width_in: float = 7.0, height_in: float = 4.5):
 
 
 def check_plot_path(path: str | Path, flag: str = "--plot") -> Path:
-    """``path`` if its suffix is one we write (.png, .svg), else a ConfigError."""
+    """``path`` if its suffix is one we write (.png, .svg) and it can be written there
+    (:func:`~simwall.report.outputs.check_output_path`), else a ConfigError."""
     p = Path(path)
     if p.suffix.lower() not in SUFFIXES:
         raise ConfigError(flag, None, f"expected a file ending in .png or .svg, got '{path}'")
-    return p
+    return check_output_path(p, flag)
 
 
 def save(fig: Any, path: str | Path, flag: str = "--plot") -> Path:
@@ -67,7 +69,7 @@ def save(fig: Any, path: str | Path, flag: str = "--plot") -> Path:
         fig.savefig(p, format=p.suffix.lower()[1:], bbox_inches="tight",
                     metadata={"Date": None} if p.suffix.lower() == ".svg" else None)
     except OSError as err:
-        raise ConfigError(flag, None, f"cannot write '{path}': {err.strerror or err}") from None
+        raise output_error(flag, path, err) from None
     return p
 
 

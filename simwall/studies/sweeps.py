@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import concurrent.futures.process  # noqa: F401 - BrokenProcessPool
+import contextlib
 import hashlib
 import itertools
 import json
 import math
+import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -46,11 +49,13 @@ from ..config import (
 )
 from ..errors import ConfigError, SimwallError
 from ..memo import memoized
+from ..report.outputs import check_output_path, output_error
 from ..report.records import format_of, read_records, record_line, write_records
 
 __all__ = [
     "SweepFile",
     "check_keys",
+    "check_sweep_output",
     "config_key",
     "expand",
     "journal_path",
@@ -463,14 +468,44 @@ def journal_path(output: str | Path) -> Path:
     return output.with_name(output.name + ".partial.jsonl")
 
 
+def check_sweep_output(output: str | Path) -> Path:
+    """The journal of a sweep writing ``output``, once both can be written: a known
+    suffix, an existing directory we may write in (the results are renamed into place),
+    neither of them a directory. A ConfigError naming ``-o`` otherwise; run before any
+    worker starts."""
+    format_of(output)
+    check_output_path(output, "-o", replace=True)
+    journal = journal_path(output)
+    check_output_path(journal, "-o", replace=True)
+    return journal
+
+
 # ---------------------------------------------------------------------------------------
 # Executors
 
 
 @dataclass
 class _Exec:
+    """An executor, how to close it when done, and how to stop it at once (Ctrl-C:
+    running points are abandoned; finished ones are already in the journal)."""
+
     executor: cf.Executor | None
     close: Callable[[], None]
+    abort: Callable[[], None] | None = None
+
+    def stop(self) -> None:
+        (self.abort or self.close)()
+
+
+def _ignore_sigint() -> None:
+    """Initializer of local worker processes: Ctrl-C in a terminal reaches the whole
+    process group; the parent alone handles it (and ends the workers), so a worker
+    prints no traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+#: Seconds to wait for a Dask scheduler to answer: a wrong address should fail fast.
+DASK_CONNECT_TIMEOUT_S = 5
 
 
 def make_executor(kind: str = "local", workers: int | None = None,
@@ -483,12 +518,18 @@ def make_executor(kind: str = "local", workers: int | None = None,
     if kind == "serial":
         return _Exec(None, lambda: None)
     if kind == "local":
-        import multiprocessing
-
         n = workers or os.cpu_count() or 1
-        ex = cf.ProcessPoolExecutor(max_workers=n,
+        ex = cf.ProcessPoolExecutor(max_workers=n, initializer=_ignore_sigint,
                                     mp_context=multiprocessing.get_context("spawn"))
-        return _Exec(ex, lambda: ex.shutdown(wait=True, cancel_futures=True))
+
+        def abort() -> None:
+            # The pool's processes are this process's only multiprocessing children
+            # (terminating them, rather than waiting for their batches, is what makes
+            # Ctrl-C quick).
+            for child in multiprocessing.active_children():
+                child.terminate()
+            ex.shutdown(wait=True, cancel_futures=True)
+        return _Exec(ex, lambda: ex.shutdown(wait=True, cancel_futures=True), abort)
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -499,8 +540,8 @@ def make_executor(kind: str = "local", workers: int | None = None,
             raise ConfigError("--executor", None, "dask needs --address tcp://HOST:PORT "
                               "(or use dask-local)")
         try:
-            client = Client(address, timeout=10)
-        except OSError as err:
+            client = Client(address, timeout=DASK_CONNECT_TIMEOUT_S)
+        except (OSError, ValueError, TypeError) as err:  # unreachable; unknown scheme
             raise ConfigError("--address", None, f"cannot reach the Dask scheduler at "
                               f"{address}: {_one_line(err)}") from None
 
@@ -537,8 +578,7 @@ def run_sweep(spec: SweepFile, output: str | Path, executor: cf.Executor | None 
     journal is not simulated again. ``progress``: tqdm bar on stderr (None: only on a
     terminal)."""
     output = Path(output)
-    format_of(output)
-    journal = journal_path(output)
+    journal = check_sweep_output(output)
     base = spec.base()
     grid, zipped = spec.axes()
     tasks = _tasks(base, expand(grid, zipped))
@@ -571,10 +611,9 @@ def run_sweep(spec: SweepFile, output: str | Path, executor: cf.Executor | None 
         write_records(journal, read_records(journal))
     bar = _progress(len(tasks), reused, progress)
     try:
-        with open(journal, "a", encoding="utf-8") as fh:
+        with _opened_journal(journal) as fh:
             for rec in _completed(todo, executor):
-                fh.write(record_line(rec))
-                fh.flush()
+                _journal(fh, journal, rec)
                 results[rec["sweep.index"]] = rec
                 if bar is not None:
                     bar.update(1)
@@ -582,11 +621,42 @@ def run_sweep(spec: SweepFile, output: str | Path, executor: cf.Executor | None 
         if bar is not None:
             bar.close()
     ordered = [results[i] for i in sorted(results)]
-    write_records(output, ordered)
+    try:
+        write_records(output, ordered)
+    except OSError as err:  # e.g. the disk filled up; the journal keeps every record
+        raise output_error("-o", output, err) from None
     if journal != output and journal.exists():
         journal.unlink()
     return SweepSummary(points=len(tasks), ran=len(todo), reused=reused,
                         errors=sum(1 for r in ordered if r.get("error")), output=str(output))
+
+
+@contextlib.contextmanager
+def _opened_journal(journal: Path) -> Iterator[Any]:
+    """The journal open for appending; an OSError is the one-line error of ``-o``."""
+    try:
+        fh = open(journal, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as err:
+        raise output_error("-o", journal, err) from None
+    try:
+        yield fh
+    except BaseException:
+        with contextlib.suppress(OSError):  # the error in flight says what went wrong
+            fh.close()
+        raise
+    try:
+        fh.close()
+    except OSError as err:
+        raise output_error("-o", journal, err) from None
+
+
+def _journal(fh: Any, journal: Path, rec: dict) -> None:
+    """Append ``rec`` as one whole, flushed line (a killed sweep keeps what finished)."""
+    try:
+        fh.write(record_line(rec))
+        fh.flush()
+    except OSError as err:
+        raise output_error("-o", journal, err) from None
 
 
 def _progress(total: int, initial: int, enabled: bool | None):
