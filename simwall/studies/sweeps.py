@@ -24,6 +24,8 @@ import json
 import math
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,7 @@ __all__ = [
     "config_key",
     "expand",
     "journal_path",
+    "end_with_parent",
     "load_sweep",
     "make_executor",
     "point_key",
@@ -368,6 +371,26 @@ def journal_path(output: str | Path) -> Path:
 # ---------------------------------------------------------------------------------------
 # Executors
 
+#: How often a local worker checks that its parent still lives (seconds). Our own choice:
+#: an orphan lingers at most this long; the check costs nothing measurable.
+PARENT_POLL_S = 0.5
+
+
+def end_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when ``parent_pid`` (the sweep) dies, even by
+    SIGKILL, instead of blocking forever on the task queue. A daemon thread polls
+    ``os.getppid()``: an orphan is re-parented, so its parent id changes. (Linux's
+    ``prctl(PR_SET_PDEATHSIG)`` is not used: it fires when the *thread* that spawned the
+    worker ends, and a pool spawns workers from whichever thread submits.) With the
+    workers gone, multiprocessing's resource tracker sees its pipe close and ends too."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="simwall-parent-watch", daemon=True).start()
+
+
 
 @dataclass
 class _Exec:
@@ -389,7 +412,8 @@ def make_executor(kind: str = "local", workers: int | None = None,
 
         n = workers or os.cpu_count() or 1
         ex = cf.ProcessPoolExecutor(max_workers=n,
-                                    mp_context=multiprocessing.get_context("spawn"))
+                                    mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=end_with_parent, initargs=(os.getpid(),))
         return _Exec(ex, lambda: ex.shutdown(wait=True, cancel_futures=True))
     try:
         from dask.distributed import Client, LocalCluster
