@@ -7,6 +7,7 @@ import argparse
 
 from ..errors import ConfigError
 from ..studies.sweeps import journal_path, load_sweep, make_executor, run_sweep
+from .progress import add_quiet_option
 
 DESCRIPTION = ("Simulate every point of SWEEP.yaml and write one record per point (sorted "
                "by sweep index).")
@@ -24,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="worker processes (default: all cores)")
     p.add_argument("--resume", action="store_true",
                    help="skip points whose configuration is already in the output or journal")
+    add_quiet_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     journal_path(args.output)  # a bad output name fails before any worker starts
     ex = make_executor(args.executor, args.workers, args.address)
     try:
-        summary = run_sweep(spec, args.output, ex.executor, resume=args.resume)
+        summary = run_sweep(spec, args.output, ex.executor, resume=args.resume,
+                            progress=False if args.quiet else None)
     finally:
         ex.close()
     print(f"{summary.points} points ({summary.ran} simulated, {summary.reused} reused, "

@@ -11,20 +11,19 @@ estimate (:func:`estimate_step`) feeds it the closed-form pipeline formula.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import math
 
 import simpy
 
 from ..config.yamlio import format_number
 from ..costing import StageCost, costs_symmetrically, stage_cost, step_busiest_link
+from ..errors import SimwallError
 from ..model import memory
 from ..model import ops as workload_mod
 from ..plan import Plan
 from ..plan.limits import check_engine_tasks
-from ..errors import SimwallError
 from ..report import StepResult, as_dict
 from .pipeline import Pipeline, StageStats, scaled
 from .prepare import Prepared

@@ -42,9 +42,9 @@ from ..report.records import format_of, read_records, record_line, write_records
 __all__ = [
     "SweepFile",
     "config_key",
+    "end_with_parent",
     "expand",
     "journal_path",
-    "end_with_parent",
     "load_sweep",
     "make_executor",
     "point_key",
