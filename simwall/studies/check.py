@@ -90,7 +90,8 @@ def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
     try:
         prep = prepare(workload, cluster, overrides)
     except ConfigError as err:
-        if err.message.startswith(("no such file", "no bundled", "cannot read", "not a ")):
+        if err.message.startswith(("no such file", "no bundled", "cannot read", "not a ",
+                                   "not UTF-8")):
             raise  # nothing to check: the CLI's one-line error, exit 2
         return CheckResult("invalid", (f"invalid: {' '.join(str(err).split())}",))
     s = Searcher(prep.workload, prep.cluster)
