@@ -2,6 +2,23 @@
 
 from __future__ import annotations
 
+import unicodedata
+
+__all__ = ["ConfigError", "SimwallError", "printable"]
+
+
+def printable(text: object) -> str:
+    """``text`` safe to print on a terminal: every control, format, surrogate or
+    unassigned character (category C: ESC, NUL, a newline, U+202E, a lone surrogate)
+    escaped as Python's ``repr`` writes it (``\\x1b``, ``\\n``, ``\\u202e``), so text
+    echoed from input can neither drive the terminal nor fail to encode."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(repr(c)[1:-1] if unicodedata.category(c).startswith("C") else c
+                   for c in text)
+
+
 
 class SimwallError(Exception):
     """Root of every error simwall raises on purpose (bad input, impossible request)."""

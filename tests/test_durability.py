@@ -105,3 +105,63 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path, suffix):
         assert [r["sweep.index"] for r in records] == list(range(POINTS))
     else:
         assert not journal.exists()  # the journal is removed once the CSV is written
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")".
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                out.add(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting to be reaped has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_killed_sweep_leaves_no_worker_behind(tmp_path):
+    """SIGKILL of a sweep on local worker processes: its workers (and multiprocessing's
+    resource tracker) end too instead of blocking forever on a queue nobody feeds."""
+    spec = tmp_path / "sweep.yaml"
+    # 12 x 24 points of ~0.1 s: far from done when the first record is journaled.
+    spec.write_text(SWEEP + "  model.layers: {range: [4, 52, 4]}\n", encoding="utf-8")
+    out = tmp_path / "killed.jsonl"
+    argv = [sys.executable, "-m", "simwall.cli", "sweep", str(spec), "-o", str(out),
+            "--workers", "2"]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while not _lines(out):
+            if proc.poll() is not None:
+                pytest.fail(f"sweep ended before it could be killed: {proc.stderr.read()}")
+            if time.monotonic() > deadline:
+                pytest.fail("no records journaled in time")
+            time.sleep(0.01)
+        children = _children(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    assert len(children) >= 2, children  # the two workers (and the resource tracker)
+    # Bounded wait, generous for a loaded machine; how fast is not asserted.
+    deadline = time.monotonic() + 60
+    while any(_alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [c for c in children if _alive(c)], "orphans survived the killed sweep"

@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import json
 import math
 import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from simwall import cli
@@ -495,3 +496,167 @@ def test_deeply_nested_files(folder, kind):
     assert_one_line_error(["run", str(path)], (path.name,))
     path = _write(folder, f"name: x\nnodes: {_nested(3000, 'list' if kind == 'block' else kind)}\n")
     assert_one_line_error(["topo", str(path)], (path.name,))
+
+
+# ---------------------------------------------------------------------------------------
+# Hostile files and command lines of issue 17's kinds. Every one keeps the contract: exit
+# status 0, 1 or 2, no traceback, and on 2 exactly one stderr line ``simwall: error: ...``
+# that is safe to print (no control character reaches the terminal). Each kind also
+# checks what issue 17 asked of it (the float shown as written, JSON without NaN ...).
+
+
+#: Control and format characters that must never reach a terminal raw (ESC sequences,
+#: bell, backspace, carriage return, NUL, bidi overrides) and a lone surrogate.
+control_text = st.lists(st.one_of(
+    st.sampled_from(["\x1b[2J", "\x1b]0;pwned\x07", "\x07", "\x08", "\r", "\x00", "\x7f",
+                     "\u202e", "\u200b", "\x9b", "\ud800"]),
+    st.characters(categories=("Cc", "Cf")), st.sampled_from(["a", "b", "_"])),
+    min_size=1, max_size=6).map("".join).filter(lambda s: not s.isprintable())
+
+INT_KEYS = [("model", "layers"), ("model", "hidden"), ("model", "heads"), ("model", "vocab"),
+            ("model", "seq_len"), ("training", "global_batch"), ("training", "micro_batch"),
+            ("plan", "tp"), ("plan", "pp")]
+EXTREME = st.sampled_from([1e-300, 5e-324, 1e-200, 1e300, 1.7976931348623157e308])
+DEVICE_NUMBERS = ["cluster.device.peak_flops.bf16", "cluster.device.memory_bandwidth",
+                  "cluster.device.memory_capacity", "cluster.intra.link.bandwidth",
+                  "cluster.inter.link.bandwidth", "cluster.intra.link.latency"]
+
+
+def _hostile(kind: str):
+    """Strategy of (kind, payload) for one hostile kind."""
+    payloads = {
+        "control-key-in-file": st.tuples(
+            st.sampled_from([(), ("model",), ("plan",), ("training",)]), control_text),
+        "control-key-in-set": control_text.filter(lambda s: "=" not in s),
+        "control-value-in-set": st.tuples(st.sampled_from(["plan.schedule", "model.kind",
+                                                           "defaults.cluster"]),
+                                          control_text),
+        "float-for-int": st.tuples(st.sampled_from(INT_KEYS), st.integers(1, 10 ** 6)),
+        "extreme-number": st.tuples(st.sampled_from(DEVICE_NUMBERS), EXTREME),
+        "non-finite-set": st.tuples(st.sampled_from(DEVICE_NUMBERS + [
+            "model.layers", "plan.dp_bucket_bytes", "training.global_batch"]),
+            st.sampled_from([".nan", ".inf", "-.inf", ".NaN"])),
+        "bad-set-key": junk_text.filter(lambda s: "=" not in s),
+        "binary-file": st.tuples(st.sampled_from(["run", "show", "topo", "sweep", "check",
+                                                  "plan"]),
+                                 # ends in bytes no text file has
+                                 st.binary(max_size=120).map(lambda b: b + b"\xff\x00")),
+        "trace-under-file": st.just(None),
+        "sweep-output-under-file": st.just(None),
+        "set-whole-section": st.sampled_from(["cluster=foo", "workload=foo", "model=3",
+                                              "plan=[1]"]),
+        "sweep-unknown-grid-key": st.sampled_from(["plan.tpp", "model.layer", "cluster.node"]),
+    }
+    return st.tuples(st.just(kind), payloads[kind])
+
+
+HOSTILE_KINDS = ["control-key-in-file", "control-key-in-set", "control-value-in-set",
+                 "float-for-int", "extreme-number", "non-finite-set", "bad-set-key",
+                 "binary-file", "trace-under-file", "sweep-output-under-file",
+                 "set-whole-section", "sweep-unknown-grid-key"]
+HOSTILE = st.sampled_from(list(HOSTILE_KINDS)).flatmap(_hostile)
+
+
+def _hostile_argv(folder: Path, good_files, kind: str, payload) -> list[str]:
+    workload, cluster = (str(p) for p in good_files)
+    base = ["run", workload, "--cluster", cluster]
+    if kind == "control-key-in-file":
+        where, key = payload
+        return ["run", str(_write(folder, _set_in(BASE_WORKLOAD, where + (key,), 1)))]
+    if kind == "control-key-in-set":
+        return base + ["--set", f"plan.{payload}=1"]
+    if kind == "control-value-in-set":
+        key, value = payload
+        return base + ["--set", f"{key}={json_quote(value)}"]
+    if kind == "float-for-int":
+        where, n = payload
+        return ["run", str(_write(folder, _set_in(BASE_WORKLOAD, where, float(n))))]
+    if kind == "extreme-number":
+        key, value = payload
+        return base + ["--format", "json", "--set", f"{key}={value!r}"]
+    if kind == "non-finite-set":
+        key, value = payload
+        return base + ["--format", "json", "--set", f"{key}={value}"]
+    if kind == "bad-set-key":
+        return base + ["--set", f"{payload}=1"]
+    if kind == "binary-file":
+        command, data = payload
+        path = _write(folder, data)
+        return {"sweep": ["sweep", str(path), "-o", str(folder / "out.jsonl"),
+                          "--executor", "serial"],
+                "check": ["check", str(path)], "plan": ["plan", str(path)]}.get(
+            command, [command, str(path)])
+    if kind == "trace-under-file":
+        return base + ["--trace", str(Path(workload) / "trace.json")]
+    if kind == "sweep-output-under-file":
+        spec = _write(folder, {"workload": workload, "cluster": cluster,
+                               "grid": {"plan.zero": [0, 1]}})
+        return ["sweep", str(spec), "-o", str(Path(workload) / "out.csv"),
+                "--executor", "serial"]
+    if kind == "set-whole-section":
+        return base + ["--set", payload]
+    if kind == "sweep-unknown-grid-key":
+        spec = _write(folder, {"workload": workload, "cluster": cluster,
+                               "grid": {payload: [1, 2]}})
+        return ["sweep", str(spec), "-o", str(folder / "grid.jsonl"), "--executor", "serial"]
+    raise AssertionError(kind)
+
+
+def json_quote(text: str) -> str:
+    """``text`` as a YAML double-quoted scalar (JSON escapes are YAML escapes)."""
+    return json.dumps(text)
+
+
+def _strict_json(text: str):
+    def refuse(name: str):
+        raise AssertionError(f"{name} in JSON output")
+    return json.loads(text, parse_constant=refuse)
+
+
+@settings(FUZZ, max_examples=80)
+@given(case=HOSTILE)
+def test_hostile_inputs_keep_the_contract(folder, good_files, case):
+    kind, payload = case
+    event(kind)
+    argv = _hostile_argv(folder, good_files, kind, payload)
+    rc, out, err = run_cli(argv)
+    assert "Traceback" not in err, err
+    assert rc in (0, 1, 2), (argv, rc, err)
+    if rc == 2:
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("simwall: error: "), (argv, lines)
+        assert lines[0].isprintable(), f"unescaped control character: {lines[0]!r}"
+        assert out == "", (argv, out[:200])
+    if kind in ("control-key-in-file", "control-key-in-set", "float-for-int",
+                "non-finite-set", "binary-file", "trace-under-file",
+                "sweep-output-under-file", "set-whole-section", "sweep-unknown-grid-key"):
+        assert rc == 2, (argv, rc, out[:200], err)
+    if kind == "float-for-int":  # the float as written, not rounded to an integer
+        assert f"got {payload[1]}.0" in err, err
+    if kind == "extreme-number" and rc == 0:  # honest JSON or nothing
+        _strict_json(out)
+    if kind == "extreme-number" and rc == 2:
+        assert payload[0] in err or "non-finite" in err or "limit" in err, err
+
+
+def test_non_finite_result_is_refused_naming_the_input(good_files):
+    """A device so slow the step time overflows: exit 2 naming the key, no Infinity."""
+    workload, cluster = good_files
+    for fmt in ("json", "table"):
+        line = assert_one_line_error(["run", str(workload), "--cluster", str(cluster),
+                                      "--format", fmt, "--set",
+                                      "cluster.device.peak_flops.bf16=1e-300"])
+        assert "cluster.device.peak_flops.bf16 = 1e-300 gives a non-finite step time" in line
+
+
+def test_sweep_point_with_a_non_finite_result_is_an_error_record(folder, good_files):
+    workload, cluster = good_files
+    spec = _write(folder, {"workload": str(workload), "cluster": str(cluster),
+                           "grid": {"cluster.device.peak_flops.bf16": [1e-300, 3.12e14]}})
+    out = folder / "nonfinite.jsonl"
+    rc, _, err = run_cli(["sweep", str(spec), "-o", str(out), "--executor", "serial",
+                          "--quiet"])
+    assert rc == 0, err
+    records = [_strict_json(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["error"] is not None for r in records] == [True, False]
+    assert "non-finite" in records[0]["error"]

@@ -7,6 +7,7 @@ import argparse
 from ..config import set_overrides
 from ..studies.check import check
 from .common import add_workload_arguments
+from .progress import add_quiet_option, progress_of
 
 DESCRIPTION = ("Check the user's config and plan (not to be confused with 'simwall "
                "validate', which compares simwall with published runs).")
@@ -14,11 +15,13 @@ DESCRIPTION = ("Check the user's config and plan (not to be confused with 'simwa
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_workload_arguments(p)
+    add_quiet_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when the plan fits, 1 when it is invalid or does not fit (a missing or
     unreadable file is an error: exit 2 from the CLI)."""
-    res = check(args.workload, args.cluster, set_overrides(args.set_items))
+    res = check(args.workload, args.cluster, set_overrides(args.set_items),
+                progress=progress_of(args))
     print("\n".join(res.lines))
     return 0 if res.status == "fits" else 1

@@ -20,7 +20,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-from ..errors import SimwallError
+from ..errors import SimwallError, printable
 
 __all__ = ["COMMANDS", "Command", "build_parser", "command_module", "main"]
 
@@ -115,10 +115,9 @@ def _command_named(argv: Sequence[str]) -> tuple[str, ...]:
 
 
 def _one_line(text: object) -> str:
-    """``text`` on one line; lone surrogates (a name from argv such as ``'\\udcff'``)
-    escaped, so the line can be printed whatever stderr's error handler."""
-    line = " ".join(str(text).split())
-    return line.encode("utf-8", "backslashreplace").decode("utf-8")
+    """``text`` on one line, safe for a terminal: whitespace runs become one space and
+    every other control character is escaped (messages echo what the user typed)."""
+    return printable(" ".join(str(text).split()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from ..errors import ConfigError, SimwallError
 from ..report.records import read_records
 from ..studies.sweeps import check_sweep_output, load_sweep, make_executor, run_sweep
+from .progress import add_quiet_option
 
 DESCRIPTION = ("Simulate every point of SWEEP.yaml and write one record per point (sorted "
                "by sweep index).")
@@ -30,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="worker processes (default: all cores)")
     p.add_argument("--resume", action="store_true",
                    help="skip points whose configuration is already in the output or journal")
+    add_quiet_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     ex = make_executor(args.executor, args.workers, args.address)
     interrupted = False
     try:
-        summary = run_sweep(spec, args.output, ex.executor, resume=args.resume)
+        summary = run_sweep(spec, args.output, ex.executor, resume=args.resume,
+                            progress=False if args.quiet else None)
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..studies.validate import bundled_case_files, fit, load_cases, render, run_cases
+from .progress import add_quiet_option, progress_of
 
 DESCRIPTION = ("Simulate published training runs from their configuration and report "
                "predicted vs published with signed % error, mean |error| and worst per "
@@ -20,16 +21,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loo", action="store_true",
                    help="also refit the efficiency constants on each file's 'fit' cases "
                         "and report leave-one-out errors (slow: about a minute per file)")
+    add_quiet_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
     """Prints the comparison; returns the exit status."""
     paths = args.cases or bundled_case_files()
     files = [load_cases(p) for p in paths]
-    results = run_cases(files)
+    progress = progress_of(args)
+    results = run_cases(files, progress=progress)
     fits = []
     if getattr(args, "loo", False):
-        fits = [fit(cf) for cf in files
+        fits = [fit(cf, progress=progress) for cf in files
                 if cf.kind == "throughput" and sum(c.fit for c in cf.cases) >= 2]
     print(render(results, fits, args.format), end="")
     return 0

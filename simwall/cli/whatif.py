@@ -18,6 +18,7 @@ from ..studies.whatif import (
     whatif,
 )
 from .common import add_set_option
+from .progress import add_quiet_option, progress_of
 
 DESCRIPTION = ("Re-simulate with resources scaled (--scale KEY=FACTOR; keys: "
                + ", ".join(AXES) + ") and show which resource binds (elasticities), or "
@@ -39,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip the elasticity runs (6 extra simulations)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--plot", metavar="FILE", help="write a plot (.png or .svg)")
+    add_quiet_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     if args.generations is not None:
         if scales:
             raise ConfigError("--scale", None, "cannot be combined with --generations")
-        rows = generations(args.workload, args.cluster, args.generations, overrides)
+        rows = generations(args.workload, args.cluster, args.generations, overrides,
+                           progress=progress_of(args))
         if args.plot:
             plots.save(plots.generations_plot(rows)[0], args.plot)
         print(json.dumps(rows, indent=2, sort_keys=True) if args.format == "json"

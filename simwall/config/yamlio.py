@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError
+from ..errors import ConfigError, printable
 from ..memo import memoized
 from .limits import MAX_YAML_VALUES
 
@@ -135,7 +135,8 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
             raise ConfigError(None, None, "mapping keys must be plain scalars",
                               line=key_node.start_mark.line + 1) from None
         if key in out:
-            raise ConfigError(None, str(key), f"duplicate key (first at line {out.lines[key]})",
+            raise ConfigError(None, printable(key),
+                              f"duplicate key (first at line {out.lines[key]})",
                               line=key_node.start_mark.line + 1)
         out[key] = loader.construct_object(value_node, deep=True)
         out.lines[key] = key_node.start_mark.line + 1
@@ -221,13 +222,14 @@ def _parse_once(text: str, source: str) -> Any:
 def key_path(path: Any) -> str | None:
     """The key path users read in errors: mapping keys joined by dots, list items as
     ``[i]`` (``("faults", "stragglers", 0, "device")`` -> ``faults.stragglers[0].device``;
-    docs/errors.md). None for an empty path."""
+    docs/errors.md). None for an empty path. Control characters in a key are escaped
+    (:func:`~simwall.errors.printable`): keys are echoed from the user's input."""
     out = ""
     for part in path:
         if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{printable(part)}" if out else printable(part)
     return out or None
 
 
@@ -271,6 +273,11 @@ def format_value(value: Any) -> str:
         text = "a list"
     elif isinstance(value, str):
         text = repr(value)
+    elif isinstance(value, float):
+        # A whole float keeps its ".0": "expected an integer, got 4.0", not "got 4".
+        text = format_number(value)
+        if value.is_integer() and text.lstrip("-").isdigit():
+            text += ".0"
     else:
         text = format_number(value)
     return text if len(text) <= 40 else text[:37] + "..."

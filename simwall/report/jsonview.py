@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from ..errors import SimwallError
+
 if TYPE_CHECKING:  # result imports this module
     from .result import StepResult
 
@@ -39,5 +41,12 @@ def as_dict(r: StepResult) -> dict:
 
 
 def render(r: StepResult) -> str:
-    """Deterministic JSON text of :func:`as_dict` (sorted keys, indent 2, no final newline)."""
-    return json.dumps(as_dict(r), indent=2, sort_keys=True)
+    """Deterministic JSON text of :func:`as_dict` (sorted keys, indent 2, no final newline).
+
+    NaN and infinity are not JSON: a result holding one is refused (the engine refuses
+    it first, naming the input; this is the last line of defence)."""
+    try:
+        return json.dumps(as_dict(r), indent=2, sort_keys=True, allow_nan=False)
+    except ValueError:
+        raise SimwallError(f"{r.workload} on {r.cluster}: the result holds a non-finite "
+                           f"number (NaN or infinity), which JSON cannot carry") from None

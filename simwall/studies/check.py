@@ -11,6 +11,7 @@ from ..api import prepare, run_prepared
 from ..config import ClusterSpec, Workload
 from ..errors import ConfigError
 from ..plan import Plan
+from .progress import Progress
 from .search import GB, Searcher, describe_plan, enumerate_plans
 
 __all__ = ["CheckResult", "check"]
@@ -80,14 +81,17 @@ def _fixes(s: Searcher, plan: Plan) -> list[str]:
 
 
 def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
-          overrides: dict[str, Any] | None = None) -> CheckResult:
+          overrides: dict[str, Any] | None = None,
+          progress: Progress | None = None) -> CheckResult:
     """Check the user's plan: invalid, does not fit (where, by how much, what would
-    fix it) or fits (step time and its rank among the plans ``search`` considers)."""
+    fix it) or fits (step time and its rank among the plans ``search`` considers).
+    ``progress``: hook the plan enumeration goes through (:mod:`.progress`)."""
 
     try:
         prep = prepare(workload, cluster, overrides)
     except ConfigError as err:
-        if err.message.startswith(("no such file", "no bundled", "cannot read", "not a ")):
+        if err.message.startswith(("no such file", "no bundled", "cannot read", "not a ",
+                                   "not UTF-8")):
             raise  # nothing to check: the CLI's one-line error, exit 2
         return CheckResult("invalid", (f"invalid: {' '.join(str(err).split())}",))
     s = Searcher(prep.workload, prep.cluster)
@@ -104,9 +108,9 @@ def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
         return CheckResult("does-not-fit", tuple(lines))
     result = run_prepared(prep)
     mine, _ = s.estimate(plan)
-    n, n_fit, cands = s.candidates(below_s=mine)
+    n, n_fit, cands = s.candidates(below_s=mine, progress=progress)
     if not cands:
-        n, n_fit, cands = s.candidates(need=1)
+        n, n_fit, cands = s.candidates(need=1, progress=progress)
     rank = 1 + sum(1 for c in cands if c.estimate_s < mine)
     lines = [head, f"fits: peak {result.memory['peak_bytes'] / GB:.1f} GB of {cap / GB:.1f} GB",
              f"step time {result.step_time_s:.4f} s, MFU {result.mfu * 100:.1f}%",

@@ -42,6 +42,7 @@ from ..model.limits import check_dp_buckets
 from ..model.memory import device_memory
 from ..plan import Plan, balanced_split, cluster_devices, resolve
 from ..report import StepResult
+from .progress import Progress, tracked
 
 __all__ = [
     "CONFIRM_FACTOR",
@@ -273,18 +274,20 @@ class Searcher:
         return plan.micro_batches * c_max + (sum(per_stage) - c_max) / plan.virtual_stages
 
     def candidates(self, max_tp: int | None = None, need: int | None = None,
-                   below_s: float | None = None, least_memory: int | None = None
-                   ) -> tuple[int, int, list[Candidate]]:
+                   below_s: float | None = None, least_memory: int | None = None,
+                   progress: Progress | None = None) -> tuple[int, int, list[Candidate]]:
         """(plans enumerated, plans that fit, the best fitting ones estimated, best first).
 
         Branch and bound: fitting plans are visited in order of :meth:`compute_bound`;
         once the bound reaches the ``need``-th best estimate so far (or ``below_s``), no
         later plan can enter the list, so the rest are not costed. ``need=None`` and
         ``below_s=None`` estimate every fitting plan. ``least_memory=K`` estimates only the
-        plans whose peak is at most the K-th smallest (for the memory objective)."""
+        plans whose peak is at most the K-th smallest (for the memory objective).
+        ``progress``: hook the enumeration goes through (:mod:`.progress`)."""
         n = 0
         fitting: list[tuple[float, str, Plan, float, int]] = []
-        for plan in enumerate_plans(self.workload, self.cluster, max_tp):
+        for plan in tracked(progress, enumerate_plans(self.workload, self.cluster, max_tp),
+                            desc="plans"):
             n += 1
             peak, stage = self.peak(plan)
             if peak > self.capacity_bytes:
@@ -348,12 +351,13 @@ class Searcher:
 def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
            top: int = 5, objective: str = "step_time",
            overrides: dict[str, Any] | None = None, max_tp: int | None = None,
-           confirm: int | None = None) -> SearchResult:
+           confirm: int | None = None, progress: Progress | None = None) -> SearchResult:
     """The ``top`` best plans for ``workload`` on ``cluster``.
 
     ``objective``: ``step_time`` (rank by the analytic estimate, confirm the best
     ``confirm`` = 3 x ``top`` with the engine, order by engine step time) or ``memory``
     (rank by closed-form peak memory, then estimated time; the best ``top`` simulated).
+    ``progress``: hook the long loops go through (:mod:`.progress`; None: silent).
     """
     if objective not in ("step_time", "memory"):
         raise ConfigError("--objective", None, f"expected step_time or memory, got "
@@ -363,15 +367,15 @@ def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
     wl, cl = load_inputs(workload, cluster, overrides)
     s = Searcher(wl, cl)
     if objective == "memory":
-        n, n_fit, cands = s.candidates(max_tp, least_memory=top)
+        n, n_fit, cands = s.candidates(max_tp, least_memory=top, progress=progress)
         cands.sort(key=lambda c: (c.peak_bytes, c.estimate_s, describe_plan(c.plan)))
         pool = cands[:top]
     else:
         want = confirm or CONFIRM_FACTOR * top
-        n, n_fit, cands = s.candidates(max_tp, need=want)
+        n, n_fit, cands = s.candidates(max_tp, need=want, progress=progress)
         pool = cands[:want]
     ranked = []
-    for cand in pool:
+    for cand in tracked(progress, pool, total=len(pool), desc="confirming"):
         try:
             result = s.simulate(cand.plan)
         except SimwallError:  # enumerated but rejected by resolve: a search bug; skip it

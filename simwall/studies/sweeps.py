@@ -27,6 +27,8 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,7 @@ __all__ = [
     "check_keys",
     "check_sweep_output",
     "config_key",
+    "end_with_parent",
     "expand",
     "journal_path",
     "load_sweep",
@@ -483,6 +486,25 @@ def check_sweep_output(output: str | Path) -> Path:
 # ---------------------------------------------------------------------------------------
 # Executors
 
+#: How often a local worker checks that its parent still lives (seconds). Our own choice:
+#: an orphan lingers at most this long; the check costs nothing measurable.
+PARENT_POLL_S = 0.5
+
+
+def end_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when ``parent_pid`` (the sweep) dies, even by
+    SIGKILL, instead of blocking forever on the task queue. A daemon thread polls
+    ``os.getppid()``: an orphan is re-parented, so its parent id changes. (Linux's
+    ``prctl(PR_SET_PDEATHSIG)`` is not used: it fires when the *thread* that spawned the
+    worker ends, and a pool spawns workers from whichever thread submits.) With the
+    workers gone, multiprocessing's resource tracker sees its pipe close and ends too."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="simwall-parent-watch", daemon=True).start()
+
 
 @dataclass
 class _Exec:
@@ -497,11 +519,13 @@ class _Exec:
         (self.abort or self.close)()
 
 
-def _ignore_sigint() -> None:
-    """Initializer of local worker processes: Ctrl-C in a terminal reaches the whole
+def _start_worker(parent_pid: int) -> None:
+    """Initializer of local worker processes. Ctrl-C in a terminal reaches the whole
     process group; the parent alone handles it (and ends the workers), so a worker
-    prints no traceback of its own."""
+    ignores it and prints no traceback of its own. And a worker ends with its parent
+    (:func:`end_with_parent`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    end_with_parent(parent_pid)
 
 
 #: Seconds to wait for a Dask scheduler to answer: a wrong address should fail fast.
@@ -519,7 +543,8 @@ def make_executor(kind: str = "local", workers: int | None = None,
         return _Exec(None, lambda: None)
     if kind == "local":
         n = workers or os.cpu_count() or 1
-        ex = cf.ProcessPoolExecutor(max_workers=n, initializer=_ignore_sigint,
+        ex = cf.ProcessPoolExecutor(max_workers=n, initializer=_start_worker,
+                                    initargs=(os.getpid(),),
                                     mp_context=multiprocessing.get_context("spawn"))
 
         def abort() -> None:

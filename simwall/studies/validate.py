@@ -53,6 +53,7 @@ from ..errors import ConfigError, SimwallError
 from ..hardware.efficiency import efficiency_of
 from ..model.memory import model_state_bytes
 from ..model.ops import activation_bytes_per_layer
+from .progress import Progress, tracked
 
 __all__ = ["FIT_GRID", "Case", "CaseFile", "CaseResult", "FitResult", "bundled_case_files",
            "fit", "load_cases", "predict", "render", "run_cases", "summarize"]
@@ -257,15 +258,14 @@ def predict(cf: CaseFile, case: Case, efficiency: dict[str, float] | None = None
         raise _located(cf, case, err) from None
 
 
-def run_cases(case_files: Sequence[CaseFile]) -> list[CaseResult]:
-    """Predict every case of every file (catalog constants, no refitting)."""
-    out = []
-    for cf in case_files:
-        for case in cf.cases:
-            out.append(CaseResult(source=cf.source, kind=cf.kind, name=case.name,
-                                  metric=case.metric, published=case.published,
-                                  predicted=predict(cf, case), fit=case.fit))
-    return out
+def run_cases(case_files: Sequence[CaseFile], progress: Progress | None = None
+              ) -> list[CaseResult]:
+    """Predict every case of every file (catalog constants, no refitting).
+    ``progress``: hook the cases go through (:mod:`.progress`; None: silent)."""
+    cases = [(cf, case) for cf in case_files for case in cf.cases]
+    return [CaseResult(source=cf.source, kind=cf.kind, name=case.name, metric=case.metric,
+                       published=case.published, predicted=predict(cf, case), fit=case.fit)
+            for cf, case in tracked(progress, cases, total=len(cases), desc="cases")]
 
 
 def _stats(errors: list[float]) -> dict:
@@ -320,13 +320,14 @@ class FitResult:
 
 
 def fit(cf: CaseFile, grid: dict[str, tuple[float, ...]] | None = None,
-        held_out: bool = True) -> FitResult:
+        held_out: bool = True, progress: Progress | None = None) -> FitResult:
     """Fit the device efficiency fields in ``grid`` on ``cf``'s ``fit`` cases.
 
     Objective: the sum of squared relative errors over the fit cases; ties go to the
     first grid point (grid order is deterministic). Leave-one-out: for each fit case,
     the grid point best on the other fit cases, and that point's error on the case.
-    ``held_out``: also predict the other cases at the best point.
+    ``held_out``: also predict the other cases at the best point. ``progress``: hook
+    the grid evaluations go through (:mod:`.progress`; None: silent).
     """
     if cf.kind != "throughput":
         raise SimwallError(f"{cf.source}: only throughput cases can be fitted")
@@ -342,8 +343,10 @@ def fit(cf: CaseFile, grid: dict[str, tuple[float, ...]] | None = None,
             preps[c.name] = _prepare(cf, c)
         except ConfigError as err:
             raise _located(cf, c, err) from None
+    evals = [(c, i, p) for c in rows for i, p in enumerate(points)]
     err = {(c.name, i): predict(cf, c, p, preps[c.name]) / c.published - 1.0
-           for c in rows for i, p in enumerate(points)}
+           for c, i, p in tracked(progress, evals, total=len(evals),
+                                  desc=f"fitting {Path(cf.source).name}")}
 
     def best_on(subset: list[Case]) -> int:
         return min(range(len(points)),

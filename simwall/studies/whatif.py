@@ -24,6 +24,7 @@ from ..hardware.catalog import resolve_link
 from ..model import ops as wl_mod
 from ..model import optime as cost
 from ..report import BREAKDOWN_KEYS, StepResult
+from .progress import Progress, tracked
 
 #: A workload or cluster as the API takes it: a bundled name, a path or a typed config.
 WorkloadArg = str | Workload
@@ -257,14 +258,16 @@ def _scaled_model(prep: Prepared, flop_factor: float) -> dict[str, Any]:
 
 def generations(workload: WorkloadArg = "gpt3-175b", cluster: ClusterArg = None, count: int = 4,
                 overrides: dict[str, Any] | None = None,
-                growth: dict[str, float] | None = None) -> list[dict[str, Any]]:
+                growth: dict[str, float] | None = None,
+                progress: Progress | None = None) -> list[dict[str, Any]]:
     """Project the cluster ``count`` generations forward (generation 0 = as given).
 
     Generation ``g`` scales every resource by ``growth[axis] ** g``
     (:data:`GROWTH_PER_GENERATION` by default). Two models per generation: ``fixed`` (the
     workload as is) and ``scaled`` (hidden grown so per-step FLOPs grow with peak FLOP/s,
     see :func:`_scaled_model`). One row per (generation, model) with step time, the
-    breakdown, :func:`wall_shares` and the memory verdict.
+    breakdown, :func:`wall_shares` and the memory verdict. ``progress``: hook the
+    generations go through (:mod:`.progress`; None: silent).
     """
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 20:
         raise ConfigError("--generations", None, f"expected an integer 0 to 20, got {count!r}")
@@ -275,7 +278,7 @@ def generations(workload: WorkloadArg = "gpt3-175b", cluster: ClusterArg = None,
     prep0, _ = _run(workload, cluster, overrides)
     rows: list[dict[str, Any]] = []
     base_flop = None
-    for g in range(count + 1):
+    for g in tracked(progress, range(count + 1), total=count + 1, desc="generations"):
         hw = scale_overrides(prep0, {a: f ** g for a, f in growth.items()}) if g else {}
         for kind in ("fixed", "scaled"):
             model_over = (_scaled_model(prep0, growth.get("peak_flops", 1.0) ** g)
