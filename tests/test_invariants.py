@@ -92,11 +92,14 @@ def test_breakdown_bounds_and_mfu(cfg):
     assert step * (1 + REL) >= r.hardware_flop / (r.world * r.peak_flop_per_s)
     assert 0 < r.mfu <= 1
     assert 0 < r.hfu <= 1
-    assert r.model_flop <= r.hardware_flop * (1 + REL)
+    if r.inputs["model.attention"] == "eager":
+        # Model FLOP count the full s^2 attention; a fused causal kernel executes half of
+        # it (docs/cost-model.md), so only the eager kernels execute at least the model FLOP.
+        assert r.model_flop <= r.hardware_flop * (1 + REL)
     # Memory parts are non-negative and add up.
     for d in r.memory["devices"]:
         parts_b = [d[k] for k in ("params_bytes", "grads_bytes", "optimizer_bytes",
-                                  "activations_bytes", "other_bytes")]
+                                  "activations_bytes", "other_bytes", "reserved_bytes")]
         assert min(parts_b) >= 0
         assert math.isclose(sum(parts_b), d["peak_bytes"], rel_tol=REL)
 

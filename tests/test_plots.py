@@ -54,7 +54,7 @@ def test_memory_plot(tmp_path, traced):
     assert len(data) == 2
     for d, dev in zip(data, traced.memory["devices"]):
         parts = sum(d[k] for k in ("params_bytes", "grads_bytes", "optimizer_bytes",
-                                   "activations_bytes", "other_bytes"))
+                                   "activations_bytes", "other_bytes", "reserved_bytes"))
         assert parts == pytest.approx(dev["peak_bytes"])
 
 

@@ -45,7 +45,7 @@ VOCAB, SEQ = 51200, 2048
 
 def _megatron(row, recompute):
     heads, h, layers, tp, pp, gpus, batch = row
-    model = ModelSpec(layers=layers, hidden=h, heads=heads, vocab=VOCAB, seq_len=SEQ)
+    model = ModelSpec(attention="eager", layers=layers, hidden=h, heads=heads, vocab=VOCAB, seq_len=SEQ)
     training = TrainingSpec(global_batch=batch)
     dp = gpus // (tp * pp)
     plan = make_plan(layers, tp=tp, pp=pp, dp=dp, recompute=recompute, global_batch=batch)
@@ -85,7 +85,7 @@ def test_megatron_flop_no_recompute(row):
 
 
 # GPT-3 175B shape (Brown et al. 2020, Table 2.1), the model of Korthikanti et al. Table 2.
-GPT3 = ModelSpec(layers=96, hidden=12288, heads=96, vocab=51200, seq_len=2048)
+GPT3 = ModelSpec(attention="eager", layers=96, hidden=12288, heads=96, vocab=51200, seq_len=2048)
 BF16 = TrainingSpec(global_batch=64, precision="bf16")
 
 
@@ -135,7 +135,7 @@ def test_activation_generalisations():
 
 
 def test_gqa_kv_replicated_when_tp_exceeds_kv_heads():
-    model = ModelSpec(layers=2, hidden=1024, heads=16, kv_heads=2, vocab=1000, seq_len=128)
+    model = ModelSpec(attention="eager", layers=2, hidden=1024, heads=16, kv_heads=2, vocab=1000, seq_len=128)
     ops = {op.name: op for op in W.layer_ops(model, BF16, make_plan(2, tp=8))}
     q, k = 16 // 8 * 64, 1 * 64  # 2 query heads and 1 (replicated) KV head per rank
     assert ops["qkv_proj"].gemm == (128, q + 2 * k, 1024)
@@ -170,7 +170,7 @@ def test_recompute_ops():
        sp=st.booleans(), gated=st.booleans(), dropout=st.booleans(),
        b=st.integers(1, 4))
 def test_recompute_monotone(heads, head_dim, seq, tp, sp, gated, dropout, b):
-    model = ModelSpec(layers=4, hidden=heads * head_dim, heads=heads, vocab=5000, seq_len=seq,
+    model = ModelSpec(attention="eager", layers=4, hidden=heads * head_dim, heads=heads, vocab=5000, seq_len=seq,
                       gated_mlp=gated, dropout=dropout)
     plans = [make_plan(4, tp=tp, sp=sp, recompute=r, micro_batch=b, global_batch=4 * b)
              for r in ("none", "selective", "full")]
@@ -188,7 +188,7 @@ def test_recompute_monotone(heads, head_dim, seq, tp, sp, gated, dropout, b):
 
 
 def test_stage_ops_placement_and_interleaving():
-    model = ModelSpec(layers=8, hidden=256, heads=4, vocab=1000, seq_len=64)
+    model = ModelSpec(attention="eager", layers=8, hidden=256, heads=4, vocab=1000, seq_len=64)
     plan = make_plan(8, pp=2, v=2, dp=1, global_batch=4)
     first, last = W.stage_ops(model, BF16, plan, 0), W.stage_ops(model, BF16, plan, 1)
     assert first.fwd[0].name == "embedding" and first.bwd[-1].name == "embedding.grad"
@@ -203,7 +203,7 @@ def test_stage_ops_placement_and_interleaving():
 
 
 def test_decode_and_prefill_shapes():
-    model = ModelSpec(layers=2, hidden=1600, heads=25, vocab=50257, seq_len=1024)
+    model = ModelSpec(attention="eager", layers=2, hidden=1600, heads=25, vocab=50257, seq_len=1024)
     fp32 = TrainingSpec(global_batch=1, precision="fp32")
     plan = make_plan(2, micro_batch=3)
     dec = {op.name: op for op in W.layer_ops(model, fp32, plan, "fwd", "decode")}

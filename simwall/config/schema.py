@@ -150,6 +150,12 @@ class ModelSpec(Strict):
     tied_embeddings: Bool = True
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     dropout: Bool = True
+    # Attention kernel. ``flash``: one fused, IO-aware kernel that keeps no s x s tensor
+    # (FlashAttention, Dao et al. 2022, Sec. 3.1 / Algorithm 2; FlashAttention-2, Dao 2023),
+    # as every run after 2023 used. ``eager``: scores, softmax, dropout and context as
+    # separate kernels through device memory (Megatron-LM 2021 / Korthikanti et al. 2022,
+    # whose cases set it). docs/cost-model.md and docs/memory-model.md give both models.
+    attention: Literal["flash", "eager"] = "flash"
 
     @model_validator(mode="after")
     def _shape(self) -> ModelSpec:
@@ -279,6 +285,9 @@ class EfficiencySpec(Strict):
     launch_s: NonNegFloat = 0.0
     sm_count: NonNegInt = 0  # compute units a GEMM's tiles spread over (wave quantisation); 0: off
     gemm_tile: NonNegInt = 0  # GEMM output tile edge in elements (tile quantisation); 0: off
+    # Fraction of tensor-core peak a fused (flash) attention kernel reaches, forward and
+    # backward, on the FlashAttention FLOP count (causal half skipped); 0: fall back.
+    flash_attention: Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)] = 0.0
 
 
 class DeviceSpec(Strict):
@@ -423,6 +432,14 @@ class ClusterSpec(Strict):
     inter: InterSpec = InterSpec()
     host: HostSpec = HostSpec()
     faults: FaultSpec = FaultSpec()
+    # Device memory the training process cannot use for tensors, bytes per device: CUDA
+    # context, kernels, library workspaces, NCCL buffers (None: the cited default,
+    # simwall.model.memory.RESERVED_BYTES). ``memory_fragmentation``: the allocator's
+    # fragmentation as a fraction of the allocated peak (None: its cited default,
+    # simwall.model.memory.FRAGMENTATION). docs/memory-model.md, "Reserved memory".
+    memory_reserved_bytes: NonNegFloat | None = Field(default=None, alias="memory_reserved")
+    memory_fragmentation: Annotated[float, Field(strict=True, ge=0, lt=1,
+                                                 allow_inf_nan=False)] | None = None
 
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)

@@ -186,21 +186,21 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
     step = timing.step_s
 
     # Memory: closed-form states and buffers; activations from the engine's timeline.
-    closed = memory.device_memory(model, training, plan)
+    reserve = memory.memory_reserve(prep.cluster)
+    closed = memory.device_memory(model, training, plan, *reserve)
     devices = []
     for sm in closed:
         act = max(run.stats[(sm.stage, r)].activation_peak_bytes for r in range(replicas))
-        static = sm.params_bytes + sm.grads_bytes + sm.optimizer_bytes + sm.other_bytes
-        d = sm.as_dict()
-        d.update({"activations_bytes": act, "peak_bytes": static + act,
-                  "closed_form_peak_bytes": sm.peak_bytes,
+        d = sm.with_activations(act).as_dict()
+        d.update({"closed_form_peak_bytes": sm.peak_bytes,
                   "peak_at_s": run.stats[(sm.stage, 0)].activation_peak_at_s})
         devices.append(d)
     capacity = prep.device.memory_capacity_bytes
     peak = max(d["peak_bytes"] for d in devices)
     mem = {"capacity_bytes": capacity, "peak_bytes": peak, "fits": peak <= capacity,
            "devices": devices,
-           "headroom_bytes": capacity - peak}
+           "headroom_bytes": capacity - peak,
+           "reserve": {"fixed_bytes": reserve[0], "fragmentation": reserve[1]}}
 
     model_flop = workload_mod.model_flop_per_step(model, training)
     hw_flop = workload_mod.hardware_flop_per_step(model, training, plan)

@@ -63,11 +63,24 @@ __all__ = [
 #   below the nominal clock (Intel Xeon Scalable Specification Update, doc. 336065, AVX-512
 #   frequency tables; discussed in community.intel.com "Calculate the Max Flops on
 #   Skylake"), and STREAM-type kernels do not reach DRAM peak. Replace with measurements.
+# flash_attention (fraction of the tensor-core peak a fused attention kernel reaches,
+# forward + backward, FLOP counted as FlashAttention counts them: 4 s^2 d per head forward,
+# halved when causal, backward 2.5x forward):
+# - GPU 0.60: FlashAttention-2 (Dao 2023, "FlashAttention-2: Faster Attention with Better
+#   Parallelism and Work Partitioning", abstract and Sec. 4.1) reaches 50-73 % of the A100
+#   peak (forward + backward up to ~230 TFLOP/s of 312, head dim 128); FlashAttention-3
+#   (Shah et al. 2024, abstract) reaches up to 740 TFLOP/s (75 %) forward on H100 in FP16,
+#   its backward less. 0.60 is the middle of that range for long causal sequences, an
+#   isolated-kernel figure NOT fitted on any run; a device's catalog block may override it.
+# - TPU 0.60: no published fused-attention figure; the GPU value stands in.
+# - CPU 0 (unset): the fused kernel runs at the GEMM efficiency ``gemm_max``.
 FALLBACK: dict[str, EfficiencySpec] = {
     "gpu": EfficiencySpec(gemm_max=0.80, gemm_half_flop=0.0, memory_bw=0.88, launch_s=3e-6,
-                          sm_count=108, gemm_tile=128),
-    "tpu": EfficiencySpec(gemm_max=0.80, gemm_half_flop=0.0, memory_bw=0.88, launch_s=3e-6),
-    "cpu": EfficiencySpec(gemm_max=0.75, gemm_half_flop=0.0, memory_bw=0.80, launch_s=0.0),
+                          sm_count=108, gemm_tile=128, flash_attention=0.60),
+    "tpu": EfficiencySpec(gemm_max=0.80, gemm_half_flop=0.0, memory_bw=0.88, launch_s=3e-6,
+                          flash_attention=0.60),
+    "cpu": EfficiencySpec(gemm_max=0.75, gemm_half_flop=0.0, memory_bw=0.80, launch_s=0.0,
+                          flash_attention=0.0),
 }
 
 

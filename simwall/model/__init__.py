@@ -4,8 +4,10 @@ memory (:mod:`.memory`), op time on the roofline (:mod:`.optime`) and the roofli
 """
 
 from .memory import (
-    FRAMEWORK_OVERHEAD_BYTES,
+    FRAGMENTATION,
     GRAD_BUCKETS_IN_FLIGHT,
+    RESERVED_BYTES,
+    ZERO3_MAX_LIVE_PARAMS,
     ZERO3_PREFETCH_LAYERS,
     StageMemory,
     device_memory,
@@ -16,6 +18,7 @@ from .memory import (
     in_flight_micro_batches,
     korthikanti_activation_bytes,
     layer_params,
+    memory_reserve,
     model_state_bytes,
     optimizer_shard_params,
     output_activation_bytes,
@@ -23,9 +26,12 @@ from .memory import (
     stage_matrix_shapes,
     stage_params,
     total_params,
+    zero3_gathered_params,
 )
 from .ops import (
     ATTENTION_CORE,
+    FLASH_ATTENTION,
+    FLASH_BWD_FLOP_FACTOR,
     FP32_BYTES,
     KINDS,
     MASK_BYTES,
@@ -44,6 +50,7 @@ from .ops import (
     model_flop_per_step,
     ops_flop,
     stage_ops,
+    uses_flash,
 )
 from .optime import (
     bound,
@@ -57,13 +64,17 @@ from .roofline import roofline_rows, single_layer_plan
 
 __all__ = [
     "ATTENTION_CORE",
+    "FLASH_ATTENTION",
+    "FLASH_BWD_FLOP_FACTOR",
     "FP32_BYTES",
-    "FRAMEWORK_OVERHEAD_BYTES",
+    "FRAGMENTATION",
     "GRAD_BUCKETS_IN_FLIGHT",
     "KINDS",
     "MASK_BYTES",
     "MODES",
     "PASSES",
+    "RESERVED_BYTES",
+    "ZERO3_MAX_LIVE_PARAMS",
     "ZERO3_PREFETCH_LAYERS",
     "Op",
     "StageMemory",
@@ -85,6 +96,7 @@ __all__ = [
     "kv_heads_per_device",
     "layer_ops",
     "layer_params",
+    "memory_reserve",
     "model_flop_per_step",
     "model_state_bytes",
     "op_time_s",
@@ -102,4 +114,6 @@ __all__ = [
     "stage_ops",
     "stage_params",
     "total_params",
+    "uses_flash",
+    "zero3_gathered_params",
 ]

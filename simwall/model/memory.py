@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
+from ..config import PRECISION_BYTES, ClusterSpec, ModelSpec, TrainingSpec
 from ..memo import memoized
 from ..plan import Plan
 from ..plan.schedules import tasks_for
@@ -23,11 +23,14 @@ from .ops import (
     activation_bytes_per_layer,
     activation_element_bytes,
     kv_heads_per_device,
+    uses_flash,
 )
 
 __all__ = [
-    "FRAMEWORK_OVERHEAD_BYTES",
+    "FRAGMENTATION",
     "GRAD_BUCKETS_IN_FLIGHT",
+    "RESERVED_BYTES",
+    "ZERO3_MAX_LIVE_PARAMS",
     "ZERO3_PREFETCH_LAYERS",
     "StageMemory",
     "device_memory",
@@ -38,6 +41,7 @@ __all__ = [
     "in_flight_micro_batches",
     "korthikanti_activation_bytes",
     "layer_params",
+    "memory_reserve",
     "model_state_bytes",
     "optimizer_shard_params",
     "output_activation_bytes",
@@ -45,6 +49,7 @@ __all__ = [
     "stage_matrix_shapes",
     "stage_params",
     "total_params",
+    "zero3_gathered_params",
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -54,11 +59,23 @@ __all__ = [
 #: Bytes per element of the token-id input of the embedding (int64, as in Megatron-LM's
 #: ``theoretical_memory_usage.py``: "8 * seq_length * micro_batch_size").
 TOKEN_ID_BYTES = 8
-#: Fixed per-device overhead: CUDA context, loaded kernels, cuBLAS workspace, NCCL buffers.
-#: An ESTIMATE, not a measurement of ours: a bare PyTorch process shows ~0.8 GB used after
-#: CUDA initialisation (pytorch/pytorch issue #34323, 781 MB in nvidia-smi); we round up to
-#: 1 GB for the cuBLAS workspace and NCCL communicator buffers on top.
-FRAMEWORK_OVERHEAD_BYTES = 1.0e9
+#: Reserved device memory the process cannot use for tensors (``cluster.memory_reserved``
+#: changes it): CUDA context and loaded kernels, library workspaces, NCCL buffers.
+#: An ESTIMATE from cited parts, not a measurement of ours: a bare PyTorch process shows
+#: ~0.8 GB used after CUDA initialisation (pytorch/pytorch issue #34323, 781 MB in
+#: nvidia-smi), rounded up to 1 GiB with the cuBLAS workspace; NCCL keeps per channel and
+#: peer a buffer of NCCL_BUFFSIZE (default 4 MiB, NCCL User Guide, "Environment
+#: Variables") per protocol, send and receive, for each communicator (TP, PP, DP): about
+#: 0.5 GiB for a few communicators of up to 32 channels. Total 1.5 GiB.
+RESERVED_BYTES = 1.5 * 2**30
+#: Allocator fragmentation, as a fraction of the allocated peak (``cluster.
+#: memory_fragmentation`` changes it): PyTorch's caching allocator cannot reuse split free
+#: blocks for larger requests (PyTorch docs, "CUDA memory management"; pytorch/pytorch PR
+#: 44742 shows 13 GB of split free blocks on a 32 GB card in an adverse case) and
+#: recomputation / pipeline schedules with irregular tensor lifetimes waste up to 43 % in
+#: the worst case measured (arXiv 2507.16274, abstract). 5 % is our ESTIMATE for a steady
+#: training loop whose tensor sizes repeat every step, not a fitted value.
+FRAGMENTATION = 0.05
 #: Gradient buckets live at once in DP: one being reduced while the next fills (double
 #: buffering). PyTorch DDP overlaps bucket all-reduce with backward (Li et al., VLDB 2020,
 #: Sec. 3.2: gradient bucketing, overlap); two buckets of ``plan.dp_bucket_bytes`` is our
@@ -68,6 +85,12 @@ GRAD_BUCKETS_IN_FLIGHT = 2
 #: (Rajbhandari et al. 2020, Sec. 7.2.2: each partition's parameters are gathered just
 #: before use and discarded after). Two layers' worth (current + prefetched) is an estimate.
 ZERO3_PREFETCH_LAYERS = 2
+#: DeepSpeed caps the gathered (live) parameters of ZeRO-3 per device: stage3_max_live_
+#: parameters, default 1e9 parameters (DeepSpeed configuration JSON docs, "ZeRO
+#: optimizations"; its prefetch, stage3_prefetch_bucket_size, defaults to 5e8 and falls
+#: within it). PyTorch FSDP keeps one or two FSDP units gathered (limit_all_gathers), which
+#: the two-layer count stands for.
+ZERO3_MAX_LIVE_PARAMS = 1.0e9
 
 # Optimizer states per parameter (bytes), not counting the fp32 master copy.
 # Adam: momentum + variance, fp32 (Rajbhandari et al. 2020, Sec. 3.1: K = 12 = master 4
@@ -279,6 +302,11 @@ def _layer_terms(model: ModelSpec, training: TrainingSpec, tp: int) -> tuple[flo
     mlp = (3 if model.gated_mlp else 2) * e * f
     sharded = 2 * e * h + mlp
     kv_dev = 2 * e * kv_heads_per_device(model, tp) * d
+    if uses_flash(model, training):
+        # A fused kernel keeps no s x s tensor, only its output (counted above as the
+        # projection input) and the fp32 logsumexp per query row and head (FlashAttention,
+        # Dao et al. 2022, Sec. 3.1 / Algorithm 2; Dao 2023): 4a bytes per token.
+        return float(replicated), float(sharded), float(kv_dev), float(FP32_BYTES * a)
     # attention core per token: softmax output (2as), its dropout mask (as) and dropout
     # output (2as) -> 5as per token (Sec. 4.1). Without dropout only the softmax output.
     core = (e + (mask + e if model.dropout else 0)) * a * model.seq_len
@@ -298,6 +326,9 @@ def korthikanti_activation_bytes(model: ModelSpec, training: TrainingSpec,
       selective recompute:   the 5as/h term dropped (attention core recomputed)
       full recompute:        2sbh (the layer input only); 2sbh/t with SP, where the layer
                              input lives in the sequence-parallel region.
+    With ``model.attention: flash`` the 5as/h term becomes the kernel's fp32 logsumexp,
+    4a/h (sbh 4a/(ht) with TP), kept under selective recompute too: a fused kernel already
+    keeps of the core what selective recompute would (Dao et al. 2022, Sec. 3.1).
     """
     t = plan.tp
     sb = model.seq_len * plan.micro_batch
@@ -306,7 +337,7 @@ def korthikanti_activation_bytes(model: ModelSpec, training: TrainingSpec,
         return sb * activation_element_bytes(training) * model.hidden / sp_div
     replicated, sharded, kv_dev, core = _layer_terms(model, training, t)
     per_token = replicated / sp_div + sharded / t + kv_dev
-    if plan.recompute == "none":
+    if plan.recompute == "none" or uses_flash(model, training):
         per_token += core / t
     return float(sb * per_token)
 
@@ -405,7 +436,10 @@ def stage_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan,
 @dataclass(frozen=True)
 class StageMemory:
     """Peak memory of one device of a pipeline stage, bytes. ``host_bytes``: offloaded
-    state kept in host memory for that device."""
+    state kept in host memory for that device. ``reserved_bytes``: what the process holds
+    besides its tensors (CUDA context, NCCL, fragmentation: :func:`memory_reserve`);
+    ``peak_bytes`` includes it. ``fragmentation``: the fraction of the allocated bytes
+    lost to fragmentation (part of ``reserved_bytes``)."""
 
     stage: int
     params_bytes: float
@@ -415,26 +449,65 @@ class StageMemory:
     other_bytes: float
     peak_bytes: float
     host_bytes: float = 0.0
+    reserved_bytes: float = 0.0
+    fixed_reserved_bytes: float = 0.0
+    fragmentation: float = 0.0
+
+    def with_activations(self, activations_bytes: float) -> StageMemory:
+        """This stage with ``activations_bytes`` of activations (the engine's timeline
+        peak), the fragmentation share and the peak recomputed."""
+        allocated = (self.params_bytes + self.grads_bytes + self.optimizer_bytes
+                     + self.other_bytes + activations_bytes)
+        reserved = self.fixed_reserved_bytes + self.fragmentation * allocated
+        return replace(self, activations_bytes=activations_bytes, reserved_bytes=reserved,
+                       peak_bytes=allocated + reserved)
 
     def as_dict(self) -> dict:
         return {
             "stage": self.stage, "params_bytes": self.params_bytes,
             "grads_bytes": self.grads_bytes, "optimizer_bytes": self.optimizer_bytes,
             "activations_bytes": self.activations_bytes, "other_bytes": self.other_bytes,
+            "reserved_bytes": self.reserved_bytes,
             "peak_bytes": self.peak_bytes, "host_bytes": self.host_bytes,
         }
+
+
+def memory_reserve(cluster: ClusterSpec | None) -> tuple[float, float]:
+    """(reserved bytes, fragmentation fraction) per device of ``cluster``: its
+    ``memory_reserved`` / ``memory_fragmentation`` keys, else :data:`RESERVED_BYTES` and
+    :data:`FRAGMENTATION` (also for ``cluster=None``)."""
+    fixed = RESERVED_BYTES
+    frag = FRAGMENTATION
+    if cluster is not None:
+        if cluster.memory_reserved_bytes is not None:
+            fixed = cluster.memory_reserved_bytes
+        if cluster.memory_fragmentation is not None:
+            frag = cluster.memory_fragmentation
+    return float(fixed), float(frag)
 
 
 @memoized(maxsize=8192)
 def _recompute_buffer_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
     """Recomputation rematerialises one layer at a time in the backward pass: that layer's
-    no-recompute activations (full) or its attention core (selective) are live on top of
-    the stored ones (our estimate, following the recompute scheme of Korthikanti et al.
-    2022, Sec. 5), bytes."""
+    no-recompute activations are live, less what the layer already keeps (its input under
+    full recompute, everything but the attention core under selective), on top of the
+    stored ones (our estimate, following the recompute scheme of Korthikanti et al. 2022,
+    Sec. 5), bytes. With flash attention the layer's activations hold no s^2 term, and
+    selective recompute rematerialises nothing (the fused kernel keeps what it needs)."""
     whole = korthikanti_activation_bytes(model, training, replace(plan, recompute="none"))
-    if plan.recompute == "selective":
-        whole -= korthikanti_activation_bytes(model, training, plan)
-    return whole
+    return whole - korthikanti_activation_bytes(model, training, plan)
+
+
+def zero3_gathered_params(model: ModelSpec, plan: Plan, stage: int) -> float:
+    """Parameters ZeRO-3 (or ZeRO-Infinity) keeps gathered at once on a device of
+    ``stage``: the current and the prefetched layer (:data:`ZERO3_PREFETCH_LAYERS`), never
+    more layers than the stage holds, capped at DeepSpeed's live-parameter limit
+    (:data:`ZERO3_MAX_LIVE_PARAMS`), and at least the stage's largest weight matrix (a
+    parameter is gathered whole), element counts after TP."""
+    layers = min(ZERO3_PREFETCH_LAYERS, plan.layers_on_stage(stage))
+    live = min(float(layers * layer_params(model, plan.tp)), ZERO3_MAX_LIVE_PARAMS)
+    largest = max((r * c for r, c in stage_matrix_shapes(model, plan, stage)), default=0)
+    return max(live, float(largest))
 
 
 def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int) -> float:
@@ -442,14 +515,23 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
     e = activation_element_bytes(training)
     sb = model.seq_len * plan.micro_batch
     w_bytes = training.weight_bytes
-    out = FRAMEWORK_OVERHEAD_BYTES
+    out = 0.0
     if plan.dp > 1:
         # DP gradient buckets (PyTorch DDP, Li et al. VLDB 2020, Sec. 3.2), double buffered.
         out += GRAD_BUCKETS_IN_FLIGHT * plan.dp_bucket_bytes
-    if (plan.zero >= 3 and plan.dp > 1) or plan.offload == "optimizer+params":
+    if plan.offload == "optimizer+params":
+        # Gathered full (TP-sharded) weights of the current and the prefetched layer,
+        # fetched from the host (ZeRO-Infinity, Rajbhandari et al. 2021).
+        out += zero3_gathered_params(model, plan, stage) * w_bytes
+    elif plan.zero >= 3 and plan.dp > 1:
         # Gathered full (TP-sharded) weights of the current and the prefetched layer
-        # (Rajbhandari et al. 2020, Sec. 7.2.2; ZeRO-Infinity, Rajbhandari et al. 2021).
-        out += ZERO3_PREFETCH_LAYERS * layer_params(model, plan.tp) * w_bytes
+        # (Rajbhandari et al. 2020, Sec. 7.2.2), counted as the bytes received from the
+        # other dp - 1 ranks: the rank's own shard is one slice of the all-gather's output
+        # (an in-place all-gather, NCCL User Guide, "In-place operations"). A framework that
+        # keeps its shard apart holds 1/dp of the gathered layers more, which this leaves
+        # out so that ZeRO-3 never exceeds ZeRO-2 (it holds 1 - 1/dp of the stage's
+        # weights less, and the gathered part never exceeds the stage's weights).
+        out += zero3_gathered_params(model, plan, stage) * w_bytes * (1 - 1 / plan.dp)
     if plan.sequence_parallel:
         # SP all-gathers the sequence-sharded LN output before the column-parallel GEMMs:
         # one full sbh buffer (Korthikanti et al. 2022, Sec. 4.2.2; Megatron-LM keeps it in
@@ -466,12 +548,15 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
 
 
 @memoized(maxsize=4096)
-def device_memory(model: ModelSpec, training: TrainingSpec,
-                  plan: Plan) -> tuple[StageMemory, ...]:
+def device_memory(model: ModelSpec, training: TrainingSpec, plan: Plan,
+                  reserved_bytes: float = RESERVED_BYTES,
+                  fragmentation: float = FRAGMENTATION) -> tuple[StageMemory, ...]:
     """Per-device peak memory, one :class:`StageMemory` per pipeline stage.
 
-    Peak = params + grads + optimizer + activations + other: a conservative sum (all
-    terms taken as live at once). ``plan.offload``: ``optimizer`` moves the optimizer state
+    Peak = allocated + reserved, allocated = params + grads + optimizer + activations +
+    other: a conservative sum (all terms taken as live at once); reserved =
+    ``reserved_bytes`` + ``fragmentation`` x allocated (:func:`memory_reserve` gives both
+    for a cluster). ``plan.offload``: ``optimizer`` moves the optimizer state
     (fp32 master included) to host memory (ZeRO-Offload, Ren et al. 2021, Sec. 4.1);
     ``optimizer+params`` also the 16-bit weights (ZeRO-Infinity, Rajbhandari et al. 2021),
     leaving a two-layer working buffer in ``other_bytes``.
@@ -491,10 +576,11 @@ def device_memory(model: ModelSpec, training: TrainingSpec,
             p_b = 0.0
         act = stage_activation_bytes(model, training, plan, stage)
         other = _other_bytes(model, training, plan, stage)
-        peak = p_b + g_b + o_b + act + other
-        out.append(StageMemory(stage=stage, params_bytes=p_b, grads_bytes=g_b,
-                               optimizer_bytes=o_b, activations_bytes=act, other_bytes=other,
-                               peak_bytes=peak, host_bytes=host))
+        sm = StageMemory(stage=stage, params_bytes=p_b, grads_bytes=g_b,
+                         optimizer_bytes=o_b, activations_bytes=act, other_bytes=other,
+                         peak_bytes=0.0, host_bytes=host, fixed_reserved_bytes=reserved_bytes,
+                         fragmentation=fragmentation)
+        out.append(sm.with_activations(act))
     return tuple(out)
 
 

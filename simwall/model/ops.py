@@ -13,6 +13,16 @@ Counting conventions (docs/cost-model.md has the derivations):
   Summed over a layer this gives ``24 b s h^2 + 4 b s^2 h`` for a GPT layer (Narayanan et
   al. 2021, "Efficient Large-Scale Language Model Training on GPU Clusters Using
   Megatron-LM", SC21, Sec. 5.1 / Appendix); causal masking is not subtracted (same paper).
+  This is the MODEL FLOP convention (:func:`model_flop_per_step`, whatever the kernel).
+- ``model.attention: eager`` runs the attention core as four kernels (scores, softmax,
+  dropout, context) through device memory, the s x s tensors saved. ``flash`` runs one
+  fused kernel per pass (FlashAttention, Dao et al. 2022, Sec. 3.1 / Algorithm 2;
+  FlashAttention-2, Dao 2023): forward ``4 b s^2 h/t`` FLOP, halved for causal models
+  (``kind: gpt``; the kernel skips the masked blocks, FlashAttention-2 Sec. 3.1.1), no s x s
+  traffic, and it keeps only its output and the fp32 softmax statistics (logsumexp,
+  ``b a s / t`` values); its backward recomputes the scores: 5 GEMMs to the forward's 2,
+  2.5x the forward FLOP (FlashAttention-2, Sec. 4.1, its FLOP count). Hardware FLOP
+  (:func:`hardware_flop_per_step`) sum what the kernels execute.
 - Backward of a GEMM is two GEMMs of the same size (gradient wrt input and wrt weight): 2x
   forward FLOP (Narayanan et al. 2021, Sec. 5.1). Backward of an elementwise op moves about
   the same bytes and does about the same FLOP as its forward.
@@ -38,6 +48,8 @@ from ..plan import Plan
 
 __all__ = [
     "ATTENTION_CORE",
+    "FLASH_ATTENTION",
+    "FLASH_BWD_FLOP_FACTOR",
     "FP32_BYTES",
     "KINDS",
     "MASK_BYTES",
@@ -56,9 +68,10 @@ __all__ = [
     "model_flop_per_step",
     "ops_flop",
     "stage_ops",
+    "uses_flash",
 ]
 
-KINDS = ("matmul", "attention", "elementwise", "reduction")
+KINDS = ("matmul", "attention", "fused_attention", "elementwise", "reduction")
 PASSES = ("fwd", "bwd", "recompute")
 MODES = ("train", "prefill", "decode")
 
@@ -72,6 +85,14 @@ FP32_BYTES = 4
 #: The ops selective recompute drops and recomputes: the attention core, whose saved
 #: tensors grow with s^2 (Korthikanti et al. 2022, Sec. 5).
 ATTENTION_CORE = frozenset({"attn_scores", "softmax", "attn_dropout", "attn_context"})
+
+#: The fused (flash) attention kernel's forward op; it keeps no s^2 tensor, so selective
+#: recompute has nothing to drop from it (its backward recomputes the scores itself).
+FLASH_ATTENTION = "flash_attention"
+#: Backward FLOP of the fused kernel over its forward FLOP: 5 GEMMs (recomputed scores,
+#: dV, dP, dQ, dK) to the forward's 2 (Dao 2023, FlashAttention-2, Sec. 4.1: "the backward
+#: pass ... 2.5 times the forward FLOPs").
+FLASH_BWD_FLOP_FACTOR = 2.5
 
 # Arithmetic per element of the non-GEMM ops, counted from their definitions. They are
 # below 1 % of a layer's FLOP for h >= 1024 and only matter for the roofline table.
@@ -145,6 +166,8 @@ class _Dims:
     w: int               # bytes per weight element
     g: int               # bytes per weight-gradient element
     dropout: bool
+    flash: bool          # fused (flash) attention kernel
+    causal: bool         # causal mask: the fused kernel skips the masked half
 
 
 def _check(pass_: str, mode: str) -> None:
@@ -163,6 +186,14 @@ def activation_element_bytes(training: TrainingSpec) -> int:
     Learning", Sec. 4; Transformer Engine keeps most saved tensors in bf16, an
     approximation)."""
     return training.weight_bytes
+
+
+def uses_flash(model: ModelSpec, training: TrainingSpec) -> bool:
+    """Whether the attention core runs as one fused (flash) kernel: ``model.attention:
+    flash`` and 16-bit activations. FlashAttention runs in fp16 / bf16 only (Dao 2023,
+    FlashAttention-2, Sec. 4; the flash-attn package supports no fp32), so fp32 training
+    falls back to the eager kernels (as PyTorch's scaled_dot_product_attention does)."""
+    return model.attention == "flash" and activation_element_bytes(training) == 2
 
 
 def kv_heads_per_device(model: ModelSpec, tp: int) -> int:
@@ -184,7 +215,9 @@ def _dims(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str) -> _D
         ffn=model.ffn // t, vocab=-(-model.vocab // t), rep=t if plan.sequence_parallel else 1,
         e=activation_element_bytes(training), w=PRECISION_BYTES[training.precision],
         g=PRECISION_BYTES[training.grad_precision_],
-        dropout=model.dropout and mode == "train")
+        dropout=model.dropout and mode == "train",
+        # Decoding (one query per sequence against the cache) keeps the eager ops.
+        flash=uses_flash(model, training) and not decode, causal=model.kind == "gpt")
 
 
 def _gemm_op(name: str, m: int, n: int, k: int, *, kind: str = "matmul", count: int = 1,
@@ -227,30 +260,16 @@ def _layer_fwd(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str
     T, h, e, w = x.tokens, x.h, x.e, x.w
     q_out, kv_out = x.heads * x.d, x.kv * x.d
     qkv_out = q_out + 2 * kv_out
-    attn_elems = x.b * x.heads * x.s * x.ctx          # elements of QK^T (per device)
     ops: list[Op] = [_norm_op("input_norm", model, x, T, save=train)]
     # QKV projection. It saves its input (sequence-parallel shard with SP: Korthikanti et
     # al. 2022, Sec. 4.2.2) and keeps Q, K, V for the attention core's backward.
     ops.append(_gemm_op(
         "qkv_proj", T, qkv_out, h, read=T * h * e + qkv_out * h * w, written=T * qkv_out * e,
         saved=(T * h * e / x.rep + T * qkv_out * e) if train else 0.0))
-    # Attention core, one GEMM per (sequence, head). Decoding reads K and V of the cache.
-    k_read = x.b * x.ctx * kv_out * e
-    ops.append(_gemm_op(
-        "attn_scores", x.s, x.ctx, x.d, kind="attention", count=x.b * x.heads,
-        read=x.b * x.s * q_out * e + k_read, written=attn_elems * e))
-    ops.append(_ew_op("softmax", "reduction", _SOFTMAX_FLOP * attn_elems, attn_elems * e,
-                      attn_elems * e, saved=attn_elems * e if train else 0.0))
-    if x.dropout:
-        ops.append(_ew_op("attn_dropout", "elementwise", _DROPOUT_FLOP * attn_elems,
-                          attn_elems * e, attn_elems * (e + MASK_BYTES),
-                          saved=attn_elems * MASK_BYTES))
-    # attention x V saves its probability input: the dropout output (the softmax output,
-    # already saved by softmax, when there is no dropout).
-    ops.append(_gemm_op(
-        "attn_context", x.s, x.d, x.ctx, kind="attention", count=x.b * x.heads,
-        read=attn_elems * e + k_read, written=x.b * x.s * q_out * e,
-        saved=attn_elems * e if x.dropout else 0.0))
+    if x.flash:
+        ops.append(_flash_fwd_op(x, train))
+    else:
+        ops += _eager_core(x, train)
     ops.append(_gemm_op("out_proj", T, h, q_out, read=T * q_out * e + h * q_out * w,
                         written=T * h * e, saved=T * q_out * e if train else 0.0))
     ops.append(_dropout_add_op("attn_residual", x))
@@ -270,6 +289,69 @@ def _layer_fwd(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str
     return tuple(ops)
 
 
+def _eager_core(x: _Dims, train: bool) -> list[Op]:
+    """The attention core as separate kernels (scores, softmax, dropout, context), the
+    s x s tensors through device memory and saved (Korthikanti et al. 2022, Sec. 4.1)."""
+    e = x.e
+    q_out, kv_out = x.heads * x.d, x.kv * x.d
+    attn_elems = x.b * x.heads * x.s * x.ctx          # elements of QK^T (per device)
+    ops: list[Op] = []
+    # Attention core, one GEMM per (sequence, head). Decoding reads K and V of the cache.
+    k_read = x.b * x.ctx * kv_out * e
+    ops.append(_gemm_op(
+        "attn_scores", x.s, x.ctx, x.d, kind="attention", count=x.b * x.heads,
+        read=x.b * x.s * q_out * e + k_read, written=attn_elems * e))
+    ops.append(_ew_op("softmax", "reduction", _SOFTMAX_FLOP * attn_elems, attn_elems * e,
+                      attn_elems * e, saved=attn_elems * e if train else 0.0))
+    if x.dropout:
+        ops.append(_ew_op("attn_dropout", "elementwise", _DROPOUT_FLOP * attn_elems,
+                          attn_elems * e, attn_elems * (e + MASK_BYTES),
+                          saved=attn_elems * MASK_BYTES))
+    # attention x V saves its probability input: the dropout output (the softmax output,
+    # already saved by softmax, when there is no dropout).
+    ops.append(_gemm_op(
+        "attn_context", x.s, x.d, x.ctx, kind="attention", count=x.b * x.heads,
+        read=attn_elems * e + k_read, written=x.b * x.s * q_out * e,
+        saved=attn_elems * e if x.dropout else 0.0))
+    return ops
+
+
+def _flash_flop(x: _Dims) -> float:
+    """Forward FLOP of the fused kernel on one device: QK^T and PV, ``2 x 2 s ctx d`` per
+    (sequence, head), halved for a causal mask (FlashAttention-2, Dao 2023, Sec. 4.1 counts
+    FLOP this way; Sec. 3.1.1: blocks above the diagonal are skipped)."""
+    flop = 4.0 * x.b * x.heads * x.s * x.ctx * x.d
+    return flop / 2 if x.causal else flop
+
+
+def _flash_fwd_op(x: _Dims, train: bool) -> Op:
+    """One fused attention kernel (FlashAttention, Dao et al. 2022, Algorithm 2): reads Q,
+    K, V once, writes the output O and the fp32 logsumexp L (one per query row and head);
+    nothing of size s x s reaches device memory. It keeps L for the backward (O is the
+    output projection's saved input, Q, K, V the QKV projection's output, counted there);
+    the dropout mask is regenerated from the RNG state, not stored (Dao et al. 2022, Sec.
+    3.1, "Recomputation")."""
+    e = x.e
+    q_bytes = x.b * x.s * x.heads * x.d * e
+    kv_bytes = 2 * x.b * x.ctx * x.kv * x.d * e
+    lse_bytes = x.b * x.heads * x.s * FP32_BYTES
+    return _ew_op(FLASH_ATTENTION, "fused_attention", _flash_flop(x), q_bytes + kv_bytes,
+                  q_bytes + lse_bytes, saved=lse_bytes if train else 0.0)
+
+
+def _flash_bwd_op(op: Op, x: _Dims) -> Op:
+    """Backward of the fused kernel (FlashAttention-2, Dao 2023, Algorithm 2): recomputes
+    the scores from Q, K and L, reads Q, K, V, O, dO and L, writes dQ, dK, dV;
+    :data:`FLASH_BWD_FLOP_FACTOR` x the forward FLOP."""
+    e = x.e
+    q_bytes = x.b * x.s * x.heads * x.d * e
+    kv_bytes = 2 * x.b * x.ctx * x.kv * x.d * e
+    lse_bytes = x.b * x.heads * x.s * FP32_BYTES
+    return Op(name=op.name + ".grad", kind=op.kind, flop=FLASH_BWD_FLOP_FACTOR * op.flop,
+              bytes_read=float(3 * q_bytes + kv_bytes + lse_bytes),
+              bytes_written=float(q_bytes + kv_bytes), pass_="bwd")
+
+
 def _kept(op: Op, recompute: str) -> bool:
     """Whether ``op``'s saved activations stay in memory under ``recompute``."""
     if recompute == "full":
@@ -286,6 +368,8 @@ def _grad_ops(op: Op, x: _Dims) -> tuple[Op, ...]:
     ``dB = A^T dC`` (``k, n, m``), each as many FLOP as the forward. Weight gradients of
     ``matmul`` ops are written in the gradient precision.
     """
+    if op.name == FLASH_ATTENTION:
+        return (_flash_bwd_op(op, x),)
     if op.gemm is None:
         return (replace(op, name=op.name + ".grad", saved_bytes=0.0, pass_="bwd"),)
     m, n, k = op.gemm
@@ -450,7 +534,13 @@ def hardware_flop_per_step(model: ModelSpec, training: TrainingSpec, plan: Plan)
 
 def model_flop_per_step(model: ModelSpec, training: TrainingSpec) -> float:
     """FLOP of one step's forward and backward over the whole model and global batch,
-    without recompute or parallelism (the numerator of model FLOP utilisation)."""
+    without recompute or parallelism (the numerator of model FLOP utilisation).
+
+    Counted with the eager attention core whatever ``model.attention`` is: the full s x s
+    attention GEMMs, causal mask not subtracted, backward 2x forward (Narayanan et al.
+    2021, Sec. 5.1, the convention MFU figures of Megatron-LM use), so a kernel change
+    does not change the model FLOP."""
+    model = model.model_copy(update={"attention": "eager"})
     plan = Plan(tp=1, pp=1, dp=1, virtual_stages=1, sequence_parallel=False, zero=0,
                 recompute="none", schedule="1f1b", micro_batch=1, global_batch=1,
                 stage_layers=(model.layers,))

@@ -6,7 +6,8 @@
 CACM 52(4), for the two roofs.) ``eff`` is the fraction of peak a kernel reaches
 (:mod:`simwall.hardware.efficiency`: GEMMs on the tensor cores with tile and wave
 quantisation; elementwise and reduction ops on the vector units (fp32 peak), memory bound
-in practice, at ``memory_bw`` of the peak bandwidth like streaming kernels).
+in practice, at ``memory_bw`` of the peak bandwidth like streaming kernels; a fused
+(flash) attention kernel on the tensor cores at ``flash_attention`` of peak).
 No simpy here: plan search and the engine share these functions.
 """
 
@@ -33,6 +34,11 @@ def _times(op: Op, p: DeviceRoofs) -> tuple[float, float]:
     """(compute seconds, memory seconds) of ``op``."""
     if op.kind in _GEMM_KINDS and op.gemm is not None:
         e = gemm_efficiency_with(*op.gemm, op.count, p.eff)
+        compute = op.flop / (p.peak_flop_per_s * e) if op.flop > 0 else 0.0
+    elif op.kind == "fused_attention":
+        # One fused (flash) attention kernel on the tensor cores at its own measured
+        # fraction of peak (simwall.hardware.efficiency.FALLBACK cites it); unset: gemm_max.
+        e = p.eff.flash_attention or p.eff.gemm_max
         compute = op.flop / (p.peak_flop_per_s * e) if op.flop > 0 else 0.0
     else:
         compute = op.flop / p.vector_flop_per_s

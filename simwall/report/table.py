@@ -44,12 +44,13 @@ def render(r: StepResult) -> str:
         "",
         (f"memory per device (GB; capacity {mem['capacity_bytes'] / 1e9:.1f}, "
          f"fits: {'yes' if mem['fits'] else 'NO'})"),
-        "  stage    params    grads  optim  activ    other     peak",
+        "  stage    params    grads  optim  activ    other reserved     peak",
     ]
     for d in mem["devices"]:
         lines.append(f"  {d['stage']:>5} {_gb(d['params_bytes'])} {_gb(d['grads_bytes'])}"
                      f"{_gb(d['optimizer_bytes'])}{_gb(d['activations_bytes'])}"
-                     f" {_gb(d['other_bytes'])} {_gb(d['peak_bytes'])}")
+                     f" {_gb(d['other_bytes'])} {_gb(d.get('reserved_bytes', 0.0))}"
+                     f" {_gb(d['peak_bytes'])}")
     link = r.critical.get("busiest_link")
     if link:
         share = link["busy_s"] / r.step_time_s * 100 if r.step_time_s > 0 else 0.0

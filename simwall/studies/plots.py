@@ -37,7 +37,7 @@ __all__ = [
 SUFFIXES = (".png", ".svg")
 _BREAKDOWN = ("compute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer", "other")
 _MEMORY = ("params_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes",
-           "other_bytes")
+           "other_bytes", "reserved_bytes")
 
 
 def _figure(width_in: float = 7.0, height_in: float = 4.5):
@@ -141,7 +141,7 @@ def generations_plot(rows: list[dict[str, Any]]) -> tuple[Any, list[dict]]:
 def memory_plot(result: Any) -> tuple[Any, list[dict]]:
     """Per-device (per-stage) memory stacked by kind against the device capacity line."""
     mem = result.memory
-    data = [{"stage": d["stage"], **{k: float(d[k]) for k in _MEMORY},
+    data = [{"stage": d["stage"], **{k: float(d.get(k, 0.0)) for k in _MEMORY},
              "peak_bytes": float(d["peak_bytes"]), "capacity_bytes": float(mem["capacity_bytes"])}
             for d in mem["devices"]]
     fig = _figure()
@@ -173,11 +173,16 @@ def _timeline_points(result: Any, pid: int | None = None) -> tuple[int, float, l
     dev = result.memory["devices"][stage]
     static = sum(float(dev[k]) for k in ("params_bytes", "grads_bytes", "optimizer_bytes",
                                            "other_bytes"))
+    # The reserve (simwall.model.memory.memory_reserve): fixed bytes plus a fraction of the
+    # allocated bytes at each instant.
+    reserve = result.memory.get("reserve", {})
+    fixed = float(reserve.get("fixed_bytes", 0.0))
+    frag = float(reserve.get("fragmentation", 0.0))
     data = []
     for e in events:
         act = float(sum(v for v in e.get("args", {}).values() if isinstance(v, (int, float))))
         data.append({"time_s": e["ts"] / 1e6, "activations_bytes": act,
-                     "total_bytes": static + act})
+                     "total_bytes": (static + act) * (1 + frag) + fixed})
     return stage, static, data
 
 
@@ -331,7 +336,7 @@ def run_plot(result: Any) -> tuple[Any, list[dict]]:
     ax1.legend(fontsize="x-small")
     mem = result.memory
     labels = [f"s{d['stage']}" for d in mem["devices"]]
-    _stacked(ax2, labels, {k[:-6]: [d[k] / 1e9 for d in mem["devices"]] for k in _MEMORY})
+    _stacked(ax2, labels, {k[:-6]: [d.get(k, 0.0) / 1e9 for d in mem["devices"]] for k in _MEMORY})
     ax2.axhline(mem["capacity_bytes"] / 1e9, color="black", linestyle="--", label="capacity")
     ax2.set_ylabel("GB per device")
     ax2.set_title("memory per stage")

@@ -39,7 +39,7 @@ from ..engine.step import estimate_step
 from ..errors import ConfigError, SimwallError
 from ..hardware.catalog import resolve_device
 from ..model.limits import check_dp_buckets
-from ..model.memory import device_memory
+from ..model.memory import device_memory, memory_reserve
 from ..plan import Plan, balanced_split, cluster_devices, resolve
 from ..report import StepResult
 from .progress import Progress, tracked
@@ -202,7 +202,8 @@ class Searcher:
     def peak(self, plan: Plan) -> tuple[float, int]:
         """(closed-form peak bytes, stage at the peak)."""
 
-        stages = device_memory(self.workload.model, self.workload.training, plan)
+        stages = device_memory(self.workload.model, self.workload.training, plan,
+                               *memory_reserve(self.cluster))
         worst = max(stages, key=lambda s: (s.peak_bytes, -s.stage))
         return worst.peak_bytes, worst.stage
 
