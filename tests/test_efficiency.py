@@ -10,13 +10,18 @@ from simwall.hardware import efficiency as eff_mod
 from simwall.hardware.efficiency import FALLBACK
 
 # NVIDIA A100 Tensor Core GPU datasheet (2021), SXM4 80GB: 312 TFLOP/s bf16 dense,
-# 19.5 TFLOP/s fp32, 2,039 GB/s HBM2e.
+# 19.5 TFLOP/s fp32, 2,039 GB/s HBM2e; 108 SMs (A100 architecture whitepaper).
 A100 = DeviceSpec(name="A100-test", peak_flops={"bf16": 312e12, "fp32": 19.5e12},
-                  memory_capacity=80e9, memory_bandwidth=2.039e12)
+                  memory_capacity=80e9, memory_bandwidth=2.039e12,
+                  efficiency={"sm_count": 108})
 
 
 def test_fallback_used_field_by_field():
-    assert eff_mod.efficiency_of(A100) == FALLBACK["gpu"]
+    bare = DeviceSpec(name="bare", peak_flops={"bf16": 312e12, "fp32": 19.5e12},
+                      memory_capacity=80e9, memory_bandwidth=2.039e12)
+    assert eff_mod.efficiency_of(bare) == FALLBACK["gpu"]
+    assert FALLBACK["gpu"].sm_count == 0           # no silent A100 SM count (issue 14)
+    assert eff_mod.efficiency_of(A100) == FALLBACK["gpu"].model_copy(update={"sm_count": 108})
     custom = DeviceSpec.model_validate({**A100.model_dump(by_alias=True),
                                         "efficiency": {"gemm_max": 0.5}})
     eff = eff_mod.efficiency_of(custom)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..hardware.catalog import resolve_device
+from ..hardware.efficiency import check_precision
 from ..model import roofline
 from ..studies import plots
 from .common import add_set_option, workload_and_cluster
@@ -27,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
         items.insert(0, f"cluster.device={args.device}")
     workload, cluster = workload_and_cluster(args.workload, None, items)
     device = resolve_device(cluster.device, "device", cluster.file)
+    check_precision(workload, device)
     if args.plot:  # issue 6
         plots.check_plot_path(args.plot)
     rows = roofline.roofline_rows(workload, device, args.mode)

@@ -19,6 +19,8 @@ from .overrides import (
     split_key_overrides,
 )
 from .schema import (
+    FP8_WEIGHT_CACHE_BYTES,
+    MIXED_PRECISION_PRESETS,
     PRECISION_BYTES,
     ClusterSpec,
     DegradedLink,
@@ -42,7 +44,7 @@ from .validation import key_path_problem, validate
 from .yamlio import key_path, line_of, load_yaml, parse_yaml
 
 __all__ = [
-    "CLUSTER_PREFIX", "PRECISION_BYTES", "ClusterSpec", "DegradedLink", "DeviceRef",
+    "CLUSTER_PREFIX", "FP8_WEIGHT_CACHE_BYTES", "MIXED_PRECISION_PRESETS", "PRECISION_BYTES", "ClusterSpec", "DegradedLink", "DeviceRef",
     "DeviceSpec", "EfficiencySpec", "FaultSpec", "HostSpec", "InterSpec", "IntraSpec",
     "LinkRef", "LinkSpec", "ModelSpec", "PlanSpec", "Straggler", "Strict", "TrainingSpec",
     "Workload", "apply_overrides", "bundled_dir", "bundled_names", "cluster_overrides",

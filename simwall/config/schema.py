@@ -38,6 +38,8 @@ from .limits import MAX_DEGRADED_LINKS, MAX_DEVICES, MAX_LAYERS, MAX_TORUS_DIMS
 from .yamlio import dotted_key
 
 __all__ = [
+    "FP8_WEIGHT_CACHE_BYTES",
+    "MIXED_PRECISION_PRESETS",
     "PRECISION_BYTES",
     "ClusterSpec",
     "DegradedLink",
@@ -180,36 +182,131 @@ class ModelSpec(Strict):
         return self.hidden // self.heads
 
 
+#: Mixed-precision conventions (``training.mixed_precision``): bytes per parameter of
+#: the stored weights, the gradients and the fp32 master copy, and the dtype gradients are
+#: reduced in over DP, for a 16-bit run (``precision`` bf16 / fp16 / fp8). Optimizer moments
+#: (Adam: m and v, 8 B) come on top in every convention. Keys of each entry:
+#: ``weights`` ("compute": the run's 16-bit dtype; "fp32"), ``grads``, ``master``
+#: (bytes of the separate fp32 master copy).
+#:
+#: - ``deepspeed`` (the default; today's numbers): Rajbhandari et al. 2020, "ZeRO", Sec. 3.1:
+#:   fp16 weights and gradients (2 + 2 B) and K = 12 B of optimizer state (fp32 master 4 +
+#:   momentum 4 + variance 4) = 16 B/param with Adam; gradients reduced in their own 16-bit
+#:   dtype (the paper's 2 Psi communication volume, Sec. 7).
+#: - ``megatron``: Megatron-LM keeps fp32 main gradients next to 16-bit weights: 2 + 4 + 12
+#:   = 18 B/param with Adam, 6 + 12/d with the distributed optimizer (ZeRO-1; Megatron-LM
+#:   docs/source/api-guide/dist_optimizer.md, table "bf16 parameters, fp32 gradients");
+#:   with bf16 Megatron-LM forces "accumulate_allreduce_grads_in_fp32" (arguments.py), so
+#:   gradients are reduced in fp32.
+#: - ``fsdp``: PyTorch FSDP with ``MixedPrecision`` keeps the sharded parameters in fp32
+#:   (they are the master copy; the bf16 compute copy exists only gathered, per layer) and
+#:   fp32 gradients and Adam m, v: 4 + 4 + 8 = 16 B/param, all sharded under FULL_SHARD
+#:   (Zhao et al. 2023, "PyTorch FSDP: Experiences on Scaling Fully Sharded Data Parallel",
+#:   VLDB 16(12), Sec. 4.3 mixed precision: full-precision parameters kept sharded, low-
+#:   precision copies for compute); reduce_dtype fp32 as MosaicML llm-foundry's
+#:   ``mixed_precision: DEFAULT`` (param_dtype bf16, reduce_dtype fp32).
+MIXED_PRECISION_PRESETS: dict[str, dict[str, Any]] = {
+    "deepspeed": {"weights": "compute", "grads": "compute", "master": 4},
+    "megatron": {"weights": "compute", "grads": "fp32", "master": 4},
+    "fsdp": {"weights": "fp32", "grads": "fp32", "master": 0},
+}
+
+#: Bytes per parameter of Transformer Engine's FP8 weight cache: the fp8 weight and, on
+#: Hopper, its physically transposed fp8 copy (FP8 GEMMs there take only the TN layout, so
+#: dgrad and wgrad need "columnwise" copies: TE docs, "Performance considerations", Handling
+#: transposes), kept across the micro-batches of a step (TE "FP8 weight caching",
+#: ``is_first_microbatch``). Counted for the linear layers' weights only.
+FP8_WEIGHT_CACHE_BYTES = 2
+
+
 class TrainingSpec(Strict):
-    """Batch sizes in sequences; precisions name the element type."""
+    """Batch sizes in sequences; precisions name the element type.
+
+    ``mixed_precision`` picks a framework's convention for the bytes of model states and
+    the gradient-reduction dtype (:data:`MIXED_PRECISION_PRESETS`); ``grad_precision``,
+    ``grad_reduce_precision`` and ``master_weights`` override single parts of it.
+    """
 
     global_batch: PosInt
     micro_batch: PosInt = 1
     precision: Literal["fp32", "fp16", "bf16", "fp8"] = "bf16"
     optimizer: Literal["adam", "adamw", "sgd", "adafactor", "shampoo"] = "adam"
+    mixed_precision: Literal["deepspeed", "megatron", "fsdp"] = "deepspeed"
     # Gradient precision: the ZeRO paper counts 16-bit gradients (2 B/param); Megatron-LM
-    # accumulates fp32 main gradients (4 B/param). Default: the ZeRO convention.
+    # accumulates fp32 main gradients (4 B/param). Default: the preset's.
     grad_precision: Literal["fp32", "fp16", "bf16"] | None = None
+    # Dtype of the DP gradient reduction; default: the gradients' own dtype. Megatron-Core
+    # can reduce fp32 main gradients in bf16 (``--grad-reduce-in-bf16``).
+    grad_reduce_precision: Literal["fp32", "fp16", "bf16"] | None = None
     master_weights: Bool = True  # fp32 master copy kept by the optimizer in mixed precision
 
     @property
-    def weight_precision(self) -> str:
-        """The dtype weights (and activations) are stored in. FP8 training keeps 16-bit
-        weights and casts them to FP8 per GEMM (Micikevicius et al. 2022, "FP8 Formats for
-        Deep Learning", Sec. 4: higher-precision master weights; NVIDIA Transformer
-        Engine's default). An approximation: weights stored in bf16."""
+    def mixed(self) -> bool:
+        """True for a 16-bit (or fp8) run: the mixed-precision conventions apply."""
+        return self.precision != "fp32"
+
+    @property
+    def compute_precision(self) -> str:
+        """The dtype every op runs in except the FP8 GEMMs of an fp8 run: FP8 training
+        (Transformer Engine) runs only the linear layers' GEMMs in FP8, attention, softmax,
+        norms and elementwise ops in bf16 (TE docs, "Using FP8 with Transformer Engine";
+        Micikevicius et al. 2022, "FP8 Formats for Deep Learning", Sec. 4). Also the
+        precision whose peak MFU is reported against."""
         return "bf16" if self.precision == "fp8" else self.precision
 
     @property
+    def weight_precision(self) -> str:
+        """The dtype weights (and activations) are computed in. FP8 training keeps 16-bit
+        weights and casts them to FP8 per GEMM (Micikevicius et al. 2022, "FP8 Formats for
+        Deep Learning", Sec. 4: higher-precision master weights; NVIDIA Transformer
+        Engine's default). An approximation: weights stored in bf16."""
+        return self.compute_precision
+
+    @property
     def weight_bytes(self) -> int:
-        """Bytes per stored weight element (:attr:`weight_precision`)."""
+        """Bytes per weight element as computed (:attr:`weight_precision`): the gathered
+        or working copy."""
         return PRECISION_BYTES[self.weight_precision]
 
     @property
+    def stored_weight_bytes(self) -> int:
+        """Bytes per weight element as the model state stores it: fp32 under ``fsdp``
+        with master weights (FSDP keeps its sharded parameters in fp32), else
+        :attr:`weight_bytes`."""
+        preset = MIXED_PRECISION_PRESETS[self.mixed_precision]
+        if self.mixed and self.master_weights and preset["weights"] == "fp32":
+            return PRECISION_BYTES["fp32"]
+        return self.weight_bytes
+
+    @property
+    def master_bytes(self) -> int:
+        """Bytes per parameter of the separate fp32 master copy in the optimizer state
+        (0 in fp32, without master weights, or where the stored weights are fp32)."""
+        if not (self.mixed and self.master_weights):
+            return 0
+        return int(MIXED_PRECISION_PRESETS[self.mixed_precision]["master"])
+
+    @property
     def grad_precision_(self) -> str:
+        """Dtype the gradients are kept (accumulated) in."""
         if self.grad_precision is not None:
             return self.grad_precision
-        return "fp32" if self.precision == "fp32" else self.weight_precision
+        if not self.mixed:
+            return "fp32"
+        grads = MIXED_PRECISION_PRESETS[self.mixed_precision]["grads"]
+        return self.weight_precision if grads == "compute" else grads
+
+    @property
+    def grad_reduce_precision_(self) -> str:
+        """Dtype the DP gradient reduction moves."""
+        if self.grad_reduce_precision is not None:
+            return self.grad_reduce_precision
+        return self.grad_precision_
+
+    @property
+    def fp8_cache_bytes(self) -> int:
+        """Bytes per linear-layer weight of the FP8 weight cache (0 unless fp8)."""
+        return FP8_WEIGHT_CACHE_BYTES if self.precision == "fp8" else 0
 
 
 class PlanSpec(Strict):
@@ -280,6 +377,8 @@ class EfficiencySpec(Strict):
     """
 
     gemm_max: Fraction = 0.8
+    # Fraction of the FP8 peak the largest FP8 GEMMs reach; 0: same as gemm_max.
+    gemm_max_fp8: Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)] = 0.0
     gemm_half_flop: NonNegFloat = 0.0
     memory_bw: Fraction = 0.8
     launch_s: NonNegFloat = 0.0

@@ -6,6 +6,10 @@ backward of the last micro-batch produces them; ZeRO 1/2 reduce-scatter them ins
 (:mod:`.zero`). A tied embedding split over the first and the last stage keeps its two
 copies equal by an all-reduce of its gradient between them (Shoeybi et al. 2019 /
 Megatron-LM ``share_embeddings_and_output_weights``).
+
+Gradients travel in ``training.grad_reduce_precision_``: their own dtype by default, fp32
+under the ``megatron`` and ``fsdp`` conventions (config.MIXED_PRECISION_PRESETS); the
+caller sizes the buckets in that dtype.
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ def tied_embedding_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, to
     if not (model.tied_embeddings and plan.pp > 1 and stage in (0, plan.pp - 1)):
         return Costed()
     emb_grads = memory.embedding_params(model, plan.tp) * PRECISION_BYTES[
-        training.grad_precision_]
+        training.grad_reduce_precision_]
     pairs = boundary_pairs(plan, 0, plan.pp - 1, plan.tp, topology, symmetric)
     # The engine charges it once, on stage 0.
     return run_collective(topology, "all_reduce", pairs, emb_grads, 1 if stage == 0 else 0,

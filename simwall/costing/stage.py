@@ -45,7 +45,7 @@ class ChunkCost:
     bwd_tp_s: float
     zero3_fwd_exposed_s: float
     zero3_bwd_exposed_s: float
-    grad_bytes: float          # gradient bytes of this chunk's parameters on one device
+    grad_bytes: float          # bytes the DP reduction moves for this chunk's gradients (reduction dtype)
     activation_bytes: float    # activation bytes kept per micro-batch until its backward
 
     @property
@@ -90,7 +90,8 @@ def _chunk_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, chunk: int
                 speed: float) -> ChunkCost:
     """Chunk ``chunk`` of ``n_layers`` layers, with the embedding on chunk 0 and the LM
     head on the last chunk."""
-    grad_b = PRECISION_BYTES[training.grad_precision_]
+    # DP reduces the gradients in the reduction dtype (config.MIXED_PRECISION_PRESETS).
+    grad_b = PRECISION_BYTES[training.grad_reduce_precision_]
     fwd_c = n_layers * layer.fwd_compute_s
     bwd_c = n_layers * layer.bwd_compute_s
     fwd_tp = n_layers * tp.layer_fwd_s

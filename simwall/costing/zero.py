@@ -44,7 +44,7 @@ def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, s
                                 layer_params * training.weight_bytes, 2 * m * n_here,
                                 plan.collective, symmetric)
         scatter = run_collective(topology, "reduce_scatter", groups,
-                                 layer_params * PRECISION_BYTES[training.grad_precision_],
+                                 layer_params * PRECISION_BYTES[training.grad_reduce_precision_],
                                  m * n_here, plan.collective, symmetric)
         gather_s, scatter_s = gather.s, scatter.s
         traffic = gather.traffic + scatter.traffic

@@ -17,6 +17,7 @@ from ..config import (
 )
 from ..errors import ConfigError
 from ..hardware.catalog import resolve_device
+from ..hardware.efficiency import check_precision
 from ..memo import memoized
 from ..model.limits import check_dp_buckets
 from ..net import Topology, build_topology
@@ -93,5 +94,6 @@ def prepare(workload: str | Workload = "gpt3-175b", cluster: str | ClusterSpec |
     plan, cl = resolve(wl, cl)
     check_dp_buckets(wl, plan)
     device = resolve_device(cl.device, "device", cl.file)
+    check_precision(wl, device)
     topo = topology_for(cl)
     return Prepared(workload=wl, cluster=cl, plan=plan, device=device, topology=topo)

@@ -224,7 +224,9 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
         world=plan.world, plan=plan.as_dict(), inputs=inputs, step_time_s=step,
         tokens_per_s=plan.global_batch * model.seq_len / step,
         model_flop=model_flop, hardware_flop=hw_flop,
-        peak_flop_per_s=prep.device.peak(training.precision),
+        # MFU against the 16-bit peak also for fp8 runs (only their linear GEMMs run in
+        # FP8; TrainingSpec.compute_precision), the convention of published FP8 MFUs.
+        peak_flop_per_s=prep.device.peak(training.compute_precision),
         breakdown_s=timing.breakdown_s, memory=mem, critical=critical,
         engine={"events": run.events, "mode": "per-device" if per_device else "symmetric",
                 "streams": len(run.stats)},
@@ -304,5 +306,5 @@ def _inputs(prep: Prepared) -> dict:
                 "cluster.devices_per_node": prep.cluster.devices_per_node,
                 "device.memory_bandwidth": prep.device.memory_bandwidth_bytes_per_s,
                 "device.memory_capacity": prep.device.memory_capacity_bytes,
-                "device.peak_flops": prep.device.peak(t.precision)})
+                "device.peak_flops": prep.device.peak(t.compute_precision)})
     return out

@@ -38,6 +38,12 @@ def _catalog(kind: str) -> dict[str, DeviceSpec | LinkSpec]:
         if not item.source.strip():
             raise ConfigError(source, f"{kind}[{i}].source",
                               f"every catalog entry must cite its source ('{item.name}' has none)")
+        if (kind == "devices" and item.kind == "gpu"
+                and not item.efficiency.sm_count):
+            # No fallback SM count: wave quantisation needs the device's own (issue 14).
+            raise ConfigError(source, f"{kind}[{i}].efficiency.sm_count",
+                              f"every GPU entry must state its SM count ('{item.name}' has "
+                              "none)")
         if item.name in out:
             raise ConfigError(source, f"{kind}[{i}].name", f"duplicate entry '{item.name}'")
         out[item.name] = item
@@ -102,7 +108,10 @@ def resolve_device(ref: str | DeviceRef, key: str = "device",
         # A what-if names only the precisions it changes; the others keep the base values.
         update["peak_flop_per_s"] = {**base.peak_flop_per_s, **update["peak_flop_per_s"]}
     if "efficiency" in update:
-        update["efficiency"] = ref.efficiency
+        # A what-if names only the efficiency fields it changes (the SM count stays).
+        given = ref.efficiency
+        update["efficiency"] = base.efficiency.model_copy(
+            update={f: getattr(given, f) for f in given.model_fields_set})
     if "name" not in update:
         changed = sorted(_ALIAS.get(k, k) for k in update)
         update["name"] = base.name + (f" ({', '.join(changed)} changed)" if changed else "")

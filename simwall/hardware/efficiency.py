@@ -22,16 +22,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..config import DeviceSpec, EfficiencySpec
-from ..errors import SimwallError
+from ..config import DeviceSpec, EfficiencySpec, Workload
+from ..errors import ConfigError, SimwallError
 
 __all__ = [
     "FALLBACK",
     "DeviceRoofs",
+    "check_precision",
     "device_roofs",
     "efficiency_of",
     "gemm_efficiency",
     "gemm_efficiency_with",
+    "has_units",
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -54,7 +56,9 @@ __all__ = [
 #   A100" (forums.developer.nvidia.com/t/339083), which cites ~90 % as the best seen.
 # - launch_s 3e-6: raw cuLaunchKernel costs ~3.0 us (github.com/meta-pytorch/tritonbench
 #   pull 1017, table "per-kernel overhead breakdown").
-# - sm_count 108: NVIDIA A100 Tensor Core GPU Architecture whitepaper (2020), "108 SMs".
+# - sm_count: no fallback (0). Each GPU entry of the catalog states its own SM count
+#   (catalog loading refuses a GPU without one): wave quantisation with the A100's 108 SMs
+#   on an H100 (132) or B200 (148) would be silently wrong.
 # - gemm_tile 128: 128x128 is the typical cuBLAS tile on A100 (Matrix Multiplication
 #   Background User's Guide, Sec. 2.3 and its wave-quantisation example in Sec. 3.2).
 # TPU: no published per-kernel efficiency was found; the GPU values without tile/wave
@@ -76,7 +80,7 @@ __all__ = [
 # - CPU 0 (unset): the fused kernel runs at the GEMM efficiency ``gemm_max``.
 FALLBACK: dict[str, EfficiencySpec] = {
     "gpu": EfficiencySpec(gemm_max=0.80, gemm_half_flop=0.0, memory_bw=0.88, launch_s=3e-6,
-                          sm_count=108, gemm_tile=128, flash_attention=0.60),
+                          sm_count=0, gemm_tile=128, flash_attention=0.60),
     "tpu": EfficiencySpec(gemm_max=0.80, gemm_half_flop=0.0, memory_bw=0.88, launch_s=3e-6,
                           flash_attention=0.60),
     "cpu": EfficiencySpec(gemm_max=0.75, gemm_half_flop=0.0, memory_bw=0.80, launch_s=0.0,
@@ -106,9 +110,37 @@ def efficiency_of(device: DeviceSpec) -> EfficiencySpec:
 
 
 def device_roofs(device: DeviceSpec, precision: str) -> DeviceRoofs:
-    """:class:`DeviceRoofs` of ``device`` computing in ``precision``."""
+    """:class:`DeviceRoofs` of ``device`` computing in ``precision``. FP8 GEMMs reach
+    ``gemm_max_fp8`` of the FP8 peak where the catalog gives one (isolated FP8 GEMMs reach
+    a smaller fraction of their peak than BF16 ones on Hopper: MAMF table, see
+    catalog/devices.yaml)."""
+    eff = efficiency_of(device)
+    if precision == "fp8" and eff.gemm_max_fp8 > 0:
+        eff = eff.model_copy(update={"gemm_max": eff.gemm_max_fp8})
     return DeviceRoofs(device.peak(precision), device.peak("fp32"),
-                       device.memory_bandwidth_bytes_per_s, efficiency_of(device))
+                       device.memory_bandwidth_bytes_per_s, eff)
+
+
+def has_units(device: DeviceSpec, precision: str) -> bool:
+    """True when ``device`` has tensor units for ``precision``: the catalog lists a peak
+    for it (FP8 needs its own entry: A100 has no FP8 tensor cores, NVIDIA A100 whitepaper;
+    fp16 / bf16 and tf32 / fp32 may stand in for each other as :meth:`DeviceSpec.peak`)."""
+    if precision == "fp8":
+        return "fp8" in device.peak_flop_per_s
+    return True
+
+
+def check_precision(workload: Workload, device: DeviceSpec) -> None:
+    """Refuse a workload whose ``training.precision`` ``device`` has no units for (FP8 on
+    an A100 would silently run at the BF16 rate): a :class:`ConfigError` located at the
+    workload's ``training.precision``."""
+    precision = workload.training.precision
+    if not has_units(device, precision):
+        have = ", ".join(sorted(device.peak_flop_per_s))
+        raise ConfigError(workload.file, "training.precision",
+                          f"{device.name} has no {precision} units (its catalog peaks: "
+                          f"{have}); use bf16 or a device with {precision} tensor cores",
+                          workload.line("training.precision"))
 
 
 #: Smallest tile edge a GEMM library falls back to for a thin dimension: the 16-row

@@ -37,6 +37,7 @@ __all__ = [
     "embedding_activation_bytes",
     "embedding_params",
     "fits",
+    "fp8_gemm_params",
     "head_params",
     "in_flight_micro_batches",
     "korthikanti_activation_bytes",
@@ -182,6 +183,17 @@ def stage_params(model: ModelSpec, plan: Plan, stage: int) -> int:
     return out
 
 
+def _layer_matrix_shapes(model: ModelSpec, tp: int) -> list[tuple[int, int]]:
+    """(rows, cols) of the 2-D weights of one layer on one TP rank."""
+    h, d = model.hidden, model.head_dim
+    f_dev = model.ffn // tp
+    kv_out = 2 * kv_heads_per_device(model, tp) * d
+    per_layer = [(h // tp + kv_out, h), (h, h // tp), (f_dev, h), (h, f_dev)]
+    if model.gated_mlp:
+        per_layer.append((f_dev, h))
+    return per_layer
+
+
 def stage_matrix_shapes(model: ModelSpec, plan: Plan,
                         stage: int) -> tuple[tuple[int, int], ...]:
     """(rows, cols) of every 2-D weight a device of ``stage`` holds (TP-sharded), sorted.
@@ -190,13 +202,8 @@ def stage_matrix_shapes(model: ModelSpec, plan: Plan,
     Biases and norms (1-D) are not listed; their count is ``stage_params`` minus the sum.
     """
     _check_stage(plan, stage)
-    h, d, tp = model.hidden, model.head_dim, plan.tp
-    f_dev = model.ffn // tp
-    kv_out = 2 * kv_heads_per_device(model, tp) * d
-    per_layer = [(h // tp + kv_out, h), (h, h // tp), (f_dev, h), (h, f_dev)]
-    if model.gated_mlp:
-        per_layer.append((f_dev, h))
-    shapes = per_layer * plan.layers_on_stage(stage)
+    h, tp = model.hidden, plan.tp
+    shapes = _layer_matrix_shapes(model, tp) * plan.layers_on_stage(stage)
     if stage == 0:
         shapes.append((model.vocab // tp, h))
         if _has_biases(model):
@@ -213,10 +220,10 @@ def stage_matrix_shapes(model: ModelSpec, plan: Plan,
 def _optimizer_bytes(params: float, training: TrainingSpec,
                      shapes: tuple[tuple[int, int], ...] | None) -> float:
     """Optimizer state of ``params`` parameters (unsharded), bytes."""
-    mixed = training.precision != "fp32"
     # Mixed precision keeps an fp32 master copy of the weights in the optimizer
-    # (Micikevicius et al. 2018, Sec. 3.1; ZeRO Sec. 3.1 counts it in K).
-    master = FP32_BYTES * params if (mixed and training.master_weights) else 0.0
+    # (Micikevicius et al. 2018, Sec. 3.1; ZeRO Sec. 3.1 counts it in K), except where the
+    # stored weights are fp32 themselves (FSDP; config.MIXED_PRECISION_PRESETS).
+    master = float(training.master_bytes) * params
     opt = training.optimizer
     if opt in ("adam", "adamw"):
         return master + _ADAM_MOMENTS_BYTES * params
@@ -248,22 +255,28 @@ def _optimizer_bytes(params: float, training: TrainingSpec,
 
 
 def model_state_bytes(params: float, training: TrainingSpec, zero: int, dp: int,
-                      shapes: tuple[tuple[int, int], ...] | None = None
-                      ) -> tuple[float, float, float]:
+                      shapes: tuple[tuple[int, int], ...] | None = None,
+                      fp8_params: float = 0.0) -> tuple[float, float, float]:
     """(params_bytes, grads_bytes, optimizer_bytes) per device for ``params`` parameters.
 
-    ``params`` is what one device holds before ZeRO (after TP/PP splitting). Weights are
-    kept in ``training.precision``; gradients in ``training.grad_precision_`` (2 B, the ZeRO
-    paper's convention, or 4 B, Megatron-LM's fp32 main gradients). ZeRO (Rajbhandari et
-    al. 2020, Sec. 5.1-5.3) shards over ``dp`` ranks: stage 1 the optimizer state (P_os),
-    stage 2 also gradients (P_os+g), stage 3 also parameters (P_os+g+p).
-    ``shapes``: the 2-D weights (``stage_matrix_shapes``) for Adafactor / Shampoo.
+    ``params`` is what one device holds before ZeRO (after TP/PP splitting). Bytes per
+    parameter follow ``training.mixed_precision`` (config.MIXED_PRECISION_PRESETS, each
+    cited there): weights ``training.stored_weight_bytes`` (2 B, or 4 B under ``fsdp``),
+    gradients ``training.grad_precision_`` (2 B, the ZeRO paper's convention, or 4 B,
+    Megatron-LM's fp32 main gradients and FSDP's), optimizer state with the fp32 master
+    copy where there is one. With Adam: deepspeed 2 + 2 + 12 = 16, megatron 2 + 4 + 12 =
+    18 (6 + 12/dp with ZeRO-1, Megatron's distributed optimizer), fsdp 4 + 4 + 8 = 16.
+    ZeRO (Rajbhandari et al. 2020, Sec. 5.1-5.3) shards over ``dp`` ranks: stage 1 the
+    optimizer state (P_os), stage 2 also gradients (P_os+g), stage 3 also parameters
+    (P_os+g+p). ``fp8_params``: the linear-layer weights among ``params`` whose FP8 weight
+    cache (``training.fp8_cache_bytes`` each, Transformer Engine) is counted with the
+    weights. ``shapes``: the 2-D weights (``stage_matrix_shapes``) for Adafactor / Shampoo.
     """
     if not 0 <= zero <= 3:
         raise ValueError(f"zero stage must be 0..3, got {zero}")
     if dp < 1:
         raise ValueError(f"dp must be >= 1, got {dp}")
-    params_b = training.weight_bytes * params      # fp8 training keeps 16-bit weights
+    params_b = training.stored_weight_bytes * params + training.fp8_cache_bytes * fp8_params
     grads_b = PRECISION_BYTES[training.grad_precision_] * params
     opt_b = _optimizer_bytes(params, training, shapes)
     if zero >= 1:
@@ -273,6 +286,14 @@ def model_state_bytes(params: float, training: TrainingSpec, zero: int, dp: int,
     if zero >= 3:
         params_b /= dp
     return float(params_b), float(grads_b), float(opt_b)
+
+
+def fp8_gemm_params(model: ModelSpec, plan: Plan, stage: int) -> float:
+    """Weights of the FP8 GEMMs (QKV, projection, MLP) one device of ``stage`` holds:
+    the stage's layers without their biases and norms (embedding and LM head stay 16-bit
+    in Transformer Engine runs: Megatron-Core builds the output layer outside TE)."""
+    return float(plan.layers_on_stage(stage) * sum(r * c for r, c in
+                                                   _layer_matrix_shapes(model, plan.tp)))
 
 
 def optimizer_shard_params(params: float, plan: Plan) -> float:
@@ -566,7 +587,8 @@ def device_memory(model: ModelSpec, training: TrainingSpec, plan: Plan,
         params = stage_params(model, plan, stage)
         shapes = (stage_matrix_shapes(model, plan, stage)
                   if training.optimizer in ("adafactor", "shampoo") else None)
-        p_b, g_b, o_b = model_state_bytes(params, training, plan.zero, plan.dp, shapes)
+        fp8 = fp8_gemm_params(model, plan, stage) if training.fp8_cache_bytes else 0.0
+        p_b, g_b, o_b = model_state_bytes(params, training, plan.zero, plan.dp, shapes, fp8)
         host = 0.0
         if plan.offload in ("optimizer", "optimizer+params"):
             host += o_b

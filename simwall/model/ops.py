@@ -50,6 +50,8 @@ __all__ = [
     "ATTENTION_CORE",
     "FLASH_ATTENTION",
     "FLASH_BWD_FLOP_FACTOR",
+    "FP8_CAST_WRITES",
+    "FP8_GEMMS",
     "FP32_BYTES",
     "KINDS",
     "MASK_BYTES",
@@ -94,6 +96,23 @@ FLASH_ATTENTION = "flash_attention"
 #: pass ... 2.5 times the forward FLOPs").
 FLASH_BWD_FLOP_FACTOR = 2.5
 
+
+#: The GEMMs an fp8 run executes in FP8: the linear layers of a transformer layer, in
+#: forward, dgrad and wgrad (Transformer Engine's ``Linear`` / ``LayerNormLinear`` /
+#: ``LayerNormMLP`` under ``fp8_autocast``; TE docs "Using FP8 with Transformer Engine").
+#: The attention core (QK^T, softmax, attention x V), norms, elementwise ops, the
+#: embedding and the LM head stay 16-bit (Megatron-Core builds the output layer outside TE).
+FP8_GEMMS = frozenset({"qkv_proj", "out_proj", "mlp_up", "mlp_down"})
+#: Elementwise work TE adds per FP8 GEMM operand that is not already FP8: a fused
+#: cast-transpose kernel reads the 16-bit tensor, computes its amax for the delayed scaling
+#: recipe and writes the FP8 tensor and its transpose (1 B each; Hopper FP8 GEMMs need
+#: the transposed copy for dgrad / wgrad): forward input and backward output gradient
+#: (Micikevicius et al. 2022, Sec. 4-5: per-tensor scaling from amax history; TE C API
+#: ``nvte_cast_transpose``). Weights are cast once per step and cached (TE "FP8 weight
+#: caching", ``is_first_microbatch``): their cast is not charged per micro-batch.
+FP8_CAST_WRITES = 2
+_CAST_FLOP = 2             # scale and compare (amax) per element
+
 # Arithmetic per element of the non-GEMM ops, counted from their definitions. They are
 # below 1 % of a layer's FLOP for h >= 1024 and only matter for the roofline table.
 _NORM_FLOP = {"layernorm": 7, "rmsnorm": 4}  # LN: mean, var (2), sub, div, scale, shift
@@ -111,7 +130,8 @@ class Op:
 
     ``flop`` in FLOP; ``bytes_read`` / ``bytes_written`` from / to device memory;
     ``saved_bytes`` the activation bytes this (forward) op keeps for backward;
-    ``gemm`` the ``(m, n, k)`` of one of the ``count`` identical GEMMs, else ``None``.
+    ``gemm`` the ``(m, n, k)`` of one of the ``count`` identical GEMMs, else ``None``;
+    ``fp8``: the GEMM runs at the FP8 rate (an fp8 run's linear layers, :data:`FP8_GEMMS`).
     """
 
     name: str
@@ -123,6 +143,7 @@ class Op:
     gemm: tuple[int, int, int] | None = None
     count: int = 1
     pass_: str = "fwd"
+    fp8: bool = False  # a GEMM run at the FP8 tensor-core rate (see FP8_GEMMS)
 
     @property
     def bytes_(self) -> float:
@@ -352,6 +373,26 @@ def _flash_bwd_op(op: Op, x: _Dims) -> Op:
               bytes_written=float(q_bytes + kv_bytes), pass_="bwd")
 
 
+def _cast_op(name: str, elems: float, e: int, pass_: str = "fwd") -> Op:
+    """The FP8 cast-transpose (with amax) of ``elems`` 16-bit elements (:data:`FP8_CAST_WRITES`)."""
+    return Op(name=name, kind="elementwise", flop=float(_CAST_FLOP * elems),
+              bytes_read=float(elems * e), bytes_written=float(FP8_CAST_WRITES * elems),
+              pass_=pass_)
+
+
+def _fp8_forward(fwd: tuple[Op, ...], e: int) -> tuple[Op, ...]:
+    """An fp8 run's forward ops: the :data:`FP8_GEMMS` marked ``fp8``, each preceded by
+    the cast of its input (``count`` x m x k elements)."""
+    out: list[Op] = []
+    for op in fwd:
+        if op.name in FP8_GEMMS and op.gemm is not None:
+            m, _, k = op.gemm
+            out.append(_cast_op(op.name + ".cast", op.count * m * k, e))
+            op = replace(op, fp8=True)
+        out.append(op)
+    return tuple(out)
+
+
 def _kept(op: Op, recompute: str) -> bool:
     """Whether ``op``'s saved activations stay in memory under ``recompute``."""
     if recompute == "full":
@@ -368,6 +409,8 @@ def _grad_ops(op: Op, x: _Dims) -> tuple[Op, ...]:
     ``dB = A^T dC`` (``k, n, m``), each as many FLOP as the forward. Weight gradients of
     ``matmul`` ops are written in the gradient precision.
     """
+    if op.name.endswith(".cast"):
+        return ()                 # an FP8 cast has no backward (the gradient is cast anew)
     if op.name == FLASH_ATTENTION:
         return (_flash_bwd_op(op, x),)
     if op.gemm is None:
@@ -375,13 +418,17 @@ def _grad_ops(op: Op, x: _Dims) -> tuple[Op, ...]:
     m, n, k = op.gemm
     c, e = op.count, x.e
     weight = op.kind == "matmul"
+    cast: tuple[Op, ...] = ()
+    if op.fp8:
+        # The output gradient is cast (with its transpose for wgrad) once for both GEMMs.
+        cast = (_cast_op(op.name + ".grad_cast", c * m * n, e, "bwd"),)
     b_bytes = n * k * (x.w if weight else e)
     d_a = _gemm_op(op.name + ".dgrad", m, k, n, kind=op.kind, count=c,
                    read=c * (m * n * e + b_bytes), written=c * m * k * e)
     d_b = _gemm_op(op.name + ".wgrad" if weight else op.name + ".dgrad2", k, n, m, kind=op.kind,
                    count=c, read=c * (m * k * e + m * n * e),
                    written=c * k * n * (x.g if weight else e))
-    return (replace(d_a, pass_="bwd"), replace(d_b, pass_="bwd"))
+    return cast + (replace(d_a, pass_="bwd", fp8=op.fp8), replace(d_b, pass_="bwd", fp8=op.fp8))
 
 
 @memoized(maxsize=1024)
@@ -397,6 +444,8 @@ def layer_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str =
     """
     _check(pass_, mode)
     fwd = _layer_fwd(model, training, plan, mode)
+    if training.precision == "fp8":
+        fwd = _fp8_forward(fwd, activation_element_bytes(training))
     if pass_ == "fwd":
         return tuple(op if _kept(op, plan.recompute) else replace(op, saved_bytes=0.0)
                      for op in fwd)

@@ -31,7 +31,7 @@ _GEMM_KINDS = ("matmul", "attention")
 
 
 def _times(op: Op, p: DeviceRoofs) -> tuple[float, float]:
-    """(compute seconds, memory seconds) of ``op``."""
+    """(compute seconds, memory seconds) of ``op`` under the roofs ``p``."""
     if op.kind in _GEMM_KINDS and op.gemm is not None:
         e = gemm_efficiency_with(*op.gemm, op.count, p.eff)
         compute = op.flop / (p.peak_flop_per_s * e) if op.flop > 0 else 0.0
@@ -46,18 +46,28 @@ def _times(op: Op, p: DeviceRoofs) -> tuple[float, float]:
     return compute, memory
 
 
+def _roofs(device: DeviceSpec, precision: str) -> tuple[DeviceRoofs, DeviceRoofs]:
+    """(roofs of the ops that run in the 16-bit compute dtype, roofs of FP8 GEMMs): an fp8
+    run executes only its ``Op.fp8`` GEMMs at the FP8 rate, everything else in bf16
+    (``TrainingSpec.compute_precision``; Transformer Engine)."""
+    base = device_roofs(device, "bf16" if precision == "fp8" else precision)
+    return base, (device_roofs(device, "fp8") if precision == "fp8" else base)
+
+
 def op_time_s(op: Op, device: DeviceSpec, precision: str) -> float:
-    """Seconds ``op`` takes on ``device`` in ``precision`` (one kernel launch)."""
-    p = device_roofs(device, precision)
+    """Seconds ``op`` takes on ``device`` in a run of ``precision`` (one kernel launch)."""
+    base, fp8 = _roofs(device, precision)
+    p = fp8 if op.fp8 else base
     compute, memory = _times(op, p)
     return max(compute, memory) + p.eff.launch_s
 
 
 def ops_time_s(ops, device: DeviceSpec, precision: str) -> float:
-    """Seconds of ``ops`` run one after another on ``device``."""
-    p = device_roofs(device, precision)
+    """Seconds of ``ops`` run one after another on ``device`` in a run of ``precision``."""
+    base, fp8 = _roofs(device, precision)
     total = 0.0
     for op in ops:
+        p = fp8 if op.fp8 else base
         compute, memory = _times(op, p)
         total += max(compute, memory) + p.eff.launch_s
     return total
@@ -66,7 +76,8 @@ def ops_time_s(ops, device: DeviceSpec, precision: str) -> float:
 def bound(op: Op, device: DeviceSpec, precision: str) -> str:
     """``'compute'`` when ``op``'s intensity is at or above its ridge point (peak x its
     efficiency over bandwidth x memory_bw), else ``'memory'``."""
-    compute, memory = _times(op, device_roofs(device, precision))
+    base, fp8 = _roofs(device, precision)
+    compute, memory = _times(op, fp8 if op.fp8 else base)
     return "compute" if compute >= memory and compute > 0 else "memory"
 
 
@@ -101,15 +112,17 @@ def optimizer_step_bytes(params: float, optimizer: str, training: TrainingSpec |
     if optimizer not in _STATE_WORDS:
         raise SimwallError(f"cost: unknown optimizer {optimizer!r} "
                            f"(expected one of {', '.join(_STATE_WORDS)})")
-    precision = training.precision if training else "bf16"
     grad = PRECISION_BYTES[training.grad_precision_ if training else "bf16"]
-    master = training.master_weights if training else True
+    master = training.master_bytes if training else 4
+    stored = training.stored_weight_bytes if training else 2
     state = 4 * _STATE_WORDS[optimizer]
-    weight = PRECISION_BYTES[precision]
-    if master and precision != "fp32":
-        per_param = (4 + state + grad) + (4 + state + weight)
+    if master:
+        working = training.weight_bytes if training else 2
+        per_param = (master + state + grad) + (master + state + working)
     else:
-        per_param = (weight + state + grad) + (weight + state)
+        # No separate master: the stored weights (fp32 under FSDP, or the working copy)
+        # are updated in place.
+        per_param = (stored + state + grad) + (stored + state)
     return float(params) * per_param
 
 

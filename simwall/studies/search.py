@@ -38,6 +38,7 @@ from ..engine.prepare import load_inputs, topology_for
 from ..engine.step import estimate_step
 from ..errors import ConfigError, SimwallError
 from ..hardware.catalog import resolve_device
+from ..hardware.efficiency import check_precision
 from ..model.limits import check_dp_buckets
 from ..model.memory import device_memory, memory_reserve
 from ..plan import Plan, balanced_split, cluster_devices, resolve
@@ -193,6 +194,7 @@ class Searcher:
         self.cluster = cluster
         self.world = world
         self.device = resolve_device(cluster.device, "device", cluster.file)
+        check_precision(workload, self.device)
         self.topology = topology_for(cluster)
         self.capacity_bytes = self.device.memory_capacity_bytes
         self._stage_costs: dict[tuple, Any] = {}
