@@ -196,8 +196,13 @@ class ModelSpec(Strict):
 #: - ``megatron``: Megatron-LM keeps fp32 main gradients next to 16-bit weights: 2 + 4 + 12
 #:   = 18 B/param with Adam, 6 + 12/d with the distributed optimizer (ZeRO-1; Megatron-LM
 #:   docs/source/api-guide/dist_optimizer.md, table "bf16 parameters, fp32 gradients");
-#:   with bf16 Megatron-LM forces "accumulate_allreduce_grads_in_fp32" (arguments.py), so
-#:   gradients are reduced in fp32.
+#:   with bf16 Megatron-LM sets ``accumulate_allreduce_grads_in_fp32`` unless
+#:   ``--grad-reduce-in-bf16`` is given (NVIDIA/Megatron-LM megatron/training/arguments.py,
+#:   ``validate_args``, ``if args.bf16:`` branch, comment "bfloat16 requires gradient
+#:   accumulation and all-reduce to be done in fp32"; megatron/training/training.py
+#:   ``get_model`` passes it as DDP's ``grad_reduce_in_fp32``, and megatron/core/distributed/distributed_data_parallel.py
+#:   allocates the gradient buffer as ``torch.float if grad_reduce_in_fp32 else
+#:   param.dtype``), so gradients are accumulated and reduced in fp32.
 #: - ``fsdp``: PyTorch FSDP with ``MixedPrecision`` keeps the sharded parameters in fp32
 #:   (they are the master copy; the bf16 compute copy exists only gathered, per layer) and
 #:   fp32 gradients and Adam m, v: 4 + 4 + 8 = 16 B/param, all sharded under FULL_SHARD
@@ -235,8 +240,11 @@ class TrainingSpec(Strict):
     # Gradient precision: the ZeRO paper counts 16-bit gradients (2 B/param); Megatron-LM
     # accumulates fp32 main gradients (4 B/param). Default: the preset's.
     grad_precision: Literal["fp32", "fp16", "bf16"] | None = None
-    # Dtype of the DP gradient reduction; default: the gradients' own dtype. Megatron-Core
-    # can reduce fp32 main gradients in bf16 (``--grad-reduce-in-bf16``).
+    # Dtype of the DP gradient reduction; default: the gradients' own dtype. Megatron-LM's
+    # ``--grad-reduce-in-bf16`` is NOT "fp32 gradients reduced in bf16": it turns
+    # accumulate_allreduce_grads_in_fp32 off, so the gradient buffer itself is bf16
+    # (megatron/core/distributed/distributed_data_parallel.py: grad dtype = param.dtype);
+    # model it with ``grad_precision: bf16``.
     grad_reduce_precision: Literal["fp32", "fp16", "bf16"] | None = None
     master_weights: Bool = True  # fp32 master copy kept by the optimizer in mixed precision
 
