@@ -159,3 +159,57 @@ def test_cli_validate_error_contract(tmp_path, capsys):
     code = main(["validate", "--cases", str(path)])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("simwall: error:") and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------------------
+# Modern runs (issue 14): MosaicML llm-foundry on A100, Megatron-Core on H100
+
+
+def test_modern_case_files_load_and_run(results):
+    names = {p.name for p in v.bundled_case_files()}
+    assert {"mosaicml-llm-foundry-a100.yaml", "megatron-core-h100.yaml"} <= names
+    for word in ("MosaicML", "Megatron-Core"):
+        rows = _by_source(results, word)
+        assert len(rows) == 9
+        assert not any(r.fit for r in rows)          # validation only, nothing fitted
+        assert all(r.predicted > 0 and r.fits is not None for r in rows)
+
+
+def test_every_modern_run_fits_in_memory(results):
+    # A published run happened: simwall must not call it out of memory.
+    for word in ("MosaicML", "Megatron-Core"):
+        rows = _by_source(results, word)
+        assert [r.name for r in rows if not r.fits] == []
+        assert all(r.peak_bytes <= r.capacity_bytes for r in rows)
+
+
+def test_mosaicml_mean_error_within_8_percent(results):
+    rows = _by_source(results, "MosaicML")
+    errors = [abs(r.error) for r in rows]
+    assert sum(errors) / len(errors) <= 0.08, [(r.name, round(100 * r.error, 1)) for r in rows]
+
+
+def test_memory_verdicts_in_summary_and_output(results):
+    s = {x["source"]: x for x in v.summarize(results)}
+    mosaic = next(x for k, x in s.items() if "MosaicML" in k)
+    assert mosaic["memory"] == {"n": 9, "fit": 9, "do_not_fit": []}
+    zero = next(x for k, x in s.items() if "Rajbhandari" in k)
+    assert zero["memory"] is None                     # memory cases simulate no step
+    text = v.render(results)
+    assert "9 of 9 fit in memory" in text
+    assert text.rstrip().endswith("published runs fit")
+    doc = json.loads(v.render(results, fmt="json"))
+    assert doc["memory"]["do_not_fit"] == []
+    assert all("fits" in c for c in doc["cases"])
+
+
+def test_a_run_that_does_not_fit_is_counted():
+    # Same MPT 70B row with no recompute and the 40 GB part: cannot fit; the verdict says so.
+    cf = v.load_cases(next(p for p in v.bundled_case_files() if p.name.startswith("mosaicml")))
+    case = next(c for c in cf.cases if c.name == "mpt-70b-a100-40g-128")
+    bad = v.Case(name="oom", overrides={**case.overrides, "plan.recompute": "none"},
+                 metric=case.metric, published=case.published)
+    r = v.evaluate(cf, bad)
+    assert r.fits is False and r.peak_bytes > r.capacity_bytes
+    text = v.render([r])
+    assert "  NO" in text and "memory: 1 of 1 published runs do NOT fit: oom" in text

@@ -9,8 +9,9 @@ from .progress import add_quiet_option, progress_of
 
 DESCRIPTION = ("Simulate published training runs from their configuration and report "
                "predicted vs published with signed % error, mean |error| and worst per "
-               "source. Bundled cases: Megatron-LM SC21 Tables 1 and 2, ZeRO model states, "
-               "Korthikanti et al. 2022 activation memory.")
+               "source, and whether each simulated run fits in memory. Bundled cases: "
+               "Megatron-LM SC21 Tables 1 and 2, ZeRO model states, Korthikanti et al. 2022 "
+               "activation memory, MosaicML llm-foundry (A100), Megatron-Core (H100).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

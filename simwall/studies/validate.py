@@ -22,7 +22,9 @@ Metrics per kind (the key under ``published``):
 
 - ``throughput``: ``hardware_tflops_per_device`` (recompute counted, as Narayanan et al.
   2021 count), ``model_tflops_per_device``, ``step_time_s``, ``tokens_per_s``; one
-  simulated step.
+  simulated step. Each throughput case also gets a memory verdict (``fits``: the
+  simulated peak per device within the device's capacity): a run that was published
+  happened, so it must fit.
 - ``memory``: ``model_state_gb`` (weights + gradients + optimizer state per device, 1 GB =
   1e9 B) for ``params`` parameters on ``dp`` ranks at ZeRO stage ``zero`` (keys of the
   case), training settings from ``training.*`` keys.
@@ -56,7 +58,8 @@ from ..model.ops import activation_bytes_per_layer
 from .progress import Progress, tracked
 
 __all__ = ["FIT_GRID", "Case", "CaseFile", "CaseResult", "FitResult", "bundled_case_files",
-           "fit", "load_cases", "predict", "render", "run_cases", "summarize"]
+           "evaluate", "fit", "load_cases", "memory_summary", "predict", "render", "run_cases",
+           "summarize"]
 
 KINDS = {
     "throughput": ("hardware_tflops_per_device", "model_tflops_per_device", "step_time_s",
@@ -107,6 +110,11 @@ class CaseResult:
     published: float
     predicted: float
     fit: bool
+    #: Memory verdict of a throughput case (the simulated peak within capacity); None for
+    #: memory and activation cases, which simulate no step.
+    fits: bool | None = None
+    peak_bytes: float | None = None        # simulated peak per device (throughput cases)
+    capacity_bytes: float | None = None    # the device's usable capacity
 
     @property
     def error(self) -> float:
@@ -117,7 +125,8 @@ class CaseResult:
         return {"source": self.source, "kind": self.kind, "name": self.name,
                 "metric": self.metric, "published": self.published,
                 "predicted": self.predicted, "error_pct": 100.0 * self.error,
-                "fit": self.fit}
+                "fit": self.fit, "fits": self.fits, "peak_bytes": self.peak_bytes,
+                "capacity_bytes": self.capacity_bytes}
 
 
 # ---------------------------------------------------------------------------------------
@@ -207,15 +216,18 @@ def _prepare(cf: CaseFile, case: Case):
     return prepare(cf.workload, cf.cluster, dict(case.overrides))
 
 
-def _throughput(prep, metric: str) -> float:
-
-    r = run_prepared(prep)
+def _metric_of(r, metric: str) -> float:
+    """``metric`` of one simulated step ``r`` (a StepResult)."""
     if metric == "step_time_s":
         return r.step_time_s
     if metric == "tokens_per_s":
         return r.tokens_per_s
     flop = r.hardware_flop if metric == "hardware_tflops_per_device" else r.model_flop
     return flop / r.step_time_s / r.world / 1e12
+
+
+def _throughput(prep, metric: str) -> float:
+    return _metric_of(run_prepared(prep), metric)
 
 
 def _memory(cf: CaseFile, case: Case) -> float:
@@ -258,13 +270,29 @@ def predict(cf: CaseFile, case: Case, efficiency: dict[str, float] | None = None
         raise _located(cf, case, err) from None
 
 
+def evaluate(cf: CaseFile, case: Case) -> CaseResult:
+    """``case`` predicted with the catalog constants, with its memory verdict (throughput
+    cases: the simulated step's peak per device against the capacity)."""
+    base = dict(source=cf.source, kind=cf.kind, name=case.name, metric=case.metric,
+                published=case.published, fit=case.fit)
+    if cf.kind != "throughput":
+        return CaseResult(**base, predicted=predict(cf, case))
+    try:
+        r = run_prepared(_prepare(cf, case))
+    except ConfigError as err:
+        raise _located(cf, case, err) from None
+    return CaseResult(**base, predicted=_metric_of(r, case.metric), fits=r.fits,
+                      peak_bytes=float(r.memory["peak_bytes"]),
+                      capacity_bytes=float(r.memory["capacity_bytes"]))
+
+
 def run_cases(case_files: Sequence[CaseFile], progress: Progress | None = None
               ) -> list[CaseResult]:
-    """Predict every case of every file (catalog constants, no refitting).
-    ``progress``: hook the cases go through (:mod:`.progress`; None: silent)."""
+    """Predict every case of every file (catalog constants, no refitting), with memory
+    verdicts for the throughput cases. ``progress``: hook the cases go through
+    (:mod:`.progress`; None: silent)."""
     cases = [(cf, case) for cf in case_files for case in cf.cases]
-    return [CaseResult(source=cf.source, kind=cf.kind, name=case.name, metric=case.metric,
-                       published=case.published, predicted=predict(cf, case), fit=case.fit)
+    return [evaluate(cf, case)
             for cf, case in tracked(progress, cases, total=len(cases), desc="cases")]
 
 
@@ -276,15 +304,27 @@ def _stats(errors: list[float]) -> dict:
             "worst_pct": 100.0 * worst}
 
 
+def _memory_verdicts(rows: Sequence[CaseResult]) -> dict | None:
+    """How many of ``rows`` (throughput cases) fit in memory, and which do not; None when
+    no row has a verdict."""
+    judged = [r for r in rows if r.fits is not None]
+    if not judged:
+        return None
+    return {"n": len(judged), "fit": sum(r.fits for r in judged),
+            "do_not_fit": [r.name for r in judged if not r.fits]}
+
+
 def summarize(results: Sequence[CaseResult]) -> list[dict]:
-    """Per source: all cases, fit cases, held-out cases (n, mean |error| %, worst %)."""
+    """Per source: all cases, fit cases, held-out cases (n, mean |error| %, worst %), and
+    for throughput sources the memory verdicts (``memory``: n, fit, do_not_fit)."""
     out = []
     for source in dict.fromkeys(r.source for r in results):
         rows = [r for r in results if r.source == source]
         out.append({"source": source, "kind": rows[0].kind, "metric": rows[0].metric,
                     "all": _stats([r.error for r in rows]),
                     "fit": _stats([r.error for r in rows if r.fit]),
-                    "held_out": _stats([r.error for r in rows if not r.fit])})
+                    "held_out": _stats([r.error for r in rows if not r.fit]),
+                    "memory": _memory_verdicts(rows)})
     return out
 
 
@@ -399,37 +439,63 @@ def _summary_line(s: dict) -> str:
     if f["n"]:
         text += f"; fit cases {_abs_pct(f['mean_abs_pct'])} / {_pct(f['worst_pct'])}, " \
                 f"held out {_abs_pct(h['mean_abs_pct'])} / {_pct(h['worst_pct'])}"
+    m = s.get("memory")
+    if m:
+        text += f"; {m['fit']} of {m['n']} fit in memory"
     return text
+
+
+def _fits(r: CaseResult) -> str:
+    return "yes" if r.fits else "NO"
+
+
+def memory_summary(results: Sequence[CaseResult]) -> dict | None:
+    """Memory verdicts over every throughput case (n, fit, do_not_fit); None if none."""
+    return _memory_verdicts(results)
+
+
+def _memory_line(m: dict) -> str:
+    """The closing line: how many published runs simwall says do not fit."""
+    if not m["do_not_fit"]:
+        return f"memory: all {m['n']} published runs fit"
+    return (f"memory: {len(m['do_not_fit'])} of {m['n']} published runs do NOT fit: "
+            + ", ".join(m["do_not_fit"]))
 
 
 def render(results: Sequence[CaseResult], fits: Sequence[FitResult] = (),
            fmt: str = "table") -> str:
     """Results (and leave-one-out fits) as ``table``, ``json`` or ``markdown``."""
     summary = summarize(results)
+    memory = memory_summary(results)
     if fmt == "json":
         return json.dumps({"cases": [r.as_dict() for r in results], "summary": summary,
-                           "fits": [f.as_dict() for f in fits]}, indent=2)
+                           "memory": memory, "fits": [f.as_dict() for f in fits]}, indent=2)
     md = fmt == "markdown"
     lines: list[str] = []
     for s in summary:
         rows = [r for r in results if r.source == s["source"]]
+        judged = s["memory"] is not None      # a fits column for throughput sources
         if md:
             lines += [f"### {s['source']}", "",
                       f"Kind `{s['kind']}`, metric `{s['metric']}`.", "",
-                      "| case | fit | published | simwall | error |",
-                      "| --- | --- | ---: | ---: | ---: |"]
+                      "| case | fit | published | simwall | error |" + (" fits |" if judged else ""),
+                      "| --- | --- | ---: | ---: | ---: |" + (" --- |" if judged else "")]
             lines += [f"| {r.name} | {'fit' if r.fit else ''} | {_num(r.published)} | "
-                      f"{_num(r.predicted)} | {_pct(100 * r.error)} |" for r in rows]
+                      f"{_num(r.predicted)} | {_pct(100 * r.error)} |"
+                      + (f" {_fits(r)} |" if judged else "") for r in rows]
             lines += ["", f"**{_summary_line(s)}.**", ""]
         else:
             lines += [f"{s['source']}  [{s['kind']}: {s['metric']}]"]
             width = max(len(r.name) for r in rows)
             lines += [(f"  {'case':<{width}}  fit  {'published':>10}  {'simwall':>10}  "
-                       f"{'error':>7}")]
+                       f"{'error':>7}" + ("  fits" if judged else ""))]
             lines += [f"  {r.name:<{width}}  {'fit' if r.fit else '   '}  "
                       f"{_num(r.published):>10}  {_num(r.predicted):>10}  "
-                      f"{_pct(100 * r.error):>7}" for r in rows]
+                      f"{_pct(100 * r.error):>7}" + (f"  {_fits(r):>4}" if judged else "")
+                      for r in rows]
             lines += [f"  {_summary_line(s)}", ""]
+    if memory is not None:
+        lines += [f"**{_cap(_memory_line(memory))}.**" if md else _memory_line(memory), ""]
     for f in fits:
         lines += _render_fit(f, md)
     return "\n".join(lines).rstrip() + "\n"
