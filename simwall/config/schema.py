@@ -360,6 +360,8 @@ class Workload(Strict):
 
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+    _set_keys: tuple[str, ...] = PrivateAttr(default=())
+    _set_keys: tuple[str, ...] = PrivateAttr(default=())
 
     @property
     def file(self) -> str:
@@ -369,6 +371,15 @@ class Workload(Strict):
         """The line of ``key`` (``plan.tp``, ``faults.stragglers[0].device``) in the file
         (None if absent or set by ``--set``)."""
         return self._lines.get(dotted_key(key))
+
+    def origin(self, key: str) -> str:
+        """Where the value of ``key`` (``plan.sequence_parallel``) came from: ``--set``
+        (it or a mapping above it was overridden), ``file`` (the file wrote it) or
+        ``default`` (the schema's default)."""
+        parts = dotted_key(key).split(".")
+        if any(parts[:len(k.split("."))] == k.split(".") for k in self._set_keys):
+            return "--set"
+        return "file" if self.line(key) is not None else "default"
 
 
 # ---------------------------------------------------------------------------------------

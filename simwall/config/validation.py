@@ -324,4 +324,5 @@ def validate(model: type[BaseModel], doc: Any, source: str) -> Any:
         obj._file = source
         obj._lines = {k: v for k, v in _flat_lines(doc).items()
                       if not _from_set(doc, k.split("."))}
+        obj._set_keys = tuple(".".join(map(str, k)) for k in getattr(doc, "overridden", ()))
     return obj

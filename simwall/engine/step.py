@@ -38,6 +38,7 @@ __all__ = [
     "estimate_step",
     "run_prepared",
     "simulate_step",
+    "step_inputs",
     "step_timing",
 ]
 
@@ -218,7 +219,7 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
     compute_only = max(plan.micro_batches * sum(c.fwd_compute_s + c.bwd_compute_s
                                                 for c in costs[(s, r)].chunks)
                        for s in range(plan.pp) for r in range(replicas)) + run.tail.optimizer_s
-    inputs = _inputs(prep)
+    inputs = step_inputs(prep)
     result = StepResult(
         workload=wl.name, cluster=prep.cluster.name, device=prep.device.name,
         world=plan.world, plan=plan.as_dict(), inputs=inputs, step_time_s=step,
@@ -298,7 +299,9 @@ def check_finite(prep: Prepared, result: StepResult) -> None:
     raise SimwallError(f"{key} = {format_number(value)} gives a non-finite {what}")
 
 
-def _inputs(prep: Prepared) -> dict:
+def step_inputs(prep: Prepared) -> dict:
+    """The resolved workload and cluster settings of a step, flat keys (``model.*``,
+    ``training.*``, ``cluster.*``, ``device.*``): :attr:`StepResult.inputs`."""
     m, t = prep.workload.model, prep.workload.training
     out = {f"model.{k}": v for k, v in m.model_dump().items()}
     out.update({f"training.{k}": v for k, v in t.model_dump().items()})

@@ -1,8 +1,10 @@
 """Parallelism plans: resolution of a workload on a cluster (:mod:`.resolution`), the
-resolved plan and its rank placement (:mod:`.layout`), size limits (:mod:`.limits`) and
-pipeline schedules (:mod:`.schedules`)."""
+resolved plan and its rank placement (:mod:`.layout`), size limits (:mod:`.limits`),
+pipeline schedules (:mod:`.schedules`) and the frameworks that run a plan (:mod:`.frameworks`)."""
 
+from .frameworks import FRAMEWORKS, NONE_KNOWN, framework_label, framework_names, frameworks_for
 from .layout import Plan, balanced_split
 from .resolution import cluster_devices, resolve
 
-__all__ = ["Plan", "balanced_split", "cluster_devices", "resolve"]
+__all__ = ["FRAMEWORKS", "NONE_KNOWN", "Plan", "balanced_split", "cluster_devices",
+           "framework_label", "framework_names", "frameworks_for", "resolve"]

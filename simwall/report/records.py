@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 
@@ -24,10 +24,12 @@ if TYPE_CHECKING:  # result imports this module
 __all__ = [
     "RESERVED_COLUMNS",
     "columns",
+    "estimate_record",
     "flat_record",
     "format_of",
     "read_records",
     "record_line",
+    "write_csv",
     "write_records",
 ]
 
@@ -35,13 +37,20 @@ __all__ = [
 RESERVED_COLUMNS = ("sweep.index", "sweep.key", "error")
 
 
+def _inputs_record(workload: str, cluster: str, device: str, world: int, plan: dict,
+                   inputs: dict) -> dict[str, Any]:
+    """The input columns every record starts with (lists as JSON text)."""
+    rec: dict[str, Any] = {"workload": workload, "cluster": cluster, "device": device,
+                           "world": world}
+    rec.update({f"plan.{k}": (v if not isinstance(v, list) else json.dumps(v))
+                for k, v in plan.items()})
+    rec.update(inputs)
+    return rec
+
+
 def flat_record(r: StepResult) -> dict[str, Any]:
     """One flat dict of inputs and outputs (for pandas / CSV): seconds, FLOP/s, bytes."""
-    rec: dict[str, Any] = {"workload": r.workload, "cluster": r.cluster,
-                           "device": r.device, "world": r.world}
-    rec.update({f"plan.{k}": (v if not isinstance(v, list) else json.dumps(v))
-                for k, v in r.plan.items()})
-    rec.update(r.inputs)
+    rec = _inputs_record(r.workload, r.cluster, r.device, r.world, r.plan, r.inputs)
     rec.update({
         "step_time_s": r.step_time_s, "tokens_per_s": r.tokens_per_s,
         "model_tflops_per_device": r.model_tflops_per_device,
@@ -55,6 +64,23 @@ def flat_record(r: StepResult) -> dict[str, Any]:
         "memory.fits": r.memory["fits"],
         "critical.stage": r.critical.get("stage"),
     })
+    return rec
+
+
+def estimate_record(workload: str, cluster: str, device: str, world: int, plan: dict,
+                    inputs: dict, peak_bytes: float, capacity_bytes: float
+                    ) -> dict[str, Any]:
+    """A record for a plan the engine did not simulate (say, one that does not fit): the
+    columns of :func:`flat_record`, the engine's outputs None, ``memory.peak_bytes`` the
+    closed-form peak (:mod:`simwall.model.memory`)."""
+    # Imported here: result imports this module.
+    from .result import BREAKDOWN_KEYS
+    rec = _inputs_record(workload, cluster, device, world, plan, inputs)
+    rec.update(dict.fromkeys(("step_time_s", "tokens_per_s", "model_tflops_per_device",
+                              "hardware_tflops_per_device", "mfu", "hfu")))
+    rec.update(dict.fromkeys(f"breakdown.{k}_s" for k in BREAKDOWN_KEYS))
+    rec.update({"memory.capacity_bytes": capacity_bytes, "memory.peak_bytes": peak_bytes,
+                "memory.fits": peak_bytes <= capacity_bytes, "critical.stage": None})
     return rec
 
 
@@ -109,12 +135,8 @@ def write_records(path: str | Path, records: list[dict]) -> None:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.writelines(record_line(rec) for rec in records)
     elif fmt == "csv":
-        cols = columns(records)
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(cols)
-            for rec in records:
-                w.writerow([_encode_cell(rec.get(c)) for c in cols])
+            write_csv(fh, records)
     else:
         pa, pq = _pyarrow()
         data = {}
@@ -128,6 +150,16 @@ def write_records(path: str | Path, records: list[dict]) -> None:
                 data[c] = pa.array([None if v is None else json.dumps(v) for v in values])
         pq.write_table(pa.table(data), tmp)
     os.replace(tmp, path)
+
+
+def write_csv(fh: IO[str], records: list[dict]) -> None:
+    """``records`` as CSV (a header of :func:`columns`, then one row each) to the text
+    stream ``fh`` (a file, or stdout for ``simwall plan --format csv``)."""
+    cols = columns(records)
+    w = csv.writer(fh, lineterminator="\n")
+    w.writerow(cols)
+    for rec in records:
+        w.writerow([_encode_cell(rec.get(c)) for c in cols])
 
 
 def _parquet_cell(value: Any) -> Any:

@@ -41,7 +41,15 @@ from ..hardware.catalog import resolve_device
 from ..hardware.efficiency import check_precision
 from ..model.limits import check_dp_buckets
 from ..model.memory import device_memory, memory_reserve
-from ..plan import Plan, balanced_split, cluster_devices, resolve
+from ..plan import (
+    Plan,
+    balanced_split,
+    cluster_devices,
+    framework_label,
+    framework_names,
+    frameworks_for,
+    resolve,
+)
 from ..report import StepResult
 from .progress import Progress, tracked
 
@@ -57,6 +65,7 @@ __all__ = [
     "enumerate_plans",
     "render_search",
     "search",
+    "search_records",
 ]
 
 #: Micro-batch sizes tried. Our cap: larger micro-batches raise GEMM efficiency but also
@@ -95,6 +104,11 @@ class Ranked:
     @property
     def step_time_s(self) -> float:
         return self.result.step_time_s
+
+    @property
+    def framework(self) -> str:
+        """The frameworks that run this plan (:func:`simwall.plan.framework_label`)."""
+        return framework_label(self.candidate.plan)
 
 
 @dataclass(frozen=True)
@@ -185,8 +199,14 @@ class Searcher:
     """Everything one search reuses: typed inputs, device, topology (built once), and
     memoised stage costs keyed by plan shape."""
 
-    def __init__(self, workload: Workload, cluster: ClusterSpec) -> None:
-
+    def __init__(self, workload: Workload, cluster: ClusterSpec,
+                 framework: str | None = None) -> None:
+        """``framework``: consider only the plans that framework runs
+        (:mod:`simwall.plan.frameworks`); None: every plan."""
+        if framework is not None and framework not in framework_names():
+            raise ConfigError("--framework", None, f"unknown framework '{framework}' "
+                              f"(choose from {', '.join(framework_names())})")
+        self.framework = framework
         self.workload = workload
         world = cluster_devices(cluster, workload)
         if cluster.nodes == "auto":
@@ -291,6 +311,8 @@ class Searcher:
         fitting: list[tuple[float, str, Plan, float, int]] = []
         for plan in tracked(progress, enumerate_plans(self.workload, self.cluster, max_tp),
                             desc="plans"):
+            if self.framework is not None and self.framework not in frameworks_for(plan):
+                continue
             n += 1
             peak, stage = self.peak(plan)
             if peak > self.capacity_bytes:
@@ -348,19 +370,22 @@ class Searcher:
             parts.append(f"DP comm exposed {dp_share * 100:.0f}%")
         if cand.plan.recompute != "none":
             parts.append(f"{cand.plan.recompute} recompute")
+        parts.append(f"runs on: {framework_label(cand.plan)}")
         return "; ".join(parts)
 
 
 def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
            top: int = 5, objective: str = "step_time",
            overrides: dict[str, Any] | None = None, max_tp: int | None = None,
-           confirm: int | None = None, progress: Progress | None = None) -> SearchResult:
+           confirm: int | None = None, progress: Progress | None = None,
+           framework: str | None = None) -> SearchResult:
     """The ``top`` best plans for ``workload`` on ``cluster``.
 
     ``objective``: ``step_time`` (rank by the analytic estimate, confirm the best
     ``confirm`` = 3 x ``top`` with the engine, order by engine step time) or ``memory``
     (rank by closed-form peak memory, then estimated time; the best ``top`` simulated).
     ``progress``: hook the long loops go through (:mod:`.progress`; None: silent).
+    ``framework``: only the plans that framework runs (:mod:`simwall.plan.frameworks`).
     """
     if objective not in ("step_time", "memory"):
         raise ConfigError("--objective", None, f"expected step_time or memory, got "
@@ -368,7 +393,7 @@ def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
     if top < 1:
         raise ConfigError("--top", None, f"expected an integer >= 1, got {top}")
     wl, cl = load_inputs(workload, cluster, overrides)
-    s = Searcher(wl, cl)
+    s = Searcher(wl, cl, framework)
     if objective == "memory":
         n, n_fit, cands = s.candidates(max_tp, least_memory=top, progress=progress)
         cands.sort(key=lambda c: (c.peak_bytes, c.estimate_s, describe_plan(c.plan)))
@@ -408,3 +433,19 @@ def render_search(res: SearchResult) -> str:
         lines.append("no plan fits in device memory (try more devices, a smaller "
                      "micro-batch or offload)")
     return "\n".join(lines)
+
+
+def search_records(res: SearchResult) -> list[dict[str, Any]]:
+    """One flat record per ranked plan, best first: the columns of a sweep record
+    (``sweep.index`` = position in this list, ``sweep.key`` None: not a sweep point;
+    :func:`simwall.report.flat_record`) plus ``search.rank``, ``search.estimate_s`` (the
+    analytic estimate), ``search.why`` and ``search.framework``
+    (``simwall plan --format json|csv``)."""
+    out = []
+    for i, r in enumerate(res.ranked):
+        rec: dict[str, Any] = {"sweep.index": i, "sweep.key": None, "error": None}
+        rec.update(r.result.to_record())
+        rec.update({"search.rank": i + 1, "search.estimate_s": r.candidate.estimate_s,
+                    "search.why": r.why, "search.framework": r.framework})
+        out.append(rec)
+    return out

@@ -1,0 +1,108 @@
+"""Which training frameworks run a plan: one rule per framework, each with its source.
+
+A rule is a predicate over a resolved :class:`~simwall.plan.layout.Plan`; it judges the
+parallelism combination only (TP, PP and its schedule, DP with ZeRO stage, offload), not
+recompute or the collective algorithm, which every framework here offers in some form.
+The rules describe the frameworks' documented, released features; a plan no rule accepts
+is "none known": simwall can model it, but no framework listed runs it as such.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .layout import Plan
+
+__all__ = ["FRAMEWORKS", "NONE_KNOWN", "Framework", "framework_label", "framework_names",
+           "frameworks_for"]
+
+#: What :func:`framework_label` says when no framework runs a plan.
+NONE_KNOWN = "none known"
+
+
+@dataclass(frozen=True)
+class Framework:
+    """A framework's name, the predicate saying whether it runs a plan, and its source."""
+
+    name: str
+    runs: Callable[[Plan], bool]
+    source: str
+
+
+def _megatron(p: Plan) -> bool:
+    # Megatron-LM: TP + PP (1F1B, interleaved 1F1B) + DP (Narayanan et al. 2021, SC21,
+    # Sec. 2); ZeRO-1 is its distributed optimizer (--use-distributed-optimizer shards the
+    # optimizer state over DP ranks; docs/source/distrib_optimizer.md); no ZeRO-2/3 in
+    # the classic TP/PP/DP path. Its pipeline schedules are
+    # forward_backward_pipelining_without_interleaving (1F1B) and ..._with_interleaving
+    # (megatron/core/pipeline_parallel/schedules.py): no GPipe (all-forward-all-backward
+    # only without PP). Offload of model states is not part of that path.
+    return (p.zero <= 1 and p.offload == "none"
+            and (p.pp == 1 or p.schedule in ("1f1b", "interleaved")))
+
+
+def _deepspeed(p: Plan) -> bool:
+    # DeepSpeed: ZeRO stages 0-3 with DP (Rajbhandari et al. 2020). Its PipelineEngine
+    # runs ZeRO-1 at most: deepspeed/runtime/pipe/engine.py asserts
+    # "zero_optimization_stage() < ZeroStageEnum.gradients" with the message "ZeRO-2 and
+    # ZeRO-3 are incompatible with pipeline parallelism" (DeepSpeed docs, "Pipeline
+    # Parallelism": "pipeline parallelism ... is compatible with ZeRO stage 1"). Its
+    # pipeline schedule is TrainSchedule, 1F1B-style (deepspeed/runtime/pipe/schedule.py),
+    # not interleaved. TP comes from Megatron-DeepSpeed (an mpu handed to the engine;
+    # "3D parallelism" = TP + PP + ZeRO-1). Offload: offload_optimizer needs ZeRO >= 1,
+    # offload_param ZeRO-3 only (DeepSpeed config docs, "ZeRO optimizations for FP16
+    # training": offload_param "available only with ZeRO stage 3").
+    if p.pp > 1 and (p.zero > 1 or p.schedule != "1f1b"):
+        return False
+    if p.offload == "optimizer" and p.zero < 1:
+        return False
+    return not (p.offload == "optimizer+params" and p.zero != 3)
+
+
+def _fsdp(p: Plan) -> bool:
+    # PyTorch FSDP (FullyShardedDataParallel, Zhao et al., VLDB 2023): ShardingStrategy
+    # FULL_SHARD = ZeRO-3, SHARD_GRAD_OP = ZeRO-2, NO_SHARD = DDP (ZeRO-0); no ZeRO-1.
+    # Plain FSDP is data parallelism only (no TP, no PP). CPUOffload(offload_params=True)
+    # moves parameters and gradients to the host and steps the optimizer there
+    # (torch.distributed.fsdp.CPUOffload): our optimizer+params, with sharded params.
+    if p.tp > 1 or p.pp > 1 or p.zero == 1:
+        return False
+    return p.offload == "none" or (p.offload == "optimizer+params" and p.zero == 3)
+
+
+def _fsdp2(p: Plan) -> bool:
+    # PyTorch FSDP2 (torch.distributed.fsdp.fully_shard, per-parameter DTensor sharding):
+    # reshard_after_forward=True is ZeRO-3, False ZeRO-2. It composes with tensor
+    # parallelism through DTensor (torch.distributed.tensor.parallel; PyTorch tutorial
+    # "Large Scale Transformer model training with Tensor Parallel (TP)": 2-D FSDP + TP)
+    # and with torch.distributed.pipelining (ScheduleGPipe, Schedule1F1B,
+    # ScheduleInterleaved1F1B), as TorchTitan's 3-D/4-D parallelism does (Liang et al.
+    # 2024, "TorchTitan", Sec. 3). Pure DP without sharding is DDP, not FSDP2.
+    return p.zero in (2, 3) and p.offload in ("none", "optimizer+params")
+
+
+#: The frameworks known, in the order they are named.
+FRAMEWORKS: tuple[Framework, ...] = (
+    Framework("megatron", _megatron, "Megatron-LM (NVIDIA/Megatron-LM)"),
+    Framework("deepspeed", _deepspeed, "DeepSpeed (microsoft/DeepSpeed), with "
+              "Megatron-DeepSpeed for TP"),
+    Framework("fsdp", _fsdp, "PyTorch FSDP (FullyShardedDataParallel)"),
+    Framework("fsdp2", _fsdp2, "PyTorch FSDP2 (fully_shard) with DTensor TP and "
+              "torch.distributed.pipelining"),
+)
+
+
+def frameworks_for(plan: Plan) -> tuple[str, ...]:
+    """Names of the frameworks that run ``plan``, in :data:`FRAMEWORKS` order."""
+    return tuple(f.name for f in FRAMEWORKS if f.runs(plan))
+
+
+def framework_label(plan: Plan) -> str:
+    """``"megatron, deepspeed"``, or :data:`NONE_KNOWN` when no framework runs ``plan``."""
+    return ", ".join(frameworks_for(plan)) or NONE_KNOWN
+
+
+def framework_names() -> tuple[str, ...]:
+    """Every framework name (the choices of ``--framework``)."""
+    return tuple(f.name for f in FRAMEWORKS)
