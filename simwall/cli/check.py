@@ -7,6 +7,7 @@ import argparse
 from ..config import set_overrides
 from ..studies.check import check
 from .common import add_workload_arguments
+from .plan import add_format_option, print_records
 from .progress import add_quiet_option, progress_of
 
 DESCRIPTION = ("Check the user's config and plan (not to be confused with 'simwall "
@@ -15,6 +16,7 @@ DESCRIPTION = ("Check the user's config and plan (not to be confused with 'simwa
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_workload_arguments(p)
+    add_format_option(p)
     add_quiet_option(p)
 
 
@@ -23,5 +25,8 @@ def run(args: argparse.Namespace) -> int:
     unreadable file is an error: exit 2 from the CLI)."""
     res = check(args.workload, args.cluster, set_overrides(args.set_items),
                 progress=progress_of(args))
-    print("\n".join(res.lines))
+    if args.format == "table":
+        print("\n".join(res.lines))
+    else:
+        print_records([res.record], args.format)
     return 0 if res.status == "fits" else 1

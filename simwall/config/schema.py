@@ -361,7 +361,6 @@ class Workload(Strict):
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
     _set_keys: tuple[str, ...] = PrivateAttr(default=())
-    _set_keys: tuple[str, ...] = PrivateAttr(default=())
 
     @property
     def file(self) -> str:
@@ -561,6 +560,7 @@ class ClusterSpec(Strict):
 
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+    _set_keys: tuple[str, ...] = PrivateAttr(default=())
 
     @property
     def file(self) -> str:

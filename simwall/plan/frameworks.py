@@ -78,7 +78,13 @@ def _fsdp2(p: Plan) -> bool:
     # "Large Scale Transformer model training with Tensor Parallel (TP)": 2-D FSDP + TP)
     # and with torch.distributed.pipelining (ScheduleGPipe, Schedule1F1B,
     # ScheduleInterleaved1F1B), as TorchTitan's 3-D/4-D parallelism does (Liang et al.
-    # 2024, "TorchTitan", Sec. 3). Pure DP without sharding is DDP, not FSDP2.
+    # 2024, "TorchTitan", Sec. 3). Pure DP without sharding is DDP, not FSDP2. With PP,
+    # TorchTitan's default reshard_after_forward policy keeps parameters gathered
+    # (ZeRO-2; torchtitan/models/llama3/infra/parallelize.py, "default" policy: no
+    # resharding when PP is on, which would otherwise all-gather per micro-batch); its
+    # "always" override is not counted as a supported combination here.
+    if p.pp > 1 and p.zero != 2:
+        return False
     return p.zero in (2, 3) and p.offload in ("none", "optimizer+params")
 
 

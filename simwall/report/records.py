@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # result imports this module
     from .result import StepResult
 
 __all__ = [
+    "BREAKDOWN_KEYS",
     "RESERVED_COLUMNS",
     "columns",
     "estimate_record",
@@ -32,6 +33,10 @@ __all__ = [
     "write_csv",
     "write_records",
 ]
+
+#: Components of the step time; they add up to ``step_time_s`` (``breakdown.<key>_s``
+#: columns; public as :data:`simwall.report.result.BREAKDOWN_KEYS` too).
+BREAKDOWN_KEYS = ("compute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer", "other")
 
 #: Columns every record starts with, in this order (the rest follow the StepResult record).
 RESERVED_COLUMNS = ("sweep.index", "sweep.key", "error")
@@ -73,8 +78,6 @@ def estimate_record(workload: str, cluster: str, device: str, world: int, plan: 
     """A record for a plan the engine did not simulate (say, one that does not fit): the
     columns of :func:`flat_record`, the engine's outputs None, ``memory.peak_bytes`` the
     closed-form peak (:mod:`simwall.model.memory`)."""
-    # Imported here: result imports this module.
-    from .result import BREAKDOWN_KEYS
     rec = _inputs_record(workload, cluster, device, world, plan, inputs)
     rec.update(dict.fromkeys(("step_time_s", "tokens_per_s", "model_tflops_per_device",
                               "hardware_tflops_per_device", "mfu", "hfu")))

@@ -11,11 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import jsonview, records
+from .records import BREAKDOWN_KEYS
 
 __all__ = ["BREAKDOWN_KEYS", "StepResult"]
-
-#: Components of the step time; they add up to ``step_time_s``.
-BREAKDOWN_KEYS = ("compute", "tp_comm", "pp_comm", "dp_comm", "bubble", "optimizer", "other")
 
 
 @dataclass(frozen=True)

@@ -4,23 +4,77 @@ how much, which single changes would make it fit) and how does it rank among the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..api import prepare, run_prepared
-from ..config import ClusterSpec, Workload
+from ..config import ClusterSpec, PlanSpec, TrainingSpec, Workload
+from ..engine.step import step_inputs
 from ..errors import ConfigError
-from ..plan import Plan
+from ..plan import Plan, framework_label
+from ..report import estimate_record
 from .progress import Progress
 from .search import GB, Searcher, describe_plan, enumerate_plans
 
-__all__ = ["CheckResult", "check"]
+__all__ = ["CheckResult", "check", "setting_origins"]
 
 
 @dataclass(frozen=True)
 class CheckResult:
+    """The verdict, its text lines and one flat record for the plan checked (the columns
+    of a sweep record plus ``check.*`` and ``search.*``; ``simwall check --format
+    json|csv``)."""
+
     status: str                       # 'invalid' | 'does-not-fit' | 'fits'
     lines: tuple[str, ...]
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def _yaml_text(value: Any) -> str:
+    """A setting's value as YAML would show it (``false``, ``auto``, ``[4, 4]``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml_text(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def setting_origins(workload: Workload) -> dict[str, list[tuple[str, Any]]]:
+    """The ``plan.*`` and ``training.*`` settings of ``workload`` by where their value
+    came from (:meth:`simwall.config.Workload.origin`): ``file``, ``--set`` or
+    ``default``, each a list of (key, value) in schema order."""
+    out: dict[str, list[tuple[str, Any]]] = {"file": [], "--set": [], "default": []}
+    for section, spec_cls in (("plan", PlanSpec), ("training", TrainingSpec)):
+        spec = getattr(workload, section)
+        for name in spec_cls.model_fields:
+            key = f"{section}.{name}"
+            out[workload.origin(key)].append((key, getattr(spec, name)))
+    return out
+
+
+def _origin_lines(workload: Workload, overrides: dict[str, Any]) -> list[str]:
+    """Where each plan and training setting came from: the file, ``--set``, or the
+    schema's defaults (a bundled workload's file sets some the user did not ask for)."""
+    origins = setting_origins(workload)
+    lines = []
+    if overrides:
+        lines.append("from --set: " + ", ".join(f"{k}={_yaml_text(v)}"
+                                                  for k, v in overrides.items()))
+    for origin, label in (("file", f"from {workload.file}"), ("default", "from defaults")):
+        if origins[origin]:
+            lines.append(f"{label}: " + ", ".join(f"{k}={_yaml_text(v)}"
+                                                   for k, v in origins[origin]))
+    return lines
+
+
+def _origin_columns(workload: Workload) -> dict[str, str]:
+    origins = setting_origins(workload)
+    return {f"check.from_{name}": ", ".join(k for k, _ in origins[origin])
+            for name, origin in (("file", "file"), ("set", "--set"), ("defaults", "default"))}
 
 
 def _changes(s: Searcher, plan: Plan) -> list[tuple[str, Plan]]:
@@ -84,28 +138,41 @@ def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
           overrides: dict[str, Any] | None = None,
           progress: Progress | None = None) -> CheckResult:
     """Check the user's plan: invalid, does not fit (where, by how much, what would
-    fix it) or fits (step time and its rank among the plans ``search`` considers).
+    fix it) or fits (step time and its rank among the plans ``search`` considers), and
+    say where each plan and training setting came from (file, ``--set`` or default).
     ``progress``: hook the plan enumeration goes through (:mod:`.progress`)."""
 
+    overrides = dict(overrides or {})
     try:
         prep = prepare(workload, cluster, overrides)
     except ConfigError as err:
         if err.message.startswith(("no such file", "no bundled", "cannot read", "not a ",
                                    "not UTF-8")):
             raise  # nothing to check: the CLI's one-line error, exit 2
-        return CheckResult("invalid", (f"invalid: {' '.join(str(err).split())}",))
+        message = " ".join(str(err).split())
+        return CheckResult("invalid", (f"invalid: {message}",),
+                           {"sweep.index": 0, "sweep.key": None, "error": message,
+                            "check.status": "invalid"})
     s = Searcher(prep.workload, prep.cluster)
     plan = prep.plan
     peak, stage = s.peak(plan)
     cap = s.capacity_bytes
     head = f"plan: {describe_plan(plan)} on {s.world} x {s.device.name}"
+    origins = _origin_lines(prep.workload, overrides)
+    extra = {"search.framework": framework_label(plan), **_origin_columns(prep.workload),
+             "check.from_set": ", ".join(overrides)}
     if peak > cap:
         lines = [head, (f"does not fit: stage {stage} (device {plan.device_of(stage, 0, 0)}) "
                         f"needs {peak / GB:.1f} GB of {cap / GB:.1f} GB, "
-                        f"{(peak - cap) / GB:.1f} GB over")]
+                        f"{(peak - cap) / GB:.1f} GB over"),
+                 f"runs on: {framework_label(plan)}"]
         fixes = _fixes(s, plan)
         lines += [f"  fix: {f}" for f in fixes[:5]] or ["  no single change fixes it"]
-        return CheckResult("does-not-fit", tuple(lines))
+        rec = _head(0) | estimate_record(prep.workload.name, s.cluster.name, s.device.name,
+                                         s.world, plan.as_dict(), step_inputs(prep), peak,
+                                         cap)
+        rec.update({"check.status": "does-not-fit", **extra})
+        return CheckResult("does-not-fit", tuple(lines + origins), rec)
     result = run_prepared(prep)
     mine, _ = s.estimate(plan)
     n, n_fit, cands = s.candidates(below_s=mine, progress=progress)
@@ -116,10 +183,22 @@ def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
              f"step time {result.step_time_s:.4f} s, MFU {result.mfu * 100:.1f}%",
              f"rank {rank} of {n_fit} fitting plans ({n} valid) by the analytic "
              f"estimate ({mine:.4f} s; best {cands[0].estimate_s:.4f} s: "
-             f"{describe_plan(cands[0].plan)})" if cands else "rank: no plan fits"]
+             f"{describe_plan(cands[0].plan)})" if cands else "rank: no plan fits",
+             f"runs on: {framework_label(plan)}"]
+    status = "fits"
     if not result.memory["fits"]:
         lines[1] = (f"does not fit: fits the closed-form model ({peak / GB:.1f} GB) but the "
                     f"engine's peak is {result.memory['peak_bytes'] / GB:.1f} GB of "
                     f"{cap / GB:.1f} GB")
-        return CheckResult("does-not-fit", tuple(lines))
-    return CheckResult("fits", tuple(lines))
+        status = "does-not-fit"
+    rec = _head(0) | result.to_record()
+    rec.update({"check.status": status, "search.rank": rank if cands else None,
+                "search.estimate_s": mine, "check.fitting_plans": n_fit,
+                "check.valid_plans": n, **extra})
+    return CheckResult(status, tuple(lines + origins), rec)
+
+
+def _head(index: int) -> dict[str, Any]:
+    """The reserved columns of a sweep record (:data:`simwall.report.RESERVED_COLUMNS`):
+    a checked plan is no sweep point, so it has no ``sweep.key``."""
+    return {"sweep.index": index, "sweep.key": None, "error": None}
