@@ -4,15 +4,17 @@ summary line."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shlex
-import signal
-import threading
-from collections.abc import Iterator
 
 from ..errors import ConfigError, SimwallError
 from ..report.records import read_records
-from ..studies.sweeps import check_sweep_output, load_sweep, make_executor, run_sweep
+from ..studies.sweeps import (
+    check_sweep_output,
+    load_sweep,
+    make_executor,
+    run_sweep,
+    sigint_ignored,
+)
 from .progress import add_quiet_option
 
 DESCRIPTION = ("Simulate every point of SWEEP.yaml and write one record per point (sorted "
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        with _sigint_ignored():  # a second Ctrl-C must not interrupt the clean-up
+        with sigint_ignored():  # a second Ctrl-C must not interrupt the clean-up
             if interrupted:
                 ex.stop()
             else:
@@ -72,15 +74,3 @@ def resume_command(args: argparse.Namespace) -> str:
     if args.workers is not None:
         words += ["--workers", str(args.workers)]
     return shlex.join(words + ["--resume"])
-
-
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may change signal handlers
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -68,6 +68,7 @@ __all__ = [
     "run_point",
     "run_points",
     "run_sweep",
+    "sigint_ignored",
     "sweep",
     "sweep_points",
 ]
@@ -401,7 +402,12 @@ def _completed(tasks: list[tuple], executor: cf.Executor | None) -> Iterator[dic
         for t in tasks:
             yield run_point(t)
         return
-    futures = [executor.submit(run_points, batch) for batch in _batches(tasks)]
+    # Local worker processes start as work is submitted; started while SIGINT is ignored,
+    # they keep ignoring it from their first instruction (an ignored signal survives exec,
+    # and Python then installs no KeyboardInterrupt handler), so a Ctrl-C during their
+    # start-up cannot print a traceback of theirs: the parent alone handles it.
+    with sigint_ignored():
+        futures = [executor.submit(run_points, batch) for batch in _batches(tasks)]
     try:
         for fut in cf.as_completed(futures):
             try:
@@ -489,6 +495,20 @@ def check_sweep_output(output: str | Path) -> Path:
 #: How often a local worker checks that its parent still lives (seconds). Our own choice:
 #: an orphan lingers at most this long; the check costs nothing measurable.
 PARENT_POLL_S = 0.5
+
+
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Ctrl-C (SIGINT) ignored inside the block, in the main thread (other threads may not
+    change signal handlers: there the block runs as is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def end_with_parent(parent_pid: int) -> None:
