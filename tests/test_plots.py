@@ -184,3 +184,58 @@ def test_cli_plot_flags(tmp_path, capsys, argv):
     _, err = capsys.readouterr()
     assert code == 0, err
     assert (tmp_path / argv[-1].rsplit("/", 1)[1]).read_bytes().startswith(PNG_MAGIC)
+
+
+# ---------------------------------------------------------------------------------------
+# Scatter, filter, Pareto front
+
+
+def _brute_front(xs, ys, max_x=False, max_y=False):
+    """On the front: no other point at least as good on both axes, better on one."""
+    sx, sy = (-1 if max_x else 1), (-1 if max_y else 1)
+    pts = [(sx * x, sy * y) for x, y in zip(xs, ys)]
+    return [not any(a <= x and b <= y and (a < x or b < y) for a, b in pts)
+            for x, y in pts]
+
+
+def test_columns_plot_filter_pareto_hue(tmp_path, records):
+    fig, data = plots.columns_plot(records, "memory.peak_bytes", "step_time_s",
+                                   hue="plan.zero", where="plan.pp == 1", pareto=True)
+    save_nonempty(fig, tmp_path / "s.png")
+    assert len(data) == 2 and all(set(d) == {"memory.peak_bytes", "step_time_s",
+                                            "plan.zero", "pareto"} for d in data)
+    assert [d["pareto"] for d in data] == _brute_front(
+        [d["memory.peak_bytes"] for d in data], [d["step_time_s"] for d in data])
+    # a hue of many distinct numbers is drawn on a colour scale (a colour bar axis)
+    many = [{**records[0], "x": float(i), "h": float(i)} for i in range(12)]
+    fig, _ = plots.columns_plot(many, "x", "step_time_s", hue="h")
+    assert len(fig.axes) == 2
+    with pytest.raises(ConfigError, match="no rows left"):
+        plots.columns_plot(records, "plan.pp", "step_time_s", where="plan.pp > 10")
+    with pytest.raises(ConfigError, match="needs --pareto"):
+        plots.columns_plot(records, "plan.pp", "step_time_s", maximize_y=True)
+    with pytest.raises(ConfigError, match="not numeric"):
+        plots.columns_plot(records, "plan.schedule", "step_time_s", pareto=True)
+
+
+def save_nonempty(fig, path):
+    plots.save(fig, path)
+    assert path.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_columns_plot_cli_pareto(tmp_path, capsys, records):
+    from simwall.cli import main
+
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    out = tmp_path / "p.svg"
+    code = main(["plot", str(path), "--x", "memory.peak_bytes", "--y", "mfu",
+                 "--where", "memory.fits == true", "--pareto", "--maximize-y", "-o", str(out),
+                 "--format", "json"])
+    text, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(text)
+    assert len(data) == len(records)
+    assert [d["pareto"] for d in data] == _brute_front(
+        [d["memory.peak_bytes"] for d in data], [d["mfu"] for d in data], max_y=True)
+    assert out.read_text(encoding="utf-8").lstrip().startswith("<?xml")

@@ -145,3 +145,79 @@ def test_cli_whatif_table_and_error(capsys):
     text, err = capsys.readouterr()
     assert code == 2 and err.startswith("simwall: error: --scale: hbm")
     assert len(err.splitlines()) == 1
+
+
+def test_scaled_elasticities_are_the_scaled_designs():
+    """After --scale the scaled design has its own elasticities: doubling HBM bandwidth
+    makes HBM bandwidth matter less there than at the baseline."""
+    d = w.whatif("gpt2", None, {"memory_bandwidth": 2}, SMALL)
+    base, scaled = d["elasticities"], d["scaled_elasticities"]
+    assert set(base) == set(scaled)
+    assert scaled["memory_bandwidth"] > base["memory_bandwidth"]
+    # the scaled column is the elasticity of the scaled design itself
+    assert scaled == pytest.approx(w.elasticities(
+        "gpt2", None, {**SMALL, **d["overrides"]}))
+    text = w.render_whatif(d)
+    assert "binding resource (baseline)" in text and "binding resource (scaled)" in text
+    assert "scaled_elasticities" not in w.whatif("gpt2", None, {}, SMALL)
+
+
+@pytest.mark.parametrize("old, new, text", [
+    (0.0, 0.57, "+0.570 s"), (0.0, 0.0, "0.0%"), (2.0, 1.0, "-50.0%"), (0.5, 0.0, "-100.0%")])
+def test_change_from_zero_is_absolute(old, new, text):
+    assert w.change_text(old, new) == text
+
+
+def test_render_whatif_change_from_zero():
+    d = w.whatif("gpt2", None, {"nic": 2}, SMALL, with_elasticities=False)
+    d["scaled"]["breakdown_s"]["tp_comm"] = 0.57  # a term that appears from nothing
+    line = next(x for x in w.render_whatif(d).splitlines() if x.strip().startswith("tp_comm"))
+    assert line.endswith("+0.570 s") and "0.0%" not in line
+
+
+def test_parse_rates():
+    assert w.parse_rates(None) == w.GROWTH_PER_GENERATION
+    r = w.parse_rates("peak_flops=2, nic=1")
+    assert r == {**w.GROWTH_PER_GENERATION, "peak_flops": 2.0, "nic": 1.0}
+    for bad in ("", "flops=2", "nic=0"):
+        with pytest.raises(ConfigError, match="--rates"):
+            w.parse_rates(bad)
+
+
+def test_generations_with_own_rates():
+    """All rates 1: every generation is generation 0; only FLOP/s grown: the fixed
+    model's step time falls by at most that factor and the header names the rates."""
+    flat = w.parse_rates(",".join(f"{a}=1" for a in w.GROWTH_PER_GENERATION))
+    rows = w.generations("gpt2", None, 2, SMALL, growth=flat)
+    times = {r["step_time_s"] for r in rows}
+    assert len(times) == 1
+    only = {**flat, "peak_flops": 2.0}
+    rows = w.generations("gpt2", None, 1, SMALL, growth=only)
+    fixed = [r for r in rows if r["model"] == "fixed"]
+    assert fixed[0]["step_time_s"] / 2 <= fixed[1]["step_time_s"] < fixed[0]["step_time_s"]
+    assert fixed[1]["capacity_bytes"] == fixed[0]["capacity_bytes"]
+    assert "(--rates): peak_flops x2" in w.render_generations(rows, only)
+
+
+def test_generations_replan_never_slower():
+    """The re-planned generation runs the search's best plan (for GPT-2 on one DGX node it
+    is never slower than the workload's own plan on the same hardware), and the plan is
+    reported per row."""
+    kept = w.generations("gpt2", None, 1)
+    best = w.generations("gpt2", None, 1, replan=True)
+    assert [r["replanned"] for r in kept] == [False] * 4
+    assert all(r["replanned"] for r in best)
+    for a, b in zip(kept, best):
+        assert (a["generation"], a["model"]) == (b["generation"], b["model"])
+        assert b["step_time_s"] <= a["step_time_s"] * (1 + 1e-9)
+        assert b["plan"].startswith("tp=")
+    assert "plan (best per generation)" in w.render_generations(best)
+
+
+def test_cli_rates_replan_need_generations(capsys):
+    from simwall.cli import main
+
+    for argv in (["--rates", "nic=2"], ["--replan"]):
+        code = main(["whatif", "gpt2", *argv])
+        _, err = capsys.readouterr()
+        assert code == 2 and "needs --generations" in err

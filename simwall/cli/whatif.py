@@ -12,6 +12,7 @@ from ..studies import plots
 from ..studies.whatif import (
     AXES,
     generations,
+    parse_rates,
     parse_scales,
     render_generations,
     render_whatif,
@@ -23,7 +24,8 @@ from .progress import add_quiet_option, progress_of
 DESCRIPTION = ("Re-simulate with resources scaled (--scale KEY=FACTOR; keys: "
                + ", ".join(AXES) + ") and show which resource binds (elasticities), or "
                "project the cluster --generations N forward with the growth rates of "
-               "Gholami et al., 'AI and Memory Wall', IEEE Micro 2024.")
+               "Gholami et al., 'AI and Memory Wall', IEEE Micro 2024 (or --rates of one's own), "
+               "with today's plan or the best plan per generation (--replan).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,8 +38,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "repeatable")
     p.add_argument("--generations", type=int, metavar="N",
                    help="project N two-year hardware generations forward")
+    p.add_argument("--rates", metavar="KEY=FACTOR,...",
+                   help="with --generations: growth per generation of the named resources, "
+                   "e.g. peak_flops=2,nic=1.2 (the others keep Gholami et al.'s rates; "
+                   "KEY=1 holds one fixed)")
+    p.add_argument("--replan", action="store_true",
+                   help="with --generations: run each generation with the best plan the "
+                   "plan search finds for its hardware (top 1), not today's plan")
     p.add_argument("--no-elasticities", action="store_true",
-                   help="skip the elasticity runs (6 extra simulations)")
+                   help="skip the elasticity runs (6 extra simulations at the baseline, "
+                   "6 more at the scaled design)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--plot", metavar="FILE", help="write a plot (.png or .svg)")
     add_quiet_option(p)
@@ -49,15 +59,20 @@ def run(args: argparse.Namespace) -> int:
     scales = parse_scales(args.scales)
     if args.plot:
         plots.check_plot_path(args.plot)
-    if args.generations is not None:
+    if args.generations is None:
+        for flag, given in (("--rates", args.rates is not None), ("--replan", args.replan)):
+            if given:
+                raise ConfigError(flag, None, "needs --generations N")
+    else:
         if scales:
             raise ConfigError("--scale", None, "cannot be combined with --generations")
+        growth = parse_rates(args.rates)
         rows = generations(args.workload, args.cluster, args.generations, overrides,
-                           progress=progress_of(args))
+                           growth=growth, progress=progress_of(args), replan=args.replan)
         if args.plot:
             plots.save(plots.generations_plot(rows)[0], args.plot)
         print(json.dumps(rows, indent=2, sort_keys=True) if args.format == "json"
-              else render_generations(rows))
+              else render_generations(rows, growth))
         return 0
     if not scales and args.no_elasticities:
         raise ConfigError("--scale", None, "nothing to do: give --scale KEY=FACTOR, "

@@ -17,8 +17,11 @@ from ..errors import ConfigError, SimwallError
 from ..hardware.efficiency import efficiency_of
 from ..report import records as record_files
 from ..report.outputs import check_output_path, output_error
+from .pareto import pareto_front
+from .where import compile_where
 
 __all__ = [
+    "HUE_CATEGORIES",
     "SUFFIXES",
     "breakdown_plot",
     "check_plot_path",
@@ -284,36 +287,88 @@ def _num(value: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _check_column(records: list[dict[str, Any]], col: str, flag: str, source: str) -> None:
+    if col not in records[0]:
+        near = difflib.get_close_matches(col, list(records[0]), n=1, cutoff=0.5)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise ConfigError(source, flag, f"no column '{col}'{hint}")
+
+
+#: Most distinct numeric --hue values still drawn as categories (a legend entry each);
+#: more are drawn on a colour scale with a colour bar.
+HUE_CATEGORIES = 8
+
+
 def columns_plot(records: list[dict[str, Any]], x: str, y: str, hue: str | None = None,
-                 source: str = "records") -> tuple[Any, list[dict]]:
-    """``y`` against ``x`` (one line per ``hue`` value) from sweep records."""
+                 source: str = "records", where: str | None = None, pareto: bool = False,
+                 maximize_x: bool = False, maximize_y: bool = False
+                 ) -> tuple[Any, list[dict]]:
+    """A scatter of ``y`` against ``x`` from sweep records, one point per row (in file
+    order; rows without a numeric ``y`` are left out).
+
+    ``hue``: colour by that column: one colour and legend entry per value, or a colour
+    scale when it holds more than :data:`HUE_CATEGORIES` distinct numbers. ``where``: keep
+    only the rows the filter accepts (:func:`simwall.studies.where.compile_where`).
+    ``pareto``: mark the Pareto front (:func:`simwall.studies.pareto.pareto_front`; lower
+    is better on both axes unless ``maximize_x`` / ``maximize_y``) and add a ``pareto``
+    column to the rows. Returns (figure, rows drawn: ``x``, ``y``[, ``hue``][, ``pareto``]).
+    """
     if not records:
         raise ConfigError(source, None, "no records to plot")
     for flag, col in (("--x", x), ("--y", y), ("--hue", hue)):
-        if col is not None and col not in records[0]:
-
-            near = difflib.get_close_matches(col, list(records[0]), n=1, cutoff=0.5)
-            hint = f"; did you mean '{near[0]}'?" if near else ""
-            raise ConfigError(source, flag, f"no column '{col}'{hint}")
+        if col is not None:
+            _check_column(records, col, flag, source)
+    if (maximize_x or maximize_y) and not pareto:
+        raise ConfigError("--maximize-x" if maximize_x else "--maximize-y", None,
+                          "needs --pareto")
+    keep = compile_where(where, records[0]) if where else (lambda row: True)
     data = []
     for r in records:
         yv = _num(r.get(y))
-        if yv is None:
+        if yv is None or not keep(r):
             continue  # e.g. an infeasible plan with no step time
         data.append({x: r.get(x), y: yv, **({hue: r.get(hue)} if hue else {})})
+    if not data:
+        raise ConfigError(source, "--where" if where else "--y",
+                          "no rows left to plot" + (f" after '{where}'" if where else ""))
     numeric_x = all(_num(d[x]) is not None for d in data)
-    key = (lambda d: (_num(d[x]),)) if numeric_x else (lambda d: (str(d[x]),))
+    if pareto:
+        if not numeric_x:
+            raise ConfigError(source, "--pareto", f"column '{x}' is not numeric")
+        front = pareto_front([_num(d[x]) for d in data], [d[y] for d in data],
+                             maximize_x, maximize_y)
+        for d, on in zip(data, front):
+            d["pareto"] = on
+    xs_of = (lambda pts: [_num(d[x]) for d in pts]) if numeric_x else (
+        lambda pts: [str(d[x]) for d in pts])
     fig = _figure()
     ax = fig.add_subplot()
-    groups = sorted({str(d[hue]) for d in data}) if hue else [None]
-    for g in groups:
-        pts = sorted((d for d in data if hue is None or str(d[hue]) == g), key=key)
-        xs = [_num(d[x]) if numeric_x else str(d[x]) for d in pts]
-        ax.plot(xs, [d[y] for d in pts], marker="o",
-                label=f"{hue}={g}" if hue else None)
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    if hue:
+    hue_values = [_num(d[hue]) for d in data] if hue else []
+    scale = (hue is not None and all(v is not None for v in hue_values)
+             and len(set(hue_values)) > HUE_CATEGORIES)
+    if scale:
+        sc = ax.scatter(xs_of(data), [d[y] for d in data], c=hue_values, cmap="viridis",
+                        s=18)
+        fig.colorbar(sc, ax=ax, label=hue)
+    else:
+        groups = sorted({str(d[hue]) for d in data},
+                        key=lambda g: (_num(g) is None, _num(g) or 0.0, g)) if hue else [None]
+        for g in groups:
+            pts = [d for d in data if hue is None or str(d[hue]) == g]
+            ax.scatter(xs_of(pts), [d[y] for d in pts], s=18,
+                       label=f"{hue}={g}" if hue else None)
+    if pareto:
+        pts = sorted((d for d in data if d["pareto"]), key=lambda d: (_num(d[x]), d[y]))
+        ax.scatter(xs_of(pts), [d[y] for d in pts], s=80, facecolors="none",
+                   edgecolors="black", linewidths=1.2, zorder=3,
+                   label=f"Pareto front ({len(pts)})")
+        ax.plot(xs_of(pts), [d[y] for d in pts], color="black", linewidth=0.8,
+                drawstyle="steps-post", zorder=2)
+    ax.set_xlabel(x + (" (higher is better)" if maximize_x else ""))
+    ax.set_ylabel(y + (" (higher is better)" if maximize_y else ""))
+    if where:
+        ax.set_title(f"where {where}", fontsize="small")
+    if (hue and not scale) or pareto:
         ax.legend(fontsize="small")
     return fig, data
 

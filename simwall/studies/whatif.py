@@ -5,7 +5,9 @@ memory bandwidth or capacity, NVLink, NIC, link latency, PCIe) and reports old v
 step time, breakdown and memory verdict. ``elasticities`` tells which resource binds: the
 relative change of step time per relative change of each resource (a forward finite
 difference). ``generations`` applies the growth rates of Gholami et al., "AI and Memory
-Wall", IEEE Micro 2024 (:data:`GROWTH_PER_GENERATION`) generation after generation.
+Wall", IEEE Micro 2024 (:data:`GROWTH_PER_GENERATION`, or one's own rates) generation
+after generation, with today's plan or (``replan``) the best plan the search finds for
+each generation's hardware.
 
 The library never prints; ``simwall whatif`` is :mod:`simwall.cli.whatif`.
 """
@@ -25,6 +27,7 @@ from ..model import ops as wl_mod
 from ..model import optime as cost
 from ..report import BREAKDOWN_KEYS, StepResult
 from .progress import Progress, tracked
+from .search import describe_plan, plan_overrides, search
 
 #: A workload or cluster as the API takes it: a bundled name, a path or a typed config.
 WorkloadArg = str | Workload
@@ -35,8 +38,10 @@ __all__ = [
     "ELASTICITY_STEP",
     "GROWTH_PER_GENERATION",
     "YEARS_PER_GENERATION",
+    "change_text",
     "elasticities",
     "generations",
+    "parse_rates",
     "parse_scales",
     "render_generations",
     "render_whatif",
@@ -94,6 +99,16 @@ def parse_scales(items: list[str] | None, flag: str = "--scale") -> dict[str, fl
             raise ConfigError(flag, key, f"expected a positive number, got '{raw}'")
         out[key] = factor
     return out
+
+
+def parse_rates(text: str | None, flag: str = "--rates") -> dict[str, float]:
+    """Growth per generation for :func:`generations`: ``"peak_flops=2,nic=1.2"`` ->
+    :data:`GROWTH_PER_GENERATION` with those resources replaced (a resource not named
+    keeps its published rate; give ``KEY=1`` to hold one fixed). None: the defaults."""
+    items = [i for i in (text or "").split(",") if i.strip()]
+    if text is not None and not items:
+        raise ConfigError(flag, None, "expected KEY=FACTOR,..., e.g. peak_flops=2,nic=1.2")
+    return {**GROWTH_PER_GENERATION, **parse_scales(items, flag)}
 
 
 def _check_axis(key: str, flag: str = "--scale") -> None:
@@ -180,8 +195,10 @@ def whatif(workload: WorkloadArg = "gpt3-175b", cluster: ClusterArg = None,
     """Re-simulate with ``scales`` (resource -> factor) applied on top of ``overrides``.
 
     Returns ``{workload, cluster, scales, overrides, baseline, scaled, speedup,
-    elasticities}``; ``baseline`` / ``scaled`` hold step time, breakdown and memory verdict;
-    ``elasticities`` (of the baseline) are omitted unless ``with_elasticities``.
+    elasticities, scaled_elasticities}``; ``baseline`` / ``scaled`` hold step time,
+    breakdown and memory verdict; ``elasticities`` (at the baseline) and
+    ``scaled_elasticities`` (at the scaled design; only when something is scaled) are
+    omitted unless ``with_elasticities``.
     """
     overrides = dict(overrides or {})
     scales = dict(scales or {})
@@ -193,6 +210,9 @@ def whatif(workload: WorkloadArg = "gpt3-175b", cluster: ClusterArg = None,
            "speedup": base.step_time_s / new.step_time_s if new.step_time_s > 0 else math.inf}
     if with_elasticities:
         out["elasticities"] = elasticities(workload, cluster, overrides)
+        if scales:  # the binding resource may move once one is scaled
+            out["scaled_elasticities"] = elasticities(workload, cluster,
+                                                      {**overrides, **new_over})
     return out
 
 
@@ -259,15 +279,21 @@ def _scaled_model(prep: Prepared, flop_factor: float) -> dict[str, Any]:
 def generations(workload: WorkloadArg = "gpt3-175b", cluster: ClusterArg = None, count: int = 4,
                 overrides: dict[str, Any] | None = None,
                 growth: dict[str, float] | None = None,
-                progress: Progress | None = None) -> list[dict[str, Any]]:
+                progress: Progress | None = None,
+                replan: bool = False) -> list[dict[str, Any]]:
     """Project the cluster ``count`` generations forward (generation 0 = as given).
 
     Generation ``g`` scales every resource by ``growth[axis] ** g``
     (:data:`GROWTH_PER_GENERATION` by default). Two models per generation: ``fixed`` (the
     workload as is) and ``scaled`` (hidden grown so per-step FLOPs grow with peak FLOP/s,
     see :func:`_scaled_model`). One row per (generation, model) with step time, the
-    breakdown, :func:`wall_shares` and the memory verdict. ``progress``: hook the
-    generations go through (:mod:`.progress`; None: silent).
+    breakdown, :func:`wall_shares`, the memory verdict and the plan run
+    (:func:`~simwall.studies.search.describe_plan`). ``growth``: resource -> factor per
+    generation (:func:`parse_rates`); resources not named are not grown. ``replan``: run
+    each (generation, model) with the best plan :func:`~simwall.studies.search.search`
+    finds for it (top 1; generation 0 included) instead of the workload's plan; when no
+    plan fits, the workload's plan is kept and ``replanned`` is False. ``progress``: hook
+    the generations go through (:mod:`.progress`; None: silent).
     """
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 20:
         raise ConfigError("--generations", None, f"expected an integer 0 to 20, got {count!r}")
@@ -283,13 +309,21 @@ def generations(workload: WorkloadArg = "gpt3-175b", cluster: ClusterArg = None,
         for kind in ("fixed", "scaled"):
             model_over = (_scaled_model(prep0, growth.get("peak_flops", 1.0) ** g)
                           if (kind == "scaled" and g) else {})
-            prep, r = _run(workload, cluster, {**overrides, **hw, **model_over})
+            over = {**overrides, **hw, **model_over}
+            replanned = False
+            if replan:
+                best = search(workload, cluster, top=1, overrides=over).ranked
+                if best:
+                    over.update(plan_overrides(best[0].candidate.plan))
+                    replanned = True
+            prep, r = _run(workload, cluster, over)
             if base_flop is None:
                 base_flop = r.model_flop
             shares = wall_shares(prep, r)
             rows.append({
                 "generation": g, "year": g * YEARS_PER_GENERATION, "model": kind,
                 "hidden": prep.workload.model.hidden,
+                "plan": describe_plan(prep.plan), "replanned": replanned,
                 "model_flop_growth": r.model_flop / base_flop,
                 "step_time_s": r.step_time_s,
                 **{f"{k}_s": v for k, v in r.breakdown_s.items()},
@@ -305,8 +339,39 @@ def generations(workload: WorkloadArg = "gpt3-175b", cluster: ClusterArg = None,
 # Text
 
 
+def change_text(old: float, new: float, unit: str = "s") -> str:
+    """The change from ``old`` to ``new``: a percentage, or, from zero (where a percentage
+    means nothing), the absolute change in ``unit`` (``+0.570 s``)."""
+    if old:
+        return f"{(new - old) / old * 100:.1f}%"
+    if new:
+        return f"{new - old:+.3f} {unit}"
+    return "0.0%"
+
+
+def _elasticity_lines(columns: dict[str, dict[str, float]]) -> list[str]:
+    """The elasticity table, one column per design (baseline, scaled), sorted by the first."""
+    names = list(columns)
+    first = columns[names[0]]
+    lines = ["", (f"elasticity of step time (% change per +1% of the resource, finite "
+                  f"difference at +{ELASTICITY_STEP:.0%}):")]
+    if len(names) > 1:
+        lines.append(f"  {'':<17}" + "".join(f" {n:>8}" for n in names))
+    for k in sorted(first, key=lambda k: (first[k], k)):
+        lines.append(f"  {k:<17}" + "".join(f" {columns[n].get(k, math.nan):+8.3f}"
+                                            for n in names))
+    for n in names:
+        el = columns[n]
+        bind = min(el, key=lambda k: (el[k], k))
+        if el[bind] < 0:
+            at = f" ({n})" if len(names) > 1 else ""
+            lines.append(f"binding resource{at}: {bind}")
+    return lines
+
+
 def render_whatif(data: dict[str, Any]) -> str:
-    """Old vs new step time, breakdown and memory verdict, then elasticities."""
+    """Old vs new step time, breakdown and memory verdict, then elasticities (at the
+    baseline and, when present, at the scaled design)."""
 
     b, s = data["baseline"], data["scaled"]
     scales = ", ".join(f"{k} x{v:g}" for k, v in sorted(data["scales"].items())) or "nothing"
@@ -315,8 +380,8 @@ def render_whatif(data: dict[str, Any]) -> str:
              f"{'':<14} {'baseline':>12} {'scaled':>12} {'change':>9}"]
 
     def row(name: str, old: float, new: float, unit: str = "s") -> str:
-        ch = (new - old) / old * 100 if old else 0.0
-        return f"{name:<14} {old:>11.4f}{unit} {new:>11.4f}{unit} {ch:>8.1f}%"
+        return (f"{name:<14} {old:>11.4f}{unit} {new:>11.4f}{unit} "
+                f"{change_text(old, new, unit):>9}")
 
     lines.append(row("step time", b["step_time_s"], s["step_time_s"]))
     for k in BREAKDOWN_KEYS:
@@ -326,28 +391,34 @@ def render_whatif(data: dict[str, Any]) -> str:
         lines.append(f"memory {name:<8} peak {m['peak_bytes'] / 1e9:,.1f} GB of "
                      f"{m['capacity_bytes'] / 1e9:,.1f} GB: "
                      f"{'fits' if m['fits'] else 'DOES NOT FIT'}")
-    el = data.get("elasticities")
-    if el:
-        lines += ["", (f"elasticity of step time (% change per +1% of the resource, finite "
-                       f"difference at +{ELASTICITY_STEP:.0%}):")]
-        for k, v in sorted(el.items(), key=lambda kv: (kv[1], kv[0])):
-            lines.append(f"  {k:<17} {v:+7.3f}")
-        bind = min(el, key=lambda k: (el[k], k))
-        if el[bind] < 0:
-            lines.append(f"binding resource: {bind}")
+    if data.get("elasticities"):
+        cols = {"baseline": data["elasticities"]}
+        if data.get("scaled_elasticities"):
+            cols["scaled"] = data["scaled_elasticities"]
+        lines += _elasticity_lines(cols)
     return "\n".join(lines)
 
 
-def render_generations(rows: list[dict[str, Any]]) -> str:
-    """One line per generation and model: step time, shares, memory verdict."""
+def render_generations(rows: list[dict[str, Any]],
+                       growth: dict[str, float] | None = None) -> str:
+    """One line per generation and model: step time, shares, memory verdict, and the plan
+    when the rows were re-planned. ``growth``: the rates the rows were made with (default
+    :data:`GROWTH_PER_GENERATION`)."""
     head = (f"{'gen':>3} {'year':>4} {'model':<6} {'hidden':>6} {'flop x':>7} {'step s':>10} "
             f"{'comm%':>6} {'membnd%':>7} {'wall%':>6} {'bubble%':>7} {'peak GB':>8} "
             f"{'cap GB':>7} fits")
-    g = GROWTH_PER_GENERATION
-    lines = [(f"growth per {YEARS_PER_GENERATION}-year generation (Gholami et al., IEEE "
-              f"Micro 2024): FLOPS x{g['peak_flops']}, DRAM bw x{g['memory_bandwidth']}, "
-              f"interconnect x{g['nic']}, memory capacity x{g['memory_capacity']}"),
-             "wall% = (tp+pp+dp comm + memory-bound compute + optimizer) / step time", head]
+    replan = any(r.get("replanned") for r in rows)
+    if replan:
+        head += " plan (best per generation)"
+    g = GROWTH_PER_GENERATION if growth is None else growth
+    if g == GROWTH_PER_GENERATION:
+        lines = [(f"growth per {YEARS_PER_GENERATION}-year generation (Gholami et al., IEEE "
+                  f"Micro 2024): FLOPS x{g['peak_flops']}, DRAM bw x{g['memory_bandwidth']}, "
+                  f"interconnect x{g['nic']}, memory capacity x{g['memory_capacity']}")]
+    else:
+        named = ", ".join(f"{k} x{v:g}" for k, v in g.items()) or "nothing"
+        lines = [f"growth per {YEARS_PER_GENERATION}-year generation (--rates): {named}"]
+    lines += ["wall% = (tp+pp+dp comm + memory-bound compute + optimizer) / step time", head]
     for r in rows:
         st = r["step_time_s"]
         lines.append(
@@ -355,5 +426,8 @@ def render_generations(rows: list[dict[str, Any]]) -> str:
             f"{r['model_flop_growth']:>7.2f} {st:>10.4f} {r['comm_share'] * 100:>6.1f} "
             f"{r['memory_bound_share'] * 100:>7.1f} {r['wall_share'] * 100:>6.1f} "
             f"{r['bubble_s'] / st * 100 if st else 0:>7.1f} {r['peak_bytes'] / 1e9:>8.1f} "
-            f"{r['capacity_bytes'] / 1e9:>7.1f} {'yes' if r['fits'] else 'NO'}")
+            f"{r['capacity_bytes'] / 1e9:>7.1f} "
+            f"{('yes' if r['fits'] else 'NO').ljust(4 if replan else 0)}"
+            + (f" {r['plan']}{'' if r['replanned'] else ' (none fits; as given)'}"
+               if replan else ""))
     return "\n".join(lines)
