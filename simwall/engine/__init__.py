@@ -3,6 +3,7 @@
 they write (:mod:`.trace`) and the one assembly of a step (:mod:`.step`), used by
 :func:`simwall.simulate` and by the plan search's analytic estimate."""
 
+from .confidence import confidence, coverage_table, links_used
 from .pipeline import Arrival, GradSegment, Pipeline, StageStats, run_pipeline, scaled
 from .prepare import Prepared, load_inputs, prepare, topology_for
 from .step import (
@@ -28,7 +29,10 @@ __all__ = [
     "StepTiming",
     "Tail",
     "bucket_ready_times",
+    "confidence",
+    "coverage_table",
     "estimate_step",
+    "links_used",
     "load_inputs",
     "prepare",
     "run_pipeline",
