@@ -213,3 +213,29 @@ def test_a_run_that_does_not_fit_is_counted():
     assert r.fits is False and r.peak_bytes > r.capacity_bytes
     text = v.render([r])
     assert "  NO" in text and "memory: 1 of 1 published runs do NOT fit: oom" in text
+
+
+def test_stored_coverage_table_is_current(results):
+    """simwall/cases/coverage.json (what every run's confidence statement reads) is what
+    the bundled cases measure now; regenerate with `simwall validate --write-coverage`."""
+    stored = v.coverage_path().read_text(encoding="utf-8")
+    assert stored == v.coverage_text(results), \
+        "stale coverage table: run `python -m simwall validate --write-coverage`"
+
+
+def test_coverage_groups_devices_and_links(results):
+    cov = v.coverage(results)
+    a100 = {g["case_file"]: g for g in cov["devices"]["A100-SXM4-80GB"]}
+    assert a100["megatron-2021-table1"]["cases"] == 10
+    assert "H100-SXM5-80GB" in cov["devices"] and "B200" not in cov["devices"]
+    assert {"NVLink3", "IB-HDR", "NVLink4", "IB-NDR"} <= set(cov["links"])
+    assert {g["kind"] for g in cov["formulas"]} == {"memory", "activation"}
+
+
+def test_write_coverage_refuses_user_cases(tmp_path, capsys):
+    from simwall.cli import main
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(USER_CASES)
+    assert main(["validate", "--cases", str(path), "--write-coverage"]) == 2
+    assert "--write-coverage" in capsys.readouterr().err

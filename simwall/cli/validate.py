@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from ..studies.validate import bundled_case_files, fit, load_cases, render, run_cases
+from ..errors import ConfigError
+
+from ..studies.validate import (
+    bundled_case_files,
+    coverage_path,
+    coverage_text,
+    fit,
+    load_cases,
+    render,
+    run_cases,
+)
 from .progress import add_quiet_option, progress_of
 
 DESCRIPTION = ("Simulate published training runs from their configuration and report "
@@ -22,11 +32,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loo", action="store_true",
                    help="also refit the efficiency constants on each file's 'fit' cases "
                         "and report leave-one-out errors (slow: about a minute per file)")
+    p.add_argument("--write-coverage", action="store_true",
+                   help="also rewrite the coverage table every run's confidence statement "
+                        "reads (simwall/cases/coverage.json; bundled cases only)")
     add_quiet_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
     """Prints the comparison; returns the exit status."""
+    write = getattr(args, "write_coverage", False)
+    if write and args.cases:
+        raise ConfigError("--write-coverage", None, "the coverage table is made from the "
+                          "bundled cases only (drop --cases)")
     paths = args.cases or bundled_case_files()
     files = [load_cases(p) for p in paths]
     progress = progress_of(args)
@@ -36,4 +53,6 @@ def run(args: argparse.Namespace) -> int:
         fits = [fit(cf, progress=progress) for cf in files
                 if cf.kind == "throughput" and sum(c.fit for c in cf.cases) >= 2]
     print(render(results, fits, args.format), end="")
+    if write:
+        coverage_path().write_text(coverage_text(results), encoding="utf-8")
     return 0

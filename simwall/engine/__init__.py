@@ -3,6 +3,8 @@
 they write (:mod:`.trace`) and the one assembly of a step (:mod:`.step`), used by
 :func:`simwall.simulate` and by the plan search's analytic estimate."""
 
+# (not the function ``confidence``: it would shadow the submodule of that name)
+from .confidence import coverage_table, links_used
 from .pipeline import Arrival, GradSegment, Pipeline, StageStats, run_pipeline, scaled
 from .prepare import Prepared, load_inputs, prepare, topology_for
 from .step import (
@@ -28,7 +30,9 @@ __all__ = [
     "StepTiming",
     "Tail",
     "bucket_ready_times",
+    "coverage_table",
     "estimate_step",
+    "links_used",
     "load_inputs",
     "prepare",
     "run_pipeline",

@@ -25,6 +25,7 @@ from ..model import ops as workload_mod
 from ..plan import Plan
 from ..plan.limits import check_engine_tasks
 from ..report import StepResult, as_dict
+from .confidence import confidence, links_used
 from .pipeline import Pipeline, StageStats, scaled
 from .prepare import Prepared
 from .sync import OTHER_S, Tail, analytic_dp_exposure_s, dp_reduction, step_tail, sync_tail
@@ -232,7 +233,8 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
         engine={"events": run.events, "mode": "per-device" if per_device else "symmetric",
                 "streams": len(run.stats)},
         trace_events=tuple(run.trace_events),
-        bounds={"compute_only_s": compute_only})
+        bounds={"compute_only_s": compute_only},
+        confidence=confidence(prep.device.name, links_used(prep.cluster, plan)))
     check_finite(prep, result)
     return result
 

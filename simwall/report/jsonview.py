@@ -37,6 +37,7 @@ def as_dict(r: StepResult) -> dict:
         "critical": dict(r.critical),
         "engine": dict(r.engine),
         "bounds": dict(r.bounds),
+        "confidence": dict(r.confidence),
     }
 
 

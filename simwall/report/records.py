@@ -68,6 +68,8 @@ def flat_record(r: StepResult) -> dict[str, Any]:
         "memory.peak_bytes": r.memory["peak_bytes"],
         "memory.fits": r.memory["fits"],
         "critical.stage": r.critical.get("stage"),
+        "confidence.device_validated": r.confidence.get("device_validated"),
+        "confidence.summary": r.confidence.get("summary"),
     })
     return rec
 

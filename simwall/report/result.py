@@ -38,6 +38,9 @@ class StepResult:
     engine: dict                      # events, mode, symmetric
     trace_events: tuple = field(default=(), repr=False, compare=False)
     bounds: dict = field(default_factory=dict)  # lower bounds on the step time
+    #: Which device and link models were validated, against what, with which error
+    #: (simwall.engine.confidence); ``summary`` is one line.
+    confidence: dict = field(default_factory=dict)
 
     @property
     def model_tflops_per_device(self) -> float:

@@ -60,4 +60,6 @@ def render(r: StepResult) -> str:
         lines += ["", text]
     elif "busiest_link" in r.critical:
         lines += ["", "busiest link: none (no traffic between devices or to the host)"]
+    if r.confidence.get("summary"):
+        lines += ["", f"confidence: {r.confidence['summary']}"]
     return "\n".join(lines)

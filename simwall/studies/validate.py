@@ -51,6 +51,7 @@ from pydantic import ValidationError
 
 from ..api import prepare, run_prepared
 from ..config import EfficiencySpec, TrainingSpec, load_yaml
+from ..engine.confidence import COVERAGE_FILE, links_used
 from ..errors import ConfigError, SimwallError
 from ..hardware.efficiency import efficiency_of
 from ..model.memory import model_state_bytes
@@ -58,7 +59,7 @@ from ..model.ops import activation_bytes_per_layer
 from .progress import Progress, tracked
 
 __all__ = ["FIT_GRID", "Case", "CaseFile", "CaseResult", "FitResult", "bundled_case_files",
-           "evaluate", "fit", "load_cases", "memory_summary", "predict", "render", "run_cases",
+           "coverage", "coverage_path", "coverage_text", "evaluate", "fit", "load_cases", "memory_summary", "predict", "render", "run_cases",
            "summarize"]
 
 KINDS = {
@@ -115,6 +116,9 @@ class CaseResult:
     fits: bool | None = None
     peak_bytes: float | None = None        # simulated peak per device (throughput cases)
     capacity_bytes: float | None = None    # the device's usable capacity
+    case_file: str = ""                    # the case file's stem (coverage table label)
+    device: str | None = None              # the simulated device (throughput cases)
+    links: tuple[str, ...] = ()            # link classes the simulated step used
 
     @property
     def error(self) -> float:
@@ -274,16 +278,20 @@ def evaluate(cf: CaseFile, case: Case) -> CaseResult:
     """``case`` predicted with the catalog constants, with its memory verdict (throughput
     cases: the simulated step's peak per device against the capacity)."""
     base = dict(source=cf.source, kind=cf.kind, name=case.name, metric=case.metric,
-                published=case.published, fit=case.fit)
+                published=case.published, fit=case.fit,
+                case_file=Path(cf.path).stem if cf.path else cf.source)
     if cf.kind != "throughput":
         return CaseResult(**base, predicted=predict(cf, case))
     try:
-        r = run_prepared(_prepare(cf, case))
+        prep = _prepare(cf, case)
+        r = run_prepared(prep)
     except ConfigError as err:
         raise _located(cf, case, err) from None
     return CaseResult(**base, predicted=_metric_of(r, case.metric), fits=r.fits,
                       peak_bytes=float(r.memory["peak_bytes"]),
-                      capacity_bytes=float(r.memory["capacity_bytes"]))
+                      capacity_bytes=float(r.memory["capacity_bytes"]),
+                      device=prep.device.name,
+                      links=links_used(prep.cluster, prep.plan))
 
 
 def run_cases(case_files: Sequence[CaseFile], progress: Progress | None = None
@@ -326,6 +334,52 @@ def summarize(results: Sequence[CaseResult]) -> list[dict]:
                     "held_out": _stats([r.error for r in rows if not r.fit]),
                     "memory": _memory_verdicts(rows)})
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# Coverage: what the confidence statement of every run reads (simwall.engine.confidence)
+
+
+def _group(rows: Sequence[CaseResult]) -> dict:
+    """One coverage group: the rows of one case file (on one device or link)."""
+    st = _stats([r.error for r in rows])
+    return {"source": rows[0].source, "case_file": rows[0].case_file, "kind": rows[0].kind,
+            "metric": rows[0].metric, "cases": st["n"],
+            "mean_abs_error_pct": round(st["mean_abs_pct"], 2),
+            "worst_error_pct": round(st["worst_pct"], 2)}
+
+
+def _groups(rows: Sequence[CaseResult]) -> list[dict]:
+    by_file = {}
+    for r in rows:
+        by_file.setdefault(r.case_file, []).append(r)
+    return [_group(g) for g in by_file.values()]
+
+
+def coverage(results: Sequence[CaseResult]) -> dict:
+    """The coverage table of ``results`` (bundled cases: ``simwall/cases/coverage.json``):
+    per device and per link class, the whole-step (throughput) cases that ran on it,
+    grouped by case file (cases, mean |error| %, worst signed error %, rounded to 0.01);
+    ``formulas``: the device-independent memory and activation groups."""
+    steps = [r for r in results if r.kind == "throughput" and r.device]
+    devices = sorted({r.device for r in steps})
+    links = sorted({name for r in steps for name in r.links})
+    return {
+        "generated_by": "simwall validate --write-coverage (from the bundled case files)",
+        "devices": {d: _groups([r for r in steps if r.device == d]) for d in devices},
+        "links": {k: _groups([r for r in steps if k in r.links]) for k in links},
+        "formulas": _groups([r for r in results if r.kind != "throughput"]),
+    }
+
+
+def coverage_text(results: Sequence[CaseResult]) -> str:
+    """:func:`coverage` as the stored file's text (sorted keys, indent 2, final newline)."""
+    return json.dumps(coverage(results), indent=2, sort_keys=True) + "\n"
+
+
+def coverage_path() -> Path:
+    """Where the bundled coverage table lives (``simwall/cases/coverage.json``)."""
+    return Path(str(resources.files("simwall.cases").joinpath(COVERAGE_FILE)))
 
 
 # ---------------------------------------------------------------------------------------
