@@ -51,3 +51,18 @@ def test_json_table_and_record_carry_the_statement():
     assert rec["confidence.device_validated"] is True
     # one node: the inter-node link is not part of the statement
     assert [row["link"] for row in doc["confidence"]["links"]] == ["NVLink3"]
+
+
+def test_plan_check_and_whatif_text_carry_the_confidence_line(capsys):
+    """Every result says how sure it is, not only ``simwall run``: the plan table, the
+    check verdict and the what-if comparison end with a confidence statement."""
+    from simwall.cli import main
+
+    commands = (["plan", "gpt2", "--cluster", "single-node", "--top", "1", "-q"],
+                ["check", "llama2-7b", "--set", "cluster.nodes=4", "-q"],
+                ["whatif", "gpt2", "--scale", "memory_bandwidth=2"])
+    for argv in commands:
+        assert main(argv) in (0, 1)
+        out = capsys.readouterr().out
+        assert any(line.startswith("confidence") and "validated" in line
+                   for line in out.splitlines()), (argv, out)

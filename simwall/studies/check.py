@@ -184,7 +184,8 @@ def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
              f"rank {rank} of {n_fit} fitting plans ({n} valid) by the analytic "
              f"estimate ({mine:.4f} s; best {cands[0].estimate_s:.4f} s: "
              f"{describe_plan(cands[0].plan)})" if cands else "rank: no plan fits",
-             f"runs on: {framework_label(plan)}"]
+             f"runs on: {framework_label(plan)}",
+             f"confidence: {result.confidence.get('summary', '')}"]
     status = "fits"
     if not result.memory["fits"]:
         lines[1] = (f"does not fit: fits the closed-form model ({peak / GB:.1f} GB) but the "

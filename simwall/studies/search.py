@@ -432,6 +432,8 @@ def render_search(res: SearchResult) -> str:
     if not res.ranked:
         lines.append("no plan fits in device memory (try more devices, a smaller "
                      "micro-batch or offload)")
+    else:
+        lines.append(f"confidence: {res.ranked[0].result.confidence.get('summary', '')}")
     return "\n".join(lines)
 
 

@@ -160,7 +160,8 @@ def _summary(result: StepResult) -> dict[str, Any]:
     return {"device": result.device, "step_time_s": result.step_time_s,
             "breakdown_s": dict(result.breakdown_s),
             "memory": {"capacity_bytes": mem["capacity_bytes"], "peak_bytes": mem["peak_bytes"],
-                       "fits": bool(mem["fits"])}}
+                       "fits": bool(mem["fits"])},
+            "confidence": result.confidence.get("summary", "")}
 
 
 def _run(workload: WorkloadArg, cluster: ClusterArg, overrides: dict[str, Any]
@@ -331,6 +332,7 @@ def generations(workload: WorkloadArg = "gpt3-175b", cluster: ClusterArg = None,
                 "peak_bytes": r.memory["peak_bytes"],
                 "capacity_bytes": r.memory["capacity_bytes"],
                 "fits": bool(r.memory["fits"]),
+                "confidence": r.confidence.get("summary", ""),
             })
     return rows
 
@@ -396,6 +398,9 @@ def render_whatif(data: dict[str, Any]) -> str:
         if data.get("scaled_elasticities"):
             cols["scaled"] = data["scaled_elasticities"]
         lines += _elasticity_lines(cols)
+    for name, summary in (("baseline", b.get("confidence")), ("scaled", s.get("confidence"))):
+        if summary:
+            lines.append(f"confidence ({name}): {summary}")
     return "\n".join(lines)
 
 
@@ -430,4 +435,7 @@ def render_generations(rows: list[dict[str, Any]],
             f"{('yes' if r['fits'] else 'NO').ljust(4 if replan else 0)}"
             + (f" {r['plan']}{'' if r['replanned'] else ' (none fits; as given)'}"
                if replan else ""))
+    if rows and rows[0].get("confidence"):
+        lines.append(f"confidence (generation 0): {rows[0]['confidence']}; later generations "
+                     f"are projected devices, not validated")
     return "\n".join(lines)
