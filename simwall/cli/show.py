@@ -19,8 +19,7 @@ from ..config import (
 )
 from ..errors import ConfigError
 from ..hardware.catalog import devices, get_device, resolve_device, resolve_link
-from ..model.limits import check_dp_buckets
-from ..plan import resolve
+from ..model.limits import resolve_checked
 from ..plan.limits import check_cluster
 from .common import add_set_option, to_yaml, workload_and_cluster
 
@@ -38,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
     kind = kind_of(args.name)
     if kind == "workload":
         workload, cluster = workload_and_cluster(args.name, args.cluster, args.set_items)
-        plan, cluster = resolve(workload, cluster)
-        check_dp_buckets(workload, plan)
+        plan, cluster = resolve_checked(workload, cluster)
         device = resolve_device(cluster.device, "device", cluster.file)
         doc = workload.model_dump(mode="json", by_alias=True)
         doc["resolved"] = {

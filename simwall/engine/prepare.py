@@ -19,9 +19,9 @@ from ..errors import ConfigError
 from ..hardware.catalog import resolve_device
 from ..hardware.efficiency import check_precision
 from ..memo import memoized
-from ..model.limits import check_dp_buckets
+from ..model.limits import resolve_checked
 from ..net import Topology, build_topology
-from ..plan import Plan, resolve
+from ..plan import Plan
 
 __all__ = ["Prepared", "load_default_cluster", "load_inputs", "prepare", "topology_for"]
 
@@ -91,8 +91,7 @@ def prepare(workload: str | Workload = "gpt3-175b", cluster: str | ClusterSpec |
             overrides: dict[str, Any] | None = None) -> Prepared:
     """Load, override, validate and resolve a workload on a cluster."""
     wl, cl = load_inputs(workload, cluster, overrides)
-    plan, cl = resolve(wl, cl)
-    check_dp_buckets(wl, plan)
+    plan, cl = resolve_checked(wl, cl)
     device = resolve_device(cl.device, "device", cl.file)
     check_precision(wl, device)
     topo = topology_for(cl)

@@ -2,21 +2,22 @@
 
 :data:`~simwall.plan.limits.MAX_DP_BUCKETS` bounds the data-parallel gradient buckets of a
 step; counting them needs the parameters per pipeline stage (:mod:`simwall.model.memory`),
-which the plan layer below cannot see. Call :func:`check_dp_buckets` right after
-:func:`simwall.plan.resolve` wherever a resolved plan is about to be costed or shown.
+which the plan layer below cannot see. :func:`resolve_checked` is
+:func:`simwall.plan.resolve` followed by these checks: every resolution of user input
+goes through it.
 """
 
 from __future__ import annotations
 
 import math
 
-from ..config import PRECISION_BYTES, Workload
+from ..config import PRECISION_BYTES, ClusterSpec, Workload
 from ..errors import ConfigError
-from ..plan import Plan
+from ..plan import Plan, resolve
 from ..plan.limits import MAX_DP_BUCKETS
 from . import memory
 
-__all__ = ["check_dp_buckets"]
+__all__ = ["check_dp_buckets", "resolve_checked"]
 
 
 def check_dp_buckets(workload: Workload, plan: Plan) -> None:
@@ -34,3 +35,11 @@ def check_dp_buckets(workload: Workload, plan: Plan) -> None:
                               f"{n:,} buckets per step, more than simwall's limit of "
                               f"{MAX_DP_BUCKETS:,} (use larger buckets, e.g. 25e6; see "
                               f"simwall/plan/limits.py)", line=workload.line("plan.dp_bucket_bytes"))
+
+
+def resolve_checked(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec]:
+    """:func:`simwall.plan.resolve`, then the limits that need the model
+    (:func:`check_dp_buckets`): the resolved plan and the cluster with ``nodes`` fixed."""
+    plan, cluster = resolve(workload, cluster)
+    check_dp_buckets(workload, plan)
+    return plan, cluster

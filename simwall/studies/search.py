@@ -39,7 +39,7 @@ from ..engine.step import estimate_step
 from ..errors import ConfigError, SimwallError
 from ..hardware.catalog import resolve_device
 from ..hardware.efficiency import check_precision
-from ..model.limits import check_dp_buckets
+from ..model.limits import resolve_checked
 from ..model.memory import device_memory, memory_reserve
 from ..plan import (
     Plan,
@@ -48,7 +48,6 @@ from ..plan import (
     framework_label,
     framework_names,
     frameworks_for,
-    resolve,
 )
 from ..report import StepResult
 from .progress import Progress, tracked
@@ -347,8 +346,7 @@ class Searcher:
             over["plan.stage_layers"] = list(plan.stage_layers)
         wl_over, _ = split_key_overrides(over)
         wl = reoverride(self.workload, wl_over, Workload)
-        resolved, cl = resolve(wl, self.cluster)
-        check_dp_buckets(wl, resolved)
+        resolved, cl = resolve_checked(wl, self.cluster)
         return Prepared(workload=wl, cluster=cl, plan=resolved, device=self.device,
                         topology=self.topology)
 
