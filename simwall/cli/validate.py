@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
-
 from ..studies.validate import (
     bundled_case_files,
     coverage_path,

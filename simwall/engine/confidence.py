@@ -20,8 +20,8 @@ import json
 from importlib import resources
 
 from ..config import ClusterSpec, LinkRef
-from ..plan import Plan
 from ..memo import memoized
+from ..plan import Plan
 
 __all__ = ["COVERAGE_FILE", "confidence", "coverage_table", "link_name", "links_used"]
 
