@@ -111,6 +111,20 @@ FP8_GEMMS = frozenset({"qkv_proj", "out_proj", "mlp_up", "mlp_down"})
 #: ``nvte_cast_transpose``). Weights are cast once per step and cached (TE "FP8 weight
 #: caching", ``is_first_microbatch``): their cast is not charged per micro-batch.
 FP8_CAST_WRITES = 2
+#: FP8 GEMMs whose input cast is fused into the kernel that produces the input, so no
+#: separate cast runs: Transformer Engine's ``LayerNormLinear`` (QKV) and ``LayerNormMLP``
+#: (up projection) take the norm's output in FP8 (the norm kernel writes it), and
+#: ``LayerNormMLP`` writes the activation's output in FP8 for the down projection (TE
+#: pytorch/module/layernorm_linear.py, layernorm_mlp.py: ``layernorm_fwd_fp8`` and the
+#: activation with an FP8 output type). The attention output entering ``out_proj`` is cast
+#: by a kernel of its own (fused attention returns bf16 by default).
+FP8_FUSED_INPUT_CASTS = frozenset({"qkv_proj", "mlp_up", "mlp_down"})
+#: FP8 GEMMs whose output-gradient cast is fused into the kernel producing that gradient:
+#: the up projection of a GELU MLP, whose gradient comes out of the GELU backward with the
+#: cast-transpose fused (TE ``fp8_cast_transpose_bgrad_dgelu_fused``). The other output
+#: gradients arrive from the residual stream or the attention backward and are cast by
+#: their own cast-transpose kernels.
+FP8_FUSED_GRAD_CASTS = frozenset({"mlp_up"})
 _CAST_FLOP = 2             # scale and compare (amax) per element
 
 # Arithmetic per element of the non-GEMM ops, counted from their definitions. They are
@@ -189,6 +203,7 @@ class _Dims:
     dropout: bool
     flash: bool          # fused (flash) attention kernel
     causal: bool         # causal mask: the fused kernel skips the masked half
+    gated: bool          # gated (SwiGLU) MLP
 
 
 def _check(pass_: str, mode: str) -> None:
@@ -238,7 +253,8 @@ def _dims(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str) -> _D
         g=PRECISION_BYTES[training.grad_precision_],
         dropout=model.dropout and mode == "train",
         # Decoding (one query per sequence against the cache) keeps the eager ops.
-        flash=uses_flash(model, training) and not decode, causal=model.kind == "gpt")
+        flash=uses_flash(model, training) and not decode, causal=model.kind == "gpt",
+        gated=model.gated_mlp)
 
 
 def _gemm_op(name: str, m: int, n: int, k: int, *, kind: str = "matmul", count: int = 1,
@@ -381,13 +397,15 @@ def _cast_op(name: str, elems: float, e: int, pass_: str = "fwd") -> Op:
 
 
 def _fp8_forward(fwd: tuple[Op, ...], e: int) -> tuple[Op, ...]:
-    """An fp8 run's forward ops: the :data:`FP8_GEMMS` marked ``fp8``, each preceded by
-    the cast of its input (``count`` x m x k elements)."""
+    """An fp8 run's forward ops: the :data:`FP8_GEMMS` marked ``fp8``, those whose input
+    cast is not fused (:data:`FP8_FUSED_INPUT_CASTS`) preceded by it (``count`` x m x k
+    elements)."""
     out: list[Op] = []
     for op in fwd:
         if op.name in FP8_GEMMS and op.gemm is not None:
             m, _, k = op.gemm
-            out.append(_cast_op(op.name + ".cast", op.count * m * k, e))
+            if op.name not in FP8_FUSED_INPUT_CASTS:
+                out.append(_cast_op(op.name + ".cast", op.count * m * k, e))
             op = replace(op, fp8=True)
         out.append(op)
     return tuple(out)
@@ -419,7 +437,7 @@ def _grad_ops(op: Op, x: _Dims) -> tuple[Op, ...]:
     c, e = op.count, x.e
     weight = op.kind == "matmul"
     cast: tuple[Op, ...] = ()
-    if op.fp8:
+    if op.fp8 and not (op.name in FP8_FUSED_GRAD_CASTS and not x.gated):
         # The output gradient is cast (with its transpose for wgrad) once for both GEMMs.
         cast = (_cast_op(op.name + ".grad_cast", c * m * n, e, "bwd"),)
     b_bytes = n * k * (x.w if weight else e)
