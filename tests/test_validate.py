@@ -239,3 +239,36 @@ def test_write_coverage_refuses_user_cases(tmp_path, capsys):
     path.write_text(USER_CASES)
     assert main(["validate", "--cases", str(path), "--write-coverage"]) == 2
     assert "--write-coverage" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------
+# Public FSDP / ZeRO-3 runs (issue 15): validation only. The <= 10 % mean target of issue
+# 15 is not asserted here: today's step model hides ZeRO-3 parameter gathers behind
+# compute, so the Narayanan et al. ZeRO-3 rows miss by +38 % to +344 % (docs/validation.md).
+
+
+def test_fsdp_zero3_group_present_and_validation_only(results):
+    names = {p.name for p in v.bundled_case_files()}
+    assert {"fsdp-zero3-public.yaml", "fsdp-ibm-llama-a100.yaml"} <= names
+    rows = _by_source(results, "Public FSDP / ZeRO-3")
+    assert len(rows) == 10
+    assert {r.metric for r in rows} == {"hardware_tflops_per_device"}
+    ibm = _by_source(results, "PyTorch/IBM FSDP")
+    assert len(ibm) == 4 and {r.metric for r in ibm} == {"tokens_per_s"}
+    for r in rows + ibm:
+        assert not r.fit                       # nothing fitted on these rows
+        assert r.predicted > 0
+    # Every case is a ZeRO-3 / FULL_SHARD run without model parallelism.
+    for name in ("fsdp-zero3-public.yaml", "fsdp-ibm-llama-a100.yaml"):
+        cf = v.load_cases(next(p for p in v.bundled_case_files() if p.name == name))
+        for case in cf.cases:
+            assert (case.overrides["plan.zero"], case.overrides["plan.tp"],
+                    case.overrides["plan.pp"]) == (3, 1, 1), case.name
+
+
+def test_every_fsdp_zero3_run_fits_in_memory(results):
+    # A published run happened: simwall must not call it out of memory (the 529.6B run on
+    # 640 GPUs at micro-batch 4 is the paper's tightest: 560 GPUs did not fit).
+    rows = _by_source(results, "Public FSDP / ZeRO-3") + _by_source(results, "PyTorch/IBM FSDP")
+    assert [r.name for r in rows if not r.fits] == []
+    assert all(r.peak_bytes <= r.capacity_bytes for r in rows)
