@@ -112,6 +112,8 @@ def resolve_device(ref: str | DeviceRef, key: str = "device",
         given = ref.efficiency
         update["efficiency"] = base.efficiency.model_copy(
             update={f: getattr(given, f) for f in given.model_fields_set})
+    if "power" in update:
+        update["power"] = ref.power  # a PowerSpec, not its dump (all its fields are given)
     if "name" not in update:
         changed = sorted(_ALIAS.get(k, k) for k in update)
         update["name"] = base.name + (f" ({', '.join(changed)} changed)" if changed else "")
