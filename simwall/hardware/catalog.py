@@ -112,11 +112,18 @@ def resolve_device(ref: str | DeviceRef, key: str = "device",
         given = ref.efficiency
         update["efficiency"] = base.efficiency.model_copy(
             update={f: getattr(given, f) for f in given.model_fields_set})
-    if "power" in update:
-        update["power"] = ref.power  # a PowerSpec, not its dump (all its fields are given)
     if "name" not in update:
         changed = sorted(_ALIAS.get(k, k) for k in update)
         update["name"] = base.name + (f" ({', '.join(changed)} changed)" if changed else "")
+    if "power" in update:
+        update["power"] = ref.power  # a PowerSpec, not its dump (all its fields are given)
+    elif base.power is not None and "memory_bandwidth_bytes_per_s" in update:
+        # A faster (slower) memory at the same energy per bit draws more (less) at its
+        # peak: the power limit moves by that, so the core's share of it stays the same
+        # (simwall.costing.energy.device_energy_j).
+        extra_w = (base.power.hbm_pj_per_bit * 1e-12 * 8.0
+                   * (update["memory_bandwidth_bytes_per_s"] - base.memory_bandwidth_bytes_per_s))
+        update["power"] = base.power.model_copy(update={"max_w": base.power.max_w + extra_w})
     return base.model_copy(update=update)
 
 
