@@ -412,11 +412,14 @@ class PowerSpec(Strict):
     """Electrical power of one device (simwall.costing.energy). ``idle``: watts with no
     kernel running; ``max``: the board's power limit (TDP) in watts, drawn with every SM
     busy and HBM streaming at peak; ``hbm_pj_per_bit``: energy of moving one bit to or from
-    device memory (picojoules). Each device's YAML cites its values."""
+    device memory (picojoules); ``hbm_peak_w``: the HBM's share of ``max`` (None:
+    ``hbm_pj_per_bit`` x 8 x the device's memory bandwidth; catalog entries fix it with
+    their own bandwidth). Each device's YAML cites its values."""
 
     idle_w: NonNegFloat = Field(alias="idle")
     max_w: PosFloat = Field(alias="max")
     hbm_pj_per_bit: NonNegFloat = 0.0
+    hbm_peak_w: NonNegFloat | None = None
 
     @model_validator(mode="after")
     def _idle_below_max(self) -> PowerSpec:

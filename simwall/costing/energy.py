@@ -9,13 +9,15 @@ The model (docs/energy.md):
   the optimizer kernel: the stage costs the engine ran, averaged over the stages) capped
   at ``T``. Power linear in utilisation between idle and full load is the server power
   model of Fan, Weber and Barroso, "Power Provisioning for a Warehouse-sized Computer",
-  ISCA 2007 (Sec. 4.1: measured power tracks CPU utilisation linearly).
+  ISCA 2007 (their machine-level model: power linear in CPU utilisation).
 - **Memory traffic.** Every byte the ops read or write in device memory (the op-level
   byte counts of :mod:`simwall.model.ops`, per micro-batch, times the micro-batches, plus
   the optimizer step's streaming bytes) costs ``hbm_pj_per_bit`` per bit. So that a
   device at full compute and full memory bandwidth draws exactly its power limit, the
   core's dynamic power is what the limit leaves: ``P_core = P_max - P_idle - e_hbm x 8 x
-  B_hbm`` (the HBM and its PHY sit inside the board power the datasheet gives).
+  B_hbm`` (the HBM and its PHY sit inside the board power the datasheet gives), with the
+  catalog's bandwidth ``B_hbm`` (``power.hbm_peak_w``): a what-if faster memory draws
+  more at the same pJ/bit, and the core's power stays what it was.
 - **Links.** Every byte on every directed edge of the cluster graph (the traffic the
   costing recorded, :func:`simwall.costing.linkload.step_link_bytes`) costs its link
   class's ``energy_pj_per_bit``. Symmetric runs account the representative groups only;
@@ -86,8 +88,9 @@ def device_energy_j(device: DeviceSpec, step_s: float, busy_s: float,
     if p is None:
         return None
     e_hbm_j_per_byte = p.hbm_pj_per_bit * _PJ * _BITS_PER_BYTE
-    core_w = max(0.0, p.max_w - p.idle_w
-                 - e_hbm_j_per_byte * device.memory_bandwidth_bytes_per_s)
+    hbm_peak_w = (e_hbm_j_per_byte * device.memory_bandwidth_bytes_per_s
+                  if p.hbm_peak_w is None else p.hbm_peak_w)
+    core_w = max(0.0, p.max_w - p.idle_w - hbm_peak_w)
     busy = min(max(busy_s, 0.0), step_s)
     return {"idle_j": p.idle_w * step_s, "compute_j": core_w * busy,
             "hbm_j": e_hbm_j_per_byte * max(hbm_bytes, 0.0)}

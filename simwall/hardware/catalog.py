@@ -44,6 +44,12 @@ def _catalog(kind: str) -> dict[str, DeviceSpec | LinkSpec]:
             raise ConfigError(source, f"{kind}[{i}].efficiency.sm_count",
                               f"every GPU entry must state its SM count ('{item.name}' has "
                               "none)")
+        if kind == "devices" and item.power is not None and item.power.hbm_peak_w is None:
+            # The HBM's share of the power limit, fixed with the catalog's bandwidth, so a
+            # what-if memory bandwidth leaves the core's share alone (costing.energy).
+            item = item.model_copy(update={"power": item.power.model_copy(update={
+                "hbm_peak_w": item.power.hbm_pj_per_bit * 1e-12 * 8.0
+                * item.memory_bandwidth_bytes_per_s})})
         if item.name in out:
             raise ConfigError(source, f"{kind}[{i}].name", f"duplicate entry '{item.name}'")
         out[item.name] = item
@@ -117,13 +123,6 @@ def resolve_device(ref: str | DeviceRef, key: str = "device",
         update["name"] = base.name + (f" ({', '.join(changed)} changed)" if changed else "")
     if "power" in update:
         update["power"] = ref.power  # a PowerSpec, not its dump (all its fields are given)
-    elif base.power is not None and "memory_bandwidth_bytes_per_s" in update:
-        # A faster (slower) memory at the same energy per bit draws more (less) at its
-        # peak: the power limit moves by that, so the core's share of it stays the same
-        # (simwall.costing.energy.device_energy_j).
-        extra_w = (base.power.hbm_pj_per_bit * 1e-12 * 8.0
-                   * (update["memory_bandwidth_bytes_per_s"] - base.memory_bandwidth_bytes_per_s))
-        update["power"] = base.power.model_copy(update={"max_w": base.power.max_w + extra_w})
     return base.model_copy(update=update)
 
 
