@@ -23,8 +23,8 @@ The model (docs/energy.md):
   class's ``energy_pj_per_bit``. Symmetric runs account the representative groups only;
   their bytes are scaled to all the stage's devices (every device of a symmetric stage
   carries what the representative ones do).
-- **Node overheads.** Host CPUs and memory, NICs, NVSwitch and network switch ASICs, fans
-  and power-supply losses: a factor on the devices' and links' energy
+- **Node overheads.** Host CPUs and memory, NICs, NVSwitch chips, fans and power-supply
+  losses (not the fabric's switches): a factor on the devices' and links' energy
   (``cluster.power_overhead``, default :data:`POWER_OVERHEAD`). The facility (cooling,
   distribution) is ``cluster.pue`` (default 1: the node only).
 - **Cost.** ``cluster.price_per_device_hour`` x devices x step time; per million tokens
@@ -49,8 +49,7 @@ from ..plan import Plan
 from .stage import StageCost
 
 __all__ = ["POWER_OVERHEAD", "device_energy_j", "link_energy_j", "link_pj_per_bit",
-           "price_figures",
-           "stage_hbm_bytes", "step_energy"]
+           "price_figures", "stage_hbm_bytes", "step_energy"]
 
 #: Node power beyond the accelerators, as a factor on their energy. Measured: an 8 x H100
 #: SXM HGX node peaked at 8.4 kW while training with its GPUs near full utilisation
