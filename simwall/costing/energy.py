@@ -41,9 +41,8 @@ from collections.abc import Iterable
 from ..config import ClusterSpec, DeviceSpec, ModelSpec, TrainingSpec
 from ..hardware import links as catalog_links
 from ..hardware import resolve_link
-from ..model import memory
+from ..model import memory, optime
 from ..model import ops as workload
-from ..model import optime
 from ..net import Topology
 from ..plan import Plan
 from .stage import StageCost

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import simpy
 
-from ..costing import (StageCost, busiest_link, costs_symmetrically, stage_cost,
-                       step_link_bytes)
+from ..costing import StageCost, busiest_link, costs_symmetrically, stage_cost, step_link_bytes
 from ..costing.energy import step_energy
 from ..model import memory
 from ..model import ops as workload_mod
