@@ -56,6 +56,7 @@ __all__ = [
     "ModelSpec",
     "OneOf",
     "PlanSpec",
+    "PowerSpec",
     "RunDefaults",
     "Straggler",
     "Strict",
@@ -407,6 +408,26 @@ class EfficiencySpec(Strict):
     flash_attention: Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)] = 0.0
 
 
+class PowerSpec(Strict):
+    """Electrical power of one device (simwall.costing.energy). ``idle``: watts with no
+    kernel running; ``max``: the board's power limit (TDP) in watts, drawn with every SM
+    busy and HBM streaming at peak; ``hbm_pj_per_bit``: energy of moving one bit to or from
+    device memory (picojoules); ``hbm_peak_w``: the HBM's share of ``max`` (None:
+    ``hbm_pj_per_bit`` x 8 x the device's memory bandwidth; catalog entries fix it with
+    their own bandwidth). Each device's YAML cites its values."""
+
+    idle_w: NonNegFloat = Field(alias="idle")
+    max_w: PosFloat = Field(alias="max")
+    hbm_pj_per_bit: NonNegFloat = 0.0
+    hbm_peak_w: NonNegFloat | None = None
+
+    @model_validator(mode="after")
+    def _idle_below_max(self) -> PowerSpec:
+        if self.idle_w > self.max_w:
+            raise ValueError(f"idle power ({self.idle_w:g} W) above max ({self.max_w:g} W)")
+        return self
+
+
 class DeviceSpec(Strict):
     """One accelerator (or CPU socket). Units: FLOP/s, bytes, bytes/s."""
 
@@ -416,6 +437,7 @@ class DeviceSpec(Strict):
     memory_capacity_bytes: PosFloat = Field(alias="memory_capacity")
     memory_bandwidth_bytes_per_s: PosFloat = Field(alias="memory_bandwidth")
     efficiency: EfficiencySpec = EfficiencySpec()
+    power: PowerSpec | None = None  # None: no energy figures for this device
     source: str = ""
 
     _hash: int | None = PrivateAttr(default=None)
@@ -443,6 +465,9 @@ class LinkSpec(Strict):
     bandwidth_bytes_per_s: PosFloat = Field(alias="bandwidth")
     latency_s: NonNegFloat = Field(alias="latency")
     efficiency: Fraction = 1.0  # achievable fraction of ``bandwidth`` for large transfers
+    # Energy of one bit over one directed edge of this class (picojoules); None: not
+    # counted (simwall.costing.energy).
+    energy_pj_per_bit: NonNegFloat | None = None
     source: str = ""
 
 
@@ -460,6 +485,7 @@ class DeviceRef(Strict):
     memory_capacity_bytes: PosFloat | None = Field(default=None, alias="memory_capacity")
     memory_bandwidth_bytes_per_s: PosFloat | None = Field(default=None, alias="memory_bandwidth")
     efficiency: EfficiencySpec | None = None
+    power: PowerSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -482,6 +508,7 @@ class LinkRef(Strict):
     bandwidth_bytes_per_s: PosFloat | None = Field(default=None, alias="bandwidth")
     latency_s: NonNegFloat | None = Field(default=None, alias="latency")
     efficiency: Fraction | None = None
+    energy_pj_per_bit: NonNegFloat | None = None
 
 
 LinkChoice = Union[str, LinkRef]
@@ -557,6 +584,15 @@ class ClusterSpec(Strict):
     memory_reserved_bytes: NonNegFloat | None = Field(default=None, alias="memory_reserved")
     memory_fragmentation: Annotated[float, Field(strict=True, ge=0, lt=1,
                                                  allow_inf_nan=False)] | None = None
+    # Energy and cost (simwall.costing.energy, docs/energy.md). ``power_overhead``: node
+    # power beyond the devices and links (host CPUs and memory, NICs, switches, fans,
+    # power-supply losses) as a factor on their energy (None: the cited default,
+    # simwall.costing.energy.POWER_OVERHEAD); ``pue``: the facility's power usage
+    # effectiveness (1: the node only, as MLPerf measures); ``price_per_device_hour``:
+    # what one device-hour costs (any currency; None: no cost figures).
+    power_overhead: Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)] | None = None
+    pue: Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)] = 1.0
+    price_per_device_hour: NonNegFloat | None = None
 
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)

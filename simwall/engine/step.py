@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import simpy
 
-from ..costing import StageCost, costs_symmetrically, stage_cost, step_busiest_link
+from ..costing import StageCost, busiest_link, costs_symmetrically, stage_cost, step_link_bytes
+from ..costing.energy import step_energy
 from ..model import memory
 from ..model import ops as workload_mod
 from ..plan import Plan
@@ -211,8 +212,8 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
         critical["slowest_device"] = slowest
         critical["slowest_speed"] = speeds[slowest]
     # The link that carries the most bytes for its bandwidth (a lower bound on the step).
-    critical["busiest_link"] = step_busiest_link(model, training, plan, prep.topology, base,
-                                                 symmetric)
+    loads = step_link_bytes(model, training, plan, prep.topology, base, symmetric)
+    critical["busiest_link"] = busiest_link(prep.topology, loads)
     # The ideal step: each stage's compute for all micro-batches, no communication, no
     # bubble, then the optimizer; no schedule can beat it.
     compute_only = max(plan.micro_batches * sum(c.fwd_compute_s + c.bwd_compute_s
@@ -232,7 +233,10 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
                 "streams": len(run.stats)},
         trace_events=tuple(run.trace_events),
         bounds={"compute_only_s": compute_only},
-        confidence=confidence(prep.device.name, links_used(prep.cluster, plan)))
+        confidence=confidence(prep.device.name, links_used(prep.cluster, plan)),
+        # Joules per step and per token, power, cost (docs/energy.md).
+        energy=step_energy(model, training, plan, prep.device, prep.cluster, prep.topology,
+                           costs, step, loads, symmetric))
     check_finite(prep, result)
     return result
 

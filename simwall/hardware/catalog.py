@@ -44,6 +44,12 @@ def _catalog(kind: str) -> dict[str, DeviceSpec | LinkSpec]:
             raise ConfigError(source, f"{kind}[{i}].efficiency.sm_count",
                               f"every GPU entry must state its SM count ('{item.name}' has "
                               "none)")
+        if kind == "devices" and item.power is not None and item.power.hbm_peak_w is None:
+            # The HBM's share of the power limit, fixed with the catalog's bandwidth, so a
+            # what-if memory bandwidth leaves the core's share alone (costing.energy).
+            item = item.model_copy(update={"power": item.power.model_copy(update={
+                "hbm_peak_w": item.power.hbm_pj_per_bit * 1e-12 * 8.0
+                * item.memory_bandwidth_bytes_per_s})})
         if item.name in out:
             raise ConfigError(source, f"{kind}[{i}].name", f"duplicate entry '{item.name}'")
         out[item.name] = item
@@ -115,6 +121,8 @@ def resolve_device(ref: str | DeviceRef, key: str = "device",
     if "name" not in update:
         changed = sorted(_ALIAS.get(k, k) for k in update)
         update["name"] = base.name + (f" ({', '.join(changed)} changed)" if changed else "")
+    if "power" in update:
+        update["power"] = ref.power  # a PowerSpec, not its dump (all its fields are given)
     return base.model_copy(update=update)
 
 

@@ -38,6 +38,7 @@ def as_dict(r: StepResult) -> dict:
         "engine": dict(r.engine),
         "bounds": dict(r.bounds),
         "confidence": dict(r.confidence),
+        "energy": dict(r.energy),
     }
 
 

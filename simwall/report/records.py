@@ -23,8 +23,10 @@ if TYPE_CHECKING:  # result imports this module
 
 __all__ = [
     "BREAKDOWN_KEYS",
+    "ENERGY_COLUMNS",
     "RESERVED_COLUMNS",
     "columns",
+    "energy_columns",
     "estimate_record",
     "flat_record",
     "format_of",
@@ -71,7 +73,21 @@ def flat_record(r: StepResult) -> dict[str, Any]:
         "confidence.device_validated": r.confidence.get("device_validated"),
         "confidence.summary": r.confidence.get("summary"),
     })
+    rec.update(energy_columns(r.energy))
     return rec
+
+
+#: Energy and cost columns of a record (simwall.costing.energy; None when not known).
+ENERGY_COLUMNS = ("energy.j_per_step", "energy.j_per_token", "energy.w_per_device",
+                  "cost.per_step", "cost.per_million_tokens")
+
+
+def energy_columns(e: dict) -> dict[str, Any]:
+    """The :data:`ENERGY_COLUMNS` of a step's ``energy`` dict."""
+    cost = e.get("cost") or {}
+    return dict(zip(ENERGY_COLUMNS, (e.get("energy_j"), e.get("j_per_token"),
+                                     e.get("power_w_per_device"), cost.get("cost_per_step"),
+                                     cost.get("cost_per_million_tokens")), strict=True))
 
 
 def estimate_record(workload: str, cluster: str, device: str, world: int, plan: dict,
@@ -86,6 +102,7 @@ def estimate_record(workload: str, cluster: str, device: str, world: int, plan: 
     rec.update(dict.fromkeys(f"breakdown.{k}_s" for k in BREAKDOWN_KEYS))
     rec.update({"memory.capacity_bytes": capacity_bytes, "memory.peak_bytes": peak_bytes,
                 "memory.fits": peak_bytes <= capacity_bytes, "critical.stage": None})
+    rec.update(dict.fromkeys(ENERGY_COLUMNS))
     return rec
 
 

@@ -41,6 +41,9 @@ class StepResult:
     #: Which device and link models were validated, against what, with which error
     #: (simwall.engine.confidence); ``summary`` is one line.
     confidence: dict = field(default_factory=dict)
+    #: Joules per step and per token, average power, cost when priced
+    #: (simwall.costing.energy.step_energy; docs/energy.md).
+    energy: dict = field(default_factory=dict)
 
     @property
     def model_tflops_per_device(self) -> float:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .result import BREAKDOWN_KEYS, StepResult
 
-__all__ = ["render"]
+__all__ = ["energy_lines", "render"]
 
 
 def _gb(x: float) -> str:
@@ -60,6 +60,26 @@ def render(r: StepResult) -> str:
         lines += ["", text]
     elif "busiest_link" in r.critical:
         lines += ["", "busiest link: none (no traffic between devices or to the host)"]
+    lines += energy_lines(r.energy)
     if r.confidence.get("summary"):
         lines += ["", f"confidence: {r.confidence['summary']}"]
     return "\n".join(lines)
+
+
+def energy_lines(e: dict) -> list[str]:
+    """The energy line (and the cost line when priced) of a step, each after a blank
+    line; none for a device without power figures and no price."""
+    out: list[str] = []
+    if e.get("energy_j") is not None:
+        out += ["", (f"energy: {e['energy_j'] / 1e3:,.1f} kJ per step, "
+                     f"{e['j_per_token']:.3f} J per token, {e['power_w_per_device']:,.0f} W "
+                     f"per device (node overhead x{e['power_overhead']:g}, PUE "
+                     f"{e['pue']:g})")]
+    cost = e.get("cost")
+    if cost:
+        if not out:
+            out.append("")
+        out.append(f"cost: {cost['cost_per_step']:.4f} per step, "
+                   f"{cost['cost_per_million_tokens']:.4f} per million tokens (at "
+                   f"{cost['price_per_device_hour']:g} per device-hour)")
+    return out

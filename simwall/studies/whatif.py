@@ -161,7 +161,17 @@ def _summary(result: StepResult) -> dict[str, Any]:
             "breakdown_s": dict(result.breakdown_s),
             "memory": {"capacity_bytes": mem["capacity_bytes"], "peak_bytes": mem["peak_bytes"],
                        "fits": bool(mem["fits"])},
-            "confidence": result.confidence.get("summary", "")}
+            "confidence": result.confidence.get("summary", ""),
+            "energy": _energy_summary(result.energy)}
+
+
+def _energy_summary(e: dict) -> dict[str, Any]:
+    """Joules per token, power per device and (when priced) cost per million tokens of a
+    step (None where not known: a device without power figures, no price)."""
+    cost = e.get("cost") or {}
+    return {"j_per_token": e.get("j_per_token"), "j_per_step": e.get("energy_j"),
+            "w_per_device": e.get("power_w_per_device"),
+            "cost_per_million_tokens": cost.get("cost_per_million_tokens")}
 
 
 def _run(workload: WorkloadArg, cluster: ClusterArg, overrides: dict[str, Any]
@@ -389,6 +399,7 @@ def render_whatif(data: dict[str, Any]) -> str:
     for k in BREAKDOWN_KEYS:
         lines.append(row(f"  {k}", b["breakdown_s"][k], s["breakdown_s"][k]))
     lines.append(f"speedup        {data['speedup']:>12.3f}x")
+    lines += _energy_rows(b.get("energy") or {}, s.get("energy") or {})
     for name, m in (("baseline", b["memory"]), ("scaled", s["memory"])):
         lines.append(f"memory {name:<8} peak {m['peak_bytes'] / 1e9:,.1f} GB of "
                      f"{m['capacity_bytes'] / 1e9:,.1f} GB: "
@@ -402,6 +413,22 @@ def render_whatif(data: dict[str, Any]) -> str:
         if summary:
             lines.append(f"confidence ({name}): {summary}")
     return "\n".join(lines)
+
+
+def _energy_rows(b: dict, s: dict) -> list[str]:
+    """Energy per token (and cost per million tokens when priced) of both sides, in the
+    columns of the step-time rows; none where neither side has the figure."""
+    rows = []
+    for key, name, unit, fmt in (("j_per_token", "energy/token", "J", ".4f"),
+                                 ("cost_per_million_tokens", "cost/M tokens", "", ".4f")):
+        old, new = b.get(key), s.get(key)
+        if old is None and new is None:
+            continue
+        text = [f"{v:>11{fmt}}{unit or ' '}" if v is not None else f"{'n/a':>12}"
+                for v in (old, new)]
+        change = change_text(old, new, unit) if old is not None and new is not None else ""
+        rows.append(f"{name:<14} {text[0]} {text[1]} {change:>9}")
+    return rows
 
 
 def render_generations(rows: list[dict[str, Any]],
