@@ -107,8 +107,9 @@ def estimate_step(plan: Plan, stages: Sequence[tuple[StageCost, int]]) -> StepTi
         if split:
             w = sum(c.bwd_weight_s for c in sc.chunks)
             backward[sc.stage] = w
-            z_max = max(z_max, t - 2 * w)
-            z_sum += (t - 2 * w) * count
+            z = max(0.0, t - 2 * w)     # the formula holds for W <= F + B
+            z_max = max(z_max, z)
+            z_sum += z * count
         if t > t_max:
             crit = sc
         t_max = max(t_max, t)
