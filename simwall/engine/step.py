@@ -84,10 +84,13 @@ def estimate_step(plan: Plan, stages: Sequence[tuple[StageCost, int]]) -> StepTi
         pipe = m * max_s T_s + (sum_s T_s - max_s T_s) / v + (p - 1) * (t_pp_fwd + t_pp_bwd)
 
     Under ZB-H1 (``plan.schedule: zero_bubble``) each stage-time of the bubble is
-    ``F_s + B_s - W_s`` instead (Qi et al. 2024, ICLR, Sec. 2.1: the bubble is
-    ``(p - 1)(T_F + T_B - T_W)``, 1F1B's ``(p - 1)(T_F + T_B + T_W)``; with ``W_s`` the
-    weight-gradient part of the backward, ``F_s + B_s + W_s = T_s``), and the DP
-    reduction overlaps the last W only (its gradients are complete after it).
+    ``F_s + B_s - min(W_s, F_s, B_s)`` instead, ``W_s`` the weight-gradient part of the
+    backward and ``B_s`` the rest (``F_s + B_s + W_s = T_s``): Qi et al. 2024 (ICLR,
+    Sec. 2.1) give the bubble ``(p - 1)(T_F + T_B - T_W)`` against 1F1B's
+    ``(p - 1)(T_F + T_B + T_W)``, which holds while ``T_W <= min(T_F, T_B)`` (a W then
+    fits the gap it fills); past that the engine's bubble is ``(p - 1)(T_F + T_B -
+    min(T_F, T_B))`` (tests/test_zero_bubble.py). The DP reduction overlaps the last W
+    only (the chunk's gradients are complete after it).
 
     Every stage ends its compute at ``pipe``; its DP reduction is exposed beyond its last
     backward (:func:`~simwall.engine.sync.analytic_dp_exposure_s`); the rest of the step
@@ -107,7 +110,7 @@ def estimate_step(plan: Plan, stages: Sequence[tuple[StageCost, int]]) -> StepTi
         if split:
             w = sum(c.bwd_weight_s for c in sc.chunks)
             backward[sc.stage] = w
-            z = max(0.0, t - 2 * w)     # the formula holds for W <= F + B
+            z = f + (b - w) - min(w, f, b - w)
             z_max = max(z_max, z)
             z_sum += z * count
         if t > t_max:
