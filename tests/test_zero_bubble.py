@@ -20,9 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall import simulate
+from simwall import ConfigError, simulate
 from simwall.api import prepare
-from simwall import ConfigError
 from simwall.costing import ChunkCost, StageCost, stage_cost
 from simwall.engine.pipeline import run_pipeline
 from simwall.engine.step import estimate_step, simulate_step, step_timing
