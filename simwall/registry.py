@@ -86,6 +86,7 @@ SCHEDULES = Registry("pipeline schedule", {
     "gpipe": "simwall.plan.schedules.gpipe:tasks",
     "1f1b": "simwall.plan.schedules.one_f_one_b:tasks",
     "interleaved": "simwall.plan.schedules.interleaved:tasks",
+    "zero_bubble": "simwall.plan.schedules.zero_bubble:tasks",
 })
 
 #: Collective algorithms: ``phases(kind, group, bytes_, topology, window, latency)

@@ -80,7 +80,7 @@ def test_typed_objects_are_frozen(tmp_path):
     (("  layers: 4", "  layrs: 4"), "model.layrs", 3, r"did you mean 'layers'\?$"),
     (("  hidden: 64", "  hidden: .nan"), "model.hidden", 4, r"expected a finite number, got nan"),
     (("  tp: 2", "  schedule: zigzag"), "plan.schedule", 11,
-     r"expected one of 'gpipe', '1f1b', 'interleaved', got 'zigzag'$"),
+     r"expected one of 'gpipe', '1f1b', 'interleaved', 'zero_bubble', got 'zigzag'$"),
     (("  tp: 2", "  sequence_parallel: 1"), "plan.sequence_parallel", 11,
      r"expected true or false, got 1$"),
     (("  tp: 2", "  stage_layers: [2, x]"), "plan.stage_layers[1]", 11,

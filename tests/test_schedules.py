@@ -12,16 +12,20 @@ from simwall.plan.schedules import SCHEDULES, interleaved, one_f_one_b
 def test_every_task_once_and_forward_before_backward(pp, k, v, name):
     m = pp * k
     v = v if name == "interleaved" else 1
+    # A zero-bubble schedule splits the backward into B (input grad.) and W (weight grad.).
+    passes = "FBW" if name == "zero_bubble" else "FB"
     for stage in range(pp):
         tasks = SCHEDULES[name](pp, stage, m, v)
-        assert sorted(tasks) == sorted([(p, i, c) for p in "FB" for i in range(m)
+        assert sorted(tasks) == sorted([(p, i, c) for p in passes for i in range(m)
                                         for c in range(v)])
-        seen_f = set()
+        seen = {"F": set(), "B": set()}
         for p, i, c in tasks:
-            if p == "F":
-                seen_f.add((i, c))
-            else:
-                assert (i, c) in seen_f
+            if p in seen:
+                seen[p].add((i, c))
+            if p == "B":
+                assert (i, c) in seen["F"]
+            if p == "W":
+                assert (i, c) in seen["B"]
 
 
 def test_1f1b_warmup_and_in_flight():

@@ -24,7 +24,7 @@ def test_a_schedule_added_to_the_registry_is_accepted(monkeypatch):
     """One registry entry is enough: the schema accepts the name, lists it in errors and
     tasks_for runs it (here an alias of 1F1B, standing in for a new module)."""
     assert message_of(PlanSpec, {"schedule": "zb"}) == \
-        "expected one of 'gpipe', '1f1b', 'interleaved', got 'zb'"
+        "expected one of 'gpipe', '1f1b', 'interleaved', 'zero_bubble', got 'zb'"
     # Registry has no public way to add an entry at run time (entries are written in
     # simwall/registry.py); patch its table for this test only.
     monkeypatch.setitem(registry.SCHEDULES._targets, "zb",
@@ -32,7 +32,7 @@ def test_a_schedule_added_to_the_registry_is_accepted(monkeypatch):
     monkeypatch.setattr(registry.SCHEDULES, "_loaded", dict(registry.SCHEDULES._loaded))
     assert validate(PlanSpec, {"schedule": "zb"}, "w.yaml").schedule == "zb"
     assert message_of(PlanSpec, {"schedule": "zz"}) == \
-        "expected one of 'gpipe', '1f1b', 'interleaved', 'zb', got 'zz'"
+        "expected one of 'gpipe', '1f1b', 'interleaved', 'zero_bubble', 'zb', got 'zz'"
     assert tasks_for("zb", 4, 1, 8, 1) == tasks_for("1f1b", 4, 1, 8, 1)
 
 

@@ -31,10 +31,16 @@ def op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Devic
              ) -> dict[str, float]:
     """Per micro-batch compute seconds of one layer and of the embedding/head parts:
     keys ``layer_fwd``, ``layer_bwd``, ``layer_rec`` (recompute), ``emb_fwd``,
-    ``emb_bwd``, ``head_fwd``, ``head_bwd``."""
-    return {key: optime.ops_time_s(ops_of(model, training, plan, pass_), device,
-                                   training.precision)
-            for key, ops_of, pass_ in _PARTS}
+    ``emb_bwd``, ``head_fwd``, ``head_bwd``; and the weight-gradient GEMMs within the
+    backward parts (the W pass of a split backward, :func:`simwall.model.ops.wgrad_ops`):
+    ``layer_wgrad``, ``head_wgrad`` (the embedding has none)."""
+    times = {key: optime.ops_time_s(ops_of(model, training, plan, pass_), device,
+                                    training.precision)
+             for key, ops_of, pass_ in _PARTS}
+    for key, ops_of in (("layer_wgrad", workload.layer_ops), ("head_wgrad", workload.head_ops)):
+        times[key] = optime.ops_time_s(workload.wgrad_ops(ops_of(model, training, plan, "bwd")),
+                                       device, training.precision)
+    return times
 
 
 def layer_compute_s(times: dict[str, float], speed: float) -> tuple[float, float]:

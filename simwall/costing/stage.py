@@ -20,7 +20,11 @@ from dataclasses import dataclass
 from ..config import PRECISION_BYTES, DeviceSpec, ModelSpec, TrainingSpec
 from ..memo import memoized
 from ..model import memory
-from ..model.ops import activation_bytes_per_layer
+from ..model.ops import (
+    activation_bytes_per_layer,
+    head_wgrad_activation_bytes,
+    layer_wgrad_activation_bytes,
+)
 from ..plan import Plan
 from .compute import layer_compute_s, op_times
 from .dp import bucket_cost, tied_embedding_cost
@@ -47,6 +51,11 @@ class ChunkCost:
     zero3_bwd_exposed_s: float
     grad_bytes: float          # bytes the DP reduction moves for this chunk's gradients (reduction dtype)
     activation_bytes: float    # activation bytes kept per micro-batch until its backward
+    # The weight-gradient GEMMs within bwd_compute_s (the W pass of a split backward, Qi
+    # et al. 2024; only plan.schedule zero_bubble runs it apart), and the bytes a
+    # deferred W keeps per micro-batch from its B to its W (model.ops.wgrad_activation_bytes).
+    bwd_weight_s: float = 0.0
+    wgrad_activation_bytes: float = 0.0
 
     @property
     def fwd_s(self) -> float:
@@ -83,6 +92,8 @@ class _LayerCost:
     zero3_bwd_exposed_s: float
     params: int
     activation_bytes: float
+    bwd_weight_s: float = 0.0
+    wgrad_activation_bytes: float = 0.0
 
 
 def _chunk_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, chunk: int,
@@ -98,6 +109,8 @@ def _chunk_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, chunk: int
     bwd_tp = n_layers * tp.layer_bwd_s
     grads = n_layers * layer.params * grad_b
     act = n_layers * layer.activation_bytes
+    wgt = n_layers * layer.bwd_weight_s
+    wgt_act = n_layers * layer.wgrad_activation_bytes
     if chunk == 0:
         fwd_c += times["emb_fwd"] / speed
         bwd_c += times["emb_bwd"] / speed
@@ -111,12 +124,15 @@ def _chunk_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, chunk: int
         bwd_tp += tp.head_bwd_s
         grads += memory.head_params(model, plan.tp, plan.pp) * grad_b
         act += memory.output_activation_bytes(model, training, plan)
+        wgt += times["head_wgrad"] / speed
+        wgt_act += head_wgrad_activation_bytes(model, training, plan)
     return ChunkCost(
         chunk=chunk, layers=n_layers, fwd_compute_s=fwd_c, fwd_tp_s=fwd_tp,
         bwd_compute_s=bwd_c, bwd_tp_s=bwd_tp,
         zero3_fwd_exposed_s=n_layers * layer.zero3_fwd_exposed_s,
         zero3_bwd_exposed_s=n_layers * layer.zero3_bwd_exposed_s,
-        grad_bytes=grads, activation_bytes=act)
+        grad_bytes=grads, activation_bytes=act, bwd_weight_s=wgt,
+        wgrad_activation_bytes=wgt_act)
 
 
 @memoized(maxsize=4096)
@@ -138,7 +154,10 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
     layer = _LayerCost(fwd_compute_s=layer_fwd_s, bwd_compute_s=layer_bwd_s,
                        zero3_fwd_exposed_s=z3_fwd, zero3_bwd_exposed_s=z3_bwd,
                        params=memory.layer_params(model, plan.tp),
-                       activation_bytes=activation_bytes_per_layer(model, training, plan))
+                       activation_bytes=activation_bytes_per_layer(model, training, plan),
+                       bwd_weight_s=times["layer_wgrad"] / speed,
+                       wgrad_activation_bytes=layer_wgrad_activation_bytes(model, training,
+                                                                           plan))
     chunks = tuple(_chunk_cost(model, training, plan, local * plan.pp + stage, n_layers,
                                layer, tp, times, speed)
                    for local, n_layers in enumerate(plan.chunk_layers(stage)))

@@ -15,8 +15,10 @@ is a FIFO queue (checked as the engine runs).
 Idle time on the compute stream is split into pipeline bubble and exposed PP
 communication: a wait that ends when data arrives is PP communication for the part
 after the producer finished and bubble before it (both times travel in the message).
-When a stream starts the last backward of a chunk it announces that gradient segment to
-the stage's data-parallel process (:mod:`simwall.engine.sync`). The durations come from
+When a stream starts the last backward of a chunk (its last W pass under a schedule that
+splits the backward into B and W, :mod:`simwall.plan.schedules.zero_bubble`) it
+announces that gradient segment to the stage's data-parallel process
+(:mod:`simwall.engine.sync`). The durations come from
 :mod:`simwall.costing.stage` (pure), so the engine only schedules.
 """
 
@@ -96,7 +98,8 @@ def scaled(sc: StageCost, speed: float) -> StageCost:
     if speed == 1.0:
         return sc
     chunks = tuple(replace(c, fwd_compute_s=c.fwd_compute_s / speed,
-                           bwd_compute_s=c.bwd_compute_s / speed) for c in sc.chunks)
+                           bwd_compute_s=c.bwd_compute_s / speed,
+                           bwd_weight_s=c.bwd_weight_s / speed) for c in sc.chunks)
     return replace(sc, chunks=chunks, optimizer_s=sc.optimizer_s / speed)
 
 
@@ -162,7 +165,11 @@ class Pipeline:
         v = plan.virtual_stages
         last_chunk = plan.chunks - 1
         order = tasks_for(plan.schedule, plan.pp, stage, plan.micro_batches, v)
-        final_b = {c: [mb for p_, mb, c_ in order if p_ == "B" and c_ == c][-1]
+        # A split backward (W tasks: zero-bubble schedules) runs B without the weight
+        # gradients, and a chunk's gradients are complete only after its last W.
+        split = any(p_ == "W" for p_, _, _ in order)
+        grad_pass = "W" if split else "B"
+        final_b = {c: [mb for p_, mb, c_ in order if p_ == grad_pass and c_ == c][-1]
                    for c in range(len(sc.chunks))}
         grads = self.grads[stage] if self.grads is not None else None
         tracing = rec.enabled          # skip building trace events nobody keeps
@@ -171,8 +178,10 @@ class Pipeline:
             g = ch.chunk
             if pass_ == "F":
                 inbox = self.inbox[(replica, "A", g)] if g > 0 else None
-            else:
+            elif pass_ == "B":
                 inbox = self.inbox[(replica, "G", g)] if g < last_chunk else None
+            else:                       # W: its inputs are on the stage already
+                inbox = None
             if inbox is not None:
                 t0 = env.now
                 got = inbox.get()
@@ -196,10 +205,14 @@ class Pipeline:
                 if st.activation_now_bytes > st.activation_peak_bytes:
                     st.activation_peak_bytes = st.activation_now_bytes
                     st.activation_peak_at_s = start
-            else:
+            elif pass_ == "B":
                 comp, tp_s, z3 = ch.bwd_compute_s, ch.bwd_tp_s, ch.zero3_bwd_exposed_s
+                if split:               # TP and ZeRO-3 time stay with B
+                    comp -= ch.bwd_weight_s
+            else:
+                comp, tp_s, z3 = ch.bwd_weight_s, 0.0, 0.0
             duration = comp + tp_s + z3
-            final = pass_ == "B" and mb == final_b[local]
+            final = pass_ == grad_pass and mb == final_b[local]
             if final and grads is not None:
                 grads.put(GradSegment(replica, start, start + duration, ch.grad_bytes))
             self.events += 1
@@ -218,13 +231,21 @@ class Pipeline:
                 if g < last_chunk:
                     self._send(self.inbox[(replica, "A", g + 1)], mb, sc.pp_fwd_s, stage,
                                replica, "act")
-            else:
+            elif pass_ == "B":
                 st.activation_now_bytes -= ch.activation_bytes
+                if split:
+                    # B frees what only it needed; W keeps its operands until it runs.
+                    st.activation_now_bytes += ch.wgrad_activation_bytes
+                    if st.activation_now_bytes > st.activation_peak_bytes:
+                        st.activation_peak_bytes = st.activation_now_bytes
+                        st.activation_peak_at_s = env.now
                 if g > 0:
                     self._send(self.inbox[(replica, "G", g - 1)], mb, sc.pp_bwd_s, stage,
                                replica, "grad")
-                if final:
-                    st.grad_segments.append((start, env.now, ch.grad_bytes))
+            else:
+                st.activation_now_bytes -= ch.wgrad_activation_bytes
+            if final:
+                st.grad_segments.append((start, env.now, ch.grad_bytes))
             if tracing:
                 rec.counter("activations", env.now, stage, replica,
                             {"bytes": st.activation_now_bytes})

@@ -84,11 +84,22 @@ def estimate_step(plan: Plan, stages: Sequence[tuple[StageCost, int]]) -> StepTi
 
         pipe = m * max_s T_s + (sum_s T_s - max_s T_s) / v + (p - 1) * (t_pp_fwd + t_pp_bwd)
 
+    Under ZB-H1 (``plan.schedule: zero_bubble``) each stage-time of the bubble is
+    ``F_s + B_s - min(W_s, F_s, B_s)`` instead, ``W_s`` the weight-gradient part of the
+    backward and ``B_s`` the rest (``F_s + B_s + W_s = T_s``): Qi et al. 2024 (ICLR,
+    Sec. 2.1) give the bubble ``(p - 1)(T_F + T_B - T_W)`` against 1F1B's
+    ``(p - 1)(T_F + T_B + T_W)``, which holds while ``T_W <= min(T_F, T_B)`` (a W then
+    fits the gap it fills); past that the engine's bubble is ``(p - 1)(T_F + T_B -
+    min(T_F, T_B))`` (tests/test_zero_bubble.py). The DP reduction overlaps the last W
+    only (the chunk's gradients are complete after it).
+
     Every stage ends its compute at ``pipe``; its DP reduction is exposed beyond its last
     backward (:func:`~simwall.engine.sync.analytic_dp_exposure_s`); the rest of the step
     is the engine's own :func:`~simwall.engine.sync.step_tail`."""
     m, v, p = plan.micro_batches, plan.virtual_stages, plan.pp
+    split = plan.schedule == "zero_bubble"
     t_max = t_sum = 0.0
+    z_max = z_sum = 0.0
     pp_comm = 0.0
     crit = stages[0][0]
     backward: dict[int, float] = {}
@@ -97,12 +108,18 @@ def estimate_step(plan: Plan, stages: Sequence[tuple[StageCost, int]]) -> StepTi
         b = sum(c.bwd_s for c in sc.chunks)
         backward[sc.stage] = b
         t = f + b
+        if split:
+            w = sum(c.bwd_weight_s for c in sc.chunks)
+            backward[sc.stage] = w
+            z = f + (b - w) - min(w, f, b - w)
+            z_max = max(z_max, z)
+            z_sum += z * count
         if t > t_max:
             crit = sc
         t_max = max(t_max, t)
         t_sum += t * count
         pp_comm = max(pp_comm, sc.pp_fwd_s + sc.pp_bwd_s)
-    bubble = (t_sum - t_max) / v
+    bubble = (z_sum - z_max) if split else (t_sum - t_max) / v
     pipe = m * t_max + bubble + (p - 1) * pp_comm
     by_stage = {sc.stage: sc for sc, _ in stages}
     dp_end = {s: pipe + analytic_dp_exposure_s(sc, plan.dp_overlap, backward[s])

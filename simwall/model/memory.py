@@ -22,7 +22,9 @@ from .ops import (
     MASK_BYTES,
     activation_bytes_per_layer,
     activation_element_bytes,
+    head_wgrad_activation_bytes,
     kv_heads_per_device,
+    layer_wgrad_activation_bytes,
     uses_flash,
 )
 
@@ -51,6 +53,7 @@ __all__ = [
     "stage_params",
     "total_params",
     "zero3_gathered_params",
+    "zero_bubble_held",
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -423,6 +426,33 @@ def _held_at_forwards(schedule: str, pp: int, stage: int, m: int, v: int
                  if not any(b != a and all(x <= y for x, y in zip(a, b)) for b in seen))
 
 
+def zero_bubble_held(pp: int, stage: int, m: int) -> tuple[tuple[int, int], ...]:
+    """Under ZB-H1 (:mod:`simwall.plan.schedules.zero_bubble`), the micro-batches
+    ``stage`` holds at the moments its held activations can peak: ``(b, w)`` pairs, ``b``
+    micro-batches forwarded but not yet through B (each holding what B needs, M_B) and
+    ``w`` through B but not yet through W (each holding W's operands, M_W). The peak is
+    the largest ``b M_B + w M_W`` over these pairs.
+
+    With ``u = min(pp - stage - 1, m)`` warm-up forwards and W delayed by
+    ``d = pp - 1 - u`` micro-batches (``d = stage`` when ``m >= pp - stage - 1``): as the
+    forward of step ``j`` starts, ``(u + 1, min(j, d))`` (the largest at the last forward,
+    ``j = m - u - 1``; ``(m, 0)`` when every forward is a warm-up one); as the B of step
+    ``j`` ends, ``(min(m - j - 1, u), min(j, d) + 1)``, piecewise linear in ``j`` with
+    kinks at ``j = d`` and ``j = m - 1 - u``, so its largest value is at one of those or
+    at ``j = 0`` or ``m - 1``. With ``m >= pp`` and ``M_W <= M_B`` this is
+    ``(pp - stage) M_B + stage M_W``, largest on the first stage: ``pp M_B``, 1F1B's
+    peak, as Qi et al. 2024 ("Zero Bubble Pipeline Parallelism", ICLR, Sec. 2.1) design
+    ZB-H1 to keep; when W needs more than B (full recompute keeps little for B) the
+    later stages can hold more than the first."""
+    u = min(pp - stage - 1, m)
+    d = pp - 1 - u
+    out = [(u + 1, min(m - u - 1, d)) if m > u else (m, 0)]
+    for j in sorted({0, d, m - 1 - u, m - 1}):
+        if 0 <= j < m:
+            out.append((min(m - j - 1, u), min(j, d) + 1))
+    return tuple(out)
+
+
 def stage_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan,
                            stage: int) -> float:
     """Saved activations a device of ``stage`` holds at its peak, bytes.
@@ -441,6 +471,12 @@ def stage_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan,
     if stage == 0:
         body[0] += embedding_activation_bytes(model, plan)
     head = output_activation_bytes(model, training, plan) if stage == plan.pp - 1 else 0.0
+    if plan.schedule == "zero_bubble":
+        w_bytes = layers[0] * layer_wgrad_activation_bytes(model, training, plan)
+        if stage == plan.pp - 1:
+            w_bytes += head_wgrad_activation_bytes(model, training, plan)
+        return float(max(b * (body[0] + head) + w * w_bytes
+                         for b, w in zero_bubble_held(plan.pp, stage, plan.micro_batches)))
     if plan.schedule != "interleaved":    # GPipe, 1F1B (one chunk): known in closed form
         held: tuple[tuple[float, ...], ...] = ((in_flight_micro_batches(plan, stage),),)
     else:

@@ -57,6 +57,7 @@ __all__ = [
     "MASK_BYTES",
     "MODES",
     "PASSES",
+    "WGRAD",
     "Op",
     "StageOps",
     "activation_bytes_per_layer",
@@ -65,12 +66,16 @@ __all__ = [
     "embedding_ops",
     "hardware_flop_per_step",
     "head_ops",
+    "head_wgrad_activation_bytes",
     "kv_heads_per_device",
     "layer_ops",
+    "layer_wgrad_activation_bytes",
     "model_flop_per_step",
     "ops_flop",
     "stage_ops",
     "uses_flash",
+    "wgrad_activation_bytes",
+    "wgrad_ops",
 ]
 
 KINDS = ("matmul", "attention", "fused_attention", "elementwise", "reduction")
@@ -95,6 +100,12 @@ FLASH_ATTENTION = "flash_attention"
 #: dV, dP, dQ, dK) to the forward's 2 (Dao 2023, FlashAttention-2, Sec. 4.1: "the backward
 #: pass ... 2.5 times the forward FLOPs").
 FLASH_BWD_FLOP_FACTOR = 2.5
+#: Name suffix of the weight-gradient GEMM of a linear layer (``dB = A^T dC``, see
+#: :func:`_grad_ops`): the W pass of a split backward (Qi et al. 2024, "Zero Bubble
+#: Pipeline Parallelism", ICLR, Sec. 2: B computes the input gradient, W the parameter
+#: gradient); everything else of a backward (dgrad, attention core, norms, elementwise,
+#: recompute) is the B pass.
+WGRAD = ".wgrad"
 
 
 #: The GEMMs an fp8 run executes in FP8: the linear layers of a transformer layer, in
@@ -480,6 +491,59 @@ def activation_bytes_per_layer(model: ModelSpec, training: TrainingSpec, plan: P
     """Activation bytes one layer keeps per micro-batch per device under ``plan.recompute``:
     the sum of ``saved_bytes`` of its forward ops (Korthikanti et al. 2022, Table 2)."""
     return float(sum(op.saved_bytes for op in layer_ops(model, training, plan, "fwd")))
+
+
+def wgrad_ops(ops: tuple[Op, ...]) -> tuple[Op, ...]:
+    """The weight-gradient GEMMs (:data:`WGRAD`) among backward ``ops``: the W pass."""
+    return tuple(op for op in ops if op.name.endswith(WGRAD))
+
+
+#: Linear layers whose input lives in the sequence-parallel region (saved as the SP shard,
+#: Korthikanti et al. 2022, Sec. 4.2.2): the column-parallel QKV and MLP-up projections
+#: and the LM head; and those whose output does (the row-parallel output and MLP-down
+#: projections, reduce-scattered into it), so their output gradient arrives as the shard.
+_SP_INPUTS = frozenset({"qkv_proj", "mlp_up", "lm_head"})
+_SP_OUTPUTS = frozenset({"out_proj", "mlp_down"})
+
+
+def wgrad_activation_bytes(fwd: tuple[Op, ...], x_rep: int, e: int) -> float:
+    """Bytes a deferred W pass keeps per micro-batch from the end of its B pass until it
+    runs: for every linear (``matmul``) op of ``fwd``, its input ``A`` (m x k) and its
+    output gradient ``dC`` (m x n per branch), the two operands of ``dB = A^T dC``; ``e``
+    bytes per element. Operands in the sequence-parallel region (:data:`_SP_INPUTS`,
+    :data:`_SP_OUTPUTS`; ``x_rep`` the SP divisor) are kept as the SP shard, as the
+    forward keeps its inputs there, and gathered again for the GEMM (that all-gather is
+    costed once, with B's TP communication). The zero-bubble implementation stores exactly these per linear layer
+    (sail-sg/zero-bubble-pipeline-parallelism, megatron/core/weight_grad_store.py:
+    ``WeightGradStore.put(total_input, grad_output, weight, func)``). A GPT layer without
+    TP keeps 7h + 9h elements per token, 32 sbh bytes in 16-bit, less than the ``34 sbh +
+    5 as^2 b`` its backward needs (Korthikanti et al. 2022, eq. 1): W holds less than B
+    (Qi et al. 2024, Sec. 2.1)."""
+    total = 0.0
+    for op in fwd:
+        if op.kind != "matmul" or op.gemm is None or op.name.endswith(".cast"):
+            continue
+        m, n, k = op.gemm
+        total += (m * k * e / (x_rep if op.name in _SP_INPUTS else 1)
+                  + op.count * m * n * e / (x_rep if op.name in _SP_OUTPUTS else 1))
+    return float(total)
+
+
+@memoized(maxsize=1024)
+def layer_wgrad_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan
+                                 ) -> float:
+    """:func:`wgrad_activation_bytes` of one transformer layer (whatever the recompute
+    mode: recomputed inputs are kept for W like saved ones)."""
+    x = _dims(model, training, plan, "train")
+    return wgrad_activation_bytes(_layer_fwd(model, training, plan, "train"), x.rep, x.e)
+
+
+@memoized(maxsize=1024)
+def head_wgrad_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan
+                                ) -> float:
+    """:func:`wgrad_activation_bytes` of the LM head (its input and logit gradients)."""
+    x = _dims(model, training, plan, "train")
+    return wgrad_activation_bytes(head_ops(model, training, plan, "fwd"), x.rep, x.e)
 
 
 # ---------------------------------------------------------------------------------------

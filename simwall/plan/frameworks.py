@@ -37,7 +37,10 @@ def _megatron(p: Plan) -> bool:
     # the classic TP/PP/DP path. Its pipeline schedules are
     # forward_backward_pipelining_without_interleaving (1F1B) and ..._with_interleaving
     # (megatron/core/pipeline_parallel/schedules.py): no GPipe (all-forward-all-backward
-    # only without PP). Offload of model states is not part of that path.
+    # only without PP), and no zero-bubble schedule (ZB-H1 runs in Sea AI Lab's fork,
+    # sail-sg/zero-bubble-pipeline-parallelism, megatron/core/pipeline_parallel/
+    # zb_schedules.py, not in NVIDIA/Megatron-LM's). Offload of model states is not part
+    # of that path.
     return (p.zero <= 1 and p.offload == "none"
             and (p.pp == 1 or p.schedule in ("1f1b", "interleaved")))
 
@@ -77,7 +80,11 @@ def _fsdp2(p: Plan) -> bool:
     # parallelism through DTensor (torch.distributed.tensor.parallel; PyTorch tutorial
     # "Large Scale Transformer model training with Tensor Parallel (TP)": 2-D FSDP + TP)
     # and with torch.distributed.pipelining (ScheduleGPipe, Schedule1F1B,
-    # ScheduleInterleaved1F1B), as TorchTitan's 3-D/4-D parallelism does (Liang et al.
+    # ScheduleInterleaved1F1B, and ScheduleInterleavedZeroBubble, whose docstring says it
+    # implements the ZB1P = ZB-H1 schedule of Qi et al. 2024 with backward_input /
+    # backward_weight actions; torch/distributed/pipelining/schedules.py; TorchTitan's
+    # pipeline_parallel_schedule "InterleavedZeroBubble"), as TorchTitan's 3-D/4-D
+    # parallelism does (Liang et al.
     # 2024, "TorchTitan", Sec. 3). Pure DP without sharding is DDP, not FSDP2. With PP,
     # TorchTitan's default reshard_after_forward policy keeps parameters gathered
     # (ZeRO-2; torchtitan/models/llama3/infra/parallelize.py, "default" policy: no

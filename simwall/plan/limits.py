@@ -146,7 +146,8 @@ def engine_tasks(plan: Plan, per_device: bool) -> int:
     """Compute tasks the engine will run for one step (see :data:`MAX_ENGINE_TASKS`):
     those of the pp streams of a symmetric run, or of all pp x dp streams per device."""
     replicas = plan.dp if per_device else 1
-    return 2 * plan.micro_batches * plan.chunks * replicas
+    passes = 3 if plan.schedule == "zero_bubble" else 2    # F, B (and W when split)
+    return passes * plan.micro_batches * plan.chunks * replicas
 
 
 def check_engine_tasks(workload: Workload, plan: Plan, per_device: bool) -> None:

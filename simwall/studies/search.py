@@ -14,6 +14,9 @@ micro-batches and ``v`` chunks per stage (Narayanan et al. 2021, SC21, Sec. 2.2:
 
     pipe = m * max_s T_s + (sum_s T_s - max_s T_s) / v + (p - 1) * (t_pp_fwd + t_pp_bwd)
 
+(with ZB-H1, ``plan.schedule: zero_bubble``, the bubble's stage-times are
+``F_s + B_s - min(W_s, F_s, B_s)``, ``W_s`` the weight-gradient part of the backward and
+``B_s`` the rest: Qi et al. 2024 give ``T_F + T_B - T_W`` for ``T_W <= T_F, T_B``),
 then the exposed data-parallel tail (bucket reductions beyond the last backward that
 they overlap), the tied-embedding reduction, the optimizer step and ZeRO's parameter
 all-gather, assembled by the engine's own :func:`simwall.engine.step.step_timing`
@@ -159,7 +162,7 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                 m = gb // (dp * mb)
                 scheds: list[tuple[str, int]] = [("1f1b", 1)]
                 if pp > 1:
-                    scheds.append(("gpipe", 1))
+                    scheds += [("gpipe", 1), ("zero_bubble", 1)]
                     if m % pp == 0:
                         scheds += [("interleaved", v) for v in VIRTUAL_STAGES
                                    if model.layers >= pp * v]
@@ -293,6 +296,21 @@ class Searcher:
                 c += t["head_fwd"] + t["head_bwd"]
             per_stage.append(c)
         c_max = max(per_stage)
+        if plan.schedule == "zero_bubble":
+            # ZB-H1's bubble stage-times are F + B - min(W, F, B) (engine.step.
+            # estimate_step), non-decreasing in F and B: the same bound on compute alone.
+            z = []
+            for s, c in enumerate(per_stage):
+                f = plan.layers_on_stage(s) * t["layer_fwd"]
+                w = plan.layers_on_stage(s) * t["layer_wgrad"]
+                if s == 0:
+                    f += t["emb_fwd"]
+                if s == plan.pp - 1:
+                    f += t["head_fwd"]
+                    w += t["head_wgrad"]
+                b = c - f - w
+                z.append(f + b - min(w, f, b))
+            return plan.micro_batches * c_max + sum(z) - max(z)
         return plan.micro_batches * c_max + (sum(per_stage) - c_max) / plan.virtual_stages
 
     def candidates(self, max_tp: int | None = None, need: int | None = None,

@@ -1,5 +1,6 @@
 """One task of a pipeline stage: ``(pass_, micro_batch, local_chunk)``, ``pass_`` 'F'
-(forward) or 'B' (backward); ``local_chunk`` counts the stage's own model chunks."""
+(forward) or 'B' (backward; the input gradient alone when the schedule also has 'W', the
+weight gradient); ``local_chunk`` counts the stage's own model chunks."""
 
 from __future__ import annotations
 
