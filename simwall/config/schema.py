@@ -443,6 +443,12 @@ class LinkSpec(Strict):
     bandwidth_bytes_per_s: PosFloat = Field(alias="bandwidth")
     latency_s: NonNegFloat = Field(alias="latency")
     efficiency: Fraction = 1.0  # achievable fraction of ``bandwidth`` for large transfers
+    # NCCL's hardware class of a hop over this link (nvlink, pci, net: the latency rows of
+    # NVIDIA/nccl src/graph/tuning.cc); None: NCCL's protocol model does not apply.
+    nccl_class: Literal["nvlink", "pci", "net"] | None = None
+    # NVLink SHARP (in-switch reduction) all-reduce throughput as a fraction of the
+    # achievable link bandwidth; None: the switch of this link class cannot reduce.
+    nvls_efficiency: Fraction | None = None
     source: str = ""
 
 
