@@ -97,7 +97,8 @@ COLLECTIVE_ALGORITHMS = Registry("collective algorithm", {
     "tree": "simwall.net.collectives.tree:tree_phases",
     "hierarchical": "simwall.net.collectives.hierarchical:hierarchical_phases",
     "direct": "simwall.net.collectives.direct:direct_phases",
-}, internal=("direct",))
+    "nvls": "simwall.net.collectives.nvls:nvls_phases",
+}, internal=("direct", "nvls"))
 
 #: Topology generators inside a node (``intra.topology``): a
 #: :class:`simwall.net.generators.Generator`, one module each.

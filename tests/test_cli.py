@@ -141,7 +141,7 @@ def test_list_links(capsys):
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split()[0] == "link" and len(lines) == 1 + len(links())
-    assert re.search(r"NVLink3\s+300\.00\s+0\.47\s+1\.00", out)
+    assert re.search(r"NVLink3\s+300\.00\s+0\.47\s+0\.78", out)   # efficiency 0.775 (links.yaml)
     assert re.search(r"IB-HDR\s+25\.00\s+2\.70", out)
 
 

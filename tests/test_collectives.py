@@ -183,7 +183,7 @@ def test_trivial_cases_cost_nothing():
 def test_bad_requests_raise():
     topo = cluster(2, 2)
     with pytest.raises(SimwallError):
-        collective_time_s(topo, "all_to_all", [[0, 1]], 1.0)
+        collective_time_s(topo, "all_to_none", [[0, 1]], 1.0)
     with pytest.raises(SimwallError):
         collective_time_s(topo, "all_reduce", [[0, 1]], 1.0, "bogus")
     with pytest.raises(SimwallError):
@@ -312,9 +312,9 @@ def test_1536_devices_memoised():
 
 
 def test_registry_lists_every_algorithm():
-    assert sorted(ALGORITHMS) == ["direct", "hierarchical", "ring", "tree"]
+    assert sorted(ALGORITHMS) == ["direct", "hierarchical", "nvls", "ring", "tree"]
     assert set(KINDS) == {"all_reduce", "reduce_scatter", "all_gather", "broadcast",
-                          "send_recv"}
+                          "send_recv", "all_to_all"}
 
 
 @pytest.mark.parametrize("algo", ["ring", "tree", "hierarchical", "direct"])

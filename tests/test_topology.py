@@ -13,8 +13,11 @@ from simwall.config import ClusterSpec, bundled_names, load_cluster, validate
 from simwall.errors import ConfigError
 from simwall.net import GENERATORS, build_topology, node_name, parse_node_name
 
-NVLINK3 = 300e9   # bytes/s per direction (catalog NVLink3)
-HDR = 25e9        # bytes/s per direction (catalog IB-HDR)
+# Usable bytes/s per direction: the catalog's raw bandwidth x its nccl-tests efficiency
+# (NVLink3 300 GB/s x 0.775, IB-HDR 25 GB/s x 0.96; simwall/catalog/links.yaml).
+NVLINK3 = 300e9 * 0.775
+HDR = 25e9 * 0.96
+HDR_RAW = 25e9    # bisection bandwidth counts raw link bandwidth
 
 
 def cluster(doc: dict, source: str = "test-cluster.yaml") -> ClusterSpec:
@@ -55,11 +58,11 @@ def test_link_efficiency_scales_usable_capacity():
     spec = load_cluster("dgx-a100", [("nodes", 2),
                                      ("inter.link", {"base": "IB-HDR", "efficiency": 0.5})])
     half = build_topology(spec)
-    assert half.route_bandwidth_bytes_per_s(0, 8) == pytest.approx(HDR / 2)
+    assert half.route_bandwidth_bytes_per_s(0, 8) == pytest.approx(HDR_RAW / 2)
     assert half.route_bandwidth_bytes_per_s(0, 1) == full.route_bandwidth_bytes_per_s(0, 1)
     # describe() reports the raw hardware figure.
     nic = [link for link in half.describe()["links"] if link["kind"] == "nic"]
-    assert nic and nic[0]["bandwidth_bytes_per_s"] == HDR
+    assert nic and nic[0]["bandwidth_bytes_per_s"] == HDR_RAW
 
 
 def test_route_is_a_connected_path():
@@ -97,9 +100,9 @@ def test_fat_tree_2to1_bisection():
            "intra": {"topology": "none"},
            "inter": {"topology": "fat_tree", "link": "IB-HDR", "nics_per_node": 1,
                      "switch_radix": 4, "oversubscription": 2.0}}
-    assert build_topology(cluster(doc)).bisection_bandwidth_bytes_per_s() == pytest.approx(HDR)
+    assert build_topology(cluster(doc)).bisection_bandwidth_bytes_per_s() == pytest.approx(HDR_RAW)
     doc["inter"] = {**doc["inter"], "oversubscription": 1.0}
-    assert build_topology(cluster(doc)).bisection_bandwidth_bytes_per_s() == pytest.approx(2 * HDR)
+    assert build_topology(cluster(doc)).bisection_bandwidth_bytes_per_s() == pytest.approx(2 * HDR_RAW)
 
 
 def test_rail_optimised_dgx_bisection():
@@ -107,10 +110,10 @@ def test_rail_optimised_dgx_bisection():
     # Nodes {0, 1} | {2, 3}: each rail's leaf 0 sends through its 2 x 25 GB/s uplink:
     # 8 rails x 50 GB/s = 400 GB/s = 16 NICs x 25 GB/s (full bisection).
     assert build_topology(dgx(4, switch_radix=4)).bisection_bandwidth_bytes_per_s() == \
-        pytest.approx(16 * HDR)
+        pytest.approx(16 * HDR_RAW)
     # 2:1 halves it.
     topo = build_topology(dgx(4, switch_radix=4, oversubscription=2.0))
-    assert topo.bisection_bandwidth_bytes_per_s() == pytest.approx(8 * HDR)
+    assert topo.bisection_bandwidth_bytes_per_s() == pytest.approx(8 * HDR_RAW)
 
 
 def test_non_rail_optimised_uses_one_leaf_group():
@@ -187,7 +190,7 @@ def test_describe_counts_links():
     assert by[("intra", "NVLink3")]["count"] == 16       # 8 GPUs x 2 nodes, to NVSwitch
     assert by[("net", "IB-HDR")]["count"] == 16          # 8 NICs x 2 nodes, to leaves
     assert by[("host", "PCIe4")]["count"] == 16
-    assert d["bisection_bandwidth_bytes_per_s"] == pytest.approx(8 * HDR)
+    assert d["bisection_bandwidth_bytes_per_s"] == pytest.approx(8 * HDR_RAW)
 
 
 @settings(deadline=None, derandomize=True, max_examples=40)
@@ -325,7 +328,7 @@ def test_edges_read_node_by_node_match_the_whole_graph(nodes, per_node, inter, r
     graph = lazy.graph                               # built now, from the same generators
     assert got == {e: graph.edges[e] for e in graph.edges}
     for (a, b), bw in bottlenecks.items():
-        assert bw == min((graph.edges[e]["bandwidth_bytes_per_s"]
+        assert bw == min((graph.edges[e]["bandwidth_bytes_per_s"] * graph.edges[e]["efficiency"]
                           for e in lazy.route(a, b)), default=math.inf)
     with pytest.raises(KeyError):
         build_topology(c).edge_attrs((("dev", 0), ("dev", 0)))

@@ -65,6 +65,7 @@ COMMANDS: dict[str, Command] = {
     "whatif": Command("simwall.cli.whatif",
                       "scale hardware resources or project generations forward"),
     "plot": Command("simwall.cli.plot", "plot two columns of sweep results"),
+    "collective": Command("simwall.cli.collective", "time one collective like nccl-tests"),
     "validate": Command("simwall.cli.validate", "compare simwall against published runs (not "
                         "'check', which checks your own config)"),
 }

@@ -468,6 +468,12 @@ class LinkSpec(Strict):
     # Energy of one bit over one directed edge of this class (picojoules); None: not
     # counted (simwall.costing.energy).
     energy_pj_per_bit: NonNegFloat | None = None
+    # NCCL's hardware class of a hop over this link (nvlink, pci, net: the latency rows of
+    # NVIDIA/nccl src/graph/tuning.cc); None: NCCL's protocol model does not apply.
+    nccl_class: Literal["nvlink", "pci", "net"] | None = None
+    # NVLink SHARP (in-switch reduction) all-reduce throughput as a fraction of the
+    # achievable link bandwidth; None: the switch of this link class cannot reduce.
+    nvls_efficiency: Fraction | None = None
     source: str = ""
 
 

@@ -3,16 +3,18 @@
 One module per algorithm (:mod:`.ring`, :mod:`.tree`, :mod:`.hierarchical`,
 :mod:`.direct`), registered in :data:`simwall.registry.COLLECTIVE_ALGORITHMS`; shared
 types in :mod:`.phases`; what they read of a topology, memoised, in :mod:`.routes`; the
-time of named algorithms in :mod:`.cost`; the ``auto`` strategy in :mod:`.chooser`; the
+time of named algorithms in :mod:`.cost`; the ``auto`` strategy in :mod:`.chooser`; NCCL's protocol and latency model in
+:mod:`.protocol`; NVLink SHARP in :mod:`.nvls`; the
 periodic symmetry window in :mod:`.symmetry`; the public entry in :mod:`.timing`.
 """
 
 from ...registry import COLLECTIVE_ALGORITHMS
-from .chooser import candidates, choose_algorithm
+from .chooser import candidates, choose, choose_algorithm
 from .phases import KINDS, Flow, Phase, TopologyLike, Window
 from .ring import ring_channels
 from .symmetry import symmetry_window
 from .timing import (
+    collective_choice,
     collective_flows,
     collective_phases,
     collective_time_parts,
@@ -30,7 +32,9 @@ __all__ = [
     "TopologyLike",
     "Window",
     "candidates",
+    "choose",
     "choose_algorithm",
+    "collective_choice",
     "collective_flows",
     "collective_phases",
     "collective_time_parts",

@@ -1,22 +1,26 @@
 """The default strategy for ``plan.collective: auto``: per group, the candidate algorithm
-with the least modelled time."""
+(and NCCL protocol) with the least modelled time."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
+from . import protocol as proto
 from .cost import named_time_parts
 from .phases import TopologyLike, Window, check_call
-from .routes import by_node, memo_on
+from .routes import by_node, link_classes, memo_on, nvls_applies
 
-__all__ = ["candidates", "choose_algorithm"]
+__all__ = ["Choice", "candidates", "choose", "choose_algorithm", "model_algorithm",
+           "protocol_options"]
+
+#: ``(algorithm, protocol, latency_s, bandwidth_s)`` of one way to run a collective.
+Choice = tuple[str, str, float, float]
 
 
 def candidates(kind: str, group: Sequence[int], topology: TopologyLike) -> list[str]:
     """The algorithms :func:`choose_algorithm` compares for ``group``, ring first.
     Memoised per topology."""
-    if kind == "send_recv":
+    if kind in ("send_recv", "all_to_all"):
         return ["direct"]
     return memo_on(topology, "candidates", (kind, tuple(group)),
                    lambda: _candidates_of(kind, group, topology))
@@ -31,31 +35,89 @@ def _candidates_of(kind: str, group: Sequence[int], topology: TopologyLike) -> l
         out.append("hierarchical")
     if multi_node and kind == "all_reduce":
         out.append("tree")          # NCCL uses trees for all-reduce only (tuning.cc)
+    if kind == "all_reduce" and nvls_applies(group, topology):
+        out.append("nvls")          # NVLink SHARP inside one NVSwitch node (tuning.cc)
     return out
+
+
+def model_algorithm(kind: str, algorithm: str, group: Sequence[int],
+                    topology: TopologyLike) -> str | None:
+    """The algorithm whose NCCL latency model (:mod:`.protocol`) prices ``algorithm`` on
+    ``group``: itself, ``ring`` where the algorithm falls back to rings (tree and nvls
+    outside their kinds, hierarchical on uneven nodes), or None where the plain per-hop
+    model stays: NCCL's constants do not apply to the links (no ``nccl_class``: TPU ICI,
+    Infinity Fabric), or the call is point to point (direct, send_recv, all_to_all) or a
+    tree broadcast."""
+    intra, inter, _ = link_classes(topology)
+    per_node = by_node(group, topology)
+    if intra is None or (len(per_node) > 1 and inter != "net"):
+        return None
+    if kind in ("send_recv", "all_to_all") or algorithm == "direct":
+        return None
+    if algorithm == "tree":
+        return "tree" if kind == "all_reduce" else None if kind == "broadcast" else "ring"
+    if algorithm == "nvls":
+        return "nvls" if kind == "all_reduce" and nvls_applies(group, topology) else "ring"
+    if algorithm == "hierarchical":
+        uniform = len({len(n) for n in per_node}) == 1
+        return "hierarchical" if uniform and kind != "broadcast" else "ring"
+    return "ring"
+
+
+def protocol_options(topology: TopologyLike, kind: str, groups: Sequence[Sequence[int]],
+                     algorithm: str, latency_s: float, bandwidth_s: float) -> list[Choice]:
+    """The ways to run ``groups`` by ``algorithm``, one per NCCL protocol: latency from
+    NCCL's model (the largest over the groups), bandwidth time ``bandwidth_s`` (the
+    algorithm's Simple-protocol drain time) over the protocol's fraction. Where the model
+    does not apply (:func:`model_algorithm` is None) one option: ``Simple`` with the
+    phases' own ``latency_s``."""
+    models = {model_algorithm(kind, algorithm, g, topology) for g in groups}
+    if len(models) != 1 or None in models:
+        return [(algorithm, "Simple", latency_s, bandwidth_s)]
+    model = models.pop()
+    intra, _, nvls_eff = link_classes(topology)
+    shapes = {(len(g), len(by_node(g, topology))) for g in groups}
+    nodes_max = max(n for _, n in shapes)
+    out: list[Choice] = []
+    for p in proto.protocols_for(model, intra):
+        if model == "hierarchical":
+            lat = max(proto.hierarchical_latency_s(p, kind, r // n, n, intra)
+                      for r, n in shapes)
+        else:
+            lat = max(proto.latency_s(model, p, kind, r, n, intra) for r, n in shapes)
+        frac = proto.bandwidth_fraction("ring" if model == "hierarchical" else model, p,
+                                        nodes_max, nvls_eff or 1.0)
+        out.append((algorithm, p, lat, bandwidth_s / frac))
+    return out
+
+
+def choose(kind: str, group: Sequence[int], bytes_: float, topology: TopologyLike,
+           window: Window = None) -> Choice:
+    """The fastest ``(algorithm, protocol, latency_s, bandwidth_s)`` for ``group`` alone,
+    like NCCL, which predicts ``latency + bytes / bandwidth`` per algorithm and protocol
+    and takes the minimum (NCCL src/graph/tuning.cc, ncclTopoGetAlgoTime).
+
+    Candidates: ``send_recv`` and ``all_to_all`` -> direct. Otherwise ring; hierarchical
+    when the group spans several nodes with the same number (> 1) of devices on each (not
+    for broadcast); tree for all-reduce across several nodes; nvls for all-reduce inside
+    one NVSwitch node that can reduce. The crossover sizes follow from the model. Ties go
+    to the earlier candidate (ring first) and protocol (LL, LL128, Simple).
+    """
+    check_call(kind, group, bytes_)
+    cands = candidates(kind, group, topology)
+    if len(group) < 2 or bytes_ == 0.0:
+        return (cands[0], "Simple", 0.0, 0.0)
+    groups = (tuple(group),)
+    options: list[Choice] = []
+    for name in cands:
+        latency_s, bandwidth_s = named_time_parts(topology, kind, groups, bytes_, (name,),
+                                                  None, window)
+        options.extend(protocol_options(topology, kind, groups, name, latency_s,
+                                        bandwidth_s))
+    return proto.fastest(options)
 
 
 def choose_algorithm(kind: str, group: Sequence[int], bytes_: float, topology: TopologyLike,
                      window: Window = None) -> str:
-    """The algorithm with the least modelled time for this group alone, like NCCL, which
-    predicts ``latency + bytes / bandwidth`` per algorithm and takes the minimum (NCCL
-    src/graph/tuning.cc, ncclTopoGetAlgoTime).
-
-    Candidates: ``send_recv`` -> direct. Otherwise ring; hierarchical when the group spans
-    several nodes with the same number (> 1) of devices on each (not for broadcast); tree
-    for all-reduce across several nodes. The crossover sizes follow from the topology:
-    tree wins for small messages because its latency grows with log2(nodes) rather than
-    with the ring's 2(p - 1) steps. Ties go to the earlier candidate (ring first).
-    """
-    check_call(kind, group, bytes_)
-    cands = candidates(kind, group, topology)
-    if len(cands) == 1 or len(group) < 2 or bytes_ == 0.0:
-        return cands[0]
-    groups = (tuple(group),)
-    best, best_s = cands[0], math.inf
-    for name in cands:
-        latency_s, bandwidth_s = named_time_parts(topology, kind, groups, bytes_, (name,),
-                                                  None, window)
-        t = latency_s + bandwidth_s
-        if t < best_s:
-            best, best_s = name, t
-    return best
+    """The algorithm of :func:`choose` (the fastest algorithm and protocol)."""
+    return choose(kind, group, bytes_, topology, window)[0]

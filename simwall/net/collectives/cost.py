@@ -24,7 +24,8 @@ def algorithm_phases(kind: str, group: Sequence[int], bytes_: float, topology: T
                      algorithm: str, window: Window = None,
                      latency: bool = True) -> tuple[Phase, ...]:
     """Phases of ``kind`` on ``group`` by the registered ``algorithm``
-    (:data:`simwall.registry.COLLECTIVE_ALGORITHMS`; send_recv is always direct). See
+    (:data:`simwall.registry.COLLECTIVE_ALGORITHMS`; send_recv and all_to_all are
+    always direct). See
     :func:`simwall.net.collectives.collective_phases`."""
     check_call(kind, group, bytes_)
     if len(group) < 2 or bytes_ == 0.0:
@@ -35,6 +36,8 @@ def algorithm_phases(kind: str, group: Sequence[int], bytes_: float, topology: T
                            f" one of {sorted(COLLECTIVE_ALGORITHMS)}")
     if kind == "send_recv":
         return direct_phases(kind, group, bytes_, topology)
+    if kind == "all_to_all":                 # every pair at once, whatever the algorithm
+        return direct_phases(kind, group, bytes_, topology, window, latency)
     return fn(kind, group, bytes_, topology, window, latency)
 
 

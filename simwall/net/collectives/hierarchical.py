@@ -20,7 +20,7 @@ def hierarchical_phases(kind: str, group: Sequence[int], bytes_: float,
     Flash", 2018, arXiv:1811.05233; Horovod's hierarchical all-reduce)."""
     per_node = by_node(group, topology)
     k = len(per_node[0])
-    if any(len(n) != k for n in per_node) or kind in ("broadcast", "send_recv"):
+    if any(len(n) != k for n in per_node) or kind in ("broadcast", "send_recv", "all_to_all"):
         # Uneven nodes have no rail peers for every shard; broadcast has no reduction to
         # split. Both fall back to the flat ring.
         return ring_phases(kind, group, bytes_, topology, window, latency)

@@ -23,7 +23,7 @@ from ...memo import memoized
 
 __all__ = ["KINDS", "Flow", "Phase", "TopologyLike", "Window", "check_call", "merge_phases"]
 
-KINDS = ("all_reduce", "reduce_scatter", "all_gather", "broadcast", "send_recv")
+KINDS = ("all_reduce", "reduce_scatter", "all_gather", "broadcast", "send_recv", "all_to_all")
 
 Flow = tuple[int, int, float]            # (src device, dst device, bytes)
 

@@ -10,8 +10,8 @@ from typing import Any
 from ... import memo
 from .phases import TopologyLike, Window
 
-__all__ = ["by_node", "channel_count", "kept", "latencies_s", "latency_s", "memo_on",
-           "route"]
+__all__ = ["by_node", "channel_count", "kept", "latencies_s", "latency_s", "link_classes",
+           "memo_on", "nvls_applies", "route"]
 
 
 def _table(topology: TopologyLike, name: str) -> dict | None:
@@ -88,3 +88,25 @@ def kept(topology: TopologyLike, device: int, window: Window) -> bool:
     """Whether flows leaving ``device`` are costed under ``window`` (see
     :data:`~simwall.net.collectives.phases.Window`)."""
     return window is None or topology.node_of(device) in window
+
+
+def link_classes(topology: TopologyLike) -> tuple[str | None, str | None, float | None]:
+    """``(intra, inter, nvls_efficiency)`` of the topology's link classes: the NCCL
+    hardware class of its intra-node and inter-node links (``LinkSpec.nccl_class``: nvlink,
+    pci, net; None where NCCL's constants do not apply, e.g. TPU ICI), and the NVLink SHARP
+    efficiency of the intra link when the node is an NVSwitch (else None). A topology
+    without a build context (test doubles) has none of them."""
+    ctx = getattr(topology, "context", None)
+    if ctx is None:
+        return (None, None, None)
+    intra, inter = ctx.intra_link, ctx.inter_link
+    nvswitch = ctx.cluster.intra.topology == "nvswitch"
+    return (getattr(intra, "nccl_class", None), getattr(inter, "nccl_class", None),
+            getattr(intra, "nvls_efficiency", None) if nvswitch else None)
+
+
+def nvls_applies(group: Sequence[int], topology: TopologyLike) -> bool:
+    """Whether NVLink SHARP can run ``group``: two or more devices, all on one node of an
+    NVSwitch whose link class has an ``nvls_efficiency`` (NVLink4 and later)."""
+    return (len(group) > 1 and link_classes(topology)[2] is not None
+            and len(by_node(group, topology)) == 1)
