@@ -239,3 +239,16 @@ def test_write_coverage_refuses_user_cases(tmp_path, capsys):
     path.write_text(USER_CASES)
     assert main(["validate", "--cases", str(path), "--write-coverage"]) == 2
     assert "--write-coverage" in capsys.readouterr().err
+
+
+def test_nemo_context_parallel_rows_load_and_run(results):
+    """The NeMo Llama 3.1 8B runs (cp 2, issue 16): five rows, nothing fitted, each
+    simulated with its CP degree."""
+    assert "nemo-llama31-8b-h100.yaml" in {p.name for p in v.bundled_case_files()}
+    rows = _by_source(results, "NeMo")
+    assert len(rows) == 5
+    assert not any(r.fit for r in rows)
+    assert all(r.predicted > 0 and r.fits is not None for r in rows)
+    cf = v.load_cases(next(p for p in v.bundled_case_files()
+                           if p.name == "nemo-llama31-8b-h100.yaml"))
+    assert all(c.overrides["plan.cp"] == 2 for c in cf.cases)
