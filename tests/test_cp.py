@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from simwall import api
@@ -138,17 +138,50 @@ def test_gradients_are_reduced_with_dp_1_and_cp_2():
     assert r.breakdown_s["dp_comm"] > 0
 
 
-@pytest.mark.parametrize("comm", ["p2p", "all_gather"])
-@pytest.mark.parametrize("link", ["intra", "inter"])
-def test_doubling_link_bandwidth_never_slows_a_cp_step(comm, link):
+@settings(max_examples=12, deadline=None)
+@given(comm=st.sampled_from(["p2p", "all_gather"]), link=st.sampled_from(["intra", "inter"]),
+       cp=st.sampled_from([2, 4, 8]), tp=st.sampled_from([1, 2, 4]))
+def test_doubling_link_bandwidth_never_slows_a_cp_step(comm, link, cp, tp):
+    assume(cp * tp <= 16)                       # two 8-GPU nodes
     base_link = {"intra": "NVLink4", "inter": "IB-NDR"}[link]
     bw = {"intra": 450e9, "inter": 50e9}[link]
-    over = {"plan.tp": 4, "plan.cp": 4, "plan.cp_comm": comm, "cluster.nodes": 2,
+    over = {"plan.tp": tp, "plan.cp": cp, "plan.cp_comm": comm, "cluster.nodes": 2,
             "training.global_batch": 16, "model.seq_len": 32768}
     base = api.simulate("llama3-8b", "dgx-h100", **over)
     fast = api.simulate("llama3-8b", "dgx-h100", **over, **{
         f"cluster.{link}.link": {"base": base_link, "bandwidth": 2 * bw}})
     assert fast.step_time_s <= base.step_time_s
+
+
+def test_a_slow_network_exposes_the_ring():
+    """The ring hides under the attention only while a step's send is shorter than a
+    step's attention: on a 1 GB/s inter-node link a CP group across nodes is exposed far
+    more (tp 1: the exposed ring is all of tp_comm)."""
+    over = {"plan.tp": 1, "plan.cp": 16, "cluster.nodes": 2, "training.global_batch": 16,
+            "model.seq_len": 32768}
+    fast = api.simulate("llama3-8b", "dgx-h100", **over)
+    slow = api.simulate("llama3-8b", "dgx-h100", **over, **{
+        "cluster.inter.link": {"base": "IB-NDR", "bandwidth": 1e9}})
+    assert slow.breakdown_s["tp_comm"] > 10 * fast.breakdown_s["tp_comm"] > 0.0
+    assert slow.breakdown_s["compute"] == fast.breakdown_s["compute"]
+
+
+def test_per_device_run_equals_symmetric_run_with_cp():
+    over = {"plan.tp": 2, "plan.cp": 2, "plan.pp": 2, "cluster.nodes": 2,
+            "training.global_batch": 16, "plan.cp_comm": "p2p"}
+    sym = api.simulate("llama3-8b", "dgx-h100", **over)
+    dev = api.simulate("llama3-8b", "dgx-h100", per_device=True, **over)
+    assert dev.step_time_s == pytest.approx(sym.step_time_s, rel=1e-9)
+
+
+def test_a_straggler_in_a_cp_group_slows_its_replica():
+    over = {"plan.tp": 2, "plan.cp": 2, "cluster.nodes": 1, "training.global_batch": 16}
+    base = api.simulate("llama3-8b", "dgx-h100", **over)
+    # device 3: TP rank 1 of CP rank 1 in DP replica 0
+    slow = api.simulate("llama3-8b", "dgx-h100", **over, **{
+        "cluster.faults.stragglers": [{"device": 3, "slowdown": 0.5}]})
+    assert slow.step_time_s > 1.5 * base.step_time_s * 0.9
+    assert slow.critical["replica"] == 0
 
 
 def test_all_gather_exposes_more_than_the_overlapped_ring():
