@@ -16,8 +16,10 @@ context-parallel attention):
   bytes per step), overlapped with the attention backward of each step. Only what a
   step's attention does not cover is exposed.
 - ``all_gather``: K and V of the whole sequence are all-gathered before the attention
-  ("not async, and cannot be overlapped"); backward gathers them again and
-  reduce-scatters dK/dV. All of it is exposed.
+  ("not async, and cannot be overlapped"; Transformer Engine's
+  AttnFuncWithCPAndKVAllGather, "KV all-gather between CP ranks is exposed", after Llama
+  3, Dubey et al. 2024, Sec. 3.3.2); backward gathers them again and reduce-scatters
+  dK/dV. All of it is exposed.
 
 Recompute that repeats the attention forward (full recompute; selective with the eager
 core) repeats its exchange. The exposed seconds ride with the layer's tensor-parallel

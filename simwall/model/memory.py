@@ -376,14 +376,14 @@ def cp_kv_buffer_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan) -> 
     """Receive buffers of the context-parallel K/V exchange on one device, bytes: the
     ring (``cp_comm: p2p``) keeps the K/V chunk it computes on and the one arriving, two
     chunks of ``b s/cp`` tokens x K and V (Transformer Engine's AttnFuncWithCPAndKVP2P
-    double-buffers them); ``all_gather`` holds K and V of the whole sequence, less its
-    own chunk (the gathered copy of one layer at a time). K/V heads per TP rank (GQA).
-    Nothing without CP."""
+    double-buffers them); ``all_gather`` holds K and V of the whole sequence, ``cp``
+    chunks, its own included (AttnFuncWithCPAndKVAllGather gathers into a new tensor, one
+    layer at a time). K/V heads per TP rank (GQA). Nothing without CP."""
     if plan.cp <= 1:
         return 0.0
     kv_token = 2 * kv_heads_per_device(model, plan.tp) * model.head_dim * \
         activation_element_bytes(training)
-    chunks = 2 if plan.cp_comm == "p2p" else plan.cp - 1
+    chunks = 2 if plan.cp_comm == "p2p" else plan.cp
     return float(chunks * local_tokens(model, plan) * kv_token)
 
 
