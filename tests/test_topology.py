@@ -371,7 +371,7 @@ def test_a_generator_that_declares_no_symmetry_is_costed_per_stage():
         plain_spec = spec.model_copy(update={
             "inter": spec.inter.model_copy(update={"topology": "undeclared_tree"})})
         plain = build_topology(plain_spec)
-        plan = SimpleNamespace(dp=4, tp=8)
+        plan = SimpleNamespace(dp=4, tp=8, dp_cp=4)  # dp_cp: DP x CP (cp 1)
         group = list(range(0, plain.num_devices, 8))
         # Same network: same routes and capacities.
         assert plain.route(0, 200) == declared.route(0, 200)

@@ -197,9 +197,13 @@ def test_memory_verdicts_in_summary_and_output(results):
     assert zero["memory"] is None                     # memory cases simulate no step
     text = v.render(results)
     assert "9 of 9 fit in memory" in text
-    assert text.rstrip().endswith("published runs fit")
+    # Known misses (docs/validation.md, issue 16): the two smallest NeMo CP 2 runs exceed
+    # the memory model (fp32 gradients inferred, Korthikanti activations); every other
+    # published run fits.
+    known = ["nemo-llama31-8b-8gpu", "nemo-llama31-8b-16gpu"]
+    assert text.rstrip().endswith("do NOT fit: " + ", ".join(known))
     doc = json.loads(v.render(results, fmt="json"))
-    assert doc["memory"]["do_not_fit"] == []
+    assert doc["memory"]["do_not_fit"] == known
     assert all("fits" in c for c in doc["cases"])
 
 
@@ -272,3 +276,14 @@ def test_every_fsdp_zero3_run_fits_in_memory(results):
     rows = _by_source(results, "Public FSDP / ZeRO-3") + _by_source(results, "PyTorch/IBM FSDP")
     assert [r.name for r in rows if not r.fits] == []
     assert all(r.peak_bytes <= r.capacity_bytes for r in rows)
+def test_nemo_context_parallel_rows_load_and_run(results):
+    """The NeMo Llama 3.1 8B runs (cp 2, issue 16): five rows, nothing fitted, each
+    simulated with its CP degree."""
+    assert "nemo-llama31-8b-h100.yaml" in {p.name for p in v.bundled_case_files()}
+    rows = _by_source(results, "NeMo")
+    assert len(rows) == 5
+    assert not any(r.fit for r in rows)
+    assert all(r.predicted > 0 and r.fits is not None for r in rows)
+    cf = v.load_cases(next(p for p in v.bundled_case_files()
+                           if p.name == "nemo-llama31-8b-h100.yaml"))
+    assert all(c.overrides["plan.cp"] == 2 for c in cf.cases)

@@ -67,6 +67,7 @@ def _workloads() -> list[str]:
         m, p = w.model, w.plan
         lines.append(f"{name:<14} {m.kind} {m.layers:>3} layers, hidden {m.hidden:>5}, "
                      f"seq {m.seq_len:>5}, batch {w.training.global_batch:>4}; "
-                     f"tp {p.tp} pp {p.pp} dp {p.dp}; {w.defaults.cluster}"
+                     f"tp {p.tp} " + (f"cp {p.cp} " if p.cp > 1 else "")
+                     + f"pp {p.pp} dp {p.dp}; {w.defaults.cluster}"
                      + (f" x {w.defaults.devices}" if w.defaults.devices else ""))
     return lines

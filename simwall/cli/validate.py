@@ -21,7 +21,8 @@ DESCRIPTION = ("Simulate published training runs from their configuration and re
                "source, and whether each simulated run fits in memory. Bundled cases: "
                "Megatron-LM SC21 Tables 1 and 2, ZeRO model states, Korthikanti et al. 2022 "
                "activation memory, MosaicML llm-foundry (A100), Megatron-Core (H100), "
-               "public FSDP / ZeRO-3 runs (A100).")
+               "public FSDP / ZeRO-3 runs (A100), NeMo Llama 3.1 8B with context "
+               "parallelism (H100).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

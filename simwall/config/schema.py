@@ -340,6 +340,11 @@ class PlanSpec(Strict):
     # NICs and all-gather inside the node.
     pp_scatter_gather: Bool = True
     offload: Literal["none", "optimizer", "optimizer+params"] = "none"
+    # Context parallelism (issue 16): the sequence split over cp ranks; cp_comm is
+    # Megatron-Core's --cp-comm-type (p2p: ring of K/V chunks; all_gather: K/V gathered
+    # whole; megatron/training/arguments.py). See simwall/costing/cp.py.
+    cp: PosInt = 1
+    cp_comm: Literal["p2p", "all_gather"] = "p2p"
 
 
 class RunDefaults(Strict):

@@ -50,7 +50,7 @@ def bucket_cost(plan: Plan, topology: Topology, stage: int, grad_bytes: float, s
                 ) -> BucketCost:
     """The DP reduction of ``grad_bytes`` of gradients of ``stage`` in buckets (none with
     ZeRO 3 or without DP). Each distinct bucket size is costed once."""
-    if not (plan.dp > 1 and plan.zero < 3):
+    if not (plan.dp_cp > 1 and plan.zero < 3):
         return BucketCost()
     kind = "all_reduce" if plan.zero == 0 else "reduce_scatter"
     sizes = buckets(grad_bytes, plan.dp_bucket_bytes)

@@ -1,7 +1,8 @@
 """Device groups of a stage and how a symmetric run places them on the network (pure).
 
-A stage's TP groups (one per DP replica), DP groups (one per TP rank) and the pairs of
-devices that pipeline sends join; per-device runs put every group on the network. On a
+A stage's TP groups (one per DP x CP rank), DP groups (one per TP rank; with context
+parallelism the DP x CP group that reduces the gradients), CP groups (one per DP rank and
+TP rank) and the pairs of devices that pipeline sends join; per-device runs put every group on the network. On a
 symmetric cluster (:func:`costs_symmetrically`) the groups are translations of each other,
 so only the first one and the groups that can share its links are costed
 (:func:`near_groups`, :func:`near_pairs`, :func:`placement`).
@@ -19,6 +20,7 @@ __all__ = [
     "axis_groups",
     "boundary_pairs",
     "costs_symmetrically",
+    "cp_groups",
     "dp_groups",
     "near_groups",
     "near_pairs",
@@ -31,13 +33,23 @@ Groups = Sequence[Sequence[int]]
 
 
 def tp_groups(plan: Plan, stage: int) -> list[list[int]]:
-    """Every TP group of ``stage``: one per DP replica, devices in TP-rank order."""
-    return [[plan.device_of(stage, d, t) for t in range(plan.tp)] for d in range(plan.dp)]
+    """Every TP group of ``stage``: one per DP x CP rank, devices in TP-rank order."""
+    return [[plan.device_of(stage, d, t) for t in range(plan.tp)] for d in range(plan.dp_cp)]
 
 
 def dp_groups(plan: Plan, stage: int) -> list[list[int]]:
-    """Every DP group of ``stage``: one per TP rank, devices in replica order."""
-    return [[plan.device_of(stage, d, t) for d in range(plan.dp)] for t in range(plan.tp)]
+    """Every DP group of ``stage``: one per TP rank, devices in replica order; with context
+    parallelism the DP x CP group (Megatron-Core reduces gradients and shards the
+    distributed optimizer over ``get_data_parallel_group(with_context_parallel=True)``,
+    megatron/core/parallel_state.py)."""
+    return [[plan.device_of(stage, d, t) for d in range(plan.dp_cp)] for t in range(plan.tp)]
+
+
+def cp_groups(plan: Plan, stage: int) -> list[list[int]]:
+    """Every CP group of ``stage``: one per (DP rank, TP rank), devices in CP-rank order
+    (``tp`` apart: TP is the innermost axis, then CP)."""
+    return [[plan.device_of(stage, d * plan.cp + c, t) for c in range(plan.cp)]
+            for d in range(plan.dp) for t in range(plan.tp)]
 
 
 def _devices_near(topology, devices) -> Iterator[int]:
@@ -76,16 +88,22 @@ def _translates(first: tuple[int, ...], offsets: Sequence[int], topology
 
 @memoized(maxsize=1024)
 def near_groups(plan: Plan, stage: int, axis: str, topology) -> tuple[tuple[int, ...], ...]:
-    """The ``axis`` ('tp' or 'dp') groups of ``stage`` that share a node with its first
-    group: the ones a symmetric run puts on the network (see :func:`placement`), less
-    copies on other rails (:func:`_translates`)."""
+    """The ``axis`` ('tp', 'dp' or 'cp') groups of ``stage`` that share a node with its
+    first group: the ones a symmetric run puts on the network (see :func:`placement`),
+    less copies on other rails (:func:`_translates`)."""
     lo, tp = plan.device_of(stage, 0, 0), plan.tp
-    hi = lo + plan.dp * tp                         # devices of the stage: lo .. hi - 1
+    hi = lo + plan.dp_cp * tp                      # devices of the stage: lo .. hi - 1
     if axis == "tp":     # device - lo = dp_rank * tp + tp_rank; group d = first + d * tp
         first = tuple(range(lo, lo + tp))
         ranks = sorted({(dev - lo) // tp for dev in _devices_near(topology, first)
                         if lo <= dev < hi})
         return _translates(first, [d * tp for d in ranks], topology)
+    if axis == "cp":     # group (d, t) = first + d * cp * tp + t
+        span = plan.cp * tp
+        first = tuple(range(lo, lo + span, tp))
+        offsets = sorted({(dev - lo) // span * span + (dev - lo) % tp
+                          for dev in _devices_near(topology, first) if lo <= dev < hi})
+        return _translates(first, offsets, topology)
     first = tuple(range(lo, hi, tp))                # group t = first + t
     found: set[int] = set()
     for dev in _devices_near(topology, first):
@@ -97,17 +115,20 @@ def near_groups(plan: Plan, stage: int, axis: str, topology) -> tuple[tuple[int,
 
 
 def axis_groups(plan: Plan, stage: int, axis: str, topology, symmetric: bool) -> Groups:
-    """The ``axis`` ('tp' or 'dp') groups of ``stage`` to cost: :func:`near_groups` when
-    ``symmetric``, else every group (:func:`tp_groups` / :func:`dp_groups`)."""
+    """The ``axis`` ('tp', 'dp' or 'cp') groups of ``stage`` to cost: :func:`near_groups`
+    when ``symmetric``, else every group (:func:`tp_groups` / :func:`dp_groups` /
+    :func:`cp_groups`)."""
     if symmetric:
         return near_groups(plan, stage, axis, topology)
+    if axis == "cp":
+        return cp_groups(plan, stage)
     return tp_groups(plan, stage) if axis == "tp" else dp_groups(plan, stage)
 
 
 def stage_pairs(plan: Plan, a: int, b: int, ranks: int) -> list[list[int]]:
     """[device of stage ``a``, same replica and TP rank in stage ``b``], TP ranks < ranks."""
     return [[plan.device_of(a, d, r), plan.device_of(b, d, r)]
-            for d in range(plan.dp) for r in range(ranks)]
+            for d in range(plan.dp_cp) for r in range(ranks)]
 
 
 @memoized(maxsize=1024)
@@ -139,7 +160,7 @@ def costs_symmetrically(cluster, topology, plan: Plan) -> bool:
     failed or degraded links, no stragglers, and a shift by one stage maps the network
     onto itself (``Topology.shift_invariant``)."""
     return (not cluster.faults.links and not cluster.faults.stragglers
-            and topology.shift_invariant(plan.dp * plan.tp))
+            and topology.shift_invariant(plan.dp_cp * plan.tp))
 
 
 def placement(topology, kind: str, groups, bytes_: float, algorithm: str, symmetric: bool

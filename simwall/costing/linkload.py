@@ -133,7 +133,7 @@ def _offload_bytes(training: TrainingSpec, plan: Plan, topology: Topology, stage
     shard = memory.optimizer_shard_params(params_here, plan)
     d2h, h2d = offload.step_host_bytes(shard, layer_params, layers, training, plan)
     devices = ([plan.device_of(stage, 0, 0)] if symmetric else
-               [plan.device_of(stage, d, t) for d in range(plan.dp) for t in range(plan.tp)])
+               [plan.device_of(stage, d, t) for d in range(plan.dp_cp) for t in range(plan.tp)])
     out: dict[Edge, float] = {}
     for dev in devices:
         to_host = topology.host_edge(dev)

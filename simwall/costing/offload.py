@@ -133,7 +133,7 @@ def param_fetch_s(layer_params: float, training: TrainingSpec, plan: Plan,
 def _fetch_shards(plan: Plan) -> int:
     """Slices a layer's host-resident weights are fetched in (one per DP rank with
     ZeRO-3, ZeRO-Infinity's bandwidth-centric partitioning; else one)."""
-    return plan.dp if (plan.zero == 3 and plan.dp > 1) else 1
+    return plan.dp_cp if (plan.zero == 3 and plan.dp_cp > 1) else 1
 
 
 def step_host_bytes(params_shard: float, layer_params: float, layers: int,
@@ -181,7 +181,7 @@ def offload_candidates(plan: Plan) -> list[Plan]:
     start = OFFLOAD_MODES.index(plan.offload)
     out = []
     for mode in OFFLOAD_MODES[start + 1:]:
-        if mode == "optimizer+params" and plan.dp > 1 and plan.zero != 3:
+        if mode == "optimizer+params" and plan.dp_cp > 1 and plan.zero != 3:
             continue
         out.append(replace(plan, offload=mode))
     return out

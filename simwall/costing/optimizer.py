@@ -38,7 +38,7 @@ def parameter_gather_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, 
                           stage: int, symmetric: bool) -> Costed:
     """ZeRO 1/2: the all-gather of ``stage``'s updated 16-bit parameters after the
     optimizer step, once per step (nothing otherwise)."""
-    if not (plan.zero in (1, 2) and plan.dp > 1):
+    if not (plan.zero in (1, 2) and plan.dp_cp > 1):
         return Costed()
     groups = axis_groups(plan, 0 if symmetric else stage, "dp", topology, symmetric)
     params_bytes = memory.stage_params(model, plan, stage) * training.weight_bytes

@@ -31,9 +31,9 @@ class PPCost:
 
 
 def bsh_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
-    """The ``b s h`` activation of one micro-batch, bytes (what TP collectives and
-    pipeline sends move)."""
-    return plan.micro_batch * model.seq_len * model.hidden * training.weight_bytes
+    """The ``b s h`` activation of one micro-batch on one CP rank (``s / cp`` tokens),
+    bytes (what TP collectives and pipeline sends move)."""
+    return plan.micro_batch * (model.seq_len // plan.cp) * model.hidden * training.weight_bytes
 
 
 def chunk_ids(plan: Plan, stage: int) -> list[int]:

@@ -7,7 +7,8 @@ alike on a symmetric cluster) unless ``symmetric`` is off (per-device runs).
 :func:`stage_cost` composes one module per concern (Narayanan et al. 2021, "Efficient
 Large-Scale Language Model Training on GPU Clusters Using Megatron-LM", SC21, Sec. 2.3 and
 4.1; Korthikanti et al. 2022, Sec. 4.2.2; Rajbhandari et al. 2020, "ZeRO", Sec. 5):
-compute (:mod:`.compute`), tensor parallelism (:mod:`.tp`), pipeline sends (:mod:`.pp`),
+compute (:mod:`.compute`), tensor parallelism (:mod:`.tp`), context parallelism
+(:mod:`.cp`), pipeline sends (:mod:`.pp`),
 ZeRO-3 (:mod:`.zero`), DP gradient buckets and the tied embedding (:mod:`.dp`), the
 optimizer (:mod:`.optimizer`) and offload (:mod:`.offload`). Each returns the traffic it
 costed (:class:`~.traffic.Traffic`); ``StageCost.traffic`` is their concatenation.
@@ -15,7 +16,7 @@ costed (:class:`~.traffic.Traffic`); ``StageCost.traffic`` is their concatenatio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..config import PRECISION_BYTES, DeviceSpec, ModelSpec, TrainingSpec
 from ..memo import memoized
@@ -27,6 +28,7 @@ from ..model.ops import (
 )
 from ..plan import Plan
 from .compute import layer_compute_s, op_times
+from .cp import cp_cost
 from .dp import bucket_cost, tied_embedding_cost
 from .optimizer import optimizer_s, parameter_gather_cost
 from .pp import pp_cost
@@ -149,6 +151,11 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
     times = op_times(model, training, plan, device)
     layer_fwd_s, layer_bwd_s = layer_compute_s(times, speed)
     tp = tp_cost(model, training, plan, topology, stage, symmetric)
+    cp = cp_cost(model, training, plan, device, topology, stage, symmetric, speed)
+    if plan.cp > 1:  # the exposed K/V exchange rides with the layer's TP time (.cp)
+        tp = replace(tp, layer_fwd_s=tp.layer_fwd_s + cp.layer_fwd_s,
+                     layer_bwd_s=tp.layer_bwd_s + cp.layer_bwd_s,
+                     traffic=tp.traffic + cp.traffic)
     z3 = zero3_cost(model, training, plan, topology, stage, symmetric)
     z3_fwd, z3_bwd = exposed_s(z3, layer_fwd_s, layer_bwd_s, tp.layer_fwd_s, tp.layer_bwd_s)
     layer = _LayerCost(fwd_compute_s=layer_fwd_s, bwd_compute_s=layer_bwd_s,

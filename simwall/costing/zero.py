@@ -37,7 +37,7 @@ def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, s
     layer_params = memory.layer_params(model, plan.tp)
     gather_s = scatter_s = 0.0
     traffic: tuple[Traffic, ...] = ()
-    if plan.zero == 3 and plan.dp > 1:
+    if plan.zero == 3 and plan.dp_cp > 1:
         groups = axis_groups(plan, 0 if symmetric else stage, "dp", topology, symmetric)
         m, n_here = plan.micro_batches, plan.layers_on_stage(stage)
         gather = run_collective(topology, "all_gather", groups,

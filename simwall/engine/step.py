@@ -193,7 +193,10 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
     costs: dict[tuple[int, int], StageCost] = {}
     for stage in range(plan.pp):
         for r in range(replicas):
-            devs = [plan.device_of(stage, r, t) for t in range(plan.tp)]
+            # A replica's stream runs its CP ranks in lockstep (the K/V ring): the slowest
+            # of its cp x tp devices sets its pace.
+            devs = [plan.device_of(stage, r * plan.cp + c, t) for c in range(plan.cp)
+                    for t in range(plan.tp)]
             speed = min([speeds.get(d, 1.0) for d in devs])
             costs[(stage, r)] = scaled(base[stage], speed)
 
@@ -223,7 +226,7 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
     model_flop = workload_mod.model_flop_per_step(model, training)
     hw_flop = workload_mod.hardware_flop_per_step(model, training, plan)
     critical = {"stage": crit[0], "replica": crit[1],
-                "device": plan.device_of(crit[0], crit[1], 0)}
+                "device": plan.device_of(crit[0], crit[1] * plan.cp, 0)}
     if speeds:
         slowest = min(speeds, key=lambda d: (speeds[d], d))
         critical["slowest_device"] = slowest

@@ -24,7 +24,7 @@ def check_dp_buckets(workload: Workload, plan: Plan) -> None:
     """Refuse a ``plan.dp_bucket_bytes`` that cuts the largest stage's gradients into more
     than :data:`~simwall.plan.limits.MAX_DP_BUCKETS` buckets (only with DP and ZeRO < 3);
     a :class:`ConfigError` names ``plan.dp_bucket_bytes`` and its line."""
-    if plan.dp > 1 and plan.zero < 3:
+    if plan.dp_cp > 1 and plan.zero < 3:
         src = workload.file
         grad_b = PRECISION_BYTES[workload.training.grad_precision_]
         biggest = max(memory.stage_params(workload.model, plan, s) for s in range(plan.pp))

@@ -35,6 +35,7 @@ __all__ = [
     "ZERO3_MAX_LIVE_PARAMS",
     "ZERO3_PREFETCH_LAYERS",
     "StageMemory",
+    "cp_kv_buffer_bytes",
     "device_memory",
     "embedding_activation_bytes",
     "embedding_params",
@@ -44,6 +45,7 @@ __all__ = [
     "in_flight_micro_batches",
     "korthikanti_activation_bytes",
     "layer_params",
+    "local_tokens",
     "memory_reserve",
     "model_state_bytes",
     "optimizer_shard_params",
@@ -303,7 +305,7 @@ def optimizer_shard_params(params: float, plan: Plan) -> float:
     """Parameters whose optimizer state one device holds and updates, of the ``params``
     it holds before ZeRO: a 1/dp share from ZeRO-1 on (P_os, Rajbhandari et al. 2020,
     Sec. 5.1), as :func:`model_state_bytes` divides the optimizer bytes."""
-    return params / plan.dp if plan.zero >= 1 else params
+    return params / plan.dp_cp if plan.zero >= 1 else params
 
 
 # ---------------------------------------------------------------------------------------
@@ -355,7 +357,7 @@ def korthikanti_activation_bytes(model: ModelSpec, training: TrainingSpec,
     keeps of the core what selective recompute would (Dao et al. 2022, Sec. 3.1).
     """
     t = plan.tp
-    sb = model.seq_len * plan.micro_batch
+    sb = local_tokens(model, plan)
     sp_div = t if plan.sequence_parallel else 1
     if plan.recompute == "full":
         return sb * activation_element_bytes(training) * model.hidden / sp_div
@@ -364,6 +366,28 @@ def korthikanti_activation_bytes(model: ModelSpec, training: TrainingSpec,
     if plan.recompute == "none" or uses_flash(model, training):
         per_token += core / t
     return float(sb * per_token)
+
+
+def local_tokens(model: ModelSpec, plan: Plan) -> int:
+    """Tokens of one micro-batch on one device: ``b s``, or ``b s / cp`` with context
+    parallelism (each CP rank holds two mirrored chunks of ``s / 2cp`` tokens of every
+    sequence; Megatron-Core, megatron/core/models/common/embeddings/rope_utils.py)."""
+    return (model.seq_len // plan.cp) * plan.micro_batch
+
+
+def cp_kv_buffer_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
+    """Receive buffers of the context-parallel K/V exchange on one device, bytes: the
+    ring (``cp_comm: p2p``) keeps the K/V chunk it computes on and the one arriving, two
+    chunks of ``b s/cp`` tokens x K and V (Transformer Engine's AttnFuncWithCPAndKVP2P
+    double-buffers them); ``all_gather`` holds K and V of the whole sequence, ``cp``
+    chunks, its own included (AttnFuncWithCPAndKVAllGather gathers into a new tensor, one
+    layer at a time). K/V heads per TP rank (GQA). Nothing without CP."""
+    if plan.cp <= 1:
+        return 0.0
+    kv_token = 2 * kv_heads_per_device(model, plan.tp) * model.head_dim * \
+        activation_element_bytes(training)
+    chunks = 2 if plan.cp_comm == "p2p" else plan.cp
+    return float(chunks * local_tokens(model, plan) * kv_token)
 
 
 def in_flight_micro_batches(plan: Plan, stage: int) -> float:
@@ -391,7 +415,7 @@ def embedding_activation_bytes(model: ModelSpec, plan: Plan) -> float:
     """Stage 0, per micro-batch: token ids (8 B each, Megatron-LM's estimator) and the
     embedding dropout mask sbh (Korthikanti et al. 2022, Sec. 4.3: sbhp/t over p micro-
     batches with SP)."""
-    sb = model.seq_len * plan.micro_batch
+    sb = local_tokens(model, plan)
     sp_div = plan.tp if plan.sequence_parallel else 1
     mask = MASK_BYTES * sb * model.hidden / sp_div if model.dropout else 0.0
     return TOKEN_ID_BYTES * sb + mask
@@ -401,7 +425,7 @@ def output_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan
     """Last stage, per micro-batch: final-norm input and LM-head input (2sbh each, /t with
     SP) and fp32 logits for the cross-entropy (4sbV/t): 4sbh/t (1 + V/h) with SP
     (Korthikanti et al. 2022, Sec. 4.3)."""
-    sb = model.seq_len * plan.micro_batch
+    sb = local_tokens(model, plan)
     e = activation_element_bytes(training)
     sp_div = plan.tp if plan.sequence_parallel else 1
     return 2 * e * sb * model.hidden / sp_div + FP32_BYTES * sb * model.vocab / plan.tp
@@ -570,17 +594,17 @@ def zero3_gathered_params(model: ModelSpec, plan: Plan, stage: int) -> float:
 def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int) -> float:
     """Transient and fixed buffers of one device of ``stage``, bytes."""
     e = activation_element_bytes(training)
-    sb = model.seq_len * plan.micro_batch
+    sb = local_tokens(model, plan)
     w_bytes = training.weight_bytes
     out = 0.0
-    if plan.dp > 1:
+    if plan.dp_cp > 1:
         # DP gradient buckets (PyTorch DDP, Li et al. VLDB 2020, Sec. 3.2), double buffered.
         out += GRAD_BUCKETS_IN_FLIGHT * plan.dp_bucket_bytes
     if plan.offload == "optimizer+params":
         # Gathered full (TP-sharded) weights of the current and the prefetched layer,
         # fetched from the host (ZeRO-Infinity, Rajbhandari et al. 2021).
         out += zero3_gathered_params(model, plan, stage) * w_bytes
-    elif plan.zero >= 3 and plan.dp > 1:
+    elif plan.zero >= 3 and plan.dp_cp > 1:
         # Gathered full (TP-sharded) weights of the current and the prefetched layer
         # (Rajbhandari et al. 2020, Sec. 7.2.2), counted as the bytes received from the
         # other dp - 1 ranks: the rank's own shard is one slice of the all-gather's output
@@ -588,7 +612,7 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
         # keeps its shard apart holds 1/dp of the gathered layers more, which this leaves
         # out so that ZeRO-3 never exceeds ZeRO-2 (it holds 1 - 1/dp of the stage's
         # weights less, and the gathered part never exceeds the stage's weights).
-        out += zero3_gathered_params(model, plan, stage) * w_bytes * (1 - 1 / plan.dp)
+        out += zero3_gathered_params(model, plan, stage) * w_bytes * (1 - 1 / plan.dp_cp)
     if plan.sequence_parallel:
         # SP all-gathers the sequence-sharded LN output before the column-parallel GEMMs:
         # one full sbh buffer (Korthikanti et al. 2022, Sec. 4.2.2; Megatron-LM keeps it in
@@ -596,6 +620,8 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
         out += e * sb * model.hidden
     if plan.recompute != "none" and plan.layers_on_stage(stage) > 0:
         out += _recompute_buffer_bytes(model, training, plan)
+    if plan.cp > 1 and plan.layers_on_stage(stage) > 0:
+        out += cp_kv_buffer_bytes(model, training, plan)
     if stage == plan.pp - 1:
         # Gradient of the fp32 logits in the cross-entropy backward: one more sbV/t fp32
         # tensor next to the stored logits (an estimate; Korthikanti Sec. 4.3 counts only
@@ -624,7 +650,7 @@ def device_memory(model: ModelSpec, training: TrainingSpec, plan: Plan,
         shapes = (stage_matrix_shapes(model, plan, stage)
                   if training.optimizer in ("adafactor", "shampoo") else None)
         fp8 = fp8_gemm_params(model, plan, stage) if training.fp8_cache_bytes else 0.0
-        p_b, g_b, o_b = model_state_bytes(params, training, plan.zero, plan.dp, shapes, fp8)
+        p_b, g_b, o_b = model_state_bytes(params, training, plan.zero, plan.dp_cp, shapes, fp8)
         host = 0.0
         if plan.offload in ("optimizer", "optimizer+params"):
             host += o_b

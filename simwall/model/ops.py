@@ -255,9 +255,14 @@ def _dims(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str) -> _D
     t = plan.tp
     b, s = plan.micro_batch, model.seq_len
     decode = mode == "decode"
+    # Context parallelism (plan.cp): each CP rank holds s/cp tokens of every sequence, its
+    # queries attending to the keys of the whole sequence (ring or all-gathered K/V,
+    # simwall.costing.cp). With causal load balancing (two mirrored chunks per rank) its
+    # attention FLOP are 1/cp of the sequence's (Megatron-Core / Transformer Engine).
+    q = s // plan.cp if not decode else s
     # Inference runs without dropout.
     return _Dims(
-        tokens=b if decode else b * s, b=b, s=1 if decode else s, ctx=s, h=model.hidden,
+        tokens=b if decode else b * q, b=b, s=1 if decode else q, ctx=s, h=model.hidden,
         heads=model.heads // t, kv=kv_heads_per_device(model, t), d=model.head_dim,
         ffn=model.ffn // t, vocab=-(-model.vocab // t), rep=t if plan.sequence_parallel else 1,
         e=activation_element_bytes(training), w=PRECISION_BYTES[training.precision],
@@ -657,10 +662,10 @@ def ops_flop(ops: tuple[Op, ...]) -> float:
 
 def hardware_flop_per_step(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
     """FLOP all devices execute in one step (global batch, recompute included), summed
-    from the per-device ops: stage ops x micro-batches x DP x TP."""
+    from the per-device ops: stage ops x micro-batches x DP x CP x TP."""
     per_replica = sum(ops_flop(so.fwd) + ops_flop(so.bwd)
                       for so in (stage_ops(model, training, plan, st) for st in range(plan.pp)))
-    return float(per_replica * plan.micro_batches * plan.dp * plan.tp)
+    return float(per_replica * plan.micro_batches * plan.dp * plan.cp * plan.tp)
 
 
 def model_flop_per_step(model: ModelSpec, training: TrainingSpec) -> float:

@@ -1,7 +1,7 @@
 """Which training frameworks run a plan: one rule per framework, each with its source.
 
 A rule is a predicate over a resolved :class:`~simwall.plan.layout.Plan`; it judges the
-parallelism combination only (TP, PP and its schedule, DP with ZeRO stage, offload), not
+parallelism combination only (TP, CP, PP and its schedule, DP with ZeRO stage, offload), not
 recompute or the collective algorithm, which every framework here offers in some form.
 The rules describe the frameworks' documented, released features; a plan no rule accepts
 is "none known": simwall can model it, but no framework listed runs it as such.
@@ -41,6 +41,9 @@ def _megatron(p: Plan) -> bool:
     # sail-sg/zero-bubble-pipeline-parallelism, megatron/core/pipeline_parallel/
     # zb_schedules.py, not in NVIDIA/Megatron-LM's). Offload of model states is not part
     # of that path.
+    # Context parallelism: --context-parallel-size with --cp-comm-type p2p | all_gather
+    # (megatron/training/arguments.py; megatron/core/transformer/transformer_config.py
+    # cp_comm_type), composed with TP, PP and the distributed optimizer.
     return (p.zero <= 1 and p.offload == "none"
             and (p.pp == 1 or p.schedule in ("1f1b", "interleaved")))
 
@@ -58,6 +61,11 @@ def _deepspeed(p: Plan) -> bool:
     # training": offload_param "available only with ZeRO stage 3").
     if p.pp > 1 and (p.zero > 1 or p.schedule != "1f1b"):
         return False
+    # DeepSpeed's sequence parallelism is Ulysses (all-to-all of attention heads,
+    # deepspeed/sequence/layer.py DistributedAttention), not a ring / all-gather of K/V
+    # chunks: no plan with simwall's cp.
+    if p.cp > 1:
+        return False
     if p.offload == "optimizer" and p.zero < 1:
         return False
     return not (p.offload == "optimizer+params" and p.zero != 3)
@@ -69,7 +77,8 @@ def _fsdp(p: Plan) -> bool:
     # Plain FSDP is data parallelism only (no TP, no PP). CPUOffload(offload_params=True)
     # moves parameters and gradients to the host and steps the optimizer there
     # (torch.distributed.fsdp.CPUOffload): our optimizer+params, with sharded params.
-    if p.tp > 1 or p.pp > 1 or p.zero == 1:
+    # No context parallelism: FSDP1 shards parameters only.
+    if p.tp > 1 or p.pp > 1 or p.zero == 1 or p.cp > 1:
         return False
     return p.offload == "none" or (p.offload == "optimizer+params" and p.zero == 3)
 
@@ -92,6 +101,11 @@ def _fsdp2(p: Plan) -> bool:
     # "always" override is not counted as a supported combination here.
     if p.pp > 1 and p.zero != 2:
         return False
+    # Context parallelism: torch.distributed.tensor.experimental.context_parallel, ring
+    # attention over K/V shards with load-balanced causal sharding (PyTorch tutorial
+    # "Introduction to Context Parallel": set_rotate_method "allgather" | "alltoall"),
+    # which TorchTitan composes with FSDP2, TP and PP ("4D parallelism", Liang et al.
+    # 2024, "TorchTitan"; FSDP shards over the DP x CP mesh, dp_shard_cp).
     return p.zero in (2, 3) and p.offload in ("none", "optimizer+params")
 
 

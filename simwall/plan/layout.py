@@ -14,8 +14,13 @@ class Plan:
 
     ``stage_layers`` has one entry per model chunk (``pp * virtual_stages`` of them);
     chunk ``c`` runs on pipeline stage ``c % pp`` (Megatron-LM's interleaved placement).
-    Ranks are ordered TP fastest, then DP, then PP (Megatron-LM's default), so a TP group
-    is consecutive devices, inside one node whenever ``tp <= devices_per_node``.
+    Ranks are ordered TP fastest, then CP, then DP, then PP (Megatron-Core's default
+    order "tp-cp-ep-dp-pp", megatron/core/parallel_state.py), so a TP group is consecutive
+    devices, inside one node whenever ``tp <= devices_per_node``, and a CP group spans
+    the ``tp x cp`` consecutive devices (one node when ``tp x cp <= devices_per_node``).
+    Placement indexes a device by its stage, its rank in the DP x CP group (``dp_rank x
+    cp + cp_rank``, Megatron-Core's "dp-cp" group that reduces the gradients) and its TP
+    rank; with ``cp = 1`` that rank is the DP rank.
     """
 
     tp: int
@@ -34,10 +39,19 @@ class Plan:
     dp_overlap: bool = True
     pp_scatter_gather: bool = True
     offload: str = "none"
+    cp: int = 1                  # context-parallel degree (simwall.costing.cp)
+    cp_comm: str = "p2p"         # 'p2p' (K/V ring) or 'all_gather'
 
     @property
     def world(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.tp * self.cp * self.pp * self.dp
+
+    @property
+    def dp_cp(self) -> int:
+        """Ranks that hold the same parameters and reduce their gradients together: DP x
+        CP (Megatron-Core's data-parallel group "with context parallel", over which the
+        distributed optimizer shards; megatron/core/parallel_state.py)."""
+        return self.dp * self.cp
 
     @property
     def micro_batches(self) -> int:
@@ -56,13 +70,14 @@ class Plan:
         return sum(self.chunk_layers(stage))
 
     def device_of(self, stage: int, dp_rank: int, tp_rank: int) -> int:
-        """Global device index of one rank."""
-        return (stage * self.dp + dp_rank) * self.tp + tp_rank
+        """Global device index of one rank; ``dp_rank`` is the rank in the DP x CP group
+        (``0 .. dp_cp - 1``: DP rank x cp + CP rank)."""
+        return (stage * self.dp_cp + dp_rank) * self.tp + tp_rank
 
     def rank_of(self, device: int) -> tuple[int, int, int]:
-        """``(stage, dp_rank, tp_rank)`` of a global device index (inverse of
-        :meth:`device_of`)."""
-        stage, rest = divmod(device, self.dp * self.tp)
+        """``(stage, dp_rank, tp_rank)`` of a global device index, ``dp_rank`` in the
+        DP x CP group (inverse of :meth:`device_of`)."""
+        stage, rest = divmod(device, self.dp_cp * self.tp)
         dp_rank, tp_rank = divmod(rest, self.tp)
         return stage, dp_rank, tp_rank
 
@@ -77,6 +92,8 @@ class Plan:
             "collective": self.collective, "dp_bucket_bytes": self.dp_bucket_bytes,
             "dp_overlap": self.dp_overlap, "pp_scatter_gather": self.pp_scatter_gather,
             "offload": self.offload, "world": self.world,
+            # Only with context parallelism: a plan without it reports what it did before.
+            **({"cp": self.cp, "cp_comm": self.cp_comm} if self.cp > 1 else {}),
         }
 
 

@@ -24,13 +24,14 @@ def cluster_devices(cluster: ClusterSpec, workload: Workload) -> int:
 
     With ``nodes: auto`` the cluster gets ``defaults.devices`` devices when the workload
     names a count (the size of the published run it reproduces), else just enough for
-    one replica of the plan (``tp x pp x dp``, ``dp: auto`` counting as 1); either way
+    one replica of the plan (``tp x cp x pp x dp``, ``dp: auto`` counting as 1); either way
     rounded up to whole nodes.
     """
     if cluster.nodes != "auto":
         return cluster.nodes * cluster.devices_per_node
     plan = workload.plan
-    want = workload.defaults.devices or plan.tp * plan.pp * (1 if plan.dp == "auto" else plan.dp)
+    want = workload.defaults.devices or plan.tp * plan.cp * plan.pp * (
+        1 if plan.dp == "auto" else plan.dp)
     return math.ceil(want / cluster.devices_per_node) * cluster.devices_per_node
 
 
@@ -41,8 +42,8 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
     multiple of them) and the FFN width; a TP group larger than a node spans whole nodes;
     ``virtual_stages > 1`` only with the interleaved schedule; at least one layer per
     model chunk; ``stage_layers`` has one entry per chunk and sums to ``model.layers``;
-    ``tp x pp x dp`` equals the cluster's device count; the global batch splits into
-    whole micro-batches per replica (a multiple of ``pp`` for the interleaved schedule).
+    ``2 x cp`` divides the sequence; ``tp x cp x pp x dp`` equals the cluster's device
+    count; the global batch splits into whole micro-batches per replica (a multiple of ``pp`` for the interleaved schedule).
     """
     limits.check_workload(workload)  # sizes far beyond any real run: refuse fast
     limits.check_cluster(cluster)
@@ -90,24 +91,33 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
     else:
         stage_layers = balanced_split(model.layers, chunks)
 
-    mp = spec.tp * spec.pp
+    if spec.cp > 1 and model.seq_len % (2 * spec.cp):
+        # Causal load balancing cuts each sequence into 2 x cp chunks, rank r holding
+        # chunks r and 2cp - 1 - r (Megatron-Core, megatron/core/models/common/embeddings/
+        # rope_utils.py; Transformer Engine's context-parallel attention).
+        raise fail("plan.cp", f"2 x plan.cp must divide model.seq_len ({model.seq_len}), "
+                   f"got cp {spec.cp}")
+    mp = spec.tp * spec.cp * spec.pp
+    # Without context parallelism the messages read as they always did.
+    mp_keys = "plan.tp x plan.cp x plan.pp" if spec.cp > 1 else "plan.tp x plan.pp"
+    mp_vals = f"{spec.tp} x {spec.cp} x {spec.pp}" if spec.cp > 1 else f"{spec.tp} x {spec.pp}"
     sized_by = (f"nodes: auto, sized by defaults.devices = {workload.defaults.devices}"
                 if auto_nodes and workload.defaults.devices else
                 f"{cluster.nodes} nodes x {cluster.devices_per_node}")
     if spec.dp == "auto":
         if world % mp:
             if auto_nodes and workload.defaults.devices:
-                raise fail("defaults.devices", f"must be a multiple of plan.tp x plan.pp = "
+                raise fail("defaults.devices", f"must be a multiple of {mp_keys} = "
                            f"{mp} (after rounding up to whole nodes: {world}), got "
                            f"{workload.defaults.devices}")
             raise ConfigError(cluster.file, "nodes", f"the cluster's {world} devices "
-                              f"({sized_by}) are not divisible by plan.tp x plan.pp = {mp}",
+                              f"({sized_by}) are not divisible by {mp_keys} = {mp}",
                               line=cluster.line("nodes"))
         dp = world // mp
     else:
         dp = spec.dp
         if mp * dp != world:
-            raise fail("plan.dp", f"plan.tp x plan.pp x plan.dp = {spec.tp} x {spec.pp} x "
+            raise fail("plan.dp", f"{mp_keys} x plan.dp = {mp_vals} x "
                        f"{dp} = {mp * dp} must equal the cluster's {world} devices "
                        f"({cluster.name}: {sized_by})")
     if train.global_batch % (dp * train.micro_batch):
@@ -125,7 +135,7 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
         global_batch=train.global_batch, stage_layers=stage_layers,
         collective=spec.collective, dp_bucket_bytes=spec.dp_bucket_bytes,
         dp_overlap=spec.dp_overlap, pp_scatter_gather=spec.pp_scatter_gather,
-        offload=spec.offload,
+        offload=spec.offload, cp=spec.cp, cp_comm=spec.cp_comm,
     )
     limits.check_resolved(workload, cluster, plan)
     return plan, cluster

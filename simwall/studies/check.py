@@ -80,7 +80,7 @@ def _origin_columns(workload: Workload) -> dict[str, str]:
 def _changes(s: Searcher, plan: Plan) -> list[tuple[str, Plan]]:
     """Single changes to ``plan`` that may save memory: (label, changed plan)."""
     tries: list[tuple[str, Plan]] = []
-    if plan.dp > 1:
+    if plan.dp_cp > 1:      # ZeRO shards over DP x CP
         for z in range(plan.zero + 1, 4):
             tries.append((f"zero {plan.zero} -> {z}", replace(plan, zero=z)))
     order = ("none", "selective", "full")
@@ -96,12 +96,22 @@ def _changes(s: Searcher, plan: Plan) -> list[tuple[str, Plan]]:
                       replace(plan, micro_batch=half)))
     # Raise pp (same tp, dp shrinks): the search's own enumeration says what is valid.
     for cand in enumerate_plans(s.workload, s.cluster):
-        if (cand.tp == plan.tp and cand.pp > plan.pp and cand.micro_batch == plan.micro_batch
-                and cand.zero == (plan.zero if cand.dp > 1 else 0)
+        if (cand.tp == plan.tp and cand.cp == plan.cp and cand.pp > plan.pp
+                and cand.micro_batch == plan.micro_batch
+                and cand.zero == (plan.zero if cand.dp_cp > 1 else 0)
                 and cand.recompute == plan.recompute and cand.schedule == plan.schedule
                 and cand.virtual_stages == plan.virtual_stages
                 and cand.sequence_parallel == plan.sequence_parallel):
             tries.append((f"pp {plan.pp} -> {cand.pp}", cand))
+            break
+    # Raise cp (same tp and pp, dp shrinks): each CP rank keeps s/cp tokens' activations.
+    for cand in enumerate_plans(s.workload, s.cluster):
+        if (cand.tp == plan.tp and cand.pp == plan.pp and cand.cp > plan.cp
+                and cand.micro_batch == plan.micro_batch and cand.zero == plan.zero
+                and cand.recompute == plan.recompute and cand.schedule == plan.schedule
+                and cand.virtual_stages == plan.virtual_stages
+                and cand.sequence_parallel == plan.sequence_parallel):
+            tries.append((f"cp {plan.cp} -> {cand.cp}", cand))
             break
     return tries
 

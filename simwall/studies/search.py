@@ -57,12 +57,15 @@ from .progress import Progress, tracked
 
 __all__ = [
     "CONFIRM_FACTOR",
+    "CP_DEGREES",
+    "CP_MIN_SEQ_LEN",
     "MICRO_BATCHES",
     "VIRTUAL_STAGES",
     "Candidate",
     "Ranked",
     "SearchResult",
     "Searcher",
+    "cp_degrees",
     "describe_plan",
     "enumerate_plans",
     "render_search",
@@ -78,6 +81,15 @@ MICRO_BATCHES = (1, 2, 4, 8)
 #: extra chunk divides the bubble but adds point-to-point communication (Narayanan et
 #: al. 2021, Sec. 2.2.2).
 VIRTUAL_STAGES = (2, 4)
+#: Context-parallel degrees tried: powers of two up to 16 (Llama 3 405B at 131,072 tokens
+#: used CP 16, Dubey et al. 2024, Table 4; NVIDIA's Llama 3.1 recipes CP 2), only for
+#: sequences of at least :data:`CP_MIN_SEQ_LEN` tokens (below that the whole sequence of
+#: activations fits and CP only adds K/V traffic). Our choice, to keep the search at most
+#: 5x larger; a ``plan.cp`` the workload sets is always tried as well.
+CP_DEGREES = (2, 4, 8, 16)
+#: Shortest sequence for which the search tries CP: 8,192 tokens (Llama 3's pre-training
+#: length, where its first CP runs start; Dubey et al. 2024, Sec. 3.3.2 / Table 4).
+CP_MIN_SEQ_LEN = 8192
 #: Plans confirmed with the engine per plan asked for (top K -> CONFIRM_FACTOR x K).
 CONFIRM_FACTOR = 3
 #: Bytes per GB in the printed output (SI gigabytes, as device datasheets use).
@@ -135,11 +147,24 @@ def tp_valid(workload: Workload, cluster: ClusterSpec, tp: int) -> bool:
     return not (tp > cluster.devices_per_node and tp % cluster.devices_per_node)
 
 
+def cp_degrees(workload: Workload, world: int) -> tuple[int, ...]:
+    """Context-parallel degrees the search tries: 1, the workload's ``plan.cp``, and
+    :data:`CP_DEGREES` when the sequence is at least :data:`CP_MIN_SEQ_LEN` tokens; each
+    dividing the device count, with ``2 cp`` dividing the sequence (causal load
+    balancing)."""
+    seq = workload.model.seq_len
+    want = {1, workload.plan.cp}
+    if seq >= CP_MIN_SEQ_LEN:
+        want.update(CP_DEGREES)
+    return tuple(sorted(c for c in want
+                        if c == 1 or (world % c == 0 and seq % (2 * c) == 0)))
+
+
 def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                     max_tp: int | None = None) -> Iterator[Plan]:
     """Every plan :func:`simwall.plan.resolve` would accept for this workload on this
-    cluster (fixed ``global_batch`` and device count), over tp, pp, micro-batch, ZeRO,
-    recompute, sequence parallelism and schedule. TP stays inside a node by default
+    cluster (fixed ``global_batch`` and device count), over tp, cp (:func:`cp_degrees`),
+    pp, micro-batch, ZeRO, recompute, sequence parallelism and schedule. TP stays inside a node by default
     (``max_tp`` = devices per node): Megatron-LM's rule (Narayanan et al. 2021, Sec. 3.2,
     Takeaway #1). Fixed knobs (collective, buckets, offload) come from the workload.
 
@@ -149,13 +174,14 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
     world = cluster_devices(cluster, workload)
     max_tp = max_tp or cluster.devices_per_node
     gb = train.global_batch
-    for tp in range(1, min(world, max_tp) + 1):
-        if world % tp or not tp_valid(workload, cluster, tp):
+    for cp, tp in ((c, t) for c in cp_degrees(workload, world)
+                   for t in range(1, min(world // c, max_tp) + 1)):
+        if (world // cp) % tp or not tp_valid(workload, cluster, tp):
             continue
-        for pp in range(1, min(model.layers, world // tp) + 1):
-            if (world // tp) % pp:
+        for pp in range(1, min(model.layers, world // (tp * cp)) + 1):
+            if (world // (tp * cp)) % pp:
                 continue
-            dp = world // (tp * pp)
+            dp = world // (tp * cp * pp)
             for mb in MICRO_BATCHES:
                 if gb % (dp * mb):
                     continue
@@ -179,12 +205,12 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                                     dp_bucket_bytes=spec.dp_bucket_bytes,
                                     dp_overlap=spec.dp_overlap,
                                     pp_scatter_gather=spec.pp_scatter_gather,
-                                    offload=spec.offload)
+                                    offload=spec.offload, cp=cp, cp_comm=spec.cp_comm)
 
 
 def plan_overrides(plan: Plan) -> dict[str, Any]:
     """The key-path overrides that make a workload use ``plan``."""
-    return {"plan.tp": plan.tp, "plan.pp": plan.pp, "plan.dp": plan.dp,
+    return {"plan.tp": plan.tp, "plan.cp": plan.cp, "plan.pp": plan.pp, "plan.dp": plan.dp,
             "plan.virtual_stages": plan.virtual_stages,
             "plan.sequence_parallel": plan.sequence_parallel, "plan.zero": plan.zero,
             "plan.recompute": plan.recompute, "plan.schedule": plan.schedule,
@@ -193,7 +219,8 @@ def plan_overrides(plan: Plan) -> dict[str, Any]:
 
 def describe_plan(plan: Plan) -> str:
     sched = plan.schedule + (f"(v={plan.virtual_stages})" if plan.virtual_stages > 1 else "")
-    return (f"tp={plan.tp} pp={plan.pp} dp={plan.dp} mb={plan.micro_batch} zero={plan.zero} "
+    cp = f"cp={plan.cp} " if plan.cp > 1 else ""
+    return (f"tp={plan.tp} {cp}pp={plan.pp} dp={plan.dp} mb={plan.micro_batch} zero={plan.zero} "
             f"rc={plan.recompute} sp={'on' if plan.sequence_parallel else 'off'} {sched}")
 
 
@@ -381,6 +408,10 @@ class Searcher:
         if cand.plan.tp > 1:
             parts.append("TP inside a node" if cand.plan.tp <= self.cluster.devices_per_node
                          else "TP across nodes")
+        if cand.plan.cp > 1:
+            parts.append("TP x CP inside a node"
+                         if cand.plan.tp * cand.plan.cp <= self.cluster.devices_per_node
+                         else "CP across nodes")
         dp_share = result.breakdown_s.get("dp_comm", 0.0) / result.step_time_s
         if cand.plan.dp > 1:
             parts.append(f"DP comm exposed {dp_share * 100:.0f}%")
