@@ -23,10 +23,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _devices() -> list[str]:
-    lines = [f"{'device':<22} {'kind':<4} {'bf16 TFLOP/s':>12} {'HBM GB':>8} {'HBM GB/s':>9}"]
+    lines = [f"{'device':<22} {'kind':<4} {'bf16 TFLOP/s':>12} {'HBM GiB':>8} {'HBM GB/s':>9}"]
     for name, dev in sorted(devices().items()):
         lines.append(f"{name:<22} {dev.kind:<4} {dev.peak('bf16') / 1e12:>12,.0f} "
-                     f"{dev.memory_capacity_bytes / 1e9:>8,.0f} "
+                     f"{dev.memory_capacity_bytes / 2**30:>8,.0f} "
                      f"{dev.memory_bandwidth_bytes_per_s / 1e9:>9,.0f}")
     return lines
 
