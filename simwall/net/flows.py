@@ -275,7 +275,8 @@ def _filling_rates(active: np.ndarray, routed: np.ndarray, cap: np.ndarray,
 
 
 class _Flow:
-    __slots__ = ("bytes_", "done", "edges", "pairs", "rate", "remaining", "weight")
+    __slots__ = ("bytes_", "done", "edges", "key", "pairs", "rate", "remaining", "since",
+                 "stamp", "weight")
 
     def __init__(self, edges: tuple, bytes_: float, weight: float, done: Any) -> None:
         self.edges = edges
@@ -285,19 +286,42 @@ class _Flow:
         self.pairs = tuple(counts.items())
         self.weight = weight
         self.bytes_ = bytes_
-        self.remaining = bytes_
+        self.remaining = bytes_          # bytes left at time ``since``
+        self.since = 0.0
         self.rate = 0.0
+        self.stamp = 0                   # bumped at each rate change (stale heap entries)
+        self.key = -1                    # arrival number once started
         self.done = done
+
+
+class _Batch:
+    """One event for many flows: fires when the last of them is done."""
+
+    __slots__ = ("done", "left")
+
+    def __init__(self, done: Any, left: int) -> None:
+        self.done = done
+        self.left = left
+
+    def one_done(self, _ev: Any = None) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.done.succeed()
 
 
 class FlowNetwork:
     """The fluid max-min model driven by a SimPy environment.
 
     ``net.transfer(edges, bytes_)`` returns an event that fires when the bytes have
-    arrived. Rates of all active flows are re-solved (:func:`maxmin_rates`) when the
-    active set changes; arrivals and departures at one simulated instant are batched into
-    one re-solve. One wake-up is pending at a time; superseded ones are ignored by a
-    version counter kept per network.
+    arrived (``net.transfer_all(flows)``: one event for a batch). Rates are max-min fair
+    over all active flows; they are re-solved when the active set changes, and only on
+    the flows that share links with the change, directly or through other flows (the
+    *component* of the change): flows in other components keep their rates, which a
+    whole re-solve would give them too (max-min allocation is separable over components
+    of the flow-link incidence graph). Starts and ends at one simulated instant are
+    batched into one re-solve. Progress is kept lazily (bytes left at the last rate
+    change), and finish times wait in a heap, so an event costs the size of its
+    component, not of the whole network.
 
     Attributes
     ----------
@@ -314,12 +338,17 @@ class FlowNetwork:
         self._local_bandwidth_bytes_per_s = float(local_bandwidth_bytes_per_s)
         self._active: dict[int, _Flow] = {}       # insertion order = arrival order
         self._next_id = 0
+        self._starting: list[_Flow] = []          # started at this instant, not yet solved
+        self._edge_flows: dict[Edge, dict[int, None]] = {}   # active flows per edge
+        self._heap: list[tuple[float, int, int]] = []        # (finish_s, key, stamp)
+        self._wake_s = math.inf                   # the pending wake-up, if any
         self._version = 0
         self._flush_pending = False
-        self._last_s = float(env.now)
-        self._edge_load: dict[Edge, float] = {}   # bytes/s per edge under current rates
-        self.edge_bytes: dict[Edge, float] = {}
-        self.edge_busy_s: dict[Edge, float] = {}
+        # bytes/s per edge under current rates, and since when (lazy edge statistics).
+        self._edge_load: dict[Edge, float] = {}
+        self._edge_since: dict[Edge, float] = {}
+        self._edge_bytes: dict[Edge, float] = {}
+        self._edge_busy_s: dict[Edge, float] = {}
         self.transfers_done = 0
 
     # -- public -------------------------------------------------------------------------
@@ -342,15 +371,38 @@ class FlowNetwork:
             self._start(flow)
         return flow.done
 
+    def transfer_all(self, flows: Sequence[tuple[Sequence[Edge], float, float]]) -> Any:
+        """One event firing when every ``(edges, bytes_, weight)`` flow, all started now,
+        has arrived (the same as ``env.all_of`` over :meth:`transfer` events, with one
+        SimPy event instead of one per flow)."""
+        batch = _Batch(self.env.event(), len(flows))
+        if not flows:
+            batch.done.succeed()
+            return batch.done
+        for edges, bytes_, weight in flows:
+            self.transfer(edges, bytes_, weight).callbacks.append(batch.one_done)
+        return batch.done
+
     @property
     def active_flows(self) -> int:
-        return len(self._active)
+        return len(self._active) + len(self._starting)
+
+    @property
+    def edge_bytes(self) -> dict[Edge, float]:
+        self._settle_edges(list(self._edge_load))
+        return self._edge_bytes
+
+    @property
+    def edge_busy_s(self) -> dict[Edge, float]:
+        self._settle_edges(list(self._edge_load))
+        return self._edge_busy_s
 
     def busiest_edges(self, n: int = 1) -> list[tuple[Edge, float, float]]:
         """Up to ``n`` ``(edge, busy_s, bytes)`` by busy time, then bytes (then first use)."""
-        order = sorted(enumerate(self.edge_busy_s.items()),
-                       key=lambda kv: (-kv[1][1], -self.edge_bytes.get(kv[1][0], 0.0), kv[0]))
-        return [(e, busy, self.edge_bytes.get(e, 0.0)) for _, (e, busy) in order[:n]]
+        busy, carried = self.edge_busy_s, self.edge_bytes
+        order = sorted(enumerate(busy.items()),
+                       key=lambda kv: (-kv[1][1], -carried.get(kv[1][0], 0.0), kv[0]))
+        return [(e, b, carried.get(e, 0.0)) for _, (e, b) in order[:n]]
 
     # -- fluid bookkeeping ----------------------------------------------------------------
     def _start(self, flow: _Flow) -> None:
@@ -358,24 +410,8 @@ class FlowNetwork:
             flow.done.succeed()
             self.transfers_done += 1
             return
-        self._advance()
-        self._active[self._next_id] = flow
-        self._next_id += 1
+        self._starting.append(flow)
         self._request_flush()
-
-    def _advance(self) -> None:
-        """Move every active flow forward to ``env.now`` at the current rates."""
-        now_s = float(self.env.now)
-        dt = now_s - self._last_s
-        if dt <= 0.0:
-            return
-        self._last_s = now_s
-        for flow in self._active.values():
-            flow.remaining -= flow.rate * dt
-        for e, load in self._edge_load.items():
-            if load > 0.0:
-                self.edge_bytes[e] = self.edge_bytes.get(e, 0.0) + load * dt
-                self.edge_busy_s[e] = self.edge_busy_s.get(e, 0.0) + dt
 
     def _request_flush(self) -> None:
         # Batch all changes at this instant into one re-solve: the zero-delay event runs
@@ -384,48 +420,128 @@ class FlowNetwork:
             self._flush_pending = True
             self.env.timeout(0.0).callbacks.append(self._flush)
 
+    def _settle_edges(self, edges: Sequence[Edge]) -> None:
+        """Edge statistics brought up to ``env.now`` at their current loads."""
+        now_s = float(self.env.now)
+        for e in edges:
+            load = self._edge_load.get(e, 0.0)
+            dt = now_s - self._edge_since.get(e, now_s)
+            self._edge_since[e] = now_s
+            if load > 0.0 and dt > 0.0:
+                self._edge_bytes[e] = self._edge_bytes.get(e, 0.0) + load * dt
+                self._edge_busy_s[e] = self._edge_busy_s.get(e, 0.0) + dt
+
     def _flush(self, _ev: Any = None) -> None:
         self._flush_pending = False
-        self._advance()
-        self._complete_finished()
-        self._resolve()
-
-    def _complete_finished(self) -> None:
-        # Finished: bytes left are round-off, or the time left is below what env.now can
-        # resolve (else a wake-up at now + tiny == now would never make progress).
-        horizon_s = abs(float(self.env.now)) * TIE_REL
-        done = [k for k, f in self._active.items()
-                if f.remaining <= f.bytes_ * DONE_REL or math.isinf(f.rate)
-                or (f.rate > 0.0 and f.remaining / f.rate <= horizon_s)]
-        for k in done:
-            flow = self._active.pop(k)
+        now_s = float(self.env.now)
+        dirty: dict[Edge, None] = {}
+        # Finished: the predicted finish is within what env.now can resolve (else a
+        # wake-up at now + tiny == now would never make progress); a flow whose bytes
+        # left are round-off was predicted to finish now when its rate was set.
+        horizon_s = abs(now_s) * TIE_REL
+        finished: list[_Flow] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now_s + horizon_s:
+            _, key, stamp = heapq.heappop(heap)
+            flow = self._active.get(key)
+            if flow is None or flow.stamp != stamp:
+                continue                                   # stale entry
+            finished.append(flow)
+        finished.sort(key=lambda f: f.key)
+        for flow in finished:
+            del self._active[flow.key]
+            for e, _k in flow.pairs:
+                on = self._edge_flows[e]
+                del on[flow.key]
+                dirty[e] = None
             flow.remaining = 0.0
+        for flow in self._starting:
+            flow.key = self._next_id
+            self._next_id += 1
+            flow.since = now_s
+            self._active[flow.key] = flow
+            for e, _k in flow.pairs:
+                self._edge_flows.setdefault(e, {})[flow.key] = None
+                dirty[e] = None
+        starting, self._starting = self._starting, []
+        self._resolve(dirty, [f for f in starting if not f.pairs])
+        for flow in finished:
             flow.done.succeed()
             self.transfers_done += 1
 
-    def _resolve(self) -> None:
-        flows = list(self._active.values())
+    def _component(self, dirty: Mapping[Edge, None]) -> tuple[list[_Flow], list[Edge]]:
+        """Active flows connected to the ``dirty`` edges through shared edges, in arrival
+        order, and every edge they (or the dirty edges) touch."""
+        seen_edges = dict(dirty)
+        seen_flows: dict[int, _Flow] = {}
+        stack = list(dirty)
+        while stack:
+            e = stack.pop()
+            for key in self._edge_flows.get(e, ()):
+                if key in seen_flows:
+                    continue
+                flow = self._active[key]
+                seen_flows[key] = flow
+                for ee, _k in flow.pairs:
+                    if ee not in seen_edges:
+                        seen_edges[ee] = None
+                        stack.append(ee)
+        flows = [seen_flows[k] for k in sorted(seen_flows)]
+        return flows, list(seen_edges)
+
+    def _resolve(self, dirty: Mapping[Edge, None], local: Sequence[_Flow]) -> None:
+        now_s = float(self.env.now)
+        flows, edges = self._component(dirty)
+        flows.extend(local)
+        flows.sort(key=lambda f: f.key)
         rates = maxmin_rates([(f.edges, f.weight) for f in flows], self._capacity,
                              self._local_bandwidth_bytes_per_s)
-        load: dict[Edge, float] = {}
-        next_dt = math.inf
+        self._settle_edges(edges)
+        load: dict[Edge, float] = {e: 0.0 for e in edges}
+        heap = self._heap
         for f, r in zip(flows, rates):
+            if f.rate > 0.0 and not math.isinf(f.rate):
+                f.remaining -= f.rate * (now_s - f.since)
+            f.since = now_s
             f.rate = r
+            f.stamp += 1
             for e, k in f.pairs:
                 load[e] = load.get(e, 0.0) + f.weight * k * r
-            if r > 0.0:
-                next_dt = min(next_dt, f.remaining / r)
-        self._edge_load = load
-        self._version += 1
-        if math.isinf(next_dt):
+            if math.isinf(r) or f.remaining <= f.bytes_ * DONE_REL:
+                heapq.heappush(heap, (now_s, f.key, f.stamp))
+            elif r > 0.0:
+                heapq.heappush(heap, (now_s + max(f.remaining, 0.0) / r, f.key, f.stamp))
+        for e, value in load.items():
+            if value > 0.0:
+                self._edge_load[e] = value
+            else:
+                self._edge_load.pop(e, None)
+            if not self._edge_flows.get(e):
+                self._edge_flows.pop(e, None)
+        self._schedule_wake()
+
+    def _schedule_wake(self) -> None:
+        heap = self._heap
+        while heap:
+            _, key, stamp = heap[0]
+            flow = self._active.get(key)
+            if flow is not None and flow.stamp == stamp:
+                break
+            heapq.heappop(heap)                            # stale
+        if not heap:
+            self._wake_s = math.inf
             return                       # idle, or every flow starved (rate 0)
+        at_s = heap[0][0]
+        if at_s == self._wake_s:
+            return
+        self._wake_s = at_s
+        self._version += 1
         version = self._version
-        self.env.timeout(max(next_dt, 0.0)).callbacks.append(
+        self.env.timeout(max(at_s - float(self.env.now), 0.0)).callbacks.append(
             lambda _ev: self._wake(version))
 
     def _wake(self, version: int) -> None:
         if version != self._version:
             return                       # superseded by a later re-solve
-        self._advance()
-        self._complete_finished()
-        self._resolve()
+        self._wake_s = math.inf
+        self._flush()
