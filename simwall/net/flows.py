@@ -276,9 +276,11 @@ def _filling_rates(active: np.ndarray, routed: np.ndarray, cap: np.ndarray,
 
 class _Flow:
     __slots__ = ("bytes_", "done", "edges", "key", "pairs", "rate", "remaining", "since",
-                 "stamp", "weight")
+                 "stamp", "tag", "weight")
 
-    def __init__(self, edges: tuple, bytes_: float, weight: float, done: Any) -> None:
+    def __init__(self, edges: tuple, bytes_: float, weight: float, done: Any,
+                 tag: Hashable = None) -> None:
+        self.tag = tag
         self.edges = edges
         counts: dict[Edge, int] = {}
         for e in edges:
@@ -350,28 +352,33 @@ class FlowNetwork:
         self._edge_bytes: dict[Edge, float] = {}
         self._edge_busy_s: dict[Edge, float] = {}
         self.transfers_done = 0
+        # Re-solves in which one edge carried flows of two different tags (transfers
+        # that share a link at the same time); only flows given a tag count.
+        self.shared_resolves = 0
 
     # -- public -------------------------------------------------------------------------
     def transfer(self, edges: Sequence[Edge], bytes_: float, weight: float = 1.0,
-                 latency_s: float = 0.0) -> Any:
+                 latency_s: float = 0.0, tag: Hashable = None) -> Any:
         """Event firing when ``bytes_`` (per copy) have crossed ``edges``.
 
         ``latency_s`` is a pure delay before the bytes start flowing (it uses no
         bandwidth); ``weight`` copies load every edge. Zero bytes: fires after the delay.
+        ``tag`` names the transfer the flow belongs to (see ``shared_resolves``).
         """
         bytes_ = float(bytes_)
         if not bytes_ >= 0.0 or math.isinf(bytes_):
             raise SimwallError(f"transfer bytes must be finite and >= 0, got {bytes_}")
         if not latency_s >= 0.0:
             raise SimwallError(f"transfer latency_s must be >= 0, got {latency_s}")
-        flow = _Flow(tuple(edges), bytes_, _check_weight(weight), self.env.event())
+        flow = _Flow(tuple(edges), bytes_, _check_weight(weight), self.env.event(), tag)
         if latency_s > 0.0:
             self.env.timeout(latency_s).callbacks.append(lambda _ev: self._start(flow))
         else:
             self._start(flow)
         return flow.done
 
-    def transfer_all(self, flows: Sequence[tuple[Sequence[Edge], float, float]]) -> Any:
+    def transfer_all(self, flows: Sequence[tuple[Sequence[Edge], float, float]],
+                     tag: Hashable = None) -> Any:
         """One event firing when every ``(edges, bytes_, weight)`` flow, all started now,
         has arrived (the same as ``env.all_of`` over :meth:`transfer` events, with one
         SimPy event instead of one per flow)."""
@@ -380,7 +387,7 @@ class FlowNetwork:
             batch.done.succeed()
             return batch.done
         for edges, bytes_, weight in flows:
-            self.transfer(edges, bytes_, weight).callbacks.append(batch.one_done)
+            self.transfer(edges, bytes_, weight, tag=tag).callbacks.append(batch.one_done)
         return batch.done
 
     @property
@@ -511,6 +518,8 @@ class FlowNetwork:
                 heapq.heappush(heap, (now_s, f.key, f.stamp))
             elif r > 0.0:
                 heapq.heappush(heap, (now_s + max(f.remaining, 0.0) / r, f.key, f.stamp))
+        if any(f.tag is not None for f in flows) and self._shares_link(edges):
+            self.shared_resolves += 1
         for e, value in load.items():
             if value > 0.0:
                 self._edge_load[e] = value
@@ -519,6 +528,17 @@ class FlowNetwork:
             if not self._edge_flows.get(e):
                 self._edge_flows.pop(e, None)
         self._schedule_wake()
+
+    def _shares_link(self, edges: Sequence[Edge]) -> bool:
+        """Whether one of ``edges`` carries active flows of two different tags."""
+        active = self._active
+        for e in edges:
+            on = self._edge_flows.get(e)
+            if on is not None and len(on) > 1:
+                tags = {active[k].tag for k in on}
+                if len(tags) > 1:
+                    return True
+        return False
 
     def _schedule_wake(self) -> None:
         heap = self._heap
