@@ -242,7 +242,8 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
         peak_flop_per_s=prep.device.peak(training.compute_precision),
         breakdown_s=timing.breakdown_s, memory=mem, critical=critical,
         engine={"events": run.events, "mode": "per-device" if per_device else "symmetric",
-                "streams": len(run.stats)},
+                "streams": len(run.stats),
+                **({} if run.network is None else {"network": run.network})},
         trace_events=tuple(run.trace_events),
         bounds={"compute_only_s": compute_only},
         confidence=confidence(prep.device.name, links_used(prep.cluster, plan)))
