@@ -336,7 +336,16 @@ class FlowNetwork:
     def __init__(self, env: Any, capacity: CapacityFn | Mapping[Edge, float],
                  local_bandwidth_bytes_per_s: float = math.inf) -> None:
         self.env = env
-        self._capacity = _capacity_fn(capacity)
+        capacity_of = _capacity_fn(capacity)
+        known: dict[Edge, float] = {}
+
+        def cached(edge: Edge) -> float:      # one look-up per edge, not per re-solve
+            c = known.get(edge)
+            if c is None:
+                c = known[edge] = capacity_of(edge)
+            return c
+
+        self._capacity = cached
         self._local_bandwidth_bytes_per_s = float(local_bandwidth_bytes_per_s)
         self._active: dict[int, _Flow] = {}       # insertion order = arrival order
         self._next_id = 0
