@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_engine import ROW  # noqa: E402
+from bench_engine import ROW
 
-from simwall import clear_caches  # noqa: E402
-from simwall.api import prepare, run_prepared  # noqa: E402
+from simwall import clear_caches
+from simwall.api import prepare, run_prepared
 
 if __name__ == "__main__":
     for arg in sys.argv[1:] or ["24:288"]:

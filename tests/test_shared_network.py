@@ -53,14 +53,12 @@ def _costs(plan: Plan, topo, f: float, b: float, send_bytes: float, bucket_bytes
     are what the costing gives each alone (collective_time_s, as run_collective)."""
     costs = {}
     for s in range(plan.pp):
-        def pairs(a, c):
-            return tuple((plan.device_of(a, d, 0), plan.device_of(c, d, 0))
-                         for d in range(plan.dp))
-
-        def send(c):
+        def send(c, s=s):
             if not 0 <= c < plan.pp:
                 return (), 0.0
-            t = Traffic("send_recv", pairs(s, c), send_bytes, "ring", 1.0)
+            pairs = tuple((plan.device_of(s, d, 0), plan.device_of(c, d, 0))
+                          for d in range(plan.dp))
+            t = Traffic("send_recv", pairs, send_bytes, "ring", 1.0)
             return (t,), collective_time_s(topo, "send_recv", t.groups, send_bytes, "ring")
 
         fwd, fwd_s = send(s + 1)

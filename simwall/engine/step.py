@@ -24,11 +24,18 @@ from ..plan.limits import check_engine_tasks
 from ..report import StepResult
 from .confidence import confidence, links_used
 from .finite import check_finite
+from .network import EngineNetwork
 from .pipeline import Pipeline, StageStats, scaled
 from .prepare import Prepared
-from .network import EngineNetwork
-from .sync import OTHER_S, Tail, analytic_dp_exposure_s, dp_reduction, step_tail, sync_tail
-from .sync import dp_reduction_flows
+from .sync import (
+    OTHER_S,
+    Tail,
+    analytic_dp_exposure_s,
+    dp_reduction,
+    dp_reduction_flows,
+    step_tail,
+    sync_tail,
+)
 from .trace import Recorder
 
 __all__ = [
