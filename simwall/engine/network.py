@@ -44,7 +44,7 @@ class EngineNetwork:
         self.env = env
         self.topology = topology
         self.plan = plan
-        self.flows = FlowNetwork(env, topology.capacity)
+        self.flows = FlowNetwork(env, topology.capacity, edge_stats=False)
         self.transfers = 0
         self._steps: dict[tuple[int, int | None], tuple[Sequence[Traffic], Steps]] = {}
 

@@ -328,14 +328,17 @@ class FlowNetwork:
     Attributes
     ----------
     edge_bytes : dict
-        Bytes carried so far per edge (all copies of weighted flows counted).
+        Bytes carried so far per edge (all copies of weighted flows counted); empty
+        with ``edge_stats=False``.
     edge_busy_s : dict
-        Seconds during which the edge carried a positive load.
+        Seconds during which the edge carried a positive load (idem).
     """
 
     def __init__(self, env: Any, capacity: CapacityFn | Mapping[Edge, float],
-                 local_bandwidth_bytes_per_s: float = math.inf) -> None:
+                 local_bandwidth_bytes_per_s: float = math.inf,
+                 edge_stats: bool = True) -> None:
         self.env = env
+        self._edge_stats = edge_stats     # keep edge_bytes / edge_busy_s (else empty)
         capacity_of = _capacity_fn(capacity)
         known: dict[Edge, float] = {}
 
@@ -510,9 +513,20 @@ class FlowNetwork:
         flows, edges = self._component(dirty)
         flows.extend(local)
         flows.sort(key=lambda f: f.key)
-        rates = maxmin_rates([(f.edges, f.weight) for f in flows], self._capacity,
-                             self._local_bandwidth_bytes_per_s)
-        self._settle_edges(edges)
+        edge_flows = self._edge_flows
+        shared = any(len(edge_flows.get(e, ())) > 1 for e in edges)
+        if shared:
+            rates = maxmin_rates([(f.edges, f.weight) for f in flows], self._capacity,
+                                 self._local_bandwidth_bytes_per_s)
+        else:
+            # No edge carries two flows: each flow gets its own bottleneck, the level at
+            # which maxmin_rates would saturate its tightest edge (the same arithmetic).
+            cap = self._capacity
+            rates = [min((cap(e) / (f.weight * k) for e, k in f.pairs),
+                         default=self._local_bandwidth_bytes_per_s) for f in flows]
+        stats = self._edge_stats
+        if stats:
+            self._settle_edges(edges)
         load: dict[Edge, float] = {e: 0.0 for e in edges}
         heap = self._heap
         for f, r in zip(flows, rates):
@@ -527,15 +541,16 @@ class FlowNetwork:
                 heapq.heappush(heap, (now_s, f.key, f.stamp))
             elif r > 0.0:
                 heapq.heappush(heap, (now_s + max(f.remaining, 0.0) / r, f.key, f.stamp))
-        if any(f.tag is not None for f in flows) and self._shares_link(edges):
+        if shared and any(f.tag is not None for f in flows) and self._shares_link(edges):
             self.shared_resolves += 1
         for e, value in load.items():
-            if value > 0.0:
-                self._edge_load[e] = value
-            else:
-                self._edge_load.pop(e, None)
-            if not self._edge_flows.get(e):
-                self._edge_flows.pop(e, None)
+            if stats:
+                if value > 0.0:
+                    self._edge_load[e] = value
+                else:
+                    self._edge_load.pop(e, None)
+            if not edge_flows.get(e):
+                edge_flows.pop(e, None)
         self._schedule_wake()
 
     def _shares_link(self, edges: Sequence[Edge]) -> bool:
