@@ -40,6 +40,10 @@ CapacityFn = Callable[[Edge], float]
 # symmetric flows get bit-identical rates whatever the summation order was. Chosen far
 # above double rounding (~1e-16) and far below any physically meaningful difference.
 TIE_REL = 1e-12
+# FlowNetwork re-solves a component of more flows than this with the vectorised
+# progressive filling (numpy), smaller ones with maxmin_rates (faster when small). Set
+# by timing both on the per-device benchmark (benchmarks/bench_per_device.py).
+_VECTOR_FLOWS = 64
 # A flow whose remaining bytes fall below this fraction of its size is finished: float
 # round-off of rate * dt, not real data (same reasoning as TIE_REL).
 DONE_REL = 1e-9
@@ -483,7 +487,8 @@ class FlowNetwork:
                 self._edge_flows.setdefault(e, {})[flow.key] = None
                 dirty[e] = None
         starting, self._starting = self._starting, []
-        self._resolve(dirty, [f for f in starting if not f.pairs])
+        self._resolve(dirty, [f for f in starting if not f.pairs],
+                      {f.key: None for f in starting})
         for flow in finished:
             flow.done.succeed()
             self.transfers_done += 1
@@ -508,14 +513,46 @@ class FlowNetwork:
         flows = [seen_flows[k] for k in sorted(seen_flows)]
         return flows, list(seen_edges)
 
-    def _resolve(self, dirty: Mapping[Edge, None], local: Sequence[_Flow]) -> None:
+    def _filling(self, flows: Sequence[_Flow]) -> list[float]:
+        """:func:`maxmin_rates` of ``flows`` by the vectorised progressive filling of
+        :func:`drain_time_s` (for large components; same allocation, sums in another
+        order)."""
+        edge_index: dict[Edge, int] = {}
+        caps: list[float] = []
+        f_idx: list[int] = []
+        e_idx: list[int] = []
+        load: list[float] = []
+        cap = self._capacity
+        for i, f in enumerate(flows):
+            for e, k in f.pairs:
+                j = edge_index.get(e)
+                if j is None:
+                    j = edge_index[e] = len(caps)
+                    caps.append(cap(e))
+                f_idx.append(i)
+                e_idx.append(j)
+                load.append(f.weight * k)
+        n = len(flows)
+        routed = np.zeros(n, dtype=bool)
+        fi = np.array(f_idx, dtype=np.intp)
+        routed[fi] = True
+        rate = _filling_rates(np.ones(n, dtype=bool), routed, np.array(caps, dtype=float),
+                              fi, np.array(e_idx, dtype=np.intp),
+                              np.array(load, dtype=float), len(caps),
+                              self._local_bandwidth_bytes_per_s)
+        return [float(r) for r in rate]
+
+    def _resolve(self, dirty: Mapping[Edge, None], local: Sequence[_Flow],
+                 started: Mapping[int, None]) -> None:
         now_s = float(self.env.now)
         flows, edges = self._component(dirty)
         flows.extend(local)
         flows.sort(key=lambda f: f.key)
         edge_flows = self._edge_flows
         shared = any(len(edge_flows.get(e, ())) > 1 for e in edges)
-        if shared:
+        if shared and len(flows) > _VECTOR_FLOWS:
+            rates = self._filling(flows)
+        elif shared:
             rates = maxmin_rates([(f.edges, f.weight) for f in flows], self._capacity,
                                  self._local_bandwidth_bytes_per_s)
         else:
@@ -530,13 +567,15 @@ class FlowNetwork:
         load: dict[Edge, float] = {e: 0.0 for e in edges}
         heap = self._heap
         for f, r in zip(flows, rates):
+            for e, k in f.pairs:
+                load[e] = load.get(e, 0.0) + f.weight * k * r
+            if r == f.rate and f.key not in started:
+                continue                 # same rate: its heap entry still holds
             if f.rate > 0.0 and not math.isinf(f.rate):
                 f.remaining -= f.rate * (now_s - f.since)
             f.since = now_s
             f.rate = r
             f.stamp += 1
-            for e, k in f.pairs:
-                load[e] = load.get(e, 0.0) + f.weight * k * r
             if math.isinf(r) or f.remaining <= f.bytes_ * DONE_REL:
                 heapq.heappush(heap, (now_s, f.key, f.stamp))
             elif r > 0.0:
