@@ -41,8 +41,9 @@ CapacityFn = Callable[[Edge], float]
 # above double rounding (~1e-16) and far below any physically meaningful difference.
 TIE_REL = 1e-12
 # FlowNetwork re-solves a component of more flows than this with the vectorised
-# progressive filling (numpy), smaller ones with maxmin_rates (faster when small). Set
-# by timing both on the per-device benchmark (benchmarks/bench_per_device.py).
+# progressive filling (numpy), smaller ones with maxmin_rates. This is a round number,
+# not tuned: below it, numpy's fixed cost per call outweighs the Python loops (both give
+# the same allocation).
 _VECTOR_FLOWS = 64
 # A flow whose remaining bytes fall below this fraction of its size is finished: float
 # round-off of rate * dt, not real data (same reasoning as TIE_REL).
