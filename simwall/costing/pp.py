@@ -28,6 +28,11 @@ class PPCost:
     fwd_s: float = 0.0
     bwd_s: float = 0.0
     traffic: tuple[Traffic, ...] = ()
+    # The collectives of one forward (backward) send, in order (the send, then with the
+    # scatter/gather optimisation the receivers' all-gather): what the engine runs as
+    # flows in per-device runs (:class:`simwall.costing.stage.StageTransfers`).
+    fwd_parts: tuple[Traffic, ...] = ()
+    bwd_parts: tuple[Traffic, ...] = ()
 
 
 def bsh_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
@@ -71,9 +76,11 @@ def pp_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stag
     bwd = run_collective(topology, "send_recv", pairs_b, msg, bwd_sends, plan.collective,
                          symmetric)
     if not (plan.pp_scatter_gather and not sp and tp > 1):
-        return PPCost(fwd.s, bwd.s, fwd.traffic + bwd.traffic)
+        return PPCost(fwd.s, bwd.s, fwd.traffic + bwd.traffic, fwd.traffic, bwd.traffic)
     receivers = axis_groups(plan, nxt, "tp", topology, symmetric)
     gather = run_collective(topology, "all_gather", receivers, full_act,
                             fwd_sends + bwd_sends, plan.collective, symmetric)
     return PPCost(fwd.s + gather.s, bwd.s + gather.s,
-                  fwd.traffic + bwd.traffic + gather.traffic)
+                  fwd.traffic + bwd.traffic + gather.traffic,
+                  fwd.traffic + gather.traffic if fwd.traffic else (),
+                  bwd.traffic + gather.traffic if bwd.traffic else ())

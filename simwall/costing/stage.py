@@ -36,7 +36,7 @@ from .tp import TPCost, tp_cost
 from .traffic import Traffic
 from .zero import exposed_s, zero3_cost
 
-__all__ = ["ChunkCost", "StageCost", "stage_cost"]
+__all__ = ["ChunkCost", "StageCost", "StageTransfers", "stage_cost"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,19 @@ class ChunkCost:
 
 
 @dataclass(frozen=True)
+class StageTransfers:
+    """The transfers of a stage that per-device runs put on the engine's shared network
+    as flows, each as the collectives it is made of (:class:`~.traffic.Traffic`, run one
+    after another, each by all its groups at once): the very records the durations of
+    :class:`StageCost` were costed from, so the engine and the costing share one source.
+    Sends name every DP replica's pairs; the engine keeps those of the sending replica."""
+
+    pp_fwd: tuple[Traffic, ...] = ()                # one micro-batch's activation send
+    pp_bwd: tuple[Traffic, ...] = ()                # its gradient send
+    buckets: tuple[tuple[Traffic, ...], ...] = ()   # one per DP bucket, in ready order
+
+
+@dataclass(frozen=True)
 class StageCost:
     """All task durations of one pipeline stage's representative rank."""
 
@@ -82,6 +95,7 @@ class StageCost:
     optimizer_s: float
     post_optimizer_s: float           # ZeRO 1/2 all-gather of updated parameters
     traffic: tuple[Traffic, ...] = ()  # the collectives above, counted per step
+    transfers: StageTransfers = StageTransfers()   # sends and buckets as collectives
 
 
 @dataclass(frozen=True)
@@ -174,8 +188,12 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
     opt = optimizer_s(model, training, plan, device, topology, stage, speed,
                       backward_s=sum(c.bwd_compute_s for c in chunks))
     post = parameter_gather_cost(model, training, plan, topology, stage, symmetric)
+    by_size = {t.bytes_: (t,) for t in grads.traffic}
+    transfers = StageTransfers(pp_fwd=pp.fwd_parts, pp_bwd=pp.bwd_parts,
+                               buckets=tuple(by_size.get(b, ()) for b in grads.bucket_bytes))
     return StageCost(stage=stage, chunks=chunks, pp_fwd_s=pp.fwd_s, pp_bwd_s=pp.bwd_s,
                      bucket_bytes=grads.bucket_bytes, bucket_s=grads.bucket_s,
                      tied_embedding_s=tied.s, optimizer_s=opt, post_optimizer_s=post.s,
                      traffic=(tp.traffic + z3.traffic + pp.traffic + grads.traffic
-                              + tied.traffic + post.traffic))
+                              + tied.traffic + post.traffic),
+                     transfers=transfers)

@@ -1,5 +1,6 @@
 """The SimPy engine: a run's inputs resolved (:mod:`.prepare`), the pipeline streams
-(:mod:`.pipeline`), the DP reduction and optimizer tail (:mod:`.sync`), the Chrome trace
+(:mod:`.pipeline`), the DP reduction and optimizer tail (:mod:`.sync`), the shared
+network of per-device runs (:mod:`.network`), the Chrome trace
 they write (:mod:`.trace`) and the one assembly of a step (:mod:`.step`), used by
 :func:`simwall.simulate` and by the plan search's analytic estimate."""
 

@@ -114,8 +114,11 @@ class Pipeline:
 
     def __init__(self, env: simpy.Environment, plan: Plan,
                  costs: dict[tuple[int, int], StageCost], replicas: int, recorder: Recorder,
-                 grads: dict[int, simpy.Store] | None = None) -> None:
+                 grads: dict[int, simpy.Store] | None = None, network=None) -> None:
         self.env = env
+        # Per-device runs: sends run as flows on this shared network
+        # (:class:`simwall.engine.network.EngineNetwork`) instead of timed waits.
+        self.network = network
         self.plan = plan
         self.costs = costs
         self.replicas = replicas
@@ -143,9 +146,18 @@ class Pipeline:
     def _send(self, inbox: simpy.Store, mb: int, duration_s: float, stage: int,
               replica: int, what: str) -> None:
         """Send ``mb``'s output (``what``: 'act' or 'grad') to ``inbox``: it arrives
-        ``duration_s`` from now."""
+        ``duration_s`` from now, or, with a shared network, when its flows are through."""
         env = self.env
         producer_end = env.now
+        if self.network is not None:
+            transfers = self.costs[(stage, replica)].transfers
+            parts = transfers.pp_fwd if what == "act" else transfers.pp_bwd
+            steps = self.network.steps(parts, replica)
+            if steps:
+                self.events += 1
+                env.process(self._flow_send(inbox, mb, steps, stage, replica, what))
+                return
+            duration_s = 0.0
         if duration_s <= 0:
             inbox.put(Arrival(mb, producer_end, env.now))
             return
@@ -156,6 +168,16 @@ class Pipeline:
         transfer = env.timeout(duration_s)
         transfer.callbacks.append(
             lambda _ev: inbox.put(Arrival(mb, producer_end, env.now)))
+
+    def _flow_send(self, inbox: simpy.Store, mb: int, steps, stage: int, replica: int,
+                   what: str):
+        """A send as flows on the shared network; the message arrives when they are."""
+        env = self.env
+        start = env.now
+        yield from self.network.run(steps, ("pp", stage, what, mb))
+        self.recorder.span(f"send {what} {mb}", start, env.now - start, stage, replica, PP,
+                           "pp")
+        inbox.put(Arrival(mb, start, env.now))
 
     def _stream(self, stage: int, replica: int):
         env, plan, rec = self.env, self.plan, self.recorder

@@ -25,9 +25,18 @@ from ..plan.limits import check_engine_tasks
 from ..report import StepResult
 from .confidence import confidence, links_used
 from .finite import check_finite
+from .network import EngineNetwork
 from .pipeline import Pipeline, StageStats, scaled
 from .prepare import Prepared
-from .sync import OTHER_S, Tail, analytic_dp_exposure_s, dp_reduction, step_tail, sync_tail
+from .sync import (
+    OTHER_S,
+    Tail,
+    analytic_dp_exposure_s,
+    dp_reduction,
+    dp_reduction_flows,
+    step_tail,
+    sync_tail,
+)
 from .trace import Recorder
 
 __all__ = [
@@ -143,18 +152,22 @@ class SimulatedStep:
     tail: Tail
     trace_events: list[dict]
     events: int
+    network: dict | None = None       # shared-network figures (per-device runs)
 
 
 def simulate_step(plan: Plan, costs: dict[tuple[int, int], StageCost], replicas: int,
-                  trace: bool = False) -> SimulatedStep:
+                  trace: bool = False, topology=None) -> SimulatedStep:
     """Run one step in SimPy: the pipeline streams (:class:`~simwall.engine.pipeline.
     Pipeline`), each stage's DP reduction and the synchronisation tail
     (:mod:`simwall.engine.sync`), all in one environment. ``costs[(stage, replica)]``
-    gives each stream's durations for ``replicas`` simulated DP replicas."""
+    gives each stream's durations for ``replicas`` simulated DP replicas. With a
+    ``topology`` (per-device runs), pipeline sends and DP buckets run as flows on one
+    network of its links (:mod:`simwall.engine.network`) instead of timed waits."""
     env = simpy.Environment()
     rec = Recorder(trace, replicas)
     grads = {s: simpy.Store(env) for s in range(plan.pp)}
-    pipe = Pipeline(env, plan, costs, replicas, rec, grads)
+    network = EngineNetwork(env, topology, plan) if topology is not None else None
+    pipe = Pipeline(env, plan, costs, replicas, rec, grads, network)
     dp = {}
     for s in range(plan.pp):
         streams = [pipe.processes[(s, r)] for r in range(replicas)]
@@ -162,8 +175,13 @@ def simulate_step(plan: Plan, costs: dict[tuple[int, int], StageCost], replicas:
         def compute_end(s=s):
             return max(pipe.stats[(s, r)].compute_end_s for r in range(replicas))
 
-        dp[s] = env.process(dp_reduction(env, costs[(s, 0)], replicas, plan.dp_overlap,
-                                         grads[s], streams, compute_end, rec))
+        if network is not None:
+            dp[s] = env.process(dp_reduction_flows(env, costs[(s, 0)], replicas,
+                                                   plan.dp_overlap, grads[s], streams,
+                                                   compute_end, rec, network))
+        else:
+            dp[s] = env.process(dp_reduction(env, costs[(s, 0)], replicas, plan.dp_overlap,
+                                             grads[s], streams, compute_end, rec))
     optimizer = {k: sc.optimizer_s for k, sc in costs.items()}
     post = {s: costs[(s, 0)].post_optimizer_s for s in range(plan.pp)}
     tied_s = costs[(0, 0)].tied_embedding_s if plan.pp > 1 else 0.0
@@ -173,7 +191,8 @@ def simulate_step(plan: Plan, costs: dict[tuple[int, int], StageCost], replicas:
     if stalled or not end.processed:  # pragma: no cover - a schedule bug, not user input
         raise RuntimeError(f"pipeline deadlock: streams {stalled} never got their input")
     return SimulatedStep(stats=pipe.stats, tail=end.value, trace_events=rec.events,
-                         events=pipe.events)
+                         events=pipe.events,
+                         network=None if network is None else network.summary())
 
 
 def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) -> StepResult:
@@ -200,7 +219,8 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
             speed = min([speeds.get(d, 1.0) for d in devs])
             costs[(stage, r)] = scaled(base[stage], speed)
 
-    run = simulate_step(plan, costs, replicas, trace)
+    run = simulate_step(plan, costs, replicas, trace,
+                        topology=prep.topology if per_device else None)
     # Breakdown on the critical stream: the one whose compute stream ends last.
     crit = max(run.stats, key=lambda k: (run.stats[k].compute_end_s, -k[0], -k[1]))
     timing = step_timing(run.stats[crit], run.tail)
@@ -250,7 +270,8 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
         peak_flop_per_s=prep.device.peak(training.compute_precision),
         breakdown_s=timing.breakdown_s, memory=mem, critical=critical,
         engine={"events": run.events, "mode": "per-device" if per_device else "symmetric",
-                "streams": len(run.stats)},
+                "streams": len(run.stats),
+                **({} if run.network is None else {"network": run.network})},
         trace_events=tuple(run.trace_events),
         bounds={"compute_only_s": compute_only},
         confidence=confidence(prep.device.name, links_used(prep.cluster, plan)),

@@ -33,6 +33,7 @@ __all__ = [
     "analytic_dp_exposure_s",
     "bucket_ready_times",
     "dp_reduction",
+    "dp_reduction_flows",
     "step_tail",
     "sync_tail",
 ]
@@ -117,6 +118,45 @@ def dp_reduction(env: simpy.Environment, sc: StageCost, replicas: int, overlap: 
         # stream is busy until ``end``, whatever arrives meanwhile.
         if end > env.now:
             yield env.timeout(end - env.now)
+    yield env.all_of(streams)
+    return max(end, compute_end_s())
+
+
+def dp_reduction_flows(env: simpy.Environment, sc: StageCost, replicas: int,
+                       overlap: bool, grads: simpy.Store, streams: Sequence[simpy.Process],
+                       compute_end_s: Sequence, recorder: Recorder, network):
+    """:func:`dp_reduction` on a shared network (per-device runs): bucket ``i`` starts
+    when every replica has it ready and bucket ``i - 1`` is done, as there, but runs as
+    the flows of its collective (``sc.transfers.buckets[i]``) on ``network``
+    (:class:`simwall.engine.network.EngineNetwork`), so it takes what the links leave it
+    while pipeline sends and other stages' buckets cross them."""
+    chunks = len(sc.chunks)
+    n_buckets = len(sc.bucket_bytes)
+    segments: list[list[tuple[float, float, float]]] = [[] for _ in range(replicas)]
+    known: list[list[float]] = [[] for _ in range(replicas)]
+    heard, done, end = 0, 0, 0.0
+    while done < n_buckets:
+        if done < min(len(k) for k in known):
+            ready = max(k[done] for k in known)
+            start = max(ready, end)
+            if start > env.now:
+                yield env.timeout(start - env.now)
+            start = env.now
+            yield from network.run(network.steps(sc.transfers.buckets[done]),
+                                   ("dp", sc.stage, done))
+            end = env.now
+            if end > start:
+                recorder.span(f"dp bucket {done}", start, end - start, sc.stage, 0, DP, "dp")
+            done += 1
+            continue
+        if heard == replicas * chunks:  # pragma: no cover - every bucket is known by now
+            break
+        seg: GradSegment = yield grads.get()
+        heard += 1
+        r = seg.replica
+        segments[r].append((seg.start_s, seg.end_s, seg.grad_bytes))
+        known[r] = _known_ready(segments[r], sc.bucket_bytes, overlap,
+                                len(segments[r]) == chunks)
     yield env.all_of(streams)
     return max(end, compute_end_s())
 

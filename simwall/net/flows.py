@@ -40,6 +40,11 @@ CapacityFn = Callable[[Edge], float]
 # symmetric flows get bit-identical rates whatever the summation order was. Chosen far
 # above double rounding (~1e-16) and far below any physically meaningful difference.
 TIE_REL = 1e-12
+# FlowNetwork re-solves a component of more flows than this with the vectorised
+# progressive filling (numpy), smaller ones with maxmin_rates. This is a round number,
+# not tuned: below it, numpy's fixed cost per call outweighs the Python loops (both give
+# the same allocation).
+_VECTOR_FLOWS = 64
 # A flow whose remaining bytes fall below this fraction of its size is finished: float
 # round-off of rate * dt, not real data (same reasoning as TIE_REL).
 DONE_REL = 1e-9
@@ -275,9 +280,12 @@ def _filling_rates(active: np.ndarray, routed: np.ndarray, cap: np.ndarray,
 
 
 class _Flow:
-    __slots__ = ("bytes_", "done", "edges", "pairs", "rate", "remaining", "weight")
+    __slots__ = ("bytes_", "done", "edges", "key", "pairs", "rate", "remaining", "since",
+                 "stamp", "tag", "weight")
 
-    def __init__(self, edges: tuple, bytes_: float, weight: float, done: Any) -> None:
+    def __init__(self, edges: tuple, bytes_: float, weight: float, done: Any,
+                 tag: Hashable = None) -> None:
+        self.tag = tag
         self.edges = edges
         counts: dict[Edge, int] = {}
         for e in edges:
@@ -285,72 +293,140 @@ class _Flow:
         self.pairs = tuple(counts.items())
         self.weight = weight
         self.bytes_ = bytes_
-        self.remaining = bytes_
+        self.remaining = bytes_          # bytes left at time ``since``
+        self.since = 0.0
         self.rate = 0.0
+        self.stamp = 0                   # bumped at each rate change (stale heap entries)
+        self.key = -1                    # arrival number once started
         self.done = done
+
+
+class _Batch:
+    """One event for many flows: fires when the last of them is done."""
+
+    __slots__ = ("done", "left")
+
+    def __init__(self, done: Any, left: int) -> None:
+        self.done = done
+        self.left = left
+
+    def one_done(self, _ev: Any = None) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.done.succeed()
 
 
 class FlowNetwork:
     """The fluid max-min model driven by a SimPy environment.
 
     ``net.transfer(edges, bytes_)`` returns an event that fires when the bytes have
-    arrived. Rates of all active flows are re-solved (:func:`maxmin_rates`) when the
-    active set changes; arrivals and departures at one simulated instant are batched into
-    one re-solve. One wake-up is pending at a time; superseded ones are ignored by a
-    version counter kept per network.
+    arrived (``net.transfer_all(flows)``: one event for a batch). Rates are max-min fair
+    over all active flows; they are re-solved when the active set changes, and only on
+    the flows that share links with the change, directly or through other flows (the
+    *component* of the change): flows in other components keep their rates, which a
+    whole re-solve would give them too (max-min allocation is separable over components
+    of the flow-link incidence graph). Starts and ends at one simulated instant are
+    batched into one re-solve. Progress is kept lazily (bytes left at the last rate
+    change), and finish times wait in a heap, so an event costs the size of its
+    component, not of the whole network.
 
     Attributes
     ----------
     edge_bytes : dict
-        Bytes carried so far per edge (all copies of weighted flows counted).
+        Bytes carried so far per edge (all copies of weighted flows counted); empty
+        with ``edge_stats=False``.
     edge_busy_s : dict
-        Seconds during which the edge carried a positive load.
+        Seconds during which the edge carried a positive load (idem).
     """
 
     def __init__(self, env: Any, capacity: CapacityFn | Mapping[Edge, float],
-                 local_bandwidth_bytes_per_s: float = math.inf) -> None:
+                 local_bandwidth_bytes_per_s: float = math.inf,
+                 edge_stats: bool = True) -> None:
         self.env = env
-        self._capacity = _capacity_fn(capacity)
+        self._edge_stats = edge_stats     # keep edge_bytes / edge_busy_s (else empty)
+        capacity_of = _capacity_fn(capacity)
+        known: dict[Edge, float] = {}
+
+        def cached(edge: Edge) -> float:      # one look-up per edge, not per re-solve
+            c = known.get(edge)
+            if c is None:
+                c = known[edge] = capacity_of(edge)
+            return c
+
+        self._capacity = cached
         self._local_bandwidth_bytes_per_s = float(local_bandwidth_bytes_per_s)
         self._active: dict[int, _Flow] = {}       # insertion order = arrival order
         self._next_id = 0
+        self._starting: list[_Flow] = []          # started at this instant, not yet solved
+        self._edge_flows: dict[Edge, dict[int, None]] = {}   # active flows per edge
+        self._heap: list[tuple[float, int, int]] = []        # (finish_s, key, stamp)
+        self._wake_s = math.inf                   # the pending wake-up, if any
         self._version = 0
         self._flush_pending = False
-        self._last_s = float(env.now)
-        self._edge_load: dict[Edge, float] = {}   # bytes/s per edge under current rates
-        self.edge_bytes: dict[Edge, float] = {}
-        self.edge_busy_s: dict[Edge, float] = {}
+        # bytes/s per edge under current rates, and since when (lazy edge statistics).
+        self._edge_load: dict[Edge, float] = {}
+        self._edge_since: dict[Edge, float] = {}
+        self._edge_bytes: dict[Edge, float] = {}
+        self._edge_busy_s: dict[Edge, float] = {}
         self.transfers_done = 0
+        # Re-solves in which one edge carried flows of two different tags (transfers
+        # that share a link at the same time); only flows given a tag count.
+        self.shared_resolves = 0
 
     # -- public -------------------------------------------------------------------------
     def transfer(self, edges: Sequence[Edge], bytes_: float, weight: float = 1.0,
-                 latency_s: float = 0.0) -> Any:
+                 latency_s: float = 0.0, tag: Hashable = None) -> Any:
         """Event firing when ``bytes_`` (per copy) have crossed ``edges``.
 
         ``latency_s`` is a pure delay before the bytes start flowing (it uses no
         bandwidth); ``weight`` copies load every edge. Zero bytes: fires after the delay.
+        ``tag`` names the transfer the flow belongs to (see ``shared_resolves``).
         """
         bytes_ = float(bytes_)
         if not bytes_ >= 0.0 or math.isinf(bytes_):
             raise SimwallError(f"transfer bytes must be finite and >= 0, got {bytes_}")
         if not latency_s >= 0.0:
             raise SimwallError(f"transfer latency_s must be >= 0, got {latency_s}")
-        flow = _Flow(tuple(edges), bytes_, _check_weight(weight), self.env.event())
+        flow = _Flow(tuple(edges), bytes_, _check_weight(weight), self.env.event(), tag)
         if latency_s > 0.0:
             self.env.timeout(latency_s).callbacks.append(lambda _ev: self._start(flow))
         else:
             self._start(flow)
         return flow.done
 
+    def transfer_all(self, flows: Sequence[tuple[Sequence[Edge], float, float]],
+                     tag: Hashable = None) -> Any:
+        """One event firing when every ``(edges, bytes_, weight)`` flow, all started now,
+        has arrived (the same as ``env.all_of`` over :meth:`transfer` events, with one
+        SimPy event instead of one per flow)."""
+        batch = _Batch(self.env.event(), len(flows))
+        if not flows:
+            batch.done.succeed()
+            return batch.done
+        for edges, bytes_, weight in flows:
+            self.transfer(edges, bytes_, weight, tag=tag).callbacks.append(batch.one_done)
+        return batch.done
+
     @property
     def active_flows(self) -> int:
-        return len(self._active)
+        return len(self._active) + len(self._starting)
+
+    @property
+    def edge_bytes(self) -> dict[Edge, float]:
+        self._settle_edges(list(self._edge_load))
+        return self._edge_bytes
+
+    @property
+    def edge_busy_s(self) -> dict[Edge, float]:
+        self._settle_edges(list(self._edge_load))
+        return self._edge_busy_s
 
     def busiest_edges(self, n: int = 1) -> list[tuple[Edge, float, float]]:
         """Up to ``n`` ``(edge, busy_s, bytes)`` by busy time, then bytes (then first use)."""
-        order = sorted(enumerate(self.edge_busy_s.items()),
-                       key=lambda kv: (-kv[1][1], -self.edge_bytes.get(kv[1][0], 0.0), kv[0]))
-        return [(e, busy, self.edge_bytes.get(e, 0.0)) for _, (e, busy) in order[:n]]
+        busy, carried = self.edge_busy_s, self.edge_bytes
+        order = sorted(enumerate(busy.items()),
+                       key=lambda kv: (-kv[1][1], -carried.get(kv[1][0], 0.0), kv[0]))
+        return [(e, b, carried.get(e, 0.0)) for _, (e, b) in order[:n]]
 
     # -- fluid bookkeeping ----------------------------------------------------------------
     def _start(self, flow: _Flow) -> None:
@@ -358,24 +434,8 @@ class FlowNetwork:
             flow.done.succeed()
             self.transfers_done += 1
             return
-        self._advance()
-        self._active[self._next_id] = flow
-        self._next_id += 1
+        self._starting.append(flow)
         self._request_flush()
-
-    def _advance(self) -> None:
-        """Move every active flow forward to ``env.now`` at the current rates."""
-        now_s = float(self.env.now)
-        dt = now_s - self._last_s
-        if dt <= 0.0:
-            return
-        self._last_s = now_s
-        for flow in self._active.values():
-            flow.remaining -= flow.rate * dt
-        for e, load in self._edge_load.items():
-            if load > 0.0:
-                self.edge_bytes[e] = self.edge_bytes.get(e, 0.0) + load * dt
-                self.edge_busy_s[e] = self.edge_busy_s.get(e, 0.0) + dt
 
     def _request_flush(self) -> None:
         # Batch all changes at this instant into one re-solve: the zero-delay event runs
@@ -384,48 +444,188 @@ class FlowNetwork:
             self._flush_pending = True
             self.env.timeout(0.0).callbacks.append(self._flush)
 
+    def _settle_edges(self, edges: Sequence[Edge]) -> None:
+        """Edge statistics brought up to ``env.now`` at their current loads."""
+        now_s = float(self.env.now)
+        for e in edges:
+            load = self._edge_load.get(e, 0.0)
+            dt = now_s - self._edge_since.get(e, now_s)
+            self._edge_since[e] = now_s
+            if load > 0.0 and dt > 0.0:
+                self._edge_bytes[e] = self._edge_bytes.get(e, 0.0) + load * dt
+                self._edge_busy_s[e] = self._edge_busy_s.get(e, 0.0) + dt
+
     def _flush(self, _ev: Any = None) -> None:
         self._flush_pending = False
-        self._advance()
-        self._complete_finished()
-        self._resolve()
-
-    def _complete_finished(self) -> None:
-        # Finished: bytes left are round-off, or the time left is below what env.now can
-        # resolve (else a wake-up at now + tiny == now would never make progress).
-        horizon_s = abs(float(self.env.now)) * TIE_REL
-        done = [k for k, f in self._active.items()
-                if f.remaining <= f.bytes_ * DONE_REL or math.isinf(f.rate)
-                or (f.rate > 0.0 and f.remaining / f.rate <= horizon_s)]
-        for k in done:
-            flow = self._active.pop(k)
+        now_s = float(self.env.now)
+        dirty: dict[Edge, None] = {}
+        # Finished: the predicted finish is within what env.now can resolve (else a
+        # wake-up at now + tiny == now would never make progress); a flow whose bytes
+        # left are round-off was predicted to finish now when its rate was set.
+        horizon_s = abs(now_s) * TIE_REL
+        finished: list[_Flow] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now_s + horizon_s:
+            _, key, stamp = heapq.heappop(heap)
+            flow = self._active.get(key)
+            if flow is None or flow.stamp != stamp:
+                continue                                   # stale entry
+            finished.append(flow)
+        finished.sort(key=lambda f: f.key)
+        for flow in finished:
+            del self._active[flow.key]
+            for e, _k in flow.pairs:
+                on = self._edge_flows[e]
+                del on[flow.key]
+                dirty[e] = None
             flow.remaining = 0.0
+        for flow in self._starting:
+            flow.key = self._next_id
+            self._next_id += 1
+            flow.since = now_s
+            self._active[flow.key] = flow
+            for e, _k in flow.pairs:
+                self._edge_flows.setdefault(e, {})[flow.key] = None
+                dirty[e] = None
+        starting, self._starting = self._starting, []
+        self._resolve(dirty, [f for f in starting if not f.pairs],
+                      {f.key: None for f in starting})
+        for flow in finished:
             flow.done.succeed()
             self.transfers_done += 1
 
-    def _resolve(self) -> None:
-        flows = list(self._active.values())
-        rates = maxmin_rates([(f.edges, f.weight) for f in flows], self._capacity,
-                             self._local_bandwidth_bytes_per_s)
-        load: dict[Edge, float] = {}
-        next_dt = math.inf
+    def _component(self, dirty: Mapping[Edge, None]) -> tuple[list[_Flow], list[Edge]]:
+        """Active flows connected to the ``dirty`` edges through shared edges, in arrival
+        order, and every edge they (or the dirty edges) touch."""
+        seen_edges = dict(dirty)
+        seen_flows: dict[int, _Flow] = {}
+        stack = list(dirty)
+        while stack:
+            e = stack.pop()
+            for key in self._edge_flows.get(e, ()):
+                if key in seen_flows:
+                    continue
+                flow = self._active[key]
+                seen_flows[key] = flow
+                for ee, _k in flow.pairs:
+                    if ee not in seen_edges:
+                        seen_edges[ee] = None
+                        stack.append(ee)
+        flows = [seen_flows[k] for k in sorted(seen_flows)]
+        return flows, list(seen_edges)
+
+    def _filling(self, flows: Sequence[_Flow]) -> list[float]:
+        """:func:`maxmin_rates` of ``flows`` by the vectorised progressive filling of
+        :func:`drain_time_s` (for large components; same allocation, sums in another
+        order)."""
+        edge_index: dict[Edge, int] = {}
+        caps: list[float] = []
+        f_idx: list[int] = []
+        e_idx: list[int] = []
+        load: list[float] = []
+        cap = self._capacity
+        for i, f in enumerate(flows):
+            for e, k in f.pairs:
+                j = edge_index.get(e)
+                if j is None:
+                    j = edge_index[e] = len(caps)
+                    caps.append(cap(e))
+                f_idx.append(i)
+                e_idx.append(j)
+                load.append(f.weight * k)
+        n = len(flows)
+        routed = np.zeros(n, dtype=bool)
+        fi = np.array(f_idx, dtype=np.intp)
+        routed[fi] = True
+        rate = _filling_rates(np.ones(n, dtype=bool), routed, np.array(caps, dtype=float),
+                              fi, np.array(e_idx, dtype=np.intp),
+                              np.array(load, dtype=float), len(caps),
+                              self._local_bandwidth_bytes_per_s)
+        return [float(r) for r in rate]
+
+    def _resolve(self, dirty: Mapping[Edge, None], local: Sequence[_Flow],
+                 started: Mapping[int, None]) -> None:
+        now_s = float(self.env.now)
+        flows, edges = self._component(dirty)
+        flows.extend(local)
+        flows.sort(key=lambda f: f.key)
+        edge_flows = self._edge_flows
+        shared = any(len(edge_flows.get(e, ())) > 1 for e in edges)
+        if shared and len(flows) > _VECTOR_FLOWS:
+            rates = self._filling(flows)
+        elif shared:
+            rates = maxmin_rates([(f.edges, f.weight) for f in flows], self._capacity,
+                                 self._local_bandwidth_bytes_per_s)
+        else:
+            # No edge carries two flows: each flow gets its own bottleneck, the level at
+            # which maxmin_rates would saturate its tightest edge (the same arithmetic).
+            cap = self._capacity
+            rates = [min((cap(e) / (f.weight * k) for e, k in f.pairs),
+                         default=self._local_bandwidth_bytes_per_s) for f in flows]
+        stats = self._edge_stats
+        if stats:
+            self._settle_edges(edges)
+        load: dict[Edge, float] = {e: 0.0 for e in edges}
+        heap = self._heap
         for f, r in zip(flows, rates):
-            f.rate = r
             for e, k in f.pairs:
                 load[e] = load.get(e, 0.0) + f.weight * k * r
-            if r > 0.0:
-                next_dt = min(next_dt, f.remaining / r)
-        self._edge_load = load
-        self._version += 1
-        if math.isinf(next_dt):
+            if r == f.rate and f.key not in started:
+                continue                 # same rate: its heap entry still holds
+            if f.rate > 0.0 and not math.isinf(f.rate):
+                f.remaining -= f.rate * (now_s - f.since)
+            f.since = now_s
+            f.rate = r
+            f.stamp += 1
+            if math.isinf(r) or f.remaining <= f.bytes_ * DONE_REL:
+                heapq.heappush(heap, (now_s, f.key, f.stamp))
+            elif r > 0.0:
+                heapq.heappush(heap, (now_s + max(f.remaining, 0.0) / r, f.key, f.stamp))
+        if shared and any(f.tag is not None for f in flows) and self._shares_link(edges):
+            self.shared_resolves += 1
+        for e, value in load.items():
+            if stats:
+                if value > 0.0:
+                    self._edge_load[e] = value
+                else:
+                    self._edge_load.pop(e, None)
+            if not edge_flows.get(e):
+                edge_flows.pop(e, None)
+        self._schedule_wake()
+
+    def _shares_link(self, edges: Sequence[Edge]) -> bool:
+        """Whether one of ``edges`` carries active flows of two different tags."""
+        active = self._active
+        for e in edges:
+            on = self._edge_flows.get(e)
+            if on is not None and len(on) > 1:
+                tags = {active[k].tag for k in on}
+                if len(tags) > 1:
+                    return True
+        return False
+
+    def _schedule_wake(self) -> None:
+        heap = self._heap
+        while heap:
+            _, key, stamp = heap[0]
+            flow = self._active.get(key)
+            if flow is not None and flow.stamp == stamp:
+                break
+            heapq.heappop(heap)                            # stale
+        if not heap:
+            self._wake_s = math.inf
             return                       # idle, or every flow starved (rate 0)
+        at_s = heap[0][0]
+        if at_s == self._wake_s:
+            return
+        self._wake_s = at_s
+        self._version += 1
         version = self._version
-        self.env.timeout(max(next_dt, 0.0)).callbacks.append(
+        self.env.timeout(max(at_s - float(self.env.now), 0.0)).callbacks.append(
             lambda _ev: self._wake(version))
 
     def _wake(self, version: int) -> None:
         if version != self._version:
             return                       # superseded by a later re-solve
-        self._advance()
-        self._complete_finished()
-        self._resolve()
+        self._wake_s = math.inf
+        self._flush()

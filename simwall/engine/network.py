@@ -1,0 +1,95 @@
+"""The step's one shared network: transfers as flows on the topology (per-device runs).
+
+In a per-device run the pipeline sends (:mod:`.pipeline`) and the DP gradient buckets
+(:mod:`.sync`) do not wait a precomputed duration: each runs the phases of the
+collectives it was costed from (:class:`simwall.costing.stage.StageTransfers`, built by
+the same :mod:`simwall.net.collectives` functions as the costing) as flows on ONE
+:class:`simwall.net.flows.FlowNetwork` whose edges are the topology's links. Concurrent
+transfers share every link max-min fairly over time, so a DP reduction and a pipeline
+send crossing one NIC slow each other down, and how much of either is exposed follows
+from the events.
+
+A transfer alone on the network takes what the costing gave it: phase ``i`` of all its
+groups waits the largest of their latencies, then their flows run together until the
+last one is done (:func:`simwall.net.collectives.cost.phase_time_s` is the same fluid
+model, drained without SimPy). Tensor-parallel collectives and ZeRO-3 gathers stay
+folded into the compute durations (they sit on the compute stream's critical path
+and are not put on the network), as do the tied-embedding all-reduce and the ZeRO 1/2
+parameter all-gather of the step's tail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import simpy
+
+from ..costing import Traffic
+from ..net import collectives
+from ..net.collectives.phases import merge_phases
+from ..net.collectives.routes import route
+from ..net.flows import FlowNetwork
+from ..plan import Plan
+
+__all__ = ["EngineNetwork", "Steps"]
+
+#: A transfer ready to run: per phase, its latency (s) and its flows (edges, bytes, weight).
+Steps = tuple[tuple[float, tuple[tuple[tuple, float, float], ...]], ...]
+
+
+class EngineNetwork:
+    """The flows of one simulated step on ``topology``'s links (one FlowNetwork)."""
+
+    def __init__(self, env: simpy.Environment, topology, plan: Plan) -> None:
+        self.env = env
+        self.topology = topology
+        self.plan = plan
+        self.flows = FlowNetwork(env, topology.capacity, edge_stats=False)
+        self.transfers = 0
+        self._steps: dict[tuple[int, int | None], tuple[Sequence[Traffic], Steps]] = {}
+
+    def steps(self, parts: Sequence[Traffic], replica: int | None = None) -> Steps:
+        """The phases of ``parts`` (collectives run one after another, each by all its
+        groups at once, phase by phase) as latencies and flows on routes; with
+        ``replica``, only the groups of that DP replica (a pipeline send). Cached per
+        ``parts`` object (they live in the memoised stage costs)."""
+        key = (id(parts), replica)
+        hit = self._steps.get(key)
+        if hit is not None and hit[0] is parts:
+            return hit[1]
+        out: list[tuple[float, tuple]] = []
+        topo, plan = self.topology, self.plan
+        for part in parts:
+            groups = part.groups
+            if replica is not None:
+                groups = tuple(g for g in groups if plan.rank_of(g[0])[1] == replica)
+            per_group = [collectives.collective_phases(part.kind, g, part.bytes_, topo,
+                                                       part.algorithm, part.window)
+                         for g in groups]
+            for phase in merge_phases(per_group):
+                batch = tuple((route(topo, s, d), b, w) for (s, d, b), w
+                              in collectives.representative_flows(phase.flows))
+                out.append((phase.latency_s, batch))
+        steps = tuple(out)
+        self._steps[key] = (parts, steps)
+        return steps
+
+    def run(self, steps: Steps, tag):
+        """SimPy process body: ``steps`` one after another on the shared network.
+        ``tag`` names what the costing priced as one transfer (all DP replicas' sends of
+        one micro-batch over one boundary; one bucket of a stage): flows of different
+        tags on one link at once are counted as shared (:meth:`summary`)."""
+        env = self.env
+        self.transfers += 1
+        for latency_s, batch in steps:
+            if latency_s > 0.0:
+                yield env.timeout(latency_s)
+            if batch:
+                yield self.flows.transfer_all(batch, tag)
+
+    def summary(self) -> dict:
+        """What ran on the network: transfers, flows, and the rate re-solves in which two
+        transfers the costing priced apart shared a link (0: every transfer took what
+        it was costed at)."""
+        return {"transfers": self.transfers, "flows": self.flows.transfers_done,
+                "shared_resolves": self.flows.shared_resolves}
