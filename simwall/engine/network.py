@@ -26,6 +26,7 @@ import simpy
 
 from ..costing import Traffic
 from ..net import collectives
+from ..net.collectives.cost import named_time_parts
 from ..net.collectives.phases import merge_phases
 from ..net.collectives.routes import route
 from ..net.flows import FlowNetwork
@@ -60,19 +61,45 @@ class EngineNetwork:
         out: list[tuple[float, tuple]] = []
         topo, plan = self.topology, self.plan
         for part in parts:
+            algorithm, latency_s, scale = self._protocol(part)
             groups = part.groups
             if replica is not None:
-                groups = tuple(g for g in groups if plan.rank_of(g[0])[1] == replica)
+                # A stream is a DP replica: its cp ranks of the DP x CP group (ranks
+                # replica * cp .. replica * cp + cp - 1, plan.layout).
+                groups = tuple(g for g in groups
+                               if plan.rank_of(g[0])[1] // plan.cp == replica)
             per_group = [collectives.collective_phases(part.kind, g, part.bytes_, topo,
-                                                       part.algorithm, part.window)
+                                                       algorithm, part.window)
                          for g in groups]
-            for phase in merge_phases(per_group):
-                batch = tuple((route(topo, s, d), b, w) for (s, d, b), w
+            for i, phase in enumerate(merge_phases(per_group)):
+                batch = tuple((route(topo, s, d), b * scale, w) for (s, d, b), w
                               in collectives.representative_flows(phase.flows))
-                out.append((phase.latency_s, batch))
+                lat = phase.latency_s if latency_s is None else (latency_s if i == 0 else 0.0)
+                out.append((lat, batch))
         steps = tuple(out)
         self._steps[key] = (parts, steps)
         return steps
+
+    def _protocol(self, part: Traffic) -> tuple[str, float | None, float]:
+        """``(algorithm, latency_s, byte_scale)`` that make ``part`` alone on the network
+        take what the costing gave it: the algorithm and NCCL protocol the costing chose
+        (:func:`simwall.net.collectives.collective_choice`), its latency paid once before
+        the first phase, and the flows' bytes scaled by the protocol's bandwidth fraction
+        (time = latency + drain time / fraction, :mod:`simwall.net.collectives.protocol`).
+        Where no single algorithm or no NCCL model applies: the phases' own latencies
+        (``None``) and bytes."""
+        topo = self.topology
+        algorithm, _, latency_s, bandwidth_s = collectives.collective_choice(
+            topo, part.kind, part.groups, part.bytes_, part.algorithm, window=part.window)
+        if algorithm == "mixed" or bandwidth_s <= 0.0:
+            return part.algorithm, None, 1.0
+        groups = tuple(tuple(g) for g in part.groups)
+        _, raw_s = named_time_parts(topo, part.kind, groups, part.bytes_,
+                                                (algorithm,) * len(groups), None,
+                                                part.window)
+        if raw_s <= 0.0:
+            return algorithm, None, 1.0
+        return algorithm, latency_s, bandwidth_s / raw_s
 
     def run(self, steps: Steps, tag):
         """SimPy process body: ``steps`` one after another on the shared network.
