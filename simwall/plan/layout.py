@@ -34,6 +34,7 @@ class Plan:
     dp_overlap: bool = True
     pp_scatter_gather: bool = True
     offload: str = "none"
+    ep: int = 1
 
     @property
     def world(self) -> int:
@@ -76,7 +77,7 @@ class Plan:
             "micro_batches": self.micro_batches, "stage_layers": list(self.stage_layers),
             "collective": self.collective, "dp_bucket_bytes": self.dp_bucket_bytes,
             "dp_overlap": self.dp_overlap, "pp_scatter_gather": self.pp_scatter_gather,
-            "offload": self.offload, "world": self.world,
+            "offload": self.offload, "ep": self.ep, "world": self.world,
         }
 
 
