@@ -12,7 +12,7 @@ from ..model import ops as workload
 from ..model import optime
 from ..plan import Plan
 
-__all__ = ["layer_compute_s", "op_times"]
+__all__ = ["layer_compute_s", "moe_layer_compute_s", "op_times"]
 
 #: The parts :func:`op_times` costs: (key, op list of the model, pass).
 _PARTS = (
@@ -32,12 +32,26 @@ def op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Devic
     """Per micro-batch compute seconds of one layer and of the embedding/head parts:
     keys ``layer_fwd``, ``layer_bwd``, ``layer_rec`` (recompute), ``emb_fwd``,
     ``emb_bwd``, ``head_fwd``, ``head_bwd``."""
-    return {key: optime.ops_time_s(ops_of(model, training, plan, pass_), device,
-                                   training.precision)
-            for key, ops_of, pass_ in _PARTS}
+    out = {key: optime.ops_time_s(ops_of(model, training, plan, pass_), device,
+                                  training.precision)
+           for key, ops_of, pass_ in _PARTS}
+    if model.moe:
+        # An MoE layer's own times (its MLP is the experts: simwall.model.moe).
+        for key, pass_ in (("moe_layer_fwd", "fwd"), ("moe_layer_bwd", "bwd"),
+                           ("moe_layer_rec", "recompute")):
+            out[key] = optime.ops_time_s(workload.layer_ops(model, training, plan, pass_,
+                                                            moe=True),
+                                         device, training.precision)
+    return out
 
 
 def layer_compute_s(times: dict[str, float], speed: float) -> tuple[float, float]:
     """``(forward, backward)`` seconds of one layer per micro-batch from :func:`op_times`
     on a device running at ``speed`` (< 1: a straggler); backward includes recompute."""
     return (times["layer_fwd"]) / speed, (times["layer_bwd"] + times["layer_rec"]) / speed
+
+
+def moe_layer_compute_s(times: dict[str, float], speed: float) -> tuple[float, float]:
+    """:func:`layer_compute_s` of an MoE layer (``times`` of a mixture-of-experts model)."""
+    return (times["moe_layer_fwd"] / speed,
+            (times["moe_layer_bwd"] + times["moe_layer_rec"]) / speed)

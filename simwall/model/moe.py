@@ -86,7 +86,7 @@ def expert_params(model: ModelSpec, tp: int = 1, ep: int = 1) -> int:
     return model.experts // ep * mlp_params(model, model.moe_ffn, tp)
 
 
-def sharedmlp_params(model: ModelSpec, tp: int = 1) -> int:
+def shared_mlp_params(model: ModelSpec, tp: int = 1) -> int:
     """Parameters of one MoE layer held by every device whatever ``ep``: the router
     (``h x experts``, replicated over TP as Megatron-Core's TopKRouter keeps it) and the
     shared experts (one MLP of ``shared_experts x moe_ffn`` width, split over TP)."""
