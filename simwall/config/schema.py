@@ -159,9 +159,46 @@ class ModelSpec(Strict):
     # separate kernels through device memory (Megatron-LM 2021 / Korthikanti et al. 2022,
     # whose cases set it). docs/cost-model.md and docs/memory-model.md give both models.
     attention: Literal["flash", "eager"] = "flash"
+    # Mixture of experts (docs/cost-model.md, "Mixture of experts"). ``experts``: routed
+    # experts per MoE layer (None: a dense model). Each token goes to ``top_k`` of them
+    # (default 2: GShard, Lepikhin et al. 2021, Sec. 2.2; Mixtral, Jiang et al. 2024,
+    # Sec. 2.1); each expert is an MLP of width ``moe_ffn_hidden`` (default ffn_hidden;
+    # fine-grained experts are narrower: DeepSeekMoE, Dai et al. 2024, Sec. 3.1), plus
+    # ``shared_experts`` MLPs of that width every token passes (DeepSeekMoE Sec. 3.2).
+    # Layer i is an MoE layer when i >= ``dense_layers`` (DeepSeek-V3's
+    # first_k_dense_replace) and (i - dense_layers) % ``moe_layer_freq`` == 0
+    # (Megatron-Core --moe-layer-freq). ``capacity_factor``: tokens an expert takes at most,
+    # as a multiple of its fair share (None: dropless, Megatron-Core's default; Fedus et
+    # al. 2022, Switch Transformers, Sec. 2.2). ``moe_imbalance``: the busiest device's
+    # routed tokens over the mean (1: perfectly balanced; no general published value, so
+    # the ideal is the default and the key is there to ask "what if").
+    experts: PosInt | None = None
+    top_k: PosInt = 2
+    moe_ffn_hidden: PosInt | None = None
+    shared_experts: Annotated[int, Field(strict=True, ge=0)] = 0
+    moe_layer_freq: PosInt = 1
+    dense_layers: Annotated[int, Field(strict=True, ge=0)] = 0
+    capacity_factor: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
+    moe_imbalance: Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)] = 1.0
 
     @model_validator(mode="after")
     def _shape(self) -> ModelSpec:
+        moe_keys = ("moe_ffn_hidden", "shared_experts", "moe_layer_freq", "dense_layers",
+                    "capacity_factor", "moe_imbalance", "top_k")
+        if self.experts is None:
+            # Keys away from their defaults (a re-validated dump sets every key).
+            given = [k for k in moe_keys
+                     if getattr(self, k) != type(self).model_fields[k].default]
+            if given:
+                raise ValueError(f"model.{given[0]}: needs model.experts (a mixture-of-"
+                                 f"experts model), got no experts")
+        else:
+            if self.top_k > self.experts:
+                raise ValueError(f"model.top_k: must be at most model.experts "
+                                 f"({self.experts}), got {self.top_k}")
+            if self.dense_layers >= self.layers:
+                raise ValueError(f"model.dense_layers: must be below model.layers "
+                                 f"({self.layers}), got {self.dense_layers}")
         if self.hidden % self.heads:
             raise ValueError(f"model.hidden: must be divisible by model.heads ({self.heads}), "
                              f"got {self.hidden}")
@@ -181,6 +218,16 @@ class ModelSpec(Strict):
     @property
     def head_dim(self) -> int:
         return self.hidden // self.heads
+
+    @property
+    def moe(self) -> bool:
+        """True for a mixture-of-experts model."""
+        return self.experts is not None
+
+    @property
+    def moe_ffn(self) -> int:
+        """Width of one expert's MLP."""
+        return self.moe_ffn_hidden if self.moe_ffn_hidden is not None else self.ffn
 
 
 #: Mixed-precision conventions (``training.mixed_precision``): bytes per parameter of
@@ -345,6 +392,11 @@ class PlanSpec(Strict):
     # whole; megatron/training/arguments.py). See simwall/costing/cp.py.
     cp: PosInt = 1
     cp_comm: Literal["p2p", "all_gather"] = "p2p"
+    # Expert parallelism: the routed experts of an MoE layer split over ``ep`` ranks carved
+    # out of the data-parallel ranks (Megatron-Core: expert-data-parallel = dp / ep, ranks
+    # ordered tp-cp-ep-dp-pp, megatron/core/parallel_state.py); experts keep the TP split
+    # of the dense MLP (expert TP = TP).
+    ep: PosInt = 1
 
 
 class RunDefaults(Strict):

@@ -12,7 +12,7 @@ from ..model import ops as workload
 from ..model import optime
 from ..plan import Plan
 
-__all__ = ["layer_compute_s", "op_times"]
+__all__ = ["layer_compute_s", "moe_layer_compute_s", "op_times"]
 
 #: The parts :func:`op_times` costs: (key, op list of the model, pass).
 _PARTS = (
@@ -33,13 +33,24 @@ def op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Devic
     keys ``layer_fwd``, ``layer_bwd``, ``layer_rec`` (recompute), ``emb_fwd``,
     ``emb_bwd``, ``head_fwd``, ``head_bwd``; and the weight-gradient GEMMs within the
     backward parts (the W pass of a split backward, :func:`simwall.model.ops.wgrad_ops`):
-    ``layer_wgrad``, ``head_wgrad`` (the embedding has none)."""
+    ``layer_wgrad``, ``head_wgrad`` (the embedding has none). A mixture-of-experts model
+    also gets an MoE layer's own ``moe_layer_fwd``, ``moe_layer_bwd``, ``moe_layer_rec``
+    and ``moe_layer_wgrad`` (its MLP is the experts: :mod:`simwall.model.moe`)."""
     times = {key: optime.ops_time_s(ops_of(model, training, plan, pass_), device,
                                     training.precision)
              for key, ops_of, pass_ in _PARTS}
     for key, ops_of in (("layer_wgrad", workload.layer_ops), ("head_wgrad", workload.head_ops)):
         times[key] = optime.ops_time_s(workload.wgrad_ops(ops_of(model, training, plan, "bwd")),
                                        device, training.precision)
+    if model.moe:
+        for key, pass_ in (("moe_layer_fwd", "fwd"), ("moe_layer_bwd", "bwd"),
+                           ("moe_layer_rec", "recompute")):
+            times[key] = optime.ops_time_s(workload.layer_ops(model, training, plan, pass_,
+                                                              moe=True),
+                                           device, training.precision)
+        times["moe_layer_wgrad"] = optime.ops_time_s(
+            workload.wgrad_ops(workload.layer_ops(model, training, plan, "bwd", moe=True)),
+            device, training.precision)
     return times
 
 
@@ -47,3 +58,9 @@ def layer_compute_s(times: dict[str, float], speed: float) -> tuple[float, float
     """``(forward, backward)`` seconds of one layer per micro-batch from :func:`op_times`
     on a device running at ``speed`` (< 1: a straggler); backward includes recompute."""
     return (times["layer_fwd"]) / speed, (times["layer_bwd"] + times["layer_rec"]) / speed
+
+
+def moe_layer_compute_s(times: dict[str, float], speed: float) -> tuple[float, float]:
+    """:func:`layer_compute_s` of an MoE layer (``times`` of a mixture-of-experts model)."""
+    return (times["moe_layer_fwd"] / speed,
+            (times["moe_layer_bwd"] + times["moe_layer_rec"]) / speed)

@@ -27,8 +27,11 @@ from ..model.ops import (
     layer_wgrad_activation_bytes,
 )
 from ..plan import Plan
-from .compute import layer_compute_s, op_times
+from ..model.moe import chunk_moe_layers
+from .compute import layer_compute_s, moe_layer_compute_s, op_times
 from .cp import cp_cost
+from .ep import ep_cost
+from .groups import axis_groups
 from .dp import bucket_cost, tied_embedding_cost
 from .optimizer import optimizer_s, parameter_gather_cost
 from .pp import pp_cost
@@ -112,9 +115,24 @@ class _LayerCost:
     wgrad_activation_bytes: float = 0.0
 
 
+@dataclass(frozen=True)
+class _MoEDelta:
+    """What an MoE layer adds to (or takes from) a dense layer of the same model, per
+    micro-batch: compute, and the token exchange (:mod:`.ep`) in place of the dense MLP's
+    TP all-gather / reduce-scatter pair (the MoE layer's router takes the SP shard)."""
+
+    fwd_compute_s: float = 0.0
+    bwd_compute_s: float = 0.0
+    fwd_comm_s: float = 0.0
+    bwd_comm_s: float = 0.0
+    params: int = 0
+    activation_bytes: float = 0.0
+    bwd_weight_s: float = 0.0       # its W pass (zero_bubble), within bwd_compute_s
+
+
 def _chunk_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, chunk: int,
                 n_layers: int, layer: _LayerCost, tp: TPCost, times: dict[str, float],
-                speed: float) -> ChunkCost:
+                speed: float, moe: _MoEDelta = _MoEDelta()) -> ChunkCost:
     """Chunk ``chunk`` of ``n_layers`` layers, with the embedding on chunk 0 and the LM
     head on the last chunk."""
     # DP reduces the gradients in the reduction dtype (config.MIXED_PRECISION_PRESETS).
@@ -127,6 +145,16 @@ def _chunk_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, chunk: int
     act = n_layers * layer.activation_bytes
     wgt = n_layers * layer.bwd_weight_s
     wgt_act = n_layers * layer.wgrad_activation_bytes
+    n_moe = chunk_moe_layers(model, plan, chunk)
+    if n_moe:
+        # Expert-parallel all-to-alls count as model-parallel communication (tp_comm).
+        fwd_c += n_moe * moe.fwd_compute_s
+        bwd_c += n_moe * moe.bwd_compute_s
+        fwd_tp += n_moe * moe.fwd_comm_s
+        bwd_tp += n_moe * moe.bwd_comm_s
+        grads += n_moe * moe.params * grad_b
+        act += n_moe * moe.activation_bytes
+        wgt += n_moe * moe.bwd_weight_s
     if chunk == 0:
         fwd_c += times["emb_fwd"] / speed
         bwd_c += times["emb_bwd"] / speed
@@ -179,8 +207,10 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
                        bwd_weight_s=times["layer_wgrad"] / speed,
                        wgrad_activation_bytes=layer_wgrad_activation_bytes(model, training,
                                                                            plan))
+    moe = _moe_delta(model, training, plan, topology, stage, symmetric, times, speed,
+                     layer, tp) if model.moe else _MoEDelta()
     chunks = tuple(_chunk_cost(model, training, plan, local * plan.pp + stage, n_layers,
-                               layer, tp, times, speed)
+                               layer, tp, times, speed, moe)
                    for local, n_layers in enumerate(plan.chunk_layers(stage)))
     pp = pp_cost(model, training, plan, topology, stage, symmetric)
     grads = bucket_cost(plan, topology, stage, sum(c.grad_bytes for c in chunks), symmetric)
@@ -195,5 +225,40 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
                      bucket_bytes=grads.bucket_bytes, bucket_s=grads.bucket_s,
                      tied_embedding_s=tied.s, optimizer_s=opt, post_optimizer_s=post.s,
                      traffic=(tp.traffic + z3.traffic + pp.traffic + grads.traffic
-                              + tied.traffic + post.traffic),
+                              + tied.traffic + post.traffic + moe_traffic(
+                                  model, training, plan, topology, stage, symmetric)),
                      transfers=transfers)
+
+
+def _tp_groups(plan: Plan, topology, stage: int, symmetric: bool):
+    """The TP groups :func:`.tp.tp_cost` costs ``stage`` on."""
+    return axis_groups(plan, 0 if symmetric else stage, "tp", topology,
+                       symmetric) if plan.tp > 1 else []
+
+
+def moe_traffic(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stage: int,
+                symmetric: bool) -> tuple[Traffic, ...]:
+    """The token exchange's traffic of ``stage`` (none for a dense model)."""
+    if not model.moe:
+        return ()
+    return ep_cost(model, training, plan, topology, stage, symmetric,
+                   _tp_groups(plan, topology, stage, symmetric)).traffic
+
+
+def _moe_delta(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stage: int,
+               symmetric: bool, times: dict[str, float], speed: float, layer: _LayerCost,
+               tp: TPCost) -> _MoEDelta:
+    """An MoE layer of ``stage`` against a dense one (see :class:`_MoEDelta`)."""
+    fwd_s, bwd_s = moe_layer_compute_s(times, speed)
+    ep = ep_cost(model, training, plan, topology, stage, symmetric,
+                 _tp_groups(plan, topology, stage, symmetric))
+    # The dense MLP's TP pair is half of a dense layer's TP time in each pass (the
+    # attention's pair is the other half; tp_cost), its recompute repeat included.
+    return _MoEDelta(
+        fwd_compute_s=fwd_s - layer.fwd_compute_s, bwd_compute_s=bwd_s - layer.bwd_compute_s,
+        fwd_comm_s=ep.layer_fwd_s - tp.layer_fwd_s / 2,
+        bwd_comm_s=ep.layer_bwd_s - tp.layer_bwd_s / 2,
+        bwd_weight_s=(times["moe_layer_wgrad"] - times["layer_wgrad"]) / speed,
+        params=memory.layer_params(model, plan.tp, moe=True, ep=plan.ep) - layer.params,
+        activation_bytes=(activation_bytes_per_layer(model, training, plan, moe=True)
+                          - layer.activation_bytes))

@@ -17,6 +17,7 @@ from ..config import PRECISION_BYTES, ClusterSpec, ModelSpec, TrainingSpec
 from ..memo import memoized
 from ..plan import Plan
 from ..plan.schedules import tasks_for
+from . import moe as moe_layers
 from .ops import (
     FP32_BYTES,
     MASK_BYTES,
@@ -128,7 +129,7 @@ def _norm_params(model: ModelSpec) -> int:
     return (2 if model.norm == "layernorm" else 1) * model.hidden
 
 
-def layer_params(model: ModelSpec, tp: int = 1) -> int:
+def layer_params(model: ModelSpec, tp: int = 1, moe: bool = False, ep: int = 1) -> int:
     """Parameters of one transformer layer held by one TP rank (``tp=1``: the whole layer).
 
     QKV: h x (h + 2 kv d) (GQA, Ainslie et al. 2023); output projection h x h; MLP up (+ gate
@@ -136,18 +137,28 @@ def layer_params(model: ModelSpec, tp: int = 1) -> int:
     weights and biases (QKV, up, gate) and row-parallel weights (projection, down) are split
     by ``tp``; row-parallel biases and norms are replicated (Shoeybi et al. 2019, Sec. 3).
     GPT-3 (MHA, f = 4h, biases): 12 h^2 + 13 h (Narayanan et al. 2021, Sec. 5.1).
+    ``moe``: an MoE layer, whose MLP is the router, the shared experts and the device's
+    ``experts / ep`` routed experts (:mod:`simwall.model.moe`).
     """
-    h, f, d = model.hidden, model.ffn, model.head_dim
+    h, d = model.hidden, model.head_dim
     kv_dev = kv_heads_per_device(model, tp)
     q_out = h // tp
     kv_out = 2 * kv_dev * d
-    ups = 2 if model.gated_mlp else 1
-    f_dev = f // tp
-    weights = h * (q_out + kv_out) + q_out * h + ups * h * f_dev + f_dev * h
-    biases = 0
+    attention = h * (q_out + kv_out) + q_out * h
     if _has_biases(model):
-        biases = (q_out + kv_out) + h + ups * f_dev + h
-    return weights + biases + 2 * _norm_params(model)
+        attention += (q_out + kv_out) + h
+    if moe:
+        mlp = moe_layers.shared_mlp_params(model, tp) + moe_layers.expert_params(model, tp, ep)
+    else:
+        mlp = moe_layers.mlp_params(model, model.ffn, tp)
+    return attention + mlp + 2 * _norm_params(model)
+
+
+def _layer_kinds(model: ModelSpec, plan: Plan, stage: int) -> tuple[int, int]:
+    """``(dense, moe)`` layer counts of pipeline ``stage``."""
+    n_moe = sum(moe_layers.chunk_moe_layers(model, plan, c)
+                for c in range(stage, plan.chunks, plan.pp))
+    return plan.layers_on_stage(stage) - n_moe, n_moe
 
 
 def embedding_params(model: ModelSpec, tp: int = 1) -> int:
@@ -173,14 +184,20 @@ def head_params(model: ModelSpec, tp: int = 1, pp: int = 1) -> int:
 
 
 def total_params(model: ModelSpec) -> int:
-    """Distinct parameters of the whole model (a tied head counted once)."""
-    return model.layers * layer_params(model) + embedding_params(model) + head_params(model)
+    """Distinct parameters of the whole model (a tied head counted once; every expert)."""
+    n_moe = moe_layers.moe_layer_count(model, 0, model.layers)
+    return ((model.layers - n_moe) * layer_params(model) + n_moe * layer_params(model, moe=True)
+            + embedding_params(model) + head_params(model))
 
 
 def stage_params(model: ModelSpec, plan: Plan, stage: int) -> int:
-    """Parameters per DEVICE on pipeline ``stage`` (each TP rank of the stage alike)."""
+    """Parameters per DEVICE on pipeline ``stage`` (each TP rank of the stage alike),
+    its share of the routed experts included (:func:`stage_expert_params`)."""
     _check_stage(plan, stage)
-    out = plan.layers_on_stage(stage) * layer_params(model, plan.tp)
+    dense, n_moe = _layer_kinds(model, plan, stage)
+    out = dense * layer_params(model, plan.tp)
+    if n_moe:
+        out += n_moe * layer_params(model, plan.tp, moe=True, ep=plan.ep)
     if stage == 0:
         out += embedding_params(model, plan.tp)
     if stage == plan.pp - 1:
@@ -188,15 +205,44 @@ def stage_params(model: ModelSpec, plan: Plan, stage: int) -> int:
     return out
 
 
-def _layer_matrix_shapes(model: ModelSpec, tp: int) -> list[tuple[int, int]]:
+def stage_expert_params(model: ModelSpec, plan: Plan, stage: int) -> int:
+    """Routed-expert parameters per device on pipeline ``stage`` (part of
+    :func:`stage_params`): their gradients and optimizer state are sharded over the
+    expert-data-parallel ranks (``dp / ep``), not over DP."""
+    return _layer_kinds(model, plan, stage)[1] * moe_layers.expert_params(model, plan.tp,
+                                                                          plan.ep)
+
+
+def _mlp_shapes(model: ModelSpec, width: int, copies: int = 1) -> list[tuple[int, int]]:
+    """(rows, cols) of ``copies`` MLPs of ``width`` (per device)."""
+    one = [(width, model.hidden), (model.hidden, width)]
+    if model.gated_mlp:
+        one.append((width, model.hidden))
+    return one * copies
+
+
+def _layer_matrix_shapes(model: ModelSpec, tp: int, moe: bool = False,
+                         ep: int = 1) -> list[tuple[int, int]]:
     """(rows, cols) of the 2-D weights of one layer on one TP rank."""
     h, d = model.hidden, model.head_dim
-    f_dev = model.ffn // tp
     kv_out = 2 * kv_heads_per_device(model, tp) * d
-    per_layer = [(h // tp + kv_out, h), (h, h // tp), (f_dev, h), (h, f_dev)]
-    if model.gated_mlp:
-        per_layer.append((f_dev, h))
+    per_layer = [(h // tp + kv_out, h), (h, h // tp)]
+    if not moe:
+        return per_layer + _mlp_shapes(model, model.ffn // tp)
+    per_layer.append((model.experts, h))                       # router
+    per_layer += _mlp_shapes(model, model.moe_ffn // tp, model.experts // ep)
+    if model.shared_experts:
+        per_layer += _mlp_shapes(model, model.shared_experts * model.moe_ffn // tp)
     return per_layer
+
+
+def _stage_layer_shapes(model: ModelSpec, plan: Plan, stage: int) -> list[tuple[int, int]]:
+    """(rows, cols) of the 2-D weights of the layers of ``stage`` on one device."""
+    dense, n_moe = _layer_kinds(model, plan, stage)
+    shapes = _layer_matrix_shapes(model, plan.tp) * dense
+    if n_moe:
+        shapes += _layer_matrix_shapes(model, plan.tp, True, plan.ep) * n_moe
+    return shapes
 
 
 def stage_matrix_shapes(model: ModelSpec, plan: Plan,
@@ -208,7 +254,7 @@ def stage_matrix_shapes(model: ModelSpec, plan: Plan,
     """
     _check_stage(plan, stage)
     h, tp = model.hidden, plan.tp
-    shapes = _layer_matrix_shapes(model, tp) * plan.layers_on_stage(stage)
+    shapes = _stage_layer_shapes(model, plan, stage)
     if stage == 0:
         shapes.append((model.vocab // tp, h))
         if _has_biases(model):
@@ -297,8 +343,7 @@ def fp8_gemm_params(model: ModelSpec, plan: Plan, stage: int) -> float:
     """Weights of the FP8 GEMMs (QKV, projection, MLP) one device of ``stage`` holds:
     the stage's layers without their biases and norms (embedding and LM head stay 16-bit
     in Transformer Engine runs: Megatron-Core builds the output layer outside TE)."""
-    return float(plan.layers_on_stage(stage) * sum(r * c for r, c in
-                                                   _layer_matrix_shapes(model, plan.tp)))
+    return float(sum(r * c for r, c in _stage_layer_shapes(model, plan, stage)))
 
 
 def optimizer_shard_params(params: float, plan: Plan) -> float:
@@ -492,6 +537,11 @@ def stage_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan,
     layers = plan.chunk_layers(stage)
     act = activation_bytes_per_layer(model, training, plan)
     body = [n * act for n in layers]
+    if model.moe:
+        act_moe = activation_bytes_per_layer(model, training, plan, moe=True)
+        for i, c in enumerate(range(stage, plan.chunks, plan.pp)):
+            n_moe = moe_layers.chunk_moe_layers(model, plan, c)
+            body[i] = (layers[i] - n_moe) * act + n_moe * act_moe
     if stage == 0:
         body[0] += embedding_activation_bytes(model, plan)
     head = output_activation_bytes(model, training, plan) if stage == plan.pp - 1 else 0.0
@@ -586,7 +636,10 @@ def zero3_gathered_params(model: ModelSpec, plan: Plan, stage: int) -> float:
     (:data:`ZERO3_MAX_LIVE_PARAMS`), and at least the stage's largest weight matrix (a
     parameter is gathered whole), element counts after TP."""
     layers = min(ZERO3_PREFETCH_LAYERS, plan.layers_on_stage(stage))
-    live = min(float(layers * layer_params(model, plan.tp)), ZERO3_MAX_LIVE_PARAMS)
+    largest_layer = max(layer_params(model, plan.tp, moe=kind, ep=plan.ep)
+                        for kind, n in zip((False, True), _layer_kinds(model, plan, stage))
+                        if n) if plan.layers_on_stage(stage) else 0
+    live = min(float(layers * largest_layer), ZERO3_MAX_LIVE_PARAMS)
     largest = max((r * c for r, c in stage_matrix_shapes(model, plan, stage)), default=0)
     return max(live, float(largest))
 
@@ -650,7 +703,15 @@ def device_memory(model: ModelSpec, training: TrainingSpec, plan: Plan,
         shapes = (stage_matrix_shapes(model, plan, stage)
                   if training.optimizer in ("adafactor", "shampoo") else None)
         fp8 = fp8_gemm_params(model, plan, stage) if training.fp8_cache_bytes else 0.0
-        p_b, g_b, o_b = model_state_bytes(params, training, plan.zero, plan.dp_cp, shapes, fp8)
+        experts = stage_expert_params(model, plan, stage)
+        p_b, g_b, o_b = model_state_bytes(params - experts, training, plan.zero, plan.dp_cp,
+                                          shapes, fp8)
+        if experts:
+            # Routed experts: their states shard over the expert-data-parallel ranks
+            # (Megatron-Core's expert DP group, dp x cp / ep ranks).
+            e_p, e_g, e_o = model_state_bytes(experts, training, plan.zero,
+                                              plan.dp_cp // plan.ep)
+            p_b, g_b, o_b = p_b + e_p, g_b + e_g, o_b + e_o
         host = 0.0
         if plan.offload in ("optimizer", "optimizer+params"):
             host += o_b

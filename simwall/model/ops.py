@@ -45,6 +45,7 @@ from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
 from ..errors import SimwallError
 from ..memo import memoized
 from ..plan import Plan
+from .moe import is_moe_layer, routed_tokens
 
 __all__ = [
     "ATTENTION_CORE",
@@ -113,7 +114,8 @@ WGRAD = ".wgrad"
 #: ``LayerNormMLP`` under ``fp8_autocast``; TE docs "Using FP8 with Transformer Engine").
 #: The attention core (QK^T, softmax, attention x V), norms, elementwise ops, the
 #: embedding and the LM head stay 16-bit (Megatron-Core builds the output layer outside TE).
-FP8_GEMMS = frozenset({"qkv_proj", "out_proj", "mlp_up", "mlp_down"})
+FP8_GEMMS = frozenset({"qkv_proj", "out_proj", "mlp_up", "mlp_down", "shared_mlp_up",
+                       "shared_mlp_down"})
 #: Elementwise work TE adds per FP8 GEMM operand that is not already FP8: a fused
 #: cast-transpose kernel reads the 16-bit tensor, computes its amax for the delayed scaling
 #: recipe and writes the FP8 tensor and its transpose (1 B each; Hopper FP8 GEMMs need
@@ -129,7 +131,7 @@ FP8_CAST_WRITES = 2
 #: pytorch/module/layernorm_linear.py, layernorm_mlp.py: ``layernorm_fwd_fp8`` and the
 #: activation with an FP8 output type). The attention output entering ``out_proj`` is cast
 #: by a kernel of its own (fused attention returns bf16 by default).
-FP8_FUSED_INPUT_CASTS = frozenset({"qkv_proj", "mlp_up", "mlp_down"})
+FP8_FUSED_INPUT_CASTS = frozenset({"qkv_proj", "mlp_up", "mlp_down", "shared_mlp_down"})
 #: FP8 GEMMs whose output-gradient cast is fused into the kernel producing that gradient:
 #: the up projection of a GELU MLP, whose gradient comes out of the GELU backward with the
 #: cast-transpose fused (TE ``fp8_cast_transpose_bgrad_dgelu_fused``). The other output
@@ -206,6 +208,7 @@ class _Dims:
     kv: int              # K/V heads on this device
     d: int
     ffn: int             # FFN width on this device
+    moe_ffn: int         # one expert's MLP width on this device (MoE models)
     vocab: int           # vocabulary rows on this device
     rep: int             # divisor of the norm / dropout regions: t with SP, else 1
     e: int               # bytes per activation element
@@ -264,7 +267,7 @@ def _dims(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str) -> _D
     return _Dims(
         tokens=b if decode else b * q, b=b, s=1 if decode else q, ctx=s, h=model.hidden,
         heads=model.heads // t, kv=kv_heads_per_device(model, t), d=model.head_dim,
-        ffn=model.ffn // t, vocab=-(-model.vocab // t), rep=t if plan.sequence_parallel else 1,
+        ffn=model.ffn // t, moe_ffn=model.moe_ffn // t, vocab=-(-model.vocab // t), rep=t if plan.sequence_parallel else 1,
         e=activation_element_bytes(training), w=PRECISION_BYTES[training.precision],
         g=PRECISION_BYTES[training.grad_precision_],
         dropout=model.dropout and mode == "train",
@@ -305,9 +308,10 @@ def _dropout_add_op(name: str, x: _Dims) -> Op:
 # One transformer layer
 
 
-def _layer_fwd(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str
-               ) -> tuple[Op, ...]:
-    """Forward ops of one layer with the activations each would save without recompute."""
+def _layer_fwd(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str,
+               moe: bool = False) -> tuple[Op, ...]:
+    """Forward ops of one layer (an MoE layer when ``moe``) with the activations each
+    would save without recompute."""
     x = _dims(model, training, plan, mode)
     train = mode == "train"
     T, h, e, w = x.tokens, x.h, x.e, x.w
@@ -327,19 +331,70 @@ def _layer_fwd(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str
                         written=T * h * e, saved=T * q_out * e if train else 0.0))
     ops.append(_dropout_add_op("attn_residual", x))
     ops.append(_norm_op("post_attn_norm", model, x, T, save=train))
-    # MLP: up (and gate) projection, activation, down projection.
-    branches = 2 if model.gated_mlp else 1
-    ops.append(_gemm_op(
-        "mlp_up", T, x.ffn, h, count=branches,
-        read=T * h * e + branches * x.ffn * h * w, written=branches * T * x.ffn * e,
-        saved=T * h * e / x.rep if train else 0.0))
-    act_flop = _SWIGLU_FLOP if model.gated_mlp else _GELU_FLOP
-    ops.append(_ew_op("mlp_act", "elementwise", act_flop * T * x.ffn, branches * T * x.ffn * e,
-                      T * x.ffn * e, saved=branches * T * x.ffn * e if train else 0.0))
-    ops.append(_gemm_op("mlp_down", T, h, x.ffn, read=T * x.ffn * e + h * x.ffn * w,
-                        written=T * h * e, saved=T * x.ffn * e if train else 0.0))
+    if moe:
+        ops += _moe_ops(model, x, train, plan.ep)
+    else:
+        ops += _mlp_ops(model, x, train, "mlp", T, x.ffn, T * h * e / x.rep)
     ops.append(_dropout_add_op("mlp_residual", x))
     return tuple(ops)
+
+
+def _mlp_ops(model: ModelSpec, x: _Dims, train: bool, name: str, tokens: int, ffn: int,
+             saved_input: float, experts: int = 1) -> list[Op]:
+    """An MLP of width ``ffn`` (per device) on ``tokens`` tokens: up (and gate)
+    projection, activation, down projection; ``experts`` > 1: that many expert MLPs as
+    grouped GEMMs sharing the tokens evenly. ``saved_input``: bytes the up projection keeps
+    of its input."""
+    h, e, w = x.h, x.e, x.w
+    branches = 2 if model.gated_mlp else 1
+    m = -(-tokens // experts)                     # tokens per expert GEMM
+    ops = [_gemm_op(
+        name + "_up", m, ffn, h, count=branches * experts,
+        read=tokens * h * e + branches * experts * ffn * h * w,
+        written=branches * tokens * ffn * e, saved=saved_input if train else 0.0)]
+    act_flop = _SWIGLU_FLOP if model.gated_mlp else _GELU_FLOP
+    ops.append(_ew_op(name + "_act", "elementwise", act_flop * tokens * ffn,
+                      branches * tokens * ffn * e, tokens * ffn * e,
+                      saved=branches * tokens * ffn * e if train else 0.0))
+    ops.append(_gemm_op(name + "_down", m, h, ffn, count=experts,
+                        read=tokens * ffn * e + experts * h * ffn * w,
+                        written=tokens * h * e, saved=tokens * ffn * e if train else 0.0))
+    return ops
+
+
+def _moe_ops(model: ModelSpec, x: _Dims, train: bool, ep: int) -> list[Op]:
+    """The MLP of an MoE layer (:mod:`simwall.model.moe`): router on the device's own
+    tokens (its sequence-parallel shard with SP, as Megatron-Core routes them), top-k,
+    permutation into expert order, the ``experts / ep`` local experts as grouped GEMMs
+    on the routed tokens (gathered over TP: each TP rank runs its slice of every local
+    expert on all of them), un-permutation with the routing weights, and the shared
+    experts. The token exchange (all-to-all over EP, all-gather / reduce-scatter over TP)
+    is communication, costed in :mod:`simwall.costing.ep`."""
+    h, e, w = x.h, x.e, x.w
+    n_exp = model.experts
+    own = x.tokens // x.rep                       # tokens this device routes
+    picked = own * model.top_k                    # its token-expert assignments
+    ops = [
+        # Router logits in fp32 (Megatron-Core's router computes them in fp32), kept with
+        # the input for the backward.
+        _gemm_op("moe_router", own, n_exp, h, read=own * h * e + n_exp * h * w,
+                 written=own * n_exp * FP32_BYTES,
+                 saved=(own * h * e + own * n_exp * FP32_BYTES) if train else 0.0),
+        _ew_op("moe_topk", "reduction", _SOFTMAX_FLOP * own * n_exp, own * n_exp * FP32_BYTES,
+               picked * 2 * FP32_BYTES),
+        _ew_op("moe_permute", "elementwise", 0.0, own * h * e, picked * h * e),
+    ]
+    routed = routed_tokens(model, x.tokens)   # after the gather over TP
+    ops += _mlp_ops(model, x, train, "mlp", routed, x.moe_ffn, routed * h * e,
+                    experts=n_exp // ep)
+    # Un-permute and weight by the router probabilities; the expert outputs are kept
+    # for the gradient of the weights.
+    ops.append(_ew_op("moe_unpermute", "elementwise", 2 * picked * h, picked * h * e,
+                      own * h * e, saved=picked * h * e if train else 0.0))
+    if model.shared_experts:
+        ops += _mlp_ops(model, x, train, "shared_mlp", x.tokens,
+                        model.shared_experts * x.moe_ffn, x.tokens * h * e / x.rep)
+    return ops
 
 
 def _eager_core(x: _Dims, train: bool) -> list[Op]:
@@ -467,8 +522,9 @@ def _grad_ops(op: Op, x: _Dims) -> tuple[Op, ...]:
 
 @memoized(maxsize=1024)
 def layer_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str = "fwd",
-              mode: str = "train") -> tuple[Op, ...]:
-    """Ops of one transformer layer on one device for one micro-batch.
+              mode: str = "train", moe: bool = False) -> tuple[Op, ...]:
+    """Ops of one transformer layer on one device for one micro-batch (``moe``: an MoE
+    layer of a mixture-of-experts model, :func:`_moe_ops`).
 
     ``pass_='fwd'``: forward ops; their ``saved_bytes`` are what stays in memory under
     ``plan.recompute`` (zero for the ops whose activations are dropped).
@@ -477,7 +533,9 @@ def layer_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str =
     layer; ``selective``: the attention core; ``none``: no ops), in forward order.
     """
     _check(pass_, mode)
-    fwd = _layer_fwd(model, training, plan, mode)
+    if moe and not model.moe:
+        raise SimwallError("workload: an MoE layer needs model.experts")
+    fwd = _layer_fwd(model, training, plan, mode, moe)
     if training.precision == "fp8":
         fwd = _fp8_forward(fwd, activation_element_bytes(training))
     if pass_ == "fwd":
@@ -492,10 +550,13 @@ def layer_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str =
 
 
 @memoized(maxsize=1024)
-def activation_bytes_per_layer(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
-    """Activation bytes one layer keeps per micro-batch per device under ``plan.recompute``:
-    the sum of ``saved_bytes`` of its forward ops (Korthikanti et al. 2022, Table 2)."""
-    return float(sum(op.saved_bytes for op in layer_ops(model, training, plan, "fwd")))
+def activation_bytes_per_layer(model: ModelSpec, training: TrainingSpec, plan: Plan,
+                               moe: bool = False) -> float:
+    """Activation bytes one layer (``moe``: an MoE layer) keeps per micro-batch per device
+    under ``plan.recompute``: the sum of ``saved_bytes`` of its forward ops (Korthikanti
+    et al. 2022, Table 2)."""
+    return float(sum(op.saved_bytes for op in layer_ops(model, training, plan, "fwd",
+                                                         moe=moe)))
 
 
 def wgrad_ops(ops: tuple[Op, ...]) -> tuple[Op, ...]:
@@ -632,13 +693,16 @@ def chunk_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, chunk: int) 
     bwd: list[Op] = []
     if first:
         fwd += embedding_ops(model, training, plan, "fwd")
-    fwd += layer_ops(model, training, plan, "fwd") * n
+    first_layer = sum(plan.stage_layers[:chunk])
+    kinds = [is_moe_layer(model, i) for i in range(first_layer, first_layer + n)]
+    for kind in kinds:
+        fwd += layer_ops(model, training, plan, "fwd", moe=kind)
     if last:
         fwd += head_ops(model, training, plan, "fwd")
         bwd += head_ops(model, training, plan, "bwd")
-    per_layer = (layer_ops(model, training, plan, "recompute")
-                 + layer_ops(model, training, plan, "bwd"))
-    bwd += per_layer * n
+    for kind in reversed(kinds):
+        bwd += (layer_ops(model, training, plan, "recompute", moe=kind)
+                + layer_ops(model, training, plan, "bwd", moe=kind))
     if first:
         bwd += embedding_ops(model, training, plan, "bwd")
     return StageOps(fwd=tuple(fwd), bwd=tuple(bwd))
@@ -676,7 +740,9 @@ def model_flop_per_step(model: ModelSpec, training: TrainingSpec) -> float:
     attention GEMMs, causal mask not subtracted, backward 2x forward (Narayanan et al.
     2021, Sec. 5.1, the convention MFU figures of Megatron-LM use), so a kernel change
     does not change the model FLOP."""
-    model = model.model_copy(update={"attention": "eager"})
+    # Routed tokens at their mean (no imbalance, no dropping): the model's own FLOP.
+    model = model.model_copy(update={"attention": "eager", "moe_imbalance": 1.0,
+                                     "capacity_factor": None})
     plan = Plan(tp=1, pp=1, dp=1, virtual_stages=1, sequence_parallel=False, zero=0,
                 recompute="none", schedule="1f1b", micro_batch=1, global_batch=1,
                 stage_layers=(model.layers,))

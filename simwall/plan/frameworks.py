@@ -80,6 +80,10 @@ def _fsdp(p: Plan) -> bool:
     # No context parallelism: FSDP1 shards parameters only.
     if p.tp > 1 or p.pp > 1 or p.zero == 1 or p.cp > 1:
         return False
+    if p.ep > 1:
+        # FSDP has no expert-parallel mode: an MoE layer's experts are sharded like any
+        # parameter, every rank computes with every expert (torch.distributed.fsdp API).
+        return False
     return p.offload == "none" or (p.offload == "optimizer+params" and p.zero == 3)
 
 

@@ -41,6 +41,7 @@ class Plan:
     offload: str = "none"
     cp: int = 1                  # context-parallel degree (simwall.costing.cp)
     cp_comm: str = "p2p"         # 'p2p' (K/V ring) or 'all_gather'
+    ep: int = 1
 
     @property
     def world(self) -> int:
@@ -91,9 +92,8 @@ class Plan:
             "micro_batches": self.micro_batches, "stage_layers": list(self.stage_layers),
             "collective": self.collective, "dp_bucket_bytes": self.dp_bucket_bytes,
             "dp_overlap": self.dp_overlap, "pp_scatter_gather": self.pp_scatter_gather,
-            "offload": self.offload, "world": self.world,
-            # Only with context parallelism: a plan without it reports what it did before.
-            **({"cp": self.cp, "cp_comm": self.cp_comm} if self.cp > 1 else {}),
+            "offload": self.offload, "cp": self.cp, "cp_comm": self.cp_comm, "ep": self.ep,
+            "world": self.world,
         }
 
 

@@ -35,6 +35,26 @@ def cluster_devices(cluster: ClusterSpec, workload: Workload) -> int:
     return math.ceil(want / cluster.devices_per_node) * cluster.devices_per_node
 
 
+def _check_experts(model, spec, dp: int, fail) -> None:
+    """Expert parallelism fits the model and the DP ranks it is carved from."""
+    if not model.moe:
+        raise fail("plan.ep", f"needs a mixture-of-experts model (model.experts), got "
+                   f"ep {spec.ep} for a dense model")
+    if model.experts % spec.ep:
+        raise fail("plan.ep", f"must divide model.experts ({model.experts}), got {spec.ep}")
+    if dp % spec.ep:
+        raise fail("plan.ep", f"must divide the data-parallel x context-parallel degree "
+                   f"({dp}): expert parallelism is carved out of those ranks, got {spec.ep}")
+    if model.moe_ffn % spec.tp:
+        raise fail("plan.tp", f"must divide model.moe_ffn_hidden ({model.moe_ffn}), got "
+                   f"{spec.tp}")
+    if spec.tp > 1 and not spec.sequence_parallel:
+        # Megatron-Core requires SP with TP for MoE layers (megatron/training/arguments.py:
+        # "When using MoE and tensor parallelism, sequence parallelism must be used").
+        raise fail("plan.sequence_parallel", "must be true for a mixture-of-experts model "
+                   f"with plan.tp > 1 (tp {spec.tp}), as Megatron-Core requires")
+
+
 def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec]:
     """The resolved plan and the cluster with ``nodes`` fixed; ConfigError if invalid.
 
@@ -120,6 +140,8 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
             raise fail("plan.dp", f"{mp_keys} x plan.dp = {mp_vals} x "
                        f"{dp} = {mp * dp} must equal the cluster's {world} devices "
                        f"({cluster.name}: {sized_by})")
+    if spec.ep > 1 or model.moe:
+        _check_experts(model, spec, dp * spec.cp, fail)
     if train.global_batch % (dp * train.micro_batch):
         raise fail("training.global_batch", f"must be divisible by plan.dp x "
                    f"training.micro_batch = {dp} x {train.micro_batch}, got {train.global_batch}")
@@ -135,7 +157,7 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
         global_batch=train.global_batch, stage_layers=stage_layers,
         collective=spec.collective, dp_bucket_bytes=spec.dp_bucket_bytes,
         dp_overlap=spec.dp_overlap, pp_scatter_gather=spec.pp_scatter_gather,
-        offload=spec.offload, cp=spec.cp, cp_comm=spec.cp_comm,
+        offload=spec.offload, cp=spec.cp, cp_comm=spec.cp_comm, ep=spec.ep,
     )
     limits.check_resolved(workload, cluster, plan)
     return plan, cluster

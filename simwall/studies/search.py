@@ -164,7 +164,8 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                     max_tp: int | None = None) -> Iterator[Plan]:
     """Every plan :func:`simwall.plan.resolve` would accept for this workload on this
     cluster (fixed ``global_batch`` and device count), over tp, cp (:func:`cp_degrees`),
-    pp, micro-batch, ZeRO, recompute, sequence parallelism and schedule. TP stays inside a node by default
+    pp, micro-batch, ZeRO, recompute, sequence parallelism, schedule and (MoE models)
+    expert parallelism (:func:`expert_degrees`). TP stays inside a node by default
     (``max_tp`` = devices per node): Megatron-LM's rule (Narayanan et al. 2021, Sec. 3.2,
     Takeaway #1). Fixed knobs (collective, buckets, offload) come from the workload.
 
@@ -197,15 +198,28 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                     for zero in (range(4) if dp > 1 else (0,)):
                         for recompute in ("none", "selective", "full"):
                             for sp in ((False, True) if tp > 1 else (False,)):
-                                yield Plan(
-                                    tp=tp, pp=pp, dp=dp, virtual_stages=v,
-                                    sequence_parallel=sp, zero=zero, recompute=recompute,
-                                    schedule=schedule, micro_batch=mb, global_batch=gb,
-                                    stage_layers=layers, collective=spec.collective,
-                                    dp_bucket_bytes=spec.dp_bucket_bytes,
-                                    dp_overlap=spec.dp_overlap,
-                                    pp_scatter_gather=spec.pp_scatter_gather,
-                                    offload=spec.offload, cp=cp, cp_comm=spec.cp_comm)
+                                if model.moe and tp > 1 and not sp:
+                                    continue     # MoE with TP needs SP (Megatron-Core)
+                                for ep in expert_degrees(model, dp * cp):
+                                    yield Plan(
+                                        tp=tp, pp=pp, dp=dp, virtual_stages=v,
+                                        sequence_parallel=sp, zero=zero,
+                                        recompute=recompute, schedule=schedule,
+                                        micro_batch=mb, global_batch=gb,
+                                        stage_layers=layers, collective=spec.collective,
+                                        dp_bucket_bytes=spec.dp_bucket_bytes,
+                                        dp_overlap=spec.dp_overlap,
+                                        pp_scatter_gather=spec.pp_scatter_gather,
+                                        offload=spec.offload, cp=cp, cp_comm=spec.cp_comm,
+                                        ep=ep)
+
+
+def expert_degrees(model, dp_cp: int) -> list[int]:
+    """Expert-parallel degrees to try: the divisors of the DP x CP degree (out of whose
+    ranks EP is carved) that divide the expert count (1 for a dense model)."""
+    if not model.moe:
+        return [1]
+    return [e for e in range(1, dp_cp + 1) if dp_cp % e == 0 and model.experts % e == 0]
 
 
 def plan_overrides(plan: Plan) -> dict[str, Any]:
@@ -214,14 +228,15 @@ def plan_overrides(plan: Plan) -> dict[str, Any]:
             "plan.virtual_stages": plan.virtual_stages,
             "plan.sequence_parallel": plan.sequence_parallel, "plan.zero": plan.zero,
             "plan.recompute": plan.recompute, "plan.schedule": plan.schedule,
-            "training.micro_batch": plan.micro_batch}
+            "training.micro_batch": plan.micro_batch, "plan.ep": plan.ep}
 
 
 def describe_plan(plan: Plan) -> str:
     sched = plan.schedule + (f"(v={plan.virtual_stages})" if plan.virtual_stages > 1 else "")
     cp = f"cp={plan.cp} " if plan.cp > 1 else ""
     return (f"tp={plan.tp} {cp}pp={plan.pp} dp={plan.dp} mb={plan.micro_batch} zero={plan.zero} "
-            f"rc={plan.recompute} sp={'on' if plan.sequence_parallel else 'off'} {sched}")
+            f"rc={plan.recompute} sp={'on' if plan.sequence_parallel else 'off'} {sched}"
+            + (f" ep={plan.ep}" if plan.ep > 1 else ""))
 
 
 class Searcher:

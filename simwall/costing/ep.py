@@ -1,0 +1,84 @@
+"""Expert parallelism: the token exchange of an MoE layer (pure).
+
+Megatron-Core's all-to-all token dispatcher (megatron/core/transformer/moe/
+token_dispatcher.py, ``MoEAlltoAllTokenDispatcher``): each rank routes the tokens of its
+sequence-parallel shard, sends each token to the ranks of its ``top_k`` experts (an
+all-to-all over the EP group), and, with TP, all-gathers the received tokens over the TP
+group so every TP rank runs its slice of the local experts on all of them; the combine
+runs the same in reverse (reduce-scatter over TP, all-to-all back). The backward moves the
+gradients the same way; full recompute repeats the forward's exchange. EP groups are
+``ep`` consecutive DP ranks (ranks ordered tp-cp-ep-dp-pp, megatron/core/parallel_state.py).
+Nothing here is overlapped with compute (Megatron-Core's default; its
+--overlap-moe-expert-parallel-comm and DeepSeek's DualPipe hide it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import ModelSpec, TrainingSpec
+from ..model.moe import chunk_moe_layers, routed_tokens
+from ..model.ops import activation_element_bytes
+from ..plan import Plan
+from .groups import Groups, dp_groups, near_groups
+from .traffic import Costed, Traffic, run_collective
+
+__all__ = ["EPCost", "ep_cost", "ep_groups"]
+
+
+@dataclass(frozen=True)
+class EPCost:
+    """Seconds of one MoE layer's token exchange per micro-batch (``layer_fwd_s``: dispatch
+    and combine; ``layer_bwd_s``: their gradients, plus the forward's again under full
+    recompute), the TP part included; with the step's traffic."""
+
+    layer_fwd_s: float = 0.0
+    layer_bwd_s: float = 0.0
+    traffic: tuple[Traffic, ...] = ()
+
+
+def _blocks(group, ep: int) -> list[tuple[int, ...]]:
+    return [tuple(group[i:i + ep]) for i in range(0, len(group), ep)]
+
+
+def ep_groups(plan: Plan, stage: int, topology, symmetric: bool) -> Groups:
+    """The EP groups of ``stage`` to cost: every block of ``ep`` consecutive DP ranks of
+    every DP group, or, ``symmetric``, those sharing a node with the first block."""
+    if plan.ep < 2:
+        return []
+    if not symmetric:
+        return [b for g in dp_groups(plan, stage) for b in _blocks(g, plan.ep)]
+    blocks = [b for g in near_groups(plan, 0, "dp", topology) for b in _blocks(g, plan.ep)]
+    per_node = topology.devices_per_node
+    nodes = {d // per_node for d in blocks[0]}
+    return [b for b in blocks if nodes & {d // per_node for d in b}]
+
+
+def ep_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stage: int,
+            symmetric: bool, tp_groups: Groups = ()) -> EPCost:
+    """Token exchange of one MoE layer of ``stage``; ``tp_groups``: the stage's TP groups
+    as :func:`simwall.costing.tp.tp_cost` costs them (for the gather over TP)."""
+    if not model.moe:
+        return EPCost()
+    n_moe = sum(chunk_moe_layers(model, plan, c) for c in range(stage, plan.chunks, plan.pp))
+    e = activation_element_bytes(training)
+    tokens = plan.micro_batch * model.seq_len
+    own = tokens // (plan.tp if plan.sequence_parallel else 1)
+    passes = 4 + (2 if plan.recompute == "full" else 0)     # per layer and micro-batch
+    count = plan.micro_batches * n_moe * passes
+    # All-to-all buffer per rank (nccl-tests convention: the send buffer): the rank's
+    # token-expert assignments.
+    a2a = run_collective(topology, "all_to_all", ep_groups(plan, stage, topology, symmetric),
+                         own * model.top_k * model.hidden * e, count, plan.collective,
+                         symmetric)
+    gather = scatter = Costed()
+    if plan.tp > 1 and tp_groups:
+        routed_bytes = routed_tokens(model, tokens) * model.hidden * e
+        gather = run_collective(topology, "all_gather", tp_groups, routed_bytes,
+                                count / 2, plan.collective, symmetric)
+        scatter = run_collective(topology, "reduce_scatter", tp_groups, routed_bytes,
+                                 count / 2, plan.collective, symmetric)
+    one_way = 2 * a2a.s + gather.s + scatter.s          # dispatch + combine
+    bwd = one_way + (one_way if plan.recompute == "full" else 0.0)
+    return EPCost(layer_fwd_s=one_way, layer_bwd_s=bwd,
+                  traffic=a2a.traffic + gather.traffic + scatter.traffic)
