@@ -32,9 +32,17 @@ def op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Devic
     """Per micro-batch compute seconds of one layer and of the embedding/head parts:
     keys ``layer_fwd``, ``layer_bwd``, ``layer_rec`` (recompute), ``emb_fwd``,
     ``emb_bwd``, ``head_fwd``, ``head_bwd``."""
-    return {key: optime.ops_time_s(ops_of(model, training, plan, pass_), device,
-                                   training.precision)
-            for key, ops_of, pass_ in _PARTS}
+    out = {key: optime.ops_time_s(ops_of(model, training, plan, pass_), device,
+                                  training.precision)
+           for key, ops_of, pass_ in _PARTS}
+    # The linear layers' GEMMs alone (forward; backward with its recompute): what TP
+    # communication overlap can hide the collectives under (costing.tp.overlapped_s).
+    for key, passes in (("layer_fwd_gemm", ("fwd",)), ("layer_bwd_gemm", ("bwd", "recompute"))):
+        out[key] = sum(optime.ops_time_s(
+            [op for op in workload.layer_ops(model, training, plan, pass_)
+             if op.name.split(".")[0] in workload.FP8_GEMMS], device, training.precision)
+            for pass_ in passes)
+    return out
 
 
 def layer_compute_s(times: dict[str, float], speed: float) -> tuple[float, float]:

@@ -15,7 +15,7 @@ costed (:class:`~.traffic.Traffic`); ``StageCost.traffic`` is their concatenatio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..config import PRECISION_BYTES, DeviceSpec, ModelSpec, TrainingSpec
 from ..memo import memoized
@@ -23,10 +23,10 @@ from ..model import memory
 from ..model.ops import activation_bytes_per_layer
 from ..plan import Plan
 from .compute import layer_compute_s, op_times
-from .dp import bucket_cost, tied_embedding_cost
-from .optimizer import optimizer_s, parameter_gather_cost
+from .dp import bucket_cost, micro_batch_exposed_s, tied_embedding_cost
+from .optimizer import gather_exposed_s, optimizer_s, parameter_gather_cost
 from .pp import pp_cost
-from .tp import TPCost, tp_cost
+from .tp import TPCost, tp_cost, with_overlap
 from .traffic import Traffic
 from .zero import exposed_s, zero3_cost
 
@@ -43,8 +43,8 @@ class ChunkCost:
     fwd_tp_s: float
     bwd_compute_s: float       # includes recompute
     bwd_tp_s: float
-    zero3_fwd_exposed_s: float
-    zero3_bwd_exposed_s: float
+    zero3_fwd_exposed_s: float  # ZeRO communication exposed in the pipeline: ZeRO-3 gathers
+    zero3_bwd_exposed_s: float  # and reduce-scatters; ZeRO-2's per-micro-batch reductions
     grad_bytes: float          # bytes the DP reduction moves for this chunk's gradients (reduction dtype)
     activation_bytes: float    # activation bytes kept per micro-batch until its backward
 
@@ -69,8 +69,9 @@ class StageCost:
     bucket_s: tuple[float, ...]       # their reduction times
     tied_embedding_s: float           # embedding-gradient all-reduce first <-> last stage
     optimizer_s: float
-    post_optimizer_s: float           # ZeRO 1/2 all-gather of updated parameters
+    post_optimizer_s: float           # ZeRO 1/2 all-gather of updated parameters (exposed part)
     traffic: tuple[Traffic, ...] = ()  # the collectives above, counted per step
+    param_gather_hidden_s: float = 0.0  # its part hidden under the next forward
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,11 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
     """
     times = op_times(model, training, plan, device)
     layer_fwd_s, layer_bwd_s = layer_compute_s(times, speed)
-    tp = tp_cost(model, training, plan, topology, stage, symmetric)
+    tp = with_overlap(tp_cost(model, training, plan, topology, stage, symmetric), plan,
+                      times["layer_fwd_gemm"] / speed, times["layer_bwd_gemm"] / speed)
     z3 = zero3_cost(model, training, plan, topology, stage, symmetric)
-    z3_fwd, z3_bwd = exposed_s(z3, layer_fwd_s, layer_bwd_s, tp.layer_fwd_s, tp.layer_bwd_s)
+    z3_fwd, z3_bwd = exposed_s(z3, plan.layers_on_stage(stage), layer_fwd_s, layer_bwd_s,
+                               tp.layer_fwd_s, tp.layer_bwd_s)
     layer = _LayerCost(fwd_compute_s=layer_fwd_s, bwd_compute_s=layer_bwd_s,
                        zero3_fwd_exposed_s=z3_fwd, zero3_bwd_exposed_s=z3_bwd,
                        params=memory.layer_params(model, plan.tp),
@@ -144,12 +147,22 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
                    for local, n_layers in enumerate(plan.chunk_layers(stage)))
     pp = pp_cost(model, training, plan, topology, stage, symmetric)
     grads = bucket_cost(plan, topology, stage, sum(c.grad_bytes for c in chunks), symmetric)
+    # ZeRO-2 reducing every micro-batch: the earlier reductions' excess, per micro-batch
+    # and chunk, joins the backward (costing.dp.micro_batch_exposed_s).
+    per_mb = micro_batch_exposed_s(plan, sum(grads.bucket_s), sum(c.bwd_s for c in chunks))
+    if per_mb > 0:
+        share = per_mb / (plan.micro_batches * len(chunks))
+        chunks = tuple(replace(c, zero3_bwd_exposed_s=c.zero3_bwd_exposed_s + share)
+                       for c in chunks)
     tied = tied_embedding_cost(model, training, plan, topology, stage, symmetric)
     opt = optimizer_s(model, training, plan, device, topology, stage, speed,
                       backward_s=sum(c.bwd_compute_s for c in chunks))
     post = parameter_gather_cost(model, training, plan, topology, stage, symmetric)
+    post_s = gather_exposed_s(plan, post.s, plan.layers_on_stage(stage),
+                              sum(c.fwd_s for c in chunks))
     return StageCost(stage=stage, chunks=chunks, pp_fwd_s=pp.fwd_s, pp_bwd_s=pp.bwd_s,
                      bucket_bytes=grads.bucket_bytes, bucket_s=grads.bucket_s,
-                     tied_embedding_s=tied.s, optimizer_s=opt, post_optimizer_s=post.s,
+                     tied_embedding_s=tied.s, optimizer_s=opt, post_optimizer_s=post_s,
                      traffic=(tp.traffic + z3.traffic + pp.traffic + grads.traffic
-                              + tied.traffic + post.traffic))
+                              + tied.traffic + post.traffic),
+                     param_gather_hidden_s=post.s - post_s)

@@ -34,6 +34,15 @@ class Plan:
     dp_overlap: bool = True
     pp_scatter_gather: bool = True
     offload: str = "none"
+    # Framework semantics (config.FRAMEWORK_PRESETS), resolved by
+    # plan.frameworks.with_framework; the defaults here are the pre-issue-15 behaviour.
+    framework: str = "none"
+    tp_comm_overlap: bool = False
+    overlap_param_gather: bool = False
+    zero_grad_reduce: str = "step"
+    zero3_gather_unit: str = "layer"
+    zero3_prefetch: int = 1
+    reshard_after_forward: bool = True
 
     @property
     def world(self) -> int:
@@ -77,6 +86,12 @@ class Plan:
             "collective": self.collective, "dp_bucket_bytes": self.dp_bucket_bytes,
             "dp_overlap": self.dp_overlap, "pp_scatter_gather": self.pp_scatter_gather,
             "offload": self.offload, "world": self.world,
+            "framework": self.framework, "tp_comm_overlap": self.tp_comm_overlap,
+            "overlap_param_gather": self.overlap_param_gather,
+            "zero_grad_reduce": self.zero_grad_reduce,
+            "zero3_gather_unit": self.zero3_gather_unit,
+            "zero3_prefetch": self.zero3_prefetch,
+            "reshard_after_forward": self.reshard_after_forward,
         }
 
 

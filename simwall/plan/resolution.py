@@ -14,6 +14,7 @@ import math
 from ..config import ClusterSpec, Workload
 from ..errors import ConfigError
 from . import limits
+from .frameworks import SEMANTIC_KEYS, with_framework
 from .layout import Plan, balanced_split
 
 __all__ = ["cluster_devices", "resolve"]
@@ -127,5 +128,7 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
         dp_overlap=spec.dp_overlap, pp_scatter_gather=spec.pp_scatter_gather,
         offload=spec.offload,
     )
+    plan = with_framework(plan, spec.framework,
+                          **{k: getattr(spec, k) for k in SEMANTIC_KEYS})
     limits.check_resolved(workload, cluster, plan)
     return plan, cluster

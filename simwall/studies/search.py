@@ -42,12 +42,14 @@ from ..hardware.efficiency import check_precision
 from ..model.limits import resolve_checked
 from ..model.memory import device_memory, memory_reserve
 from ..plan import (
+    SEMANTIC_KEYS,
     Plan,
     balanced_split,
     cluster_devices,
     framework_label,
     framework_names,
     frameworks_for,
+    with_framework,
 )
 from ..report import StepResult
 from .progress import Progress, tracked
@@ -168,7 +170,7 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                     for zero in (range(4) if dp > 1 else (0,)):
                         for recompute in ("none", "selective", "full"):
                             for sp in ((False, True) if tp > 1 else (False,)):
-                                yield Plan(
+                                yield with_framework(Plan(
                                     tp=tp, pp=pp, dp=dp, virtual_stages=v,
                                     sequence_parallel=sp, zero=zero, recompute=recompute,
                                     schedule=schedule, micro_batch=mb, global_batch=gb,
@@ -176,7 +178,8 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                                     dp_bucket_bytes=spec.dp_bucket_bytes,
                                     dp_overlap=spec.dp_overlap,
                                     pp_scatter_gather=spec.pp_scatter_gather,
-                                    offload=spec.offload)
+                                    offload=spec.offload), spec.framework,
+                                    **{k: getattr(spec, k) for k in SEMANTIC_KEYS})
 
 
 def plan_overrides(plan: Plan) -> dict[str, Any]:
