@@ -99,18 +99,21 @@ def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, s
                      bwd_gathers=bwd_n, prefetch=plan.zero3_prefetch)
 
 
-def pass_exposed_s(units: int, comm_s: float, compute_s: float, prefetch: int) -> float:
+def pass_exposed_s(units: int, comm_s: float, compute_s: float, prefetch: int,
+                   after_s: float = 0.0) -> float:
     """Exposed seconds of one pass over ``units`` gather units, each needing ``comm_s``
-    of communication (one stream, in order) before its ``compute_s`` of compute. Without
-    prefetch every unit waits for its own communication; with it, unit ``i + 1``'s
-    communication runs under unit ``i``'s compute, a two-stage pipeline: the first
-    unit's communication, then per further unit what its communication takes beyond the
-    compute it hides under."""
-    if units <= 0 or comm_s <= 0:
+    of communication (one stream, in order) before its ``compute_s`` of compute and
+    ``after_s`` (the backward's gradient reduce-scatter) after it. Without prefetch every
+    unit waits for its own gather; with it, unit ``i + 1``'s gather runs under unit
+    ``i``'s compute, a pipeline: the first unit's gather and the last unit's
+    reduce-scatter are exposed, and per further unit what its communication takes beyond
+    the compute it hides under. The reduce-scatters run under later units' compute in
+    both cases."""
+    if units <= 0 or comm_s + after_s <= 0:
         return 0.0
     if prefetch <= 0:
-        return units * comm_s
-    return comm_s + (units - 1) * max(0.0, comm_s - compute_s)
+        return units * comm_s + after_s + (units - 1) * max(0.0, after_s - compute_s)
+    return comm_s + after_s + (units - 1) * max(0.0, comm_s + after_s - compute_s)
 
 
 def exposed_s(z3: Zero3Cost, n_layers: int, layer_fwd_s: float, layer_bwd_s: float,
@@ -124,6 +127,6 @@ def exposed_s(z3: Zero3Cost, n_layers: int, layer_fwd_s: float, layer_bwd_s: flo
     n = n_layers * k
     fwd = pass_exposed_s(n, z3.fwd_gathers * z3.gather_s, (layer_fwd_s + tp_fwd_s) / k,
                          z3.prefetch)
-    bwd = pass_exposed_s(n, z3.bwd_gathers * z3.gather_s + z3.reduce_scatter_s,
-                         (layer_bwd_s + tp_bwd_s) / k, z3.prefetch)
+    bwd = pass_exposed_s(n, z3.bwd_gathers * z3.gather_s, (layer_bwd_s + tp_bwd_s) / k,
+                         z3.prefetch, after_s=z3.reduce_scatter_s)
     return fwd / n_layers, bwd / n_layers
