@@ -125,3 +125,10 @@ def test_module_units_pay_more_latency_than_layer_units():
     module = simulate("llama2-7b", **{**_Z3, "plan.zero3_gather_unit": "module",
                                       "plan.zero3_prefetch": 0})
     assert module.step_time_s > layer.step_time_s
+
+
+def test_a_named_framework_must_run_the_plan():
+    from simwall.errors import ConfigError
+    with pytest.raises(ConfigError, match="plan.framework.*megatron does not run"):
+        simulate("llama2-7b", **{**_Z3, "plan.framework": "megatron"})   # no ZeRO-3
+    simulate("llama2-7b", **{**_Z3, "plan.framework": "fsdp"})           # FULL_SHARD

@@ -10,6 +10,7 @@ from .frameworks import (
     framework_names,
     frameworks_for,
     preset_for,
+    runs_plan,
     with_framework,
 )
 from .layout import Plan, balanced_split
@@ -17,4 +18,4 @@ from .resolution import cluster_devices, resolve
 
 __all__ = ["FRAMEWORKS", "NONE_KNOWN", "SEMANTIC_KEYS", "Plan", "balanced_split",
            "cluster_devices", "framework_label", "framework_names", "frameworks_for",
-           "preset_for", "resolve", "with_framework"]
+           "preset_for", "resolve", "runs_plan", "with_framework"]

@@ -17,7 +17,7 @@ from ..config import FRAMEWORK_PRESETS
 from .layout import Plan
 
 __all__ = ["FRAMEWORKS", "NONE_KNOWN", "SEMANTIC_KEYS", "Framework", "framework_label",
-           "framework_names", "frameworks_for", "preset_for", "with_framework"]
+           "framework_names", "frameworks_for", "preset_for", "runs_plan", "with_framework"]
 
 #: What :func:`framework_label` says when no framework runs a plan.
 NONE_KNOWN = "none known"
@@ -146,3 +146,9 @@ def with_framework(plan: Plan, framework: str = "auto", **overrides) -> Plan:
     values = dict(FRAMEWORK_PRESETS[name])
     values.update({k: v for k, v in overrides.items() if v is not None})
     return replace(plan, framework=name, **{k: values[k] for k in SEMANTIC_KEYS})
+
+
+def runs_plan(name: str, plan: Plan) -> bool:
+    """Whether the framework preset ``name`` (or one of the rules it stands for: fsdp
+    covers FSDP and FSDP2) runs ``plan``."""
+    return any(_PRESET_OF[f] == name for f in frameworks_for(plan))
