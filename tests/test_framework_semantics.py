@@ -132,3 +132,11 @@ def test_a_named_framework_must_run_the_plan():
     with pytest.raises(ConfigError, match="plan.framework.*megatron does not run"):
         simulate("llama2-7b", **{**_Z3, "plan.framework": "megatron"})   # no ZeRO-3
     simulate("llama2-7b", **{**_Z3, "plan.framework": "fsdp"})           # FULL_SHARD
+
+
+def test_keeping_parameters_after_forward_costs_memory():
+    keep = simulate("llama2-7b", **{**_Z3, "plan.reshard_after_forward": False})
+    free = simulate("llama2-7b", **{**_Z3, "plan.reshard_after_forward": True})
+    z2 = simulate("llama2-7b", **{**_Z3, "plan.zero": 2})
+    assert keep.memory["peak_bytes"] > free.memory["peak_bytes"]
+    assert keep.memory["peak_bytes"] <= z2.memory["peak_bytes"] * 1.001
