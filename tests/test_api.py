@@ -98,7 +98,8 @@ def test_network_link_efficiency_slows_only_network_bound_time():
     """A link class's ``efficiency`` scales the bandwidth the collectives get: halving the
     NIC's slows a DP-heavy plan's exposed communication and leaves compute alone."""
     over = {"plan.tp": 1, "plan.pp": 1, "plan.dp": 16, "cluster.nodes": 2,
-            "training.global_batch": 64, "plan.dp_overlap": False}
+            "training.global_batch": 64, "plan.dp_overlap": False,
+            "plan.overlap_param_gather": False}
     base = api.simulate("gpt2", "dgx-a100", **over)
     slow = api.simulate("gpt2", "dgx-a100", **over,
                     **{"cluster.inter.link": {"base": "IB-HDR", "efficiency": 0.5}})

@@ -20,6 +20,7 @@ from .overrides import (
 )
 from .schema import (
     FP8_WEIGHT_CACHE_BYTES,
+    FRAMEWORK_PRESETS,
     MIXED_PRECISION_PRESETS,
     PRECISION_BYTES,
     ClusterSpec,
@@ -45,7 +46,7 @@ from .validation import key_path_problem, validate
 from .yamlio import key_path, line_of, load_yaml, parse_yaml
 
 __all__ = [
-    "CLUSTER_PREFIX", "FP8_WEIGHT_CACHE_BYTES", "MIXED_PRECISION_PRESETS", "PRECISION_BYTES", "ClusterSpec", "DegradedLink", "DeviceRef",
+    "CLUSTER_PREFIX", "FP8_WEIGHT_CACHE_BYTES", "FRAMEWORK_PRESETS", "MIXED_PRECISION_PRESETS", "PRECISION_BYTES", "ClusterSpec", "DegradedLink", "DeviceRef",
     "DeviceSpec", "EfficiencySpec", "FaultSpec", "HostSpec", "InterSpec", "IntraSpec",
     "LinkRef", "LinkSpec", "ModelSpec", "PlanSpec", "PowerSpec", "Straggler", "Strict", "TrainingSpec",
     "Workload", "apply_overrides", "bundled_dir", "bundled_names", "cluster_overrides",

@@ -39,6 +39,7 @@ from .yamlio import dotted_key
 
 __all__ = [
     "FP8_WEIGHT_CACHE_BYTES",
+    "FRAMEWORK_PRESETS",
     "MIXED_PRECISION_PRESETS",
     "PRECISION_BYTES",
     "ClusterSpec",
@@ -272,6 +273,47 @@ MIXED_PRECISION_PRESETS: dict[str, dict[str, Any]] = {
 FP8_WEIGHT_CACHE_BYTES = 2
 
 
+#: Framework semantics (``plan.framework``): how each framework runs the communication
+#: of a plan; every key can be overridden alone (``plan.<key>``). docs/cost-model.md,
+#: "Frameworks", gives the sources in full; in short:
+#:
+#: - ``tp_comm_overlap``: TP collectives decomposed into chunks pipelined with the GEMMs
+#:   that consume/produce them (Wang et al., ASPLOS 2023; Transformer Engine userbuffers,
+#:   Megatron-LM ``--tp-comm-overlap``, which needs sequence parallelism:
+#:   megatron/training/arguments.py ``validate_args``). megatron: on (the Megatron-Core
+#:   performance configurations and NeMo recipes enable it; off in Megatron-LM 2021, which
+#:   case files set explicitly); deepspeed, fsdp: off (no such path).
+#: - ``overlap_param_gather``: the ZeRO-1/2 all-gather of updated parameters runs bucket
+#:   by bucket under the next forward (Megatron-Core ``--overlap-param-gather``; NeMo docs
+#:   "Communication Overlap": "exposes only one DP communication chunk"). megatron: on;
+#:   deepspeed: off (stage_1_and_2.py all-gathers after ``step``); fsdp: off (no ZeRO-1).
+#: - ``zero_grad_reduce``: ZeRO-2 reduce-scatters gradients after every micro-batch's
+#:   backward (``micro_batch``: DeepSpeed stage_1_and_2.py backward hooks, DeepSpeed issue
+#:   #2252; FSDP SHARD_GRAD_OP reduce-scatters every backward outside ``no_sync``) or once
+#:   per step after accumulation (``step``: Megatron's distributed optimizer).
+#: - ``zero3_gather_unit``: what one ZeRO-3 all-gather fetches: a ``layer`` (FSDP's
+#:   wrapped transformer block, one flat parameter) or one ``module`` (DeepSpeed fetches
+#:   per submodule: partitioned_param_coordinator.fetch_sub_module).
+#: - ``zero3_prefetch``: units fetched ahead of the one computing (FSDP: 1, the implicit
+#:   forward prefetch and BackwardPrefetch.BACKWARD_PRE; DeepSpeed: 1, the prefetch loop
+#:   takes the next parameter and stops at stage3_prefetch_bucket_size = 5e7 elements,
+#:   fewer than one GEMM weight of a large model); 0: no prefetch.
+#: - ``reshard_after_forward``: ZeRO-3 frees the gathered parameters after the forward
+#:   and gathers them again for the backward (FSDP FULL_SHARD / FSDP2 default True;
+#:   DeepSpeed stage 3 always; Llama 3 kept them: Dubey et al. 2024, Sec. 3.3.2).
+FRAMEWORK_PRESETS: dict[str, dict[str, Any]] = {
+    "megatron": {"tp_comm_overlap": True, "overlap_param_gather": True,
+                 "zero_grad_reduce": "step", "zero3_gather_unit": "layer",
+                 "zero3_prefetch": 1, "reshard_after_forward": True},
+    "deepspeed": {"tp_comm_overlap": False, "overlap_param_gather": False,
+                  "zero_grad_reduce": "micro_batch", "zero3_gather_unit": "module",
+                  "zero3_prefetch": 1, "reshard_after_forward": True},
+    "fsdp": {"tp_comm_overlap": False, "overlap_param_gather": False,
+             "zero_grad_reduce": "micro_batch", "zero3_gather_unit": "layer",
+             "zero3_prefetch": 1, "reshard_after_forward": True},
+}
+
+
 class TrainingSpec(Strict):
     """Batch sizes in sequences; precisions name the element type.
 
@@ -397,6 +439,17 @@ class PlanSpec(Strict):
     # ordered tp-cp-ep-dp-pp, megatron/core/parallel_state.py); experts keep the TP split
     # of the dense MLP (expert TP = TP).
     ep: PosInt = 1
+    # --- framework semantics (issue 15): a named preset of how the framework runs the
+    # plan's communication (FRAMEWORK_PRESETS); each key below overrides one part of it
+    # (None: the preset's value). ``auto``: the first framework that runs the plan
+    # (simwall.plan.frameworks.preset_for).
+    framework: Literal["auto", "megatron", "deepspeed", "fsdp"] = "auto"
+    tp_comm_overlap: Bool | None = None
+    overlap_param_gather: Bool | None = None
+    zero_grad_reduce: Literal["step", "micro_batch"] | None = None
+    zero3_gather_unit: Literal["layer", "module"] | None = None
+    zero3_prefetch: NonNegInt | None = None
+    reshard_after_forward: Bool | None = None
 
 
 class RunDefaults(Strict):

@@ -35,13 +35,22 @@ def op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Devic
     backward parts (the W pass of a split backward, :func:`simwall.model.ops.wgrad_ops`):
     ``layer_wgrad``, ``head_wgrad`` (the embedding has none). A mixture-of-experts model
     also gets an MoE layer's own ``moe_layer_fwd``, ``moe_layer_bwd``, ``moe_layer_rec``
-    and ``moe_layer_wgrad`` (its MLP is the experts: :mod:`simwall.model.moe`)."""
+    and ``moe_layer_wgrad`` (its MLP is the experts: :mod:`simwall.model.moe`); and the
+    linear layers' GEMMs alone, ``layer_fwd_gemm`` and ``layer_bwd_gemm`` (with recompute),
+    what TP communication overlap can hide under."""
     times = {key: optime.ops_time_s(ops_of(model, training, plan, pass_), device,
                                     training.precision)
              for key, ops_of, pass_ in _PARTS}
     for key, ops_of in (("layer_wgrad", workload.layer_ops), ("head_wgrad", workload.head_ops)):
         times[key] = optime.ops_time_s(workload.wgrad_ops(ops_of(model, training, plan, "bwd")),
                                        device, training.precision)
+    # The linear layers' GEMMs alone (forward; backward with its recompute): what TP
+    # communication overlap can hide the collectives under (costing.tp.overlapped_s).
+    for key, passes in (("layer_fwd_gemm", ("fwd",)), ("layer_bwd_gemm", ("bwd", "recompute"))):
+        times[key] = sum(optime.ops_time_s(
+            [op for op in workload.layer_ops(model, training, plan, pass_)
+             if op.name.split(".")[0] in workload.FP8_GEMMS], device, training.precision)
+            for pass_ in passes)
     if model.moe:
         for key, pass_ in (("moe_layer_fwd", "fwd"), ("moe_layer_bwd", "bwd"),
                            ("moe_layer_rec", "recompute")):

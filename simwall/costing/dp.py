@@ -7,6 +7,12 @@ backward of the last micro-batch produces them; ZeRO 1/2 reduce-scatter them ins
 copies equal by an all-reduce of its gradient between them (Shoeybi et al. 2019 /
 Megatron-LM ``share_embeddings_and_output_weights``).
 
+ZeRO-2 under ``plan.zero_grad_reduce: micro_batch`` (DeepSpeed, FSDP SHARD_GRAD_OP;
+config.FRAMEWORK_PRESETS) reduce-scatters after every micro-batch's backward: the step
+runs the buckets ``m`` times, and each of the ``m - 1`` earlier reductions is exposed as
+far as it outlasts the backward it overlaps (:func:`micro_batch_exposed_s`); the last
+one is the step's DP tail as before.
+
 Gradients travel in ``training.grad_reduce_precision_``: their own dtype by default, fp32
 under the ``megatron`` and ``fsdp`` conventions (config.MIXED_PRECISION_PRESETS); the
 caller sizes the buckets in that dtype.
@@ -24,7 +30,8 @@ from ..plan import Plan
 from .groups import axis_groups, boundary_pairs
 from .traffic import Costed, Traffic, run_collective
 
-__all__ = ["BucketCost", "bucket_cost", "buckets", "tied_embedding_cost"]
+__all__ = ["BucketCost", "bucket_cost", "buckets", "micro_batch_exposed_s",
+           "reductions_per_step", "tied_embedding_cost"]
 
 
 @dataclass(frozen=True)
@@ -55,11 +62,33 @@ def bucket_cost(plan: Plan, topology: Topology, stage: int, grad_bytes: float, s
     kind = "all_reduce" if plan.zero == 0 else "reduce_scatter"
     sizes = buckets(grad_bytes, plan.dp_bucket_bytes)
     groups = axis_groups(plan, 0 if symmetric else stage, "dp", topology, symmetric)
-    runs = {size: run_collective(topology, kind, groups, size, sizes.count(size),
+    per_step = reductions_per_step(plan)
+    runs = {size: run_collective(topology, kind, groups, size, per_step * sizes.count(size),
                                  plan.collective, symmetric)
             for size in dict.fromkeys(sizes)}            # distinct sizes, first seen first
     return BucketCost(bucket_bytes=sizes, bucket_s=tuple(runs[x].s for x in sizes),
                       traffic=tuple(t for run in runs.values() for t in run.traffic))
+
+
+def reductions_per_step(plan: Plan) -> int:
+    """How often a step reduces its gradients over DP: every micro-batch for ZeRO-2 with
+    ``zero_grad_reduce: micro_batch``, else once (after gradient accumulation)."""
+    if plan.zero == 2 and plan.zero_grad_reduce == "micro_batch":
+        return plan.micro_batches
+    return 1
+
+
+def micro_batch_exposed_s(plan: Plan, reduce_s: float, backward_s: float) -> float:
+    """Seconds per step that the reductions of the micro-batches before the last add to
+    the pipeline: each of those ``reductions_per_step - 1`` reductions of ``reduce_s``
+    seconds overlaps its micro-batch's backward (``backward_s``) when ``plan.dp_overlap``
+    and is exposed beyond it, else is exposed whole (DeepSpeed's ``overlap_comm: false``
+    reduces inside the backward hooks on the compute stream)."""
+    extra = reductions_per_step(plan) - 1
+    if extra <= 0 or reduce_s <= 0:
+        return 0.0
+    per = max(0.0, reduce_s - backward_s) if plan.dp_overlap else reduce_s
+    return extra * per
 
 
 def tied_embedding_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology: Topology,

@@ -4,6 +4,9 @@ On the device: one fused streaming kernel over the optimizer shard
 (:func:`simwall.model.optime.optimizer_step_time_s`). With ZeRO 1/2 each DP rank updates
 its shard, then the updated 16-bit parameters are all-gathered (Rajbhandari et al. 2020,
 "ZeRO", Sec. 5). With offload the step runs on the host CPU (:mod:`.offload`).
+With ``plan.overlap_param_gather`` that all-gather runs layer by layer under the next
+step's forward (Megatron-Core ``--overlap-param-gather``): only what the first forward
+does not cover, at least one layer's share, is exposed (:func:`gather_exposed_s`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from . import offload
 from .groups import axis_groups
 from .traffic import Costed, run_collective
 
-__all__ = ["optimizer_s", "parameter_gather_cost"]
+__all__ = ["gather_exposed_s", "optimizer_s", "parameter_gather_cost"]
 
 
 def optimizer_s(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec,
@@ -44,3 +47,16 @@ def parameter_gather_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, 
     params_bytes = memory.stage_params(model, plan, stage) * training.weight_bytes
     return run_collective(topology, "all_gather", groups, params_bytes, 1, plan.collective,
                           symmetric)
+
+
+def gather_exposed_s(plan: Plan, gather_s: float, layers: int, forward_s: float) -> float:
+    """Exposed seconds of the ZeRO 1/2 parameter all-gather of ``gather_s`` seconds over
+    ``layers`` layers: all of it, or with ``plan.overlap_param_gather`` the part beyond
+    the next step's first forward (``forward_s``, one micro-batch over the stage's
+    chunks) and at least one layer's share: Megatron-Core gathers bucket by bucket as
+    the forward reaches each layer (NeMo docs, "Communication Overlap": the DP
+    communication "is chunked by the granularity of a Transformer layer" and "exposes
+    only one DP communication chunk")."""
+    if gather_s <= 0 or not plan.overlap_param_gather:
+        return gather_s
+    return max(gather_s / max(1, layers), gather_s - forward_s)

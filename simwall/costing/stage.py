@@ -32,10 +32,10 @@ from .compute import layer_compute_s, moe_layer_compute_s, op_times
 from .cp import cp_cost
 from .ep import ep_cost
 from .groups import axis_groups
-from .dp import bucket_cost, tied_embedding_cost
-from .optimizer import optimizer_s, parameter_gather_cost
+from .dp import bucket_cost, micro_batch_exposed_s, tied_embedding_cost
+from .optimizer import gather_exposed_s, optimizer_s, parameter_gather_cost
 from .pp import pp_cost
-from .tp import TPCost, tp_cost
+from .tp import TPCost, tp_cost, with_overlap
 from .traffic import Traffic
 from .zero import exposed_s, zero3_cost
 
@@ -52,8 +52,8 @@ class ChunkCost:
     fwd_tp_s: float
     bwd_compute_s: float       # includes recompute
     bwd_tp_s: float
-    zero3_fwd_exposed_s: float
-    zero3_bwd_exposed_s: float
+    zero3_fwd_exposed_s: float  # ZeRO communication exposed in the pipeline: ZeRO-3 gathers
+    zero3_bwd_exposed_s: float  # and reduce-scatters; ZeRO-2's per-micro-batch reductions
     grad_bytes: float          # bytes the DP reduction moves for this chunk's gradients (reduction dtype)
     activation_bytes: float    # activation bytes kept per micro-batch until its backward
     # The weight-gradient GEMMs within bwd_compute_s (the W pass of a split backward, Qi
@@ -96,9 +96,10 @@ class StageCost:
     bucket_s: tuple[float, ...]       # their reduction times
     tied_embedding_s: float           # embedding-gradient all-reduce first <-> last stage
     optimizer_s: float
-    post_optimizer_s: float           # ZeRO 1/2 all-gather of updated parameters
+    post_optimizer_s: float           # ZeRO 1/2 all-gather of updated parameters (exposed part)
     traffic: tuple[Traffic, ...] = ()  # the collectives above, counted per step
     transfers: StageTransfers = StageTransfers()   # sends and buckets as collectives
+    param_gather_hidden_s: float = 0.0  # its part hidden under the next forward
 
 
 @dataclass(frozen=True)
@@ -192,14 +193,17 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
     """
     times = op_times(model, training, plan, device)
     layer_fwd_s, layer_bwd_s = layer_compute_s(times, speed)
-    tp = tp_cost(model, training, plan, topology, stage, symmetric)
+    tp_alone = tp_cost(model, training, plan, topology, stage, symmetric)
+    tp = with_overlap(tp_alone, plan, times["layer_fwd_gemm"] / speed,
+                      times["layer_bwd_gemm"] / speed)
     cp = cp_cost(model, training, plan, device, topology, stage, symmetric, speed)
     if plan.cp > 1:  # the exposed K/V exchange rides with the layer's TP time (.cp)
         tp = replace(tp, layer_fwd_s=tp.layer_fwd_s + cp.layer_fwd_s,
                      layer_bwd_s=tp.layer_bwd_s + cp.layer_bwd_s,
                      traffic=tp.traffic + cp.traffic)
     z3 = zero3_cost(model, training, plan, topology, stage, symmetric)
-    z3_fwd, z3_bwd = exposed_s(z3, layer_fwd_s, layer_bwd_s, tp.layer_fwd_s, tp.layer_bwd_s)
+    z3_fwd, z3_bwd = exposed_s(z3, plan.layers_on_stage(stage), layer_fwd_s, layer_bwd_s,
+                               tp.layer_fwd_s, tp.layer_bwd_s)
     layer = _LayerCost(fwd_compute_s=layer_fwd_s, bwd_compute_s=layer_bwd_s,
                        zero3_fwd_exposed_s=z3_fwd, zero3_bwd_exposed_s=z3_bwd,
                        params=memory.layer_params(model, plan.tp),
@@ -208,12 +212,19 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
                        wgrad_activation_bytes=layer_wgrad_activation_bytes(model, training,
                                                                            plan))
     moe = _moe_delta(model, training, plan, topology, stage, symmetric, times, speed,
-                     layer, tp) if model.moe else _MoEDelta()
+                     layer, tp_alone) if model.moe else _MoEDelta()
     chunks = tuple(_chunk_cost(model, training, plan, local * plan.pp + stage, n_layers,
                                layer, tp, times, speed, moe)
                    for local, n_layers in enumerate(plan.chunk_layers(stage)))
     pp = pp_cost(model, training, plan, topology, stage, symmetric)
     grads = bucket_cost(plan, topology, stage, sum(c.grad_bytes for c in chunks), symmetric)
+    # ZeRO-2 reducing every micro-batch: the earlier reductions' excess, per micro-batch
+    # and chunk, joins the backward (costing.dp.micro_batch_exposed_s).
+    per_mb = micro_batch_exposed_s(plan, sum(grads.bucket_s), sum(c.bwd_s for c in chunks))
+    if per_mb > 0:
+        share = per_mb / (plan.micro_batches * len(chunks))
+        chunks = tuple(replace(c, zero3_bwd_exposed_s=c.zero3_bwd_exposed_s + share)
+                       for c in chunks)
     tied = tied_embedding_cost(model, training, plan, topology, stage, symmetric)
     opt = optimizer_s(model, training, plan, device, topology, stage, speed,
                       backward_s=sum(c.bwd_compute_s for c in chunks))
@@ -221,13 +232,15 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
     by_size = {t.bytes_: (t,) for t in grads.traffic}
     transfers = StageTransfers(pp_fwd=pp.fwd_parts, pp_bwd=pp.bwd_parts,
                                buckets=tuple(by_size.get(b, ()) for b in grads.bucket_bytes))
+    post_s = gather_exposed_s(plan, post.s, plan.layers_on_stage(stage),
+                              sum(c.fwd_s for c in chunks))
     return StageCost(stage=stage, chunks=chunks, pp_fwd_s=pp.fwd_s, pp_bwd_s=pp.bwd_s,
                      bucket_bytes=grads.bucket_bytes, bucket_s=grads.bucket_s,
-                     tied_embedding_s=tied.s, optimizer_s=opt, post_optimizer_s=post.s,
+                     tied_embedding_s=tied.s, optimizer_s=opt, post_optimizer_s=post_s,
                      traffic=(tp.traffic + z3.traffic + pp.traffic + grads.traffic
                               + tied.traffic + post.traffic + moe_traffic(
                                   model, training, plan, topology, stage, symmetric)),
-                     transfers=transfers)
+                     transfers=transfers, param_gather_hidden_s=post.s - post_s)
 
 
 def _tp_groups(plan: Plan, topology, stage: int, symmetric: bool):
@@ -252,8 +265,9 @@ def _moe_delta(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, s
     fwd_s, bwd_s = moe_layer_compute_s(times, speed)
     ep = ep_cost(model, training, plan, topology, stage, symmetric,
                  _tp_groups(plan, topology, stage, symmetric))
-    # The dense MLP's TP pair is half of a dense layer's TP time in each pass (the
-    # attention's pair is the other half; tp_cost), its recompute repeat included.
+    # The dense MLP's TP pair is half of a dense layer's TP collectives in each pass (the
+    # attention's pair is the other half; ``tp`` is tp_cost before any overlap or CP), its
+    # recompute repeat included; the dispatcher's collectives are not overlapped.
     return _MoEDelta(
         fwd_compute_s=fwd_s - layer.fwd_compute_s, bwd_compute_s=bwd_s - layer.bwd_compute_s,
         fwd_comm_s=ep.layer_fwd_s - tp.layer_fwd_s / 2,

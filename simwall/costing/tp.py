@@ -6,11 +6,15 @@ reduce-scatter of the same buffer. Full recompute repeats the forward's collecti
 Vocabulary-parallel embedding adds one all-reduce (reduce-scatter with SP) forward; the
 LM head needs its input gathered with SP (all-gather forward, reduce-scatter backward)
 (Narayanan et al. 2021, SC21, Sec. 2.3; Korthikanti et al. 2022, Sec. 4.2.2).
+
+With ``plan.tp_comm_overlap`` (config.FRAMEWORK_PRESETS) a layer's collectives are
+decomposed into chunks pipelined with the GEMMs that consume or produce them
+(:func:`overlapped_s`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..config import ModelSpec, TrainingSpec
 from ..plan import Plan
@@ -18,7 +22,7 @@ from .groups import axis_groups
 from .pp import bsh_activation_bytes, chunk_ids
 from .traffic import Costed, Traffic, run_collective
 
-__all__ = ["TPCost", "tp_cost"]
+__all__ = ["TPCost", "overlapped_s", "tp_cost", "with_overlap"]
 
 
 @dataclass(frozen=True)
@@ -75,3 +79,32 @@ def tp_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stag
     return TPCost(layer_fwd_s=layer_fwd, layer_bwd_s=layer_bwd, embedding_s=emb.s,
                   head_fwd_s=head.s, head_bwd_s=head_bwd,
                   traffic=layer_traffic + emb.traffic + head.traffic)
+
+
+def overlapped_s(comm_s: float, gemm_s: float, chunks: int) -> float:
+    """Exposed seconds of ``comm_s`` of TP collectives decomposed into ``chunks`` pieces,
+    each piece's transfer pipelined with the GEMM of another piece (Wang et al., ASPLOS
+    2023, "Overlap Communication with Dependent Computation via Decomposition in Large
+    Deep Learning Models", Sec. 3-4: an all-gather + GEMM or GEMM + reduce-scatter split
+    into ``tp`` steps; Transformer Engine's userbuffers run it as ring-exchange / pipelined
+    chunks, TE docs "Communication-GEMM overlap"): at least one piece is not covered
+    (the first gathered or the last reduced), and the rest only as far as the
+    ``gemm_s`` seconds of the GEMMs cover it. Never more than ``comm_s``."""
+    if comm_s <= 0:
+        return 0.0
+    if chunks < 2:
+        return comm_s
+    piece = comm_s / chunks
+    return min(comm_s, piece + max(0.0, comm_s - piece - gemm_s))
+
+
+def with_overlap(tp: TPCost, plan: Plan, gemm_fwd_s: float, gemm_bwd_s: float) -> TPCost:
+    """``tp`` with its per-layer collectives exposed only as :func:`overlapped_s` leaves
+    them when the plan overlaps TP communication (``plan.tp_comm_overlap``; like
+    Megatron-LM's ``--tp-comm-overlap``, only with sequence parallelism, whose all-gather
+    and reduce-scatter are what userbuffers decompose); unchanged otherwise. ``gemm_*_s``:
+    one layer's linear-layer GEMM seconds forward and backward (with its recompute)."""
+    if not (plan.tp_comm_overlap and plan.sequence_parallel and plan.tp > 1):
+        return tp
+    return replace(tp, layer_fwd_s=overlapped_s(tp.layer_fwd_s, gemm_fwd_s, plan.tp),
+                   layer_bwd_s=overlapped_s(tp.layer_bwd_s, gemm_bwd_s, plan.tp))

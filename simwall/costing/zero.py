@@ -1,9 +1,22 @@
 """ZeRO-3: each layer's parameters gathered and its gradients reduce-scattered (pure).
 
-ZeRO 3 all-gathers each layer's parameters before its forward and its backward
-(prefetched one layer ahead, under the previous layer's compute) and reduce-scatters its
-gradients in the backward (Rajbhandari et al. 2020, "ZeRO", Sec. 5). Only what the
-layer's compute and TP collectives do not hide is exposed.
+ZeRO 3 all-gathers the parameters of each gather unit before its forward and its
+backward and reduce-scatters its gradients in the backward (Rajbhandari et al. 2020,
+"ZeRO", Sec. 5). How the framework runs it (config.FRAMEWORK_PRESETS) decides the cost:
+
+- the gather unit (``plan.zero3_gather_unit``): a whole ``layer`` (FSDP's wrapped block,
+  one flat parameter per block) or one ``module`` (DeepSpeed fetches each submodule's
+  parameters with its own all-gather: the linear layers of a block), each collective
+  paying its own latency;
+- prefetch (``plan.zero3_prefetch``): with 1 or more units fetched ahead, the stream of
+  gathers runs under the compute of the units before, so a pass of ``N`` units exposes
+  its first gather and, per unit, what the gather takes beyond the unit's compute
+  (:func:`pass_exposed_s`); with 0 every gather is exposed;
+- ``plan.reshard_after_forward`` off keeps the gathered parameters from the forward to
+  the backward (no backward gather);
+- module units with full recompute gather again for the recomputed forward (DeepSpeed
+  releases a submodule's parameters after its forward, the recompute's forward hooks
+  fetch them again); a layer unit recomputes inside its own backward, gathered once.
 """
 
 from __future__ import annotations
@@ -17,51 +30,103 @@ from . import offload
 from .groups import axis_groups
 from .traffic import Traffic, run_collective
 
-__all__ = ["Zero3Cost", "exposed_s", "zero3_cost"]
+__all__ = ["Zero3Cost", "exposed_s", "gathers_per_layer", "pass_exposed_s", "units_per_layer",
+           "zero3_cost"]
 
 
 @dataclass(frozen=True)
 class Zero3Cost:
-    """Seconds per layer and micro-batch: fetching the layer's parameters (``gather_s``:
-    ZeRO-3's all-gather, plus the host fetch of ZeRO-Infinity) and reduce-scattering its
-    gradients; with the step's traffic."""
+    """Seconds per gather unit and micro-batch: fetching the unit's parameters
+    (``gather_s``: ZeRO-3's all-gather with its latency, plus the host fetch of
+    ZeRO-Infinity) and reduce-scattering its gradients; ``units`` per layer; how many
+    gathers per layer the forward and the backward run; with the step's traffic."""
 
     gather_s: float = 0.0
     reduce_scatter_s: float = 0.0
     traffic: tuple[Traffic, ...] = ()
+    units: int = 1
+    fwd_gathers: int = 0
+    bwd_gathers: int = 0
+    prefetch: int = 1
+
+
+def units_per_layer(model: ModelSpec, plan: Plan) -> int:
+    """Gather units of one layer: 1 for ``layer``; for ``module`` the linear layers
+    (QKV, attention output, MLP up, MLP down, and the gate of a gated MLP)."""
+    if plan.zero3_gather_unit == "module":
+        return 4 + (1 if model.gated_mlp else 0)
+    return 1
+
+
+def gathers_per_layer(plan: Plan) -> tuple[int, int]:
+    """``(forward, backward)`` all-gathers of each unit per micro-batch (see the module
+    docstring)."""
+    bwd = 1 if plan.reshard_after_forward else 0
+    if plan.zero3_gather_unit == "module" and plan.recompute == "full":
+        bwd += 1
+    return 1, bwd
 
 
 def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stage: int,
                symmetric: bool) -> Zero3Cost:
-    """Per-layer parameter fetch and gradient reduce-scatter of ``stage``."""
+    """Per-unit parameter fetch and gradient reduce-scatter of ``stage``."""
     layer_params = memory.layer_params(model, plan.tp)
+    k = units_per_layer(model, plan)
+    fwd_n, bwd_n = gathers_per_layer(plan)
     gather_s = scatter_s = 0.0
     traffic: tuple[Traffic, ...] = ()
     if plan.zero == 3 and plan.dp_cp > 1:
         groups = axis_groups(plan, 0 if symmetric else stage, "dp", topology, symmetric)
         m, n_here = plan.micro_batches, plan.layers_on_stage(stage)
         gather = run_collective(topology, "all_gather", groups,
-                                layer_params * training.weight_bytes, 2 * m * n_here,
-                                plan.collective, symmetric)
+                                layer_params * training.weight_bytes / k,
+                                (fwd_n + bwd_n) * m * n_here * k, plan.collective, symmetric)
         scatter = run_collective(topology, "reduce_scatter", groups,
-                                 layer_params * PRECISION_BYTES[training.grad_reduce_precision_],
-                                 m * n_here, plan.collective, symmetric)
+                                 layer_params * PRECISION_BYTES[training.grad_reduce_precision_]
+                                 / k, m * n_here * k, plan.collective, symmetric)
         gather_s, scatter_s = gather.s, scatter.s
         traffic = gather.traffic + scatter.traffic
     # --- offload (issue 6, simwall.costing.offload): ZeRO-Infinity keeps the 16-bit
     # weights in host memory and fetches each layer over PCIe before its forward and its
-    # backward, prefetched one layer ahead like ZeRO-3's gather (so only the excess is
-    # exposed).
+    # backward, prefetched like ZeRO-3's gather (so only the excess is exposed).
     if plan.offload == "optimizer+params":
-        gather_s += offload.layer_fetch_s(topology, training, plan, stage, layer_params)
+        gather_s += offload.layer_fetch_s(topology, training, plan, stage, layer_params) / k
+        fwd_n, bwd_n = 1, max(1, bwd_n)
     # --- end offload
-    return Zero3Cost(gather_s, scatter_s, traffic)
+    if gather_s == 0.0 and scatter_s == 0.0:
+        return Zero3Cost()
+    return Zero3Cost(gather_s, scatter_s, traffic, units=k, fwd_gathers=fwd_n,
+                     bwd_gathers=bwd_n, prefetch=plan.zero3_prefetch)
 
 
-def exposed_s(z3: Zero3Cost, layer_fwd_s: float, layer_bwd_s: float, tp_fwd_s: float,
-              tp_bwd_s: float) -> tuple[float, float]:
+def pass_exposed_s(units: int, comm_s: float, compute_s: float, prefetch: int,
+                   after_s: float = 0.0) -> float:
+    """Exposed seconds of one pass over ``units`` gather units, each needing ``comm_s``
+    of communication (one stream, in order) before its ``compute_s`` of compute and
+    ``after_s`` (the backward's gradient reduce-scatter) after it. Without prefetch every
+    unit waits for its own gather; with it, unit ``i + 1``'s gather runs under unit
+    ``i``'s compute, a pipeline: the first unit's gather and the last unit's
+    reduce-scatter are exposed, and per further unit what its communication takes beyond
+    the compute it hides under. The reduce-scatters run under later units' compute in
+    both cases."""
+    if units <= 0 or comm_s + after_s <= 0:
+        return 0.0
+    if prefetch <= 0:
+        return units * comm_s + after_s + (units - 1) * max(0.0, after_s - compute_s)
+    return comm_s + after_s + (units - 1) * max(0.0, comm_s + after_s - compute_s)
+
+
+def exposed_s(z3: Zero3Cost, n_layers: int, layer_fwd_s: float, layer_bwd_s: float,
+              tp_fwd_s: float, tp_bwd_s: float) -> tuple[float, float]:
     """``(forward, backward)`` seconds per layer and micro-batch that the parameter fetch
-    (and, backward, the reduce-scatter) adds beyond the layer's compute and TP time."""
-    fwd = max(0.0, z3.gather_s - layer_fwd_s - tp_fwd_s)
-    bwd = max(0.0, z3.gather_s + z3.reduce_scatter_s - layer_bwd_s - tp_bwd_s)
-    return fwd, bwd
+    (and, backward, the reduce-scatter) adds beyond the compute and TP time of a pass
+    over ``n_layers`` layers (:func:`pass_exposed_s`, averaged over the layers)."""
+    if n_layers <= 0 or (z3.gather_s <= 0 and z3.reduce_scatter_s <= 0):
+        return 0.0, 0.0
+    k = z3.units
+    n = n_layers * k
+    fwd = pass_exposed_s(n, z3.fwd_gathers * z3.gather_s, (layer_fwd_s + tp_fwd_s) / k,
+                         z3.prefetch)
+    bwd = pass_exposed_s(n, z3.bwd_gathers * z3.gather_s, (layer_bwd_s + tp_bwd_s) / k,
+                         z3.prefetch, after_s=z3.reduce_scatter_s)
+    return fwd / n_layers, bwd / n_layers

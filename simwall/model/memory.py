@@ -634,7 +634,12 @@ def zero3_gathered_params(model: ModelSpec, plan: Plan, stage: int) -> float:
     ``stage``: the current and the prefetched layer (:data:`ZERO3_PREFETCH_LAYERS`), never
     more layers than the stage holds, capped at DeepSpeed's live-parameter limit
     (:data:`ZERO3_MAX_LIVE_PARAMS`), and at least the stage's largest weight matrix (a
-    parameter is gathered whole), element counts after TP."""
+    parameter is gathered whole), element counts after TP. Without
+    ``plan.reshard_after_forward`` (issue 15) every layer of the stage stays gathered
+    from its forward to its backward (FSDP2 ``reshard_after_forward=False``: ZeRO-2's
+    parameter memory), uncapped."""
+    if not plan.reshard_after_forward:
+        return float(plan.layers_on_stage(stage) * layer_params(model, plan.tp))
     layers = min(ZERO3_PREFETCH_LAYERS, plan.layers_on_stage(stage))
     largest_layer = max(layer_params(model, plan.tp, moe=kind, ep=plan.ep)
                         for kind, n in zip((False, True), _layer_kinds(model, plan, stage))

@@ -2,9 +2,20 @@
 resolved plan and its rank placement (:mod:`.layout`), size limits (:mod:`.limits`),
 pipeline schedules (:mod:`.schedules`) and the frameworks that run a plan (:mod:`.frameworks`)."""
 
-from .frameworks import FRAMEWORKS, NONE_KNOWN, framework_label, framework_names, frameworks_for
+from .frameworks import (
+    FRAMEWORKS,
+    NONE_KNOWN,
+    SEMANTIC_KEYS,
+    framework_label,
+    framework_names,
+    frameworks_for,
+    preset_for,
+    runs_plan,
+    with_framework,
+)
 from .layout import Plan, balanced_split
 from .resolution import cluster_devices, resolve
 
-__all__ = ["FRAMEWORKS", "NONE_KNOWN", "Plan", "balanced_split", "cluster_devices",
-           "framework_label", "framework_names", "frameworks_for", "resolve"]
+__all__ = ["FRAMEWORKS", "NONE_KNOWN", "SEMANTIC_KEYS", "Plan", "balanced_split",
+           "cluster_devices", "framework_label", "framework_names", "frameworks_for",
+           "preset_for", "resolve", "runs_plan", "with_framework"]

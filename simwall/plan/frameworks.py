@@ -10,12 +10,14 @@ is "none known": simwall can model it, but no framework listed runs it as such.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from ..config import FRAMEWORK_PRESETS
 
 from .layout import Plan
 
-__all__ = ["FRAMEWORKS", "NONE_KNOWN", "Framework", "framework_label", "framework_names",
-           "frameworks_for"]
+__all__ = ["FRAMEWORKS", "NONE_KNOWN", "SEMANTIC_KEYS", "Framework", "framework_label",
+           "framework_names", "frameworks_for", "preset_for", "runs_plan", "with_framework"]
 
 #: What :func:`framework_label` says when no framework runs a plan.
 NONE_KNOWN = "none known"
@@ -137,3 +139,41 @@ def framework_label(plan: Plan) -> str:
 def framework_names() -> tuple[str, ...]:
     """Every framework name (the choices of ``--framework``)."""
     return tuple(f.name for f in FRAMEWORKS)
+
+
+#: The semantic keys of a framework preset (config.FRAMEWORK_PRESETS), in order.
+SEMANTIC_KEYS: tuple[str, ...] = ("tp_comm_overlap", "overlap_param_gather",
+                                  "zero_grad_reduce", "zero3_gather_unit", "zero3_prefetch",
+                                  "reshard_after_forward")
+
+#: Preset of each framework rule (FSDP2 shares FSDP's communication semantics).
+_PRESET_OF = {"megatron": "megatron", "deepspeed": "deepspeed", "fsdp": "fsdp",
+              "fsdp2": "fsdp"}
+
+
+def preset_for(plan: Plan, framework: str = "auto") -> str:
+    """The preset ``plan.framework: auto`` stands for: the first framework of
+    :data:`FRAMEWORKS` that runs ``plan`` (megatron for TP/PP/ZeRO<=1 plans, the
+    published-run default of TP/PP training; deepspeed for ZeRO-2/3 and offload, the
+    system those stages come from; FSDP only where neither runs the plan); deepspeed when
+    none does (ZeRO's reference implementation). A named framework is returned as is."""
+    if framework != "auto":
+        return framework
+    names = frameworks_for(plan)
+    return _PRESET_OF[names[0]] if names else "deepspeed"
+
+
+def with_framework(plan: Plan, framework: str = "auto", **overrides) -> Plan:
+    """``plan`` with the framework semantics resolved: the preset of ``framework``
+    (:func:`preset_for`), then each of ``overrides`` (a :data:`SEMANTIC_KEYS` key) that
+    is not None."""
+    name = preset_for(plan, framework)
+    values = dict(FRAMEWORK_PRESETS[name])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return replace(plan, framework=name, **{k: values[k] for k in SEMANTIC_KEYS})
+
+
+def runs_plan(name: str, plan: Plan) -> bool:
+    """Whether the framework preset ``name`` (or one of the rules it stands for: fsdp
+    covers FSDP and FSDP2) runs ``plan``."""
+    return any(_PRESET_OF[f] == name for f in frameworks_for(plan))

@@ -42,6 +42,15 @@ class Plan:
     cp: int = 1                  # context-parallel degree (simwall.costing.cp)
     cp_comm: str = "p2p"         # 'p2p' (K/V ring) or 'all_gather'
     ep: int = 1
+    # Framework semantics (config.FRAMEWORK_PRESETS), resolved by
+    # plan.frameworks.with_framework; the defaults here are the pre-issue-15 behaviour.
+    framework: str = "none"
+    tp_comm_overlap: bool = False
+    overlap_param_gather: bool = False
+    zero_grad_reduce: str = "step"
+    zero3_gather_unit: str = "layer"
+    zero3_prefetch: int = 1
+    reshard_after_forward: bool = True
 
     @property
     def world(self) -> int:
@@ -94,6 +103,12 @@ class Plan:
             "dp_overlap": self.dp_overlap, "pp_scatter_gather": self.pp_scatter_gather,
             "offload": self.offload, "cp": self.cp, "cp_comm": self.cp_comm, "ep": self.ep,
             "world": self.world,
+            "framework": self.framework, "tp_comm_overlap": self.tp_comm_overlap,
+            "overlap_param_gather": self.overlap_param_gather,
+            "zero_grad_reduce": self.zero_grad_reduce,
+            "zero3_gather_unit": self.zero3_gather_unit,
+            "zero3_prefetch": self.zero3_prefetch,
+            "reshard_after_forward": self.reshard_after_forward,
         }
 
 

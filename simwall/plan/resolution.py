@@ -14,6 +14,7 @@ import math
 from ..config import ClusterSpec, Workload
 from ..errors import ConfigError
 from . import limits
+from .frameworks import SEMANTIC_KEYS, frameworks_for, runs_plan, with_framework
 from .layout import Plan, balanced_split
 
 __all__ = ["cluster_devices", "resolve"]
@@ -159,5 +160,12 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
         dp_overlap=spec.dp_overlap, pp_scatter_gather=spec.pp_scatter_gather,
         offload=spec.offload, cp=spec.cp, cp_comm=spec.cp_comm, ep=spec.ep,
     )
+    if spec.framework != "auto" and not runs_plan(spec.framework, plan):
+        raise fail("plan.framework", f"{spec.framework} does not run this plan (tp {plan.tp}, "
+                   f"pp {plan.pp}, zero {plan.zero}, schedule {plan.schedule}, offload "
+                   f"{plan.offload}; see simwall/plan/frameworks.py); runs on: "
+                   f"{', '.join(frameworks_for(plan)) or 'none known'}")
+    plan = with_framework(plan, spec.framework,
+                          **{k: getattr(spec, k) for k in SEMANTIC_KEYS})
     limits.check_resolved(workload, cluster, plan)
     return plan, cluster

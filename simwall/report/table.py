@@ -15,6 +15,19 @@ def _gb(x: float) -> str:
     return f"{x / 1e9:8.2f}"
 
 
+def _framework_line(p: dict) -> list[str]:
+    """The framework semantics that decide what communication is exposed (issue 15)."""
+    if "framework" not in p:
+        return []
+    on = {True: "on", False: "off"}
+    return [(f"framework: {p['framework']} (tp_comm_overlap={on[p['tp_comm_overlap']]} "
+             f"overlap_param_gather={on[p['overlap_param_gather']]} "
+             f"zero_grad_reduce={p['zero_grad_reduce']} "
+             f"zero3_gather_unit={p['zero3_gather_unit']} "
+             f"zero3_prefetch={p['zero3_prefetch']} "
+             f"reshard_after_forward={on[p['reshard_after_forward']]})")]
+
+
 def render(r: StepResult) -> str:
     """A readable multi-line summary of one step (no final newline)."""
     p = r.plan
@@ -26,6 +39,7 @@ def render(r: StepResult) -> str:
          f"sp={p['sequence_parallel']} zero={p['zero']} recompute={p['recompute']} "
          f"schedule={p['schedule']} micro_batch={p['micro_batch']} "
          f"micro_batches={p['micro_batches']} global_batch={p['global_batch']}"),
+        *_framework_line(p),
         "",
         f"step time            {r.step_time_s:12.4f} s",
         f"tokens/s             {r.tokens_per_s:12.1f}",

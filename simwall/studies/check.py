@@ -144,6 +144,28 @@ def _fixes(s: Searcher, plan: Plan) -> list[str]:
     return lines
 
 
+def exposed_line(plan: Plan, breakdown_s: dict[str, float]) -> str:
+    """What communication the step exposes and under which framework semantics
+    (plan.framework, config.FRAMEWORK_PRESETS) the rest is hidden."""
+    hidden = []
+    if plan.tp > 1:
+        hidden.append("TP with the GEMMs" if plan.tp_comm_overlap and plan.sequence_parallel
+                      else "TP: none (tp_comm_overlap off" + ("" if plan.sequence_parallel
+                                                             else ", needs SP") + ")")
+    if plan.dp > 1:
+        hidden.append("DP reduction with the backward" if plan.dp_overlap else
+                      "DP reduction: none (dp_overlap off)")
+        if plan.zero in (1, 2):
+            hidden.append("parameter all-gather with the next forward"
+                          if plan.overlap_param_gather else "parameter all-gather: none")
+        if plan.zero == 3:
+            hidden.append(f"ZeRO-3 gathers per {plan.zero3_gather_unit}, prefetch "
+                          f"{plan.zero3_prefetch}")
+    return (f"exposed communication ({plan.framework} semantics): tp "
+            f"{breakdown_s['tp_comm']:.4f} s, pp {breakdown_s['pp_comm']:.4f} s, dp "
+            f"{breakdown_s['dp_comm']:.4f} s; overlapped: " + ("; ".join(hidden) or "nothing"))
+
+
 def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
           overrides: dict[str, Any] | None = None,
           progress: Progress | None = None) -> CheckResult:
@@ -195,6 +217,7 @@ def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
              f"estimate ({mine:.4f} s; best {cands[0].estimate_s:.4f} s: "
              f"{describe_plan(cands[0].plan)})" if cands else "rank: no plan fits",
              f"runs on: {framework_label(plan)}",
+             exposed_line(plan, result.breakdown_s),
              f"confidence: {result.confidence.get('summary', '')}"]
     status = "fits"
     if not result.memory["fits"]:

@@ -45,12 +45,14 @@ from ..hardware.efficiency import check_precision
 from ..model.limits import resolve_checked
 from ..model.memory import device_memory, memory_reserve
 from ..plan import (
+    SEMANTIC_KEYS,
     Plan,
     balanced_split,
     cluster_devices,
     framework_label,
     framework_names,
     frameworks_for,
+    with_framework,
 )
 from ..report import StepResult
 from .progress import Progress, tracked
@@ -201,7 +203,7 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                                 if model.moe and tp > 1 and not sp:
                                     continue     # MoE with TP needs SP (Megatron-Core)
                                 for ep in expert_degrees(model, dp * cp):
-                                    yield Plan(
+                                    yield with_framework(Plan(
                                         tp=tp, pp=pp, dp=dp, virtual_stages=v,
                                         sequence_parallel=sp, zero=zero,
                                         recompute=recompute, schedule=schedule,
@@ -211,7 +213,8 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                                         dp_overlap=spec.dp_overlap,
                                         pp_scatter_gather=spec.pp_scatter_gather,
                                         offload=spec.offload, cp=cp, cp_comm=spec.cp_comm,
-                                        ep=ep)
+                                        ep=ep), spec.framework,
+                                        **{k: getattr(spec, k) for k in SEMANTIC_KEYS})
 
 
 def expert_degrees(model, dp_cp: int) -> list[int]:
