@@ -131,4 +131,6 @@ def contention_nodes(ctx: GeneratorContext, node: int) -> range:
 GENERATOR = Generator(links, route, "two-level leaf/spine tree, optionally rail-optimised",
                       shared=uplinks, shift_period=shift_period, node_traffic_intra=True,
                       rail_disjoint=rail_disjoint, block_nodes=block_nodes,
-                      contention_nodes=contention_nodes)
+                      contention_nodes=contention_nodes,
+                      rail_matching=lambda ctx: (ctx.cluster.inter.rail_optimized
+                                                 and ctx.cluster.intra.topology != "none"))
