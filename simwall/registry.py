@@ -116,6 +116,9 @@ INTER_TOPOLOGIES = Registry("inter-node topology", {
     "torus": "simwall.net.generators.inter_torus:GENERATOR",
     "ring": "simwall.net.generators.inter_ring:GENERATOR",
     "none": "simwall.net.generators.inter_none:GENERATOR",
+    "rail_only": "simwall.net.generators.inter_rail_only:GENERATOR",
+    "fat_tree3": "simwall.net.generators.inter_fat_tree3:GENERATOR",
+    "dragonfly": "simwall.net.generators.inter_dragonfly:GENERATOR",
     "graph": "simwall.net.generators.explicit:INTER_GENERATOR",
 })
 

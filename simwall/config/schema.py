@@ -510,6 +510,14 @@ class InterSpec(Strict):
     rail_optimized: Bool = True
     dims: TorusDims | None = None  # for torus: chips per dimension
     switch_radix: PosInt = 64
+    # fat_tree3: the aggregation tier's oversubscription and leaves per pod (None: half
+    # the switch radix, as in a k-ary fat-tree).
+    agg_oversubscription: Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)] = 1.0
+    pod_leaves: PosInt | None = None
+    # dragonfly: nodes per router (p), routers per group (a), global links per router (h).
+    router_nodes: PosInt = 4
+    group_routers: PosInt = 8
+    global_links: PosInt = 4
 
 
 class HostSpec(Strict):
