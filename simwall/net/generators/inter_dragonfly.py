@@ -81,7 +81,7 @@ def links(ctx: GeneratorContext, n: int) -> Iterator[Link]:
 
 
 def _routers(ctx: GeneratorContext) -> list[Node]:
-    p, a, _, g = _shape(ctx)
+    p, a, _, _ = _shape(ctx)
     used = -(-ctx.nodes // p)
     return [("rtr", r // a, r % a) for r in range(used)]
 
