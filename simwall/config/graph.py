@@ -158,7 +158,11 @@ def attach_graph(doc: Any, cluster_path: Path | None, source: str) -> Any:
     elif isinstance(value, GraphSpec):
         spec = value
     elif isinstance(value, dict):
-        spec = validate(GraphSpec, value, source)
+        try:
+            spec = validate(GraphSpec, value, source)
+        except ConfigError as err:            # keys inside the cluster file: graph.*
+            raise ConfigError(err.source, f"graph.{err.key}" if err.key else "graph",
+                              err.message, line=err.line or line) from None
         lines = {f"graph.{k}": v for k, v in _lines(value).items()}
         spec = spec.model_copy(update={"file": source, "key_prefix": "graph.", "lines": {
             k[len("graph."):]: v for k, v in lines.items()}})
@@ -169,9 +173,10 @@ def attach_graph(doc: Any, cluster_path: Path | None, source: str) -> Any:
     nodes, per = graph_sizes(spec, per_node if isinstance(per_node, int) else None)
     found = doc.get("nodes", "auto")
     if found not in ("auto", nodes):
+        by_set = ("nodes",) in getattr(doc, "overridden", ())
         raise ConfigError(source, "nodes", f"the graph has {nodes} nodes, got {found!r} "
-                          f"(leave it out or 'auto')",
-                          line=getattr(doc, "lines", {}).get("nodes"))
+                          f"({'from --set; ' if by_set else ''}leave it out or 'auto')",
+                          line=None if by_set else getattr(doc, "lines", {}).get("nodes"))
     out = doc
     if not isinstance(doc, LineDict):
         out = LineDict(doc)

@@ -629,8 +629,14 @@ class GraphSpec(Strict):
     key_prefix: str = ""          # "graph." when the graph is inline in a cluster file
 
     def line(self, key: str) -> int | None:
-        """The line of ``key`` (``links[3].bandwidth``) in the graph's file, if known."""
-        return self.lines.get(dotted_key(key))
+        """The line of ``key`` (``links[3].bandwidth``) in the graph's file, if known (a
+        list item by its first key: ``nodes[2]`` is the line of its ``name``)."""
+        dotted = dotted_key(key)
+        for suffix in ("", ".name", ".between", ".path"):
+            found = self.lines.get(dotted + suffix)
+            if found is not None:
+                return found
+        return None
 
 
 class ClusterSpec(Strict):
