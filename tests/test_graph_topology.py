@@ -42,6 +42,14 @@ def test_export_cli_writes_a_cluster_file_that_runs(tmp_path, capsys):
     assert "route 0 -> 9: 6 hops" in out
 
 
+def test_export_as_graphml_reads_back_identically(tmp_path, capsys):
+    path = tmp_path / "dgx.graphml"
+    assert main(["topo", "dgx-a100", "--set", "cluster.nodes=2", "--export", str(path)]) == 0
+    want = simulate("llama2-7b", "dgx-a100", **{"cluster.nodes": 2, "plan.pp": 2})
+    got = simulate("llama2-7b", str(path), **{"plan.pp": 2})
+    assert got.step_time_s == want.step_time_s and got.memory == want.memory
+
+
 def test_export_writes_the_routes_shortest_paths_would_not_give(tmp_path):
     # An inter-node ring's dimension-order tie-break (the + way round) is not what ECMP
     # hashing picks for every pair: those routes are written out, and read back the same.

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="report the route between devices A and B (default: 0 and the last)")
     p.add_argument("--export", metavar="FILE",
                    help="write the cluster out as a cluster file that gives its graph "
-                        "explicitly (YAML; nodes, links, routing, symmetry), to edit")
+                        "explicitly (YAML, or GraphML for FILE.graphml), to edit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,10 +49,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _export(cluster, path: str) -> int:
     """Write ``cluster`` as an explicit graph file (:mod:`simwall.net.export`)."""
-    from ..net.export import export_graph_text
+    from ..net.export import export_graph_text, export_graphml_text
     from ..report.outputs import check_output_path, write_text
     check_output_path(path, "--export")
-    text = export_graph_text(cluster)
+    graphml = path.lower().endswith(".graphml")
+    text = (export_graphml_text if graphml else export_graph_text)(cluster)
     write_text(path, text, "--export")
     print(f"wrote {path}: the {cluster.name} cluster ({cluster.nodes} nodes) as an explicit "
           f"graph (simwall run WORKLOAD --cluster {path})")

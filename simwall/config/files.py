@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .graph import attach_graph
+from .graph import attach_graph, read_graphml_cluster
 from .limits import MAX_GRAPH_YAML_VALUES, MAX_YAML_VALUES
 from .overrides import apply_overrides
 from .schema import ClusterSpec, Workload
@@ -102,6 +102,9 @@ def load_cluster(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> Cl
     """Load a cluster by bundled name or path, apply overrides, validate."""
     path = find_file("cluster", name_or_path)
     source = display_path(path)
+    if path.suffix.lower() == ".graphml":      # the cluster as a GraphML graph
+        doc = apply_overrides(read_graphml_cluster(path, source), list(overrides), source)
+        return validate(ClusterSpec, attach_graph(doc, path, source), source)
     try:
         raw = load_yaml(path, MAX_GRAPH_YAML_VALUES if _holds_large_graph(path) else
                         MAX_YAML_VALUES)

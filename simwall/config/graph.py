@@ -19,8 +19,8 @@ from .schema import GraphSpec
 from .validation import validate
 from .yamlio import LineDict, load_yaml
 
-__all__ = ["GRAPH_TOPOLOGY", "attach_graph", "cluster_from_networkx", "graph_doc_from_networkx",
-           "graph_sizes", "load_graph_file"]
+__all__ = ["GRAPH_TOPOLOGY", "attach_graph", "cluster_doc_from_networkx", "cluster_from_networkx",
+           "graph_doc_from_networkx", "graph_sizes", "load_graph_file", "read_graphml_cluster"]
 
 #: The ``intra.topology`` / ``inter.topology`` of a cluster that gives its graph.
 GRAPH_TOPOLOGY = "graph"
@@ -209,6 +209,25 @@ def cluster_from_networkx(g: Any, source: str = "<networkx graph>") -> Any:
     cluster keys from its graph attributes, :data:`_CLUSTER_ATTRS` and dotted
     ``level.key``). A ConfigError names what is wrong, with ``source`` as the file."""
     from .schema import ClusterSpec
+    return validate(ClusterSpec, attach_graph(cluster_doc_from_networkx(g, source), None,
+                                              source), source)
+
+
+def read_graphml_cluster(path: Path, source: str) -> dict:
+    """The cluster document of a GraphML file given as the cluster itself (``--cluster
+    x.graphml``): :func:`cluster_doc_from_networkx` of what networkx reads."""
+    import networkx as nx
+    try:
+        g = nx.read_graphml(path)
+    except Exception as err:  # noqa: BLE001 - any parse failure is bad input
+        raise ConfigError(source, None, f"not a readable GraphML file: "
+                          f"{type(err).__name__}: {err}") from None
+    return cluster_doc_from_networkx(g, source)
+
+
+def cluster_doc_from_networkx(g: Any, source: str) -> dict:
+    """The cluster document of a ``networkx`` graph (see :func:`cluster_from_networkx`),
+    its graph read and located in ``source``."""
     doc: dict = {"name": "networkx-graph"}
     for key, value in dict(getattr(g, "graph", {}) or {}).items():
         key = str(key)
@@ -219,4 +238,4 @@ def cluster_from_networkx(g: Any, source: str = "<networkx graph>") -> Any:
             doc.setdefault(level, {})[sub] = value
     spec = validate(GraphSpec, graph_doc_from_networkx(g), source)
     doc["graph"] = spec.model_copy(update={"file": source})
-    return validate(ClusterSpec, attach_graph(doc, None, source), source)
+    return doc

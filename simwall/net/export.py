@@ -24,7 +24,8 @@ from .generators.explicit import link_kind
 from .names import node_name
 from .topology import Topology
 
-__all__ = ["CHECK_ALL_PAIRS", "export_graph_doc", "export_graph_text", "graph_node_doc"]
+__all__ = ["CHECK_ALL_PAIRS", "export_graph_doc", "export_graph_text", "export_graphml_text",
+           "graph_node_doc"]
 
 #: Devices up to which every device pair's route is compared (n^2 routes); above it the
 #: routes between the first node's devices and those of nodes 0, 1, 2, the middle one
@@ -58,6 +59,39 @@ def export_graph_text(cluster: ClusterSpec) -> str:
             f"(docs/input-formats.md, \"Graph files\").\n"
             + yaml.dump(doc, Dumper=dumper, sort_keys=False, default_flow_style=None,
                         width=100))
+
+
+def export_graphml_text(cluster: ClusterSpec) -> str:
+    """:func:`export_graph_doc` as GraphML (``networkx.generate_graphml``): node and edge
+    attributes as in a graph file, the cluster keys and the routing and symmetry as graph
+    attributes (``name``, ``device``, ``intra.link``, ``rail_matching``,
+    ``symmetry.<trait>``; docs/input-formats.md). A cluster whose routes must be written
+    out is refused (GraphML has no lists): export it as YAML."""
+    import networkx as nx
+    doc = export_graph_doc(cluster)
+    graph = doc["graph"]
+    if graph.get("routes"):
+        raise ConfigError("--export", None, f"{cluster.name}'s routes must be written out "
+                          f"and GraphML cannot hold them: export to a .yaml file")
+    g = nx.Graph()
+    for key in ("name", "device", "source", "memory_reserved", "memory_fragmentation"):
+        if isinstance(doc.get(key), (str, int, float)):
+            g.graph[key] = doc[key]
+    for level in ("intra", "inter", "host"):
+        for key, value in doc.get(level, {}).items():
+            if key != "topology" and isinstance(value, (str, int, float, bool)):
+                g.graph[f"{level}.{key}"] = value
+            elif key == "link" and isinstance(value, dict):
+                g.graph[f"{level}.link"] = value["base"]   # every link is explicit
+    g.graph["rail_matching"] = graph["routing"]["rail_matching"]
+    for key, value in graph["symmetry"].items():
+        g.graph[f"symmetry.{key}"] = value
+    for node in graph["nodes"]:
+        g.add_node(node["name"], **{k: v for k, v in node.items() if k != "name"})
+    for link in graph["links"]:
+        a, b = link["between"]
+        g.add_edge(a, b, **{k: v for k, v in link.items() if k != "between"})
+    return "\n".join(nx.generate_graphml(g)) + "\n"
 
 
 def _symmetry(topo: Topology) -> dict:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..names import Node
 from .base import Generator, GeneratorContext, Link, link_attrs
-from .inter_fat_tree import _summed, fat_tree_layout, leaf_of
+from .inter_fat_tree import fat_tree_layout, leaf_of, summed_links
 from .nics import nic_links, pxn_route
 
 if TYPE_CHECKING:                      # types only: the topology calls the generators
@@ -57,7 +57,7 @@ def links(ctx: GeneratorContext, n: int) -> Iterator[Link]:
 def _leaf_uplink_bytes_per_s(ctx: GeneratorContext, j: int) -> float:
     per_leaf, _, _, rail_opt = _sizes(ctx)
     nics = min(per_leaf, ctx.nodes - j * per_leaf) * (1 if rail_opt else ctx.rails)
-    return (_summed(ctx.inter_link.bandwidth_bytes_per_s, nics)
+    return (summed_links(ctx.inter_link.bandwidth_bytes_per_s, nics)
             / ctx.cluster.inter.oversubscription)
 
 
