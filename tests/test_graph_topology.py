@@ -198,3 +198,37 @@ def test_graph_topology_without_a_graph_is_refused(tmp_path):
     path.write_text("name: x\nintra: {topology: graph}\ninter: {topology: graph}\n")
     with pytest.raises(ConfigError, match="'graph' needs the cluster's graph"):
         simulate("gpt2", str(path))
+
+
+def test_whatif_scales_an_exported_graph_as_it_scales_the_generators(tmp_path, capsys):
+    """A what-if link (as simwall whatif writes it) reaches the graph's links of that
+    class and level: the exported cluster answers every --scale as the generated one."""
+    import json
+    path = tmp_path / "g.yaml"
+    path.write_text(export_graph_text(prepare("llama2-7b", "dgx-a100",
+                                              {"cluster.nodes": 4}).cluster))
+    scales = ["--scale", "nic=2", "--scale", "nvlink=0.5", "--scale", "latency=3",
+              "--scale", "pcie=2", "--format", "json", "--no-elasticities"]
+    assert main(["whatif", "llama2-7b", "--cluster", str(path)] + scales) == 0
+    ours = json.loads(capsys.readouterr().out)
+    assert main(["whatif", "llama2-7b", "--cluster", "dgx-a100", "--set", "cluster.nodes=4"]
+                + scales) == 0
+    theirs = json.loads(capsys.readouterr().out)
+    for side in ("baseline", "scaled"):
+        assert ours[side]["step_time_s"] == theirs[side]["step_time_s"]
+        assert ours[side]["breakdown_s"] == theirs[side]["breakdown_s"]
+    assert ours["scaled"]["step_time_s"] != ours["baseline"]["step_time_s"]
+
+
+def test_gb200_nvl72_exports_with_its_host_link_written_once(tmp_path):
+    plan = {"plan.tp": 8, "plan.pp": 2, "training.global_batch": 1152}   # dp 9
+    prep = prepare("llama2-7b", "gb200-nvl72", {"cluster.nodes": 2, **plan})
+    path = tmp_path / "nvl.yaml"
+    path.write_text(export_graph_text(prep.cluster))
+    cluster = load_cluster(str(path))
+    assert cluster.host.link == "NVLink-C2C"
+    ours = prepare("llama2-7b", cluster, plan).topology
+    assert ours.capacity(ours.host_edge(0)) == prep.topology.capacity(
+        prep.topology.host_edge(0)) == 225e9
+    assert run_prepared(prepare("llama2-7b", cluster, plan)).step_time_s == \
+        run_prepared(prep).step_time_s

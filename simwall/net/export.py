@@ -152,6 +152,11 @@ def export_graph_doc(cluster: ClusterSpec) -> dict:
     doc["intra"] = {k: v for k, v in doc["intra"].items() if k != "dims"}
     doc["inter"] = {k: v for k, v in doc["inter"].items() if k not in ("dims",)}
     doc["intra"]["topology"] = doc["inter"]["topology"] = "graph"
+    for level in ("intra", "inter", "host"):
+        # Every link is written out with its own figures; a what-if mapping left here
+        # would scale them a second time (simwall.net.generators.explicit).
+        if isinstance(doc[level].get("link"), dict):
+            doc[level]["link"] = doc[level]["link"]["base"]
     doc["nodes"] = topo.nodes_count
     rail_matching = bool(declared(getattr(topo.inter_generator, "rail_matching", False),
                                   topo.context))
@@ -180,7 +185,7 @@ def _differing_routes(topo: Topology, rail_matching: bool, graph: dict,
         pairs = [(a, b) for a in range(n) for b in range(n) if a != b]
     else:
         nodes = topo.nodes_count
-        far = sorted({1, 2, nodes // 2, nodes - 1} - {0})
+        far = sorted({m for m in (1, 2, nodes // 2, nodes - 1) if 0 < m < nodes})
         targets = [b for m in [0, *far] for b in range(m * per_node, (m + 1) * per_node)]
         pairs = [(a, b) for a in range(per_node) for b in targets if a != b]
         pairs += [(b, a) for a, b in pairs]

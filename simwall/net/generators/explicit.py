@@ -11,6 +11,10 @@ of the device pair and the hop (ECMP hashing, so different pairs spread over the
 paths while one pair keeps one path); with ``routing.rail_matching`` a cross-node route
 first moves inside its node to the device on the destination's rail (NCCL PXN).
 
+A what-if link at a level (``inter.link: {base: IB-NDR, bandwidth: 1.0e11}``, as
+``simwall whatif`` sets it) scales the graph's links of that class at that level alike
+(:func:`_class_overrides`).
+
 Symmetry is what the file declares (``symmetry``), nothing more: an explicit graph that
 declares none is costed stage by stage, with every node able to slow every other.
 """
@@ -71,8 +75,30 @@ def link_kind(kind_a: str, kind_b: str, node_a: int | None, node_b: int | None) 
     return "net"
 
 
-def _kind_link(ctx: GeneratorContext, kind: str):
-    return {"intra": ctx.intra_link, "host": ctx.host_link}.get(kind, ctx.inter_link)
+#: The edge kinds of each level of a cluster (whose ``{level}.link`` they belong to).
+_LEVEL_KINDS = {"intra": ("intra",), "inter": ("nic", "net", "spine", "inter"),
+                "host": ("host",)}
+
+
+def _class_overrides(ctx: GeneratorContext) -> dict[tuple[str, str], tuple]:
+    """(edge kind, link class) -> (bandwidth factor, latency factor, efficiency or None)
+    for each level whose link is a what-if mapping (``inter.link: {base: IB-NDR,
+    bandwidth: 1e11}``, as ``simwall whatif`` writes): the graph's links of that class at
+    that level are scaled as the class is (a link of 8 ports stays 8 ports of the new
+    rate), so a what-if reaches an explicit graph as it reaches a generated one."""
+    out: dict[tuple[str, str], tuple] = {}
+    for level, kinds in _LEVEL_KINDS.items():
+        ref = getattr(ctx.cluster, level).link
+        if isinstance(ref, str):
+            continue
+        spec = getattr(ctx, f"{level}_link")
+        base = resolve_link(ref.base, f"{level}.link.base", ctx.source)
+        bw = spec.bandwidth_bytes_per_s / base.bandwidth_bytes_per_s
+        lat = spec.latency_s / base.latency_s if base.latency_s else 1.0
+        eff = ref.efficiency
+        for kind in kinds:
+            out[(kind, base.name)] = (bw, lat, eff)
+    return out
 
 
 def build_explicit_graph(ctx: GeneratorContext) -> nx.DiGraph:
@@ -135,6 +161,7 @@ def build_explicit_graph(ctx: GeneratorContext) -> nx.DiGraph:
         if n.kind == "device":
             index += 1
     hosts_given = {owner[t] for t, k in kinds.items() if k == "host"}
+    overrides = _class_overrides(ctx)
 
     for i, link in enumerate(spec.links):
         key = f"links[{i}]"
@@ -167,6 +194,11 @@ def build_explicit_graph(ctx: GeneratorContext) -> nx.DiGraph:
                    else cls.latency_s if cls is not None else 0.0)
         efficiency = (link.efficiency if link.efficiency is not None
                       else cls.efficiency if cls is not None else 1.0)
+        scale = overrides.get((kind, cls.name)) if cls is not None else None
+        if scale is not None:
+            bandwidth, latency = bandwidth * scale[0], latency * scale[1]
+            if scale[2] is not None and link.efficiency is None:
+                efficiency = scale[2]
         attrs = {"bandwidth_bytes_per_s": bandwidth, "latency_s": latency,
                  "link": cls.name if cls is not None else "custom", "kind": kind,
                  "efficiency": efficiency}
