@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .config import ClusterSpec, Workload, set_overrides
+from .config.graph import cluster_from_networkx
 from .engine.prepare import Prepared, prepare
 from .engine.step import run_prepared
 from .errors import ConfigError
@@ -27,11 +28,21 @@ def simulate(workload: str | Workload = "gpt3-175b", cluster: str | ClusterSpec 
     """Simulate one training step.
 
     ``workload`` / ``cluster``: bundled names, file paths or typed configs; ``cluster``
-    defaults to the workload's ``defaults.cluster``. ``overrides`` are key paths, e.g.
+    defaults to the workload's ``defaults.cluster``, and may be a ``networkx`` graph
+    (:func:`simwall.config.graph.cluster_from_networkx`: node kinds, links with bandwidth,
+    latency and link type; docs/input-formats.md). ``overrides`` are key paths, e.g.
     ``simulate("gpt3-175b", **{"plan.tp": 4, "cluster.nodes": 64})``.
     """
+    if _is_graph(cluster):
+        cluster = cluster_from_networkx(cluster)
     prep = prepare(workload, cluster, overrides)
     return run_prepared(prep, per_device=per_device, trace=trace)
+
+
+def _is_graph(obj: Any) -> bool:
+    """Whether ``obj`` is a ``networkx`` graph (checked without importing networkx)."""
+    return any(c.__module__.startswith("networkx.") and c.__name__ == "Graph"
+               for c in type(obj).__mro__)
 
 
 def simulate_from_cli(workload_name: str | None, cluster_name: str | None,

@@ -108,6 +108,7 @@ INTRA_TOPOLOGIES = Registry("intra-node topology", {
     "ring": "simwall.net.generators.intra_ring:GENERATOR",
     "torus": "simwall.net.generators.intra_torus:GENERATOR",
     "none": "simwall.net.generators.intra_none:GENERATOR",
+    "graph": "simwall.net.generators.explicit:INTRA_GENERATOR",
 })
 
 #: Topology generators across nodes (``inter.topology``): a
@@ -117,6 +118,10 @@ INTER_TOPOLOGIES = Registry("inter-node topology", {
     "torus": "simwall.net.generators.inter_torus:GENERATOR",
     "ring": "simwall.net.generators.inter_ring:GENERATOR",
     "none": "simwall.net.generators.inter_none:GENERATOR",
+    "rail_only": "simwall.net.generators.inter_rail_only:GENERATOR",
+    "fat_tree3": "simwall.net.generators.inter_fat_tree3:GENERATOR",
+    "dragonfly": "simwall.net.generators.inter_dragonfly:GENERATOR",
+    "graph": "simwall.net.generators.explicit:INTER_GENERATOR",
 })
 
 #: Output formats of a step result (``simwall run --format``): ``render(result) -> str``,

@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_set_option(p)
     p.add_argument("--route", nargs=2, type=int, metavar=("A", "B"),
                    help="report the route between devices A and B (default: 0 and the last)")
+    p.add_argument("--export", metavar="FILE",
+                   help="write the cluster out as a cluster file that gives its graph "
+                        "explicitly (YAML, or GraphML for FILE.graphml), to edit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     if cluster.nodes == "auto":  # a topology needs a size; one node unless --set
         cluster = cluster.model_copy(update={"nodes": 1})
     check_cluster(cluster)  # refuse a billion-device graph before building it
+    if getattr(args, "export", None):
+        return _export(cluster, args.export)
     topo = build_topology(cluster)
     lines = [f"# {cluster.file}", *_mapping_lines(topo.describe())]
     n = topo.num_devices
@@ -39,6 +44,19 @@ def run(args: argparse.Namespace) -> int:
                  f"{topo.route_bandwidth_bytes_per_s(a, b) / 1e9:,.1f} GB/s, latency "
                  f"{topo.route_latency_s(a, b) * 1e6:,.2f} us")
     print("\n".join(lines))
+    return 0
+
+
+def _export(cluster, path: str) -> int:
+    """Write ``cluster`` as an explicit graph file (:mod:`simwall.net.export`)."""
+    from ..net.export import export_graph_text, export_graphml_text
+    from ..report.outputs import check_output_path, write_text
+    check_output_path(path, "--export")
+    graphml = path.lower().endswith(".graphml")
+    text = (export_graphml_text if graphml else export_graph_text)(cluster)
+    write_text(path, text, "--export")
+    print(f"wrote {path}: the {cluster.name} cluster ({cluster.nodes} nodes) as an explicit "
+          f"graph (simwall run WORKLOAD --cluster {path})")
     return 0
 
 

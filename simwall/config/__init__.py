@@ -29,6 +29,7 @@ from .schema import (
     DeviceSpec,
     EfficiencySpec,
     FaultSpec,
+    GraphSpec,
     HostSpec,
     InterSpec,
     IntraSpec,
@@ -47,7 +48,7 @@ from .yamlio import key_path, line_of, load_yaml, parse_yaml
 
 __all__ = [
     "CLUSTER_PREFIX", "FP8_WEIGHT_CACHE_BYTES", "FRAMEWORK_PRESETS", "MIXED_PRECISION_PRESETS", "PRECISION_BYTES", "ClusterSpec", "DegradedLink", "DeviceRef",
-    "DeviceSpec", "EfficiencySpec", "FaultSpec", "HostSpec", "InterSpec", "IntraSpec",
+    "DeviceSpec", "EfficiencySpec", "FaultSpec", "GraphSpec", "HostSpec", "InterSpec", "IntraSpec",
     "LinkRef", "LinkSpec", "ModelSpec", "PlanSpec", "PowerSpec", "Straggler", "Strict", "TrainingSpec",
     "Workload", "apply_overrides", "bundled_dir", "bundled_names", "cluster_overrides",
     "display_path", "find_file", "key_path", "key_path_problem", "line_of", "load_cluster", "load_workload",

@@ -4,11 +4,14 @@ workload or cluster from either (YAML, then ``--set`` overrides, then validation
 from __future__ import annotations
 
 import difflib
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .graph import attach_graph, read_graphml_cluster
+from .limits import MAX_GRAPH_YAML_VALUES, MAX_YAML_VALUES
 from .overrides import apply_overrides
 from .schema import ClusterSpec, Workload
 from .validation import validate
@@ -79,9 +82,38 @@ def load_workload(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> W
     return validate(Workload, doc, source)
 
 
+#: Bytes above which a cluster file with a top-level ``graph:`` mapping is read with the
+#: graph bound at once (a written-out 32-node cluster is about 130 kB).
+_LARGE_GRAPH_BYTES = 256_000
+
+
+def _holds_large_graph(path: Path) -> bool:
+    """Whether a cluster file is large and gives its graph inline."""
+    try:
+        if path.stat().st_size <= _LARGE_GRAPH_BYTES:
+            return False
+        return re.search(r"^graph:", path.read_text(encoding="utf-8", errors="replace"),
+                         re.MULTILINE) is not None
+    except OSError:
+        return False
+
+
 def load_cluster(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> ClusterSpec:
     """Load a cluster by bundled name or path, apply overrides, validate."""
     path = find_file("cluster", name_or_path)
     source = display_path(path)
-    doc = apply_overrides(load_yaml(path), list(overrides), source)
+    if path.suffix.lower() == ".graphml":      # the cluster as a GraphML graph
+        doc = apply_overrides(read_graphml_cluster(path, source), list(overrides), source)
+        return validate(ClusterSpec, attach_graph(doc, path, source), source)
+    try:
+        raw = load_yaml(path, MAX_GRAPH_YAML_VALUES if _holds_large_graph(path) else
+                        MAX_YAML_VALUES)
+    except ConfigError as err:
+        # A cluster file holding its graph may be far larger than other inputs: read it
+        # again with the graph bound when what overflowed was the graph.
+        if not (err.key or "").startswith("graph") or "YAML values" not in err.message:
+            raise
+        raw = load_yaml(path, MAX_GRAPH_YAML_VALUES)
+    doc = apply_overrides(raw, list(overrides), source)
+    doc = attach_graph(doc, path, source)      # an explicit graph, if the file gives one
     return validate(ClusterSpec, doc, source)

@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = [
     "MAX_DEGRADED_LINKS",
     "MAX_DEVICES",
+    "MAX_GRAPH_YAML_VALUES",
     "MAX_LAYERS",
     "MAX_TORUS_DIMS",
     "MAX_YAML_VALUES",
@@ -27,6 +28,13 @@ __all__ = [
 #: this bounds reading a file to a second or two, and an alias bomb is refused as soon as
 #: its expansion passes the limit (before anything is expanded).
 MAX_YAML_VALUES = 50_000
+
+#: The same bound for the explicit graph of a cluster (a graph file, or a cluster file
+#: whose values beyond :data:`MAX_YAML_VALUES` are under its ``graph`` key): a written-out
+#: 8,192-GPU DGX cluster holds about 350,000 values (some 30,000 nodes and links), which
+#: the parser reads in about ten seconds; 1,000,000 bounds reading to half a minute.
+#: Larger graphs read faster as GraphML (an XML parser in C).
+MAX_GRAPH_YAML_VALUES = 1_000_000
 
 #: Devices in one cluster. The largest published training clusters hold about 100,000
 #: GPUs (xAI Colossus, 2024; Llama 3 trained on 16,384 H100s, Dubey et al. 2024 Sec. 3.3).

@@ -48,6 +48,7 @@ __all__ = [
     "DeviceSpec",
     "EfficiencySpec",
     "FaultSpec",
+    "GraphSpec",
     "HostSpec",
     "InterSpec",
     "IntraSpec",
@@ -652,6 +653,14 @@ class InterSpec(Strict):
     rail_optimized: Bool = True
     dims: TorusDims | None = None  # for torus: chips per dimension
     switch_radix: PosInt = 64
+    # fat_tree3: the aggregation tier's oversubscription and leaves per pod (None: half
+    # the switch radix, as in a k-ary fat-tree).
+    agg_oversubscription: Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)] = 1.0
+    pod_leaves: PosInt | None = None
+    # dragonfly: nodes per router (p), routers per group (a), global links per router (h).
+    router_nodes: PosInt = 4
+    group_routers: PosInt = 8
+    global_links: PosInt = 4
 
 
 class HostSpec(Strict):
@@ -680,6 +689,99 @@ class FaultSpec(Strict):
         MAX_DEGRADED_LINKS, "failure studies degrade a handful of links")] = ()
 
 
+#: Node kinds of an explicit cluster graph.
+GraphNodeKind = Literal["device", "nic", "switch", "host"]
+#: Edge kinds (the ``kind`` edge attribute, see simwall.net.topology).
+GraphLinkKind = Literal["intra", "nic", "net", "spine", "inter", "host"]
+
+
+class GraphNode(Strict):
+    """One node of an explicit cluster graph (docs/input-formats.md, "Graph files").
+
+    ``node``: the cluster node (server, NVLink domain) it belongs to: required on hosts,
+    on devices of a multi-node graph and on a node's own switches; ``rail``: a NIC's index
+    in its node (rail matching); ``device`` / ``memory_capacity``: a device's catalog kind
+    (default the cluster's) and its memory, if the file states it."""
+
+    name: Annotated[str, Field(min_length=1)]
+    kind: GraphNodeKind
+    node: NonNegInt | None = None
+    rail: NonNegInt | None = None
+    device: str | None = None
+    memory_capacity_bytes: NonNegFloat | None = Field(default=None, alias="memory_capacity")
+
+
+class GraphLink(Strict):
+    """One full-duplex link of an explicit cluster graph: ``between`` two node names.
+
+    ``type``: a catalog link class (its bandwidth, latency and efficiency are the
+    defaults); ``bandwidth`` (bytes/s per direction) and ``latency`` (seconds, this
+    edge's share of the hop) override them; ``kind`` defaults from the kinds of the two
+    ends (docs/input-formats.md)."""
+
+    between: tuple[str, str]
+    type: str | None = None
+    bandwidth_bytes_per_s: NonNegFloat | None = Field(default=None, alias="bandwidth")
+    latency_s: NonNegFloat | None = Field(default=None, alias="latency")
+    efficiency: Fraction | None = None
+    kind: GraphLinkKind | None = None
+
+
+class GraphRoute(Strict):
+    """A fixed route: the node names from one device to another."""
+
+    path: Annotated[tuple[str, ...], Field(min_length=2)]
+
+
+class GraphRouting(Strict):
+    """How routes are found where the file gives none: shortest paths (fewest hops),
+    one of several equal-cost paths chosen per device pair (ECMP hashing); with
+    ``rail_matching`` a cross-node route first moves inside the source node to the device
+    on the destination's rail (NCCL PXN)."""
+
+    rail_matching: Bool = False
+
+
+class GraphSymmetry(Strict):
+    """Symmetry traits the file declares (simwall.net.generators.base.Generator says what
+    each means); none declared: nothing is assumed (stage-by-stage costing).
+    ``contention_block``: nodes per block whose traffic can slow each other (1: a node
+    only its own), None: every node."""
+
+    shift_symmetric: Bool = False
+    shift_period: PosInt | None = None
+    node_traffic_intra: Bool = False
+    rail_disjoint: Bool = False
+    block_nodes: PosInt | None = None
+    contention_block: PosInt | None = None
+
+
+class GraphSpec(Strict):
+    """An explicit cluster graph: nodes, links, optional routes, routing and symmetry.
+    ``file`` and ``lines`` are filled by the loader (where errors are located)."""
+
+    nodes: Annotated[tuple[GraphNode, ...], at_most(
+        4 * MAX_DEVICES, "devices, NICs, switches and hosts of the largest clusters")]
+    links: Annotated[tuple[GraphLink, ...], at_most(
+        8 * MAX_DEVICES, "links of the largest clusters")]
+    routes: tuple[GraphRoute, ...] = ()
+    routing: GraphRouting = GraphRouting()
+    symmetry: GraphSymmetry = GraphSymmetry()
+    file: str | None = None
+    lines: dict[str, int] = {}
+    key_prefix: str = ""          # "graph." when the graph is inline in a cluster file
+
+    def line(self, key: str) -> int | None:
+        """The line of ``key`` (``links[3].bandwidth``) in the graph's file, if known (a
+        list item by its first key: ``nodes[2]`` is the line of its ``name``)."""
+        dotted = dotted_key(key)
+        for suffix in ("", ".name", ".between", ".path"):
+            found = self.lines.get(dotted + suffix)
+            if found is not None:
+                return found
+        return None
+
+
 class ClusterSpec(Strict):
     """A cluster (a file under topologies/). ``nodes: auto`` sizes it for the plan."""
 
@@ -692,6 +794,8 @@ class ClusterSpec(Strict):
     inter: InterSpec = InterSpec()
     host: HostSpec = HostSpec()
     faults: FaultSpec = FaultSpec()
+    # An explicit graph instead of the generators (intra and inter topology 'graph').
+    graph: GraphSpec | None = None
     # Device memory the training process cannot use for tensors, bytes per device: CUDA
     # context, kernels, library workspaces, NCCL buffers (None: the cited default,
     # simwall.model.memory.RESERVED_BYTES). ``memory_fragmentation``: the allocator's

@@ -7,7 +7,8 @@ from ..errors import ConfigError
 from ..hardware.catalog import resolve_device, resolve_link
 from ..registry import INTER_TOPOLOGIES, INTRA_TOPOLOGIES
 from .generators.base import GeneratorContext
-from .graph import build_graph
+from .generators.explicit import build_explicit_graph
+from .graph import apply_faults, build_graph, check_connected
 from .topology import Topology
 
 __all__ = ["build_topology"]
@@ -42,6 +43,22 @@ def build_topology(cluster: ClusterSpec) -> Topology:
                            intra_link=resolve_link(cluster.intra.link, "intra.link", source),
                            inter_link=resolve_link(cluster.inter.link, "inter.link", source),
                            host_link=resolve_link(cluster.host.link, "host.link", source))
+    graph_named = [lvl for lvl in ("intra", "inter")
+                   if getattr(cluster, lvl).topology == "graph"]
+    if cluster.graph is not None or graph_named:
+        if cluster.graph is None:
+            raise ConfigError(source, f"{graph_named[0]}.topology",
+                              "'graph' needs the cluster's graph (key 'graph': a graph file "
+                              "or nodes and links)")
+        for lvl in ("intra", "inter"):
+            if lvl not in graph_named:
+                raise ConfigError(source, f"{lvl}.topology", f"must be 'graph' when the "
+                                  f"cluster gives its graph, got "
+                                  f"{getattr(cluster, lvl).topology!r}")
+        g = build_explicit_graph(ctx)
+        apply_faults(g, cluster, source)
+        check_connected(g, ctx)
+        return Topology(cluster, device, g, ctx)
     INTRA_TOPOLOGIES[cluster.intra.topology].check(ctx)
     INTER_TOPOLOGIES[cluster.inter.topology].check(ctx)
     eager = bool(cluster.faults.links) or cluster.intra.topology == "none"

@@ -17,8 +17,8 @@ from .names import Edge, Node, device_node, node_name, parse_node_name
 __all__ = ["apply_faults", "build_graph", "check_connected", "edge_parts", "host_links",
            "part_links"]
 
-_SWITCHES = ("leaf", "spine")
-_NETWORK = ("nic", "leaf", "spine")
+_SWITCHES = ("leaf", "spine", "agg", "rtr")
+_NETWORK = ("nic", "leaf", "spine", "agg", "rtr")
 
 
 def _add_links(g: nx.DiGraph, links: Iterable[Link]) -> None:
@@ -87,8 +87,9 @@ def check_connected(g: nx.DiGraph, ctx: GeneratorContext) -> None:
 def edge_parts(edge: Edge, ctx: GeneratorContext) -> list[tuple]:
     """The parts of the cluster whose links may include ``edge``: ``(node, level)`` with
     level 'intra', 'inter' or 'host' (a link is owned by a cluster node at one of its
-    ends), or ``(leaf,)`` for a leaf's uplink (the spine owns nothing: its every link
-    has a leaf at the other end)."""
+    ends), or ``(switch,)`` for a leaf's, pod aggregation switch's or router's own
+    switch-to-switch links (the spine owns nothing: its every link has one of those at
+    the other end)."""
     if not (isinstance(edge, tuple) and len(edge) == 2):
         return []
     kinds = {end[0] for end in edge if isinstance(end, tuple) and end}
@@ -103,7 +104,7 @@ def edge_parts(edge: Edge, ctx: GeneratorContext) -> list[tuple]:
     out: list[tuple] = []
     for end in edge:
         if isinstance(end, tuple) and end and end[0] in _SWITCHES:
-            if end[0] == "leaf":
+            if end[0] != "spine":         # a leaf, pod or router owns its uplinks
                 out.append((end,))
             continue
         n = _owner(end, ctx)

@@ -3,7 +3,10 @@
 Node names (tuples; ``str`` names in parentheses, as written in ``faults.links``):
 ``("dev", i)`` (``dev3`` or ``3``), ``("nvsw", node)`` (``nvsw0``), ``("nic", node, k)``
 (``nic0.2``), ``("leaf", rail, j)`` (``leaf2.0``), ``("spine", 0)`` (``spine``),
-``("host", node)`` (``host0``).
+``("host", node)`` (``host0``), ``("agg", rail, pod)`` (``agg0.1``: a pod's aggregation
+switch of a three-tier fat-tree), ``("rtr", group, r)`` (``rtr3.1``: a dragonfly router).
+A node of an explicit graph file with a name of its own is ``(kind, name)``, written as
+its name.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ Node = tuple
 Edge = tuple[Node, Node]
 
 _NAME_RE = re.compile(r"^([a-z]*)(\d+(?:\.\d+)*)?$")
-_NAME_ARITY = {"dev": 1, "nvsw": 1, "nic": 2, "leaf": 2, "spine": 1, "host": 1}
+_NAME_ARITY = {"dev": 1, "nvsw": 1, "nic": 2, "leaf": 2, "spine": 1, "host": 1, "agg": 2,
+               "rtr": 2}
 
 
 def device_node(i: int) -> Node:
@@ -28,6 +32,8 @@ def node_name(node: Node) -> str:
     """The string form of a graph node: ``("nic", 0, 2)`` -> ``"nic0.2"``."""
     if node == ("spine", 0):
         return "spine"
+    if len(node) == 2 and isinstance(node[1], str):    # an explicit graph's own name
+        return node[1]
     return node[0] + ".".join(str(p) for p in node[1:])
 
 

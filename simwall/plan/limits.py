@@ -44,9 +44,11 @@ __all__ = [
     "engine_tasks",
 ]
 
-#: NICs per node. DGX nodes have 8 compute NICs (plus 2 storage); 64 leaves 8x headroom
-#: while bounding the graph (each NIC is a graph node with its own links).
-MAX_NICS_PER_NODE = 64
+#: NICs per node. DGX nodes have 8 compute NICs (plus 2 storage); an NVLink domain taken
+#: as one node has one per GPU: 72 in a GB200 NVL72 rack, 576 in the Rubin Ultra NVL576
+#: NVIDIA announced (GTC 2025). 576 bounds the graph (each NIC is a graph node with its
+#: own links) while admitting every announced NVLink domain.
+MAX_NICS_PER_NODE = 576
 
 #: hidden, ffn_hidden, heads, kv_heads, vocab and seq_len. The largest published values
 #: are far below: hidden 25,600 (Megatron 1T), ffn 53,248 (Llama 3 405B), vocab 256,000
@@ -122,7 +124,7 @@ def check_cluster(cluster: ClusterSpec) -> None:
                        f"{cluster.devices_per_node} = ")
     if cluster.inter.nics_per_node > MAX_NICS_PER_NODE:
         raise _too_big(src, "inter.nics_per_node", cluster.inter.nics_per_node, MAX_NICS_PER_NODE,
-                       "DGX nodes have 8 compute NICs", cluster.line("inter.nics_per_node"))
+                       "NVLink domains of up to 576 GPUs have one NIC per GPU", cluster.line("inter.nics_per_node"))
     first: dict[int, int] = {}
     for i, s in enumerate(cluster.faults.stragglers):
         # One entry per device (so never more entries than devices): a second one would

@@ -126,6 +126,12 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
                 if auto_nodes and workload.defaults.devices else
                 f"{cluster.nodes} nodes x {cluster.devices_per_node}")
     if spec.dp == "auto":
+        if (world % mp and auto_nodes and workload.defaults.devices
+                and workload.defaults.devices % mp == 0):
+            # Whole nodes hold more devices than the published run used (8,192 GPUs on
+            # NVL72 racks: 114 racks of 72 = 8,208): the run's devices are the first
+            # defaults.devices, the rest of the last nodes stay idle (spares).
+            world = workload.defaults.devices
         if world % mp:
             if auto_nodes and workload.defaults.devices:
                 raise fail("defaults.devices", f"must be a multiple of {mp_keys} = "

@@ -100,9 +100,23 @@ def link_classes(topology: TopologyLike) -> tuple[str | None, str | None, float 
     if ctx is None:
         return (None, None, None)
     intra, inter = ctx.intra_link, ctx.inter_link
-    nvswitch = ctx.cluster.intra.topology == "nvswitch"
+    nvswitch = (ctx.cluster.intra.topology == "nvswitch"
+                or (ctx.cluster.intra.topology == "graph" and _switched(topology)))
     return (getattr(intra, "nccl_class", None), getattr(inter, "nccl_class", None),
             getattr(intra, "nvls_efficiency", None) if nvswitch else None)
+
+
+def _switched(topology: TopologyLike) -> bool:
+    """Whether a cluster given as a graph joins a node's devices through a switch of that
+    node (an NVSwitch): device 0 has an intra-node link to a node that is no device."""
+    def compute() -> bool:
+        g = getattr(topology, "graph", None)
+        dev = ("dev", 0)
+        if g is None or dev not in g:
+            return False
+        return any(v[0] != "dev" and g.edges[dev, v].get("kind") == "intra"
+                   for v in g.successors(dev))
+    return memo_on(topology, "switched", None, compute)
 
 
 def nvls_applies(group: Sequence[int], topology: TopologyLike) -> bool:

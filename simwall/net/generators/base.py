@@ -163,6 +163,9 @@ class Generator:
       block. Enables the symmetry window (:func:`simwall.net.collectives.symmetry_window`).
     - ``contention_nodes`` (inter-node): ``(ctx, node) -> range`` of the nodes whose
       traffic can slow ``node``'s beyond its own links; None: every node.
+    - ``rail_matching`` (inter-node): cross-node routes first move inside the source node
+      to the device on the destination's rail (NCCL PXN); what an exported graph file
+      says of its routing (:mod:`simwall.net.export`).
     """
 
     links: LinksFn
@@ -176,3 +179,4 @@ class Generator:
     rail_disjoint: Trait[bool] = False
     block_nodes: Trait[int | None] = None
     contention_nodes: Callable[[GeneratorContext, int], range] | None = None
+    rail_matching: Trait[bool] = False

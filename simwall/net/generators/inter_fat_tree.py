@@ -13,7 +13,7 @@ from .nics import nic_links, pxn_route
 if TYPE_CHECKING:                      # types only: the topology calls the generators
     from ..topology import Topology
 
-__all__ = ["GENERATOR", "fat_tree_layout", "leaf_of"]
+__all__ = ["GENERATOR", "fat_tree_layout", "leaf_of", "summed_links"]
 
 
 def fat_tree_layout(ctx: GeneratorContext) -> tuple[int, bool]:
@@ -66,11 +66,11 @@ def uplinks(ctx: GeneratorContext, switch: Node | None = None) -> Iterator[Link]
         nics = min(per_leaf, ctx.nodes - leaf[2] * per_leaf) * (1 if rail_opt else ctx.rails)
         yield Link(leaf, ("spine", 0), link_attrs(
             ctx.inter_link, "spine", 0.0,
-            _summed(ctx.inter_link.bandwidth_bytes_per_s, nics) / ctx.cluster.inter.oversubscription))
+            summed_links(ctx.inter_link.bandwidth_bytes_per_s, nics) / ctx.cluster.inter.oversubscription))
 
 
 @memoized(maxsize=1024)
-def _summed(bandwidth: float, links: int) -> float:
+def summed_links(bandwidth: float, links: int) -> float:
     """``links`` equal bandwidths added one by one (as a switch's ports are counted)."""
     total = 0.0
     for _ in range(links):
@@ -131,4 +131,6 @@ def contention_nodes(ctx: GeneratorContext, node: int) -> range:
 GENERATOR = Generator(links, route, "two-level leaf/spine tree, optionally rail-optimised",
                       shared=uplinks, shift_period=shift_period, node_traffic_intra=True,
                       rail_disjoint=rail_disjoint, block_nodes=block_nodes,
-                      contention_nodes=contention_nodes)
+                      contention_nodes=contention_nodes,
+                      rail_matching=lambda ctx: (ctx.cluster.inter.rail_optimized
+                                                 and ctx.cluster.intra.topology != "none"))

@@ -50,4 +50,5 @@ def shift_period(ctx: GeneratorContext) -> int:
 
 # contention_nodes not declared: routes cross other nodes' links, so every node counts.
 GENERATOR = Generator(links, route, "nodes in a ring per rail", shift_period=shift_period,
-                      node_traffic_intra=True, rail_disjoint=True)   # one ring per rail
+                      node_traffic_intra=True, rail_disjoint=True,   # one ring per rail
+                      rail_matching=lambda ctx: ctx.cluster.intra.topology != "none")
