@@ -149,15 +149,19 @@ def test_more_data_parallelism_never_needs_more_memory(cfg):
     """Twice the nodes, twice the DP degree, same batch per replica: per-device memory
     cannot grow (model states shard further with ZeRO, activations stay the same).
     From DP >= 2: going from 1 to 2 replicas adds the DP gradient-bucket buffers
-    (memory.GRAD_BUCKETS_IN_FLIGHT), which a single replica does not need."""
+    (memory.GRAD_BUCKETS_IN_FLIGHT), which a single replica does not need. The bucket is
+    held fixed: Megatron-Core's default grows with the DP size (1M parameters per rank
+    above 40 ranks, plan.frameworks.dp_bucket_bytes_for), a buffer, not a model state."""
     workload, cluster, over = cfg
     if cluster == "single-node":
         cluster, over = "dgx-a100", {"cluster.nodes": 1}
+    over = {**over, "plan.dp_bucket_bytes": 25e6}
     nodes = over["cluster.nodes"]
     p, t = workload.plan, workload.training
     small = simulate(workload, cluster, **{**over, "plan.dp": "auto"})
     big = simulate(workload, cluster, **{"cluster.nodes": 2 * nodes, "plan.dp": "auto",
-                                         "training.global_batch": 2 * t.global_batch})
+                                         "training.global_batch": 2 * t.global_batch,
+                                         "plan.dp_bucket_bytes": 25e6})
     assert big.plan["dp"] == 2 * small.plan["dp"]
     assert big.plan["micro_batches"] == small.plan["micro_batches"]
     assert (p.tp, p.pp) == (big.plan["tp"], big.plan["pp"])

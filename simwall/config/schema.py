@@ -423,8 +423,9 @@ class PlanSpec(Strict):
         MAX_LAYERS, "one entry per model chunk; the deepest published models have about "
         "128 layers")] | None = None
     collective: Annotated[str, OneOf(COLLECTIVE_ALGORITHMS, also=("auto",))] = "auto"
-    # PyTorch DDP's default gradient bucket (bucket_cap_mb=25); Li et al., VLDB 2020, Sec. 4.
-    dp_bucket_bytes: PosFloat = 25e6
+    # DP gradient bucket, bytes; None: the framework's own default
+    # (simwall.plan.frameworks.dp_bucket_bytes_for).
+    dp_bucket_bytes: PosFloat | None = None
     dp_overlap: Bool = True
     # Megatron-LM (Narayanan et al. 2021, Sec. 4.1): split PP sends over the TP ranks'
     # NICs and all-gather inside the node.

@@ -21,18 +21,18 @@ from dataclasses import dataclass, replace
 from ..config import PRECISION_BYTES, DeviceSpec, ModelSpec, TrainingSpec
 from ..memo import memoized
 from ..model import memory
+from ..model.moe import chunk_moe_layers
 from ..model.ops import (
     activation_bytes_per_layer,
     head_wgrad_activation_bytes,
     layer_wgrad_activation_bytes,
 )
 from ..plan import Plan
-from ..model.moe import chunk_moe_layers
 from .compute import layer_compute_s, moe_layer_compute_s, op_times
 from .cp import cp_cost
+from .dp import bucket_cost, micro_batch_exposed_s, tied_embedding_cost
 from .ep import ep_cost
 from .groups import axis_groups
-from .dp import bucket_cost, micro_batch_exposed_s, tied_embedding_cost
 from .optimizer import gather_exposed_s, optimizer_s, parameter_gather_cost
 from .pp import pp_cost
 from .tp import TPCost, tp_cost, with_overlap

@@ -6,6 +6,8 @@ from .frameworks import (
     FRAMEWORKS,
     NONE_KNOWN,
     SEMANTIC_KEYS,
+    dp_bucket_bytes_for,
+    framed,
     framework_label,
     framework_names,
     frameworks_for,
@@ -17,5 +19,5 @@ from .layout import Plan, balanced_split
 from .resolution import cluster_devices, resolve
 
 __all__ = ["FRAMEWORKS", "NONE_KNOWN", "SEMANTIC_KEYS", "Plan", "balanced_split",
-           "cluster_devices", "framework_label", "framework_names", "frameworks_for",
+           "cluster_devices", "dp_bucket_bytes_for", "framed", "framework_label", "framework_names", "frameworks_for",
            "preset_for", "resolve", "runs_plan", "with_framework"]

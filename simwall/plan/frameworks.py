@@ -13,11 +13,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ..config import FRAMEWORK_PRESETS
-
 from .layout import Plan
 
-__all__ = ["FRAMEWORKS", "NONE_KNOWN", "SEMANTIC_KEYS", "Framework", "framework_label",
-           "framework_names", "frameworks_for", "preset_for", "runs_plan", "with_framework"]
+__all__ = [
+    "FRAMEWORKS",
+    "NONE_KNOWN",
+    "SEMANTIC_KEYS",
+    "Framework",
+    "dp_bucket_bytes_for",
+    "framed",
+    "framework_label",
+    "framework_names",
+    "frameworks_for",
+    "preset_for",
+    "runs_plan",
+    "with_framework",
+]
 
 #: What :func:`framework_label` says when no framework runs a plan.
 NONE_KNOWN = "none known"
@@ -171,6 +182,43 @@ def with_framework(plan: Plan, framework: str = "auto", **overrides) -> Plan:
     values = dict(FRAMEWORK_PRESETS[name])
     values.update({k: v for k, v in overrides.items() if v is not None})
     return replace(plan, framework=name, **{k: values[k] for k in SEMANTIC_KEYS})
+
+
+#: PyTorch DDP's default gradient bucket, bytes (bucket_cap_mb=25; Li et al., VLDB 2020,
+#: Sec. 4): the ``fsdp`` preset's (FSDP's NO_SHARD runs DDP's reducer).
+DDP_BUCKET_BYTES = 25e6
+#: Megatron-Core's default bucket, parameters: max(40M, 1M x the DP x CP size)
+#: (megatron/core/distributed/distributed_data_parallel.py, "larger DP sizes need larger
+#: buckets to ensure collectives do not become latency-bound").
+MEGATRON_BUCKET_MIN_PARAMS = 40e6
+MEGATRON_BUCKET_PARAMS_PER_RANK = 1e6
+#: DeepSpeed's ZeRO ``reduce_bucket_size`` default, elements (deepspeed/runtime/zero/
+#: config.py: 5e8).
+DEEPSPEED_BUCKET_ELEMENTS = 5e8
+
+
+def dp_bucket_bytes_for(framework: str, dp_cp: int, reduce_bytes: int) -> float:
+    """The DP gradient bucket ``framework`` (a preset name) uses by default, bytes, for a
+    DP x CP group of ``dp_cp`` ranks reducing ``reduce_bytes``-byte elements."""
+    if framework == "megatron":
+        return max(MEGATRON_BUCKET_MIN_PARAMS,
+                   MEGATRON_BUCKET_PARAMS_PER_RANK * dp_cp) * reduce_bytes
+    if framework == "deepspeed":
+        return DEEPSPEED_BUCKET_ELEMENTS * reduce_bytes
+    return DDP_BUCKET_BYTES
+
+
+def framed(plan: Plan, spec, reduce_bytes: int) -> Plan:
+    """``plan`` with the semantics a workload's plan section (``spec``, a
+    :class:`~simwall.config.PlanSpec`) asks for: its framework's preset and the keys it
+    sets (:func:`with_framework`), and its DP bucket or the framework's default
+    (:func:`dp_bucket_bytes_for`, ``reduce_bytes`` per gradient element). Used wherever a
+    plan is built or changed (resolution, plan search, ``check``'s fixes), so a changed
+    plan is run the way its framework would run it."""
+    plan = with_framework(plan, spec.framework,
+                          **{k: getattr(spec, k) for k in SEMANTIC_KEYS})
+    return replace(plan, dp_bucket_bytes=spec.dp_bucket_bytes or dp_bucket_bytes_for(
+        plan.framework, plan.dp_cp, reduce_bytes))
 
 
 def runs_plan(name: str, plan: Plan) -> bool:

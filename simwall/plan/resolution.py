@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 
-from ..config import ClusterSpec, Workload
+from ..config import PRECISION_BYTES, ClusterSpec, Workload
 from ..errors import ConfigError
 from . import limits
-from .frameworks import SEMANTIC_KEYS, frameworks_for, runs_plan, with_framework
+from .frameworks import framed, frameworks_for, runs_plan
 from .layout import Plan, balanced_split
 
 __all__ = ["cluster_devices", "resolve"]
@@ -162,7 +162,7 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
         sequence_parallel=spec.sequence_parallel and spec.tp > 1, zero=spec.zero,
         recompute=spec.recompute, schedule=spec.schedule, micro_batch=train.micro_batch,
         global_batch=train.global_batch, stage_layers=stage_layers,
-        collective=spec.collective, dp_bucket_bytes=spec.dp_bucket_bytes,
+        collective=spec.collective,
         dp_overlap=spec.dp_overlap, pp_scatter_gather=spec.pp_scatter_gather,
         offload=spec.offload, cp=spec.cp, cp_comm=spec.cp_comm, ep=spec.ep,
     )
@@ -171,7 +171,6 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
                    f"pp {plan.pp}, zero {plan.zero}, schedule {plan.schedule}, offload "
                    f"{plan.offload}; see simwall/plan/frameworks.py); runs on: "
                    f"{', '.join(frameworks_for(plan)) or 'none known'}")
-    plan = with_framework(plan, spec.framework,
-                          **{k: getattr(spec, k) for k in SEMANTIC_KEYS})
+    plan = framed(plan, spec, PRECISION_BYTES[train.grad_reduce_precision_])
     limits.check_resolved(workload, cluster, plan)
     return plan, cluster

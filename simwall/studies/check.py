@@ -8,10 +8,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..api import prepare, run_prepared
-from ..config import ClusterSpec, PlanSpec, TrainingSpec, Workload
+from ..config import PRECISION_BYTES, ClusterSpec, PlanSpec, TrainingSpec, Workload
 from ..engine.step import step_inputs
 from ..errors import ConfigError
-from ..plan import Plan, framework_label
+from ..plan import Plan, framed, framework_label
 from ..report import estimate_record
 from .progress import Progress
 from .search import GB, Searcher, describe_plan, enumerate_plans
@@ -78,22 +78,29 @@ def _origin_columns(workload: Workload) -> dict[str, str]:
 
 
 def _changes(s: Searcher, plan: Plan) -> list[tuple[str, Plan]]:
-    """Single changes to ``plan`` that may save memory: (label, changed plan)."""
+    """Single changes to ``plan`` that may save memory: (label, changed plan), each run
+    the way the workload's framework setting would run it (:func:`simwall.plan.framed`)."""
+    spec, training = s.workload.plan, s.workload.training
+
+    def changed(p: Plan, **changes) -> Plan:
+        return framed(replace(p, **changes), spec,
+                      PRECISION_BYTES[training.grad_reduce_precision_])
+
     tries: list[tuple[str, Plan]] = []
     if plan.dp_cp > 1:      # ZeRO shards over DP x CP
         for z in range(plan.zero + 1, 4):
-            tries.append((f"zero {plan.zero} -> {z}", replace(plan, zero=z)))
+            tries.append((f"zero {plan.zero} -> {z}", changed(plan, zero=z)))
     order = ("none", "selective", "full")
     for rc in order[order.index(plan.recompute) + 1:]:
-        tries.append((f"recompute {plan.recompute} -> {rc}", replace(plan, recompute=rc)))
+        tries.append((f"recompute {plan.recompute} -> {rc}", changed(plan, recompute=rc)))
     if plan.tp > 1 and not plan.sequence_parallel:
-        tries.append(("sequence_parallel on", replace(plan, sequence_parallel=True)))
+        tries.append(("sequence_parallel on", changed(plan, sequence_parallel=True)))
     half = plan.micro_batch // 2
     if half >= 1 and plan.global_batch % (plan.dp * half) == 0 and (
             plan.schedule != "interleaved" or (plan.global_batch // (plan.dp * half))
             % plan.pp == 0):
         tries.append((f"micro_batch {plan.micro_batch} -> {half}",
-                      replace(plan, micro_batch=half)))
+                      changed(plan, micro_batch=half)))
     # Raise pp (same tp, dp shrinks): the search's own enumeration says what is valid.
     for cand in enumerate_plans(s.workload, s.cluster):
         if (cand.tp == plan.tp and cand.cp == plan.cp and cand.pp > plan.pp

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..api import Prepared, run_prepared
 from ..config import (
+    PRECISION_BYTES,
     ClusterSpec,
     Workload,
     reoverride,
@@ -45,14 +46,13 @@ from ..hardware.efficiency import check_precision
 from ..model.limits import resolve_checked
 from ..model.memory import device_memory, memory_reserve
 from ..plan import (
-    SEMANTIC_KEYS,
     Plan,
     balanced_split,
     cluster_devices,
+    framed,
     framework_label,
     framework_names,
     frameworks_for,
-    with_framework,
 )
 from ..report import StepResult
 from .progress import Progress, tracked
@@ -177,6 +177,7 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
     world = cluster_devices(cluster, workload)
     max_tp = max_tp or cluster.devices_per_node
     gb = train.global_batch
+    reduce_bytes = PRECISION_BYTES[train.grad_reduce_precision_]
     for cp, tp in ((c, t) for c in cp_degrees(workload, world)
                    for t in range(1, min(world // c, max_tp) + 1)):
         if (world // cp) % tp or not tp_valid(workload, cluster, tp):
@@ -203,18 +204,16 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                                 if model.moe and tp > 1 and not sp:
                                     continue     # MoE with TP needs SP (Megatron-Core)
                                 for ep in expert_degrees(model, dp * cp):
-                                    yield with_framework(Plan(
+                                    yield framed(Plan(
                                         tp=tp, pp=pp, dp=dp, virtual_stages=v,
                                         sequence_parallel=sp, zero=zero,
                                         recompute=recompute, schedule=schedule,
                                         micro_batch=mb, global_batch=gb,
                                         stage_layers=layers, collective=spec.collective,
-                                        dp_bucket_bytes=spec.dp_bucket_bytes,
                                         dp_overlap=spec.dp_overlap,
                                         pp_scatter_gather=spec.pp_scatter_gather,
                                         offload=spec.offload, cp=cp, cp_comm=spec.cp_comm,
-                                        ep=ep), spec.framework,
-                                        **{k: getattr(spec, k) for k in SEMANTIC_KEYS})
+                                        ep=ep), spec, reduce_bytes)
 
 
 def expert_degrees(model, dp_cp: int) -> list[int]:

@@ -17,8 +17,8 @@ from typing import Any
 from ...errors import SimwallError
 from .chooser import Choice, choose_algorithm, protocol_options
 from .cost import algorithm_phases, named_time_parts, representative_flows
-from .protocol import fastest
 from .phases import Phase, TopologyLike, Window, check_call
+from .protocol import fastest
 from .routes import memo_on, route
 
 __all__ = ["collective_choice", "collective_flows", "collective_phases", "collective_time_parts",
