@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import ConfigError
 from .limits import MAX_GRAPH_YAML_VALUES
 from .schema import GraphSpec
-from .validation import validate
+from .validation import flat_lines, validate
 from .yamlio import LineDict, load_yaml
 
 __all__ = ["GRAPH_TOPOLOGY", "attach_graph", "cluster_doc_from_networkx", "cluster_from_networkx",
@@ -24,22 +24,6 @@ __all__ = ["GRAPH_TOPOLOGY", "attach_graph", "cluster_doc_from_networkx", "clust
 
 #: The ``intra.topology`` / ``inter.topology`` of a cluster that gives its graph.
 GRAPH_TOPOLOGY = "graph"
-
-
-def _lines(doc: Any, prefix: tuple = ()) -> dict[str, int]:
-    """Dotted key path -> line of every key ``doc`` recorded."""
-    out: dict[str, int] = {}
-    if isinstance(doc, dict):
-        lines = getattr(doc, "lines", {})
-        for key, value in doc.items():
-            path = prefix + (key,)
-            if key in lines:
-                out[".".join(map(str, path))] = lines[key]
-            out.update(_lines(value, path))
-    elif isinstance(doc, list):
-        for i, value in enumerate(doc):
-            out.update(_lines(value, prefix + (i,)))
-    return out
 
 
 def graph_doc_from_networkx(g: Any) -> dict:
@@ -85,7 +69,7 @@ def load_graph_file(path: Path, source: str) -> GraphSpec:
     else:
         doc = load_yaml(path, MAX_GRAPH_YAML_VALUES)
     spec = validate(GraphSpec, doc, source)
-    return spec.model_copy(update={"file": source, "lines": _lines(doc)})
+    return spec.model_copy(update={"file": source, "lines": flat_lines(doc)})
 
 
 def graph_sizes(spec: GraphSpec, per_node: int | None) -> tuple[int, int]:
@@ -163,7 +147,7 @@ def attach_graph(doc: Any, cluster_path: Path | None, source: str) -> Any:
         except ConfigError as err:            # keys inside the cluster file: graph.*
             raise ConfigError(err.source, f"graph.{err.key}" if err.key else "graph",
                               err.message, line=err.line or line) from None
-        lines = {f"graph.{k}": v for k, v in _lines(value).items()}
+        lines = {f"graph.{k}": v for k, v in flat_lines(value).items()}
         spec = spec.model_copy(update={"file": source, "key_prefix": "graph.", "lines": {
             k[len("graph."):]: v for k, v in lines.items()}})
     else:

@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from .schema import OneOf
 from .yamlio import format_number, format_value, key_path, line_of
 
-__all__ = ["key_path_problem", "validate"]
+__all__ = ["flat_lines", "key_path_problem", "validate"]
 
 # pydantic reports each failure with a location (``loc``) through the schema. Inside a
 # union (``dp: int | 'auto'``, ``device: name | {base: ...}``) that location also carries
@@ -274,7 +274,7 @@ def _message(err: dict, walk: _Walk) -> tuple[list, str]:
     return path, f"{err['msg'].rstrip('.').lower()}, got {format_value(found)}"
 
 
-def _flat_lines(doc: Any, prefix: tuple = ()) -> dict[str, int]:
+def flat_lines(doc: Any, prefix: tuple = ()) -> dict[str, int]:
     """Dotted key path -> line, for every key ``doc`` recorded."""
     out: dict[str, int] = {}
     if isinstance(doc, dict):
@@ -283,10 +283,10 @@ def _flat_lines(doc: Any, prefix: tuple = ()) -> dict[str, int]:
             path = prefix + (key,)
             if key in lines:
                 out[".".join(map(str, path))] = lines[key]
-            out.update(_flat_lines(value, path))
+            out.update(flat_lines(value, path))
     elif isinstance(doc, list):
         for i, value in enumerate(doc):
-            out.update(_flat_lines(value, prefix + (i,)))
+            out.update(flat_lines(value, prefix + (i,)))
     return out
 
 
@@ -322,7 +322,7 @@ def validate(model: type[BaseModel], doc: Any, source: str) -> Any:
         raise ConfigError(source, None, "nested too deeply") from None
     if hasattr(obj, "_file"):
         obj._file = source
-        obj._lines = {k: v for k, v in _flat_lines(doc).items()
+        obj._lines = {k: v for k, v in flat_lines(doc).items()
                       if not _from_set(doc, k.split("."))}
         obj._set_keys = tuple(".".join(map(str, k)) for k in getattr(doc, "overridden", ()))
     return obj

@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..names import Node
+from . import inter_fat_tree as fat_tree
 from .base import Generator, GeneratorContext, Link, link_attrs
 from .inter_fat_tree import fat_tree_layout, leaf_of, summed_links
-from .nics import nic_links, pxn_route
+from .nics import pxn_route
 
 if TYPE_CHECKING:                      # types only: the topology calls the generators
     from ..topology import Topology
@@ -46,12 +47,9 @@ def _sizes(ctx: GeneratorContext) -> tuple[int, int, int, bool]:
 
 
 def links(ctx: GeneratorContext, n: int) -> Iterator[Link]:
-    """Node ``n``'s device-to-NIC links, then its NIC-to-leaf links (as ``fat_tree``)."""
-    yield from nic_links(ctx, n)
-    layout = fat_tree_layout(ctx)
-    attrs = link_attrs(ctx.inter_link, "net", ctx.inter_link.latency_s / 2)
-    for k in range(ctx.rails):
-        yield Link(("nic", n, k), leaf_of(ctx, n, k, layout), attrs)
+    """Node ``n``'s device-to-NIC links, then its NIC-to-leaf links: the two-level
+    ``fat_tree``'s leaf level, unchanged."""
+    return fat_tree.links(ctx, n)
 
 
 def _leaf_uplink_bytes_per_s(ctx: GeneratorContext, j: int) -> float:
