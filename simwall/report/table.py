@@ -35,7 +35,9 @@ def render(r: StepResult) -> str:
         f"simwall: {r.workload} on {r.cluster} ({r.world} x {r.device})",
         (f"plan: tp={p['tp']} "
          + (f"cp={p['cp']} ({p['cp_comm']}) " if p.get("cp", 1) > 1 else "")
-         + f"pp={p['pp']} dp={p['dp']} vp={p['virtual_stages']} "
+         + f"pp={p['pp']} dp={p['dp']} "
+         + (f"ep={p['ep']} " if p.get("ep", 1) > 1 else "")
+         + f"vp={p['virtual_stages']} "
          f"sp={p['sequence_parallel']} zero={p['zero']} recompute={p['recompute']} "
          f"schedule={p['schedule']} micro_batch={p['micro_batch']} "
          f"micro_batches={p['micro_batches']} global_batch={p['global_batch']}"),
