@@ -128,3 +128,34 @@ def test_capacity_bounds_the_imbalance():
     assert moe.routed_tokens(model, 1000) == 2500           # top-2 x 1.25
     balanced = model.model_copy(update={"moe_imbalance": 1.0})
     assert moe.routed_tokens(balanced, 1000) == 2000
+
+
+# -- expert parallelism on the network -------------------------------------------------
+
+_SMALL_MOE = {"model.layers": 4, "cluster.nodes": 2, "plan.pp": 1, "plan.dp": 16,
+              "training.global_batch": 64}
+
+
+@pytest.mark.parametrize("ep", [2, 8])
+def test_expert_parallel_all_to_all_is_on_the_step(ep):
+    """EP moves tokens: the exchange's time shows in the model-parallel communication, and
+    an EP group of 8 consecutive DP ranks stays inside one DGX node."""
+    one = simulate("mixtral-8x7b", "dgx-h100", **_SMALL_MOE, **{"plan.ep": 1})
+    many = simulate("mixtral-8x7b", "dgx-h100", **_SMALL_MOE, **{"plan.ep": ep})
+    assert one.breakdown_s["tp_comm"] == 0.0                 # tp 1, ep 1: nothing to move
+    assert many.breakdown_s["tp_comm"] > 0.0
+    # Experts split over ep ranks: fewer expert parameters per device.
+    assert many.memory["devices"][0]["params_bytes"] < one.memory["devices"][0]["params_bytes"]
+
+
+@settings(max_examples=6, deadline=None)
+@given(ep=st.sampled_from([2, 4, 8]), factor=st.sampled_from([2.0, 4.0]))
+def test_more_all_to_all_bandwidth_never_slows_a_step(ep, factor):
+    """Issue 16's property: doubling (or more) the bandwidth the all-to-all crosses (the
+    NVLink of a node, where these EP groups live) never slows a step."""
+    base = simulate("mixtral-8x7b", "dgx-h100", **_SMALL_MOE, **{"plan.ep": ep})
+    fast = simulate("mixtral-8x7b", "dgx-h100", **_SMALL_MOE, **{
+        "plan.ep": ep, "cluster.intra.link": {"base": "NVLink4",
+                                              "bandwidth": 450e9 * factor}})
+    assert fast.step_time_s <= base.step_time_s * (1 + 1e-12)
+    assert fast.breakdown_s["tp_comm"] < base.breakdown_s["tp_comm"]
