@@ -159,3 +159,47 @@ def test_more_all_to_all_bandwidth_never_slows_a_step(ep, factor):
                                               "bandwidth": 450e9 * factor}})
     assert fast.step_time_s <= base.step_time_s * (1 + 1e-12)
     assert fast.breakdown_s["tp_comm"] < base.breakdown_s["tp_comm"]
+
+
+# -- multi-head latent attention and DeepSeek-V3 ------------------------------------------
+
+
+def test_deepseek_v3_parameters_match_the_report():
+    """DeepSeek-V3 Technical Report: 671B parameters, 37B activated per token (the
+    multi-token-prediction module's 14B excluded, as simwall does not model it)."""
+    model = load_workload("deepseek-v3").model
+    total = M.total_params(model)
+    n_moe = moe.moe_layer_count(model, 0, model.layers)
+    idle = n_moe * (model.experts - model.top_k) * moe.mlp_params(model, model.moe_ffn, 1)
+    assert n_moe == 58                                     # 61 layers, the first 3 dense
+    assert total == pytest.approx(671e9, rel=0.005)
+    assert total - idle == pytest.approx(37e9, rel=0.02)
+
+
+def test_latent_attention_projections_and_core():
+    """MLA: the down-projections replicated over TP, the up-projections split by heads;
+    the fused core runs QK^T at 192 and PV at 128 dims per head (DeepSeek-V3)."""
+    model = load_workload("deepseek-v3").model
+    m = model.mla
+    one = W.layer_ops(model, TrainingSpec(global_batch=1), _plan(model), "fwd")
+    two = W.layer_ops(model, TrainingSpec(global_batch=2), _plan(model, tp=2), "fwd")
+    by1, by2 = {op.name: op for op in one}, {op.name: op for op in two}
+    assert {"q_down", "q_norm", "q_up", "kv_down", "kv_norm", "kv_up"} <= set(by1)
+    assert "qkv_proj" not in by1
+    assert by2["kv_down"].flop == by1["kv_down"].flop           # replicated
+    assert by2["kv_up"].flop == pytest.approx(by1["kv_up"].flop / 2)
+    s, heads = model.seq_len, model.heads
+    core = 2 * s * s * heads * (m.qk_head_dim + m.v_head_dim) / 2    # causal half
+    assert by1[W.FLASH_ATTENTION].flop == pytest.approx(core)
+    assert by1["out_proj"].gemm == (s, model.hidden, heads * m.v_head_dim)
+
+
+def test_latent_attention_needs_the_fused_kernel():
+    with pytest.raises(ConfigError, match="model.attention"):
+        simulate("deepseek-v3", "dgx-h800", **{"model.attention": "eager"})
+
+
+def test_deepseek_v3_runs_on_its_cluster():
+    r = simulate("deepseek-v3")
+    assert r.cluster == "dgx-h800" and r.world == 2048 and r.memory["fits"]
+    assert r.plan["ep"] == 64

@@ -55,6 +55,7 @@ __all__ = [
     "LinkChoice",
     "LinkRef",
     "LinkSpec",
+    "MLASpec",
     "ModelSpec",
     "OneOf",
     "PlanSpec",
@@ -140,6 +141,25 @@ class Strict(BaseModel):
 # Workload
 
 
+class MLASpec(Strict):
+    """Multi-head latent attention (DeepSeek-AI 2024, "DeepSeek-V2", arXiv 2405.04434,
+    Sec. 2.1; DeepSeek-V3, arXiv 2412.19437, Sec. 2.1.1): keys and values come from one
+    compressed latent of ``kv_lora_rank`` per token (plus a shared rotary key of
+    ``qk_rope_head_dim``), queries from a latent of ``q_lora_rank`` (None: a full query
+    projection); per head, queries and keys have ``qk_nope_head_dim + qk_rope_head_dim``
+    dimensions, values ``v_head_dim``. DeepSeek-V3: 1536, 512, 128, 64, 128."""
+
+    q_lora_rank: PosInt | None = None
+    kv_lora_rank: PosInt
+    qk_nope_head_dim: PosInt
+    qk_rope_head_dim: PosInt
+    v_head_dim: PosInt
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+
 class ModelSpec(Strict):
     """Transformer shape. Sizes are element counts; ``seq_len`` is tokens per sequence."""
 
@@ -174,6 +194,8 @@ class ModelSpec(Strict):
     # al. 2022, Switch Transformers, Sec. 2.2). ``moe_imbalance``: the busiest device's
     # routed tokens over the mean (1: perfectly balanced; no general published value, so
     # the ideal is the default and the key is there to ask "what if").
+    # Multi-head latent attention (MLASpec) in place of the QKV projection; None: MHA/GQA.
+    mla: MLASpec | None = None
     experts: PosInt | None = None
     top_k: PosInt = 2
     moe_ffn_hidden: PosInt | None = None
@@ -185,6 +207,14 @@ class ModelSpec(Strict):
 
     @model_validator(mode="after")
     def _shape(self) -> ModelSpec:
+        if self.mla is not None:
+            if self.kv_heads is not None:
+                raise ValueError("model.kv_heads: must be unset with model.mla (latent "
+                                 f"attention has one key and value per head), got {self.kv_heads}")
+            if self.attention != "flash":
+                raise ValueError("model.attention: must be flash with model.mla (simwall "
+                                 f"models latent attention with the fused kernel), got "
+                                 f"{self.attention}")
         moe_keys = ("moe_ffn_hidden", "shared_experts", "moe_layer_freq", "dense_layers",
                     "capacity_factor", "moe_imbalance", "top_k")
         if self.experts is None:

@@ -144,7 +144,10 @@ def layer_params(model: ModelSpec, tp: int = 1, moe: bool = False, ep: int = 1) 
     kv_dev = kv_heads_per_device(model, tp)
     q_out = h // tp
     kv_out = 2 * kv_dev * d
-    attention = h * (q_out + kv_out) + q_out * h
+    if model.mla is not None:
+        attention = sum(r * c for r, c in _mla_shapes(model, tp)) + _mla_norm_params(model)
+    else:
+        attention = h * (q_out + kv_out) + q_out * h
     if _has_biases(model):
         attention += (q_out + kv_out) + h
     if moe:
@@ -152,6 +155,25 @@ def layer_params(model: ModelSpec, tp: int = 1, moe: bool = False, ep: int = 1) 
     else:
         mlp = moe_layers.mlp_params(model, model.ffn, tp)
     return attention + mlp + 2 * _norm_params(model)
+
+
+def _mla_shapes(model: ModelSpec, tp: int) -> list[tuple[int, int]]:
+    """(rows, cols) of latent attention's weights on one TP rank (ops._mla_projections):
+    the down-projections whole (replicated over TP), the up- and output projections split
+    by heads."""
+    m, h = model.mla, model.hidden
+    heads = model.heads // tp
+    out = [(m.kv_lora_rank + m.qk_rope_head_dim, h),
+           (heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank),
+           (h, heads * m.v_head_dim)]
+    if m.q_lora_rank is None:
+        return [(heads * m.qk_head_dim, h)] + out
+    return [(m.q_lora_rank, h), (heads * m.qk_head_dim, m.q_lora_rank)] + out
+
+
+def _mla_norm_params(model: ModelSpec) -> int:
+    """The latent norms' gains (RMSNorm on the query and key-value latents)."""
+    return (model.mla.q_lora_rank or 0) + model.mla.kv_lora_rank
 
 
 def _layer_kinds(model: ModelSpec, plan: Plan, stage: int) -> tuple[int, int]:
@@ -226,7 +248,8 @@ def _layer_matrix_shapes(model: ModelSpec, tp: int, moe: bool = False,
     """(rows, cols) of the 2-D weights of one layer on one TP rank."""
     h, d = model.hidden, model.head_dim
     kv_out = 2 * kv_heads_per_device(model, tp) * d
-    per_layer = [(h // tp + kv_out, h), (h, h // tp)]
+    per_layer = (_mla_shapes(model, tp) if model.mla is not None
+                 else [(h // tp + kv_out, h), (h, h // tp)])
     if not moe:
         return per_layer + _mlp_shapes(model, model.ffn // tp)
     per_layer.append((model.experts, h))                       # router

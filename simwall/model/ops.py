@@ -115,7 +115,7 @@ WGRAD = ".wgrad"
 #: The attention core (QK^T, softmax, attention x V), norms, elementwise ops, the
 #: embedding and the LM head stay 16-bit (Megatron-Core builds the output layer outside TE).
 FP8_GEMMS = frozenset({"qkv_proj", "out_proj", "mlp_up", "mlp_down", "shared_mlp_up",
-                       "shared_mlp_down"})
+                       "shared_mlp_down", "q_proj", "q_down", "q_up", "kv_down", "kv_up"})
 #: Elementwise work TE adds per FP8 GEMM operand that is not already FP8: a fused
 #: cast-transpose kernel reads the 16-bit tensor, computes its amax for the delayed scaling
 #: recipe and writes the FP8 tensor and its transpose (1 B each; Hopper FP8 GEMMs need
@@ -206,7 +206,7 @@ class _Dims:
     h: int
     heads: int           # query heads on this device
     kv: int              # K/V heads on this device
-    d: int
+    d: float             # per-head attention dim (latent attention: mean of QK and V)
     ffn: int             # FFN width on this device
     moe_ffn: int         # one expert's MLP width on this device (MoE models)
     vocab: int           # vocabulary rows on this device
@@ -254,6 +254,15 @@ def kv_heads_per_device(model: ModelSpec, tp: int) -> int:
     return kv_heads // tp if kv_heads % tp == 0 else 1
 
 
+def _attention_dim(model: ModelSpec) -> float:
+    """Per-head dimension the attention core runs at: the head size, or with latent
+    attention the mean of the query-key and value head sizes (QK^T runs at the one, PV at
+    the other; the fused kernel's FLOP and bytes are linear in both)."""
+    if model.mla is None:
+        return model.head_dim
+    return (model.mla.qk_head_dim + model.mla.v_head_dim) / 2
+
+
 def _dims(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str) -> _Dims:
     t = plan.tp
     b, s = plan.micro_batch, model.seq_len
@@ -266,7 +275,7 @@ def _dims(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str) -> _D
     # Inference runs without dropout.
     return _Dims(
         tokens=b if decode else b * q, b=b, s=1 if decode else q, ctx=s, h=model.hidden,
-        heads=model.heads // t, kv=kv_heads_per_device(model, t), d=model.head_dim,
+        heads=model.heads // t, kv=kv_heads_per_device(model, t), d=_attention_dim(model),
         ffn=model.ffn // t, moe_ffn=model.moe_ffn // t, vocab=-(-model.vocab // t), rep=t if plan.sequence_parallel else 1,
         e=activation_element_bytes(training), w=PRECISION_BYTES[training.precision],
         g=PRECISION_BYTES[training.grad_precision_],
@@ -318,11 +327,16 @@ def _layer_fwd(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str,
     q_out, kv_out = x.heads * x.d, x.kv * x.d
     qkv_out = q_out + 2 * kv_out
     ops: list[Op] = [_norm_op("input_norm", model, x, T, save=train)]
-    # QKV projection. It saves its input (sequence-parallel shard with SP: Korthikanti et
-    # al. 2022, Sec. 4.2.2) and keeps Q, K, V for the attention core's backward.
-    ops.append(_gemm_op(
-        "qkv_proj", T, qkv_out, h, read=T * h * e + qkv_out * h * w, written=T * qkv_out * e,
-        saved=(T * h * e / x.rep + T * qkv_out * e) if train else 0.0))
+    if model.mla is not None:
+        ops += _mla_projections(model, x, train)
+        q_out = x.heads * model.mla.v_head_dim          # the output projection's input
+    else:
+        # QKV projection. It saves its input (sequence-parallel shard with SP: Korthikanti
+        # et al. 2022, Sec. 4.2.2) and keeps Q, K, V for the attention core's backward.
+        ops.append(_gemm_op(
+            "qkv_proj", T, qkv_out, h, read=T * h * e + qkv_out * h * w,
+            written=T * qkv_out * e,
+            saved=(T * h * e / x.rep + T * qkv_out * e) if train else 0.0))
     if x.flash:
         ops.append(_flash_fwd_op(x, train))
     else:
@@ -394,6 +408,44 @@ def _moe_ops(model: ModelSpec, x: _Dims, train: bool, ep: int) -> list[Op]:
     if model.shared_experts:
         ops += _mlp_ops(model, x, train, "shared_mlp", x.tokens,
                         model.shared_experts * x.moe_ffn, x.tokens * h * e / x.rep)
+    return ops
+
+
+def _mla_projections(model: ModelSpec, x: _Dims, train: bool) -> list[Op]:
+    """Multi-head latent attention's projections (:class:`~simwall.config.MLASpec`):
+    query down-projection, its norm and up-projection (or one query projection), the joint
+    key-value down-projection (latent plus the shared rotary key), its norm and the
+    up-projection to per-head keys and values. The down-projections are replicated on
+    every TP rank, the up-projections split by heads (Megatron-Core
+    multi_latent_attention.py: ``linear_kv_down_proj`` with ``parallel_mode='duplicated'``,
+    the up-projections column-parallel). Each GEMM keeps its input; Q, K and V are kept for
+    the attention core, as the QKV projection keeps them."""
+    m = model.mla
+    T, h, e, w = x.tokens, x.h, x.e, x.w
+    qk = x.heads * m.qk_head_dim                    # per device
+    kv_up = x.heads * (m.qk_nope_head_dim + m.v_head_dim)
+    kv_down = m.kv_lora_rank + m.qk_rope_head_dim
+    saved_qkv = T * x.heads * (2 * m.qk_head_dim + m.v_head_dim) * e
+    ops: list[Op] = []
+    if m.q_lora_rank is None:
+        ops.append(_gemm_op("q_proj", T, qk, h, read=T * h * e + qk * h * w,
+                            written=T * qk * e, saved=T * h * e / x.rep if train else 0.0))
+    else:
+        r = m.q_lora_rank
+        ops.append(_gemm_op("q_down", T, r, h, read=T * h * e + r * h * w, written=T * r * e,
+                            saved=T * h * e / x.rep if train else 0.0))
+        ops.append(_ew_op("q_norm", "reduction", _NORM_FLOP["rmsnorm"] * T * r, T * r * e,
+                          T * r * e, saved=T * r * e if train else 0.0))
+        ops.append(_gemm_op("q_up", T, qk, r, read=T * r * e + qk * r * w, written=T * qk * e,
+                            saved=T * r * e if train else 0.0))
+    ops.append(_gemm_op("kv_down", T, kv_down, h, read=T * h * e + kv_down * h * w,
+                        written=T * kv_down * e))   # shares the saved norm output
+    c = m.kv_lora_rank
+    ops.append(_ew_op("kv_norm", "reduction", _NORM_FLOP["rmsnorm"] * T * c, T * c * e,
+                      T * c * e, saved=T * c * e if train else 0.0))
+    ops.append(_gemm_op("kv_up", T, kv_up, c, read=T * c * e + kv_up * c * w,
+                        written=T * kv_up * e,
+                        saved=(T * c * e + saved_qkv) if train else 0.0))
     return ops
 
 
