@@ -180,6 +180,11 @@ def with_framework(plan: Plan, framework: str = "auto", **overrides) -> Plan:
     is not None."""
     name = preset_for(plan, framework)
     values = dict(FRAMEWORK_PRESETS[name])
+    if name == "fsdp" and plan.pp > 1:
+        # FSDP under torch.distributed.pipelining syncs gradients on the last micro-batch's
+        # backward only (torch/distributed/pipelining/stage.py, backward_maybe_with_nosync:
+        # set_requires_gradient_sync(last_backward)), as TorchTitan runs FSDP2 with PP.
+        values["zero_grad_reduce"] = "step"
     values.update({k: v for k, v in overrides.items() if v is not None})
     return replace(plan, framework=name, **{k: values[k] for k in SEMANTIC_KEYS})
 
