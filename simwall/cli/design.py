@@ -4,12 +4,15 @@ best plan from the plan search, in one table (or JSON / CSV) and one plot."""
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import sys
 
 from ..config import set_overrides
 from ..studies import plots
 from ..studies.design import design, design_records, render_design
 from .common import add_set_option
-from .plan import add_format_option, print_records
+from .plan import add_format_option
 from .progress import add_quiet_option, progress_of
 
 DESCRIPTION = ("Run the plan search for every (cluster, workload) pair and compare each "
@@ -47,6 +50,12 @@ def run(args: argparse.Namespace) -> int:
         plots.save(plots.design_plot(rows)[0], args.plot)
     if args.format == "table":
         print(render_design(rows, args.top_plans))
-    else:
-        print_records(design_records(rows), args.format)
+    elif args.format == "json":
+        print(json.dumps(design_records(rows), indent=1))
+    else:  # csv, in the design columns' own order (not a sweep record's)
+        recs = design_records(rows)
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(list(recs[0]) if recs else [])
+        for rec in recs:
+            w.writerow(["" if v is None else v for v in rec.values()])
     return 0
