@@ -133,11 +133,11 @@ def _fmt(value: Any, spec: str, missing: str = "-") -> str:
 
 def render_design(rows: list[dict[str, Any]], top_plans: int = 1) -> str:
     """The design table: one line per (cluster, workload) pair."""
-    lines = [f"simwall design: {len({r['workload'] for r in rows})} workload(s) x "
-             f"{len({r['cluster'] for r in rows})} cluster(s); per pair the fastest fitting "
-             f"plan of the {3 * top_plans} the search simulates",
-             f"{'workload':<12} {'cluster':<22} {'GPUs':>5}  {'best plan':<56} {'step s':>8} "
-             f"{'MFU':>6} {'fits':>4} {'peak GB':>7} {'J/token':>8} {'$/Mtok':>7}  binding"]
+    lines = [(f"simwall design: {len({r['workload'] for r in rows})} workload(s) x "
+              f"{len({r['cluster'] for r in rows})} cluster(s); per pair the fastest fitting "
+              f"plan of the {3 * top_plans} the search simulates"),
+             (f"{'workload':<12} {'cluster':<22} {'GPUs':>5}  {'best plan':<56} {'step s':>8} "
+              f"{'MFU':>6} {'fits':>4} {'peak GB':>7} {'J/token':>8} {'$/Mtok':>7}  binding")]
     for r in rows:
         if r["plan"] is None:
             lines.append(f"{r['workload']:<12} {r['cluster']:<22} {r['devices']:>5}  "
