@@ -132,12 +132,18 @@ def _fmt(value: Any, spec: str, missing: str = "-") -> str:
 
 
 def render_design(rows: list[dict[str, Any]], top_plans: int = 1) -> str:
-    """The design table: one line per (cluster, workload) pair."""
+    """The design table: one line per (cluster, workload) pair; ``vs best`` is the step
+    time against the fastest cluster for that workload, ``NIC el.`` the elasticity of the
+    step time to the inter-node link bandwidth (``simwall whatif``)."""
     lines = [(f"simwall design: {len({r['workload'] for r in rows})} workload(s) x "
               f"{len({r['cluster'] for r in rows})} cluster(s); per pair the fastest fitting "
               f"plan of the {3 * top_plans} the search simulates"),
              (f"{'workload':<12} {'cluster':<22} {'GPUs':>5}  {'best plan':<56} {'step s':>8} "
-              f"{'MFU':>6} {'fits':>4} {'peak GB':>7} {'J/token':>8} {'$/Mtok':>7}  binding")]
+              f"{'vs best':>9} {'MFU':>6} {'fits':>4} {'peak GB':>7} {'J/token':>8} {'$/Mtok':>7} "
+              f"{'NIC el.':>7}  binding")]
+    best_s = {w: min(r["step_time_s"] for r in rows
+                     if r["workload"] == w and r["step_time_s"] is not None)
+              for w in {r["workload"] for r in rows if r["step_time_s"] is not None}}
     for r in rows:
         if r["plan"] is None:
             lines.append(f"{r['workload']:<12} {r['cluster']:<22} {r['devices']:>5}  "
@@ -145,13 +151,16 @@ def render_design(rows: list[dict[str, Any]], top_plans: int = 1) -> str:
             continue
         lines.append(
             f"{r['workload']:<12} {r['cluster']:<22} {r['devices']:>5}  {r['plan']:<56} "
-            f"{r['step_time_s']:>8.4f} {r['mfu'] * 100:>5.1f}% "
+            f"{r['step_time_s']:>8.4f} "
+            f"{(r['step_time_s'] / best_s[r['workload']] - 1) * 100:>+8.3f}% "
+            f"{r['mfu'] * 100:>5.1f}% "
             f"{'yes' if r['fits'] else 'no':>4} {r['peak_bytes'] / GB:>7.1f} "
-            f"{_fmt(r['j_per_token'], '.3f'):>8} {_fmt(r['cost_per_million_tokens'], '.3f'):>7}"
-            f"  {r['binding'] or '-'}")
+            f"{_fmt(r['j_per_token'], '.4f'):>8} {_fmt(r['cost_per_million_tokens'], '.4f'):>7} "
+            f"{_fmt(r['elasticities'].get('nic'), '+.4f'):>7}  {r['binding'] or '-'}")
     for w in sorted({r["workload"] for r in rows}):
         done = [r for r in rows if r["workload"] == w and r["step_time_s"] is not None]
         if len(done) > 1:
-            best = min(done, key=lambda r: (r["step_time_s"], r["cluster"]))
-            lines.append(f"fastest for {w}: {best['cluster']} ({best['step_time_s']:.4f} s)")
+            tied = [r["cluster"] for r in done if r["step_time_s"] == best_s[w]]
+            lines.append(f"fastest for {w} ({best_s[w]:.4f} s): {', '.join(tied)}"
+                         + (" (tied exactly)" if len(tied) > 1 else ""))
     return "\n".join(lines)
