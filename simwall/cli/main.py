@@ -38,6 +38,7 @@ examples:
   simwall check llama2-7b --set plan.tp=3
   simwall whatif gpt3-175b --scale memory_bandwidth=2
   simwall whatif gpt3-175b --generations 4 --plot generations.png
+  simwall design llama2-7b --cluster dgx-a100 --cluster dgx-h100 --set cluster.nodes=2
   simwall plot results.csv --x plan.tp --y step_time_s --hue plan.zero
   simwall validate --format markdown
 """
@@ -64,6 +65,8 @@ COMMANDS: dict[str, Command] = {
     "check": Command("simwall.cli.check", "check a workload's own plan: valid? fits? rank?"),
     "whatif": Command("simwall.cli.whatif",
                       "scale hardware resources or project generations forward"),
+    "design": Command("simwall.cli.design", "compare clusters, each with its best plan "
+                      "per workload"),
     "plot": Command("simwall.cli.plot", "plot two columns of sweep results"),
     "collective": Command("simwall.cli.collective", "time one collective like nccl-tests"),
     "validate": Command("simwall.cli.validate", "compare simwall against published runs (not "

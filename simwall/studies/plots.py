@@ -26,6 +26,7 @@ __all__ = [
     "breakdown_plot",
     "check_plot_path",
     "columns_plot",
+    "design_plot",
     "generations_plot",
     "memory_plot",
     "memory_timeline_plot",
@@ -435,3 +436,39 @@ def render_rows(rows: list[dict[str, Any]]) -> str:
     lines = ["  ".join(c.rjust(w) for c, w in zip(cols, width))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(row, width)) for row in cells]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# Cluster design
+
+
+def design_plot(rows: list[dict[str, Any]]) -> tuple[Any, list[dict]]:
+    """Throughput per GPU against energy per token, one marker per (cluster, workload)
+    row of :func:`simwall.studies.design.design` (one panel per workload, since their
+    scales differ); rows without a fitting plan or without energy figures are left out."""
+    data = [{"workload": r["workload"], "cluster": r["cluster"],
+             "tokens_per_s_per_device": r["tokens_per_s"] / r["devices"],
+             "j_per_token": r["j_per_token"], "step_time_s": r["step_time_s"]}
+            for r in rows if r.get("step_time_s") is not None
+            and r.get("j_per_token") is not None]
+    workloads = list(dict.fromkeys(d["workload"] for d in data)) or ["(none)"]
+    clusters = list(dict.fromkeys(d["cluster"] for d in data))
+    fig = _figure(4.8 * len(workloads), 4.2)
+    axes = fig.subplots(1, len(workloads), squeeze=False)[0]
+    markers = "osD^v<>p*h"
+    for ax, w in zip(axes, workloads):
+        for d in (d for d in data if d["workload"] == w):
+            i = clusters.index(d["cluster"])
+            # Shrinking markers: designs that tie (same plan, same time) stay visible.
+            ax.scatter([d["j_per_token"]], [d["tokens_per_s_per_device"]],
+                       marker=markers[i % len(markers)], s=max(20, 140 - 40 * i),
+                       label=d["cluster"], color=f"C{i}", edgecolors="black",
+                       linewidths=0.5, zorder=2 + i)
+        ax.set_xlabel("energy per token (J)")
+        ax.set_ylabel("tokens/s per GPU")
+        ax.set_title(w)
+        ax.ticklabel_format(useOffset=False, style="plain")
+        ax.legend(fontsize="x-small")
+    fig.suptitle("simwall design: each cluster with its best plan")
+    fig.subplots_adjust(wspace=0.4)
+    return fig, data
