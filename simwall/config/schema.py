@@ -56,6 +56,7 @@ __all__ = [
     "LinkRef",
     "LinkSpec",
     "MLASpec",
+    "MixedNodes",
     "ModelSpec",
     "OneOf",
     "PlanSpec",
@@ -813,6 +814,15 @@ class GraphSpec(Strict):
         return None
 
 
+class MixedNodes(Strict):
+    """Nodes whose devices are another kind than the cluster's ``device`` (a mixed
+    cluster, e.g. a node of an older generation); the links stay the cluster's."""
+
+    nodes: Annotated[tuple[NonNegInt, ...], at_most(
+        MAX_DEVICES, "one entry per node")] = Field(min_length=1)
+    device: str | DeviceRef
+
+
 class ClusterSpec(Strict):
     """A cluster (a file under topologies/). ``nodes: auto`` sizes it for the plan."""
 
@@ -825,6 +835,9 @@ class ClusterSpec(Strict):
     inter: InterSpec = InterSpec()
     host: HostSpec = HostSpec()
     faults: FaultSpec = FaultSpec()
+    # Nodes of other device kinds (simulated per device: each DP replica's stream runs at
+    # the pace of its slowest device; simwall.engine.step).
+    mixed: tuple[MixedNodes, ...] = ()
     # An explicit graph instead of the generators (intra and inter topology 'graph').
     graph: GraphSpec | None = None
     # Device memory the training process cannot use for tensors, bytes per device: CUDA

@@ -157,10 +157,10 @@ def boundary_pairs(plan: Plan, a: int, b: int, ranks: int, topology, symmetric: 
 
 def costs_symmetrically(cluster, topology, plan: Plan) -> bool:
     """Whether stage 0's groups may stand for every stage's (``symmetric`` costing): no
-    failed or degraded links, no stragglers, and a shift by one stage maps the network
-    onto itself (``Topology.shift_invariant``)."""
+    failed or degraded links, no stragglers, one device kind (no ``mixed`` nodes), and a
+    shift by one stage maps the network onto itself (``Topology.shift_invariant``)."""
     return (not cluster.faults.links and not cluster.faults.stragglers
-            and topology.shift_invariant(plan.dp_cp * plan.tp))
+            and not cluster.mixed and topology.shift_invariant(plan.dp_cp * plan.tp))
 
 
 def placement(topology, kind: str, groups, bytes_: float, algorithm: str, symmetric: bool

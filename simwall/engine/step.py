@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import simpy
 
 from ..costing import StageCost, busiest_link, costs_symmetrically, stage_cost, step_link_bytes
+from ..config import DeviceSpec
 from ..costing.energy import step_energy
+from ..hardware.catalog import resolve_device
 from ..model import memory
 from ..model import ops as workload_mod
 from ..plan import Plan
@@ -53,6 +55,21 @@ __all__ = [
 
 def _speeds(prep: Prepared) -> dict[int, float]:
     return {s.device: s.slowdown for s in prep.cluster.faults.stragglers}
+
+
+def _node_devices(prep: Prepared) -> dict[int, DeviceSpec]:
+    """The device of each node of a mixed cluster that is not the cluster's own
+    (``cluster.mixed``), by node index."""
+    out: dict[int, DeviceSpec] = {}
+    for i, m in enumerate(prep.cluster.mixed):
+        spec = resolve_device(m.device, f"mixed[{i}].device", prep.cluster.file)
+        out.update({node: spec for node in m.nodes})
+    return out
+
+
+def _compute_s(cost: StageCost) -> float:
+    """Compute seconds of one micro-batch through all of a stage's chunks."""
+    return sum(c.fwd_compute_s + c.bwd_compute_s for c in cost.chunks)
 
 
 @dataclass(frozen=True)
@@ -200,7 +217,8 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
     wl, plan = prep.workload, prep.plan
     model, training = wl.model, wl.training
     speeds = _speeds(prep)
-    per_device = per_device or bool(speeds)
+    kinds = _node_devices(prep)
+    per_device = per_device or bool(speeds) or bool(kinds)
     replicas = plan.dp if per_device else 1
     check_engine_tasks(wl, plan, per_device)
 
@@ -210,14 +228,25 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
         base[stage] = stage_cost(model, training, plan, prep.device, prep.topology, stage,
                                   symmetric=symmetric)
     costs: dict[tuple[int, int], StageCost] = {}
+    pace: dict[tuple[int, int], DeviceSpec] = {}       # a mixed cluster's slowest kind
+    per_node = prep.cluster.devices_per_node
     for stage in range(plan.pp):
         for r in range(replicas):
-            # A replica's stream runs its CP ranks in lockstep (the K/V ring): the slowest
-            # of its cp x tp devices sets its pace.
+            # A replica's stream runs its CP ranks in lockstep (the K/V ring) and its TP
+            # ranks collective by collective: the slowest of its cp x tp devices sets its
+            # pace, by straggler slowdown and, in a mixed cluster, by device kind.
             devs = [plan.device_of(stage, r * plan.cp + c, t) for c in range(plan.cp)
                     for t in range(plan.tp)]
             speed = min([speeds.get(d, 1.0) for d in devs])
-            costs[(stage, r)] = scaled(base[stage], speed)
+            own = base[stage]
+            others = {kinds[d // per_node].name: kinds[d // per_node] for d in devs
+                      if d // per_node in kinds}
+            for spec in others.values():
+                cost = stage_cost(model, training, plan, spec, prep.topology, stage,
+                                  symmetric=False)
+                if _compute_s(cost) > _compute_s(own):
+                    own, pace[(stage, r)] = cost, spec
+            costs[(stage, r)] = scaled(own, speed)
 
     run = simulate_step(plan, costs, replicas, trace,
                         topology=prep.topology if per_device else None)
@@ -236,7 +265,10 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
         d.update({"closed_form_peak_bytes": sm.peak_bytes,
                   "peak_at_s": run.stats[(sm.stage, 0)].activation_peak_at_s})
         devices.append(d)
-    capacity = prep.device.memory_capacity_bytes
+    # A mixed cluster fits when its smallest device holds the largest peak (each stage
+    # has devices on every kind of node a DP replica may land on).
+    capacity = min([prep.device.memory_capacity_bytes]
+                   + [k.memory_capacity_bytes for k in kinds.values()])
     peak = max(d["peak_bytes"] for d in devices)
     mem = {"capacity_bytes": capacity, "peak_bytes": peak, "fits": peak <= capacity,
            "devices": devices,
@@ -251,6 +283,13 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
         slowest = min(speeds, key=lambda d: (speeds[d], d))
         critical["slowest_device"] = slowest
         critical["slowest_speed"] = speeds[slowest]
+    if crit in pace:
+        # The critical stream runs at the pace of another device kind (mixed cluster).
+        critical["device_kind"] = pace[crit].name
+        critical["nodes"] = sorted({d // per_node for d in range(
+            plan.device_of(crit[0], crit[1] * plan.cp, 0),
+            plan.device_of(crit[0], crit[1] * plan.cp + plan.cp - 1, plan.tp - 1) + 1)
+            if d // per_node in kinds})
     # The link that carries the most bytes for its bandwidth (a lower bound on the step).
     loads = step_link_bytes(model, training, plan, prep.topology, base, symmetric)
     critical["busiest_link"] = busiest_link(prep.topology, loads)

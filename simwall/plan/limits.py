@@ -135,6 +135,18 @@ def check_cluster(cluster: ClusterSpec) -> None:
                               f"faults.stragglers[{first[s.device]}] (one entry per device)",
                               line=cluster.line(key))
         first[s.device] = i
+    seen: dict[int, int] = {}
+    for i, m in enumerate(cluster.mixed):
+        for j, node in enumerate(m.nodes):
+            key = f"mixed[{i}].nodes[{j}]"
+            if node in seen:
+                raise ConfigError(src, key, f"node {node} is already given a device by "
+                                  f"mixed[{seen[node]}] (one entry per node)",
+                                  line=cluster.line(key))
+            seen[node] = i
+            if isinstance(cluster.nodes, int) and node >= cluster.nodes:
+                raise ConfigError(src, key, f"no node {node}: the cluster has nodes 0 to "
+                                  f"{cluster.nodes - 1}", line=cluster.line(key))
     if isinstance(cluster.nodes, int):
         world = cluster.nodes * cluster.devices_per_node
         for i, s in enumerate(cluster.faults.stragglers):

@@ -51,7 +51,10 @@ def render(r: StepResult) -> str:
         (f"ideal step (compute only: no communication, no bubble; a lower bound) "
          f"{r.bounds.get('compute_only_s', float('nan')):.4f} s"),
         "",
-        f"breakdown (critical stage {r.critical.get('stage')}):",
+        f"breakdown (critical stage {r.critical.get('stage')}"
+        + (f", replica {r.critical.get('replica')} paced by node(s) "
+           f"{', '.join(map(str, r.critical['nodes']))} of {r.critical['device_kind']}"
+           if "device_kind" in r.critical else "") + "):",
     ]
     for k in BREAKDOWN_KEYS:
         v = r.breakdown_s[k]
