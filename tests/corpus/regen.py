@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# This checkout's simwall, not whichever one is installed (an editable install from
+# another worktree would otherwise write that checkout's outputs here).
+sys.path.insert(0, str(HERE.parent.parent))
 sys.path.insert(0, str(HERE))
 
 from cases import CASES  # noqa: E402
