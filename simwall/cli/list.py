@@ -49,7 +49,9 @@ def _topologies() -> list[str]:
         except SimwallError as err:
             lines.append(f"{name:<14} (invalid: {err})")
             continue
-        device = c.device if isinstance(c.device, str) else f"{c.device.base} (modified)"
+        device = (c.device if isinstance(c.device, str) else
+                  c.device.name if c.device.name and c.device.name != c.device.base
+                  else f"{c.device.base} (modified)")
         lines.append(f"{name:<14} {device:<22} nodes {c.nodes!s:>4} x "
                      f"{c.devices_per_node}  intra {c.intra.topology}, "
                      f"inter {c.inter.topology}")
@@ -68,6 +70,8 @@ def _workloads() -> list[str]:
         lines.append(f"{name:<14} {m.kind} {m.layers:>3} layers, hidden {m.hidden:>5}, "
                      f"seq {m.seq_len:>5}, batch {w.training.global_batch:>4}; "
                      f"tp {p.tp} " + (f"cp {p.cp} " if p.cp > 1 else "")
-                     + f"pp {p.pp} dp {p.dp}; {w.defaults.cluster}"
+                     + f"pp {p.pp} dp {p.dp}" + (f" ep {p.ep}" if p.ep > 1 else "")
+                     + (f" ({m.experts} experts, top {m.top_k})" if m.moe else "")
+                     + f"; {w.defaults.cluster}"
                      + (f" x {w.defaults.devices}" if w.defaults.devices else ""))
     return lines
