@@ -93,8 +93,12 @@ def test_more_expert_parallelism_never_holds_more_expert_state(ep_pow, k):
 
 
 def test_expert_optimizer_state_shards_over_expert_data_parallel():
-    """ZeRO-1: the dense part's optimizer state splits over dp, the experts' over
-    dp / ep (Megatron-Core's expert-data-parallel group)."""
+    """Megatron-Core's memory formula for the distributed optimizer with EP: the dense
+    parameters' optimizer state (12 B/param with Adam: fp32 master, m, v) splits over the
+    DP (x CP) group, the expert parameters' over the expert-data-parallel group of dp / ep
+    ranks (megatron/core/optimizer/__init__.py builds a separate distributed optimizer for
+    the expert parameters on the expert-data-parallel group; Megatron-LM
+    docs/source/api-guide/dist_optimizer.md gives the 6 + 12/d B/param per group)."""
     model = ModelSpec(layers=2, hidden=1024, heads=8, vocab=32000, seq_len=1024, experts=8,
                       top_k=2, gated_mlp=True, norm="rmsnorm")
     training = TrainingSpec(global_batch=8, mixed_precision="megatron")
