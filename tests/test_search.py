@@ -197,3 +197,24 @@ def test_cli_plan_and_check(tiny, capsys):
     assert main(["check", "no-such-workload.yaml"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("simwall: error: ")
+
+
+@pytest.mark.parametrize("workload, over", [
+    ("llama3-8b", {"cluster.nodes": 1, "model.layers": 4, "training.global_batch": 16}),
+    ("mixtral-8x7b", {"cluster.nodes": 1, "model.layers": 4, "training.global_batch": 16,
+                      "model.dense_layers": 1}),
+])
+def test_compute_bound_is_a_lower_bound_with_cp_and_ep(workload, over):
+    """Branch and bound stays exact only while the bound never exceeds the estimate: it
+    must count a context-parallel plan's s/cp tokens and an MoE plan's expert layers."""
+    from simwall.engine.prepare import load_inputs
+    wl, cl = load_inputs(workload, "dgx-h100", over)
+    s = Searcher(wl, cl)
+    seen = {"cp": 0, "ep": 0}
+    for plan in enumerate_plans(wl, cl):
+        if plan.cp == 1 and plan.ep == 1 and plan.tp > 1:
+            continue
+        seen["cp"] += plan.cp > 1
+        seen["ep"] += plan.ep > 1
+        assert s.compute_bound(plan) <= s.estimate(plan)[0] * (1 + 1e-9), plan
+    assert seen["cp"] > 0 if workload == "llama3-8b" else seen["ep"] > 0

@@ -44,6 +44,7 @@ from ..errors import ConfigError, SimwallError
 from ..hardware.catalog import resolve_device
 from ..hardware.efficiency import check_precision
 from ..model.limits import resolve_checked
+from ..model.moe import chunk_moe_layers
 from ..model.memory import device_memory, memory_reserve
 from ..plan import (
     Plan,
@@ -317,23 +318,34 @@ class Searcher:
     def compute_bound(self, plan: Plan) -> float:
         """A lower bound of :meth:`estimate`: the same pipeline formula on compute time
         alone (no TP / PP / DP communication, no optimizer). Compute per layer depends on
-        tp, sequence parallelism, micro-batch and recompute only (simwall.model.ops),
-        so it is memoised on those."""
+        tp, cp, ep, sequence parallelism, micro-batch and recompute only
+        (simwall.model.ops), so it is memoised on those; a mixture-of-experts model's MoE
+        layers (simwall.model.moe) are counted at their own times."""
 
-        key = (plan.tp, plan.sequence_parallel, plan.micro_batch, plan.recompute)
+        key = (plan.tp, plan.cp, plan.ep, plan.sequence_parallel, plan.micro_batch,
+               plan.recompute)
         t = self._op_cache.get(key)
         if t is None:
             norm = Plan(tp=plan.tp, pp=1, dp=1, virtual_stages=1,
                         sequence_parallel=plan.sequence_parallel, zero=0,
                         recompute=plan.recompute, schedule="1f1b",
                         micro_batch=plan.micro_batch, global_batch=plan.micro_batch,
-                        stage_layers=(self.workload.model.layers,))
+                        stage_layers=(self.workload.model.layers,), cp=plan.cp,
+                        ep=plan.ep)
             t = op_times(self.workload.model, self.workload.training, norm, self.device)
             self._op_cache[key] = t
-        layer = t["layer_fwd"] + t["layer_bwd"] + t["layer_rec"]
+        model = self.workload.model
+
+        def layers(s: int, part: str) -> float:
+            """Time of stage ``s``'s layers in ``part`` (fwd, bwd, rec, wgrad)."""
+            n_moe = (sum(chunk_moe_layers(model, plan, c)
+                         for c in range(s, plan.chunks, plan.pp)) if model.moe else 0)
+            out = (plan.layers_on_stage(s) - n_moe) * t["layer_" + part]
+            return out + (n_moe * t["moe_layer_" + part] if n_moe else 0.0)
+
         per_stage = []
         for s in range(plan.pp):
-            c = plan.layers_on_stage(s) * layer
+            c = layers(s, "fwd") + layers(s, "bwd") + layers(s, "rec")
             if s == 0:
                 c += t["emb_fwd"] + t["emb_bwd"]
             if s == plan.pp - 1:
@@ -345,8 +357,8 @@ class Searcher:
             # estimate_step), non-decreasing in F and B: the same bound on compute alone.
             z = []
             for s, c in enumerate(per_stage):
-                f = plan.layers_on_stage(s) * t["layer_fwd"]
-                w = plan.layers_on_stage(s) * t["layer_wgrad"]
+                f = layers(s, "fwd")
+                w = layers(s, "wgrad")
                 if s == 0:
                     f += t["emb_fwd"]
                 if s == plan.pp - 1:
