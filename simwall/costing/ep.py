@@ -20,7 +20,7 @@ from ..config import ModelSpec, TrainingSpec
 from ..model.moe import chunk_moe_layers, routed_tokens
 from ..model.ops import activation_element_bytes
 from ..plan import Plan
-from .groups import Groups, dp_groups, near_groups
+from .groups import Groups, axis_groups, dp_groups, near_groups
 from .traffic import Costed, Traffic, run_collective
 
 __all__ = ["EPCost", "ep_cost", "ep_groups"]
@@ -55,9 +55,8 @@ def ep_groups(plan: Plan, stage: int, topology, symmetric: bool) -> Groups:
 
 
 def ep_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stage: int,
-            symmetric: bool, tp_groups: Groups = ()) -> EPCost:
-    """Token exchange of one MoE layer of ``stage``; ``tp_groups``: the stage's TP groups
-    as :func:`simwall.costing.tp.tp_cost` costs them (for the gather over TP)."""
+            symmetric: bool) -> EPCost:
+    """Token exchange of one MoE layer of ``stage`` (nothing for a dense model)."""
     if not model.moe:
         return EPCost()
     n_moe = sum(chunk_moe_layers(model, plan, c) for c in range(stage, plan.chunks, plan.pp))
@@ -72,7 +71,9 @@ def ep_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stag
                          own * model.top_k * model.hidden * e, count, plan.collective,
                          symmetric)
     gather = scatter = Costed()
-    if plan.tp > 1 and tp_groups:
+    if plan.tp > 1:
+        # The stage's TP groups, as costing.tp.tp_cost costs them.
+        tp_groups = axis_groups(plan, 0 if symmetric else stage, "tp", topology, symmetric)
         routed_bytes = routed_tokens(model, tokens) * model.hidden * e
         gather = run_collective(topology, "all_gather", tp_groups, routed_bytes,
                                 count / 2, plan.collective, symmetric)

@@ -31,8 +31,7 @@ from ..plan import Plan
 from .compute import layer_compute_s, moe_layer_compute_s, op_times
 from .cp import cp_cost
 from .dp import bucket_cost, micro_batch_exposed_s, tied_embedding_cost
-from .ep import ep_cost
-from .groups import axis_groups
+from .ep import EPCost, ep_cost
 from .optimizer import gather_exposed_s, optimizer_s, parameter_gather_cost
 from .pp import pp_cost
 from .tp import TPCost, tp_cost, with_overlap
@@ -211,8 +210,9 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
                        bwd_weight_s=times["layer_wgrad"] / speed,
                        wgrad_activation_bytes=layer_wgrad_activation_bytes(model, training,
                                                                            plan))
-    moe = _moe_delta(model, training, plan, topology, stage, symmetric, times, speed,
-                     layer, tp_alone) if model.moe else _MoEDelta()
+    ep = ep_cost(model, training, plan, topology, stage, symmetric)
+    moe = _moe_delta(model, training, plan, ep, times, speed, layer,
+                     tp_alone) if model.moe else _MoEDelta()
     chunks = tuple(_chunk_cost(model, training, plan, local * plan.pp + stage, n_layers,
                                layer, tp, times, speed, moe)
                    for local, n_layers in enumerate(plan.chunk_layers(stage)))
@@ -238,33 +238,16 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
                      bucket_bytes=grads.bucket_bytes, bucket_s=grads.bucket_s,
                      tied_embedding_s=tied.s, optimizer_s=opt, post_optimizer_s=post_s,
                      traffic=(tp.traffic + z3.traffic + pp.traffic + grads.traffic
-                              + tied.traffic + post.traffic + moe_traffic(
-                                  model, training, plan, topology, stage, symmetric)),
+                              + tied.traffic + post.traffic + ep.traffic),
                      transfers=transfers, param_gather_hidden_s=post.s - post_s)
 
 
-def _tp_groups(plan: Plan, topology, stage: int, symmetric: bool):
-    """The TP groups :func:`.tp.tp_cost` costs ``stage`` on."""
-    return axis_groups(plan, 0 if symmetric else stage, "tp", topology,
-                       symmetric) if plan.tp > 1 else []
-
-
-def moe_traffic(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stage: int,
-                symmetric: bool) -> tuple[Traffic, ...]:
-    """The token exchange's traffic of ``stage`` (none for a dense model)."""
-    if not model.moe:
-        return ()
-    return ep_cost(model, training, plan, topology, stage, symmetric,
-                   _tp_groups(plan, topology, stage, symmetric)).traffic
-
-
-def _moe_delta(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stage: int,
-               symmetric: bool, times: dict[str, float], speed: float, layer: _LayerCost,
+def _moe_delta(model: ModelSpec, training: TrainingSpec, plan: Plan, ep: EPCost,
+               times: dict[str, float], speed: float, layer: _LayerCost,
                tp: TPCost) -> _MoEDelta:
-    """An MoE layer of ``stage`` against a dense one (see :class:`_MoEDelta`)."""
+    """An MoE layer against a dense one (see :class:`_MoEDelta`); ``ep``: the stage's
+    token exchange."""
     fwd_s, bwd_s = moe_layer_compute_s(times, speed)
-    ep = ep_cost(model, training, plan, topology, stage, symmetric,
-                 _tp_groups(plan, topology, stage, symmetric))
     # The dense MLP's TP pair is half of a dense layer's TP collectives in each pass (the
     # attention's pair is the other half; ``tp`` is tp_cost before any overlap or CP), its
     # recompute repeat included; the dispatcher's collectives are not overlapped.
