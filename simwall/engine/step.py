@@ -228,7 +228,8 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
         base[stage] = stage_cost(model, training, plan, prep.device, prep.topology, stage,
                                   symmetric=symmetric)
     costs: dict[tuple[int, int], StageCost] = {}
-    pace: dict[tuple[int, int], DeviceSpec] = {}       # a mixed cluster's slowest kind
+    # A mixed cluster's streams paced by another device kind: (that kind, its nodes).
+    pace: dict[tuple[int, int], tuple[DeviceSpec, list[int]]] = {}
     per_node = prep.cluster.devices_per_node
     for stage in range(plan.pp):
         for r in range(replicas):
@@ -239,13 +240,13 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
                     for t in range(plan.tp)]
             speed = min([speeds.get(d, 1.0) for d in devs])
             own = base[stage]
-            others = {kinds[d // per_node].name: kinds[d // per_node] for d in devs
-                      if d // per_node in kinds}
-            for spec in others.values():
+            nodes = sorted({d // per_node for d in devs if d // per_node in kinds})
+            for spec in {kinds[n].name: kinds[n] for n in nodes}.values():
                 cost = stage_cost(model, training, plan, spec, prep.topology, stage,
                                   symmetric=False)
                 if _compute_s(cost) > _compute_s(own):
-                    own, pace[(stage, r)] = cost, spec
+                    own = cost
+                    pace[(stage, r)] = (spec, [n for n in nodes if kinds[n].name == spec.name])
             costs[(stage, r)] = scaled(own, speed)
 
     run = simulate_step(plan, costs, replicas, trace,
@@ -285,11 +286,8 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
         critical["slowest_speed"] = speeds[slowest]
     if crit in pace:
         # The critical stream runs at the pace of another device kind (mixed cluster).
-        critical["device_kind"] = pace[crit].name
-        critical["nodes"] = sorted({d // per_node for d in range(
-            plan.device_of(crit[0], crit[1] * plan.cp, 0),
-            plan.device_of(crit[0], crit[1] * plan.cp + plan.cp - 1, plan.tp - 1) + 1)
-            if d // per_node in kinds})
+        critical["device_kind"] = pace[crit][0].name
+        critical["nodes"] = pace[crit][1]
     # The link that carries the most bytes for its bandwidth (a lower bound on the step).
     loads = step_link_bytes(model, training, plan, prep.topology, base, symmetric)
     critical["busiest_link"] = busiest_link(prep.topology, loads)
