@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import simpy
 
-from ..costing import StageCost, busiest_link, costs_symmetrically, stage_cost, step_link_bytes
 from ..config import DeviceSpec
+from ..costing import StageCost, busiest_link, costs_symmetrically, stage_cost, step_link_bytes
 from ..costing.energy import step_energy
 from ..hardware.catalog import resolve_device
 from ..model import memory
@@ -246,7 +246,8 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
                                   symmetric=False)
                 if _compute_s(cost) > _compute_s(own):
                     own = cost
-                    pace[(stage, r)] = (spec, [n for n in nodes if kinds[n].name == spec.name])
+                    pace[(stage, r)] = (spec, [n for n in nodes
+                                               if kinds[n].name == spec.name])
             costs[(stage, r)] = scaled(own, speed)
 
     run = simulate_step(plan, costs, replicas, trace,

@@ -44,8 +44,8 @@ from ..errors import ConfigError, SimwallError
 from ..hardware.catalog import resolve_device
 from ..hardware.efficiency import check_precision
 from ..model.limits import resolve_checked
-from ..model.moe import chunk_moe_layers
 from ..model.memory import device_memory, memory_reserve
+from ..model.moe import chunk_moe_layers
 from ..plan import (
     Plan,
     balanced_split,
