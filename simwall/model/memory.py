@@ -661,12 +661,13 @@ def zero3_gathered_params(model: ModelSpec, plan: Plan, stage: int) -> float:
     ``plan.reshard_after_forward`` (issue 15) every layer of the stage stays gathered
     from its forward to its backward (FSDP2 ``reshard_after_forward=False``: ZeRO-2's
     parameter memory), uncapped."""
+    # Parameters of one dense and one MoE layer, with how many of each the stage holds.
+    kinds = [(n, layer_params(model, plan.tp, moe=moe, ep=plan.ep))
+             for n, moe in zip(_layer_kinds(model, plan, stage), (False, True)) if n]
     if not plan.reshard_after_forward:
-        return float(plan.layers_on_stage(stage) * layer_params(model, plan.tp))
+        return float(sum(n * params for n, params in kinds))
     layers = min(ZERO3_PREFETCH_LAYERS, plan.layers_on_stage(stage))
-    largest_layer = max(layer_params(model, plan.tp, moe=kind, ep=plan.ep)
-                        for kind, n in zip((False, True), _layer_kinds(model, plan, stage))
-                        if n) if plan.layers_on_stage(stage) else 0
+    largest_layer = max((params for _, params in kinds), default=0)
     live = min(float(layers * largest_layer), ZERO3_MAX_LIVE_PARAMS)
     largest = max((r * c for r, c in stage_matrix_shapes(model, plan, stage)), default=0)
     return max(live, float(largest))
