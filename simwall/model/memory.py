@@ -52,6 +52,7 @@ __all__ = [
     "optimizer_shard_params",
     "output_activation_bytes",
     "stage_activation_bytes",
+    "stage_layer_kinds",
     "stage_matrix_shapes",
     "stage_params",
     "total_params",
@@ -176,8 +177,10 @@ def _mla_norm_params(model: ModelSpec) -> int:
     return (model.mla.q_lora_rank or 0) + model.mla.kv_lora_rank
 
 
-def _layer_kinds(model: ModelSpec, plan: Plan, stage: int) -> tuple[int, int]:
+def stage_layer_kinds(model: ModelSpec, plan: Plan, stage: int) -> tuple[int, int]:
     """``(dense, moe)`` layer counts of pipeline ``stage``."""
+    if not model.moe:
+        return plan.layers_on_stage(stage), 0
     n_moe = sum(moe_layers.chunk_moe_layers(model, plan, c)
                 for c in range(stage, plan.chunks, plan.pp))
     return plan.layers_on_stage(stage) - n_moe, n_moe
@@ -216,7 +219,7 @@ def stage_params(model: ModelSpec, plan: Plan, stage: int) -> int:
     """Parameters per DEVICE on pipeline ``stage`` (each TP rank of the stage alike),
     its share of the routed experts included (:func:`stage_expert_params`)."""
     _check_stage(plan, stage)
-    dense, n_moe = _layer_kinds(model, plan, stage)
+    dense, n_moe = stage_layer_kinds(model, plan, stage)
     out = dense * layer_params(model, plan.tp)
     if n_moe:
         out += n_moe * layer_params(model, plan.tp, moe=True, ep=plan.ep)
@@ -231,7 +234,7 @@ def stage_expert_params(model: ModelSpec, plan: Plan, stage: int) -> int:
     """Routed-expert parameters per device on pipeline ``stage`` (part of
     :func:`stage_params`): their gradients and optimizer state are sharded over the
     expert-data-parallel ranks (``dp / ep``), not over DP."""
-    return _layer_kinds(model, plan, stage)[1] * moe_layers.expert_params(model, plan.tp,
+    return stage_layer_kinds(model, plan, stage)[1] * moe_layers.expert_params(model, plan.tp,
                                                                           plan.ep)
 
 
@@ -261,7 +264,7 @@ def _layer_matrix_shapes(model: ModelSpec, tp: int, moe: bool = False,
 
 def _stage_layer_shapes(model: ModelSpec, plan: Plan, stage: int) -> list[tuple[int, int]]:
     """(rows, cols) of the 2-D weights of the layers of ``stage`` on one device."""
-    dense, n_moe = _layer_kinds(model, plan, stage)
+    dense, n_moe = stage_layer_kinds(model, plan, stage)
     shapes = _layer_matrix_shapes(model, plan.tp) * dense
     if n_moe:
         shapes += _layer_matrix_shapes(model, plan.tp, True, plan.ep) * n_moe
@@ -663,7 +666,7 @@ def zero3_gathered_params(model: ModelSpec, plan: Plan, stage: int) -> float:
     parameter memory), uncapped."""
     # Parameters of one dense and one MoE layer, with how many of each the stage holds.
     kinds = [(n, layer_params(model, plan.tp, moe=moe, ep=plan.ep))
-             for n, moe in zip(_layer_kinds(model, plan, stage), (False, True)) if n]
+             for n, moe in zip(stage_layer_kinds(model, plan, stage), (False, True)) if n]
     if not plan.reshard_after_forward:
         return float(sum(n * params for n, params in kinds))
     layers = min(ZERO3_PREFETCH_LAYERS, plan.layers_on_stage(stage))

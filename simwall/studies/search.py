@@ -44,8 +44,7 @@ from ..errors import ConfigError, SimwallError
 from ..hardware.catalog import resolve_device
 from ..hardware.efficiency import check_precision
 from ..model.limits import resolve_checked
-from ..model.memory import device_memory, memory_reserve
-from ..model.moe import chunk_moe_layers
+from ..model.memory import device_memory, memory_reserve, stage_layer_kinds
 from ..plan import (
     Plan,
     balanced_split,
@@ -334,14 +333,13 @@ class Searcher:
                         ep=plan.ep)
             t = op_times(self.workload.model, self.workload.training, norm, self.device)
             self._op_cache[key] = t
-        model = self.workload.model
+        kinds = [stage_layer_kinds(self.workload.model, plan, s) for s in range(plan.pp)]
 
         def layers(s: int, part: str) -> float:
             """Time of stage ``s``'s layers in ``part`` (fwd, bwd, rec, wgrad)."""
-            n_moe = (sum(chunk_moe_layers(model, plan, c)
-                         for c in range(s, plan.chunks, plan.pp)) if model.moe else 0)
-            out = (plan.layers_on_stage(s) - n_moe) * t["layer_" + part]
-            return out + (n_moe * t["moe_layer_" + part] if n_moe else 0.0)
+            dense, n_moe = kinds[s]
+            return dense * t["layer_" + part] + (n_moe * t["moe_layer_" + part] if n_moe
+                                                   else 0.0)
 
         per_stage = []
         for s in range(plan.pp):
