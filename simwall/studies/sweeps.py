@@ -418,8 +418,14 @@ def _completed(tasks: list[tuple], executor: cf.Executor | None) -> Iterator[dic
                                    "--resume") from None
             yield from recs
     finally:
-        for fut in futures:
-            fut.cancel()
+        # A process pool cancels its pending work itself (shutdown(cancel_futures=True),
+        # make_executor's closers), removing it from its queue; cancelling those futures
+        # here would leave them in the pool's pending table, and a pool broken by the
+        # terminated workers then sets their exception: InvalidStateError, a traceback from
+        # its management thread (CPython 3.11's ProcessPoolExecutor.terminate_broken).
+        if not isinstance(executor, cf.ProcessPoolExecutor):
+            for fut in futures:
+                fut.cancel()
 
 
 def sweep(base: dict, grid: dict[str, list], executor: cf.Executor | None = None,
