@@ -121,6 +121,7 @@ INTER_TOPOLOGIES = Registry("inter-node topology", {
     "rail_only": "simwall.net.generators.inter_rail_only:GENERATOR",
     "fat_tree3": "simwall.net.generators.inter_fat_tree3:GENERATOR",
     "dragonfly": "simwall.net.generators.inter_dragonfly:GENERATOR",
+    "multi_plane": "simwall.net.generators.inter_multi_plane:GENERATOR",
     "graph": "simwall.net.generators.explicit:INTER_GENERATOR",
 })
 

@@ -17,6 +17,7 @@ __all__ = [
     "MAX_DEVICES",
     "MAX_GRAPH_YAML_VALUES",
     "MAX_LAYERS",
+    "MAX_PLANES",
     "MAX_TORUS_DIMS",
     "MAX_YAML_VALUES",
 ]
@@ -58,3 +59,12 @@ MAX_DEGRADED_LINKS = 10_000
 #: Entries of ``intra.dims`` / ``inter.dims`` (torus dimensions). Published tori have 3
 #: (TPU v4) to 6 (Fugaku's Tofu-D) dimensions.
 MAX_TORUS_DIMS = 16
+
+#: Planes of a multi-plane fabric (``inter.planes``). Published designs split a NIC over
+#: 2 planes (Alibaba HPN, Qian et al. SIGCOMM 2024, Sec. 5: two 200 Gb/s ports per NIC;
+#: NVIDIA Spectrum-X dual-plane), 4 (Spectrum-X quad-plane on ConnectX-8: NVIDIA
+#: Network Operator docs, "Software Multiplane Spectrum-X Quick Start") or 8 (DeepSeek's
+#: multi-plane fat-tree: Zhao et al., "Insights into DeepSeek-V3", ISCA 2025, arXiv
+#: 2505.09343); 64 leaves room for
+#: finer splits while keeping a plane's share of a NIC above 6 Gb/s for today's 400 Gb/s.
+MAX_PLANES = 64

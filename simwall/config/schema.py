@@ -34,7 +34,7 @@ from ..registry import (
     SCHEDULES,
     Registry,
 )
-from .limits import MAX_DEGRADED_LINKS, MAX_DEVICES, MAX_LAYERS, MAX_TORUS_DIMS
+from .limits import MAX_DEGRADED_LINKS, MAX_DEVICES, MAX_LAYERS, MAX_PLANES, MAX_TORUS_DIMS
 from .yamlio import dotted_key
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "PRECISION_BYTES",
     "ClusterSpec",
     "DegradedLink",
+    "DegradedPlane",
     "DeviceRef",
     "DeviceSpec",
     "EfficiencySpec",
@@ -693,6 +694,19 @@ class InterSpec(Strict):
     router_nodes: PosInt = 4
     group_routers: PosInt = 8
     global_links: PosInt = 4
+    # multi_plane: independent identical planes each NIC's bandwidth is split over (a
+    # port per plane), and the fabric of one plane (simwall.net.generators.inter_multi_plane).
+    planes: Annotated[int, Field(strict=True, ge=1, le=MAX_PLANES)] = 1
+    plane_topology: Annotated[str, OneOf(INTER_TOPOLOGIES)] = "fat_tree"
+
+    @model_validator(mode="after")
+    def _planes_need_multi_plane(self) -> InterSpec:
+        if self.planes > 1 and self.topology != "multi_plane":
+            raise ValueError(f"inter.planes: splits NICs over planes only with "
+                             f"inter.topology 'multi_plane' (and inter.plane_topology the "
+                             f"fabric of one plane), got {self.planes} planes with "
+                             f"{self.topology!r}")
+        return self
 
 
 class HostSpec(Strict):
@@ -713,11 +727,23 @@ class DegradedLink(Strict):
     bandwidth_factor: Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]  # 0 = failed
 
 
+class DegradedPlane(Strict):
+    """Plane ``plane`` of a multi-plane fabric degraded (factor 0: failed): every one of
+    its links, or only its link ``between`` two graph nodes (NIC, switch names)."""
+
+    plane: NonNegInt
+    between: tuple[str, str] | None = None
+    bandwidth_factor: Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]  # 0 = failed
+
+
 class FaultSpec(Strict):
     stragglers: Annotated[tuple[Straggler, ...], at_most(
         MAX_DEVICES, "at most one per device; the largest training clusters have about "
         "100,000 devices")] = ()
     links: Annotated[tuple[DegradedLink, ...], at_most(
+        MAX_DEGRADED_LINKS, "failure studies degrade a handful of links")] = ()
+    # Degraded planes of a multi-plane fabric (inter.topology 'multi_plane').
+    planes: Annotated[tuple[DegradedPlane, ...], at_most(
         MAX_DEGRADED_LINKS, "failure studies degrade a handful of links")] = ()
 
 
@@ -857,6 +883,14 @@ class ClusterSpec(Strict):
     power_overhead: Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)] | None = None
     pue: Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)] = 1.0
     price_per_device_hour: NonNegFloat | None = None
+
+    @model_validator(mode="after")
+    def _plane_faults_need_planes(self) -> ClusterSpec:
+        if self.faults.planes and self.inter.topology != "multi_plane":
+            raise ValueError(f"faults.planes: degrades planes of a multi-plane fabric; "
+                             f"inter.topology {self.inter.topology!r} has none (expected "
+                             f"'multi_plane')")
+        return self
 
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)

@@ -150,7 +150,11 @@ def export_graph_doc(cluster: ClusterSpec) -> dict:
                      f"generators, {topo.nodes_count} nodes) written out by simwall topo "
                      f"--export; " + (cluster.source or ""))
     doc["intra"] = {k: v for k, v in doc["intra"].items() if k != "dims"}
-    doc["inter"] = {k: v for k, v in doc["inter"].items() if k not in ("dims",)}
+    # A multi-plane fabric is written out as its pooled plane links (plane faults
+    # included in their bandwidths; simwall.net.generators.inter_multi_plane).
+    doc["inter"] = {k: v for k, v in doc["inter"].items()
+                    if k not in ("dims", "planes", "plane_topology")}
+    doc.get("faults", {}).pop("planes", None)
     doc["intra"]["topology"] = doc["inter"]["topology"] = "graph"
     for level in ("intra", "inter", "host"):
         # Every link is written out with its own figures; a what-if mapping left here
@@ -178,6 +182,8 @@ def _differing_routes(topo: Topology, rail_matching: bool, graph: dict,
     doc = cluster.model_dump(by_alias=True, exclude_none=True)
     doc.update({"graph": spec, "nodes": topo.nodes_count,
                 "faults": {"stragglers": doc.get("faults", {}).get("stragglers", [])}})
+    doc["inter"] = {k: v for k, v in doc["inter"].items()
+                    if k not in ("planes", "plane_topology")}      # pooled in the links
     doc["intra"]["topology"] = doc["inter"]["topology"] = "graph"
     explicit = build_topology(ClusterSpec.model_validate(doc))
     n, per_node = topo.num_devices, topo.devices_per_node
