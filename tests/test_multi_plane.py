@@ -263,3 +263,33 @@ def test_example_cluster_files_build():
     for name in ("h100-1024-multi-plane.yaml",):
         r = simulate("llama2-7b", str(root / name), **{"cluster.nodes": 2, "plan.tp": 8})
         assert math.isfinite(r.step_time_s)
+
+
+@pytest.mark.parametrize("plane, faults", [
+    ({"plane_topology": "fat_tree3", "switch_radix": 4, "agg_oversubscription": 2.0},
+     [{"plane": 0, "between": ["leaf0.1", "agg0.0"], "bandwidth_factor": 0.25},
+      {"plane": 2, "bandwidth_factor": 0.5}]),
+    ({"plane_topology": "dragonfly", "router_nodes": 1, "group_routers": 2, "global_links": 2},
+     [{"plane": 1, "between": ["rtr0.0", "rtr0.1"], "bandwidth_factor": 0.0},
+      {"plane": 1, "between": ["nic3.0", "rtr1.1"], "bandwidth_factor": 0.5}]),
+])
+def test_plane_faults_read_node_by_node_match_the_whole_graph(plane, faults):
+    """Edges read lazily (one node's or switch's links at a time) carry the same plane
+    shares as the whole graph, and a degraded link keeps (sum of plane factors) / P."""
+    c = cluster(8, {"topology": "multi_plane", "planes": 3, **plane}, {"planes": faults})
+    lazy, whole = build_topology(c), build_topology(c).graph
+    assert {e: dict(lazy.edge_attrs(e)) for e in whole.edges} == \
+        {e: dict(whole.edges[e]) for e in whole.edges}
+    fabric = {k: v for k, v in plane.items() if k != "plane_topology"}
+    healthy = build_topology(cluster(8, {"topology": plane["plane_topology"], **fabric})).graph
+    from simwall.net.names import parse_node_name
+    for f in faults:
+        if "between" not in f:
+            continue
+        u, v = (parse_node_name(t) for t in f["between"])
+        whole_share = 0.5 if plane["plane_topology"] == "fat_tree3" else 1.0
+        others = sum(whole_share if p == 2 else 1.0 for p in range(3) if p != f["plane"])
+        mine = f["bandwidth_factor"] * (whole_share if f["plane"] == 2 else 1.0)
+        assert math.isclose(whole.edges[u, v]["bandwidth_bytes_per_s"],
+                            healthy.edges[u, v]["bandwidth_bytes_per_s"] * (others + mine) / 3,
+                            rel_tol=1e-15)
