@@ -58,12 +58,25 @@ def test_flash_is_the_default_and_keeps_no_s2_tensor():
         4 * b * s * s * a * d)
 
 
-def test_flash_selective_recompute_equals_none_and_model_flop_convention():
+def test_flash_selective_recompute_reruns_the_kernel_and_model_flop_convention():
     model = ModelSpec(layers=4, hidden=2048, heads=16, vocab=32000, seq_len=4096)
     none, sel = make_plan(4, tp=2, recompute="none"), make_plan(4, tp=2, recompute="selective")
-    assert M.korthikanti_activation_bytes(model, BF16, sel) == (
-        M.korthikanti_activation_bytes(model, BF16, none))
-    assert W.layer_ops(model, BF16, sel, "recompute") == ()
+    # Megatron-LM checkpoints the fused core attention (checkpoint_core_attention): the
+    # layer drops the kernel's fp32 logsumexp, b (a/t) s x 4 bytes, and nothing else.
+    lse = 1 * (16 // 2) * 4096 * 4
+    assert M.korthikanti_activation_bytes(model, BF16, none) - (
+        M.korthikanti_activation_bytes(model, BF16, sel)) == lse
+    assert W.activation_bytes_per_layer(model, BF16, none) - (
+        W.activation_bytes_per_layer(model, BF16, sel)) == lse
+    # The backward re-runs the forward kernel once, the same op as the forward's.
+    rec = W.layer_ops(model, BF16, sel, "recompute")
+    fwd = [op for op in W.layer_ops(model, BF16, none, "fwd") if op.name == W.FLASH_ATTENTION]
+    assert [op.name for op in rec] == [W.FLASH_ATTENTION]
+    assert (rec[0].flop, rec[0].bytes_, rec[0].kind) == (fwd[0].flop, fwd[0].bytes_,
+                                                         fwd[0].kind)
+    assert W.layer_ops(model, BF16, none, "recompute") == ()
+    dev = get_device("H100-SXM5-80GB")
+    assert ops_time_s(rec, dev, "bf16") == pytest.approx(ops_time_s(fwd, dev, "bf16"))
     # The model FLOP (MFU numerator) count the eager full-s^2 attention whatever the kernel.
     flash, eager = _pair(model)
     assert W.model_flop_per_step(flash, BF16) == W.model_flop_per_step(eager, BF16)

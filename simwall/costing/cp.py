@@ -21,8 +21,9 @@ context-parallel attention):
   3, Dubey et al. 2024, Sec. 3.3.2); backward gathers them again and reduce-scatters
   dK/dV. All of it is exposed.
 
-Recompute that repeats the attention forward (full recompute; selective with the eager
-core) repeats its exchange. The exposed seconds ride with the layer's tensor-parallel
+Recompute that repeats the attention forward (full recompute; selective, which
+checkpoints the core attention with either kernel: simwall.model.ops.SELECTIVE_RECOMPUTE)
+repeats its exchange. The exposed seconds ride with the layer's tensor-parallel
 communication (model-parallel communication inside a layer: the ``tp_comm`` part of the
 breakdown); the traffic is recorded on the CP groups (:func:`.groups.cp_groups`).
 """

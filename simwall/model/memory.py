@@ -424,8 +424,9 @@ def korthikanti_activation_bytes(model: ModelSpec, training: TrainingSpec,
       full recompute:        2sbh (the layer input only); 2sbh/t with SP, where the layer
                              input lives in the sequence-parallel region.
     With ``model.attention: flash`` the 5as/h term becomes the kernel's fp32 logsumexp,
-    4a/h (sbh 4a/(ht) with TP), kept under selective recompute too: a fused kernel already
-    keeps of the core what selective recompute would (Dao et al. 2022, Sec. 3.1).
+    4a/h (sbh 4a/(ht) with TP; Dao et al. 2022, Sec. 3.1), and selective recompute drops
+    that: Megatron-LM checkpoints the fused core attention as it did the eager one, keeping
+    only its inputs (simwall.model.ops.SELECTIVE_RECOMPUTE cites the source).
     """
     t = plan.tp
     sb = local_tokens(model, plan)
@@ -434,7 +435,7 @@ def korthikanti_activation_bytes(model: ModelSpec, training: TrainingSpec,
         return sb * activation_element_bytes(training) * model.hidden / sp_div
     replicated, sharded, kv_dev, core = _layer_terms(model, training, t)
     per_token = replicated / sp_div + sharded / t + kv_dev
-    if plan.recompute == "none" or uses_flash(model, training):
+    if plan.recompute == "none":
         per_token += core / t
     return float(sb * per_token)
 
@@ -649,8 +650,9 @@ def _recompute_buffer_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan
     no-recompute activations are live, less what the layer already keeps (its input under
     full recompute, everything but the attention core under selective), on top of the
     stored ones (our estimate, following the recompute scheme of Korthikanti et al. 2022,
-    Sec. 5), bytes. With flash attention the layer's activations hold no s^2 term, and
-    selective recompute rematerialises nothing (the fused kernel keeps what it needs)."""
+    Sec. 5), bytes. With flash attention the layer's activations hold no s^2 term: selective
+    recompute rematerialises the fused kernel's logsumexp (the recomputed output, a copy
+    of the output projection's saved input, is not counted, as with the eager core)."""
     whole = korthikanti_activation_bytes(model, training, replace(plan, recompute="none"))
     return whole - korthikanti_activation_bytes(model, training, plan)
 

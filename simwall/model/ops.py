@@ -58,6 +58,7 @@ __all__ = [
     "MASK_BYTES",
     "MODES",
     "PASSES",
+    "SELECTIVE_RECOMPUTE",
     "WGRAD",
     "Op",
     "StageOps",
@@ -94,9 +95,22 @@ FP32_BYTES = 4
 #: tensors grow with s^2 (Korthikanti et al. 2022, Sec. 5).
 ATTENTION_CORE = frozenset({"attn_scores", "softmax", "attn_dropout", "attn_context"})
 
-#: The fused (flash) attention kernel's forward op; it keeps no s^2 tensor, so selective
-#: recompute has nothing to drop from it (its backward recomputes the scores itself).
+#: The fused (flash) attention kernel's forward op; it keeps no s^2 tensor (its backward
+#: recomputes the scores itself), only the fp32 logsumexp.
 FLASH_ATTENTION = "flash_attention"
+#: The ops selective recompute checkpoints, whichever attention kernel runs: Megatron-LM's
+#: ``--recompute-granularity selective`` wraps the whole core attention in a checkpoint
+#: (megatron/core/transformer/attention.py, ``Attention._checkpointed_attention_forward``,
+#: taken when ``checkpoint_core_attention``: ``recompute_granularity == 'selective'`` and
+#: ``'core_attn' in recompute_modules``, the default list in transformer_config.py
+#: ``TransformerConfig.__post_init__``). Megatron's ``CheckpointFunction`` runs the module
+#: under ``torch.no_grad`` and saves only its inputs (Q, K, V, mask;
+#: megatron/core/tensor_parallel/random.py), so with a fused kernel the forward is re-run in
+#: the backward and only what the kernel alone kept is dropped: its logsumexp (its output is
+#: the output projection's saved input, Q, K, V the checkpoint's). Megatron warns that this
+#: recompute is not needed with fused attention (transformer_config.py, the ``core_attn``
+#: warning); simwall charges what the flag does.
+SELECTIVE_RECOMPUTE = ATTENTION_CORE | {FLASH_ATTENTION}
 #: Backward FLOP of the fused kernel over its forward FLOP: 5 GEMMs (recomputed scores,
 #: dV, dP, dQ, dK) to the forward's 2 (Dao 2023, FlashAttention-2, Sec. 4.1: "the backward
 #: pass ... 2.5 times the forward FLOPs").
@@ -539,7 +553,7 @@ def _kept(op: Op, recompute: str) -> bool:
     if recompute == "full":
         return op.name == "input_norm"  # the layer input only (Korthikanti et al. 2022, Sec. 5)
     if recompute == "selective":
-        return op.name not in ATTENTION_CORE
+        return op.name not in SELECTIVE_RECOMPUTE
     return True
 
 
@@ -582,7 +596,8 @@ def layer_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str =
     ``plan.recompute`` (zero for the ops whose activations are dropped).
     ``pass_='bwd'``: gradient ops, in backward order (recompute excluded).
     ``pass_='recompute'``: the forward ops re-run during backward (``full``: the whole
-    layer; ``selective``: the attention core; ``none``: no ops), in forward order.
+    layer; ``selective``: the attention core, eager kernels or the fused one,
+    :data:`SELECTIVE_RECOMPUTE`; ``none``: no ops), in forward order.
     """
     _check(pass_, mode)
     if moe and not model.moe:
@@ -594,7 +609,8 @@ def layer_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str =
         return tuple(op if _kept(op, plan.recompute) else replace(op, saved_bytes=0.0)
                      for op in fwd)
     if pass_ == "recompute":
-        chosen = {"none": (), "selective": [op for op in fwd if op.name in ATTENTION_CORE],
+        chosen = {"none": (),
+                  "selective": [op for op in fwd if op.name in SELECTIVE_RECOMPUTE],
                   "full": fwd}[plan.recompute]
         return tuple(replace(op, saved_bytes=0.0, pass_="recompute") for op in chosen)
     x = _dims(model, training, plan, mode)
