@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 import simpy
 
 from ..costing import ChunkCost, StageCost
+from ..memo import memoized
 from ..plan import Plan
 from ..plan.schedules import tasks_for
 from .trace import COMPUTE, PP, TP, Recorder
@@ -37,8 +38,10 @@ __all__ = [
     "Arrival",
     "EngineRun",
     "GradSegment",
+    "InputTie",
     "Pipeline",
     "StageStats",
+    "StaticPipeline",
     "run_pipeline",
     "scaled",
 ]
@@ -272,6 +275,175 @@ class Pipeline:
                 rec.counter("activations", env.now, stage, replica,
                             {"bytes": st.activation_now_bytes})
         st.compute_end_s = env.now
+
+
+class InputTie(Exception):
+    """An input reached its stream exactly when the stream asked for it. In
+    :class:`Pipeline` SimPy's order of two simultaneous events then decides whether the
+    stream counted a wait (``events``; nothing else changes), so
+    :class:`StaticPipeline` leaves such a run to :class:`Pipeline`."""
+
+
+@memoized(maxsize=256)
+def _stream_shape(schedule: str, pp: int, stage: int, m: int, v: int, chunks: int
+                  ) -> tuple[tuple[tuple[int, int, int, bool], ...], bool]:
+    """A stage's tasks in schedule order as ``(pass, micro-batch, local chunk, final)``
+    (pass 0 F, 1 B, 2 W; ``final``: the chunk's last gradient pass, whose start announces
+    its gradient segment) and whether the schedule splits the backward. A pure function
+    of the schedule, shared by every run with the same pipeline shape."""
+    order = tasks_for(schedule, pp, stage, m, v)
+    split = any(p_ == "W" for p_, _, _ in order)
+    grad_pass = "W" if split else "B"
+    final_b = {c: [mb for p_, mb, c_ in order if p_ == grad_pass and c_ == c][-1]
+               for c in range(chunks)}
+    code = {"F": 0, "B": 1, "W": 2}
+    return tuple((code[p_], mb, c, p_ == grad_pass and mb == final_b[c])
+                 for p_, mb, c in order), split
+
+
+class StaticPipeline:
+    """The compute streams of one step when every duration is fixed in advance (no shared
+    network, no trace): :class:`Pipeline`'s streams, times and statistics, bit for bit,
+    with SimPy events only where a stream needs an input its producer has not made yet.
+
+    Each stream is a SimPy process that runs its tasks in schedule order and carries the
+    exact times in variables, as :mod:`.sync` does: a task starts when the stream is free
+    and its input has arrived (``producer end + send time``, the very float sums
+    :class:`Pipeline`'s timeouts make), so a stream runs ahead through every task whose
+    input is already known and waits (one event) only for an input not yet produced. The
+    SimPy clock is not advanced by the streams; the DP processes and the tail that follow
+    take the times from the messages, as they do after :class:`Pipeline`. ``events``
+    counts what :class:`Pipeline` would schedule (tasks, timed sends, waits for an input
+    that arrives after the stream is free); an input arriving exactly when its stream is
+    free raises :class:`InputTie` (see there).
+    """
+
+    def __init__(self, env: simpy.Environment, plan: Plan,
+                 costs: dict[tuple[int, int], StageCost], replicas: int,
+                 grads: dict[int, simpy.Store] | None = None) -> None:
+        self.env = env
+        self.plan = plan
+        self.costs = costs
+        self.replicas = replicas
+        self.grads = grads
+        self.events = 0
+        self.stats: dict[tuple[int, int], StageStats] = {}
+        # Per (replica, 'A' | 'G', receiving global chunk): the messages sent so far, in
+        # order, as (micro-batch, producer end, arrival); how many were taken; and the
+        # event of a stream waiting for the next one.
+        self.sent: dict[tuple[int, str, int], list[tuple[int, float, float]]] = {}
+        self.taken: dict[tuple[int, str, int], int] = {}
+        self.waiting: dict[tuple[int, str, int], simpy.Event] = {}
+        for replica in range(replicas):
+            for g in range(plan.chunks):
+                for d in ("A", "G"):
+                    self.sent[(replica, d, g)] = []
+                    self.taken[(replica, d, g)] = 0
+        self.processes: dict[tuple[int, int], simpy.Process] = {}
+        for replica in range(replicas):
+            for stage in range(plan.pp):
+                self.processes[(stage, replica)] = env.process(self._stream(stage, replica))
+
+    def stalled(self) -> list[tuple[int, int]]:
+        """Streams that never finished (a schedule bug: some input never came)."""
+        return [k for k, p in self.processes.items() if p.is_alive]
+
+    def _stream(self, stage: int, replica: int):
+        plan = self.plan
+        sc = self.costs[(stage, replica)]
+        st = StageStats(stage=stage, replica=replica)
+        self.stats[(stage, replica)] = st
+        shape, split = _stream_shape(plan.schedule, plan.pp, stage, plan.micro_batches,
+                                     plan.virtual_stages, len(sc.chunks))
+        last_chunk = plan.chunks - 1
+        grads = self.grads[stage] if self.grads is not None else None
+        sent, taken, waiting = self.sent, self.taken, self.waiting
+        # Per (pass, local chunk): input queue, output queue, send time, and the
+        # durations, exactly as Pipeline derives them.
+        kinds = []
+        for ch in sc.chunks:
+            g = ch.chunk
+            b_comp = ch.bwd_compute_s - ch.bwd_weight_s if split else ch.bwd_compute_s
+            kinds.append((
+                ((replica, "A", g) if g > 0 else None,
+                 (replica, "A", g + 1) if g < last_chunk else None, sc.pp_fwd_s,
+                 ch.fwd_compute_s, ch.fwd_tp_s, ch.zero3_fwd_exposed_s,
+                 ch.fwd_compute_s + ch.fwd_tp_s + ch.zero3_fwd_exposed_s),
+                ((replica, "G", g) if g < last_chunk else None,
+                 (replica, "G", g - 1) if g > 0 else None, sc.pp_bwd_s,
+                 b_comp, ch.bwd_tp_s, ch.zero3_bwd_exposed_s,
+                 b_comp + ch.bwd_tp_s + ch.zero3_bwd_exposed_s),
+                (None, None, 0.0, ch.bwd_weight_s, 0.0, 0.0, ch.bwd_weight_s + 0.0 + 0.0),
+            ))
+        chunk_costs = sc.chunks
+        events = 0
+        t = self.env.now        # the int 0 SimPy starts from, as Pipeline's first start
+        compute_s = tp_s = zero3_s = pp_wait_s = bubble_s = 0.0
+        act_now = act_peak = act_peak_at = 0.0
+        for pass_, mb, local, final in shape:
+            inq, outq, send_s, comp, tp, z3, duration = kinds[local][pass_]
+            if inq is not None:
+                queue = sent[inq]
+                i = taken[inq]
+                if i == len(queue):
+                    ev = self.env.event()
+                    waiting[inq] = ev
+                    yield ev
+                taken[inq] = i + 1
+                got_mb, producer_end, arrived = queue[i]
+                if got_mb != mb:  # pragma: no cover - a schedule bug
+                    raise RuntimeError(f"schedule {plan.schedule!r}: stage {stage} expects "
+                                       f"micro-batch {mb} on chunk {inq[2]}, micro-batch "
+                                       f"{got_mb} arrived first")
+                if arrived > t:
+                    events += 1
+                    wait = arrived - t
+                    pp_part = min(wait, max(0.0, arrived - max(t, producer_end)))
+                    pp_wait_s += pp_part
+                    bubble_s += wait - pp_part
+                    t = arrived
+                elif arrived == t:
+                    raise InputTie(stage, replica, pass_, mb)
+            start = t
+            if pass_ == 0:
+                act_now += chunk_costs[local].activation_bytes
+                if act_now > act_peak:
+                    act_peak = act_now
+                    act_peak_at = start
+            if final and grads is not None:
+                grads.put(GradSegment(replica, start, start + duration,
+                                      chunk_costs[local].grad_bytes))
+            events += 1
+            t = start + duration
+            compute_s += comp
+            tp_s += tp
+            zero3_s += z3
+            if outq is not None:
+                if send_s > 0:
+                    events += 1
+                    sent[outq].append((mb, t, t + send_s))
+                else:
+                    sent[outq].append((mb, t, t))
+                ev = waiting.pop(outq, None)
+                if ev is not None:
+                    ev.succeed()
+            if pass_ == 1:
+                ch = chunk_costs[local]
+                act_now -= ch.activation_bytes
+                if split:
+                    act_now += ch.wgrad_activation_bytes
+                    if act_now > act_peak:
+                        act_peak = act_now
+                        act_peak_at = t
+            elif pass_ == 2:
+                act_now -= chunk_costs[local].wgrad_activation_bytes
+            if final:
+                st.grad_segments.append((start, t, chunk_costs[local].grad_bytes))
+        st.compute_s, st.tp_s, st.zero3_s = compute_s, tp_s, zero3_s
+        st.pp_wait_s, st.bubble_s, st.compute_end_s = pp_wait_s, bubble_s, t
+        st.activation_peak_bytes, st.activation_peak_at_s = act_peak, act_peak_at
+        st.activation_now_bytes = act_now
+        self.events += events
 
 
 def run_pipeline(plan: Plan, costs: dict[tuple[int, int], StageCost],
