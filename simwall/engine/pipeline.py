@@ -278,10 +278,11 @@ class Pipeline:
 
 
 class InputTie(Exception):
-    """An input reached its stream exactly when the stream asked for it. In
-    :class:`Pipeline` SimPy's order of two simultaneous events then decides whether the
-    stream counted a wait (``events``; nothing else changes), so
-    :class:`StaticPipeline` leaves such a run to :class:`Pipeline`."""
+    """An input reached its stream exactly when the stream asked for it, and the SimPy
+    events that deliver the two were made at the same instant too: :class:`Pipeline`
+    then counts a wait or not (``events``; nothing else changes) by an order
+    :class:`StaticPipeline` does not follow, so it leaves such a run to
+    :class:`Pipeline`."""
 
 
 @memoized(maxsize=256)
@@ -314,8 +315,11 @@ class StaticPipeline:
     SimPy clock is not advanced by the streams; the DP processes and the tail that follow
     take the times from the messages, as they do after :class:`Pipeline`. ``events``
     counts what :class:`Pipeline` would schedule (tasks, timed sends, waits for an input
-    that arrives after the stream is free); an input arriving exactly when its stream is
-    free raises :class:`InputTie` (see there).
+    that arrives after the stream is free). An input that arrives exactly when its stream
+    is free counts as a wait in :class:`Pipeline` when the stream's own event (the end of
+    its previous task) comes first in SimPy's queue: equal times go in the order the
+    events were made (SimPy's event id), so the earlier-made event wins; both made at the
+    same instant raise :class:`InputTie`.
     """
 
     def __init__(self, env: simpy.Environment, plan: Plan,
@@ -329,9 +333,10 @@ class StaticPipeline:
         self.events = 0
         self.stats: dict[tuple[int, int], StageStats] = {}
         # Per (replica, 'A' | 'G', receiving global chunk): the messages sent so far, in
-        # order, as (micro-batch, producer end, arrival); how many were taken; and the
-        # event of a stream waiting for the next one.
-        self.sent: dict[tuple[int, str, int], list[tuple[int, float, float]]] = {}
+        # order, as (micro-batch, producer end, arrival, when Pipeline makes the event
+        # that delivers it); how many were taken; and the event of a stream waiting for
+        # the next one.
+        self.sent: dict[tuple[int, str, int], list[tuple[int, float, float, float]]] = {}
         self.taken: dict[tuple[int, str, int], int] = {}
         self.waiting: dict[tuple[int, str, int], simpy.Event] = {}
         for replica in range(replicas):
@@ -378,6 +383,7 @@ class StaticPipeline:
         chunk_costs = sc.chunks
         events = 0
         t = self.env.now        # the int 0 SimPy starts from, as Pipeline's first start
+        made = None             # when Pipeline makes the timeout ending the last task
         compute_s = tp_s = zero3_s = pp_wait_s = bubble_s = 0.0
         act_now = act_peak = act_peak_at = 0.0
         for pass_, mb, local, final in shape:
@@ -390,7 +396,7 @@ class StaticPipeline:
                     waiting[inq] = ev
                     yield ev
                 taken[inq] = i + 1
-                got_mb, producer_end, arrived = queue[i]
+                got_mb, producer_end, arrived, sent_made = queue[i]
                 if got_mb != mb:  # pragma: no cover - a schedule bug
                     raise RuntimeError(f"schedule {plan.schedule!r}: stage {stage} expects "
                                        f"micro-batch {mb} on chunk {inq[2]}, micro-batch "
@@ -403,7 +409,12 @@ class StaticPipeline:
                     bubble_s += wait - pp_part
                     t = arrived
                 elif arrived == t:
-                    raise InputTie(stage, replica, pass_, mb)
+                    # Both at t: Pipeline's stream asks first (a wait of 0, one event)
+                    # if its task's timeout was made before the message's event.
+                    if made is None or sent_made == made:
+                        raise InputTie(stage, replica, pass_, mb)
+                    if made < sent_made:
+                        events += 1
             start = t
             if pass_ == 0:
                 act_now += chunk_costs[local].activation_bytes
@@ -414,16 +425,17 @@ class StaticPipeline:
                 grads.put(GradSegment(replica, start, start + duration,
                                       chunk_costs[local].grad_bytes))
             events += 1
+            made = start
             t = start + duration
             compute_s += comp
             tp_s += tp
             zero3_s += z3
             if outq is not None:
-                if send_s > 0:
+                if send_s > 0:         # a timeout made now delivers it
                     events += 1
-                    sent[outq].append((mb, t, t + send_s))
-                else:
-                    sent[outq].append((mb, t, t))
+                    sent[outq].append((mb, t, t + send_s, t))
+                else:                  # put as this task's timeout (made at start) fires
+                    sent[outq].append((mb, t, t, start))
                 ev = waiting.pop(outq, None)
                 if ev is not None:
                     ev.succeed()
