@@ -442,7 +442,13 @@ class StaticPipeline:
                 if arrived > t:
                     events += 1
                     wait = arrived - t
-                    pp_part = min(wait, max(0.0, arrived - max(t, producer_end)))
+                    # min(wait, max(0.0, arrived - max(t, producer_end))), as Pipeline
+                    # has it, without the calls (builtin max/min keep the first of equals)
+                    pp_part = arrived - (producer_end if producer_end > t else t)
+                    if not pp_part > 0.0:
+                        pp_part = 0.0
+                    if wait < pp_part:
+                        pp_part = wait
                     pp_wait_s += pp_part
                     bubble_s += wait - pp_part
                     t = arrived
