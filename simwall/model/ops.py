@@ -784,6 +784,7 @@ def hardware_flop_per_step(model: ModelSpec, training: TrainingSpec, plan: Plan)
     return float(per_replica * plan.micro_batches * plan.dp * plan.cp * plan.tp)
 
 
+@memoized(maxsize=256)
 def model_flop_per_step(model: ModelSpec, training: TrainingSpec) -> float:
     """FLOP of one step's forward and backward over the whole model and global batch,
     without recompute or parallelism (the numerator of model FLOP utilisation).
