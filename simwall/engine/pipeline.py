@@ -341,12 +341,11 @@ class StaticPipeline:
         self.events = 0
         self.stats: dict[tuple[int, int], StageStats] = {}
         # Per queue (:meth:`_queue`: replica, activations or gradients, receiving global
-        # chunk): the messages sent so far, in order, as (micro-batch, producer end,
-        # arrival, when Pipeline makes the event that delivers it); how many were taken;
-        # and the stream waiting for the next.
+        # chunk): the messages sent and not yet taken, in order, as (micro-batch,
+        # producer end, arrival, when Pipeline makes the event that delivers it); and the
+        # stream waiting for the next.
         queues = 2 * replicas * plan.chunks
-        self.sent: list[list[tuple[int, float, float, float]]] = [[] for _ in range(queues)]
-        self.taken: list[int] = [0] * queues
+        self.sent: list[deque] = [deque() for _ in range(queues)]
         self.waiting: dict[int, tuple] = {}
         self.ready: deque = deque()
         self.unfinished = {(stage, replica) for replica in range(replicas)
@@ -391,7 +390,7 @@ class StaticPipeline:
                                                len(sc.chunks))
         last_chunk = plan.chunks - 1
         grads = self.grads[stage] if self.grads is not None else None
-        sent, taken, waiting, ready = self.sent, self.taken, self.waiting, self.ready
+        sent, waiting, ready = self.sent, self.waiting, self.ready
         # Per pass ('F', 'B', 'W') and local chunk: pass code (0, 1, 2), input queue,
         # output queue, send time, compute / TP / ZeRO-3 time and their sum as Pipeline
         # adds them, the activation bytes the pass holds or frees, the chunk's gradient
@@ -429,12 +428,10 @@ class StaticPipeline:
             (pass_, inq, outq, send_s, comp, tp, z3, duration, act, grad_bytes,
              last_mb) = kinds[p_][local]
             if inq is not None:
-                queue = sent[inq]
-                i = taken[inq]
-                if i == len(queue):
+                inbox = sent[inq]
+                if not inbox:
                     yield inq
-                taken[inq] = i + 1
-                got_mb, producer_end, arrived, sent_made = queue[i]
+                got_mb, producer_end, arrived, sent_made = inbox.popleft()
                 if got_mb != mb:  # pragma: no cover - a schedule bug
                     raise RuntimeError(f"schedule {plan.schedule!r}: stage {stage} expects "
                                        f"micro-batch {mb} on queue {inq}, micro-batch "
