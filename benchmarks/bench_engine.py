@@ -39,7 +39,6 @@ from simwall import clear_caches
 from simwall.api import prepare, run_prepared
 from simwall.net import build_topology
 
-
 ROW = {"model.layers": 80, "model.hidden": 12288, "model.heads": 96, "model.kv_heads": 96,
        "model.ffn_hidden": 4 * 12288, "model.vocab": 51200, "model.seq_len": 2048,
        "plan.tp": 8, "plan.pp": 8, "plan.recompute": "full", "plan.schedule": "1f1b",

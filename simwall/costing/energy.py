@@ -41,6 +41,7 @@ from collections.abc import Iterable
 from ..config import ClusterSpec, DeviceSpec, ModelSpec, TrainingSpec
 from ..hardware import links as catalog_links
 from ..hardware import resolve_link
+from ..memo import memoized
 from ..model import memory, optime
 from ..model import ops as workload
 from ..net import Topology
@@ -64,6 +65,7 @@ _BITS_PER_BYTE = 8.0
 _PJ = 1e-12
 
 
+@memoized(maxsize=4096)
 def stage_hbm_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int) -> float:
     """Bytes one device of ``stage`` reads and writes in device memory in one step: the
     stage's ops (forward, backward with recompute) per micro-batch times the micro-batches,

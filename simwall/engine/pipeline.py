@@ -441,10 +441,10 @@ class StaticPipeline:
                     wait = arrived - t
                     # min(wait, max(0.0, arrived - max(t, producer_end))), as Pipeline
                     # has it, without the calls (builtin max/min keep the first of equals)
-                    pp_part = arrived - (producer_end if producer_end > t else t)
+                    pp_part = arrived - (producer_end if producer_end > t else t)  # noqa: FURB136
                     if not pp_part > 0.0:
                         pp_part = 0.0
-                    if wait < pp_part:
+                    if wait < pp_part:  # noqa: PLR1730
                         pp_part = wait
                     pp_wait_s += pp_part
                     bubble_s += wait - pp_part

@@ -776,6 +776,7 @@ def ops_flop(ops: tuple[Op, ...]) -> float:
     return float(sum(op.flop for op in ops))
 
 
+@memoized(maxsize=1024)
 def hardware_flop_per_step(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
     """FLOP all devices execute in one step (global batch, recompute included), summed
     from the per-device ops: stage ops x micro-batches x DP x CP x TP."""
