@@ -344,7 +344,8 @@ class StaticPipeline:
         # chunk): the messages sent and not yet taken, in order, as (micro-batch,
         # producer end, arrival, when Pipeline makes the event that delivers it); and the
         # stream waiting for the next.
-        queues = 2 * replicas * plan.chunks
+        self._chunks = plan.chunks
+        queues = 2 * replicas * self._chunks
         self.sent: list[deque] = [deque() for _ in range(queues)]
         self.waiting: dict[int, tuple] = {}
         self.ready: deque = deque()
@@ -362,7 +363,7 @@ class StaticPipeline:
     def _queue(self, replica: int, grad: bool, chunk: int) -> int:
         """Index of the queue of ``replica``'s activations (gradients if ``grad``) into
         global chunk ``chunk``."""
-        return 2 * (replica * self.plan.chunks + chunk) + grad
+        return 2 * (replica * self._chunks + chunk) + grad
 
     def _run(self):
         """The SimPy process: every stream run to its end (or to a missing input)."""
