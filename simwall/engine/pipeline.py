@@ -347,7 +347,7 @@ class StaticPipeline:
         self._chunks = plan.chunks
         queues = 2 * replicas * self._chunks
         self.sent: list[deque] = [deque() for _ in range(queues)]
-        self.waiting: dict[int, tuple] = {}
+        self.waiting: list[tuple | None] = [None] * queues
         self.ready: deque = deque()
         self.unfinished = {(stage, replica) for replica in range(replicas)
                            for stage in range(plan.pp)}
@@ -487,8 +487,9 @@ class StaticPipeline:
                     sent[outq].append((mb, t, t + send_s, t))
                 else:                  # put as this task's timeout (made at start) fires
                     sent[outq].append((mb, t, t, start))
-                if outq in waiting:
-                    ready.append(waiting.pop(outq))
+                if waiting[outq] is not None:
+                    ready.append(waiting[outq])
+                    waiting[outq] = None
         st.compute_s, st.tp_s, st.zero3_s = compute_s, tp_s, zero3_s
         st.pp_wait_s, st.bubble_s, st.compute_end_s = pp_wait_s, bubble_s, t
         st.activation_peak_bytes, st.activation_peak_at_s = act_peak, act_peak_at
