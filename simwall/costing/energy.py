@@ -41,6 +41,7 @@ from collections.abc import Iterable
 from ..config import ClusterSpec, DeviceSpec, ModelSpec, TrainingSpec
 from ..hardware import links as catalog_links
 from ..hardware import resolve_link
+from ..memo import memoized
 from ..model import memory, optime
 from ..model import ops as workload
 from ..net import Topology
@@ -64,6 +65,7 @@ _BITS_PER_BYTE = 8.0
 _PJ = 1e-12
 
 
+@memoized(maxsize=4096)
 def stage_hbm_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int) -> float:
     """Bytes one device of ``stage`` reads and writes in device memory in one step: the
     stage's ops (forward, backward with recompute) per micro-batch times the micro-batches,
@@ -111,11 +113,16 @@ def link_energy_j(topology: Topology, loads: Iterable[dict], scales: Iterable[fl
     edge -> bytes, each times its ``scale``), at ``per_bit[class]`` picojoules per bit
     (:func:`link_pj_per_bit`; a class not there counts 0). Sorted by class name."""
     out: dict[str, float] = {}
+    # Symmetric runs pass one shared dict for many stages: its edges' link classes are
+    # looked up once (the sums still run load by load, edge by edge, in order).
+    classes: dict[int, list[tuple[str, float]]] = {}
     for load, scale in zip(loads, scales, strict=True):
-        for edge, carried in load.items():
-            if carried <= 0:
-                continue
-            cls = topology.edge_attrs(edge).get("link")
+        pairs = classes.get(id(load))
+        if pairs is None:
+            pairs = classes[id(load)] = [(topology.edge_attrs(edge).get("link"), carried)
+                                         for edge, carried in load.items()
+                                         if not carried <= 0]
+        for cls, carried in pairs:
             e = per_bit.get(cls, 0.0) * _PJ * _BITS_PER_BYTE * carried * scale
             out[cls] = out.get(cls, 0.0) + e
     return dict(sorted(out.items()))
@@ -169,7 +176,13 @@ def step_energy(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     dev = device_energy_j(device, step_s, busy_s, hbm)
     assert dev is not None
     if symmetric:
-        scales = [_symmetric_scale(load, plan.dp * plan.tp) for load in link_loads]
+        by_load: dict[int, float] = {}     # stages share load dicts (costing.linkload)
+        scales = []
+        for load in link_loads:
+            scale = by_load.get(id(load))
+            if scale is None:
+                scale = by_load[id(load)] = _symmetric_scale(load, plan.dp * plan.tp)
+            scales.append(scale)
     else:
         scales = [1.0] * len(link_loads)
     links_j = link_energy_j(topology, link_loads, scales, link_pj_per_bit(cluster))

@@ -145,7 +145,7 @@ def _chunk_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, chunk: int
     act = n_layers * layer.activation_bytes
     wgt = n_layers * layer.bwd_weight_s
     wgt_act = n_layers * layer.wgrad_activation_bytes
-    n_moe = chunk_moe_layers(model, plan, chunk)
+    n_moe = chunk_moe_layers(model, plan, chunk) if model.moe else 0   # dense: none
     if n_moe:
         # Expert-parallel all-to-alls count as model-parallel communication (tp_comm).
         fwd_c += n_moe * moe.fwd_compute_s

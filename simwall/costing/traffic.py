@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import memo
 from ..net import collectives
 from .groups import placement
 
@@ -50,11 +51,32 @@ def run_collective(topology, kind: str, groups, bytes_: float, count: float,
     seconds and no record."""
     if bytes_ <= 0 or not groups or len(groups[0]) < 2:
         return Costed()
-    placed, algorithm, window = placement(topology, kind, groups, bytes_, algorithm,
-                                          symmetric)
-    seconds = collectives.collective_time_s(topology, kind, placed, bytes_, algorithm,
-                                            window=window)
+    if symmetric:
+        # Stage 0's groups stand for every stage's: the stages of a symmetric run (and
+        # the points of a sweep on one cluster) cost the same few collectives again and
+        # again. Memoised per topology (immutable once built), keyed by the inputs.
+        key = (kind, tuple(tuple(g) for g in groups), bytes_, algorithm)
+        table = memo.table(topology, "run_collective")
+        found = table.get(key)
+        if found is None:
+            found = table[key] = _placed_time(topology, kind, groups, bytes_, algorithm,
+                                              symmetric)
+        placed, algorithm, window, seconds = found
+    else:
+        placed, algorithm, window, seconds = _placed_time(topology, kind, groups, bytes_,
+                                                          algorithm, symmetric)
     if count > 0:
         return Costed(seconds, (Traffic(kind, placed, float(bytes_), algorithm,
                                         float(count), window),))
     return Costed(seconds)
+
+
+def _placed_time(topology, kind: str, groups, bytes_: float, algorithm: str,
+                 symmetric: bool) -> tuple:
+    """``(groups, algorithm, window, seconds)``: ``kind`` placed on the network
+    (:func:`~simwall.costing.groups.placement`) and its time."""
+    placed, algorithm, window = placement(topology, kind, groups, bytes_, algorithm,
+                                          symmetric)
+    seconds = collectives.collective_time_s(topology, kind, placed, bytes_, algorithm,
+                                            window=window)
+    return placed, algorithm, window, seconds

@@ -14,8 +14,21 @@ from .prepare import Prepared
 __all__ = ["check_finite"]
 
 
+def _any_non_finite(value) -> bool:
+    """Whether ``value`` (dicts, lists) holds a NaN or infinity (no paths built)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_any_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_any_non_finite(v) for v in value)
+    return False
+
+
 def _non_finite(value, path: str = ""):
     """The dotted path of the first NaN or infinity in ``value`` (dicts, lists), or None."""
+    if not path and not _any_non_finite(value):     # the usual case: nothing to name
+        return None
     if isinstance(value, float):
         return None if math.isfinite(value) else path
     if isinstance(value, dict):

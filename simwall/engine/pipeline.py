@@ -24,11 +24,13 @@ announces that gradient segment to the stage's data-parallel process
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field, replace
 
 import simpy
 
 from ..costing import ChunkCost, StageCost
+from ..memo import memoized
 from ..plan import Plan
 from ..plan.schedules import tasks_for
 from .trace import COMPUTE, PP, TP, Recorder
@@ -37,8 +39,10 @@ __all__ = [
     "Arrival",
     "EngineRun",
     "GradSegment",
+    "InputTie",
     "Pipeline",
     "StageStats",
+    "StaticPipeline",
     "run_pipeline",
     "scaled",
 ]
@@ -272,6 +276,225 @@ class Pipeline:
                 rec.counter("activations", env.now, stage, replica,
                             {"bytes": st.activation_now_bytes})
         st.compute_end_s = env.now
+
+
+class InputTie(Exception):
+    """An input reached its stream exactly when the stream asked for it, and the SimPy
+    events that deliver the two were made at the same instant too: :class:`Pipeline`
+    then counts a wait or not (``events``; nothing else changes) by an order
+    :class:`StaticPipeline` does not follow, so it leaves such a run to
+    :class:`Pipeline`."""
+
+
+@memoized(maxsize=256)
+def _stream_shape(schedule: str, pp: int, stage: int, m: int, v: int, chunks: int
+                  ) -> tuple[tuple[tuple[str, int, int], ...], bool, tuple[int, ...]]:
+    """A stage's tasks in schedule order (:func:`~simwall.plan.schedules.tasks_for`),
+    whether the schedule splits the backward (has W tasks), and per local chunk the
+    micro-batch of its last gradient pass (W if split, else B), whose start announces the
+    chunk's gradient segment. A pure function of the schedule."""
+    order = tasks_for(schedule, pp, stage, m, v)
+    split = any(p_ == "W" for p_, _, _ in order)
+    grad_pass = "W" if split else "B"
+    final = [-1] * chunks
+    left = chunks
+    for p_, mb, c in reversed(order):
+        if p_ == grad_pass and final[c] < 0:
+            final[c] = mb
+            left -= 1
+            if not left:
+                break
+    return order, split, tuple(final)
+
+
+class StaticPipeline:
+    """The compute streams of one step when every duration is fixed in advance (no shared
+    network, no trace): :class:`Pipeline`'s streams, times, statistics and event count,
+    bit for bit, as one SimPy process.
+
+    With fixed durations nothing in the pipeline phase waits on the clock, only on data:
+    a task starts when its stream is free and its input has arrived (``producer end +
+    send time``, the very float sums :class:`Pipeline`'s timeouts make). So the process
+    carries the exact times in variables, as :mod:`.sync` does, and runs the streams as
+    coroutines: each runs ahead through every task whose input has been produced and
+    yields only for one that has not, and the process resumes it once its producer has
+    sent it (a queue of ready streams, in the order :class:`Pipeline` starts them). The
+    SimPy clock is not advanced; the DP processes and the tail that follow take the
+    times from the messages, as they do after :class:`Pipeline`.
+
+    ``events`` counts what :class:`Pipeline` schedules (tasks, timed sends, waits for an
+    input that arrives after the stream is free). An input that arrives exactly when its
+    stream is free counts as a wait in :class:`Pipeline` when the stream's own event (the
+    end of its previous task) comes first in SimPy's queue: equal times go in the order
+    the events were made (SimPy's event id), so the earlier-made event wins; both made
+    at the same instant raise :class:`InputTie`.
+    """
+
+    def __init__(self, env: simpy.Environment, plan: Plan,
+                 costs: dict[tuple[int, int], StageCost], replicas: int,
+                 grads: dict[int, simpy.Store] | None = None) -> None:
+        self.env = env
+        self.plan = plan
+        self.costs = costs
+        self.replicas = replicas
+        self.grads = grads
+        self.events = 0
+        self.stats: dict[tuple[int, int], StageStats] = {}
+        # Per queue (:meth:`_queue`: replica, activations or gradients, receiving global
+        # chunk): the messages sent and not yet taken, in order, as (micro-batch,
+        # producer end, arrival, when Pipeline makes the event that delivers it); and the
+        # stream waiting for the next.
+        self._chunks = plan.chunks
+        queues = 2 * replicas * self._chunks
+        self.sent: list[deque] = [deque() for _ in range(queues)]
+        self.waiting: list[tuple | None] = [None] * queues
+        self.ready: deque = deque()
+        self.unfinished = {(stage, replica) for replica in range(replicas)
+                           for stage in range(plan.pp)}
+        process = env.process(self._run())
+        # Every stream ends with the one process (the DP processes wait for it).
+        self.processes: dict[tuple[int, int], simpy.Process] = {
+            k: process for k in sorted(self.unfinished, key=lambda k: (k[1], k[0]))}
+
+    def stalled(self) -> list[tuple[int, int]]:
+        """Streams that never finished (a schedule bug: some input never came)."""
+        return sorted(self.unfinished, key=lambda k: (k[1], k[0]))
+
+    def _queue(self, replica: int, grad: bool, chunk: int) -> int:
+        """Index of the queue of ``replica``'s activations (gradients if ``grad``) into
+        global chunk ``chunk``."""
+        return 2 * (replica * self._chunks + chunk) + grad
+
+    def _run(self):
+        """The SimPy process: every stream run to its end (or to a missing input)."""
+        ready, waiting, unfinished = self.ready, self.waiting, self.unfinished
+        for replica in range(self.replicas):
+            for stage in range(self.plan.pp):
+                ready.append(((stage, replica), self._stream(stage, replica)))
+        while ready:
+            item = ready.popleft()
+            key = next(item[1], None)
+            if key is None:
+                unfinished.discard(item[0])
+            else:                     # blocked until a message reaches queue ``key``
+                waiting[key] = item
+        return
+        yield  # pragma: no cover - a generator, for env.process
+
+    def _stream(self, stage: int, replica: int):
+        plan = self.plan
+        sc = self.costs[(stage, replica)]
+        st = StageStats(stage=stage, replica=replica)
+        self.stats[(stage, replica)] = st
+        order, split, final_mb = _stream_shape(plan.schedule, plan.pp, stage,
+                                               plan.micro_batches, plan.virtual_stages,
+                                               len(sc.chunks))
+        last_chunk = plan.chunks - 1
+        grads = self.grads[stage] if self.grads is not None else None
+        sent, waiting, ready = self.sent, self.waiting, self.ready
+        # Per pass ('F', 'B', 'W') and local chunk: pass code (0, 1, 2), input queue,
+        # output queue, send time, compute / TP / ZeRO-3 time and their sum as Pipeline
+        # adds them, the activation bytes the pass holds or frees, the chunk's gradient
+        # bytes, and the micro-batch whose pass is the chunk's last gradient pass.
+        grad_pass = 2 if split else 1
+        kinds: dict[str, list] = {"F": [], "B": [], "W": []}
+        for local, ch in enumerate(sc.chunks):
+            g = ch.chunk
+            b_comp = ch.bwd_compute_s - ch.bwd_weight_s if split else ch.bwd_compute_s
+            for pass_, kind in enumerate((
+                (0, self._queue(replica, False, g) if g > 0 else None,
+                 self._queue(replica, False, g + 1) if g < last_chunk else None,
+                 sc.pp_fwd_s,
+                 ch.fwd_compute_s, ch.fwd_tp_s, ch.zero3_fwd_exposed_s,
+                 ch.fwd_compute_s + ch.fwd_tp_s + ch.zero3_fwd_exposed_s,
+                 ch.activation_bytes, ch.grad_bytes),
+                (1, self._queue(replica, True, g) if g < last_chunk else None,
+                 self._queue(replica, True, g - 1) if g > 0 else None, sc.pp_bwd_s,
+                 b_comp, ch.bwd_tp_s, ch.zero3_bwd_exposed_s,
+                 b_comp + ch.bwd_tp_s + ch.zero3_bwd_exposed_s,
+                 ch.activation_bytes, ch.grad_bytes),
+                (2, None, None, 0.0, ch.bwd_weight_s, 0.0, 0.0,
+                 ch.bwd_weight_s + 0.0 + 0.0, ch.wgrad_activation_bytes, ch.grad_bytes),
+            )):
+                kinds["FBW"[pass_]].append(
+                    kind + (final_mb[local] if pass_ == grad_pass else -1,))
+        wgrad = [ch.wgrad_activation_bytes for ch in sc.chunks]
+        segments = st.grad_segments
+        events = len(order)             # one timeout per task
+        t = self.env.now        # the int 0 SimPy starts from, as Pipeline's first start
+        made = None             # when Pipeline makes the timeout ending the last task
+        compute_s = tp_s = zero3_s = pp_wait_s = bubble_s = 0.0
+        act_now = act_peak = act_peak_at = 0.0
+        for p_, mb, local in order:
+            (pass_, inq, outq, send_s, comp, tp, z3, duration, act, grad_bytes,
+             last_mb) = kinds[p_][local]
+            if inq is not None:
+                inbox = sent[inq]
+                if not inbox:
+                    yield inq
+                got_mb, producer_end, arrived, sent_made = inbox.popleft()
+                if got_mb != mb:  # pragma: no cover - a schedule bug
+                    raise RuntimeError(f"schedule {plan.schedule!r}: stage {stage} expects "
+                                       f"micro-batch {mb} on queue {inq}, micro-batch "
+                                       f"{got_mb} arrived first")
+                if arrived > t:
+                    events += 1
+                    wait = arrived - t
+                    # min(wait, max(0.0, arrived - max(t, producer_end))), as Pipeline
+                    # has it, without the calls (builtin max/min keep the first of equals)
+                    pp_part = arrived - (producer_end if producer_end > t else t)  # noqa: FURB136
+                    if not pp_part > 0.0:
+                        pp_part = 0.0
+                    if wait < pp_part:  # noqa: PLR1730
+                        pp_part = wait
+                    pp_wait_s += pp_part
+                    bubble_s += wait - pp_part
+                    t = arrived
+                elif arrived == t:
+                    # Both at t: Pipeline's stream asks first (a wait of 0, one event)
+                    # if its task's timeout was made before the message's event.
+                    if made is None or sent_made == made:
+                        raise InputTie(stage, replica, pass_, mb)
+                    if made < sent_made:
+                        events += 1
+            made = start = t
+            t = start + duration
+            compute_s += comp
+            tp_s += tp
+            zero3_s += z3
+            if pass_ == 0:
+                act_now += act
+                if act_now > act_peak:
+                    act_peak = act_now
+                    act_peak_at = start
+            elif pass_ == 1:
+                act_now -= act
+                if split:
+                    # B frees what only it needed; W keeps its operands until it runs.
+                    act_now += wgrad[local]
+                    if act_now > act_peak:
+                        act_peak = act_now
+                        act_peak_at = t
+            else:
+                act_now -= act
+            if mb == last_mb:         # the chunk's gradients are complete after it
+                if grads is not None:
+                    grads.put(GradSegment(replica, start, t, grad_bytes))
+                segments.append((start, t, grad_bytes))
+            if outq is not None:
+                if send_s > 0:         # a timeout made now delivers it
+                    events += 1
+                    sent[outq].append((mb, t, t + send_s, t))
+                else:                  # put as this task's timeout (made at start) fires
+                    sent[outq].append((mb, t, t, start))
+                if waiting[outq] is not None:
+                    ready.append(waiting[outq])
+                    waiting[outq] = None
+        st.compute_s, st.tp_s, st.zero3_s = compute_s, tp_s, zero3_s
+        st.pp_wait_s, st.bubble_s, st.compute_end_s = pp_wait_s, bubble_s, t
+        st.activation_peak_bytes, st.activation_peak_at_s = act_peak, act_peak_at
+        st.activation_now_bytes = act_now
+        self.events += events
 
 
 def run_pipeline(plan: Plan, costs: dict[tuple[int, int], StageCost],

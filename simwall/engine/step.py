@@ -28,7 +28,7 @@ from ..report import StepResult
 from .confidence import confidence, links_used
 from .finite import check_finite
 from .network import EngineNetwork
-from .pipeline import Pipeline, StageStats, scaled
+from .pipeline import InputTie, Pipeline, StageStats, StaticPipeline, scaled
 from .prepare import Prepared
 from .sync import (
     OTHER_S,
@@ -180,11 +180,27 @@ def simulate_step(plan: Plan, costs: dict[tuple[int, int], StageCost], replicas:
     gives each stream's durations for ``replicas`` simulated DP replicas. With a
     ``topology`` (per-device runs), pipeline sends and DP buckets run as flows on one
     network of its links (:mod:`simwall.engine.network`) instead of timed waits."""
+    if topology is None and not trace:
+        try:
+            return _simulate(plan, costs, replicas, False, None, static=True)
+        except InputTie:
+            pass       # SimPy's order of simultaneous events decides: run it event by event
+    return _simulate(plan, costs, replicas, trace, topology, static=False)
+
+
+def _simulate(plan: Plan, costs: dict[tuple[int, int], StageCost], replicas: int,
+              trace: bool, topology, static: bool) -> SimulatedStep:
+    """:func:`simulate_step` with the streams of :class:`~simwall.engine.pipeline.
+    StaticPipeline` (``static``: fixed durations, no trace) or of
+    :class:`~simwall.engine.pipeline.Pipeline`."""
     env = simpy.Environment()
     rec = Recorder(trace, replicas)
     grads = {s: simpy.Store(env) for s in range(plan.pp)}
     network = EngineNetwork(env, topology, plan) if topology is not None else None
-    pipe = Pipeline(env, plan, costs, replicas, rec, grads, network)
+    if static:
+        pipe = StaticPipeline(env, plan, costs, replicas, grads)
+    else:
+        pipe = Pipeline(env, plan, costs, replicas, rec, grads, network)
     dp = {}
     for s in range(plan.pp):
         streams = [pipe.processes[(s, r)] for r in range(replicas)]

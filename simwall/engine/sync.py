@@ -105,13 +105,15 @@ def dp_reduction(env: simpy.Environment, sc: StageCost, replicas: int, overlap: 
         segments[r].append((seg.start_s, seg.end_s, seg.grad_bytes))
         known[r] = _known_ready(segments[r], sc.bucket_bytes, overlap,
                                 len(segments[r]) == chunks)
-        while done < min(len(k) for k in known):
+        n_known = min(map(len, known))
+        tracing = recorder.enabled
+        while done < n_known:
             ready = known[0][done]
             for k in known[1:]:
                 ready = max(ready, k[done])
             start = max(ready, end)
             end = start + sc.bucket_s[done]
-            if end > start:
+            if tracing and end > start:
                 recorder.span(f"dp bucket {done}", start, end - start, sc.stage, 0, DP, "dp")
             done += 1
         # The buckets known so far run back to back on one communicator (FIFO): the

@@ -792,6 +792,7 @@ def ops_flop(ops: tuple[Op, ...]) -> float:
     return float(sum(op.flop for op in ops))
 
 
+@memoized(maxsize=1024)
 def hardware_flop_per_step(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
     """FLOP all devices execute in one step (global batch, recompute included), summed
     from the per-device ops: stage ops x micro-batches x DP x CP x TP."""
@@ -800,6 +801,7 @@ def hardware_flop_per_step(model: ModelSpec, training: TrainingSpec, plan: Plan)
     return float(per_replica * plan.micro_batches * plan.dp * plan.cp * plan.tp)
 
 
+@memoized(maxsize=256)
 def model_flop_per_step(model: ModelSpec, training: TrainingSpec) -> float:
     """FLOP of one step's forward and backward over the whole model and global batch,
     without recompute or parallelism (the numerator of model FLOP utilisation).
