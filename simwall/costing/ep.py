@@ -61,7 +61,10 @@ def ep_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stag
         return EPCost()
     n_moe = sum(chunk_moe_layers(model, plan, c) for c in range(stage, plan.chunks, plan.pp))
     e = activation_element_bytes(training)
-    tokens = plan.micro_batch * model.seq_len
+    # With context parallelism each rank holds seq_len / cp tokens of every sequence and
+    # routes only those (the dispatcher acts on the rank's local hidden states; the same
+    # count simwall.model.ops gives the experts' GEMMs).
+    tokens = plan.micro_batch * model.seq_len // plan.cp
     own = tokens // (plan.tp if plan.sequence_parallel else 1)
     passes = 4 + (2 if plan.recompute == "full" else 0)     # per layer and micro-batch
     count = plan.micro_batches * n_moe * passes
