@@ -148,10 +148,11 @@ def test_the_check_tells_expert_dp_from_dp():
     DP ranks instead of the expert-DP group (dp / ep), it would be off by far more than
     the tolerance above."""
     model, tp, pp, ep, dp = MIXTRAL, 2, 4, 8, 16
-    kwargs = dict(layers=model.layers, hidden=model.hidden, heads=model.heads, kv_heads=8,
-                  ffn=model.ffn, vocab=model.vocab, experts=8, moe_ffn=model.moe_ffn,
-                  shared_ffn=0, moe_layers=model.layers, tied=False, tp=tp, pp=pp, ep=ep,
-                  dp=dp, distributed_optimizer=True)
+    kwargs = {"layers": model.layers, "hidden": model.hidden, "heads": model.heads,
+              "kv_heads": 8, "ffn": model.ffn, "vocab": model.vocab, "experts": 8,
+              "moe_ffn": model.moe_ffn, "shared_ffn": 0, "moe_layers": model.layers,
+              "tied": False, "tp": tp, "pp": pp, "ep": ep, "dp": dp,
+              "distributed_optimizer": True}
     right = megatron_weight_and_optimizer_bytes(**kwargs)
     wrong = megatron_weight_and_optimizer_bytes(**kwargs, expert_dp=dp)
     final_norm = model.hidden / pp * (6 + 12 / dp)
