@@ -280,10 +280,37 @@ def test_nemo_context_parallel_rows_load_and_run(results):
     """The NeMo Llama 3.1 8B runs (cp 2, issue 16): five rows, nothing fitted, each
     simulated with its CP degree."""
     assert "nemo-llama31-8b-h100.yaml" in {p.name for p in v.bundled_case_files()}
-    rows = _by_source(results, "NeMo")
+    rows = _by_source(results, "Llama 3.1 8B")
     assert len(rows) == 5
     assert not any(r.fit for r in rows)
     assert all(r.predicted > 0 and r.fits is not None for r in rows)
     cf = v.load_cases(next(p for p in v.bundled_case_files()
                            if p.name == "nemo-llama31-8b-h100.yaml"))
     assert all(c.overrides["plan.cp"] == 2 for c in cf.cases)
+
+
+# ---------------------------------------------------------------------------------------
+# Mixture of experts (issue 16): Grok 1 314B (8 experts, top-2) on H100 with expert
+# parallelism, NVIDIA dgxc-benchmarking v24.11.1 (NeMo 24.09), BF16 and FP8. Validation
+# only. Issue 16's target (mean |error| <= 10 %) is NOT met: simwall is 12-19 % fast in BF16
+# and 18-28 % fast in FP8 (docs/validation.md, "Mixture of experts"); the bounds below
+# only guard today's errors against regressions.
+
+GROK_FILES = ("dgxc-grok1-314b-h100.yaml", "dgxc-grok1-314b-h100-fp8.yaml")
+
+
+@pytest.mark.parametrize(("name", "precision", "bound"),
+                         [(GROK_FILES[0], "BF16", 0.16), (GROK_FILES[1], "FP8", 0.25)])
+def test_grok1_moe_rows_load_and_run(results, name, precision, bound):
+    assert name in {p.name for p in v.bundled_case_files()}
+    rows = _by_source(results, f"Grok 1 314B MoE pre-training on H100, {precision}")
+    assert len(rows) == 9
+    assert not any(r.fit for r in rows)                   # nothing fitted on these rows
+    assert [r.name for r in rows if not r.fits] == []     # published runs fit in memory
+    errors = [abs(r.error) for r in rows]
+    assert sum(errors) / len(errors) <= bound, [(r.name, round(100 * r.error, 1))
+                                                 for r in rows]
+    cf = v.load_cases(next(p for p in v.bundled_case_files() if p.name == name))
+    for case in cf.cases:                                   # an MoE model, expert parallel
+        assert (case.overrides["model.experts"], case.overrides["model.top_k"]) == (8, 2)
+        assert case.overrides["plan.ep"] > 1

@@ -6,8 +6,13 @@ sequence-parallel shard, sends each token to the ranks of its ``top_k`` experts 
 all-to-all over the EP group), and, with TP, all-gathers the received tokens over the TP
 group so every TP rank runs its slice of the local experts on all of them; the combine
 runs the same in reverse (reduce-scatter over TP, all-to-all back). The backward moves the
-gradients the same way; full recompute repeats the forward's exchange. EP groups are
-``ep`` consecutive DP ranks (ranks ordered tp-cp-ep-dp-pp, megatron/core/parallel_state.py).
+gradients the same way; full recompute repeats the forward's exchange. A rank routes its
+own tokens: the micro-batch's ``seq_len / cp`` with context parallelism, split over TP with
+SP. EP groups are ``ep`` consecutive ranks of the DP x CP group (devices ``tp`` apart):
+Megatron-Core's expert rank generator since core_r0.10.0 (megatron/core/parallel_state.py,
+``expert_decoder_rank_generator`` with ``cp=1``: CP ranks fold into EP and expert DP); with
+``cp = 1`` this is also core_r0.9.0's order tp-cp-ep-dp-pp, which with CP > 1 strided EP
+over ``tp x cp`` devices instead (its groups span twice the nodes at CP 2; not modelled).
 Nothing here is overlapped with compute (Megatron-Core's default; its
 --overlap-moe-expert-parallel-comm and DeepSeek's DualPipe hide it).
 """
@@ -61,7 +66,10 @@ def ep_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stag
         return EPCost()
     n_moe = sum(chunk_moe_layers(model, plan, c) for c in range(stage, plan.chunks, plan.pp))
     e = activation_element_bytes(training)
-    tokens = plan.micro_batch * model.seq_len
+    # With context parallelism each rank holds seq_len / cp tokens of every sequence and
+    # routes only those (the dispatcher acts on the rank's local hidden states; the same
+    # count simwall.model.ops gives the experts' GEMMs).
+    tokens = plan.micro_batch * model.seq_len // plan.cp
     own = tokens // (plan.tp if plan.sequence_parallel else 1)
     passes = 4 + (2 if plan.recompute == "full" else 0)     # per layer and micro-batch
     count = plan.micro_batches * n_moe * passes
