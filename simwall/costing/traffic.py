@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..memo import table
 from ..net import collectives
 from .groups import placement
 
@@ -50,6 +51,24 @@ def run_collective(topology, kind: str, groups, bytes_: float, count: float,
     seconds and no record."""
     if bytes_ <= 0 or not groups or len(groups[0]) < 2:
         return Costed()
+    # Memoised per topology (immutable once built): the stage costs of a plan search
+    # run the same collectives over and over (plans that differ in ZeRO stage, recompute
+    # or schedule keep their TP, PP and DP groups and messages).
+    try:
+        memo = table(topology, "costing.run_collective")
+    except TypeError:                    # not weak-referenceable: do not cache
+        return _run_collective(topology, kind, groups, bytes_, count, algorithm, symmetric)
+    key = (kind, tuple(tuple(g) for g in groups), bytes_, type(bytes_), count, algorithm,
+           symmetric)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = _run_collective(topology, kind, groups, bytes_, count,
+                                            algorithm, symmetric)
+    return found
+
+
+def _run_collective(topology, kind: str, groups, bytes_: float, count: float,
+                    algorithm: str, symmetric: bool) -> Costed:
     placed, algorithm, window = placement(topology, kind, groups, bytes_, algorithm,
                                           symmetric)
     seconds = collectives.collective_time_s(topology, kind, placed, bytes_, algorithm,

@@ -913,6 +913,7 @@ class MemoryModel:
         self._activations = table(self, "memory.activations")
         self._wgrads = table(self, "memory.wgrads")
         self._contenders = table(self, "memory.contenders")
+        self._class_acts = table(self, "memory.class_activations")
         self._gathered = table(self, "memory.zero3_gathered")
         self._recompute = table(self, "memory.recompute_buffers")
 
@@ -1033,22 +1034,51 @@ class MemoryModel:
             out.append(sm.with_activations(act))
         return tuple(out)
 
+    def class_activations(self, plan: Plan) -> tuple[tuple[_StageLayout, tuple], ...]:
+        """Per class of stages (:meth:`contenders`, grouped: one stage of the class and
+        its contenders' ``(activation bytes, stage)``, largest first, then by stage).
+        Memoised on the activation terms' plan fields (:func:`_activation_key`), the
+        layer split, schedule and micro-batch count: plans that differ in ZeRO, DP
+        buckets or offload share it."""
+        key = (_activation_key(plan), plan.stage_layers, plan.pp, plan.schedule,
+               plan.micro_batches)
+        found = self._class_acts.get(key)
+        if found is None:
+            terms, wgrad = self._terms(plan)
+            by_class: dict[tuple, tuple[_StageLayout, list]] = {}
+            for st, held in self.contenders(plan):
+                act = _held_activation_bytes(plan, st.stage, st.layers, st.chunk_moe,
+                                             terms, wgrad, held)
+                by_class.setdefault(st.class_key, (st, []))[1].append((act, st.stage))
+            found = self._class_acts[key] = tuple(
+                (st, tuple(sorted(acts, key=lambda a: (-a[0], a[1]))))
+                for st, acts in by_class.values())
+        return found
+
     def peak(self, plan: Plan) -> tuple[float, int]:
         """(peak bytes, stage at the peak) over the stages of ``plan``: the largest
-        ``peak_bytes`` of :meth:`stages`, the lowest stage among equal peaks, found on
-        the :meth:`contenders` only (the same sums in the same order as
-        :meth:`StageMemory.with_activations`)."""
+        ``peak_bytes`` of :meth:`stages`, the lowest stage among equal peaks (the same
+        sums in the same order as :meth:`StageMemory.with_activations`). Within a class
+        the states and buffers are the same and the peak never falls as the activations
+        grow, so each class is read from its largest activations down, only while the
+        peak stays the class's largest (:meth:`class_activations`)."""
         states = self._by_role(self._states, self._states_key(plan))
         others = self._by_role(self._others, self._other_key(plan))
-        terms, wgrad = self._terms(plan)
+        fixed_bytes, fragmentation = self.reserved_bytes, self.fragmentation
         best_peak, best_stage = 0.0, -1
-        for st, held in self.contenders(plan):
+        for st, acts in self.class_activations(plan):
             p_b, g_b, o_b, _, other = self._stage_fixed(plan, states, others, st)
-            allocated = p_b + g_b + o_b + other + _held_activation_bytes(
-                plan, st.stage, st.layers, st.chunk_moe, terms, wgrad, held)
-            peak = allocated + _reserved(allocated, self.reserved_bytes, self.fragmentation)
-            if best_stage < 0 or peak > best_peak:
-                best_peak, best_stage = peak, st.stage
+            base = p_b + g_b + o_b + other
+            top = -1.0
+            for act, stage in acts:
+                allocated = base + act
+                peak = allocated + _reserved(allocated, fixed_bytes, fragmentation)
+                if peak < top:
+                    break
+                if peak > best_peak or best_stage < 0 or (peak == best_peak
+                                                          and stage < best_stage):
+                    best_peak, best_stage = peak, stage
+                top = peak
         return best_peak, best_stage
 
 
