@@ -48,6 +48,7 @@ from ..memo import table
 from ..model.limits import resolve_checked
 from ..model.memory import MemoryModel, memory_reserve, stage_layer_kinds
 from ..plan import (
+    SEMANTIC_KEYS,
     Plan,
     balanced_split,
     cluster_devices,
@@ -180,6 +181,7 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
     max_tp = max_tp or cluster.devices_per_node
     gb = train.global_batch
     reduce_bytes = PRECISION_BYTES[train.grad_reduce_precision_]
+    framing: dict[tuple, dict[str, Any]] = {}
     for cp, tp in ((c, t) for c in cp_degrees(workload, world)
                    for t in range(1, min(world // c, max_tp) + 1)):
         if (world // cp) % tp or not tp_valid(workload, cluster, tp):
@@ -206,7 +208,7 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                                 if model.moe and tp > 1 and not sp:
                                     continue     # MoE with TP needs SP (Megatron-Core)
                                 for ep in expert_degrees(model, dp * cp):
-                                    yield framed(Plan(
+                                    plan = Plan(
                                         tp=tp, pp=pp, dp=dp, virtual_stages=v,
                                         sequence_parallel=sp, zero=zero,
                                         recompute=recompute, schedule=schedule,
@@ -215,7 +217,23 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                                         dp_overlap=spec.dp_overlap,
                                         pp_scatter_gather=spec.pp_scatter_gather,
                                         offload=spec.offload, cp=cp, cp_comm=spec.cp_comm,
-                                        ep=ep), spec, reduce_bytes)
+                                        ep=ep)
+                                    # The framework and its semantics depend on the
+                                    # degrees, ZeRO, schedule and offload, not on the
+                                    # micro-batch, recompute or SP (plan.frameworks).
+                                    key = (tp, cp, pp, dp, v, schedule, zero, ep)
+                                    fields = framing.get(key)
+                                    if fields is None:
+                                        plan = framed(plan, spec, reduce_bytes)
+                                        framing[key] = {k: getattr(plan, k)
+                                                        for k in _FRAMED_FIELDS}
+                                        yield plan
+                                    else:
+                                        yield replace(plan, **fields)
+
+
+#: The plan fields :func:`simwall.plan.framed` sets.
+_FRAMED_FIELDS = ("framework", *SEMANTIC_KEYS, "dp_bucket_bytes")
 
 
 def expert_degrees(model, dp_cp: int) -> list[int]:
