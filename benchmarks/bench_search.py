@@ -44,13 +44,13 @@ CASES = (
 )
 
 #: Recorded "before": main at commit 2445d6d (before issue 18's search changes), each
-#: command once in a fresh process on the shared 2-core machine (load average 3-4.5 from
-#: other jobs, so wall is about twice CPU): (wall s, CPU s).
+#: command once in a fresh process on the shared 2-core machine (``--before /work/main``,
+#: load average 2.7-3.5 from other jobs, so wall exceeds CPU): (wall s, CPU s).
 RECORDED_BEFORE = {
-    "plan gpt3-175b": (33.87, 16.21),
-    "check gpt3-175b": (34.89, 17.57),
-    "plan 145.6B": (21.45, 11.20),
-    "check 145.6B": (57.86, 26.24),
+    "plan gpt3-175b": (22.97, 15.96),
+    "check gpt3-175b": (27.00, 17.44),
+    "plan 145.6B": (16.75, 11.10),
+    "check 145.6B": (27.72, 20.02),
 }
 
 
