@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import inspect
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -406,3 +407,84 @@ def test_workload_ops_agree_with_closed_form():
             ours = M.korthikanti_activation_bytes(GPT3, BF16_ADAM, plan)
             theirs = ops.activation_bytes_per_layer(GPT3, BF16_ADAM, plan)
             assert theirs == pytest.approx(ours, rel=0.02), (tp, sp, recompute)
+
+
+def _pareto_front_naive(vectors):
+    """The vectors no other one covers in every element, in their order (the definition
+    ``_held_at_forwards`` keeps)."""
+    return tuple(a for a in vectors
+                 if not any(b != a and all(x <= y for x, y in zip(a, b)) for b in vectors))
+
+
+@settings(max_examples=60, deadline=None)
+@given(pp=st.integers(2, 8), k=st.integers(1, 6), v=st.integers(2, 4))
+def test_held_at_forwards_keeps_exactly_the_uncovered_vectors(pp, k, v):
+    """The interleaved schedule's held vectors: the fast filter keeps what the definition
+    keeps, in first-seen order."""
+    from simwall.plan.schedules import tasks_for
+    m = pp * k
+    for stage in range(pp):
+        held, seen = [0] * v, {}
+        for pass_, _, chunk in tasks_for("interleaved", pp, stage, m, v):
+            held[chunk] += 1 if pass_ == "F" else -1
+            if pass_ == "F":
+                seen[tuple(held)] = None
+        assert M._held_at_forwards("interleaved", pp, stage, m, v) == \
+            _pareto_front_naive(tuple(seen))
+
+
+def _plans_of(text: str, cluster: str, overrides: dict | None = None):
+    from simwall.engine import load_inputs
+    from simwall.plan import cluster_devices
+    from simwall.studies.search import enumerate_plans
+    wl, cl = load_inputs(text, cluster, overrides)
+    if cl.nodes == "auto":
+        cl = cl.model_copy(update={"nodes": cluster_devices(cl, wl) // cl.devices_per_node})
+    return wl, cl, list(enumerate_plans(wl, cl))
+
+
+@pytest.mark.parametrize("workload, cluster, overrides", [
+    ("gpt2", "dgx-a100", {"cluster.nodes": 2}),
+    ("mixtral-8x7b", "dgx-h100", {"cluster.nodes": 2, "plan.offload": "optimizer+params"}),
+    ("llama3-8b", "dgx-h100", {"cluster.nodes": 2, "training.optimizer": "adafactor",
+                               "cluster.memory_fragmentation": 0.1}),
+])
+def test_memory_model_matches_device_memory_on_every_plan(workload, cluster, overrides):
+    """One MemoryModel shared by every plan a search enumerates (its memo keys and the
+    stages it skips put to the test): each plan's stages are device_memory's, and its
+    peak is the largest stage peak, the lowest stage among equal ones."""
+    wl, cl, plans = _plans_of(workload, cluster, overrides)
+    reserve = M.memory_reserve(cl)
+    mm = M.MemoryModel(wl.model, wl.training, *reserve)
+    schedules = set()
+    for plan in plans[::3]:
+        stages = M.device_memory(wl.model, wl.training, plan, *reserve)
+        worst = max(stages, key=lambda s: (s.peak_bytes, -s.stage))
+        assert mm.peak(plan) == (worst.peak_bytes, worst.stage), plan
+        assert mm.stages(plan) == stages
+        schedules.add(plan.schedule)
+    assert schedules == {"1f1b", "gpipe", "zero_bubble", "interleaved"}
+
+
+def test_memory_model_contenders_skip_covered_stages():
+    """Under 1F1B every stage of a class after its first is skipped (it holds fewer
+    micro-batches); under ZB-H1 the later stages can hold more of W and stay."""
+    plan = make_plan(96, pp=8, dp=2, global_batch=64)
+    mm = M.MemoryModel(GPT3, BF16_ADAM)
+    assert [st.stage for st, _ in mm.contenders(plan)] == [0, 1, 7]
+    zb = replace(plan, schedule="zero_bubble")
+    assert [st.stage for st, _ in mm.contenders(zb)] == list(range(8))
+
+
+@pytest.mark.parametrize("schedule", ["1f1b", "gpipe", "zero_bubble"])
+def test_memory_model_uneven_split_keeps_the_bigger_stages(schedule):
+    """A middle stage with more layers than the one before it is a class of its own: it
+    is evaluated, and it can hold the peak."""
+    plan = replace(make_plan(96, pp=4, dp=2, global_batch=64, schedule=schedule),
+                   stage_layers=(20, 16, 40, 20))
+    mm = M.MemoryModel(GPT3, BF16_ADAM)
+    assert 2 in [st.stage for st, _ in mm.contenders(plan)]
+    stages = M.device_memory(GPT3, BF16_ADAM, plan)
+    worst = max(stages, key=lambda s: (s.peak_bytes, -s.stage))
+    assert mm.peak(plan) == (worst.peak_bytes, worst.stage)
+    assert worst.stage == 2

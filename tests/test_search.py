@@ -218,3 +218,22 @@ def test_compute_bound_is_a_lower_bound_with_cp_and_ep(workload, over):
         seen["ep"] += plan.ep > 1
         assert s.compute_bound(plan) <= s.estimate(plan)[0] * (1 + 1e-9), plan
     assert seen["cp"] > 0 if workload == "llama3-8b" else seen["ep"] > 0
+
+
+@pytest.mark.parametrize("workload, cluster, over", [
+    ("mixtral-8x7b", "dgx-h100", {"cluster.nodes": 2}),
+    ("llama3-8b", "dgx-h100", {"cluster.nodes": 2, "plan.framework": "auto"}),
+    ("gpt2", "dgx-a100", {"cluster.nodes": 2, "plan.tp_comm_overlap": False}),
+])
+def test_enumerated_plans_are_framed_as_resolve_frames_them(workload, cluster, over):
+    """Enumeration frames one plan per set of degrees, ZeRO stage and schedule and
+    copies the framework semantics to its micro-batch / recompute / SP variants: each
+    plan must be what framing it alone gives."""
+    from simwall.config import PRECISION_BYTES
+    from simwall.plan import framed
+    wl, cl = load_inputs(workload, cluster, over)
+    reduce_bytes = PRECISION_BYTES[wl.training.grad_reduce_precision_]
+    plans = list(enumerate_plans(wl, cl))
+    assert len({p.framework for p in plans}) > 1
+    for plan in plans:
+        assert framed(plan, wl.plan, reduce_bytes) == plan, plan

@@ -26,9 +26,16 @@ _PARTS = (
 )
 
 
-@memoized(maxsize=4096)
 def op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec
              ) -> dict[str, float]:
+    """:func:`_op_times` of ``plan``'s layer shape (:func:`simwall.model.ops.layer_plan`):
+    plans that differ only in pp, dp, ZeRO, schedule and the like share one entry."""
+    return _op_times(model, training, workload.layer_plan(plan), device)
+
+
+@memoized(maxsize=4096)
+def _op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec
+              ) -> dict[str, float]:
     """Per micro-batch compute seconds of one layer and of the embedding/head parts:
     keys ``layer_fwd``, ``layer_bwd``, ``layer_rec`` (recompute), ``emb_fwd``,
     ``emb_bwd``, ``head_fwd``, ``head_bwd``; and the weight-gradient GEMMs within the

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import memo
+from ..memo import table
 from ..net import collectives
 from .groups import placement
 
@@ -51,32 +51,29 @@ def run_collective(topology, kind: str, groups, bytes_: float, count: float,
     seconds and no record."""
     if bytes_ <= 0 or not groups or len(groups[0]) < 2:
         return Costed()
-    if symmetric:
-        # Stage 0's groups stand for every stage's: the stages of a symmetric run (and
-        # the points of a sweep on one cluster) cost the same few collectives again and
-        # again. Memoised per topology (immutable once built), keyed by the inputs.
-        key = (kind, tuple(tuple(g) for g in groups), bytes_, algorithm)
-        table = memo.table(topology, "run_collective")
-        found = table.get(key)
-        if found is None:
-            found = table[key] = _placed_time(topology, kind, groups, bytes_, algorithm,
-                                              symmetric)
-        placed, algorithm, window, seconds = found
-    else:
-        placed, algorithm, window, seconds = _placed_time(topology, kind, groups, bytes_,
-                                                          algorithm, symmetric)
-    if count > 0:
-        return Costed(seconds, (Traffic(kind, placed, float(bytes_), algorithm,
-                                        float(count), window),))
-    return Costed(seconds)
+    # Memoised per topology (immutable once built): the stage costs of a plan search
+    # run the same collectives over and over (plans that differ in ZeRO stage, recompute
+    # or schedule keep their TP, PP and DP groups and messages).
+    try:
+        memo = table(topology, "costing.run_collective")
+    except TypeError:                    # not weak-referenceable: do not cache
+        return _run_collective(topology, kind, groups, bytes_, count, algorithm, symmetric)
+    key = (kind, tuple(tuple(g) for g in groups), bytes_, type(bytes_), count, algorithm,
+           symmetric)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = _run_collective(topology, kind, groups, bytes_, count,
+                                            algorithm, symmetric)
+    return found
 
 
-def _placed_time(topology, kind: str, groups, bytes_: float, algorithm: str,
-                 symmetric: bool) -> tuple:
-    """``(groups, algorithm, window, seconds)``: ``kind`` placed on the network
-    (:func:`~simwall.costing.groups.placement`) and its time."""
+def _run_collective(topology, kind: str, groups, bytes_: float, count: float,
+                    algorithm: str, symmetric: bool) -> Costed:
     placed, algorithm, window = placement(topology, kind, groups, bytes_, algorithm,
                                           symmetric)
     seconds = collectives.collective_time_s(topology, kind, placed, bytes_, algorithm,
                                             window=window)
-    return placed, algorithm, window, seconds
+    if count > 0:
+        return Costed(seconds, (Traffic(kind, placed, float(bytes_), algorithm,
+                                        float(count), window),))
+    return Costed(seconds)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..config import PRECISION_BYTES, ClusterSpec, ModelSpec, TrainingSpec
-from ..memo import memoized
+from ..memo import memoized, table
 from ..plan import Plan
 from ..plan.schedules import tasks_for
 from . import moe as moe_layers
@@ -35,6 +35,7 @@ __all__ = [
     "RESERVED_BYTES",
     "ZERO3_MAX_LIVE_PARAMS",
     "ZERO3_PREFETCH_LAYERS",
+    "MemoryModel",
     "StageMemory",
     "cp_kv_buffer_bytes",
     "device_memory",
@@ -518,8 +519,18 @@ def _held_at_forwards(schedule: str, pp: int, stage: int, m: int, v: int
             seen[tuple(held)] = None
         else:
             held[chunk] -= 1
-    return tuple(a for a in seen
-                 if not any(b != a and all(x <= y for x, y in zip(a, b)) for b in seen))
+    # A vector covered by another is covered by one that nothing covers, whose sum is
+    # larger (integer vectors): visiting by decreasing sum, each is checked against the
+    # uncovered ones found so far only.
+    vectors = list(seen)
+    front: list[tuple[int, ...]] = []
+    keep = set()
+    for i in sorted(range(len(vectors)), key=lambda i: -sum(vectors[i])):
+        a = vectors[i]
+        if not any(all(x <= y for x, y in zip(a, b)) for b in front):
+            front.append(a)
+            keep.add(i)
+    return tuple(vectors[i] for i in sorted(keep))
 
 
 def zero_bubble_held(pp: int, stage: int, m: int) -> tuple[tuple[int, int], ...]:
@@ -561,30 +572,103 @@ def stage_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan,
     live only while their micro-batch is in flight: one at a time under 1F1B (its
     backward follows its forward; Korthikanti et al. 2022, Sec. 4.3), all m under GPipe.
     """
-    layers = plan.chunk_layers(stage)
-    act = activation_bytes_per_layer(model, training, plan)
-    body = [n * act for n in layers]
-    if model.moe:
-        act_moe = activation_bytes_per_layer(model, training, plan, moe=True)
-        for i, c in enumerate(range(stage, plan.chunks, plan.pp)):
-            n_moe = moe_layers.chunk_moe_layers(model, plan, c)
-            body[i] = (layers[i] - n_moe) * act + n_moe * act_moe
-    if stage == 0:
-        body[0] += embedding_activation_bytes(model, plan)
-    head = output_activation_bytes(model, training, plan) if stage == plan.pp - 1 else 0.0
-    if plan.schedule == "zero_bubble":
-        w_bytes = layers[0] * layer_wgrad_activation_bytes(model, training, plan)
-        if stage == plan.pp - 1:
-            w_bytes += head_wgrad_activation_bytes(model, training, plan)
-        return float(max(b * (body[0] + head) + w * w_bytes
-                         for b, w in zero_bubble_held(plan.pp, stage, plan.micro_batches)))
-    if plan.schedule != "interleaved":    # GPipe, 1F1B (one chunk): known in closed form
-        held: tuple[tuple[float, ...], ...] = ((in_flight_micro_batches(plan, stage),),)
+    wgrad = (_wgrad_terms(model, training, plan) if plan.schedule == "zero_bubble"
+             else None)
+    return _held_activation_bytes(plan, stage, plan.chunk_layers(stage),
+                                  _chunk_moe_layers(model, plan, stage),
+                                  _activation_terms(model, training, plan), wgrad)
+
+
+@dataclass(frozen=True)
+class _ActivationTerms:
+    """What one micro-batch leaves saved on one device, bytes: a dense layer, an MoE layer
+    (0 for a dense model), the embedding (first stage) and the LM head (last stage).
+    Each depends on the plan's tp, cp, sequence parallelism, micro-batch, recompute and
+    ep only (:mod:`.ops`: ``_dims`` and the recompute mode), not on pp, dp, ZeRO or the
+    schedule."""
+
+    layer: float
+    moe_layer: float
+    embedding: float
+    head: float
+
+
+def _activation_key(plan: Plan) -> tuple:
+    """The plan fields :class:`_ActivationTerms` (and :func:`_wgrad_terms`) depend on."""
+    return (plan.tp, plan.cp, plan.sequence_parallel, plan.micro_batch, plan.recompute,
+            plan.ep)
+
+
+def _activation_terms(model: ModelSpec, training: TrainingSpec,
+                      plan: Plan) -> _ActivationTerms:
+    return _ActivationTerms(
+        layer=activation_bytes_per_layer(model, training, plan),
+        moe_layer=(activation_bytes_per_layer(model, training, plan, moe=True) if model.moe
+                   else 0.0),
+        embedding=embedding_activation_bytes(model, plan),
+        head=output_activation_bytes(model, training, plan))
+
+
+def _wgrad_terms(model: ModelSpec, training: TrainingSpec,
+                 plan: Plan) -> tuple[float, float]:
+    """(one layer's, the LM head's) bytes a deferred W pass keeps per micro-batch (ZB-H1)."""
+    return (layer_wgrad_activation_bytes(model, training, plan),
+            head_wgrad_activation_bytes(model, training, plan))
+
+
+def _chunk_moe_layers(model: ModelSpec, plan: Plan, stage: int) -> tuple[int, ...] | None:
+    """MoE layers of each chunk of ``stage`` (None for a dense model)."""
+    if not model.moe:
+        return None
+    return tuple(moe_layers.chunk_moe_layers(model, plan, c)
+                 for c in range(stage, plan.chunks, plan.pp))
+
+
+def _held_activation_bytes(plan: Plan, stage: int, layers: tuple[int, ...],
+                           chunk_moe: tuple[int, ...] | None, terms: _ActivationTerms,
+                           wgrad: tuple[float, float] | None,
+                           held: tuple[tuple[float, ...], ...] | None = None) -> float:
+    """:func:`stage_activation_bytes` from the stage's chunk sizes (``layers``), their
+    MoE layers (``chunk_moe``, None: dense) and the per-micro-batch ``terms`` (``wgrad``:
+    :func:`_wgrad_terms`, needed under ``zero_bubble`` only; ``held``: the stage's
+    :func:`_held_profile`, found here when None)."""
+    act = terms.layer
+    if chunk_moe is None:
+        body = [n * act for n in layers]
     else:
-        held = _held_at_forwards(plan.schedule, plan.pp, stage, plan.micro_batches,
-                                 len(layers))
+        body = [(n - n_moe) * act + n_moe * terms.moe_layer
+                for n, n_moe in zip(layers, chunk_moe)]
+    if stage == 0:
+        body[0] += terms.embedding
+    head = terms.head if stage == plan.pp - 1 else 0.0
+    if held is None:
+        held = _held_profile(plan, stage, len(layers))
+    if plan.schedule == "zero_bubble":
+        w_bytes = layers[0] * wgrad[0]
+        if stage == plan.pp - 1:
+            w_bytes += wgrad[1]
+        return float(max(b * (body[0] + head) + w * w_bytes for b, w in held))
     return float(max(sum(n * b for n, b in zip(count, body)) + count[-1] * head
                      for count in held))
+
+
+def _held_profile(plan: Plan, stage: int, chunks: int) -> tuple[tuple[float, ...], ...]:
+    """What ``stage`` holds at the moments its saved activations can peak, one vector per
+    moment, the peak being the largest of a non-negative weighted sum of each vector:
+    ZB-H1's ``(b, w)`` pairs (:func:`zero_bubble_held`), the micro-batches in flight per
+    chunk of the interleaved schedule (:func:`_held_at_forwards`; ``chunks`` per stage),
+    or GPipe's and 1F1B's one count (:func:`in_flight_micro_batches`)."""
+    if plan.schedule == "zero_bubble":
+        return zero_bubble_held(plan.pp, stage, plan.micro_batches)
+    if plan.schedule != "interleaved":    # GPipe, 1F1B (one chunk): known in closed form
+        return ((in_flight_micro_batches(plan, stage),),)
+    return _held_at_forwards(plan.schedule, plan.pp, stage, plan.micro_batches, chunks)
+
+
+def _covers(big: tuple[tuple[float, ...], ...], small: tuple[tuple[float, ...], ...]) -> bool:
+    """Whether every vector of ``small`` is at most, element by element, one of ``big``:
+    then any non-negative weighted sum peaks no higher on ``small``."""
+    return all(any(all(x <= y for x, y in zip(a, b)) for b in big) for a in small)
 
 
 # ---------------------------------------------------------------------------------------
@@ -616,7 +700,7 @@ class StageMemory:
         peak), the fragmentation share and the peak recomputed."""
         allocated = (self.params_bytes + self.grads_bytes + self.optimizer_bytes
                      + self.other_bytes + activations_bytes)
-        reserved = self.fixed_reserved_bytes + self.fragmentation * allocated
+        reserved = _reserved(allocated, self.fixed_reserved_bytes, self.fragmentation)
         return replace(self, activations_bytes=activations_bytes, reserved_bytes=reserved,
                        peak_bytes=allocated + reserved)
 
@@ -628,6 +712,12 @@ class StageMemory:
             "reserved_bytes": self.reserved_bytes,
             "peak_bytes": self.peak_bytes, "host_bytes": self.host_bytes,
         }
+
+
+def _reserved(allocated_bytes: float, fixed_bytes: float, fragmentation: float) -> float:
+    """Reserved bytes beside ``allocated_bytes``: the fixed reserve plus the fragmentation
+    share (:meth:`StageMemory.with_activations`, :meth:`MemoryModel.peak`)."""
+    return fixed_bytes + fragmentation * allocated_bytes
 
 
 def memory_reserve(cluster: ClusterSpec | None) -> tuple[float, float]:
@@ -678,8 +768,12 @@ def zero3_gathered_params(model: ModelSpec, plan: Plan, stage: int) -> float:
     return max(live, float(largest))
 
 
-def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int) -> float:
-    """Transient and fixed buffers of one device of ``stage``, bytes."""
+def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int,
+                 gathered_params: float | None = None,
+                 recompute_bytes: float | None = None) -> float:
+    """Transient and fixed buffers of one device of ``stage``, bytes. ``gathered_params``
+    (:func:`zero3_gathered_params`) and ``recompute_bytes`` (:func:`_recompute_buffer_
+    bytes`): the stage's values where the caller has them (None: found here)."""
     e = activation_element_bytes(training)
     sb = local_tokens(model, plan)
     w_bytes = training.weight_bytes
@@ -690,7 +784,9 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
     if plan.offload == "optimizer+params":
         # Gathered full (TP-sharded) weights of the current and the prefetched layer,
         # fetched from the host (ZeRO-Infinity, Rajbhandari et al. 2021).
-        out += zero3_gathered_params(model, plan, stage) * w_bytes
+        if gathered_params is None:
+            gathered_params = zero3_gathered_params(model, plan, stage)
+        out += gathered_params * w_bytes
     elif plan.zero >= 3 and plan.dp_cp > 1:
         # Gathered full (TP-sharded) weights of the current and the prefetched layer
         # (Rajbhandari et al. 2020, Sec. 7.2.2), counted as the bytes received from the
@@ -699,14 +795,18 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
         # keeps its shard apart holds 1/dp of the gathered layers more, which this leaves
         # out so that ZeRO-3 never exceeds ZeRO-2 (it holds 1 - 1/dp of the stage's
         # weights less, and the gathered part never exceeds the stage's weights).
-        out += zero3_gathered_params(model, plan, stage) * w_bytes * (1 - 1 / plan.dp_cp)
+        if gathered_params is None:
+            gathered_params = zero3_gathered_params(model, plan, stage)
+        out += gathered_params * w_bytes * (1 - 1 / plan.dp_cp)
     if plan.sequence_parallel:
         # SP all-gathers the sequence-sharded LN output before the column-parallel GEMMs:
         # one full sbh buffer (Korthikanti et al. 2022, Sec. 4.2.2; Megatron-LM keeps it in
         # a global buffer reused by every layer).
         out += e * sb * model.hidden
     if plan.recompute != "none" and plan.layers_on_stage(stage) > 0:
-        out += _recompute_buffer_bytes(model, training, plan)
+        if recompute_bytes is None:
+            recompute_bytes = _recompute_buffer_bytes(model, training, plan)
+        out += recompute_bytes
     if plan.cp > 1 and plan.layers_on_stage(stage) > 0:
         out += cp_kv_buffer_bytes(model, training, plan)
     if stage == plan.pp - 1:
@@ -715,6 +815,33 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
         # the stored logits).
         out += FP32_BYTES * sb * model.vocab / plan.tp
     return float(out)
+
+
+def _stage_states(model: ModelSpec, training: TrainingSpec, plan: Plan,
+                  stage: int) -> tuple[float, float, float, float]:
+    """(params, grads, optimizer, host) bytes of one device of ``stage``
+    (:func:`device_memory`)."""
+    params = stage_params(model, plan, stage)
+    shapes = (stage_matrix_shapes(model, plan, stage)
+              if training.optimizer in ("adafactor", "shampoo") else None)
+    fp8 = fp8_gemm_params(model, plan, stage) if training.fp8_cache_bytes else 0.0
+    experts = stage_expert_params(model, plan, stage)
+    p_b, g_b, o_b = model_state_bytes(params - experts, training, plan.zero, plan.dp_cp,
+                                      shapes, fp8)
+    if experts:
+        # Routed experts: their states shard over the expert-data-parallel ranks
+        # (Megatron-Core's expert DP group, dp x cp / ep ranks).
+        e_p, e_g, e_o = model_state_bytes(experts, training, plan.zero,
+                                          plan.dp_cp // plan.ep)
+        p_b, g_b, o_b = p_b + e_p, g_b + e_g, o_b + e_o
+    host = 0.0
+    if plan.offload in ("optimizer", "optimizer+params"):
+        host += o_b
+        o_b = 0.0
+    if plan.offload == "optimizer+params":
+        host += p_b
+        p_b = 0.0
+    return p_b, g_b, o_b, host
 
 
 @memoized(maxsize=4096)
@@ -733,26 +860,7 @@ def device_memory(model: ModelSpec, training: TrainingSpec, plan: Plan,
     """
     out = []
     for stage in range(plan.pp):
-        params = stage_params(model, plan, stage)
-        shapes = (stage_matrix_shapes(model, plan, stage)
-                  if training.optimizer in ("adafactor", "shampoo") else None)
-        fp8 = fp8_gemm_params(model, plan, stage) if training.fp8_cache_bytes else 0.0
-        experts = stage_expert_params(model, plan, stage)
-        p_b, g_b, o_b = model_state_bytes(params - experts, training, plan.zero, plan.dp_cp,
-                                          shapes, fp8)
-        if experts:
-            # Routed experts: their states shard over the expert-data-parallel ranks
-            # (Megatron-Core's expert DP group, dp x cp / ep ranks).
-            e_p, e_g, e_o = model_state_bytes(experts, training, plan.zero,
-                                              plan.dp_cp // plan.ep)
-            p_b, g_b, o_b = p_b + e_p, g_b + e_g, o_b + e_o
-        host = 0.0
-        if plan.offload in ("optimizer", "optimizer+params"):
-            host += o_b
-            o_b = 0.0
-        if plan.offload == "optimizer+params":
-            host += p_b
-            p_b = 0.0
+        p_b, g_b, o_b, host = _stage_states(model, training, plan, stage)
         act = stage_activation_bytes(model, training, plan, stage)
         other = _other_bytes(model, training, plan, stage)
         sm = StageMemory(stage=stage, params_bytes=p_b, grads_bytes=g_b,
@@ -761,6 +869,219 @@ def device_memory(model: ModelSpec, training: TrainingSpec, plan: Plan,
                          fragmentation=fragmentation)
         out.append(sm.with_activations(act))
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class _StageLayout:
+    """Where one pipeline stage sits in a layer split: its chunks' layers and MoE layers
+    (None: dense model), first / last, and ``role``: what its states and buffers depend
+    on besides the plan's degrees (first, last, (dense, MoE) layer counts)."""
+
+    stage: int
+    layers: tuple[int, ...]
+    chunk_moe: tuple[int, ...] | None
+    first: bool
+    last: bool
+    role: tuple
+
+    @property
+    def class_key(self) -> tuple:
+        """Equal on stages with the same role and chunks: the same states, buffers and
+        activations per micro-batch."""
+        return (self.role, self.layers, self.chunk_moe)
+
+
+class MemoryModel:
+    """:func:`device_memory` for many plans of one model and training setup (plan search,
+    plan checks), with the same numbers bit for bit. Each per-stage term is memoised on
+    the plan fields it depends on, so that plans differing elsewhere share it: a stage's
+    model states on its role (first / last, dense and MoE layers), tp, ep, ZeRO, DP x CP,
+    offload and pp > 1 (:meth:`_states_key`); its buffers on those and cp, SP,
+    micro-batch, recompute and DP buckets (:meth:`_other_key`); the saved activations per
+    micro-batch on tp, cp, SP, micro-batch, recompute and ep (:func:`_activation_key`);
+    the stages that can hold the peak on the layer split, schedule and micro-batch count
+    (:meth:`contenders`)."""
+
+    def __init__(self, model: ModelSpec, training: TrainingSpec,
+                 reserved_bytes: float = RESERVED_BYTES,
+                 fragmentation: float = FRAGMENTATION) -> None:
+        self.model = model
+        self.training = training
+        self.reserved_bytes = reserved_bytes
+        self.fragmentation = fragmentation
+        self._layouts = table(self, "memory.layouts")
+        self._states = table(self, "memory.states")
+        self._others = table(self, "memory.others")
+        self._activations = table(self, "memory.activations")
+        self._wgrads = table(self, "memory.wgrads")
+        self._contenders = table(self, "memory.contenders")
+        self._class_acts = table(self, "memory.class_activations")
+        self._gathered = table(self, "memory.zero3_gathered")
+        self._recompute = table(self, "memory.recompute_buffers")
+
+    def layout(self, plan: Plan) -> tuple[_StageLayout, ...]:
+        """One :class:`_StageLayout` per stage of ``plan``'s layer split."""
+        key = (plan.stage_layers, plan.pp)
+        found = self._layouts.get(key)
+        if found is None:
+            found = self._layouts[key] = tuple(
+                _StageLayout(stage, plan.chunk_layers(stage),
+                             _chunk_moe_layers(self.model, plan, stage),
+                             stage == 0, stage == plan.pp - 1,
+                             (stage == 0, stage == plan.pp - 1,
+                              stage_layer_kinds(self.model, plan, stage)))
+                for stage in range(plan.pp))
+        return found
+
+    @staticmethod
+    def _states_key(plan: Plan) -> tuple:
+        """The plan fields :func:`_stage_states` depends on besides the stage's role."""
+        return (plan.tp, plan.ep, plan.zero, plan.dp_cp, plan.offload, plan.pp > 1)
+
+    @staticmethod
+    def _other_key(plan: Plan) -> tuple:
+        """The plan fields :func:`_other_bytes` depends on besides the stage's role."""
+        return (plan.tp, plan.ep, plan.zero, plan.dp_cp, plan.offload, plan.pp > 1,
+                plan.cp, plan.cp_comm, plan.sequence_parallel, plan.micro_batch,
+                plan.recompute, plan.dp_bucket_bytes, plan.reshard_after_forward)
+
+    def _by_role(self, memo: dict, key: tuple) -> dict:
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = {}
+        return found
+
+    def _stage_fixed(self, plan: Plan, states: dict, others: dict,
+                     st: _StageLayout) -> tuple:
+        """(params, grads, optimizer, host, other) bytes of stage ``st``: the
+        memoised :func:`_stage_states` and :func:`_other_bytes`."""
+        state = states.get(st.role)
+        if state is None:
+            state = states[st.role] = _stage_states(self.model, self.training, plan,
+                                                    st.stage)
+        other = others.get(st.role)
+        if other is None:
+            gathered = None
+            if plan.offload == "optimizer+params" or (plan.zero >= 3 and plan.dp_cp > 1):
+                key = (plan.tp, plan.ep, plan.reshard_after_forward, plan.pp > 1, st.role)
+                gathered = self._gathered.get(key)
+                if gathered is None:
+                    gathered = self._gathered[key] = zero3_gathered_params(
+                        self.model, plan, st.stage)
+            recompute = None
+            if plan.recompute != "none":
+                key = _activation_key(plan)
+                recompute = self._recompute.get(key)
+                if recompute is None:
+                    recompute = self._recompute[key] = _recompute_buffer_bytes(
+                        self.model, self.training, plan)
+            other = others[st.role] = _other_bytes(self.model, self.training, plan,
+                                                   st.stage, gathered, recompute)
+        return (*state, other)
+
+    def _terms(self, plan: Plan) -> tuple[_ActivationTerms, tuple[float, float] | None]:
+        key = _activation_key(plan)
+        terms = self._activations.get(key)
+        if terms is None:
+            terms = self._activations[key] = _activation_terms(self.model, self.training,
+                                                               plan)
+        wgrad = None
+        if plan.schedule == "zero_bubble":
+            wgrad = self._wgrads.get(key)
+            if wgrad is None:
+                wgrad = self._wgrads[key] = _wgrad_terms(self.model, self.training, plan)
+        return terms, wgrad
+
+    def contenders(self, plan: Plan) -> tuple[tuple[_StageLayout, tuple], ...]:
+        """The stages of ``plan`` that can hold its peak, each with its
+        :func:`_held_profile`: all but those with an earlier stage of their class (same
+        role and chunks: the same states, buffers and activations per micro-batch, all
+        non-negative) that holds at least as much of every chunk at its every peaking
+        moment (:func:`_covers`); such a stage peaks no higher and loses ties to the
+        earlier one. Under 1F1B and GPipe that leaves the first stage of each class
+        (``min(p - stage, m)`` micro-batches, or ``m``: never more than the stage
+        before). Memoised on the layer split, schedule and micro-batch count."""
+        key = (plan.stage_layers, plan.pp, plan.schedule, plan.micro_batches)
+        found = self._contenders.get(key)
+        if found is None:
+            out: list[tuple[_StageLayout, tuple]] = []
+            by_class: dict[tuple, list[tuple]] = {}
+            for st in self.layout(plan):
+                held = _held_profile(plan, st.stage, len(st.layers))
+                most = tuple(map(max, zip(*held)))   # covering needs at least these
+                earlier = by_class.setdefault(st.class_key, [])
+                if not any(all(x <= y for x, y in zip(most, other_most))
+                           and _covers(other_held, held)
+                           for other_held, other_most in earlier):
+                    out.append((st, held))
+                    earlier.append((held, most))
+            found = self._contenders[key] = tuple(out)
+        return found
+
+    def stages(self, plan: Plan) -> tuple[StageMemory, ...]:
+        """:func:`device_memory` of ``plan``."""
+        states = self._by_role(self._states, self._states_key(plan))
+        others = self._by_role(self._others, self._other_key(plan))
+        terms, wgrad = self._terms(plan)
+        out = []
+        for st in self.layout(plan):
+            p_b, g_b, o_b, host, other = self._stage_fixed(plan, states, others, st)
+            act = _held_activation_bytes(plan, st.stage, st.layers, st.chunk_moe, terms,
+                                         wgrad)
+            sm = StageMemory(stage=st.stage, params_bytes=p_b, grads_bytes=g_b,
+                             optimizer_bytes=o_b, activations_bytes=act, other_bytes=other,
+                             peak_bytes=0.0, host_bytes=host,
+                             fixed_reserved_bytes=self.reserved_bytes,
+                             fragmentation=self.fragmentation)
+            out.append(sm.with_activations(act))
+        return tuple(out)
+
+    def class_activations(self, plan: Plan) -> tuple[tuple[_StageLayout, tuple], ...]:
+        """Per class of stages (:meth:`contenders`, grouped: one stage of the class and
+        its contenders' ``(activation bytes, stage)``, largest first, then by stage).
+        Memoised on the activation terms' plan fields (:func:`_activation_key`), the
+        layer split, schedule and micro-batch count: plans that differ in ZeRO, DP
+        buckets or offload share it."""
+        key = (_activation_key(plan), plan.stage_layers, plan.pp, plan.schedule,
+               plan.micro_batches)
+        found = self._class_acts.get(key)
+        if found is None:
+            terms, wgrad = self._terms(plan)
+            by_class: dict[tuple, tuple[_StageLayout, list]] = {}
+            for st, held in self.contenders(plan):
+                act = _held_activation_bytes(plan, st.stage, st.layers, st.chunk_moe,
+                                             terms, wgrad, held)
+                by_class.setdefault(st.class_key, (st, []))[1].append((act, st.stage))
+            found = self._class_acts[key] = tuple(
+                (st, tuple(sorted(acts, key=lambda a: (-a[0], a[1]))))
+                for st, acts in by_class.values())
+        return found
+
+    def peak(self, plan: Plan) -> tuple[float, int]:
+        """(peak bytes, stage at the peak) over the stages of ``plan``: the largest
+        ``peak_bytes`` of :meth:`stages`, the lowest stage among equal peaks (the same
+        sums in the same order as :meth:`StageMemory.with_activations`). Within a class
+        the states and buffers are the same and the peak never falls as the activations
+        grow, so each class is read from its largest activations down, only while the
+        peak stays the class's largest (:meth:`class_activations`)."""
+        states = self._by_role(self._states, self._states_key(plan))
+        others = self._by_role(self._others, self._other_key(plan))
+        fixed_bytes, fragmentation = self.reserved_bytes, self.fragmentation
+        best_peak, best_stage = 0.0, -1
+        for st, acts in self.class_activations(plan):
+            p_b, g_b, o_b, _, other = self._stage_fixed(plan, states, others, st)
+            base = p_b + g_b + o_b + other
+            top = -1.0
+            for act, stage in acts:
+                allocated = base + act
+                peak = allocated + _reserved(allocated, fixed_bytes, fragmentation)
+                if peak < top:
+                    break
+                if peak > best_peak or best_stage < 0 or (peak == best_peak
+                                                          and stage < best_stage):
+                    best_peak, best_stage = peak, stage
+                top = peak
+        return best_peak, best_stage
 
 
 def fits(stages: tuple[StageMemory, ...], capacity_bytes: float) -> bool:

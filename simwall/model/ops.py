@@ -71,6 +71,7 @@ __all__ = [
     "head_wgrad_activation_bytes",
     "kv_heads_per_device",
     "layer_ops",
+    "layer_plan",
     "layer_wgrad_activation_bytes",
     "model_flop_per_step",
     "ops_flop",
@@ -275,6 +276,18 @@ def _attention_dim(model: ModelSpec) -> float:
     if model.mla is None:
         return model.head_dim
     return (model.mla.qk_head_dim + model.mla.v_head_dim) / 2
+
+
+def layer_plan(plan: Plan) -> Plan:
+    """``plan`` reduced to what the ops of a layer, the embedding and the LM head read
+    (:func:`layer_ops`, :func:`embedding_ops`, :func:`head_ops`: ``_dims``, the recompute
+    mode and the expert-parallel degree): tp, cp, sequence parallelism, micro-batch,
+    recompute and ep, the rest at one device's values. Plans equal here have the same
+    per-layer ops, so costs memoised on it are shared by plans that differ elsewhere."""
+    return Plan(tp=plan.tp, pp=1, dp=1, virtual_stages=1,
+                sequence_parallel=plan.sequence_parallel, zero=0, recompute=plan.recompute,
+                schedule="1f1b", micro_batch=plan.micro_batch, global_batch=plan.micro_batch,
+                stage_layers=(1,), cp=plan.cp, ep=plan.ep)
 
 
 def _dims(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str) -> _Dims:

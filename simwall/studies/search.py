@@ -25,6 +25,7 @@ all-gather, assembled by the engine's own :func:`simwall.engine.step.step_timing
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -43,9 +44,11 @@ from ..engine.step import estimate_step
 from ..errors import ConfigError, SimwallError
 from ..hardware.catalog import resolve_device
 from ..hardware.efficiency import check_precision
+from ..memo import table
 from ..model.limits import resolve_checked
-from ..model.memory import device_memory, memory_reserve, stage_layer_kinds
+from ..model.memory import MemoryModel, memory_reserve, stage_layer_kinds
 from ..plan import (
+    SEMANTIC_KEYS,
     Plan,
     balanced_split,
     cluster_devices,
@@ -178,6 +181,7 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
     max_tp = max_tp or cluster.devices_per_node
     gb = train.global_batch
     reduce_bytes = PRECISION_BYTES[train.grad_reduce_precision_]
+    framing: dict[tuple, dict[str, Any]] = {}
     for cp, tp in ((c, t) for c in cp_degrees(workload, world)
                    for t in range(1, min(world // c, max_tp) + 1)):
         if (world // cp) % tp or not tp_valid(workload, cluster, tp):
@@ -204,7 +208,7 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                                 if model.moe and tp > 1 and not sp:
                                     continue     # MoE with TP needs SP (Megatron-Core)
                                 for ep in expert_degrees(model, dp * cp):
-                                    yield framed(Plan(
+                                    plan = Plan(
                                         tp=tp, pp=pp, dp=dp, virtual_stages=v,
                                         sequence_parallel=sp, zero=zero,
                                         recompute=recompute, schedule=schedule,
@@ -213,7 +217,23 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                                         dp_overlap=spec.dp_overlap,
                                         pp_scatter_gather=spec.pp_scatter_gather,
                                         offload=spec.offload, cp=cp, cp_comm=spec.cp_comm,
-                                        ep=ep), spec, reduce_bytes)
+                                        ep=ep)
+                                    # The framework and its semantics depend on the
+                                    # degrees, ZeRO, schedule and offload, not on the
+                                    # micro-batch, recompute or SP (plan.frameworks).
+                                    key = (tp, cp, pp, dp, v, schedule, zero, ep)
+                                    fields = framing.get(key)
+                                    if fields is None:
+                                        plan = framed(plan, spec, reduce_bytes)
+                                        framing[key] = {k: getattr(plan, k)
+                                                        for k in _FRAMED_FIELDS}
+                                        yield plan
+                                    else:
+                                        yield replace(plan, **fields)
+
+
+#: The plan fields :func:`simwall.plan.framed` sets.
+_FRAMED_FIELDS = ("framework", *SEMANTIC_KEYS, "dp_bucket_bytes")
 
 
 def expert_degrees(model, dp_cp: int) -> list[int]:
@@ -263,17 +283,18 @@ class Searcher:
         check_precision(workload, self.device)
         self.topology = topology_for(cluster)
         self.capacity_bytes = self.device.memory_capacity_bytes
-        self._stage_costs: dict[tuple, Any] = {}
-        self._op_cache: dict[tuple, dict] = {}
+        self.memory = MemoryModel(workload.model, workload.training,
+                                  *memory_reserve(cluster))
+        self._stage_costs = table(self, "search.stage_costs")
+        self._op_cache = table(self, "search.op_times")
+        self._bounds = table(self, "search.bound_stages")
 
     # -- memory -------------------------------------------------------------------------
     def peak(self, plan: Plan) -> tuple[float, int]:
-        """(closed-form peak bytes, stage at the peak)."""
-
-        stages = device_memory(self.workload.model, self.workload.training, plan,
-                               *memory_reserve(self.cluster))
-        worst = max(stages, key=lambda s: (s.peak_bytes, -s.stage))
-        return worst.peak_bytes, worst.stage
+        """(closed-form peak bytes, stage at the peak): the largest of
+        :func:`simwall.model.memory.device_memory`'s stages, the lowest stage among equal
+        peaks (:meth:`simwall.model.memory.MemoryModel.peak`)."""
+        return self.memory.peak(plan)
 
     # -- time ---------------------------------------------------------------------------
     def stage_cost(self, plan: Plan, stage: int):
@@ -323,6 +344,23 @@ class Searcher:
 
         key = (plan.tp, plan.cp, plan.ep, plan.sequence_parallel, plan.micro_batch,
                plan.recompute)
+        zero_bubble = plan.schedule == "zero_bubble"
+        # The stage-times below depend on the per-layer times and the layer split only;
+        # the pipeline formula adds the micro-batch count, chunks and schedule.
+        split = (key, plan.stage_layers, plan.pp, zero_bubble)
+        found = self._bounds.get(split)
+        if found is None:
+            found = self._bounds[split] = self._bound_stages(plan, key, zero_bubble)
+        if zero_bubble:
+            c_max, z_sum, z_max = found
+            return plan.micro_batches * c_max + z_sum - z_max
+        c_max, c_sum = found
+        return plan.micro_batches * c_max + (c_sum - c_max) / plan.virtual_stages
+
+    def _bound_stages(self, plan: Plan, key: tuple, zero_bubble: bool) -> tuple:
+        """(max stage-time, sum of stage-times) of :meth:`compute_bound` on compute
+        alone; with ``zero_bubble`` (max stage-time, sum and max of ZB-H1's bubble
+        stage-times)."""
         t = self._op_cache.get(key)
         if t is None:
             norm = Plan(tp=plan.tp, pp=1, dp=1, virtual_stages=1,
@@ -350,7 +388,7 @@ class Searcher:
                 c += t["head_fwd"] + t["head_bwd"]
             per_stage.append(c)
         c_max = max(per_stage)
-        if plan.schedule == "zero_bubble":
+        if zero_bubble:
             # ZB-H1's bubble stage-times are F + B - min(W, F, B) (engine.step.
             # estimate_step), non-decreasing in F and B: the same bound on compute alone.
             z = []
@@ -364,8 +402,8 @@ class Searcher:
                     w += t["head_wgrad"]
                 b = c - f - w
                 z.append(f + b - min(w, f, b))
-            return plan.micro_batches * c_max + sum(z) - max(z)
-        return plan.micro_batches * c_max + (sum(per_stage) - c_max) / plan.virtual_stages
+            return c_max, sum(z), max(z)
+        return c_max, sum(per_stage)
 
     def candidates(self, max_tp: int | None = None, need: int | None = None,
                    below_s: float | None = None, least_memory: int | None = None,
@@ -402,9 +440,10 @@ class Searcher:
             if below_s is not None and bound >= below_s:
                 break
             est, bubble = self.estimate(plan)
-            out.append(Candidate(plan=plan, peak_bytes=peak, peak_stage=stage,
-                                 estimate_s=est, bubble_s=bubble))
-            out.sort(key=lambda c: (c.estimate_s, describe_plan(c.plan)))
+            # Kept sorted as inserted (after equal keys: the order a stable sort gives).
+            bisect.insort(out, Candidate(plan=plan, peak_bytes=peak, peak_stage=stage,
+                                         estimate_s=est, bubble_s=bubble),
+                          key=_candidate_order)
         return n, n_fit, out
 
     # -- engine -------------------------------------------------------------------------
@@ -446,6 +485,11 @@ class Searcher:
             parts.append(f"{cand.plan.recompute} recompute")
         parts.append(f"runs on: {framework_label(cand.plan)}")
         return "; ".join(parts)
+
+
+def _candidate_order(c: Candidate) -> tuple[float, str]:
+    """Candidates' order: estimated step time, then the plan's description."""
+    return (c.estimate_s, describe_plan(c.plan))
 
 
 def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
