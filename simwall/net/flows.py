@@ -44,7 +44,9 @@ TIE_REL = 1e-12
 # FlowNetwork re-solves a component of more flows than this with the vectorised
 # progressive filling (numpy), smaller ones with maxmin_rates. This is a round number,
 # not tuned: below it, numpy's fixed cost per call outweighs the Python loops (both give
-# the same allocation).
+# the same allocation). drain_time_s drains a batch of at most this many flows on Python
+# floats (_drain_small_s; the same doubles), so a process that only costs small batches
+# never imports numpy (some 50-70 ms of a fresh process's start).
 _VECTOR_FLOWS = 64
 # A flow whose remaining bytes fall below this fraction of its size is finished: float
 # round-off of rate * dt, not real data (same reasoning as TIE_REL).
