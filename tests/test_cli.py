@@ -176,6 +176,55 @@ def test_root_help_imports_no_command_and_no_library_module():
                       "simwall.cli.main"}, loaded
 
 
+#: What a symmetric ``simwall run`` has no use for: the cluster graph (networkx), the
+#: array code of large flow batches (numpy), the studies and the process pool, the
+#: explicit-graph generator. Importing them costs most of a fresh process's start-up.
+NOT_FOR_A_SYMMETRIC_RUN = {
+    "networkx", "numpy", "matplotlib", "concurrent.futures", "multiprocessing.pool",
+    "simwall.studies.search", "simwall.studies.sweeps", "simwall.studies.plots",
+    "simwall.studies.validate", "simwall.net.generators.explicit",
+}
+
+
+@pytest.mark.parametrize("argv", [["run"], ["run", "gpt3-175b", "--format", "json"]])
+def test_a_symmetric_run_imports_no_graph_library_and_no_study(argv):
+    """``simwall run`` of a symmetric cluster in a fresh process builds no graph, and
+    GPT-3's collectives drain flow batches small enough for Python floats: none of the
+    modules above is imported (start-up, benchmarks/bench_startup.py), and the run still
+    prints its result. (A data-parallel ring over 128 devices drains 128 flows at once,
+    on numpy.)"""
+    script = ("import contextlib, io, sys\nfrom simwall.cli.main import main\n"
+              "out = io.StringIO()\nwith contextlib.redirect_stdout(out):\n"
+              f"    code = main({argv!r})\n"
+              "print(code, len(out.getvalue()), ' '.join(sorted(sys.modules)))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=True, cwd=Path(__file__).resolve().parent.parent)
+    code, printed, *loaded = proc.stdout.splitlines()[-1].split()
+    assert code == "0" and int(printed) > 100, proc.stderr
+    assert "simwall.engine" in loaded                       # it did simulate
+    assert NOT_FOR_A_SYMMETRIC_RUN.isdisjoint(loaded), \
+        sorted(NOT_FOR_A_SYMMETRIC_RUN.intersection(loaded))
+
+
+@pytest.mark.parametrize("command", ["plan", "check", "validate", "sweep", "design",
+                                     "roofline"])
+def test_a_command_help_imports_no_study_runner(command):
+    """``simwall COMMAND --help`` builds the parser only: the library a command runs
+    (plan search, sweeps and their process pool, validation, plots) is imported by
+    the command itself. (Not ``whatif``: its help lists the scalable resources, which
+    its study module defines.)"""
+    script = ("import sys\nfrom simwall.cli.main import main\n"
+              f"code = main([{command!r}, '--help'])\n"
+              "print(code, ' '.join(sorted(sys.modules)))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=True, cwd=Path(__file__).resolve().parent.parent)
+    code, *loaded = proc.stdout.splitlines()[-1].split()
+    assert code == "0", proc.stderr
+    assert f"simwall.cli.{command}" in loaded
+    heavy = NOT_FOR_A_SYMMETRIC_RUN | {"simwall.studies.check", "simwall.engine"}
+    assert heavy.isdisjoint(loaded), sorted(heavy.intersection(loaded))
+
+
 def test_show_workload_resolves_the_plan(capsys):
     import yaml
 

@@ -250,3 +250,31 @@ def test_vectorised_drain_is_deterministic_and_handles_empty():
                                                      rel=1e-12)
     assert drain_time_s([], cap) == 0.0
     assert drain_time_s([(("x", 0), 0.0, 1.0)], cap) == 0.0
+
+
+small_batches = st.lists(
+    st.tuples(st.lists(st.sampled_from("abcdefg"), min_size=0, max_size=5),
+              st.one_of(st.floats(0.0, 1e9), st.sampled_from([0.0, 1.0, 1e9])),
+              st.one_of(st.integers(1, 4), st.floats(0.25, 64.0))),
+    min_size=1, max_size=64)
+
+
+@settings(deadline=None, derandomize=True, max_examples=400)
+@given(flows=small_batches,
+       caps=st.lists(st.one_of(st.floats(0.0, 1e10), st.sampled_from([0.0, 1e9, math.inf])),
+                     min_size=7, max_size=7),
+       local=st.sampled_from([math.inf, 5e9]))
+def test_small_batch_drain_is_the_vectorised_drain_bit_for_bit(flows, caps, local):
+    """A batch of up to 64 flows is drained on Python floats (numpy stays unimported in a
+    symmetric run); it must give the very double the array code gives, inf included,
+    or outputs would move."""
+    import simwall.net.flows as flows_module
+
+    cap = dict(zip("abcdefg", caps))
+    batch = [(tuple(e), b, w) for e, b, w in flows]
+    small = drain_time_s(batch, cap, local)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(flows_module, "_VECTOR_FLOWS", 0)       # every batch on arrays
+        vectorised = drain_time_s(batch, cap, local)
+    assert small == vectorised or (math.isnan(small) and math.isnan(vectorised))
+    assert math.copysign(1.0, small) == math.copysign(1.0, vectorised)

@@ -284,7 +284,8 @@ def test_large_cluster_builds():
 def test_route_latency_is_the_sum_over_the_route(nodes, radix, rail, nics, over, intra,
                                                   data):
     """The per-class memo of route_latency_s gives every pair the sum of its own edges'
-    latencies (both the first pair of a class and every later one)."""
+    latencies (both the first pair of a class and every later one); the bulk form too,
+    on short lists (pair by pair) and long ones (classes found with numpy)."""
     c = cluster({"nodes": nodes, "devices_per_node": 4,
                  "intra": {"topology": intra, "link": "NVLink3",
                            **({"dims": [2, 2]} if intra == "torus" else {})},
@@ -294,7 +295,7 @@ def test_route_latency_is_the_sum_over_the_route(nodes, radix, rail, nics, over,
     topo = build_topology(c)
     n = topo.num_devices
     pairs = data.draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)),
-                               min_size=1, max_size=40))
+                               min_size=1, max_size=150))
     fresh = build_topology(c)        # the bulk form, with nothing memoised yet
     bulk = fresh.route_latencies_s(pairs)
     for (a, b), got in zip(pairs, bulk, strict=True):

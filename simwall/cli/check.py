@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from ..config import set_overrides
-from ..studies.check import check
 from .common import add_workload_arguments
 from .plan import add_format_option, print_records
 from .progress import add_quiet_option, progress_of
@@ -23,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when the plan fits, 1 when it is invalid or does not fit (a missing or
     unreadable file is an error: exit 2 from the CLI)."""
+    from ..studies.check import check  # by the command, not its parser
+
     res = check(args.workload, args.cluster, set_overrides(args.set_items),
                 progress=progress_of(args))
     if args.format == "table":

@@ -16,7 +16,6 @@ from ..config import (
     set_overrides,
     split_key_overrides,
 )
-from ..engine.prepare import load_default_cluster
 
 __all__ = ["SET_HELP", "add_set_option", "add_workload_arguments", "to_yaml",
            "workload_and_cluster"]
@@ -44,6 +43,8 @@ def workload_and_cluster(name: str, cluster_name: str | None, items: list[str]
                          ) -> tuple[Workload, ClusterSpec]:
     """(workload, cluster) loaded with the ``--set`` ``items`` split between them; the
     cluster is the workload's default one unless ``cluster_name`` is given."""
+    from ..engine.prepare import load_default_cluster  # not at import: --help stays light
+
     w_over, c_over = split_key_overrides(set_overrides(items))
     workload = load_workload(name, w_over)
     if cluster_name:

@@ -9,8 +9,6 @@ import json
 import sys
 
 from ..config import set_overrides
-from ..studies import plots
-from ..studies.design import design, design_records, render_design
 from .common import add_set_option
 from .plan import add_format_option
 from .progress import add_quiet_option, progress_of
@@ -41,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..studies import plots  # by the command, not its parser
+    from ..studies.design import design, design_records, render_design
+
     if args.plot:
         plots.check_plot_path(args.plot)
     rows = design(args.workloads, args.clusters, set_overrides(args.set_items),

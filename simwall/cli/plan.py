@@ -8,8 +8,6 @@ import sys
 
 from ..config import set_overrides
 from ..plan import framework_names
-from ..report import write_csv
-from ..studies.search import render_search, search, search_records
 from .common import add_workload_arguments
 from .progress import add_quiet_option, progress_of
 
@@ -33,6 +31,7 @@ def print_records(records: list[dict], fmt: str) -> None:
     if fmt == "json":
         print(json.dumps(records, indent=1))
     else:
+        from ..report import write_csv
         write_csv(sys.stdout, records)
 
 
@@ -47,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The library is imported by the command, not by its parser ('plan --help' stays light).
+    from ..studies.search import render_search, search, search_records
+
     res = search(args.workload, args.cluster, top=args.top, objective=args.objective,
                  overrides=set_overrides(args.set_items), progress=progress_of(args),
                  framework=args.framework)

@@ -7,7 +7,6 @@ import argparse
 from ..hardware.catalog import resolve_device
 from ..hardware.efficiency import check_precision
 from ..model import roofline
-from ..studies import plots
 from .common import add_set_option, workload_and_cluster
 
 DESCRIPTION = None
@@ -23,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..studies import plots  # by the command, not its parser
+
     items = list(args.set_items)
     if args.device:
         items.insert(0, f"cluster.device={args.device}")

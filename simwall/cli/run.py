@@ -7,7 +7,6 @@ import argparse
 from .. import api
 from ..registry import OUTPUT_FORMATS
 from ..report import StepResult, render
-from ..studies import plots
 from .common import add_set_option
 
 DESCRIPTION = None
@@ -30,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     api.cli_overrides(args.set_items)  # report a bad --set before any work
     if args.plot:  # issue 6: a bad image name fails before the run
+        from ..studies import plots  # only with --plot: it is heavy to import
         plots.check_plot_path(args.plot)
 
     result = api.simulate_from_cli(args.workload, args.cluster, list(args.set_items),
@@ -48,6 +48,7 @@ def _plot(args: argparse.Namespace, result: StepResult) -> list[dict]:
         result = api.simulate(args.workload or "gpt3-175b", args.cluster,
                               per_device=args.per_device, trace=True,
                               **api.cli_overrides(args.set_items))
+    from ..studies import plots
     fig, data = plots.run_plot(result)
     plots.save(fig, args.plot)
     return data

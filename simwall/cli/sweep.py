@@ -7,14 +7,6 @@ import argparse
 import shlex
 
 from ..errors import ConfigError, SimwallError
-from ..report.records import read_records
-from ..studies.sweeps import (
-    check_sweep_output,
-    load_sweep,
-    make_executor,
-    run_sweep,
-    sigint_ignored,
-)
 from .progress import add_quiet_option
 
 DESCRIPTION = ("Simulate every point of SWEEP.yaml and write one record per point (sorted "
@@ -37,6 +29,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # By the command, not its parser: 'sweep --help' imports no process pool.
+    from ..report.records import read_records
+    from ..studies.sweeps import (
+        check_sweep_output,
+        load_sweep,
+        make_executor,
+        run_sweep,
+        sigint_ignored,
+    )
+
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers", None, f"expected an integer >= 1, got {args.workers}")
     spec = load_sweep(args.sweep_file)

@@ -5,15 +5,6 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
-from ..studies.validate import (
-    bundled_case_files,
-    coverage_path,
-    coverage_text,
-    fit,
-    load_cases,
-    render,
-    run_cases,
-)
 from .progress import add_quiet_option, progress_of
 
 DESCRIPTION = ("Simulate published training runs from their configuration and report "
@@ -41,6 +32,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Prints the comparison; returns the exit status."""
+    from ..studies.validate import (  # by the command, not its parser ('--help')
+        bundled_case_files,
+        coverage_path,
+        coverage_text,
+        fit,
+        load_cases,
+        render,
+        run_cases,
+    )
+
     write = getattr(args, "write_coverage", False)
     if write and args.cases:
         raise ConfigError("--write-coverage", None, "the coverage table is made from the "

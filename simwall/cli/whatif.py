@@ -8,7 +8,6 @@ import json
 
 from ..config import set_overrides
 from ..errors import ConfigError
-from ..studies import plots
 from ..studies.whatif import (
     AXES,
     generations,
@@ -55,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Prints a table or JSON; errors propagate as SimwallError."""
+    from ..studies import plots  # by the command, not its parser
+
     overrides = set_overrides(args.set_items)
     scales = parse_scales(args.scales)
     if args.plot:

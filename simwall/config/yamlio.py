@@ -221,12 +221,18 @@ _FastLoader.yaml_implicit_resolvers = {k: list(v) for k, v in
 _FastLoader.yaml_constructors = dict(_Loader.yaml_constructors)
 
 
-def parse_yaml(text: str, source: str, max_values: int = MAX_YAML_VALUES) -> Any:
+def parse_yaml(text: str, source: str, max_values: int = MAX_YAML_VALUES,
+               bundled: bool = False) -> Any:
     """Parse YAML ``text`` safely; errors are :class:`ConfigError` located in ``source``.
     ``max_values``: the bound on values; above :data:`MAX_YAML_VALUES` (an explicit
-    cluster graph) libyaml parses (:class:`_FastLoader`)."""
+    cluster graph) libyaml parses (:class:`_FastLoader`). ``bundled``: simwall's own
+    package data (the hardware catalog), parsed by libyaml whatever its size: the same
+    values and key lines (tests/test_config.py compares them), some 10x faster, which is
+    10 ms of every start; only the wording of a syntax error differs, and a bundled file
+    has none (the tests load it)."""
     try:
-        loader = (_Loader if max_values <= MAX_YAML_VALUES else _FastLoader)(text)
+        fast = bundled or max_values > MAX_YAML_VALUES
+        loader = (_FastLoader if fast else _Loader)(text)
         loader._limit = max_values
         try:
             return loader.get_single_data()
@@ -260,8 +266,10 @@ def parse_yaml(text: str, source: str, max_values: int = MAX_YAML_VALUES) -> Any
                           "(more than 4,300 digits)") from None
 
 
-def load_yaml(path: str | Path, max_values: int = MAX_YAML_VALUES) -> Any:
-    """Read and parse one YAML file; a missing or unreadable file is a ConfigError."""
+def load_yaml(path: str | Path, max_values: int = MAX_YAML_VALUES,
+              bundled: bool = False) -> Any:
+    """Read and parse one YAML file; a missing or unreadable file is a ConfigError.
+    ``bundled``: one of simwall's own files (:func:`parse_yaml`)."""
     source = str(path)
     p = Path(path)
     if not p.exists():
@@ -276,12 +284,13 @@ def load_yaml(path: str | Path, max_values: int = MAX_YAML_VALUES) -> Any:
         raise ConfigError(source, None, f"cannot read: {err.strerror}") from None
     # A sweep loads the same few files for every point: parse each text once, hand out
     # copies (callers apply overrides to what they get).
-    return copy.deepcopy(_parse_once(text, source, max_values))
+    return copy.deepcopy(_parse_once(text, source, max_values, bundled))
 
 
 @memoized(maxsize=256)
-def _parse_once(text: str, source: str, max_values: int = MAX_YAML_VALUES) -> Any:
-    return parse_yaml(text, source, max_values)
+def _parse_once(text: str, source: str, max_values: int = MAX_YAML_VALUES,
+                bundled: bool = False) -> Any:
+    return parse_yaml(text, source, max_values, bundled)
 
 
 def key_path(path: Any) -> str | None:

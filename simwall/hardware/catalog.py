@@ -24,7 +24,7 @@ def _norm(name: str) -> str:
 def _catalog(kind: str) -> dict[str, DeviceSpec | LinkSpec]:
     model = DeviceSpec if kind == "devices" else LinkSpec
     path = bundled_dir("catalog") / f"{kind}.yaml"
-    doc = load_yaml(path)
+    doc = load_yaml(path, bundled=True)
     source = f"catalog/{kind}.yaml"
     if not isinstance(doc, dict) or not isinstance(doc.get(kind), list):
         raise ConfigError(source, kind, "expected a list of entries")

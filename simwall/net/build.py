@@ -7,7 +7,6 @@ from ..errors import ConfigError
 from ..hardware.catalog import resolve_device, resolve_link
 from ..registry import INTER_TOPOLOGIES, INTRA_TOPOLOGIES
 from .generators.base import GeneratorContext
-from .generators.explicit import build_explicit_graph
 from .graph import apply_faults, build_graph, check_connected
 from .topology import Topology
 
@@ -55,6 +54,7 @@ def build_topology(cluster: ClusterSpec) -> Topology:
                 raise ConfigError(source, f"{lvl}.topology", f"must be 'graph' when the "
                                   f"cluster gives its graph, got "
                                   f"{getattr(cluster, lvl).topology!r}")
+        from .generators.explicit import build_explicit_graph  # only for a given graph
         g = build_explicit_graph(ctx)
         apply_faults(g, cluster, source)
         check_connected(g, ctx)

@@ -25,11 +25,12 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SimwallError
+
+if TYPE_CHECKING:  # numpy loads with the first vectorised solve (symmetric runs make none)
+    import numpy as np
 
 __all__ = ["DONE_REL", "TIE_REL", "Edge", "FlowNetwork", "drain_time_s", "maxmin_rates"]
 
@@ -43,7 +44,9 @@ TIE_REL = 1e-12
 # FlowNetwork re-solves a component of more flows than this with the vectorised
 # progressive filling (numpy), smaller ones with maxmin_rates. This is a round number,
 # not tuned: below it, numpy's fixed cost per call outweighs the Python loops (both give
-# the same allocation).
+# the same allocation). drain_time_s drains a batch of at most this many flows on Python
+# floats (_drain_small_s; the same doubles), so a process that only costs small batches
+# never imports numpy (some 50-70 ms of a fresh process's start).
 _VECTOR_FLOWS = 64
 # A flow whose remaining bytes fall below this fraction of its size is finished: float
 # round-off of rate * dt, not real data (same reasoning as TIE_REL).
@@ -192,7 +195,9 @@ def drain_time_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
     The same progressive filling as :func:`maxmin_rates`, on arrays: the flow/edge
     incidence is built once for the batch and each re-solve is a few vectorised passes
     (one per saturation level). tests/test_network.py checks it against the plain
-    statement: :func:`maxmin_rates` re-solved at each finish.
+    statement: :func:`maxmin_rates` re-solved at each finish. A batch of at most
+    :data:`_VECTOR_FLOWS` flows (every symmetric run's) is drained by
+    :func:`_drain_small_s`, the same passes on Python floats, so numpy is not imported.
     """
     cap_of = _capacity_fn(capacity)
     edge_index: dict[Edge, int] = {}
@@ -215,6 +220,10 @@ def drain_time_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
             inc_count.append(float(k))
     if not sizes:
         return 0.0
+    if len(sizes) <= _VECTOR_FLOWS:
+        return _drain_small_s(caps, inc_flow, inc_edge, inc_count, sizes, weights,
+                              float(local_bandwidth_bytes_per_s))
+    import numpy as np
     n_edges = len(caps)
     cap = np.array(caps, dtype=float)
     f_idx = np.array(inc_flow, dtype=np.intp)
@@ -243,11 +252,87 @@ def drain_time_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
     return now_s
 
 
+def _drain_small_s(caps: list[float], inc_flow: list[int], inc_edge: list[int],
+                   inc_count: list[float], sizes: list[float], weights: list[float],
+                   local_bandwidth_bytes_per_s: float) -> float:
+    """:func:`drain_time_s` of a small batch, given its flow/edge incidence: the passes
+    of the vectorised code (:func:`_filling_rates` included) element by element, each sum
+    in the same order and each product grouped alike, so the result is the same double
+    (tests/test_network.py compares the two bit for bit)."""
+    n, n_edges = len(sizes), len(caps)
+    inf = math.inf
+    load = [k * weights[f] for k, f in zip(inc_count, inc_flow)]
+    routed = [False] * n
+    for f in inc_flow:
+        routed[f] = True
+    incidence = list(zip(inc_flow, inc_edge, load))
+    remaining = list(sizes)
+    active = [True] * n
+    now_s = 0.0
+    while any(active):
+        # -- _filling_rates ------------------------------------------------------------
+        rate = [local_bandwidth_bytes_per_s if a and not r else inf
+                for a, r in zip(active, routed)]
+        unfrozen = [a and r for a, r in zip(active, routed)]
+        live = [unfrozen[f] for f in inc_flow]
+        demand = [0.0] * n_edges
+        for (_, e, w), lv in zip(incidence, live):
+            if lv:
+                demand[e] += w
+        frozen_load = [0.0] * n_edges
+        saturated = [False] * n_edges
+        while any(unfrozen):
+            open_ = [d > 0.0 and not s for d, s in zip(demand, saturated)]
+            if not any(open_):
+                break
+            level = [max(c - fl, 0.0) / d if o else inf
+                     for c, fl, d, o in zip(caps, frozen_load, demand, open_)]
+            t_star = min(level)
+            if math.isinf(t_star):
+                break                                   # only unbounded edges remain
+            bound = t_star * (1.0 + TIE_REL)
+            group = [lv <= bound for lv in level]
+            saturated = [s or g for s, g in zip(saturated, group)]
+            hit = [False] * n
+            for (f, e, _), lv in zip(incidence, live):
+                if lv and group[e]:
+                    hit[f] = True
+            newly = [h and u for h, u in zip(hit, unfrozen)]
+            for f in range(n):
+                if newly[f]:
+                    rate[f] = t_star
+                    unfrozen[f] = False
+            frozen_add = [0.0] * n_edges
+            demand_sub = [0.0] * n_edges
+            for i, (f, e, w) in enumerate(incidence):
+                if newly[f]:
+                    live[i] = False
+                    frozen_add[e] += w * t_star
+                    demand_sub[e] += w
+            frozen_load = [a + b for a, b in zip(frozen_load, frozen_add)]
+            demand = [0.0 if d - s <= 1e-300 else d - s for d, s in zip(demand, demand_sub)]
+        # -- the finish of drain_time_s --------------------------------------------------
+        finish = [rm / r if a and r > 0.0 else inf
+                  for rm, r, a in zip(remaining, rate, active)]
+        dt = min(fi for fi, a in zip(finish, active) if a)
+        if math.isinf(dt):
+            return inf if any(a and r == 0.0 for a, r in zip(active, rate)) else now_s
+        now_s += dt
+        for f in range(n):
+            if active[f]:
+                left = remaining[f] - (rate[f] if finish[f] > 0.0 else 0.0) * dt
+                if finish[f] <= dt * (1.0 + TIE_REL) or left <= sizes[f] * DONE_REL:
+                    active[f] = False
+                remaining[f] = left
+    return now_s
+
+
 def _filling_rates(active: np.ndarray, routed: np.ndarray, cap: np.ndarray,
                    f_idx: np.ndarray, e_idx: np.ndarray, load: np.ndarray, n_edges: int,
                    local_bandwidth_bytes_per_s: float) -> np.ndarray:
     """Max-min per-copy rates of the ``active`` flows (progressive filling; ties within
     :data:`TIE_REL` saturate together, as in :func:`maxmin_rates`)."""
+    import numpy as np
     rate = np.full(active.shape, np.inf)
     rate[active & ~routed] = local_bandwidth_bytes_per_s
     unfrozen = active & routed
@@ -533,6 +618,7 @@ class FlowNetwork:
                 f_idx.append(i)
                 e_idx.append(j)
                 load.append(f.weight * k)
+        import numpy as np
         n = len(flows)
         routed = np.zeros(n, dtype=bool)
         fi = np.array(f_idx, dtype=np.intp)

@@ -5,14 +5,16 @@ that reads edges without building the graph."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from ..config import ClusterSpec
 from ..errors import ConfigError
 from ..registry import INTER_TOPOLOGIES, INTRA_TOPOLOGIES
 from .generators.base import GeneratorContext, Link, link_attrs
 from .names import Edge, Node, device_node, node_name, parse_node_name
+
+if TYPE_CHECKING:  # networkx loads when a graph is built (a symmetric run builds none)
+    import networkx as nx
 
 __all__ = ["apply_faults", "build_graph", "check_connected", "edge_parts", "host_links",
            "part_links"]
@@ -141,6 +143,7 @@ def build_graph(ctx: GeneratorContext) -> nx.DiGraph:
     """The whole graph, faults applied and connectivity checked."""
     intra = INTRA_TOPOLOGIES[ctx.cluster.intra.topology]
     inter = INTER_TOPOLOGIES[ctx.cluster.inter.topology]
+    import networkx as nx
     g = nx.DiGraph()
     # Devices first, so node order (and so fallback routing) is fixed by index; then one
     # level at a time, so each node's neighbours are listed intra, network, host.

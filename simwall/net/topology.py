@@ -29,9 +29,7 @@ import math
 import numbers
 from collections.abc import Iterable
 from itertools import pairwise
-
-import networkx as nx
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .. import memo
 from ..config import ClusterSpec, DeviceSpec
@@ -40,7 +38,16 @@ from .generators.base import Generator, GeneratorContext, Link, declared
 from .graph import build_graph, edge_parts, part_links
 from .names import Edge, device_node
 
+if TYPE_CHECKING:  # networkx and numpy load on first use: a symmetric run needs neither
+    import networkx as nx
+
 __all__ = ["Topology"]
+
+# Topology.route_latencies_s looks up a list of at most this many pairs one by one, a
+# longer one with numpy. A round number, not tuned: numpy's fixed cost per call (and its
+# import, some 50-70 ms, in a process that needs it for nothing else) outweighs the Python
+# loop on short lists; both give the same latencies.
+_FEW_PAIRS = 64
 
 
 def _latency_code(src, dst, per_node: int, per_block: int):
@@ -256,6 +263,7 @@ class Topology:
         # take one away, so the check is needed only with faults.
         if not edges or (self.cluster.faults.links
                          and any(not self.graph.has_edge(u, v) for u, v in edges)):
+            import networkx as nx
             nodes = nx.shortest_path(self._routing_graph(), device_node(src), device_node(dst))
             edges = tuple(pairwise(nodes))
         self._routes[key] = edges
@@ -306,7 +314,12 @@ class Topology:
 
     def route_latencies_s(self, pairs) -> list[float]:
         """:meth:`route_latency_s` of every ``(src, dst)`` in ``pairs``, in order (on a
-        periodic network the classes are found with array arithmetic)."""
+        periodic network the classes of a long list are found with array arithmetic; a
+        short one, a symmetric run's, pair by pair without importing numpy: the same
+        values, as each class's latency is memoised from its first pair either way)."""
+        if len(pairs) <= _FEW_PAIRS:
+            return [self.route_latency_s(a, b) for a, b in pairs]
+        import numpy as np
         per_block = self._latency_block
         arr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
         if not per_block or not len(arr) or arr.min() < 0 or arr.max() >= self._n:
@@ -341,6 +354,7 @@ class Topology:
             if n < 2:
                 found = 0.0
             else:
+                import networkx as nx
                 g = nx.DiGraph(self._routing_graph())
                 src, dst = ("_src",), ("_dst",)
                 for i in range(n):  # edges without capacity count as infinite

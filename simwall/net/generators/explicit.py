@@ -25,8 +25,6 @@ from collections import deque
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
-import networkx as nx
-
 from ... import memo
 from ...config import GraphSpec
 from ...errors import ConfigError
@@ -35,6 +33,8 @@ from ..names import Node, device_node, parse_node_name
 from .base import Generator, GeneratorContext, link_attrs, no_links
 
 if TYPE_CHECKING:                      # types only: the topology calls the generators
+    import networkx as nx
+
     from ..topology import Topology
 
 __all__ = ["INTER_GENERATOR", "INTRA_GENERATOR", "build_explicit_graph", "graph_node",
@@ -111,6 +111,7 @@ def build_explicit_graph(ctx: GeneratorContext) -> nx.DiGraph:
         return ConfigError(src, spec.key_prefix + key, msg,
                            line=spec.line(key + sub) or spec.line(key))
 
+    import networkx as nx
     g = nx.DiGraph()
     names: dict[str, Node] = {}
     kinds: dict[Node, str] = {}
