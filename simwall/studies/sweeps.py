@@ -554,6 +554,9 @@ def _start_worker(parent_pid: int) -> None:
     end_with_parent(parent_pid)
 
 
+#: Seconds to wait for a terminated worker process to end before the pool is closed.
+WORKER_EXIT_WAIT_S = 5
+
 #: Seconds to wait for a Dask scheduler to answer: a wrong address should fail fast.
 DASK_CONNECT_TIMEOUT_S = 5
 
@@ -577,8 +580,19 @@ def make_executor(kind: str = "local", workers: int | None = None,
             # The pool's processes are this process's only multiprocessing children
             # (terminating them, rather than waiting for their batches, is what makes
             # Ctrl-C quick).
-            for child in multiprocessing.active_children():
+            children = multiprocessing.active_children()
+            for child in children:
                 child.terminate()
+            for child in children:
+                child.join(WORKER_EXIT_WAIT_S)
+            # A worker ended while sending its result leaves half a message in the pool's
+            # result pipe, and the pool's manager thread would wait for the rest forever
+            # (so would shutdown and the interpreter's exit). Our copy of the pipe's write
+            # end is the last one left once the workers are gone: closing it turns that
+            # wait into end-of-file, which the pool handles as a broken pool.
+            writer = getattr(getattr(ex, "_result_queue", None), "_writer", None)
+            if writer is not None:
+                writer.close()
             ex.shutdown(wait=True, cancel_futures=True)
         return _Exec(ex, lambda: ex.shutdown(wait=True, cancel_futures=True), abort)
     try:
