@@ -293,7 +293,7 @@ class _Flow:
                  done: Any, tag: Hashable = None) -> None:
         self.tag = tag
         self.edges = edges
-        self.pairs = pairs               # (edge, times the route uses it), first-use order
+        self.pairs = pairs               # (edge number, times the route uses it), first use
         self.cls = cls                   # route and weight, interned (FlowNetwork._classify)
         self.weight = weight
         self.bytes_ = bytes_
@@ -374,7 +374,7 @@ class FlowNetwork:
         self._active: dict[int, _Flow] = {}       # insertion order = arrival order
         self._next_id = 0
         self._starting: list[_Flow] = []          # started at this instant, not yet solved
-        self._edge_flows: dict[Edge, dict[int, None]] = {}   # active flows per edge
+        self._edge_flows: dict[int, dict[int, None]] = {}    # active flows per edge number
         self._heap: list[tuple[float, int, int]] = []        # (finish_s, key, stamp)
         self._wake_s = math.inf                   # the pending wake-up, if any
         self._version = 0
@@ -396,6 +396,11 @@ class FlowNetwork:
         self._classes: dict[tuple[int, float], int] = {}
         self._batches: dict[int, tuple] = {}           # id(flows) -> (flows, prepared)
         self._alone: dict[int, float] = {}             # class -> rate alone on its route
+        # Edges numbered in first-seen order: the bookkeeping keys on ints, not on the
+        # (tuple) edge ids; capacities looked up on first use.
+        self._edge_numbers: dict[Edge, int] = {}
+        self._edge_of: list[Edge] = []
+        self._edge_caps: dict[int, float] = {}
         self._component_rates = table(self, "component_rates")
 
     # -- public -------------------------------------------------------------------------
@@ -459,14 +464,19 @@ class FlowNetwork:
 
     def _classify(self, edges: Sequence[Edge], weight: float) -> tuple[tuple, tuple, int]:
         """``(edges, pairs, class)`` of a flow: its route as a tuple, how often it uses
-        each edge (first-use order) and the interned id of (route, weight). Worked out
+        each edge (by edge number, first-use order) and the interned id of (route, weight). Worked out
         once per route object (routes are memoised tuples: simwall.net.collectives)."""
         info = self._routes.get(id(edges))
         if info is None or info[0] is not edges:
             edges_t = tuple(edges)
-            counts: dict[Edge, int] = {}
+            counts: dict[int, int] = {}
+            numbers, edge_of = self._edge_numbers, self._edge_of
             for e in edges_t:
-                counts[e] = counts.get(e, 0) + 1
+                j = numbers.get(e)
+                if j is None:
+                    j = numbers[e] = len(edge_of)
+                    edge_of.append(e)
+                counts[j] = counts.get(j, 0) + 1
             rid = self._route_ids.setdefault(edges_t, len(self._route_ids))
             info = (edges, edges_t, tuple(counts.items()), rid)
             if type(edges) is tuple:     # immutable: its id names it while it is kept here
@@ -527,7 +537,7 @@ class FlowNetwork:
     def _flush(self, _ev: Any = None) -> None:
         self._flush_pending = False
         now_s = float(self.env.now)
-        dirty: dict[Edge, None] = {}
+        dirty: dict[int, None] = {}                        # edge numbers
         # Finished: the predicted finish is within what env.now can resolve (else a
         # wake-up at now + tiny == now would never make progress); a flow whose bytes
         # left are round-off was predicted to finish now when its rate was set.
@@ -568,8 +578,8 @@ class FlowNetwork:
             flow.done.succeed()
         self.transfers_done += len(finished)
 
-    def _component(self, dirty: Mapping[Edge, None]
-                   ) -> tuple[list[_Flow], list[Edge], bool]:
+    def _component(self, dirty: Mapping[int, None]
+                   ) -> tuple[list[_Flow], list[int], bool]:
         """Active flows connected to the ``dirty`` edges through shared edges, in arrival
         order, every edge they (or the dirty edges) touch, and whether one of those edges
         carries more than one flow."""
@@ -604,7 +614,7 @@ class FlowNetwork:
         f_idx: list[int] = []
         e_idx: list[int] = []
         load: list[float] = []
-        cap = self._capacity
+        cap = self._cap
         for i, f in enumerate(flows):
             for e, k in f.pairs:
                 j = edge_index.get(e)
@@ -624,7 +634,7 @@ class FlowNetwork:
                               self._local_bandwidth_bytes_per_s)
         return [float(r) for r in rate]
 
-    def _resolve(self, dirty: Mapping[Edge, None], local: Sequence[_Flow]) -> None:
+    def _resolve(self, dirty: Mapping[int, None], local: Sequence[_Flow]) -> None:
         """Re-solve the rates of the flows connected to ``dirty`` edges (and of the
         ``local`` flows started now); a flow never solved before (``stamp`` 0: started
         now) always gets its finish time set."""
@@ -656,8 +666,9 @@ class FlowNetwork:
             rates = [alone.get(f.cls) or self._alone_rate(f) for f in flows]
         stats = self._edge_stats
         if stats:
-            self._settle_edges(edges)
-            load: dict[Edge, float] = {e: 0.0 for e in edges}
+            edge_of = self._edge_of
+            self._settle_edges([edge_of[j] for j in edges])
+            load: dict[int, float] = {j: 0.0 for j in edges}
         heap = self._heap
         for f, r in zip(flows, rates):
             if stats:
@@ -677,25 +688,32 @@ class FlowNetwork:
         if shared and any(f.tag is not None for f in flows) and self._shares_link(edges):
             self.shared_resolves += 1
         if stats:
-            for e, value in load.items():
+            for j, value in load.items():
                 if value > 0.0:
-                    self._edge_load[e] = value
+                    self._edge_load[edge_of[j]] = value
                 else:
-                    self._edge_load.pop(e, None)
+                    self._edge_load.pop(edge_of[j], None)
         for e in edges:
             if not edge_flows.get(e):
                 edge_flows.pop(e, None)
         self._schedule_wake()
 
+    def _cap(self, j: int) -> float:
+        """Capacity of edge number ``j``."""
+        c = self._edge_caps.get(j)
+        if c is None:
+            c = self._edge_caps[j] = self._capacity(self._edge_of[j])
+        return c
+
     def _alone_rate(self, flow: _Flow) -> float:
         """The rate of ``flow`` with no other flow on its edges: its tightest edge's
         capacity over its load there (kept per flow class)."""
-        cap = self._capacity
+        cap = self._cap
         rate = self._alone[flow.cls] = min((cap(e) / (flow.weight * k) for e, k in flow.pairs),
                                            default=self._local_bandwidth_bytes_per_s)
         return rate
 
-    def _shares_link(self, edges: Sequence[Edge]) -> bool:
+    def _shares_link(self, edges: Sequence[int]) -> bool:
         """Whether one of ``edges`` carries active flows of two different tags."""
         active = self._active
         for e in edges:
