@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SimwallError
-from ..memo import table
+from ..memo import memoized, table
 
 __all__ = ["DONE_REL", "TIE_REL", "Edge", "FlowNetwork", "drain_time_s", "maxmin_rates"]
 
@@ -221,6 +221,19 @@ def drain_time_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
             inc_count.append(float(k))
     if not sizes:
         return 0.0
+    # Batches of the same shape (translated groups: the same capacities, the same
+    # sharing, the same sizes) drain in the same time: the arithmetic below sees only
+    # these numbers, so it runs once per shape.
+    return _drain_s(tuple(caps), tuple(inc_flow), tuple(inc_edge), tuple(inc_count),
+                    tuple(sizes), tuple(weights), float(local_bandwidth_bytes_per_s))
+
+
+@memoized(maxsize=4096)
+def _drain_s(caps: tuple[float, ...], inc_flow: tuple[int, ...], inc_edge: tuple[int, ...],
+             inc_count: tuple[float, ...], sizes: tuple[float, ...],
+             weights: tuple[float, ...], local_bandwidth_bytes_per_s: float) -> float:
+    """:func:`drain_time_s` of a batch given as its incidence (edges numbered in first-use
+    order, capacities by that number, one entry per flow and edge it uses)."""
     n_edges = len(caps)
     cap = np.array(caps, dtype=float)
     f_idx = np.array(inc_flow, dtype=np.intp)
@@ -234,7 +247,7 @@ def drain_time_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
     now_s = 0.0
     while active.any():
         rate = _filling_rates(active, routed, cap, f_idx, e_idx, load, n_edges,
-                              float(local_bandwidth_bytes_per_s))
+                              local_bandwidth_bytes_per_s)
         # inf / 0 and inf * 0 arise for unrouted (local) flows and are masked out.
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             finish = np.where(active & (rate > 0.0), remaining / rate, np.inf)
