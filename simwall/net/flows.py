@@ -357,7 +357,9 @@ class FlowNetwork:
     of the flow-link incidence graph). Starts and ends at one simulated instant are
     batched into one re-solve. Progress is kept lazily (bytes left at the last rate
     change), and finish times wait in a heap, so an event costs the size of its
-    component, not of the whole network.
+    component, not of the whole network. A shared component's rates are memoised on its
+    flows' classes (route and weight) in arrival order, which determine them: lockstep
+    replicas meet the same components again and again.
 
     Attributes
     ----------
@@ -448,10 +450,16 @@ class FlowNetwork:
         if not flows:
             batch.done.succeed()
             return batch.done
-        prepared = self._prepared(flows)
-        start = self._start
-        for edges_t, pairs, cls, bytes_, weight in prepared:
-            start(_Flow(edges_t, pairs, cls, bytes_, weight, batch, tag))
+        starting = self._starting
+        before = len(starting)
+        for edges_t, pairs, cls, bytes_, weight in self._prepared(flows):
+            if bytes_ == 0.0:            # as _start: done at once (it cannot complete a
+                batch.succeed()          # batch that has flows with bytes: no event)
+                self.transfers_done += 1
+            else:
+                starting.append(_Flow(edges_t, pairs, cls, bytes_, weight, batch, tag))
+        if len(starting) > before:
+            self._request_flush()
         return batch.done
 
     def _prepared(self, flows: Sequence[tuple[Sequence[Edge], float, float]]
