@@ -189,6 +189,44 @@ def maxmin_rates(flows: Sequence[tuple[Sequence[Edge], float]],
 def drain_time_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
                  capacity: CapacityFn | Mapping[Edge, float],
                  local_bandwidth_bytes_per_s: float = math.inf) -> float:
+    """Seconds until every flow of a batch started together has finished
+    (:func:`_drain_fresh_s`), memoised on the batch's shape.
+
+    The drain sees only the shape: the capacities of the edges numbered in first-use
+    order, and per flow (with bytes) its size, weight and edge numbers with counts.
+    Batches of the same shape (translated groups: every pipeline pair, every DP group of
+    a per-device costing) drain in the same time, bit for bit, so the drain runs once
+    per shape, on the shape itself (edge numbers as edges: the same incidence, the same
+    arithmetic)."""
+    cap_of = _capacity_fn(capacity)
+    edge_index: dict[Edge, int] = {}
+    caps: list[float] = []
+    shape: list[tuple[float, float, tuple]] = []
+    for edges, bytes_, weight in flows:
+        bytes_ = float(bytes_)
+        if not bytes_ > 0.0:
+            continue
+        weight = _check_weight(weight)
+        counts = _index_edges(edges, edge_index, caps, cap_of)
+        shape.append((bytes_, weight, tuple(counts.items())))
+    if not shape:
+        return 0.0
+    return _drain_shape_s(tuple(caps), tuple(shape), float(local_bandwidth_bytes_per_s))
+
+
+@memoized(maxsize=4096)
+def _drain_shape_s(caps: tuple[float, ...], shape: tuple[tuple[float, float, tuple], ...],
+                   local_bandwidth_bytes_per_s: float) -> float:
+    """:func:`_drain_fresh_s` of a batch given by its shape (:func:`drain_time_s`): each
+    route rebuilt from its edge numbers in first-use order, capacities by number."""
+    flows = [(tuple(j for j, k in pairs for _ in range(k)), bytes_, weight)
+             for bytes_, weight, pairs in shape]
+    return _drain_fresh_s(flows, caps.__getitem__, local_bandwidth_bytes_per_s)
+
+
+def _drain_fresh_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
+                   capacity: CapacityFn | Mapping[Edge, float],
+                   local_bandwidth_bytes_per_s: float = math.inf) -> float:
     """Seconds until every flow of a batch started together has finished.
 
     ``flows`` are ``(edges, bytes_, weight)``. Rates are max-min fair and re-solved each
@@ -221,19 +259,6 @@ def drain_time_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
             inc_count.append(float(k))
     if not sizes:
         return 0.0
-    # Batches of the same shape (translated groups: the same capacities, the same
-    # sharing, the same sizes) drain in the same time: the arithmetic below sees only
-    # these numbers, so it runs once per shape.
-    return _drain_s(tuple(caps), tuple(inc_flow), tuple(inc_edge), tuple(inc_count),
-                    tuple(sizes), tuple(weights), float(local_bandwidth_bytes_per_s))
-
-
-@memoized(maxsize=4096)
-def _drain_s(caps: tuple[float, ...], inc_flow: tuple[int, ...], inc_edge: tuple[int, ...],
-             inc_count: tuple[float, ...], sizes: tuple[float, ...],
-             weights: tuple[float, ...], local_bandwidth_bytes_per_s: float) -> float:
-    """:func:`drain_time_s` of a batch given as its incidence (edges numbered in first-use
-    order, capacities by that number, one entry per flow and edge it uses)."""
     n_edges = len(caps)
     cap = np.array(caps, dtype=float)
     f_idx = np.array(inc_flow, dtype=np.intp)
@@ -247,7 +272,7 @@ def _drain_s(caps: tuple[float, ...], inc_flow: tuple[int, ...], inc_edge: tuple
     now_s = 0.0
     while active.any():
         rate = _filling_rates(active, routed, cap, f_idx, e_idx, load, n_edges,
-                              local_bandwidth_bytes_per_s)
+                              float(local_bandwidth_bytes_per_s))
         # inf / 0 and inf * 0 arise for unrouted (local) flows and are masked out.
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             finish = np.where(active & (rate > 0.0), remaining / rate, np.inf)
