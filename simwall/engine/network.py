@@ -48,6 +48,8 @@ class EngineNetwork:
         self.flows = FlowNetwork(env, topology.capacity, edge_stats=False)
         self.transfers = 0
         self._steps: dict[tuple[int, int | None], tuple[Sequence[Traffic], Steps]] = {}
+        self._by_replica: dict[int, tuple[Traffic, dict[int, tuple]]] = {}
+        self._protocols: dict[int, tuple[Traffic, tuple[str, float | None, float]]] = {}
 
     def steps(self, parts: Sequence[Traffic], replica: int | None = None) -> Steps:
         """The phases of ``parts`` (collectives run one after another, each by all its
@@ -59,15 +61,12 @@ class EngineNetwork:
         if hit is not None and hit[0] is parts:
             return hit[1]
         out: list[tuple[float, tuple]] = []
-        topo, plan = self.topology, self.plan
+        topo = self.topology
         for part in parts:
             algorithm, latency_s, scale = self._protocol(part)
             groups = part.groups
             if replica is not None:
-                # A stream is a DP replica: its cp ranks of the DP x CP group (ranks
-                # replica * cp .. replica * cp + cp - 1, plan.layout).
-                groups = tuple(g for g in groups
-                               if plan.rank_of(g[0])[1] // plan.cp == replica)
+                groups = self._replica_groups(part).get(replica, ())
             per_group = [collectives.collective_phases(part.kind, g, part.bytes_, topo,
                                                        algorithm, part.window)
                          for g in groups]
@@ -80,6 +79,22 @@ class EngineNetwork:
         self._steps[key] = (parts, steps)
         return steps
 
+    def _replica_groups(self, part: Traffic) -> dict[int, tuple]:
+        """``part``'s groups by the DP replica of their first device, in their order:
+        a stream is a DP replica, its cp ranks of the DP x CP group (ranks replica * cp
+        .. replica * cp + cp - 1, plan.layout). Split once per ``part`` (filtering the
+        groups anew for each replica cost replicas x groups)."""
+        hit = self._by_replica.get(id(part))
+        if hit is not None and hit[0] is part:
+            return hit[1]
+        plan = self.plan
+        split: dict[int, list] = {}
+        for g in part.groups:
+            split.setdefault(plan.rank_of(g[0])[1] // plan.cp, []).append(g)
+        out = {r: tuple(gs) for r, gs in split.items()}
+        self._by_replica[id(part)] = (part, out)
+        return out
+
     def _protocol(self, part: Traffic) -> tuple[str, float | None, float]:
         """``(algorithm, latency_s, byte_scale)`` that make ``part`` alone on the network
         take what the costing gave it: the algorithm and NCCL protocol the costing chose
@@ -87,7 +102,16 @@ class EngineNetwork:
         the first phase, and the flows' bytes scaled by the protocol's bandwidth fraction
         (time = latency + drain time / fraction, :mod:`simwall.net.collectives.protocol`).
         Where no single algorithm or no NCCL model applies: the phases' own latencies
-        (``None``) and bytes."""
+        (``None``) and bytes. Worked out once per ``part`` object (every replica's
+        send of a boundary asks for it; its key holds all the replicas' groups)."""
+        hit = self._protocols.get(id(part))
+        if hit is not None and hit[0] is part:
+            return hit[1]
+        out = self._protocol_of(part)
+        self._protocols[id(part)] = (part, out)
+        return out
+
+    def _protocol_of(self, part: Traffic) -> tuple[str, float | None, float]:
         topo = self.topology
         algorithm, _, latency_s, bandwidth_s = collectives.collective_choice(
             topo, part.kind, part.groups, part.bytes_, part.algorithm, window=part.window)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SimwallError
+from ..memo import memoized, table
 
 if TYPE_CHECKING:  # numpy loads with the first vectorised solve (symmetric runs make none)
     import numpy as np
@@ -48,6 +49,11 @@ TIE_REL = 1e-12
 # floats (_drain_small_s; the same doubles), so a process that only costs small batches
 # never imports numpy (some 50-70 ms of a fresh process's start).
 _VECTOR_FLOWS = 64
+# Route objects whose edge counts FlowNetwork keeps (by id; forgotten all at once when
+# full), and shared components whose rates it keeps (it stops adding when full): bounds on
+# memory, not tuned (a per-device step on 8,192 GPUs meets ~100 distinct components).
+_ROUTE_CACHE = 1 << 16
+_COMPONENT_MEMO = 1 << 12
 # A flow whose remaining bytes fall below this fraction of its size is finished: float
 # round-off of rate * dt, not real data (same reasoning as TIE_REL).
 DONE_REL = 1e-9
@@ -186,6 +192,44 @@ def maxmin_rates(flows: Sequence[tuple[Sequence[Edge], float]],
 def drain_time_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
                  capacity: CapacityFn | Mapping[Edge, float],
                  local_bandwidth_bytes_per_s: float = math.inf) -> float:
+    """Seconds until every flow of a batch started together has finished
+    (:func:`_drain_fresh_s`), memoised on the batch's shape.
+
+    The drain sees only the shape: the capacities of the edges numbered in first-use
+    order, and per flow (with bytes) its size, weight and edge numbers with counts.
+    Batches of the same shape (translated groups: every pipeline pair, every DP group of
+    a per-device costing) drain in the same time, bit for bit, so the drain runs once
+    per shape, on the shape itself (edge numbers as edges: the same incidence, the same
+    arithmetic)."""
+    cap_of = _capacity_fn(capacity)
+    edge_index: dict[Edge, int] = {}
+    caps: list[float] = []
+    shape: list[tuple[float, float, tuple]] = []
+    for edges, bytes_, weight in flows:
+        bytes_ = float(bytes_)
+        if not bytes_ > 0.0:
+            continue
+        weight = _check_weight(weight)
+        counts = _index_edges(edges, edge_index, caps, cap_of)
+        shape.append((bytes_, weight, tuple(counts.items())))
+    if not shape:
+        return 0.0
+    return _drain_shape_s(tuple(caps), tuple(shape), float(local_bandwidth_bytes_per_s))
+
+
+@memoized(maxsize=4096)
+def _drain_shape_s(caps: tuple[float, ...], shape: tuple[tuple[float, float, tuple], ...],
+                   local_bandwidth_bytes_per_s: float) -> float:
+    """:func:`_drain_fresh_s` of a batch given by its shape (:func:`drain_time_s`): each
+    route rebuilt from its edge numbers in first-use order, capacities by number."""
+    flows = [(tuple(j for j, k in pairs for _ in range(k)), bytes_, weight)
+             for bytes_, weight, pairs in shape]
+    return _drain_fresh_s(flows, caps.__getitem__, local_bandwidth_bytes_per_s)
+
+
+def _drain_fresh_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
+                   capacity: CapacityFn | Mapping[Edge, float],
+                   local_bandwidth_bytes_per_s: float = math.inf) -> float:
     """Seconds until every flow of a batch started together has finished.
 
     ``flows`` are ``(edges, bytes_, weight)``. Rates are max-min fair and re-solved each
@@ -365,17 +409,15 @@ def _filling_rates(active: np.ndarray, routed: np.ndarray, cap: np.ndarray,
 
 
 class _Flow:
-    __slots__ = ("bytes_", "done", "edges", "key", "pairs", "rate", "remaining", "since",
-                 "stamp", "tag", "weight")
+    __slots__ = ("bytes_", "cls", "done", "edges", "key", "pairs", "rate", "remaining",
+                 "since", "stamp", "tag", "weight")
 
-    def __init__(self, edges: tuple, bytes_: float, weight: float, done: Any,
-                 tag: Hashable = None) -> None:
+    def __init__(self, edges: tuple, pairs: tuple, cls: int, bytes_: float, weight: float,
+                 done: Any, tag: Hashable = None) -> None:
         self.tag = tag
         self.edges = edges
-        counts: dict[Edge, int] = {}
-        for e in edges:
-            counts[e] = counts.get(e, 0) + 1
-        self.pairs = tuple(counts.items())
+        self.pairs = pairs               # (edge number, times the route uses it), first use
+        self.cls = cls                   # route and weight, interned (FlowNetwork._classify)
         self.weight = weight
         self.bytes_ = bytes_
         self.remaining = bytes_          # bytes left at time ``since``
@@ -387,18 +429,30 @@ class _Flow:
 
 
 class _Batch:
-    """One event for many flows: fires when the last of them is done."""
+    """One event for many flows: fires when the last of them is done.
 
-    __slots__ = ("done", "left")
+    It stands in for the flows' own events (``flow.done``): the network calls
+    :meth:`succeed` where it would succeed a flow's event, and only the flow that
+    completes the batch gets a SimPy event, whose callback then succeeds ``done``. The
+    events in between triggered nothing, so every event that matters is processed in the
+    same order as with one event per flow (and ``env.all_of`` over them)."""
 
-    def __init__(self, done: Any, left: int) -> None:
-        self.done = done
+    __slots__ = ("done", "env", "left")
+
+    def __init__(self, env: Any, left: int) -> None:
+        self.env = env
+        self.done = env.event()
         self.left = left
 
-    def one_done(self, _ev: Any = None) -> None:
+    def succeed(self) -> None:
         self.left -= 1
         if self.left == 0:
-            self.done.succeed()
+            last = self.env.event()
+            last.callbacks.append(self._fire)
+            last.succeed()
+
+    def _fire(self, _ev: Any) -> None:
+        self.done.succeed()
 
 
 class FlowNetwork:
@@ -413,7 +467,9 @@ class FlowNetwork:
     of the flow-link incidence graph). Starts and ends at one simulated instant are
     batched into one re-solve. Progress is kept lazily (bytes left at the last rate
     change), and finish times wait in a heap, so an event costs the size of its
-    component, not of the whole network.
+    component, not of the whole network. A shared component's rates are memoised on its
+    flows' classes (route and weight) in arrival order, which determine them: lockstep
+    replicas meet the same components again and again.
 
     Attributes
     ----------
@@ -443,7 +499,7 @@ class FlowNetwork:
         self._active: dict[int, _Flow] = {}       # insertion order = arrival order
         self._next_id = 0
         self._starting: list[_Flow] = []          # started at this instant, not yet solved
-        self._edge_flows: dict[Edge, dict[int, None]] = {}   # active flows per edge
+        self._edge_flows: dict[int, dict[int, None]] = {}    # active flows per edge number
         self._heap: list[tuple[float, int, int]] = []        # (finish_s, key, stamp)
         self._wake_s = math.inf                   # the pending wake-up, if any
         self._version = 0
@@ -457,6 +513,20 @@ class FlowNetwork:
         # Re-solves in which one edge carried flows of two different tags (transfers
         # that share a link at the same time); only flows given a tag count.
         self.shared_resolves = 0
+        # Flow classes: a route (by content) and a weight, interned to one int
+        # (_classify); the rates of a shared component are a pure function of its
+        # flows' classes in arrival order (the capacities being fixed), memoised on them.
+        self._routes: dict[int, tuple] = {}            # id(edges) -> (edges, tuple, pairs, rid)
+        self._route_ids: dict[tuple, int] = {}
+        self._classes: dict[tuple[int, float], int] = {}
+        self._batches: dict[int, tuple] = {}           # id(flows) -> (flows, prepared)
+        self._alone: dict[int, float] = {}             # class -> rate alone on its route
+        # Edges numbered in first-seen order: the bookkeeping keys on ints, not on the
+        # (tuple) edge ids; capacities looked up on first use.
+        self._edge_numbers: dict[Edge, int] = {}
+        self._edge_of: list[Edge] = []
+        self._edge_caps: dict[int, float] = {}
+        self._component_rates = table(self, "component_rates")
 
     # -- public -------------------------------------------------------------------------
     def transfer(self, edges: Sequence[Edge], bytes_: float, weight: float = 1.0,
@@ -472,7 +542,9 @@ class FlowNetwork:
             raise SimwallError(f"transfer bytes must be finite and >= 0, got {bytes_}")
         if not latency_s >= 0.0:
             raise SimwallError(f"transfer latency_s must be >= 0, got {latency_s}")
-        flow = _Flow(tuple(edges), bytes_, _check_weight(weight), self.env.event(), tag)
+        weight = _check_weight(weight)
+        edges_t, pairs, cls = self._classify(edges, weight)
+        flow = _Flow(edges_t, pairs, cls, bytes_, weight, self.env.event(), tag)
         if latency_s > 0.0:
             self.env.timeout(latency_s).callbacks.append(lambda _ev: self._start(flow))
         else:
@@ -484,13 +556,66 @@ class FlowNetwork:
         """One event firing when every ``(edges, bytes_, weight)`` flow, all started now,
         has arrived (the same as ``env.all_of`` over :meth:`transfer` events, with one
         SimPy event instead of one per flow)."""
-        batch = _Batch(self.env.event(), len(flows))
+        batch = _Batch(self.env, len(flows))
         if not flows:
             batch.done.succeed()
             return batch.done
-        for edges, bytes_, weight in flows:
-            self.transfer(edges, bytes_, weight, tag=tag).callbacks.append(batch.one_done)
+        starting = self._starting
+        before = len(starting)
+        for edges_t, pairs, cls, bytes_, weight in self._prepared(flows):
+            if bytes_ == 0.0:            # as _start: done at once (it cannot complete a
+                batch.succeed()          # batch that has flows with bytes: no event)
+                self.transfers_done += 1
+            else:
+                starting.append(_Flow(edges_t, pairs, cls, bytes_, weight, batch, tag))
+        if len(starting) > before:
+            self._request_flush()
         return batch.done
+
+    def _prepared(self, flows: Sequence[tuple[Sequence[Edge], float, float]]
+                  ) -> list[tuple[tuple, tuple, int, float, float]]:
+        """``flows`` checked and classified (:meth:`_classify`), worked out once per
+        tuple object (the engine passes the same memoised batches again and again)."""
+        hit = self._batches.get(id(flows))
+        if hit is not None and hit[0] is flows:
+            return hit[1]
+        prepared = []
+        for edges, bytes_, weight in flows:
+            bytes_ = float(bytes_)
+            if not bytes_ >= 0.0 or math.isinf(bytes_):
+                raise SimwallError(f"transfer bytes must be finite and >= 0, got {bytes_}")
+            weight = _check_weight(weight)
+            edges_t, pairs, cls = self._classify(edges, weight)
+            prepared.append((edges_t, pairs, cls, bytes_, weight))
+        if type(flows) is tuple:
+            if len(self._batches) >= _ROUTE_CACHE:
+                self._batches.clear()
+            self._batches[id(flows)] = (flows, prepared)
+        return prepared
+
+    def _classify(self, edges: Sequence[Edge], weight: float) -> tuple[tuple, tuple, int]:
+        """``(edges, pairs, class)`` of a flow: its route as a tuple, how often it uses
+        each edge (by edge number, first-use order) and the interned id of (route, weight). Worked out
+        once per route object (routes are memoised tuples: simwall.net.collectives)."""
+        info = self._routes.get(id(edges))
+        if info is None or info[0] is not edges:
+            edges_t = tuple(edges)
+            counts: dict[int, int] = {}
+            numbers, edge_of = self._edge_numbers, self._edge_of
+            for e in edges_t:
+                j = numbers.get(e)
+                if j is None:
+                    j = numbers[e] = len(edge_of)
+                    edge_of.append(e)
+                counts[j] = counts.get(j, 0) + 1
+            rid = self._route_ids.setdefault(edges_t, len(self._route_ids))
+            info = (edges, edges_t, tuple(counts.items()), rid)
+            if type(edges) is tuple:     # immutable: its id names it while it is kept here
+                if len(self._routes) >= _ROUTE_CACHE:
+                    self._routes.clear()
+                self._routes[id(edges)] = info
+        cls = self._classes.setdefault((info[3], weight), len(self._classes))
+        return info[1], info[2], cls
 
     @property
     def active_flows(self) -> int:
@@ -543,7 +668,7 @@ class FlowNetwork:
     def _flush(self, _ev: Any = None) -> None:
         self._flush_pending = False
         now_s = float(self.env.now)
-        dirty: dict[Edge, None] = {}
+        dirty: dict[int, None] = {}                        # edge numbers
         # Finished: the predicted finish is within what env.now can resolve (else a
         # wake-up at now + tiny == now would never make progress); a flow whose bytes
         # left are round-off was predicted to finish now when its rate was set.
@@ -557,47 +682,59 @@ class FlowNetwork:
                 continue                                   # stale entry
             finished.append(flow)
         finished.sort(key=lambda f: f.key)
+        active, edge_flows = self._active, self._edge_flows
         for flow in finished:
-            del self._active[flow.key]
+            key = flow.key
+            del active[key]
             for e, _k in flow.pairs:
-                on = self._edge_flows[e]
-                del on[flow.key]
+                del edge_flows[e][key]
                 dirty[e] = None
             flow.remaining = 0.0
-        for flow in self._starting:
-            flow.key = self._next_id
-            self._next_id += 1
-            flow.since = now_s
-            self._active[flow.key] = flow
-            for e, _k in flow.pairs:
-                self._edge_flows.setdefault(e, {})[flow.key] = None
-                dirty[e] = None
         starting, self._starting = self._starting, []
-        self._resolve(dirty, [f for f in starting if not f.pairs],
-                      {f.key: None for f in starting})
+        key = self._next_id
+        for flow in starting:
+            flow.key = key
+            flow.since = now_s
+            active[key] = flow
+            for e, _k in flow.pairs:
+                on = edge_flows.get(e)
+                if on is None:
+                    on = edge_flows[e] = {}
+                on[key] = None
+                dirty[e] = None
+            key += 1
+        self._next_id = key
+        self._resolve(dirty, [f for f in starting if not f.pairs])
         for flow in finished:
             flow.done.succeed()
-            self.transfers_done += 1
+        self.transfers_done += len(finished)
 
-    def _component(self, dirty: Mapping[Edge, None]) -> tuple[list[_Flow], list[Edge]]:
+    def _component(self, dirty: Mapping[int, None]
+                   ) -> tuple[list[_Flow], list[int], bool]:
         """Active flows connected to the ``dirty`` edges through shared edges, in arrival
-        order, and every edge they (or the dirty edges) touch."""
+        order, every edge they (or the dirty edges) touch, and whether one of those edges
+        carries more than one flow."""
         seen_edges = dict(dirty)
         seen_flows: dict[int, _Flow] = {}
         stack = list(dirty)
+        edge_flows, active = self._edge_flows, self._active
+        shared = False
         while stack:
-            e = stack.pop()
-            for key in self._edge_flows.get(e, ()):
+            on = edge_flows.get(stack.pop())
+            if not on:
+                continue
+            if len(on) > 1:
+                shared = True
+            for key in on:
                 if key in seen_flows:
                     continue
-                flow = self._active[key]
-                seen_flows[key] = flow
+                flow = seen_flows[key] = active[key]
                 for ee, _k in flow.pairs:
                     if ee not in seen_edges:
                         seen_edges[ee] = None
                         stack.append(ee)
         flows = [seen_flows[k] for k in sorted(seen_flows)]
-        return flows, list(seen_edges)
+        return flows, list(seen_edges), shared
 
     def _filling(self, flows: Sequence[_Flow]) -> list[float]:
         """:func:`maxmin_rates` of ``flows`` by the vectorised progressive filling of
@@ -608,7 +745,7 @@ class FlowNetwork:
         f_idx: list[int] = []
         e_idx: list[int] = []
         load: list[float] = []
-        cap = self._capacity
+        cap = self._cap
         for i, f in enumerate(flows):
             for e, k in f.pairs:
                 j = edge_index.get(e)
@@ -629,34 +766,47 @@ class FlowNetwork:
                               self._local_bandwidth_bytes_per_s)
         return [float(r) for r in rate]
 
-    def _resolve(self, dirty: Mapping[Edge, None], local: Sequence[_Flow],
-                 started: Mapping[int, None]) -> None:
+    def _resolve(self, dirty: Mapping[int, None], local: Sequence[_Flow]) -> None:
+        """Re-solve the rates of the flows connected to ``dirty`` edges (and of the
+        ``local`` flows started now); a flow never solved before (``stamp`` 0: started
+        now) always gets its finish time set."""
         now_s = float(self.env.now)
-        flows, edges = self._component(dirty)
-        flows.extend(local)
-        flows.sort(key=lambda f: f.key)
+        flows, edges, shared = self._component(dirty)
+        if local:
+            flows.extend(local)
+            flows.sort(key=lambda f: f.key)
         edge_flows = self._edge_flows
-        shared = any(len(edge_flows.get(e, ())) > 1 for e in edges)
-        if shared and len(flows) > _VECTOR_FLOWS:
-            rates = self._filling(flows)
-        elif shared:
-            rates = maxmin_rates([(f.edges, f.weight) for f in flows], self._capacity,
-                                 self._local_bandwidth_bytes_per_s)
+        if shared:
+            # The same flows on the same routes in the same order get the same rates
+            # (the same arithmetic on the same numbers): lockstep replicas meet the same
+            # components micro-batch after micro-batch.
+            memo = self._component_rates
+            signature = tuple([f.cls for f in flows])
+            rates = memo.get(signature)
+            if rates is None:
+                if len(flows) > _VECTOR_FLOWS:
+                    rates = self._filling(flows)
+                else:
+                    rates = maxmin_rates([(f.edges, f.weight) for f in flows],
+                                         self._capacity, self._local_bandwidth_bytes_per_s)
+                if len(memo) < _COMPONENT_MEMO:
+                    memo[signature] = rates
         else:
             # No edge carries two flows: each flow gets its own bottleneck, the level at
             # which maxmin_rates would saturate its tightest edge (the same arithmetic).
-            cap = self._capacity
-            rates = [min((cap(e) / (f.weight * k) for e, k in f.pairs),
-                         default=self._local_bandwidth_bytes_per_s) for f in flows]
+            alone = self._alone
+            rates = [alone.get(f.cls) or self._alone_rate(f) for f in flows]
         stats = self._edge_stats
         if stats:
-            self._settle_edges(edges)
-        load: dict[Edge, float] = {e: 0.0 for e in edges}
+            edge_of = self._edge_of
+            self._settle_edges([edge_of[j] for j in edges])
+            load: dict[int, float] = {j: 0.0 for j in edges}
         heap = self._heap
         for f, r in zip(flows, rates):
-            for e, k in f.pairs:
-                load[e] = load.get(e, 0.0) + f.weight * k * r
-            if r == f.rate and f.key not in started:
+            if stats:
+                for e, k in f.pairs:
+                    load[e] = load.get(e, 0.0) + f.weight * k * r
+            if r == f.rate and f.stamp:
                 continue                 # same rate: its heap entry still holds
             if f.rate > 0.0 and not math.isinf(f.rate):
                 f.remaining -= f.rate * (now_s - f.since)
@@ -669,17 +819,33 @@ class FlowNetwork:
                 heapq.heappush(heap, (now_s + max(f.remaining, 0.0) / r, f.key, f.stamp))
         if shared and any(f.tag is not None for f in flows) and self._shares_link(edges):
             self.shared_resolves += 1
-        for e, value in load.items():
-            if stats:
+        if stats:
+            for j, value in load.items():
                 if value > 0.0:
-                    self._edge_load[e] = value
+                    self._edge_load[edge_of[j]] = value
                 else:
-                    self._edge_load.pop(e, None)
+                    self._edge_load.pop(edge_of[j], None)
+        for e in edges:
             if not edge_flows.get(e):
                 edge_flows.pop(e, None)
         self._schedule_wake()
 
-    def _shares_link(self, edges: Sequence[Edge]) -> bool:
+    def _cap(self, j: int) -> float:
+        """Capacity of edge number ``j``."""
+        c = self._edge_caps.get(j)
+        if c is None:
+            c = self._edge_caps[j] = self._capacity(self._edge_of[j])
+        return c
+
+    def _alone_rate(self, flow: _Flow) -> float:
+        """The rate of ``flow`` with no other flow on its edges: its tightest edge's
+        capacity over its load there (kept per flow class)."""
+        cap = self._cap
+        rate = self._alone[flow.cls] = min((cap(e) / (flow.weight * k) for e, k in flow.pairs),
+                                           default=self._local_bandwidth_bytes_per_s)
+        return rate
+
+    def _shares_link(self, edges: Sequence[int]) -> bool:
         """Whether one of ``edges`` carries active flows of two different tags."""
         active = self._active
         for e in edges:
