@@ -166,3 +166,37 @@ def test_engine_and_analytic_estimate_share_the_step_assembly(schedule):
     for key, value in engine.breakdown_s.items():
         assert est.breakdown_s[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
     assert sum(engine.breakdown_s.values()) == pytest.approx(engine.step_s, rel=1e-12)
+
+
+def test_a_step_collects_garbage_less_often_and_restores_the_callers_thresholds(monkeypatch):
+    """While the step's events run, young-generation collections are spaced by
+    GC_YOUNG_THRESHOLD allocations; the caller's thresholds are back afterwards, and also
+    when the run fails."""
+    import gc
+
+    from simwall.engine import step as step_mod
+
+    seen = []
+    real_run = simpy.Environment.run
+
+    def spy(env, *args, **kwargs):
+        seen.append(gc.get_threshold())
+        return real_run(env, *args, **kwargs)
+
+    before = gc.get_threshold()
+    monkeypatch.setattr(simpy.Environment, "run", spy)
+    try:
+        gc.set_threshold(700, 10, 10)
+        plan = _plan(2, 4, "1f1b")
+        simulate_step(plan, _uniform_costs(plan, 1.0, 2.0), 1)
+        assert seen and seen[-1] == (step_mod.GC_YOUNG_THRESHOLD, 10, 10)
+        assert gc.get_threshold() == (700, 10, 10)
+
+        def broken(env, *args, **kwargs):
+            raise RuntimeError("boom")
+        monkeypatch.setattr(simpy.Environment, "run", broken)
+        with pytest.raises(RuntimeError):
+            simulate_step(plan, _uniform_costs(plan, 1.0, 2.0), 1)
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)
