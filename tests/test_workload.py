@@ -238,3 +238,30 @@ def test_bad_arguments_raise():
     with pytest.raises(SimwallError, match="stage"):
         W.stage_ops(GPT3, BF16, plan, 1)
     assert math.isfinite(W.hardware_flop_per_step(GPT3, BF16, plan))
+
+
+@settings(max_examples=30, deadline=None)
+@given(vocab=st.sampled_from([1000, 32000, 51200, 131072]), seq=st.sampled_from([64, 2048]),
+       tp=st.sampled_from([1, 2, 8]), b=st.integers(1, 4))
+def test_cross_entropy_fp32_passes(vocab, seq, tp, b):
+    """The loss runs as Megatron-LM's unfused vocabulary-parallel cross-entropy
+    (megatron/core/tensor_parallel/cross_entropy.py): forward reads the 16-bit logits once
+    and makes five fp32 reads and four fp32 writes per logit (cast, max, subtract, exp,
+    sum, divide); backward two fp32 reads, one fp32 and one 16-bit write (scale by the
+    loss gradient, cast back). It keeps the fp32 softmax; bytes scale with the logits
+    of one device (vocab / tp)."""
+    model = ModelSpec(attention="flash", layers=2, hidden=256, heads=4, vocab=vocab,
+                      seq_len=seq)
+    plan = make_plan(2, tp=tp, micro_batch=b, global_batch=b)
+    fwd = {op.name: op for op in W.head_ops(model, BF16, plan, "fwd")}
+    bwd = {op.name: op for op in W.head_ops(model, BF16, plan, "bwd")}
+    logits = b * seq * (vocab // tp)
+    xe, xg = fwd["cross_entropy"], bwd["cross_entropy.grad"]
+    assert xe.bytes_read == pytest.approx(logits * (2 + 5 * 4))
+    assert xe.bytes_written == pytest.approx(logits * 4 * 4)
+    assert xe.saved_bytes == pytest.approx(logits * 4)
+    assert xg.bytes_read == pytest.approx(logits * 2 * 4)
+    assert xg.bytes_written == pytest.approx(logits * (4 + 2))
+    assert xg.saved_bytes == 0 and xg.pass_ == "bwd"
+    # The loss moves more bytes than the logits GEMM writes (memory-bound at any vocab).
+    assert xe.bytes_ > fwd["lm_head"].bytes_written

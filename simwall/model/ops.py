@@ -165,6 +165,22 @@ _GELU_FLOP = 8             # tanh approximation (Hendrycks & Gimpel 2016, Sec. 2
 _SWIGLU_FLOP = 5           # x * sigmoid(x) (exp, add, div, mul) times the gate (mul)
 _XENT_FLOP = 5             # log-softmax (max, sub, exp, sum, log) per logit
 
+# Memory passes of the cross-entropy over the logits, per logit, as Megatron-LM runs it
+# (megatron/core/tensor_parallel/cross_entropy.py, VocabParallelCrossEntropy; the same
+# steps in Megatron-LM 2021's mpu/cross_entropy.py): unfused PyTorch kernels in fp32.
+# Forward: cast of the 16-bit logits to fp32 (read e, write 4), row max (read 4),
+# in-place subtract of the max (read 4, write 4), in-place exp (read 4, write 4), row sum
+# (read 4), in-place divide by the sum, the saved softmax (read 4, write 4).
+# Backward: in-place multiply of the softmax by the loss gradient (read 4, write 4; the
+# target-class subtraction touches one logit per token), then the autograd cast back to
+# the logits' dtype (read 4, write e). Plain PyTorch ``F.cross_entropy`` under autocast
+# (FSDP runs) makes a similar number of fp32 passes (cast, log-softmax, NLL and their
+# backwards); it is counted the same way.
+_XENT_FWD_READ_FP32 = 5    # fp32 words read per logit, besides the 16-bit cast input
+_XENT_FWD_WRITTEN_FP32 = 4  # fp32 words written per logit
+_XENT_BWD_READ_FP32 = 2    # fp32 words read per logit
+_XENT_BWD_WRITTEN_FP32 = 1  # fp32 words written per logit, besides the e-byte gradient
+
 
 @dataclass(frozen=True)
 class Op:
@@ -581,6 +597,8 @@ def _grad_ops(op: Op, x: _Dims) -> tuple[Op, ...]:
         return ()                 # an FP8 cast has no backward (the gradient is cast anew)
     if op.name == FLASH_ATTENTION:
         return (_flash_bwd_op(op, x),)
+    if op.name == "cross_entropy":
+        return (_cross_entropy_grad_op(op, x.e),)
     if op.gemm is None:
         return (replace(op, name=op.name + ".grad", saved_bytes=0.0, pass_="bwd"),)
     m, n, k = op.gemm
@@ -750,11 +768,29 @@ def head_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str = 
            _gemm_op("lm_head", T, v, h, read=T * h * e + v * h * x.w, written=T * v * e,
                     saved=T * h * e / x.rep if train else 0.0)]
     if train:
-        ops.append(_ew_op("cross_entropy", "reduction", _XENT_FLOP * T * v, T * v * e,
-                          T * v * FP32_BYTES, saved=T * v * FP32_BYTES))
+        ops.append(_cross_entropy_op(T * v, e))
     if pass_ == "fwd":
         return tuple(ops)
     return tuple(g for op in reversed(ops) for g in _grad_ops(op, x))
+
+
+def _cross_entropy_op(logits: int, e: int) -> Op:
+    """The cross-entropy over ``logits`` logits of ``e`` bytes each (one device, one
+    micro-batch) as one op: the fp32 passes of :data:`_XENT_FWD_READ_FP32` and the
+    others; keeps the fp32 softmax for the backward (:func:`_cross_entropy_grad_op`)."""
+    return _ew_op("cross_entropy", "reduction", _XENT_FLOP * logits,
+                  logits * (e + _XENT_FWD_READ_FP32 * FP32_BYTES),
+                  logits * _XENT_FWD_WRITTEN_FP32 * FP32_BYTES,
+                  saved=logits * FP32_BYTES)
+
+
+def _cross_entropy_grad_op(op: Op, e: int) -> Op:
+    """Backward of :func:`_cross_entropy_op` ``op``: scale the saved softmax by the loss
+    gradient, cast the logits' gradient back to ``e`` bytes."""
+    logits = op.saved_bytes / FP32_BYTES
+    return replace(op, name=op.name + ".grad", flop=float(logits), saved_bytes=0.0,
+                   pass_="bwd", bytes_read=logits * _XENT_BWD_READ_FP32 * FP32_BYTES,
+                   bytes_written=logits * (_XENT_BWD_WRITTEN_FP32 * FP32_BYTES + e))
 
 
 # ---------------------------------------------------------------------------------------
