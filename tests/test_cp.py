@@ -204,14 +204,19 @@ def test_cp_must_split_the_sequence_in_2cp_chunks():
 # --- search and frameworks ------------------------------------------------------------
 
 
-def test_search_tries_cp_only_for_long_sequences():
-    from simwall.config import load_workload
+def test_search_tries_cp_only_where_chunks_hide_the_ring():
+    from simwall.config import load_cluster, load_workload
     long_ = load_workload("llama3-8b")
     short = load_workload("llama2-7b")
-    assert cp_degrees(long_, 64) == (1, 2, 4, 8, 16)
-    assert cp_degrees(short, 64) == (1,)
-    assert cp_degrees(short.model_copy(update={"plan": short.plan.model_copy(
-        update={"cp": 2})}), 64) == (1, 2)
+    h100 = load_cluster("dgx-h100").model_copy(update={"nodes": 8})
+    a100 = load_cluster("dgx-a100").model_copy(update={"nodes": 8})
+    # llama3-8b on H100: chunks of >= 550 tokens (989 TFLOP/s / 450 GB/s x 8 / 32 heads).
+    assert cp_degrees(long_, h100, 64) == (1, 2, 4, 8)
+    # llama2-7b (MHA, 4096 tokens) on A100: >= 1040 tokens (312 TFLOP/s / 300 GB/s).
+    assert cp_degrees(short, a100, 64) == (1, 2)
+    short_seq = short.model_copy(update={"model": short.model.model_copy(
+        update={"seq_len": 2048}), "plan": short.plan.model_copy(update={"cp": 2})})
+    assert cp_degrees(short_seq, a100, 64) == (1, 2)     # the workload's own plan.cp
 
 
 def test_enumerated_cp_plans_resolve_to_the_devices():
@@ -219,7 +224,7 @@ def test_enumerated_cp_plans_resolve_to_the_devices():
     wl = load_workload("llama3-8b")
     cl = load_cluster("dgx-h100").model_copy(update={"nodes": 2})
     plans = [p for p in enumerate_plans(wl, cl) if p.cp > 1]
-    assert {p.cp for p in plans} == {2, 4, 8, 16}
+    assert {p.cp for p in plans} == {2, 4, 8}     # 8192 / 16 = 512 < 550 tokens a rank
     assert all(p.world == 16 for p in plans)
 
 

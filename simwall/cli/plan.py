@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..config import set_overrides
-from ..plan import framework_names
+from ..plan import BEST_BY_AXES, framework_names
 from .common import add_workload_arguments
 from .progress import add_quiet_option, progress_of
 
@@ -41,6 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objective", choices=("step_time", "memory"), default="step_time")
     p.add_argument("--framework", choices=framework_names(),
                    help="only plans this framework runs (simwall/plan/frameworks.py)")
+    p.add_argument("--best-by", metavar="AXES",
+                   help="instead of the top K, the best plan for each combination of "
+                   "these comma-separated axes' values, e.g. cp,ep (axes: "
+                   f"{', '.join(BEST_BY_AXES)})")
     add_format_option(p)
     add_quiet_option(p)
 
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     res = search(args.workload, args.cluster, top=args.top, objective=args.objective,
                  overrides=set_overrides(args.set_items), progress=progress_of(args),
-                 framework=args.framework)
+                 framework=args.framework, best_by=args.best_by)
     if args.format == "table":
         print(render_search(res))
     else:

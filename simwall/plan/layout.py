@@ -126,3 +126,10 @@ def balanced_split(layers: int, chunks: int) -> tuple[int, ...]:
     for c in order[:extra]:
         out[c] += 1
     return tuple(out)
+
+
+#: Axes ``simwall plan --best-by`` groups plans on: the names the plan column uses ->
+#: the :class:`Plan` field.
+BEST_BY_AXES = {"tp": "tp", "cp": "cp", "pp": "pp", "dp": "dp", "ep": "ep",
+                "mb": "micro_batch", "zero": "zero", "rc": "recompute",
+                "sp": "sequence_parallel", "schedule": "schedule", "v": "virtual_stages"}

@@ -26,7 +26,7 @@ all-gather, assembled by the engine's own :func:`simwall.engine.step.step_timing
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -42,12 +42,13 @@ from ..costing import costs_symmetrically, op_times, stage_cost
 from ..engine.prepare import load_inputs, topology_for
 from ..engine.step import estimate_step
 from ..errors import ConfigError, SimwallError
-from ..hardware.catalog import resolve_device
+from ..hardware.catalog import resolve_device, resolve_link
 from ..hardware.efficiency import check_precision
 from ..memo import table
 from ..model.limits import resolve_checked
 from ..model.memory import MemoryModel, memory_reserve, stage_layer_kinds
 from ..plan import (
+    BEST_BY_AXES,
     SEMANTIC_KEYS,
     Plan,
     balanced_split,
@@ -61,9 +62,9 @@ from ..report import StepResult
 from .progress import Progress, tracked
 
 __all__ = [
+    "BEST_BY_AXES",
     "CONFIRM_FACTOR",
     "CP_DEGREES",
-    "CP_MIN_SEQ_LEN",
     "MICRO_BATCHES",
     "VIRTUAL_STAGES",
     "Candidate",
@@ -71,8 +72,11 @@ __all__ = [
     "SearchResult",
     "Searcher",
     "cp_degrees",
+    "cp_min_chunk_tokens",
+    "describe_axes",
     "describe_plan",
     "enumerate_plans",
+    "parse_axes",
     "render_search",
     "search",
     "search_records",
@@ -87,14 +91,11 @@ MICRO_BATCHES = (1, 2, 4, 8)
 #: al. 2021, Sec. 2.2.2).
 VIRTUAL_STAGES = (2, 4)
 #: Context-parallel degrees tried: powers of two up to 16 (Llama 3 405B at 131,072 tokens
-#: used CP 16, Dubey et al. 2024, Table 4; NVIDIA's Llama 3.1 recipes CP 2), only for
-#: sequences of at least :data:`CP_MIN_SEQ_LEN` tokens (below that the whole sequence of
-#: activations fits and CP only adds K/V traffic). Our choice, to keep the search at most
-#: 5x larger; a ``plan.cp`` the workload sets is always tried as well.
+#: used CP 16, Dubey et al. 2024, Table 4; NVIDIA's Llama 3.1 recipes CP 2), each only where
+#: a CP rank's sequence chunk is long enough for the ring exchange of K/V to hide behind its
+#: attention (:func:`cp_min_chunk_tokens`). Our choice, to keep the search at most 5x larger;
+#: a ``plan.cp`` the workload sets is always tried as well.
 CP_DEGREES = (2, 4, 8, 16)
-#: Shortest sequence for which the search tries CP: 8,192 tokens (Llama 3's pre-training
-#: length, where its first CP runs start; Dubey et al. 2024, Sec. 3.3.2 / Table 4).
-CP_MIN_SEQ_LEN = 8192
 #: Plans confirmed with the engine per plan asked for (top K -> CONFIRM_FACTOR x K).
 CONFIRM_FACTOR = 3
 #: Bytes per GB in the printed output (SI gigabytes, as device datasheets use).
@@ -139,6 +140,14 @@ class SearchResult:
     fitting: int                      # of those, fitting the closed-form memory model
     confirmed: int                    # simulated with the engine
     ranked: tuple[Ranked, ...]        # best first (engine time), top K
+    # With ``best_by``: the axes, and ``ranked`` holds the best plan of each combination of
+    # their values, in order of the values; ``unfit`` the combinations enumerated of which
+    # no plan fits (``describe_axes`` labels).
+    best_by: tuple[str, ...] = ()
+    unfit: tuple[str, ...] = ()
+    # Show cp / ep in every row (the search tried cp > 1 / the model is MoE).
+    show_cp: bool = False
+    show_ep: bool = False
 
 
 def tp_valid(workload: Workload, cluster: ClusterSpec, tp: int) -> bool:
@@ -152,15 +161,33 @@ def tp_valid(workload: Workload, cluster: ClusterSpec, tp: int) -> bool:
     return not (tp > cluster.devices_per_node and tp % cluster.devices_per_node)
 
 
-def cp_degrees(workload: Workload, world: int) -> tuple[int, ...]:
-    """Context-parallel degrees the search tries: 1, the workload's ``plan.cp``, and
-    :data:`CP_DEGREES` when the sequence is at least :data:`CP_MIN_SEQ_LEN` tokens; each
-    dividing the device count, with ``2 cp`` dividing the sequence (causal load
-    balancing)."""
+def cp_min_chunk_tokens(workload: Workload, cluster: ClusterSpec) -> float:
+    """Shortest sequence chunk per CP rank, in tokens, whose attention hides the ring
+    exchange of its K/V: Ring Attention's condition, block size ``c >= F / B`` (Liu, Zaharia
+    and Abbeel 2023, arXiv 2310.01889, Sec. 3: a ``c``-token block costs ``4 c^2 d`` FLOP
+    of attention against ``4 c d`` bytes of 2-byte K and V sent to the next device), with
+    ``F`` the device's peak FLOP/s at the training precision and ``B`` the per-direction
+    bandwidth of the cluster's intra-node link (the fastest a CP ring can use). K and V
+    have ``kv_heads`` of the ``heads`` (MQA/GQA cut CP's traffic in that ratio: Megatron-Core
+    ``docs/source/api-guide/context_parallel.rst``), so ``c >= F / B x kv_heads / heads``."""
+    m = workload.model
+    device = resolve_device(cluster.device, "device", cluster.file)
+    link = resolve_link(cluster.intra.link, "intra.link", cluster.file)
+    flop_per_s = device.peak(workload.training.precision)
+    return flop_per_s / link.bandwidth_bytes_per_s * m.kv_heads_ / m.heads
+
+
+def cp_degrees(workload: Workload, cluster: ClusterSpec,
+               world: int | None = None) -> tuple[int, ...]:
+    """Context-parallel degrees the search tries: 1, the workload's ``plan.cp``, and each of
+    :data:`CP_DEGREES` whose chunk ``seq_len / cp`` is at least
+    :func:`cp_min_chunk_tokens`; each dividing the device count, with ``2 cp`` dividing the
+    sequence (causal load balancing)."""
+    world = world or cluster_devices(cluster, workload)
     seq = workload.model.seq_len
+    min_chunk = cp_min_chunk_tokens(workload, cluster)
     want = {1, workload.plan.cp}
-    if seq >= CP_MIN_SEQ_LEN:
-        want.update(CP_DEGREES)
+    want.update(c for c in CP_DEGREES if seq / c >= min_chunk)
     return tuple(sorted(c for c in want
                         if c == 1 or (world % c == 0 and seq % (2 * c) == 0)))
 
@@ -182,7 +209,7 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
     gb = train.global_batch
     reduce_bytes = PRECISION_BYTES[train.grad_reduce_precision_]
     framing: dict[tuple, dict[str, Any]] = {}
-    for cp, tp in ((c, t) for c in cp_degrees(workload, world)
+    for cp, tp in ((c, t) for c in cp_degrees(workload, cluster, world)
                    for t in range(1, min(world // c, max_tp) + 1)):
         if (world // cp) % tp or not tp_valid(workload, cluster, tp):
             continue
@@ -253,12 +280,39 @@ def plan_overrides(plan: Plan) -> dict[str, Any]:
             "training.micro_batch": plan.micro_batch, "plan.ep": plan.ep}
 
 
-def describe_plan(plan: Plan) -> str:
+def describe_plan(plan: Plan, show_cp: bool = False, show_ep: bool = False) -> str:
+    """The plan column: degrees and knobs; ``cp`` and ``ep`` only when > 1 unless
+    ``show_cp`` / ``show_ep``."""
     sched = plan.schedule + (f"(v={plan.virtual_stages})" if plan.virtual_stages > 1 else "")
-    cp = f"cp={plan.cp} " if plan.cp > 1 else ""
+    cp = f"cp={plan.cp} " if plan.cp > 1 or show_cp else ""
     return (f"tp={plan.tp} {cp}pp={plan.pp} dp={plan.dp} mb={plan.micro_batch} zero={plan.zero} "
             f"rc={plan.recompute} sp={'on' if plan.sequence_parallel else 'off'} {sched}"
-            + (f" ep={plan.ep}" if plan.ep > 1 else ""))
+            + (f" ep={plan.ep}" if plan.ep > 1 or show_ep else ""))
+
+
+def parse_axes(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``--best-by`` axes: comma-separated names of :data:`BEST_BY_AXES`, each once."""
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for raw in names:
+        name = raw.strip()
+        if name not in BEST_BY_AXES:
+            raise ConfigError("--best-by", None, f"unknown axis {name!r} (choose from "
+                              f"{', '.join(BEST_BY_AXES)}, comma-separated)")
+        if name in out:
+            raise ConfigError("--best-by", None, f"axis {name!r} given twice")
+        out.append(name)
+    return tuple(out)
+
+
+def _axis_values(plan: Plan, axes: tuple[str, ...]) -> tuple:
+    return tuple(getattr(plan, BEST_BY_AXES[a]) for a in axes)
+
+
+def describe_axes(axes: tuple[str, ...], values: tuple) -> str:
+    """``cp=2 ep=4``: a ``--best-by`` combination."""
+    return " ".join(f"{a}={('on' if v else 'off') if isinstance(v, bool) else v}"
+                    for a, v in zip(axes, values, strict=True))
 
 
 class Searcher:
@@ -416,6 +470,15 @@ class Searcher:
         ``below_s=None`` estimate every fitting plan. ``least_memory=K`` estimates only the
         plans whose peak is at most the K-th smallest (for the memory objective).
         ``progress``: hook the enumeration goes through (:mod:`.progress`)."""
+        n, fitting = self.fitting(max_tp, progress)
+        return n, len(fitting), self.estimated(fitting, need, below_s, least_memory)
+
+    def fitting(self, max_tp: int | None = None, progress: Progress | None = None,
+                seen: Callable[[Plan], None] | None = None
+                ) -> tuple[int, list[tuple[float, str, Plan, float, int]]]:
+        """(plans enumerated, the fitting ones as (compute bound, description, plan, peak
+        bytes, peak stage) in order of bound then description). ``seen``: called with
+        every plan enumerated (of the framework), fitting or not."""
         n = 0
         fitting: list[tuple[float, str, Plan, float, int]] = []
         for plan in tracked(progress, enumerate_plans(self.workload, self.cluster, max_tp),
@@ -423,12 +486,20 @@ class Searcher:
             if self.framework is not None and self.framework not in frameworks_for(plan):
                 continue
             n += 1
+            if seen is not None:
+                seen(plan)
             peak, stage = self.peak(plan)
             if peak > self.capacity_bytes:
                 continue
             fitting.append((self.compute_bound(plan), describe_plan(plan), plan, peak, stage))
         fitting.sort(key=lambda x: (x[0], x[1]))
-        n_fit = len(fitting)
+        return n, fitting
+
+    def estimated(self, fitting: list[tuple[float, str, Plan, float, int]],
+                  need: int | None = None, below_s: float | None = None,
+                  least_memory: int | None = None) -> list[Candidate]:
+        """The best of ``fitting`` (:meth:`fitting`'s order) estimated, best first, with
+        :meth:`candidates`' branch and bound."""
         if least_memory is not None and fitting:
             peaks = sorted(x[3] for x in fitting)
             cutoff = peaks[min(least_memory, len(peaks)) - 1]
@@ -444,7 +515,7 @@ class Searcher:
             bisect.insort(out, Candidate(plan=plan, peak_bytes=peak, peak_stage=stage,
                                          estimate_s=est, bubble_s=bubble),
                           key=_candidate_order)
-        return n, n_fit, out
+        return out
 
     # -- engine -------------------------------------------------------------------------
     def prepared(self, plan: Plan):
@@ -496,7 +567,8 @@ def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
            top: int = 5, objective: str = "step_time",
            overrides: dict[str, Any] | None = None, max_tp: int | None = None,
            confirm: int | None = None, progress: Progress | None = None,
-           framework: str | None = None) -> SearchResult:
+           framework: str | None = None,
+           best_by: str | tuple[str, ...] | None = None) -> SearchResult:
     """The ``top`` best plans for ``workload`` on ``cluster``.
 
     ``objective``: ``step_time`` (rank by the analytic estimate, confirm the best
@@ -504,22 +576,55 @@ def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
     (rank by closed-form peak memory, then estimated time; the best ``top`` simulated).
     ``progress``: hook the long loops go through (:mod:`.progress`; None: silent).
     ``framework``: only the plans that framework runs (:mod:`simwall.plan.frameworks`).
+    ``best_by``: axes (:data:`BEST_BY_AXES`, e.g. ``"cp,ep"``): instead of the top K, the
+    best plan of each combination of their values, each found as a search restricted to
+    that combination with ``top`` = 1 (so ``confirm`` = 3 plans simulated per
+    combination), listed in order of the values.
     """
     if objective not in ("step_time", "memory"):
         raise ConfigError("--objective", None, f"expected step_time or memory, got "
                           f"{objective!r}")
     if top < 1:
         raise ConfigError("--top", None, f"expected an integer >= 1, got {top}")
+    axes = parse_axes(best_by) if best_by else ()
     wl, cl = load_inputs(workload, cluster, overrides)
     s = Searcher(wl, cl, framework)
+    show = {"show_cp": len(cp_degrees(wl, s.cluster, s.world)) > 1,
+            "show_ep": wl.model.moe}
+    enumerated: set[tuple] = set()
+    n, fitting = s.fitting(max_tp, progress=progress, seen=(
+        (lambda p: enumerated.add(_axis_values(p, axes))) if axes else None))
+    if not axes:
+        pool, ranked = _rank(s, fitting, top, objective, confirm, progress)
+        return SearchResult(workload=wl.name, cluster=s.cluster.name, world=s.world,
+                            considered=n, fitting=len(fitting), confirmed=len(pool),
+                            ranked=tuple(ranked[:top]), **show)
+    groups: dict[tuple, list] = {}
+    for x in fitting:
+        groups.setdefault(_axis_values(x[2], axes), []).append(x)
+    best, confirmed = [], 0
+    for key in sorted(groups):
+        pool, ranked = _rank(s, groups[key], 1, objective, confirm, None)
+        confirmed += len(pool)
+        best.extend(ranked[:1])
+    unfit = tuple(describe_axes(axes, k) for k in sorted(enumerated - {
+        _axis_values(r.candidate.plan, axes) for r in best}))
+    return SearchResult(workload=wl.name, cluster=s.cluster.name, world=s.world,
+                        considered=n, fitting=len(fitting), confirmed=confirmed,
+                        ranked=tuple(best), best_by=axes, unfit=unfit, **show)
+
+
+def _rank(s: Searcher, fitting: list, top: int, objective: str, confirm: int | None,
+          progress: Progress | None) -> tuple[list[Candidate], list[Ranked]]:
+    """(the candidates simulated, those that fit ranked best first): :func:`search`'s
+    estimate-then-confirm on ``fitting`` (:meth:`Searcher.fitting`'s list)."""
     if objective == "memory":
-        n, n_fit, cands = s.candidates(max_tp, least_memory=top, progress=progress)
+        cands = s.estimated(fitting, least_memory=top)
         cands.sort(key=lambda c: (c.peak_bytes, c.estimate_s, describe_plan(c.plan)))
         pool = cands[:top]
     else:
         want = confirm or CONFIRM_FACTOR * top
-        n, n_fit, cands = s.candidates(max_tp, need=want, progress=progress)
-        pool = cands[:want]
+        pool = s.estimated(fitting, need=want)[:want]
     ranked = []
     for cand in tracked(progress, pool, total=len(pool), desc="confirming"):
         try:
@@ -534,19 +639,22 @@ def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
                                    describe_plan(r.candidate.plan)))
     else:
         ranked.sort(key=lambda r: (r.step_time_s, describe_plan(r.candidate.plan)))
-    return SearchResult(workload=wl.name, cluster=s.cluster.name, world=s.world,
-                        considered=n, fitting=n_fit, confirmed=len(pool),
-                        ranked=tuple(ranked[:top]))
+    return pool, ranked
 
 
 def render_search(res: SearchResult) -> str:
-    lines = [(f"simwall plan: {res.workload} on {res.cluster} ({res.world} devices): "
-              f"{res.considered} valid plans, {res.fitting} fit, {res.confirmed} simulated"),
-             f"{'#':>2}  {'plan':<62} {'step s':>8} {'MFU':>6} {'peak GB':>8}  why"]
-    for i, r in enumerate(res.ranked, 1):
-        lines.append(f"{i:>2}  {describe_plan(r.candidate.plan):<62} "
+    plans = [describe_plan(r.candidate.plan, res.show_cp, res.show_ep) for r in res.ranked]
+    head = (f"simwall plan: {res.workload} on {res.cluster} ({res.world} devices): "
+            f"{res.considered} valid plans, {res.fitting} fit, {res.confirmed} simulated")
+    if res.best_by:
+        head += f"; the best plan per {', '.join(res.best_by)}"
+    lines = [head, f"{'#':>2}  {'plan':<62} {'step s':>8} {'MFU':>6} {'peak GB':>8}  why"]
+    for i, (r, plan) in enumerate(zip(res.ranked, plans, strict=True), 1):
+        lines.append(f"{i:>2}  {plan:<62} "
                      f"{r.step_time_s:>8.3f} {r.result.mfu * 100:>5.1f}% "
                      f"{r.result.memory['peak_bytes'] / GB:>8.1f}  {r.why}")
+    if res.unfit:
+        lines.append(f"no plan fits with {'; '.join(res.unfit)}")
     if not res.ranked:
         lines.append("no plan fits in device memory (try more devices, a smaller "
                      "micro-batch or offload)")
@@ -559,13 +667,17 @@ def search_records(res: SearchResult) -> list[dict[str, Any]]:
     """One flat record per ranked plan, best first: the columns of a sweep record
     (``sweep.index`` = position in this list, ``sweep.key`` None: not a sweep point;
     :func:`simwall.report.flat_record`) plus ``search.rank``, ``search.estimate_s`` (the
-    analytic estimate), ``search.why`` and ``search.framework``
-    (``simwall plan --format json|csv``)."""
+    analytic estimate), ``search.why`` and ``search.framework``; with ``best_by`` also
+    ``search.best_by``, the row's combination (``cp=2 ep=4``; ``search.rank`` is then the
+    row's position) (``simwall plan --format json|csv``)."""
     out = []
     for i, r in enumerate(res.ranked):
         rec: dict[str, Any] = {"sweep.index": i, "sweep.key": None, "error": None}
         rec.update(r.result.to_record())
         rec.update({"search.rank": i + 1, "search.estimate_s": r.candidate.estimate_s,
                     "search.why": r.why, "search.framework": r.framework})
+        if res.best_by:
+            rec["search.best_by"] = describe_axes(
+                res.best_by, _axis_values(r.candidate.plan, res.best_by))
         out.append(rec)
     return out
