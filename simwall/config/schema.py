@@ -334,16 +334,30 @@ FP8_WEIGHT_CACHE_BYTES = 2
 #: - ``reshard_after_forward``: ZeRO-3 frees the gathered parameters after the forward
 #:   and gathers them again for the backward (FSDP FULL_SHARD / FSDP2 default True;
 #:   DeepSpeed stage 3 always; Llama 3 kept them: Dubey et al. 2024, Sec. 3.3.2).
+#: - ``zero3_gather_impl``: how one ZeRO-3 gather is issued. ``coalesced`` (every preset):
+#:   one all-gather per gather unit into one flat output buffer (DeepSpeed since
+#:   microsoft/DeepSpeed commit c0eeb69d, 2021-10-31, "ZeRO3, improved parameter all-gather
+#:   operation" (#1188): ``_all_gather_base``; FSDP's flat parameter). ``per_param_list``:
+#:   DeepSpeed ZeRO-3 as released in 2021 (v0.3.13, commit 599258f9, 2021-03-08, to
+#:   v0.5.4): ``partition_parameters.py`` ``_allgather_param`` gathers each parameter
+#:   tensor with its own ``torch.distributed.all_gather(list of world_size views)``, and
+#:   PyTorch's NCCL backend (torch/lib/c10d/ProcessGroupNCCL.cpp, ``allgather``, 1.x)
+#:   gathers into a new flat buffer and copies it back with one ``copy_`` per rank: one
+#:   collective per parameter tensor, each with ``world_size`` copy launches
+#:   (simwall.costing.zero).
 FRAMEWORK_PRESETS: dict[str, dict[str, Any]] = {
     "megatron": {"tp_comm_overlap": True, "overlap_param_gather": True,
                  "zero_grad_reduce": "step", "zero3_gather_unit": "layer",
-                 "zero3_prefetch": 1, "reshard_after_forward": True},
+                 "zero3_prefetch": 1, "reshard_after_forward": True,
+                 "zero3_gather_impl": "coalesced"},
     "deepspeed": {"tp_comm_overlap": False, "overlap_param_gather": False,
                   "zero_grad_reduce": "micro_batch", "zero3_gather_unit": "module",
-                  "zero3_prefetch": 1, "reshard_after_forward": True},
+                  "zero3_prefetch": 1, "reshard_after_forward": True,
+                 "zero3_gather_impl": "coalesced"},
     "fsdp": {"tp_comm_overlap": False, "overlap_param_gather": False,
              "zero_grad_reduce": "micro_batch", "zero3_gather_unit": "layer",
-             "zero3_prefetch": 1, "reshard_after_forward": True},
+             "zero3_prefetch": 1, "reshard_after_forward": True,
+                 "zero3_gather_impl": "coalesced"},
 }
 
 
@@ -484,6 +498,7 @@ class PlanSpec(Strict):
     zero3_gather_unit: Literal["layer", "module"] | None = None
     zero3_prefetch: NonNegInt | None = None
     reshard_after_forward: Bool | None = None
+    zero3_gather_impl: Literal["coalesced", "per_param_list"] | None = None
 
 
 class RunDefaults(Strict):

@@ -16,7 +16,19 @@ backward and reduce-scatters its gradients in the backward (Rajbhandari et al. 2
   the backward (no backward gather);
 - module units with full recompute gather again for the recomputed forward (DeepSpeed
   releases a submodule's parameters after its forward, the recompute's forward hooks
-  fetch them again); a layer unit recomputes inside its own backward, gathered once.
+  fetch them again); a layer unit recomputes inside its own backward, gathered once;
+- how a gather is issued (``plan.zero3_gather_impl``): ``coalesced``, one all-gather per
+  unit into one flat buffer; ``per_param_list``, DeepSpeed's ZeRO-3 of 2021 (v0.3.13 to
+  v0.5.4; microsoft/DeepSpeed deepspeed/runtime/zero/partition_parameters.py,
+  ``_allgather_param``, e.g. commit 599258f9): one ``torch.distributed.all_gather`` per
+  parameter tensor not kept resident (:func:`param_tensors_per_layer` collectives per
+  layer, each paying its own latency) with a list of ``world_size`` output views, which
+  PyTorch's NCCL backend
+  (torch/lib/c10d/ProcessGroupNCCL.cpp, ``ProcessGroupNCCL::allgather``: a new flattened
+  output, then ``outputTensors[i][j].copy_(outputFlattened[i][j])`` for every rank ``j``,
+  on the NCCL stream; the same loop in PyTorch 1.3 to 2.x) follows with one copy per
+  rank: ``world_size`` copy launches per collective (:func:`list_copy_s`), a fixed cost
+  that grows with the DP degree while the bytes per rank shrink.
 """
 
 from __future__ import annotations
@@ -24,13 +36,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
-from ..model import memory
+from ..model import kv_heads_per_device, memory
 from ..plan import Plan
 from . import offload
 from .groups import axis_groups
 from .traffic import Traffic, run_collective
 
-__all__ = ["Zero3Cost", "exposed_s", "gathers_per_layer", "pass_exposed_s", "units_per_layer",
+__all__ = ["PERSISTENCE_THRESHOLD_ELEMENTS", "Zero3Cost", "exposed_s", "gathers_per_layer",
+           "list_copy_s", "param_tensors_per_layer", "pass_exposed_s", "units_per_layer",
            "zero3_cost"]
 
 
@@ -58,6 +71,41 @@ def units_per_layer(model: ModelSpec, plan: Plan) -> int:
     return 1
 
 
+#: DeepSpeed ZeRO-3's ``stage3_param_persistence_threshold`` default, elements: parameters
+#: smaller than this stay gathered for the whole run and are never fetched per submodule
+#: (microsoft/DeepSpeed deepspeed/runtime/zero/constants.py,
+#: ZERO_OPTIMIZATION_PARAM_PERSISTENCE_THRESHOLD_DEFAULT = 100000; stage3.py
+#: ``persistent_parameters``: ``ds_numel < persistence_threshold`` sets ``ds_persist``,
+#: which fetch and release skip; commit 599258f9, 2021, and later).
+PERSISTENCE_THRESHOLD_ELEMENTS = 100_000
+
+
+def param_tensors_per_layer(model: ModelSpec, tp: int = 1,
+                            persistence: int = PERSISTENCE_THRESHOLD_ELEMENTS) -> int:
+    """Parameter tensors of one dense transformer layer on a TP rank that
+    ``per_param_list`` gathers one by one: those of at least ``persistence`` elements
+    among a weight per linear layer (fused QKV, attention output, MLP up, the gate of a
+    gated MLP, MLP down), a bias per linear layer where the model has biases (LayerNorm
+    models, :func:`simwall.model.memory.layer_params`) and the two norms' gain (+ bias).
+    GPT-3 175B: the 4 weights (biases and norms are under 1e5 elements and persist)."""
+    h, f = model.hidden, model.ffn // tp
+    qkv = h // tp + 2 * kv_heads_per_device(model, tp) * model.head_dim
+    weights = [h * qkv, (h // tp) * h, h * f, f * h] + ([h * f] if model.gated_mlp else [])
+    layernorm = model.norm == "layernorm"
+    small = ([qkv, h, f, h] + ([f] if model.gated_mlp else []) if layernorm else [])
+    small += [h] * (4 if layernorm else 2)
+    return sum(1 for n in weights + small if n >= persistence)
+
+
+def list_copy_s(ranks: int, launch_s: float) -> float:
+    """Seconds the list-output all-gather of ``per_param_list`` spends copying the flat
+    result back into the ``ranks`` output views: one ``copy_`` per rank
+    (ProcessGroupNCCL::allgather), each a kernel launch of ``launch_s`` (the device's
+    per-kernel overhead, :data:`simwall.hardware.efficiency.FALLBACK`); the copies move
+    only the gathered bytes, which the collective's own time already bounds."""
+    return ranks * launch_s
+
+
 def gathers_per_layer(plan: Plan) -> tuple[int, int]:
     """``(forward, backward)`` all-gathers of each unit per micro-batch (see the module
     docstring)."""
@@ -68,8 +116,9 @@ def gathers_per_layer(plan: Plan) -> tuple[int, int]:
 
 
 def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stage: int,
-               symmetric: bool) -> Zero3Cost:
-    """Per-unit parameter fetch and gradient reduce-scatter of ``stage``."""
+               symmetric: bool, launch_s: float = 0.0) -> Zero3Cost:
+    """Per-unit parameter fetch and gradient reduce-scatter of ``stage``; ``launch_s``: the
+    device's per-kernel launch overhead (the copies of ``per_param_list``)."""
     layer_params = memory.layer_params(model, plan.tp)
     k = units_per_layer(model, plan)
     fwd_n, bwd_n = gathers_per_layer(plan)
@@ -78,13 +127,19 @@ def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, s
     if plan.zero == 3 and plan.dp_cp > 1:
         groups = axis_groups(plan, 0 if symmetric else stage, "dp", topology, symmetric)
         m, n_here = plan.micro_batches, plan.layers_on_stage(stage)
+        # Collectives per unit: one (coalesced) or one per parameter tensor.
+        per_unit = (max(1, param_tensors_per_layer(model, plan.tp)) / k
+                    if plan.zero3_gather_impl == "per_param_list" else 1)
         gather = run_collective(topology, "all_gather", groups,
-                                layer_params * training.weight_bytes / k,
-                                (fwd_n + bwd_n) * m * n_here * k, plan.collective, symmetric)
+                                layer_params * training.weight_bytes / (k * per_unit),
+                                (fwd_n + bwd_n) * m * n_here * k * per_unit, plan.collective,
+                                symmetric)
         scatter = run_collective(topology, "reduce_scatter", groups,
                                  layer_params * PRECISION_BYTES[training.grad_reduce_precision_]
                                  / k, m * n_here * k, plan.collective, symmetric)
         gather_s, scatter_s = gather.s, scatter.s
+        if plan.zero3_gather_impl == "per_param_list":
+            gather_s = per_unit * (gather.s + list_copy_s(len(groups[0]), launch_s))
         traffic = gather.traffic + scatter.traffic
     # --- offload (issue 6, simwall.costing.offload): ZeRO-Infinity keeps the 16-bit
     # weights in host memory and fetches each layer over PCIe before its forward and its

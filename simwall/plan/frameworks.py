@@ -155,7 +155,7 @@ def framework_names() -> tuple[str, ...]:
 #: The semantic keys of a framework preset (config.FRAMEWORK_PRESETS), in order.
 SEMANTIC_KEYS: tuple[str, ...] = ("tp_comm_overlap", "overlap_param_gather",
                                   "zero_grad_reduce", "zero3_gather_unit", "zero3_prefetch",
-                                  "reshard_after_forward")
+                                  "reshard_after_forward", "zero3_gather_impl")
 
 #: Preset of each framework rule (FSDP2 shares FSDP's communication semantics).
 _PRESET_OF = {"megatron": "megatron", "deepspeed": "deepspeed", "fsdp": "fsdp",

@@ -51,6 +51,7 @@ class Plan:
     zero3_gather_unit: str = "layer"
     zero3_prefetch: int = 1
     reshard_after_forward: bool = True
+    zero3_gather_impl: str = "coalesced"  # 'coalesced' or 'per_param_list' (costing.zero)
 
     @property
     def world(self) -> int:
