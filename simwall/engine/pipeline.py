@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 
 import simpy
 
@@ -288,14 +289,13 @@ class InputTie(Exception):
 
 @memoized(maxsize=256)
 def _stream_shape(schedule: str, pp: int, stage: int, m: int, v: int, chunks: int
-                  ) -> tuple[tuple[tuple[int, int], ...], bool, tuple[int, ...]]:
-    """A stage's tasks in schedule order (:func:`~simwall.plan.schedules.tasks_for`) as
-    ``(3 x local chunk + pass, micro-batch)``, pass 0 F, 1 B, 2 W; whether the schedule
-    splits the backward (has W tasks); and per local chunk the micro-batch of its last
-    gradient pass (W if split, else B), whose start announces the chunk's gradient
-    segment. A pure function of the schedule."""
+                  ) -> tuple[tuple[tuple[str, int, int], ...], bool, tuple[int, ...]]:
+    """A stage's tasks in schedule order (:func:`~simwall.plan.schedules.tasks_for`),
+    whether the schedule splits the backward (has W tasks), and per local chunk the
+    micro-batch of its last gradient pass (W if split, else B), whose start announces the
+    chunk's gradient segment. A pure function of the schedule."""
     order = tasks_for(schedule, pp, stage, m, v)
-    split = any(p_ == "W" for p_, _, _ in order)
+    split = "W" in map(itemgetter(0), order)
     grad_pass = "W" if split else "B"
     final = [-1] * chunks
     left = chunks
@@ -305,8 +305,7 @@ def _stream_shape(schedule: str, pp: int, stage: int, m: int, v: int, chunks: in
             left -= 1
             if not left:
                 break
-    codes = tuple((3 * c + "FBW".index(p_), mb) for p_, mb, c in order)
-    return codes, split, tuple(final)
+    return order, split, tuple(final)
 
 
 class StaticPipeline:
@@ -399,7 +398,7 @@ class StaticPipeline:
         # adds them, the activation bytes the pass holds or frees, the chunk's gradient
         # bytes, and the micro-batch whose pass is the chunk's last gradient pass.
         grad_pass = 2 if split else 1
-        kinds: list[tuple] = []         # at 3 x local chunk + pass code
+        kinds: dict[str, list] = {"F": [], "B": [], "W": []}
         for local, ch in enumerate(sc.chunks):
             g = ch.chunk
             b_comp = ch.bwd_compute_s - ch.bwd_weight_s if split else ch.bwd_compute_s
@@ -418,7 +417,8 @@ class StaticPipeline:
                 (2, None, None, 0.0, ch.bwd_weight_s, 0.0, 0.0,
                  ch.bwd_weight_s + 0.0 + 0.0, ch.wgrad_activation_bytes, ch.grad_bytes),
             )):
-                kinds.append(kind + (final_mb[local] if pass_ == grad_pass else -1, local))
+                kinds["FBW"[pass_]].append(
+                    kind + (final_mb[local] if pass_ == grad_pass else -1,))
         wgrad = [ch.wgrad_activation_bytes for ch in sc.chunks]
         segments = st.grad_segments
         events = len(order)             # one timeout per task
@@ -426,9 +426,9 @@ class StaticPipeline:
         made = None             # when Pipeline makes the timeout ending the last task
         compute_s = tp_s = zero3_s = pp_wait_s = bubble_s = 0.0
         act_now = act_peak = act_peak_at = 0.0
-        for code, mb in order:
+        for p_, mb, local in order:
             (pass_, inq, outq, send_s, comp, tp, z3, duration, act, grad_bytes,
-             last_mb, local) = kinds[code]
+             last_mb) = kinds[p_][local]
             if inq is not None:
                 inbox = sent[inq]
                 if not inbox:
