@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..memo import memoized
 from .graph import attach_graph, read_graphml_cluster
 from .limits import MAX_GRAPH_YAML_VALUES, MAX_YAML_VALUES
 from .overrides import apply_overrides
@@ -23,8 +24,11 @@ __all__ = ["bundled_dir", "bundled_names", "display_path", "find_file", "load_cl
 _BUNDLED = {"workload": "workloads", "cluster": "topologies", "catalog": "catalog"}
 
 
+@memoized(maxsize=8)
 def bundled_dir(kind: str) -> Path:
-    """The folder of the bundled files of ``kind`` ('workload', 'cluster', 'catalog')."""
+    """The folder of the bundled files of ``kind`` ('workload', 'cluster', 'catalog').
+    Memoised: the package's folders stay where they are while it runs (a sweep looks
+    them up for every point)."""
     folder = _BUNDLED[kind]
     try:
         path = Path(str(resources.files(f"simwall.{folder}")))
@@ -78,7 +82,8 @@ def load_workload(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> W
     """Load a workload by bundled name or path, apply overrides, validate."""
     path = find_file("workload", name_or_path)
     source = display_path(path)
-    doc = apply_overrides(load_yaml(path), list(overrides), source)
+    # Overrides: apply_overrides edits a copy of the parse; none: validate only reads it.
+    doc = apply_overrides(load_yaml(path, copy_=not overrides), list(overrides), source)
     return validate(Workload, doc, source)
 
 
@@ -106,14 +111,15 @@ def load_cluster(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> Cl
         doc = apply_overrides(read_graphml_cluster(path, source), list(overrides), source)
         return validate(ClusterSpec, attach_graph(doc, path, source), source)
     try:
+        # Overrides: apply_overrides copies the parse before anything edits it.
         raw = load_yaml(path, MAX_GRAPH_YAML_VALUES if _holds_large_graph(path) else
-                        MAX_YAML_VALUES)
+                        MAX_YAML_VALUES, copy_=not overrides)
     except ConfigError as err:
         # A cluster file holding its graph may be far larger than other inputs: read it
         # again with the graph bound when what overflowed was the graph.
         if not (err.key or "").startswith("graph") or "YAML values" not in err.message:
             raise
-        raw = load_yaml(path, MAX_GRAPH_YAML_VALUES)
+        raw = load_yaml(path, MAX_GRAPH_YAML_VALUES, copy_=not overrides)
     doc = apply_overrides(raw, list(overrides), source)
     doc = attach_graph(doc, path, source)      # an explicit graph, if the file gives one
     return validate(ClusterSpec, doc, source)

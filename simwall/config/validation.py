@@ -293,8 +293,11 @@ def flat_lines(doc: Any, prefix: tuple = ()) -> dict[str, int]:
 def _from_set(doc: Any, path: list) -> bool:
     """Whether key ``path`` (or a mapping above it) was written by ``--set``."""
     keys = getattr(doc, "overridden", ())
-    dotted = [str(p) for p in path]
-    return any(dotted[:len(k)] == list(k) or list(k)[:len(dotted)] == dotted for k in keys)
+    if not keys:                 # a document no --set touched (most of them)
+        return False
+    dotted = tuple(str(p) for p in path)
+    return any(dotted[:len(k)] == k or k[:len(dotted)] == dotted
+               for k in map(tuple, keys))
 
 
 def validate(model: type[BaseModel], doc: Any, source: str) -> Any:

@@ -267,9 +267,11 @@ def parse_yaml(text: str, source: str, max_values: int = MAX_YAML_VALUES,
 
 
 def load_yaml(path: str | Path, max_values: int = MAX_YAML_VALUES,
-              bundled: bool = False) -> Any:
+              bundled: bool = False, copy_: bool = True) -> Any:
     """Read and parse one YAML file; a missing or unreadable file is a ConfigError.
-    ``bundled``: one of simwall's own files (:func:`parse_yaml`)."""
+    ``bundled``: one of simwall's own files (:func:`parse_yaml`). ``copy_=False``: the
+    memoised parse itself, for a caller that copies before editing
+    (:func:`~simwall.config.overrides.apply_overrides`) and never mutates it."""
     source = str(path)
     p = Path(path)
     if not p.exists():
@@ -284,7 +286,8 @@ def load_yaml(path: str | Path, max_values: int = MAX_YAML_VALUES,
         raise ConfigError(source, None, f"cannot read: {err.strerror}") from None
     # A sweep loads the same few files for every point: parse each text once, hand out
     # copies (callers apply overrides to what they get).
-    return copy.deepcopy(_parse_once(text, source, max_values, bundled))
+    doc = _parse_once(text, source, max_values, bundled)
+    return copy.deepcopy(doc) if copy_ else doc
 
 
 @memoized(maxsize=256)

@@ -70,13 +70,22 @@ def stage_hbm_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage:
     """Bytes one device of ``stage`` reads and writes in device memory in one step: the
     stage's ops (forward, backward with recompute) per micro-batch times the micro-batches,
     plus the optimizer step over the device's shard (ZeRO-Offload: on the host, 0)."""
+    per_mb, opt = _stage_hbm_parts(model, *workload.per_micro_batch(training, plan), stage)
+    return float(per_mb * plan.micro_batches + opt)
+
+
+@memoized(maxsize=4096)
+def _stage_hbm_parts(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int
+                     ) -> tuple[float, float]:
+    """:func:`stage_hbm_bytes`' bytes per micro-batch and of the optimizer step, which do
+    not depend on the global batch (keyed by :func:`simwall.model.ops.per_micro_batch`)."""
     so = workload.stage_ops(model, training, plan, stage)
     per_mb = sum(op.bytes_ for op in so.fwd) + sum(op.bytes_ for op in so.bwd)
     opt = 0.0
     if plan.offload == "none":
         shard = memory.optimizer_shard_params(memory.stage_params(model, plan, stage), plan)
         opt = optime.optimizer_step_bytes(shard, training.optimizer, training)
-    return float(per_mb * plan.micro_batches + opt)
+    return per_mb, opt
 
 
 def device_energy_j(device: DeviceSpec, step_s: float, busy_s: float,

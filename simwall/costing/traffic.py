@@ -62,17 +62,36 @@ def run_collective(topology, kind: str, groups, bytes_: float, count: float,
            symmetric)
     found = memo.get(key)
     if found is None:
-        found = memo[key] = _run_collective(topology, kind, groups, bytes_, count,
-                                            algorithm, symmetric)
+        # The placement and seconds do not depend on ``count`` (how often the step runs
+        # it: micro-batches x layers), so a sweep over the global batch reuses them.
+        once_key = key[:4] + key[5:]           # all but count
+        once = table(topology, "costing.run_collective.once").get(once_key)
+        if once is None:
+            once = table(topology, "costing.run_collective.once")[once_key] = _run_once(
+                topology, kind, groups, bytes_, algorithm, symmetric)
+        found = memo[key] = _costed(bytes_, count, *once)
     return found
 
 
 def _run_collective(topology, kind: str, groups, bytes_: float, count: float,
                     algorithm: str, symmetric: bool) -> Costed:
+    return _costed(bytes_, count, *_run_once(topology, kind, groups, bytes_, algorithm,
+                                             symmetric))
+
+
+def _run_once(topology, kind: str, groups, bytes_: float, algorithm: str, symmetric: bool
+              ) -> tuple:
+    """``(kind, placed groups, algorithm, window, seconds)`` of one run of ``kind``."""
     placed, algorithm, window = placement(topology, kind, groups, bytes_, algorithm,
                                           symmetric)
     seconds = collectives.collective_time_s(topology, kind, placed, bytes_, algorithm,
                                             window=window)
+    return kind, placed, algorithm, window, seconds
+
+
+def _costed(bytes_: float, count: float, kind: str, placed, algorithm: str, window,
+            seconds: float) -> Costed:
+    """:class:`Costed` of :func:`_run_once`'s figures run ``count`` times."""
     if count > 0:
         return Costed(seconds, (Traffic(kind, placed, float(bytes_), algorithm,
                                         float(count), window),))

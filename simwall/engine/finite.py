@@ -19,9 +19,19 @@ def _any_non_finite(value) -> bool:
     if isinstance(value, float):
         return not math.isfinite(value)
     if isinstance(value, dict):
-        return any(_any_non_finite(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_any_non_finite(v) for v in value)
+        values = value.values()
+    elif isinstance(value, (list, tuple)):
+        values = value
+    else:
+        return False
+    # One call per container, not per number (a result holds thousands of numbers).
+    isfinite = math.isfinite
+    for v in values:
+        if isinstance(v, float):
+            if not isfinite(v):
+                return True
+        elif isinstance(v, (dict, list, tuple)) and _any_non_finite(v):
+            return True
     return False
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 
 import simpy
 
@@ -294,7 +295,7 @@ def _stream_shape(schedule: str, pp: int, stage: int, m: int, v: int, chunks: in
     micro-batch of its last gradient pass (W if split, else B), whose start announces the
     chunk's gradient segment. A pure function of the schedule."""
     order = tasks_for(schedule, pp, stage, m, v)
-    split = any(p_ == "W" for p_, _, _ in order)
+    split = "W" in map(itemgetter(0), order)
     grad_pass = "W" if split else "B"
     final = [-1] * chunks
     left = chunks
@@ -395,7 +396,8 @@ class StaticPipeline:
         # Per pass ('F', 'B', 'W') and local chunk: pass code (0, 1, 2), input queue,
         # output queue, send time, compute / TP / ZeRO-3 time and their sum as Pipeline
         # adds them, the activation bytes the pass holds or frees, the chunk's gradient
-        # bytes, and the micro-batch whose pass is the chunk's last gradient pass.
+        # bytes, the micro-batch whose pass is the chunk's last gradient pass, and the
+        # input and output queues themselves.
         grad_pass = 2 if split else 1
         kinds: dict[str, list] = {"F": [], "B": [], "W": []}
         for local, ch in enumerate(sc.chunks):
@@ -416,8 +418,11 @@ class StaticPipeline:
                 (2, None, None, 0.0, ch.bwd_weight_s, 0.0, 0.0,
                  ch.bwd_weight_s + 0.0 + 0.0, ch.wgrad_activation_bytes, ch.grad_bytes),
             )):
+                inq, outq = kind[1], kind[2]
                 kinds["FBW"[pass_]].append(
-                    kind + (final_mb[local] if pass_ == grad_pass else -1,))
+                    kind + (final_mb[local] if pass_ == grad_pass else -1,
+                            None if inq is None else sent[inq],
+                            None if outq is None else sent[outq]))
         wgrad = [ch.wgrad_activation_bytes for ch in sc.chunks]
         segments = st.grad_segments
         events = len(order)             # one timeout per task
@@ -427,9 +432,8 @@ class StaticPipeline:
         act_now = act_peak = act_peak_at = 0.0
         for p_, mb, local in order:
             (pass_, inq, outq, send_s, comp, tp, z3, duration, act, grad_bytes,
-             last_mb) = kinds[p_][local]
-            if inq is not None:
-                inbox = sent[inq]
+             last_mb, inbox, outbox) = kinds[p_][local]
+            if inbox is not None:
                 if not inbox:
                     yield inq
                 got_mb, producer_end, arrived, sent_made = inbox.popleft()
@@ -481,14 +485,15 @@ class StaticPipeline:
                 if grads is not None:
                     grads.put(GradSegment(replica, start, t, grad_bytes))
                 segments.append((start, t, grad_bytes))
-            if outq is not None:
+            if outbox is not None:
                 if send_s > 0:         # a timeout made now delivers it
                     events += 1
-                    sent[outq].append((mb, t, t + send_s, t))
+                    outbox.append((mb, t, t + send_s, t))
                 else:                  # put as this task's timeout (made at start) fires
-                    sent[outq].append((mb, t, t, start))
-                if waiting[outq] is not None:
-                    ready.append(waiting[outq])
+                    outbox.append((mb, t, t, start))
+                blocked = waiting[outq]
+                if blocked is not None:
+                    ready.append(blocked)
                     waiting[outq] = None
         st.compute_s, st.tp_s, st.zero3_s = compute_s, tp_s, zero3_s
         st.pp_wait_s, st.bubble_s, st.compute_end_s = pp_wait_s, bubble_s, t

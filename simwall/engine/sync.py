@@ -58,7 +58,10 @@ def _filled(segs: Sequence[tuple[float, float, float]],
             return
         s0, s1, b = segs[j]
         frac = (target - before) / b if b > 0 else 1.0
-        yield s0 + min(1.0, max(0.0, frac)) * (s1 - s0)
+        # min(1.0, max(0.0, frac)) without the calls (the builtins keep the first of
+        # equals, and a NaN gives 0.0, as here)
+        frac = frac if frac > 0.0 else 0.0  # noqa: FURB136
+        yield s0 + (frac if frac < 1.0 else 1.0) * (s1 - s0)  # noqa: FURB136
 
 
 def bucket_ready_times(segments: list[tuple[float, float, float]],

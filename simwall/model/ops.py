@@ -75,6 +75,7 @@ __all__ = [
     "layer_wgrad_activation_bytes",
     "model_flop_per_step",
     "ops_flop",
+    "per_micro_batch",
     "stage_ops",
     "uses_flash",
     "wgrad_activation_bytes",
@@ -292,6 +293,20 @@ def _attention_dim(model: ModelSpec) -> float:
     if model.mla is None:
         return model.head_dim
     return (model.mla.qk_head_dim + model.mla.v_head_dim) / 2
+
+
+@memoized(maxsize=1024)
+def per_micro_batch(training: TrainingSpec, plan: Plan) -> tuple[TrainingSpec, Plan]:
+    """``training`` and ``plan`` with one micro-batch per DP replica (global batch =
+    micro-batch x dp), all else kept: the memo key of per-micro-batch ops and costs. No
+    op of this module reads ``global_batch`` or ``micro_batches``, so points of a sweep
+    that change only the global batch share those memo entries."""
+    gb = plan.micro_batch * plan.dp
+    if training.global_batch != gb:
+        training = training.model_copy(update={"global_batch": gb})
+    if plan.global_batch != gb:
+        plan = replace(plan, global_batch=gb)
+    return training, plan
 
 
 def layer_plan(plan: Plan) -> Plan:
@@ -845,9 +860,15 @@ def ops_flop(ops: tuple[Op, ...]) -> float:
 def hardware_flop_per_step(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
     """FLOP all devices execute in one step (global batch, recompute included), summed
     from the per-device ops: stage ops x micro-batches x DP x CP x TP."""
-    per_replica = sum(ops_flop(so.fwd) + ops_flop(so.bwd)
-                      for so in (stage_ops(model, training, plan, st) for st in range(plan.pp)))
+    per_replica = _replica_flop(model, *per_micro_batch(training, plan))
     return float(per_replica * plan.micro_batches * plan.dp * plan.cp * plan.tp)
+
+
+@memoized(maxsize=1024)
+def _replica_flop(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
+    """FLOP of one micro-batch through every stage of ``plan`` (one device of each)."""
+    return sum(ops_flop(so.fwd) + ops_flop(so.bwd)
+               for so in (stage_ops(model, training, plan, st) for st in range(plan.pp)))
 
 
 @memoized(maxsize=256)
@@ -859,6 +880,13 @@ def model_flop_per_step(model: ModelSpec, training: TrainingSpec) -> float:
     attention GEMMs, causal mask not subtracted, backward 2x forward (Narayanan et al.
     2021, Sec. 5.1, the convention MFU figures of Megatron-LM use), so a kernel change
     does not change the model FLOP."""
+    return float(_sample_flop(model, training.model_copy(update={"global_batch": 1}))
+                 * training.global_batch)
+
+
+@memoized(maxsize=256)
+def _sample_flop(model: ModelSpec, training: TrainingSpec) -> float:
+    """:func:`model_flop_per_step` of one sequence (``training.global_batch`` unread)."""
     # Routed tokens at their mean (no imbalance, no dropping): the model's own FLOP.
     model = model.model_copy(update={"attention": "eager", "moe_imbalance": 1.0,
                                      "capacity_factor": None})
@@ -866,4 +894,4 @@ def model_flop_per_step(model: ModelSpec, training: TrainingSpec) -> float:
                 recompute="none", schedule="1f1b", micro_batch=1, global_batch=1,
                 stage_layers=(model.layers,))
     one = stage_ops(model, training, plan, 0)
-    return float((ops_flop(one.fwd) + ops_flop(one.bwd)) * training.global_batch)
+    return ops_flop(one.fwd) + ops_flop(one.bwd)
