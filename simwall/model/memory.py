@@ -528,8 +528,17 @@ def _held_at_forwards(schedule: str, pp: int, stage: int, m: int, v: int
 @memoized(maxsize=4096)
 def _held_front(pp: int, m: int, v: int, warm: int) -> tuple[tuple[int, ...], ...]:
     """:func:`_held_at_forwards` of an interleaved stage with ``warm`` warm-up forwards
-    (stages with the same warm-up share it)."""
-    return _uncovered(list(dict.fromkeys(interleaved.held_at_forwards(pp, m, v, warm))))
+    (stages with the same warm-up share it). From the last warm-up forward on, each
+    forward follows one backward, so every vector holds ``warm + 1`` micro-batches in
+    all: none covers another unless equal. Each earlier one is the forward counts of a
+    shorter prefix, covered by that forward's. So the uncovered vectors are the distinct
+    ones from forward ``warm`` on (the last forward's when every forward is a warm-up
+    one), first seen first. Every ``pp * v`` forwards (and backwards) each chunk runs
+    ``pp`` of them, so from forward ``warm`` on the vectors repeat with that period: the
+    first period holds them all."""
+    first = min(warm, m * v - 1)
+    last = min(m * v, first + pp * v)
+    return tuple(dict.fromkeys(interleaved.held_at_forwards(pp, m, v, warm, first, last)))
 
 
 def _uncovered(vectors: list[tuple[int, ...]]) -> tuple[tuple[int, ...], ...]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import heapq
 import math
-from itertools import repeat
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -204,7 +203,6 @@ def drain_time_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
     arithmetic)."""
     cap_of = _capacity_fn(capacity)
     edge_index: dict[Edge, int] = {}
-    number = edge_index.setdefault
     caps: list[float] = []
     shape: list[tuple[float, float, tuple]] = []
     for edges, bytes_, weight in flows:
@@ -212,25 +210,8 @@ def drain_time_s(flows: Sequence[tuple[Sequence[Edge], float, float]],
         if not bytes_ > 0.0:
             continue
         weight = _check_weight(weight)
-        # The same numbering and counts as _index_edges, in fewer Python steps: a new
-        # edge takes the next number; a route without repeated edges counts each once.
-        known = len(caps)
-        idx = [number(e, len(edge_index)) for e in edges]
-        if len(edge_index) > known:
-            for e, j in zip(edges, idx):
-                if j == len(caps):
-                    c = float(cap_of(e))
-                    if not c >= 0.0:
-                        raise SimwallError(f"edge {e!r}: capacity must be >= 0, got {c}")
-                    caps.append(c)
-        if len(set(idx)) == len(idx):
-            pairs = tuple(zip(idx, repeat(1)))
-        else:
-            counts: dict[int, int] = {}
-            for j in idx:
-                counts[j] = counts.get(j, 0) + 1
-            pairs = tuple(counts.items())
-        shape.append((bytes_, weight, pairs))
+        counts = _index_edges(edges, edge_index, caps, cap_of)
+        shape.append((bytes_, weight, tuple(counts.items())))
     if not shape:
         return 0.0
     return _drain_shape_s(tuple(caps), tuple(shape), float(local_bandwidth_bytes_per_s))

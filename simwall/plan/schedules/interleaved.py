@@ -59,11 +59,13 @@ def _forward_counts(pp: int, m: int, v: int) -> tuple[tuple[tuple[int, ...], ...
     return tuple(f_out), tuple(c[::-1] for c in f_out)
 
 
-def held_at_forwards(pp: int, m: int, v: int, warm: int) -> list[tuple[int, ...]]:
+def held_at_forwards(pp: int, m: int, v: int, warm: int, first: int = 0,
+                     last: int | None = None) -> list[tuple[int, ...]]:
     """Micro-batches each local chunk holds just after each forward task of a stage with
-    ``warm`` warm-up forwards (:func:`warmup`) starts, in task order: the same vectors a
-    walk over :func:`tasks` counting +1 per F and -1 per B finds (forward ``f`` runs
-    after ``max(0, f - warm)`` backwards), from prefix counts shared by every stage."""
+    ``warm`` warm-up forwards (:func:`warmup`) starts, in task order, forwards ``first``
+    to ``last`` (excluded; None: all ``m * v``): the same vectors a walk over
+    :func:`tasks` counting +1 per F and -1 per B finds (forward ``f`` runs after
+    ``max(0, f - warm)`` backwards), from prefix counts shared by every stage."""
     fwd, bwd = _forward_counts(pp, m, v)
     return [fwd[f + 1] if f <= warm else tuple(map(sub, fwd[f + 1], bwd[f - warm]))
-            for f in range(m * v)]
+            for f in range(first, m * v if last is None else last)]
