@@ -341,6 +341,7 @@ class Searcher:
         self._stage_costs = table(self, "search.stage_costs")
         self._op_cache = table(self, "search.op_times")
         self._bounds = table(self, "search.bound_stages")
+        self._kinds = table(self, "search.layer_kinds")
 
     # -- memory -------------------------------------------------------------------------
     def peak(self, plan: Plan) -> tuple[float, int]:
@@ -424,7 +425,11 @@ class Searcher:
                         ep=plan.ep)
             t = op_times(self.workload.model, self.workload.training, norm, self.device)
             self._op_cache[key] = t
-        kinds = [stage_layer_kinds(self.workload.model, plan, s) for s in range(plan.pp)]
+        # Per stage (dense, MoE) layers: the layer split's and pp's alone (model fixed).
+        kinds = self._kinds.get((plan.stage_layers, plan.pp))
+        if kinds is None:
+            kinds = self._kinds[(plan.stage_layers, plan.pp)] = [
+                stage_layer_kinds(self.workload.model, plan, s) for s in range(plan.pp)]
 
         def layers(s: int, part: str) -> float:
             """Time of stage ``s``'s layers in ``part`` (fwd, bwd, rec, wgrad)."""
