@@ -433,6 +433,25 @@ def test_held_at_forwards_keeps_exactly_the_uncovered_vectors(pp, k, v):
             _pareto_front_naive(tuple(seen))
 
 
+@settings(max_examples=40, deadline=None)
+@given(pp=st.integers(2, 8), k=st.integers(1, 6), v=st.integers(2, 4))
+def test_interleaved_held_vectors_match_the_task_walk(pp, k, v):
+    """interleaved.held_at_forwards (prefix counts) gives, forward by forward, what a walk
+    over the stage's task order holds per chunk as each forward starts."""
+    from simwall.plan.schedules import interleaved, tasks_for
+    m = pp * k
+    for stage in range(pp):
+        held, walked = [0] * v, []
+        for pass_, _, chunk in tasks_for("interleaved", pp, stage, m, v):
+            held[chunk] += 1 if pass_ == "F" else -1
+            if pass_ == "F":
+                walked.append(tuple(held))
+        warm = interleaved.warmup(pp, stage, m, v)
+        assert interleaved.held_at_forwards(pp, m, v, warm) == walked
+        assert interleaved.held_at_forwards(pp, m, v, warm, 3) == walked[3:]
+        assert interleaved.held_at_forwards(pp, m, v, warm, 1, m * v - 1) == walked[1:-1]
+
+
 def _plans_of(text: str, cluster: str, overrides: dict | None = None):
     from simwall.engine import load_inputs
     from simwall.plan import cluster_devices

@@ -265,14 +265,17 @@ small_batches = st.lists(
                      min_size=7, max_size=7),
        local=st.sampled_from([math.inf, 5e9]))
 def test_small_batch_drain_is_the_vectorised_drain_bit_for_bit(flows, caps, local):
-    """A batch of up to 64 flows is drained on Python floats (numpy stays unimported in a
-    symmetric run); it must give the very double the array code gives, inf included,
-    or outputs would move."""
+    """A batch of up to _VECTOR_FLOWS flows is drained on Python floats (numpy
+    stays unimported in a symmetric run); it must give the very double the array code
+    gives, inf included, or outputs would move."""
+    import simwall
     import simwall.net.flows as flows_module
 
     cap = dict(zip("abcdefg", caps))
     batch = [(tuple(e), b, w) for e, b, w in flows]
+    simwall.clear_caches()                          # drain_time_s is memoised on the shape
     small = drain_time_s(batch, cap, local)
+    simwall.clear_caches()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(flows_module, "_VECTOR_FLOWS", 0)       # every batch on arrays
         vectorised = drain_time_s(batch, cap, local)

@@ -12,11 +12,12 @@ v virtual stages (interleaving), m micro-batches per DP replica, V vocabulary.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from operator import le
 
 from ..config import PRECISION_BYTES, ClusterSpec, ModelSpec, TrainingSpec
 from ..memo import memoized, table
 from ..plan import Plan
-from ..plan.schedules import tasks_for
+from ..plan.schedules import interleaved, tasks_for
 from . import moe as moe_layers
 from .ops import (
     FP32_BYTES,
@@ -511,6 +512,8 @@ def _held_at_forwards(schedule: str, pp: int, stage: int, m: int, v: int
     forward tasks starts (where the held amount can peak), walking the schedule's own task
     order (:func:`simwall.plan.schedules.tasks_for`). Only the vectors no other one covers
     in every chunk (with sizes >= 0 the peak is at one of them), first seen first."""
+    if schedule == "interleaved":    # the same walk, from counts shared by the stages
+        return _held_front(pp, m, v, interleaved.warmup(pp, stage, m, v))
     held = [0] * v
     seen: dict[tuple[int, ...], None] = {}
     for pass_, _, chunk in tasks_for(schedule, pp, stage, m, v):
@@ -519,15 +522,35 @@ def _held_at_forwards(schedule: str, pp: int, stage: int, m: int, v: int
             seen[tuple(held)] = None
         else:
             held[chunk] -= 1
+    return _uncovered(list(seen))
+
+
+@memoized(maxsize=4096)
+def _held_front(pp: int, m: int, v: int, warm: int) -> tuple[tuple[int, ...], ...]:
+    """:func:`_held_at_forwards` of an interleaved stage with ``warm`` warm-up forwards
+    (stages with the same warm-up share it). From the last warm-up forward on, each
+    forward follows one backward, so every vector holds ``warm + 1`` micro-batches in
+    all: none covers another unless equal. Each earlier one is the forward counts of a
+    shorter prefix, covered by that forward's. So the uncovered vectors are the distinct
+    ones from forward ``warm`` on (the last forward's when every forward is a warm-up
+    one), first seen first. Every ``pp * v`` forwards (and backwards) each chunk runs
+    ``pp`` of them, so from forward ``warm`` on the vectors repeat with that period: the
+    first period holds them all."""
+    first = min(warm, m * v - 1)
+    last = min(m * v, first + pp * v)
+    return tuple(dict.fromkeys(interleaved.held_at_forwards(pp, m, v, warm, first, last)))
+
+
+def _uncovered(vectors: list[tuple[int, ...]]) -> tuple[tuple[int, ...], ...]:
+    """The ``vectors`` no other one covers in every element, in their order."""
     # A vector covered by another is covered by one that nothing covers, whose sum is
     # larger (integer vectors): visiting by decreasing sum, each is checked against the
     # uncovered ones found so far only.
-    vectors = list(seen)
     front: list[tuple[int, ...]] = []
     keep = set()
     for i in sorted(range(len(vectors)), key=lambda i: -sum(vectors[i])):
         a = vectors[i]
-        if not any(all(x <= y for x, y in zip(a, b)) for b in front):
+        if not any(all(map(le, a, b)) for b in front):
             front.append(a)
             keep.add(i)
     return tuple(vectors[i] for i in sorted(keep))
@@ -668,7 +691,7 @@ def _held_profile(plan: Plan, stage: int, chunks: int) -> tuple[tuple[float, ...
 def _covers(big: tuple[tuple[float, ...], ...], small: tuple[tuple[float, ...], ...]) -> bool:
     """Whether every vector of ``small`` is at most, element by element, one of ``big``:
     then any non-negative weighted sum peaks no higher on ``small``."""
-    return all(any(all(x <= y for x, y in zip(a, b)) for b in big) for a in small)
+    return all(any(all(map(le, a, b)) for b in big) for a in small)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1010,7 +1033,7 @@ class MemoryModel:
                 held = _held_profile(plan, st.stage, len(st.layers))
                 most = tuple(map(max, zip(*held)))   # covering needs at least these
                 earlier = by_class.setdefault(st.class_key, [])
-                if not any(all(x <= y for x, y in zip(most, other_most))
+                if not any(all(map(le, most, other_most))
                            and _covers(other_held, held)
                            for other_held, other_most in earlier):
                     out.append((st, held))

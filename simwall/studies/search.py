@@ -235,6 +235,12 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                                 if model.moe and tp > 1 and not sp:
                                     continue     # MoE with TP needs SP (Megatron-Core)
                                 for ep in expert_degrees(model, dp * cp):
+                                    # The framework and its semantics depend on the
+                                    # degrees, ZeRO, schedule and offload, not on the
+                                    # micro-batch, recompute or SP (plan.frameworks):
+                                    # framed once per key, later plans built with them.
+                                    key = (tp, cp, pp, dp, v, schedule, zero, ep)
+                                    fields = framing.get(key)
                                     plan = Plan(
                                         tp=tp, pp=pp, dp=dp, virtual_stages=v,
                                         sequence_parallel=sp, zero=zero,
@@ -244,19 +250,12 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                                         dp_overlap=spec.dp_overlap,
                                         pp_scatter_gather=spec.pp_scatter_gather,
                                         offload=spec.offload, cp=cp, cp_comm=spec.cp_comm,
-                                        ep=ep)
-                                    # The framework and its semantics depend on the
-                                    # degrees, ZeRO, schedule and offload, not on the
-                                    # micro-batch, recompute or SP (plan.frameworks).
-                                    key = (tp, cp, pp, dp, v, schedule, zero, ep)
-                                    fields = framing.get(key)
+                                        ep=ep, **(fields or {}))
                                     if fields is None:
                                         plan = framed(plan, spec, reduce_bytes)
                                         framing[key] = {k: getattr(plan, k)
                                                         for k in _FRAMED_FIELDS}
-                                        yield plan
-                                    else:
-                                        yield replace(plan, **fields)
+                                    yield plan
 
 
 #: The plan fields :func:`simwall.plan.framed` sets.
@@ -342,6 +341,7 @@ class Searcher:
         self._stage_costs = table(self, "search.stage_costs")
         self._op_cache = table(self, "search.op_times")
         self._bounds = table(self, "search.bound_stages")
+        self._kinds = table(self, "search.layer_kinds")
 
     # -- memory -------------------------------------------------------------------------
     def peak(self, plan: Plan) -> tuple[float, int]:
@@ -425,7 +425,11 @@ class Searcher:
                         ep=plan.ep)
             t = op_times(self.workload.model, self.workload.training, norm, self.device)
             self._op_cache[key] = t
-        kinds = [stage_layer_kinds(self.workload.model, plan, s) for s in range(plan.pp)]
+        # Per stage (dense, MoE) layers: the layer split's and pp's alone (model fixed).
+        kinds = self._kinds.get((plan.stage_layers, plan.pp))
+        if kinds is None:
+            kinds = self._kinds[(plan.stage_layers, plan.pp)] = [
+                stage_layer_kinds(self.workload.model, plan, s) for s in range(plan.pp)]
 
         def layers(s: int, part: str) -> float:
             """Time of stage ``s``'s layers in ``part`` (fwd, bwd, rec, wgrad)."""
