@@ -30,10 +30,10 @@ def op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Devic
              ) -> dict[str, float]:
     """:func:`_op_times` of ``plan``'s layer shape (:func:`simwall.model.ops.layer_plan`):
     plans that differ only in pp, dp, ZeRO, schedule and the like share one entry, and
-    trainings that differ only in the global batch too
-    (:func:`simwall.model.ops.per_micro_batch`)."""
-    return _op_times(model, workload.per_micro_batch(training, plan)[0],
-                     workload.layer_plan(plan), device)
+    trainings that differ only in the global batch too (taken at the layer shape's one
+    micro-batch, :func:`simwall.model.ops.per_micro_batch`)."""
+    layer = workload.layer_plan(plan)
+    return _op_times(model, workload.per_micro_batch(training, layer)[0], layer, device)
 
 
 @memoized(maxsize=4096)
