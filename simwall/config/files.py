@@ -82,7 +82,8 @@ def load_workload(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> W
     """Load a workload by bundled name or path, apply overrides, validate."""
     path = find_file("workload", name_or_path)
     source = display_path(path)
-    # Overrides: apply_overrides edits a copy of the parse; none: validate only reads it.
+    # One copy of the memoised parse either way: apply_overrides makes it when it edits,
+    # load_yaml when nothing is overridden.
     doc = apply_overrides(load_yaml(path, copy_=not overrides), list(overrides), source)
     return validate(Workload, doc, source)
 

@@ -65,10 +65,11 @@ def run_collective(topology, kind: str, groups, bytes_: float, count: float,
         # The placement and seconds do not depend on ``count`` (how often the step runs
         # it: micro-batches x layers), so a sweep over the global batch reuses them.
         once_key = key[:4] + key[5:]           # all but count
-        once = table(topology, "costing.run_collective.once").get(once_key)
+        once_memo = table(topology, "costing.run_collective.once")
+        once = once_memo.get(once_key)
         if once is None:
-            once = table(topology, "costing.run_collective.once")[once_key] = _run_once(
-                topology, kind, groups, bytes_, algorithm, symmetric)
+            once = once_memo[once_key] = _run_once(topology, kind, groups, bytes_,
+                                                   algorithm, symmetric)
         found = memo[key] = _costed(bytes_, count, *once)
     return found
 
