@@ -191,13 +191,11 @@ class Pipeline:
         self.stats[(stage, replica)] = st
         v = plan.virtual_stages
         last_chunk = plan.chunks - 1
-        order = tasks_for(plan.schedule, plan.pp, stage, plan.micro_batches, v)
         # A split backward (W tasks: zero-bubble schedules) runs B without the weight
         # gradients, and a chunk's gradients are complete only after its last W.
-        split = any(p_ == "W" for p_, _, _ in order)
+        order, split, final_b = _stream_shape(plan.schedule, plan.pp, stage,
+                                              plan.micro_batches, v, len(sc.chunks))
         grad_pass = "W" if split else "B"
-        final_b = {c: [mb for p_, mb, c_ in order if p_ == grad_pass and c_ == c][-1]
-                   for c in range(len(sc.chunks))}
         grads = self.grads[stage] if self.grads is not None else None
         tracing = rec.enabled          # skip building trace events nobody keeps
         for pass_, mb, local in order:
