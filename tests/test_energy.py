@@ -188,7 +188,8 @@ def measured():
     from simwall.studies import validate as v
 
     rows = {}
-    for name in ("olmo2-7b-energy-h100.yaml", "olmo3-7b-energy-h100.yaml"):
+    for name in ("olmo2-7b-energy-h100.yaml", "olmo3-7b-energy-h100.yaml",
+                 "olmo3-7b-power-h100.yaml"):
         cf = v.load_cases(next(p for p in v.bundled_case_files() if p.name == name))
         assert cf.kind == "energy"
         rows.update({c.name: v.evaluate(cf, c) for c in cf.cases})

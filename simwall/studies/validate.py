@@ -36,8 +36,6 @@ Metrics per kind (the key under ``published``):
   (docs/energy.md). A published energy covers what was metered (GPU only, node, facility):
   the case sets those two keys to match, and says so.
 
-A source's rows are summarised per metric (a case file may mix the metrics of its kind).
-
 :func:`fit` re-fits the device efficiency constants (``gemm_max``, ``memory_bw``) on the
 cases marked ``fit`` by least squares of the relative error over a small grid, and gives
 the leave-one-out error of each fit case (refit without it, predict it).
@@ -348,8 +346,8 @@ def summarize(results: Sequence[CaseResult]) -> list[dict]:
     """Per source: all cases, fit cases, held-out cases (n, mean |error| %, worst %), and
     for throughput sources the memory verdicts (``memory``: n, fit, do_not_fit)."""
     out = []
-    for source, metric in dict.fromkeys((r.source, r.metric) for r in results):
-        rows = [r for r in results if r.source == source and r.metric == metric]
+    for source in dict.fromkeys(r.source for r in results):
+        rows = [r for r in results if r.source == source]
         out.append({"source": source, "kind": rows[0].kind, "metric": rows[0].metric,
                     "all": _stats([r.error for r in rows]),
                     "fit": _stats([r.error for r in rows if r.fit]),
@@ -372,9 +370,9 @@ def _group(rows: Sequence[CaseResult]) -> dict:
 
 
 def _groups(rows: Sequence[CaseResult]) -> list[dict]:
-    by_file = {}        # one group per case file and metric
+    by_file = {}
     for r in rows:
-        by_file.setdefault((r.case_file, r.metric), []).append(r)
+        by_file.setdefault(r.case_file, []).append(r)
     return [_group(g) for g in by_file.values()]
 
 
@@ -383,7 +381,7 @@ def coverage(results: Sequence[CaseResult]) -> dict:
     per device and per link class, the whole-step (throughput) cases that ran on it,
     grouped by case file (cases, mean |error| %, worst signed error %, rounded to 0.01);
     ``formulas``: the device-independent memory and activation groups; ``energy``: the
-    energy groups (one per case file and metric), apart from the step-time groups."""
+    energy groups (one per case file), apart from the step-time groups."""
     steps = [r for r in results if r.kind == "throughput" and r.device]
     devices = sorted({r.device for r in steps})
     links = sorted({name for r in steps for name in r.links})
@@ -553,7 +551,7 @@ def render(results: Sequence[CaseResult], fits: Sequence[FitResult] = (),
     md = fmt == "markdown"
     lines: list[str] = []
     for s in summary:
-        rows = [r for r in results if r.source == s["source"] and r.metric == s["metric"]]
+        rows = [r for r in results if r.source == s["source"]]
         judged = s["memory"] is not None      # a fits column for throughput sources
         if md:
             lines += [f"### {s['source']}", "",
