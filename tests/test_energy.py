@@ -175,3 +175,45 @@ def test_power_idle_above_max_is_refused():
     with pytest.raises(ConfigError):
         _small(**{"cluster.device": {"base": "H100-SXM5-80GB",
                                      "power": {"idle": 800.0, "max": 700.0}}})
+
+
+# ---------------------------------------------------------------------------------------
+# Validation against measured training energy (issue 19; docs/energy.md "Validation").
+# The bundled energy cases simulate the published configurations with the GPU-only scope
+# the sources measured (power_overhead 1, PUE 1); no constant was fitted on them.
+
+
+@pytest.fixture(scope="module")
+def measured():
+    from simwall.studies import validate as v
+
+    rows = {}
+    for name in ("olmo2-7b-energy-h100.yaml", "olmo3-7b-energy-h100.yaml",
+                 "olmo3-7b-power-h100.yaml"):
+        cf = v.load_cases(next(p for p in v.bundled_case_files() if p.name == name))
+        assert cf.kind == "energy"
+        rows.update({c.name: v.evaluate(cf, c) for c in cf.cases})
+    return rows
+
+
+def test_measured_average_gpu_power_within_15_percent(measured):
+    """Olmo 3 7B pre-training: ~621 W average GPU power measured over the run (Ai2);
+    simwall's device power for the same step must be within 15 %."""
+    r = measured["olmo3-7b-avg-gpu-power"]
+    assert r.metric == "w_per_device" and r.published == 621
+    assert abs(r.error) <= 0.15, f"{r.predicted:.0f} W vs 621 W measured"
+
+
+def test_measured_energy_per_token_misses_by_the_step_time(measured):
+    """The energy per token (so per step) of both OLMo runs is NOT within 15 %: simwall's
+    step is 1.6-2.4x faster than the runs' measured throughput (restarts, evaluation and
+    a slower trainer than simwall's kernels). Pinned to the miss docs/energy.md reports,
+    so a change that moves it fails here and the page is updated with it."""
+    olmo3, olmo2 = measured["olmo3-7b-5.93t"], measured["olmo2-7b-4.05t"]
+    assert -0.50 < olmo3.error < -0.30
+    assert -0.65 < olmo2.error < -0.50
+    # The miss is the step time, not the power: at the run's measured goodput (5.93T
+    # tokens in ~234k GPU-hours) simwall's power gives the measured J/token within 15 %.
+    goodput_tokens_per_gpu_s = 5.93e12 / (234e3 * 3600.0)
+    power_w = measured["olmo3-7b-avg-gpu-power"].predicted
+    assert abs(power_w / goodput_tokens_per_gpu_s / olmo3.published - 1.0) <= 0.15

@@ -141,6 +141,10 @@ def test_fit_on_a_tiny_grid(tmp_path):
     ("source: x\ncases: [{name: a, published: {step_time_s: -1}}]\n", "positive"),
     ("source: x\nkind: speed\ncases: [{name: a, published: {step_time_s: 1}}]\n", "kind"),
     ("cases: [{name: a, published: {step_time_s: 1}}]\n", "source"),
+    ("source: x\nkind: energy\ncases: [{name: a, published: {step_time_s: 1}}]\n",
+     "unknown metric for kind energy"),
+    ("source: x\nkind: energy\nworkload: gpt2\ncluster: tpu-v4\n"
+     "cases: [{name: a, published: {j_per_token: 1}}]\n", "no energy figures"),
     ("source: x\nworkload: gpt2\ncases: [{name: a, plan.tp: 7, published: {step_time_s: 1}}]\n",
      "case 'a'"),
 ])
@@ -234,6 +238,9 @@ def test_coverage_groups_devices_and_links(results):
     assert "H100-SXM5-80GB" in cov["devices"] and "B200" not in cov["devices"]
     assert {"NVLink3", "IB-HDR", "NVLink4", "IB-NDR"} <= set(cov["links"])
     assert {g["kind"] for g in cov["formulas"]} == {"memory", "activation"}
+    # Energy rows are kept apart from the step-time groups of a device (issue 19).
+    assert {g["kind"] for g in cov["energy"]} == {"energy"}
+    assert all(g["kind"] == "throughput" for gs in cov["devices"].values() for g in gs)
 
 
 def test_write_coverage_refuses_user_cases(tmp_path, capsys):

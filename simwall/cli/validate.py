@@ -13,7 +13,8 @@ DESCRIPTION = ("Simulate published training runs from their configuration and re
                "Megatron-LM SC21 Tables 1 and 2, ZeRO model states, Korthikanti et al. 2022 "
                "activation memory, MosaicML llm-foundry (A100), Megatron-Core (H100), "
                "public FSDP / ZeRO-3 runs (A100), NeMo Llama 3.1 8B with context "
-               "parallelism (H100).")
+               "parallelism (H100), measured GPU energy and power of OLMo 2 7B and Olmo 3 7B "
+               "pre-training (H100).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ and the worst error. Bundled case files live in ``simwall/cases/``; ``--cases FI
 user's own. Format (every key but ``cases`` optional unless said)::
 
     source: "Who, where, which table"      # required: shown with the results
-    kind: throughput                         # throughput | memory | activation
+    kind: throughput                         # throughput | memory | activation | energy
     workload: megatron-1t                    # base workload (bundled name or path)
     cluster: dgx-a100                        # base cluster (bundled name or path)
     common: {plan.recompute: full}           # overrides applied to every case
@@ -30,6 +30,11 @@ Metrics per kind (the key under ``published``):
   case), training settings from ``training.*`` keys.
 - ``activation``: ``activation_bytes_per_layer`` (saved activations of one layer, one
   micro-batch, one device) of the resolved workload and plan.
+- ``energy``: ``j_per_token`` (joules per token of one simulated step: the step's energy
+  over its ``global_batch x seq_len`` tokens) and ``w_per_device`` (the step's average
+  power per device), both with the case's ``cluster.power_overhead`` and ``cluster.pue``
+  (docs/energy.md). A published energy covers what was metered (GPU only, node, facility):
+  the case sets those two keys to match, and says so.
 
 :func:`fit` re-fits the device efficiency constants (``gemm_max``, ``memory_bw``) on the
 cases marked ``fit`` by least squares of the relative error over a small grid, and gives
@@ -67,6 +72,7 @@ KINDS = {
                    "tokens_per_s"),
     "memory": ("model_state_gb",),
     "activation": ("activation_bytes_per_layer",),
+    "energy": ("j_per_token", "w_per_device"),
 }
 _CASE_KEYS = ("name", "fit", "published", "note")
 
@@ -220,8 +226,18 @@ def _prepare(cf: CaseFile, case: Case):
     return prepare(cf.workload, cf.cluster, dict(case.overrides))
 
 
+#: Energy metric -> key of a step's ``energy`` figures (simwall.costing.energy.step_energy).
+_ENERGY_KEYS = {"j_per_token": "j_per_token", "w_per_device": "power_w_per_device"}
+
+
 def _metric_of(r, metric: str) -> float:
     """``metric`` of one simulated step ``r`` (a StepResult)."""
+    if metric in _ENERGY_KEYS:
+        value = r.energy[_ENERGY_KEYS[metric]]
+        if value is None:
+            raise SimwallError(f"no energy figures: the device has no power entry in the "
+                               f"catalog (metric {metric})")
+        return float(value)
     if metric == "step_time_s":
         return r.step_time_s
     if metric == "tokens_per_s":
@@ -280,14 +296,18 @@ def evaluate(cf: CaseFile, case: Case) -> CaseResult:
     base = dict(source=cf.source, kind=cf.kind, name=case.name, metric=case.metric,
                 published=case.published, fit=case.fit,
                 case_file=Path(cf.path).stem if cf.path else cf.source)
-    if cf.kind != "throughput":
+    if cf.kind not in ("throughput", "energy"):
         return CaseResult(**base, predicted=predict(cf, case))
     try:
         prep = _prepare(cf, case)
         r = run_prepared(prep)
-    except ConfigError as err:
+        predicted = _metric_of(r, case.metric)
+    except (ConfigError, SimwallError) as err:
         raise _located(cf, case, err) from None
-    return CaseResult(**base, predicted=_metric_of(r, case.metric), fits=r.fits,
+    if cf.kind == "energy":     # a power figure, not a step-time or memory verdict
+        return CaseResult(**base, predicted=predicted, device=prep.device.name,
+                          links=links_used(prep.cluster, prep.plan))
+    return CaseResult(**base, predicted=predicted, fits=r.fits,
                       peak_bytes=float(r.memory["peak_bytes"]),
                       capacity_bytes=float(r.memory["capacity_bytes"]),
                       device=prep.device.name,
@@ -360,7 +380,8 @@ def coverage(results: Sequence[CaseResult]) -> dict:
     """The coverage table of ``results`` (bundled cases: ``simwall/cases/coverage.json``):
     per device and per link class, the whole-step (throughput) cases that ran on it,
     grouped by case file (cases, mean |error| %, worst signed error %, rounded to 0.01);
-    ``formulas``: the device-independent memory and activation groups."""
+    ``formulas``: the device-independent memory and activation groups; ``energy``: the
+    energy groups (one per case file), apart from the step-time groups."""
     steps = [r for r in results if r.kind == "throughput" and r.device]
     devices = sorted({r.device for r in steps})
     links = sorted({name for r in steps for name in r.links})
@@ -368,7 +389,8 @@ def coverage(results: Sequence[CaseResult]) -> dict:
         "generated_by": "simwall validate --write-coverage (from the bundled case files)",
         "devices": {d: _groups([r for r in steps if r.device == d]) for d in devices},
         "links": {k: _groups([r for r in steps if k in r.links]) for k in links},
-        "formulas": _groups([r for r in results if r.kind != "throughput"]),
+        "formulas": _groups([r for r in results if r.kind in ("memory", "activation")]),
+        "energy": _groups([r for r in results if r.kind == "energy"]),
     }
 
 
@@ -473,6 +495,8 @@ def _product(lists: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
 
 
 def _num(x: float) -> str:
+    if x < 1:                      # joules per token
+        return f"{x:.4f}"
     if x >= 1e6:
         return f"{x:.4g}"
     return f"{x:.2f}" if x < 100 else f"{x:.1f}"
