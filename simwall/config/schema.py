@@ -183,6 +183,13 @@ class ModelSpec(Strict):
     # separate kernels through device memory (Megatron-LM 2021 / Korthikanti et al. 2022,
     # whose cases set it). docs/cost-model.md and docs/memory-model.md give both models.
     attention: Literal["flash", "eager"] = "flash"
+    # Which fused kernel runs ``flash`` attention: ``default``, the one the framework picks
+    # on the device (Transformer Engine prefers cuDNN's fused attention on Hopper and later,
+    # transformer_engine/pytorch/attention.py, get_attention_backend: "Disabling
+    # FlashAttention to give FusedAttention preference on Hopper+"); ``fa2``, FlashAttention-2
+    # forced (NVTE_FUSED_ATTN=0, as NVIDIA's Grok 1 recipe sets). Their efficiencies:
+    # EfficiencySpec.flash_attention and flash_attention_fa2.
+    flash_kernel: Literal["default", "fa2"] = "default"
     # Mixture of experts (docs/cost-model.md, "Mixture of experts"). ``experts``: routed
     # experts per MoE layer (None: a dense model). Each token goes to ``top_k`` of them
     # (default 2: GShard, Lepikhin et al. 2021, Sec. 2.2; Mixtral, Jiang et al. 2024,
@@ -565,6 +572,10 @@ class EfficiencySpec(Strict):
     # Fraction of tensor-core peak a fused (flash) attention kernel reaches, forward and
     # backward, on the FlashAttention FLOP count (causal half skipped); 0: fall back.
     flash_attention: Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)] = 0.0
+    # The same for FlashAttention-2 where a run forces it (model.flash_kernel: fa2); 0: as
+    # flash_attention.
+    flash_attention_fa2: Annotated[float, Field(strict=True, ge=0, le=1,
+                                                allow_inf_nan=False)] = 0.0
 
 
 class PowerSpec(Strict):

@@ -203,6 +203,10 @@ class Op:
     count: int = 1
     pass_: str = "fwd"
     fp8: bool = False  # a GEMM run at the FP8 tensor-core rate (see FP8_GEMMS)
+    # Which implementation runs a fused attention op: "" the framework's default kernel on
+    # the device, "fa2" FlashAttention-2 forced (``model.flash_kernel``; its efficiency:
+    # simwall.hardware.efficiency).
+    kernel: str = ""
 
     @property
     def bytes_(self) -> float:
@@ -248,6 +252,7 @@ class _Dims:
     g: int               # bytes per weight-gradient element
     dropout: bool
     flash: bool          # fused (flash) attention kernel
+    flash_kernel: str    # its implementation: "" the default, "fa2" (Op.kernel)
     causal: bool         # causal mask: the fused kernel skips the masked half
     gated: bool          # gated (SwiGLU) MLP
 
@@ -339,7 +344,9 @@ def _dims(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str) -> _D
         g=PRECISION_BYTES[training.grad_precision_],
         dropout=model.dropout and mode == "train",
         # Decoding (one query per sequence against the cache) keeps the eager ops.
-        flash=uses_flash(model, training) and not decode, causal=model.kind == "gpt",
+        flash=uses_flash(model, training) and not decode,
+        flash_kernel="" if model.flash_kernel == "default" else model.flash_kernel,
+        causal=model.kind == "gpt",
         gated=model.gated_mlp)
 
 
@@ -553,8 +560,9 @@ def _flash_fwd_op(x: _Dims, train: bool) -> Op:
     q_bytes = x.b * x.s * x.heads * x.d * e
     kv_bytes = 2 * x.b * x.ctx * x.kv * x.d * e
     lse_bytes = x.b * x.heads * x.s * FP32_BYTES
-    return _ew_op(FLASH_ATTENTION, "fused_attention", _flash_flop(x), q_bytes + kv_bytes,
-                  q_bytes + lse_bytes, saved=lse_bytes if train else 0.0)
+    return replace(_ew_op(FLASH_ATTENTION, "fused_attention", _flash_flop(x),
+                          q_bytes + kv_bytes, q_bytes + lse_bytes,
+                          saved=lse_bytes if train else 0.0), kernel=x.flash_kernel)
 
 
 def _flash_bwd_op(op: Op, x: _Dims) -> Op:
@@ -567,7 +575,7 @@ def _flash_bwd_op(op: Op, x: _Dims) -> Op:
     lse_bytes = x.b * x.heads * x.s * FP32_BYTES
     return Op(name=op.name + ".grad", kind=op.kind, flop=FLASH_BWD_FLOP_FACTOR * op.flop,
               bytes_read=float(3 * q_bytes + kv_bytes + lse_bytes),
-              bytes_written=float(q_bytes + kv_bytes), pass_="bwd")
+              bytes_written=float(q_bytes + kv_bytes), pass_="bwd", kernel=op.kernel)
 
 
 def _cast_op(name: str, elems: float, e: int, pass_: str = "fwd") -> Op:

@@ -37,8 +37,10 @@ def _times(op: Op, p: DeviceRoofs) -> tuple[float, float]:
         compute = op.flop / (p.peak_flop_per_s * e) if op.flop > 0 else 0.0
     elif op.kind == "fused_attention":
         # One fused (flash) attention kernel on the tensor cores at its own measured
-        # fraction of peak (simwall.hardware.efficiency.FALLBACK cites it); unset: gemm_max.
-        e = p.eff.flash_attention or p.eff.gemm_max
+        # fraction of peak (simwall.hardware.efficiency.FALLBACK cites it); FlashAttention-2
+        # where the run forces it (Op.kernel "fa2"); unset: gemm_max.
+        fa2 = p.eff.flash_attention_fa2 if op.kernel == "fa2" else 0.0
+        e = fa2 or p.eff.flash_attention or p.eff.gemm_max
         compute = op.flop / (p.peak_flop_per_s * e) if op.flop > 0 else 0.0
     else:
         compute = op.flop / p.vector_flop_per_s
