@@ -831,8 +831,8 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
         # other dp - 1 ranks: the rank's own shard is one slice of the all-gather's output
         # (an in-place all-gather, NCCL User Guide, "In-place operations"). A framework that
         # keeps its shard apart holds 1/dp of the gathered layers more, which this leaves
-        # out so that ZeRO-3 never exceeds ZeRO-2 (it holds 1 - 1/dp of the stage's
-        # weights less, and the gathered part never exceeds the stage's weights).
+        # out so that ZeRO-3 never allocates more than ZeRO-2 (it holds 1 - 1/dp of the
+        # stage's weights less, and the gathered part never exceeds the stage's weights).
         if gathered_params is None:
             gathered_params = zero3_gathered_params(model, plan, stage)
         out += gathered_params * w_bytes * (1 - 1 / plan.dp_cp)
