@@ -97,10 +97,17 @@ def test_experts_need_no_reduction_when_ep_spans_dp():
     assert min(sc.bucket_s) == 0.0          # the expert buckets cost nothing
 
 
-def test_symmetric_costing_matches_per_device_groups():
+@pytest.mark.parametrize("over", [
+    {"plan.tp": 1, "plan.dp": 8, "plan.ep": 2},
+    {"plan.tp": 1, "plan.dp": 16, "plan.cp": 2, "plan.ep": 8, "cluster.nodes": 4,
+     "training.global_batch": 64},
+    {"plan.tp": 2, "plan.sequence_parallel": True, "plan.dp": 16, "plan.ep": 4,
+     "cluster.nodes": 4, "training.global_batch": 64}])
+def test_symmetric_costing_matches_per_device_groups(over):
     """The symmetric run costs the groups near the first: the same expert-DP groups'
-    bytes, and the same bucket times on one node."""
-    prep = _prep(**{"plan.tp": 1, "plan.dp": 8, "plan.ep": 2})
+    bytes, and the same bucket times, on one node and across four (expert-DP groups one
+    device per node)."""
+    prep = _prep(**over)
     args = (prep.workload.model, prep.workload.training, prep.plan, prep.device,
             prep.topology, 0, 1.0)
     per_device, symmetric = stage_cost(*args, False), stage_cost(*args, True)
