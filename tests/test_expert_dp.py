@@ -11,6 +11,7 @@ groups reduce how many bytes.
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import pairwise
 
 import pytest
 
@@ -71,7 +72,7 @@ def test_expert_gradients_reduce_over_expert_dp(tp, dp, ep):
     # The expert-DP groups: ranks ep x tp apart, one per (TP rank, EP rank).
     assert groups[edp] == {tuple(g) for g in expert_dp_groups(plan, 0)}
     assert len(groups[edp]) == tp * ep
-    assert all(b - a == ep * tp for g in groups[edp] for a, b in zip(g, g[1:]))
+    assert all(b - a == ep * tp for g in groups[edp] for a, b in pairwise(g))
     assert groups[dp] == {tuple(g) for g in dp_groups(plan, 0)}
     # Every gradient byte is in one bucket.
     assert sum(sc.bucket_bytes) == pytest.approx(dense + expert)
