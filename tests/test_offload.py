@@ -112,10 +112,15 @@ def test_host_cpu_must_be_a_cpu():
 
 @pytest.mark.parametrize("mode", ["optimizer", "optimizer+params"])
 def test_simulated_offload(mode):
-    """Offloading lowers device memory by the offloaded state and adds PCIe + CPU time."""
+    """Offloading lowers device memory by the offloaded state and adds PCIe + CPU time.
+    Both runs as DeepSpeed runs them: the offload plan resolves to DeepSpeed's preset,
+    while ``auto`` would run the plan without offload as Megatron, whose DP buckets are
+    views into its gradient buffer, against DeepSpeed's two 1 GB bucket copies."""
     over = {"plan.zero": 1}
-    base = api.simulate("gpt2", **over)
     off = api.simulate("gpt2", **{**over, "plan.offload": mode})
+    assert api.prepare("gpt2", None, {**over, "plan.offload": mode}).plan.framework == \
+        "deepspeed"
+    base = api.simulate("gpt2", **{**over, "plan.framework": "deepspeed"})
     prep = api.prepare("gpt2", None, over)
     wl, plan = prep.workload, prep.plan
     # Adam with fp32 master weights: 12 B/param of optimizer state (Rajbhandari et al.

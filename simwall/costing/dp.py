@@ -53,21 +53,54 @@ def buckets(total_bytes: float, bucket_bytes: float) -> tuple[float, ...]:
     return full + (float(total_bytes - bucket_bytes * (n - 1)),)
 
 
-def bucket_cost(plan: Plan, topology: Topology, stage: int, grad_bytes: float, symmetric: bool
-                ) -> BucketCost:
+def bucket_cost(plan: Plan, topology: Topology, stage: int, grad_bytes: float, symmetric: bool,
+                expert_grad_bytes: float = 0.0) -> BucketCost:
     """The DP reduction of ``grad_bytes`` of gradients of ``stage`` in buckets (none with
-    ZeRO 3 or without DP). Each distinct bucket size is costed once."""
+    ZeRO 3 or without DP). Each distinct bucket size is costed once.
+
+    ``expert_grad_bytes`` of them (MoE: the routed experts' gradients) are bucketed apart
+    and reduced over the expert-DP groups (``dp x cp / ep`` ranks,
+    :func:`~.groups.expert_dp_groups`), the rest over the DP x CP groups, as
+    Megatron-Core keeps expert and dense parameters in separate buffers, each reduced over
+    its own group (megatron/core/distributed/distributed_data_parallel.py); with ``ep =
+    dp x cp`` the expert buckets need no reduction (a group of one). The two kinds'
+    buckets run in the order they fill: both kinds' gradients come out as the backward
+    goes, so a bucket is ready when its share of its kind is (:func:`_interleaved`)."""
     if not (plan.dp_cp > 1 and plan.zero < 3):
         return BucketCost()
+    expert = expert_grad_bytes if plan.ep > 1 else 0.0
     kind = "all_reduce" if plan.zero == 0 else "reduce_scatter"
-    sizes = buckets(grad_bytes, plan.dp_bucket_bytes)
-    groups = axis_groups(plan, 0 if symmetric else stage, "dp", topology, symmetric)
     per_step = reductions_per_step(plan)
-    runs = {size: run_collective(topology, kind, groups, size, per_step * sizes.count(size),
-                                 plan.collective, symmetric)
-            for size in dict.fromkeys(sizes)}            # distinct sizes, first seen first
-    return BucketCost(bucket_bytes=sizes, bucket_s=tuple(runs[x].s for x in sizes),
+    order = _interleaved(buckets(grad_bytes - expert, plan.dp_bucket_bytes),
+                         buckets(expert, plan.dp_bucket_bytes))
+    sizes = tuple(size for _, size in order)
+    at = 0 if symmetric else stage
+    groups = {"dp": axis_groups(plan, at, "dp", topology, symmetric)}
+    if plan.dp_cp // plan.ep > 1 and expert > 0:
+        groups["edp"] = axis_groups(plan, at, "edp", topology, symmetric)
+    runs = {(axis, size): run_collective(topology, kind, groups[axis], size,
+                                         per_step * order.count((axis, size)),
+                                         plan.collective, symmetric)
+            for axis, size in dict.fromkeys(order) if axis in groups}   # first seen first
+    nothing = Costed()                      # expert buckets of an expert-DP group of one
+    return BucketCost(bucket_bytes=sizes,
+                      bucket_s=tuple(runs.get(x, nothing).s for x in order),
                       traffic=tuple(t for run in runs.values() for t in run.traffic))
+
+
+def _interleaved(dense: tuple[float, ...], expert: tuple[float, ...]
+                 ) -> tuple[tuple[str, float], ...]:
+    """``("dp", size)`` and ``("edp", size)`` buckets in the order they fill: by the
+    fraction of their kind's gradients produced when they are full (the gradients of both
+    kinds taken as produced evenly over the backward), dense first among equals."""
+    def ends(sizes):
+        total, done = sum(sizes), 0.0
+        for size in sizes:
+            done += size
+            yield done / total
+    tagged = ([(f, 0, "dp", x) for f, x in zip(ends(dense), dense)]
+              + [(f, 1, "edp", x) for f, x in zip(ends(expert), expert)])
+    return tuple((axis, size) for _, _, axis, size in sorted(tagged, key=lambda t: t[:2]))
 
 
 def reductions_per_step(plan: Plan) -> int:

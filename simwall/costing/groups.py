@@ -22,6 +22,8 @@ __all__ = [
     "costs_symmetrically",
     "cp_groups",
     "dp_groups",
+    "expert_dp_groups",
+    "near_expert_dp_groups",
     "near_groups",
     "near_pairs",
     "placement",
@@ -43,6 +45,20 @@ def dp_groups(plan: Plan, stage: int) -> list[list[int]]:
     distributed optimizer over ``get_data_parallel_group(with_context_parallel=True)``,
     megatron/core/parallel_state.py)."""
     return [[plan.device_of(stage, d, t) for d in range(plan.dp_cp)] for t in range(plan.tp)]
+
+
+def expert_dp_groups(plan: Plan, stage: int) -> list[list[int]]:
+    """Every expert-data-parallel group of ``stage``: the ranks of a DP x CP group that
+    hold the same experts, one per (TP rank, EP rank), ``dp x cp / ep`` devices ``ep x
+    tp`` apart. Megatron-Core reduces the routed experts' gradients and shards their
+    optimizer state over this group, the dense parameters' over the DP x CP group
+    (megatron/core/distributed/distributed_data_parallel.py: buffers of parameters with
+    ``allreduce`` False, the expert-parallel ones, take ``intra_expt_dp_group``, the rest
+    ``intra_dp_cp_group``); its size is ``world / (expert TP x EP x PP)``
+    (megatron/core/parallel_state.py, ``expert_data_parallel_size``, expert TP = TP
+    here), its ranks the "dp" axis of the expert rank generator, order tp-ep-dp-pp with
+    CP folded in: EP ranks are consecutive DP x CP ranks, as :mod:`.ep` places them."""
+    return [g[e::plan.ep] for g in dp_groups(plan, stage) for e in range(plan.ep)]
 
 
 def cp_groups(plan: Plan, stage: int) -> list[list[int]]:
@@ -114,10 +130,24 @@ def near_groups(plan: Plan, stage: int, axis: str, topology) -> tuple[tuple[int,
     return _translates(first, sorted(found), topology)
 
 
+@memoized(maxsize=1024)
+def near_expert_dp_groups(plan: Plan, stage: int, topology) -> tuple[tuple[int, ...], ...]:
+    """The expert-DP groups (:func:`expert_dp_groups`) of the DP groups a symmetric run
+    costs (:func:`near_groups`) that share a node with the first of them."""
+    subs = [tuple(g[e::plan.ep]) for g in near_groups(plan, stage, "dp", topology)
+            for e in range(plan.ep)]
+    near = set(_devices_near(topology, subs[0]))
+    return tuple(g for g in subs if near.intersection(g))
+
+
 def axis_groups(plan: Plan, stage: int, axis: str, topology, symmetric: bool) -> Groups:
-    """The ``axis`` ('tp', 'dp' or 'cp') groups of ``stage`` to cost: :func:`near_groups`
-    when ``symmetric``, else every group (:func:`tp_groups` / :func:`dp_groups` /
-    :func:`cp_groups`)."""
+    """The ``axis`` ('tp', 'dp', 'cp' or 'edp', expert DP) groups of ``stage`` to cost:
+    :func:`near_groups` (:func:`near_expert_dp_groups`) when ``symmetric``, else every
+    group (:func:`tp_groups` / :func:`dp_groups` / :func:`cp_groups` /
+    :func:`expert_dp_groups`)."""
+    if axis == "edp":
+        return (near_expert_dp_groups(plan, stage, topology) if symmetric
+                else expert_dp_groups(plan, stage))
     if symmetric:
         return near_groups(plan, stage, axis, topology)
     if axis == "cp":

@@ -40,13 +40,23 @@ def optimizer_s(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
 def parameter_gather_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology: Topology,
                           stage: int, symmetric: bool) -> Costed:
     """ZeRO 1/2: the all-gather of ``stage``'s updated 16-bit parameters after the
-    optimizer step, once per step (nothing otherwise)."""
+    optimizer step, once per step (nothing otherwise). MoE: the routed experts' are
+    gathered over the expert-DP groups their optimizer state is sharded on
+    (:func:`~.groups.expert_dp_groups`), after the dense parameters' over DP x CP."""
     if not (plan.zero in (1, 2) and plan.dp_cp > 1):
         return Costed()
-    groups = axis_groups(plan, 0 if symmetric else stage, "dp", topology, symmetric)
-    params_bytes = memory.stage_params(model, plan, stage) * training.weight_bytes
-    return run_collective(topology, "all_gather", groups, params_bytes, 1, plan.collective,
-                          symmetric)
+    at = 0 if symmetric else stage
+    groups = axis_groups(plan, at, "dp", topology, symmetric)
+    experts = memory.stage_expert_params(model, plan, stage) if plan.ep > 1 else 0
+    params_bytes = (memory.stage_params(model, plan, stage) - experts) * training.weight_bytes
+    dense = run_collective(topology, "all_gather", groups, params_bytes, 1, plan.collective,
+                           symmetric)
+    if not experts:
+        return dense
+    expert = run_collective(topology, "all_gather",
+                            axis_groups(plan, at, "edp", topology, symmetric),
+                            experts * training.weight_bytes, 1, plan.collective, symmetric)
+    return Costed(s=dense.s + expert.s, traffic=dense.traffic + expert.traffic)
 
 
 def gather_exposed_s(plan: Plan, gather_s: float, layers: int, forward_s: float) -> float:

@@ -219,7 +219,11 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
                                layer, tp, times, speed, moe)
                    for local, n_layers in enumerate(plan.chunk_layers(stage)))
     pp = pp_cost(model, training, plan, topology, stage, symmetric)
-    grads = bucket_cost(plan, topology, stage, sum(c.grad_bytes for c in chunks), symmetric)
+    # The routed experts' gradients are reduced over expert DP, the rest over DP x CP.
+    expert_grads = (memory.stage_expert_params(model, plan, stage)
+                    * PRECISION_BYTES[training.grad_reduce_precision_] if model.moe else 0.0)
+    grads = bucket_cost(plan, topology, stage, sum(c.grad_bytes for c in chunks), symmetric,
+                        expert_grads)
     # ZeRO-2 reducing every micro-batch: the earlier reductions' excess, per micro-batch
     # and chunk, joins the backward (costing.dp.micro_batch_exposed_s).
     per_mb = micro_batch_exposed_s(plan, sum(grads.bucket_s), sum(c.bwd_s for c in chunks))

@@ -49,6 +49,7 @@ __all__ = [
     "korthikanti_activation_bytes",
     "layer_params",
     "local_tokens",
+    "logits_buffer_bytes",
     "memory_reserve",
     "model_state_bytes",
     "optimizer_shard_params",
@@ -78,13 +79,20 @@ TOKEN_ID_BYTES = 8
 #: Variables") per protocol, send and receive, for each communicator (TP, PP, DP): about
 #: 0.5 GiB for a few communicators of up to 32 channels. Total 1.5 GiB.
 RESERVED_BYTES = 1.5 * 2**30
-#: Allocator fragmentation, as a fraction of the allocated peak (``cluster.
+#: Allocator fragmentation, as a fraction of the transient bytes at the peak, the
+#: activations and buffers allocated and freed every step (``cluster.
 #: memory_fragmentation`` changes it): PyTorch's caching allocator cannot reuse split free
 #: blocks for larger requests (PyTorch docs, "CUDA memory management"; pytorch/pytorch PR
 #: 44742 shows 13 GB of split free blocks on a 32 GB card in an adverse case) and
 #: recomputation / pipeline schedules with irregular tensor lifetimes waste up to 43 % in
 #: the worst case measured (arXiv 2507.16274, abstract). 5 % is our ESTIMATE for a steady
-#: training loop whose tensor sizes repeat every step, not a fitted value.
+#: training loop whose tensor sizes repeat every step, not a fitted value. The model
+#: states are not in the base: they are allocated once and never freed, so no free block
+#: is split under them (the allocator rounds a large request up to a 2 MiB multiple and
+#: gives it a segment of that size, c10/cuda/CUDACachingAllocator.cpp, kRoundLarge;
+#: Megatron-Core holds weights and gradients in one contiguous buffer per dtype,
+#: megatron/core/distributed/param_and_grad_buffer.py). Fragmentation is what churn
+#: leaves: blocks freed and split again by the next step's tensors.
 FRAGMENTATION = 0.05
 #: Gradient buckets live at once in DP: one being reduced while the next fills (double
 #: buffering). PyTorch DDP overlaps bucket all-reduce with backward (Li et al., VLDB 2020,
@@ -723,7 +731,8 @@ class StageMemory:
         peak), the fragmentation share and the peak recomputed."""
         allocated = (self.params_bytes + self.grads_bytes + self.optimizer_bytes
                      + self.other_bytes + activations_bytes)
-        reserved = _reserved(allocated, self.fixed_reserved_bytes, self.fragmentation)
+        reserved = _reserved(self.other_bytes + activations_bytes,
+                             self.fixed_reserved_bytes, self.fragmentation)
         return replace(self, activations_bytes=activations_bytes, reserved_bytes=reserved,
                        peak_bytes=allocated + reserved)
 
@@ -737,10 +746,12 @@ class StageMemory:
         }
 
 
-def _reserved(allocated_bytes: float, fixed_bytes: float, fragmentation: float) -> float:
-    """Reserved bytes beside ``allocated_bytes``: the fixed reserve plus the fragmentation
-    share (:meth:`StageMemory.with_activations`, :meth:`MemoryModel.peak`)."""
-    return fixed_bytes + fragmentation * allocated_bytes
+def _reserved(transient_bytes: float, fixed_bytes: float, fragmentation: float) -> float:
+    """Reserved bytes beside the allocated ones: the fixed reserve plus the fragmentation
+    share of ``transient_bytes``, the tensors allocated and freed every step (activations
+    and buffers: ``other_bytes``), not of the model states (:data:`FRAGMENTATION` says
+    why; :meth:`StageMemory.with_activations`, :meth:`MemoryModel.peak`)."""
+    return fixed_bytes + fragmentation * transient_bytes
 
 
 def memory_reserve(cluster: ClusterSpec | None) -> tuple[float, float]:
@@ -801,8 +812,12 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
     sb = local_tokens(model, plan)
     w_bytes = training.weight_bytes
     out = 0.0
-    if plan.dp_cp > 1:
+    if plan.dp_cp > 1 and plan.framework != "megatron":
         # DP gradient buckets (PyTorch DDP, Li et al. VLDB 2020, Sec. 3.2), double buffered.
+        # Megatron-Core has none: each bucket's grad_data is a view into the contiguous
+        # gradient buffer that param.main_grad already points into, reduced in place
+        # (megatron/core/distributed/param_and_grad_buffer.py, _ParamAndGradBucket
+        # "grad_data: View in _ParamAndGradBuffer.grad_data"; counted in grads_bytes).
         out += GRAD_BUCKETS_IN_FLIGHT * plan.dp_bucket_bytes
     if plan.offload == "optimizer+params":
         # Gathered full (TP-sharded) weights of the current and the prefetched layer,
@@ -816,8 +831,8 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
         # other dp - 1 ranks: the rank's own shard is one slice of the all-gather's output
         # (an in-place all-gather, NCCL User Guide, "In-place operations"). A framework that
         # keeps its shard apart holds 1/dp of the gathered layers more, which this leaves
-        # out so that ZeRO-3 never exceeds ZeRO-2 (it holds 1 - 1/dp of the stage's
-        # weights less, and the gathered part never exceeds the stage's weights).
+        # out so that ZeRO-3 never allocates more than ZeRO-2 (it holds 1 - 1/dp of the
+        # stage's weights less, and the gathered part never exceeds the stage's weights).
         if gathered_params is None:
             gathered_params = zero3_gathered_params(model, plan, stage)
         out += gathered_params * w_bytes * (1 - 1 / plan.dp_cp)
@@ -833,11 +848,34 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
     if plan.cp > 1 and plan.layers_on_stage(stage) > 0:
         out += cp_kv_buffer_bytes(model, training, plan)
     if stage == plan.pp - 1:
-        # Gradient of the fp32 logits in the cross-entropy backward: one more sbV/t fp32
-        # tensor next to the stored logits (an estimate; Korthikanti Sec. 4.3 counts only
-        # the stored logits).
-        out += FP32_BYTES * sb * model.vocab / plan.tp
+        out += logits_buffer_bytes(model, training, plan)
     return float(out)
+
+
+def logits_buffer_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
+    """Logits-sized buffer the last stage holds next to the stored fp32 logits
+    (:func:`output_activation_bytes`) while its cross-entropy runs, bytes.
+
+    Megatron-Core (``plan.framework: megatron``): its vocab-parallel cross-entropy casts
+    the LM head's 16-bit logits to fp32, takes exp and the softmax in place in that copy,
+    saves it, and in the backward writes the gradient into that same saved tensor
+    (megatron/core/tensor_parallel/cross_entropy.py: ``calculate_logits_max``
+    ``.float()``, ``torch.exp(..., out=exp_logits)``, ``exp_logits.div_``;
+    ``prepare_gradient_calculation_operands``: "grad_input = softmax", updated with
+    ``-=`` and ``mul_``). What lives beside it is the 16-bit logits: the output layer's
+    result, held by the caller in the forward (language_module.py,
+    ``compute_language_model_loss(labels, logits)``), and the gradient cast back to 16
+    bits in the backward: ``e sbV/t``, none in fp32 training (``.float()`` of an fp32
+    tensor is the tensor itself). Megatron-LM's own estimator counts the head as
+    ``4sbh (1 + V/h)`` only (megatron/training/theoretical_memory_usage.py).
+    Other frameworks (PyTorch ``cross_entropy`` on upcast logits): the backward's
+    gradient is a new fp32 tensor, one more ``4 sbV/t`` (an estimate; Korthikanti et al.
+    2022, Sec. 4.3 count only the stored logits)."""
+    per_logit = FP32_BYTES
+    if plan.framework == "megatron":
+        e = activation_element_bytes(training)
+        per_logit = e if e < FP32_BYTES else 0
+    return float(per_logit * local_tokens(model, plan) * model.vocab / plan.tp)
 
 
 def _stage_states(model: ModelSpec, training: TrainingSpec, plan: Plan,
@@ -920,7 +958,7 @@ class MemoryModel:
     the plan fields it depends on, so that plans differing elsewhere share it: a stage's
     model states on its role (first / last, dense and MoE layers), tp, ep, ZeRO, DP x CP,
     offload and pp > 1 (:meth:`_states_key`); its buffers on those and cp, SP,
-    micro-batch, recompute and DP buckets (:meth:`_other_key`); the saved activations per
+    micro-batch, recompute, DP buckets and framework (:meth:`_other_key`); the saved activations per
     micro-batch on tp, cp, SP, micro-batch, recompute and ep (:func:`_activation_key`);
     the stages that can hold the peak on the layer split, schedule and micro-batch count
     (:meth:`contenders`)."""
@@ -966,7 +1004,8 @@ class MemoryModel:
         """The plan fields :func:`_other_bytes` depends on besides the stage's role."""
         return (plan.tp, plan.ep, plan.zero, plan.dp_cp, plan.offload, plan.pp > 1,
                 plan.cp, plan.cp_comm, plan.sequence_parallel, plan.micro_batch,
-                plan.recompute, plan.dp_bucket_bytes, plan.reshard_after_forward)
+                plan.recompute, plan.dp_bucket_bytes, plan.reshard_after_forward,
+                plan.framework)
 
     def _by_role(self, memo: dict, key: tuple) -> dict:
         found = memo.get(key)
@@ -1097,7 +1136,7 @@ class MemoryModel:
             top = -1.0
             for act, stage in acts:
                 allocated = base + act
-                peak = allocated + _reserved(allocated, fixed_bytes, fragmentation)
+                peak = allocated + _reserved(other + act, fixed_bytes, fragmentation)
                 if peak < top:
                     break
                 if peak > best_peak or best_stage < 0 or (peak == best_peak

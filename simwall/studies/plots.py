@@ -175,10 +175,10 @@ def _timeline_points(result: Any, pid: int | None = None) -> tuple[int, float, l
     replicas = max(1, len(pids) // max(1, len(result.memory["devices"])))
     stage = min(pid // replicas, len(result.memory["devices"]) - 1)
     dev = result.memory["devices"][stage]
-    static = sum(float(dev[k]) for k in ("params_bytes", "grads_bytes", "optimizer_bytes",
-                                           "other_bytes"))
+    states = sum(float(dev[k]) for k in ("params_bytes", "grads_bytes", "optimizer_bytes"))
+    static = states + float(dev["other_bytes"])
     # The reserve (simwall.model.memory.memory_reserve): fixed bytes plus a fraction of the
-    # allocated bytes at each instant.
+    # transient bytes (buffers and activations, not the model states) at each instant.
     reserve = result.memory.get("reserve", {})
     fixed = float(reserve.get("fixed_bytes", 0.0))
     frag = float(reserve.get("fragmentation", 0.0))
@@ -186,7 +186,7 @@ def _timeline_points(result: Any, pid: int | None = None) -> tuple[int, float, l
     for e in events:
         act = float(sum(v for v in e.get("args", {}).values() if isinstance(v, (int, float))))
         data.append({"time_s": e["ts"] / 1e6, "activations_bytes": act,
-                     "total_bytes": (static + act) * (1 + frag) + fixed})
+                     "total_bytes": states + (static - states + act) * (1 + frag) + fixed})
     return stage, static, data
 
 
