@@ -172,11 +172,6 @@ def test_flash_never_uses_more_memory_or_time_than_eager(case, device):
     assert layer_s(flash) <= layer_s(eager)
 
 
-def _allocated(s: M.StageMemory) -> float:
-    return (s.params_bytes + s.grads_bytes + s.optimizer_bytes + s.activations_bytes
-            + s.other_bytes)
-
-
 @PROPS
 @given(case=cases())
 def test_zero3_never_above_zero2_and_recompute_never_raises_memory(case):
@@ -185,13 +180,7 @@ def test_zero3_never_above_zero2_and_recompute_never_raises_memory(case):
         z2 = M.device_memory(model, training, Plan(**{**plan.__dict__, "zero": 2}))
         z3 = M.device_memory(model, training, Plan(**{**plan.__dict__, "zero": 3}))
         for a, b in zip(z3, z2):
-            # ZeRO-3 never allocates more than ZeRO-2 (its gathered layers are at most the
-            # 1 - 1/dp of the weights it does not keep); those layers are transient, so
-            # its peak may exceed ZeRO-2's by their fragmentation share only.
-            assert _allocated(a) <= _allocated(b) * (1 + 1e-12)
-            gathered = a.other_bytes - b.other_bytes
-            assert gathered >= 0
-            assert a.peak_bytes <= (b.peak_bytes + M.FRAGMENTATION * gathered) * (1 + 1e-12)
+            assert a.peak_bytes <= b.peak_bytes * (1 + 1e-12)
     peaks = {r: [s.peak_bytes for s in M.device_memory(
         model, training, Plan(**{**plan.__dict__, "recompute": r}))]
         for r in ("none", "selective", "full")}

@@ -365,6 +365,29 @@ def test_device_memory_totals_and_fits():
     assert not M.fits(single, 80e9)
 
 
+def test_zero3_gathered_layers_fragment_nothing():
+    """ZeRO-3's gathered layers are part of the buffers but come back at the same sizes
+    every step: the reserve's fragmentation share leaves them out, so a stage holding
+    them peaks at most as high as ZeRO-2 (which keeps the whole weights instead)."""
+    plan = make_plan(8, dp=64, zero=3, global_batch=256)
+    (z3,) = M.device_memory(GPT3, BF16_ADAM, plan)
+    (z2,) = M.device_memory(GPT3, BF16_ADAM, replace(plan, zero=2))
+    gathered = M.gathered_buffer_bytes(GPT3, BF16_ADAM, plan, 0)
+    assert gathered > 0 and z3.recycled_bytes == gathered and z2.recycled_bytes == 0.0
+    assert z3.other_bytes - z2.other_bytes == pytest.approx(gathered)
+    assert z3.reserved_bytes == pytest.approx(
+        M.RESERVED_BYTES + M.FRAGMENTATION * (z3.activations_bytes + z3.other_bytes
+                                              - gathered))
+    # 8 layers, 2 of them gathered at once: 1/4 of the weights live again under ZeRO-3.
+    assert z3.peak_bytes < z2.peak_bytes
+    # With every layer gathered (one layer per stage) ZeRO-3 still stays at ZeRO-2's peak.
+    one = make_plan(1, dp=64, zero=3, global_batch=256)
+    (a,) = M.device_memory(GPT3, BF16_ADAM, one)
+    (b,) = M.device_memory(GPT3, BF16_ADAM, replace(one, zero=2))
+    assert a.peak_bytes <= b.peak_bytes
+
+
+
 def test_buffers_grow_with_their_causes():
     base = make_plan(96, tp=8, pp=8, dp=16, global_batch=1536)
     o0 = M.device_memory(GPT3, BF16_ADAM, base)[1].other_bytes

@@ -711,8 +711,10 @@ class StageMemory:
     """Peak memory of one device of a pipeline stage, bytes. ``host_bytes``: offloaded
     state kept in host memory for that device. ``reserved_bytes``: what the process holds
     besides its tensors (CUDA context, NCCL, fragmentation: :func:`memory_reserve`);
-    ``peak_bytes`` includes it. ``fragmentation``: the fraction of the allocated bytes
-    lost to fragmentation (part of ``reserved_bytes``)."""
+    ``peak_bytes`` includes it. ``fragmentation``: the fraction of the transient bytes
+    lost to fragmentation (part of ``reserved_bytes``). ``recycled_bytes``: the part of
+    ``other_bytes`` requested at the same sizes every step (ZeRO-3's gathered layers,
+    :func:`gathered_buffer_bytes`), which fragments nothing."""
 
     stage: int
     params_bytes: float
@@ -725,13 +727,14 @@ class StageMemory:
     reserved_bytes: float = 0.0
     fixed_reserved_bytes: float = 0.0
     fragmentation: float = 0.0
+    recycled_bytes: float = 0.0
 
     def with_activations(self, activations_bytes: float) -> StageMemory:
         """This stage with ``activations_bytes`` of activations (the engine's timeline
         peak), the fragmentation share and the peak recomputed."""
         allocated = (self.params_bytes + self.grads_bytes + self.optimizer_bytes
                      + self.other_bytes + activations_bytes)
-        reserved = _reserved(self.other_bytes + activations_bytes,
+        reserved = _reserved(self.other_bytes - self.recycled_bytes + activations_bytes,
                              self.fixed_reserved_bytes, self.fragmentation)
         return replace(self, activations_bytes=activations_bytes, reserved_bytes=reserved,
                        peak_bytes=allocated + reserved)
@@ -741,16 +744,17 @@ class StageMemory:
             "stage": self.stage, "params_bytes": self.params_bytes,
             "grads_bytes": self.grads_bytes, "optimizer_bytes": self.optimizer_bytes,
             "activations_bytes": self.activations_bytes, "other_bytes": self.other_bytes,
-            "reserved_bytes": self.reserved_bytes,
+            "recycled_bytes": self.recycled_bytes, "reserved_bytes": self.reserved_bytes,
             "peak_bytes": self.peak_bytes, "host_bytes": self.host_bytes,
         }
 
 
 def _reserved(transient_bytes: float, fixed_bytes: float, fragmentation: float) -> float:
     """Reserved bytes beside the allocated ones: the fixed reserve plus the fragmentation
-    share of ``transient_bytes``, the tensors allocated and freed every step (activations
-    and buffers: ``other_bytes``), not of the model states (:data:`FRAGMENTATION` says
-    why; :meth:`StageMemory.with_activations`, :meth:`MemoryModel.peak`)."""
+    share of ``transient_bytes``, the tensors allocated and freed every step at varying
+    sizes (activations and buffers: ``other_bytes`` less ``recycled_bytes``), not of the
+    model states (:data:`FRAGMENTATION` says why; :meth:`StageMemory.with_activations`,
+    :meth:`MemoryModel.peak`)."""
     return fixed_bytes + fragmentation * transient_bytes
 
 
@@ -802,30 +806,25 @@ def zero3_gathered_params(model: ModelSpec, plan: Plan, stage: int) -> float:
     return max(live, float(largest))
 
 
-def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int,
-                 gathered_params: float | None = None,
-                 recompute_bytes: float | None = None) -> float:
-    """Transient and fixed buffers of one device of ``stage``, bytes. ``gathered_params``
-    (:func:`zero3_gathered_params`) and ``recompute_bytes`` (:func:`_recompute_buffer_
-    bytes`): the stage's values where the caller has them (None: found here)."""
-    e = activation_element_bytes(training)
-    sb = local_tokens(model, plan)
-    w_bytes = training.weight_bytes
-    out = 0.0
-    if plan.dp_cp > 1 and plan.framework != "megatron":
-        # DP gradient buckets (PyTorch DDP, Li et al. VLDB 2020, Sec. 3.2), double buffered.
-        # Megatron-Core has none: each bucket's grad_data is a view into the contiguous
-        # gradient buffer that param.main_grad already points into, reduced in place
-        # (megatron/core/distributed/param_and_grad_buffer.py, _ParamAndGradBucket
-        # "grad_data: View in _ParamAndGradBuffer.grad_data"; counted in grads_bytes).
-        out += GRAD_BUCKETS_IN_FLIGHT * plan.dp_bucket_bytes
+def gathered_buffer_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int,
+                          gathered_params: float | None = None) -> float:
+    """Bytes of gathered weights one device of ``stage`` holds under ZeRO-3 or parameter
+    offload (part of :func:`_other_bytes`); ``gathered_params``: the stage's
+    :func:`zero3_gathered_params` where the caller has it (None: found here).
+
+    The same layers are gathered at the same sizes every step, so the caching allocator
+    hands the freed blocks back whole (PyTorch FSDP frees and re-allocates each unsharded
+    flat parameter's storage at its full size, torch/distributed/utils.py
+    ``_free_storage`` / ``_alloc_storage`` from ``flat_param.py``); no fragmentation is
+    charged on them (:data:`FRAGMENTATION`, ``StageMemory.recycled_bytes``). That keeps
+    ZeRO-3 at or below ZeRO-2 in peak as well as in allocated bytes."""
     if plan.offload == "optimizer+params":
         # Gathered full (TP-sharded) weights of the current and the prefetched layer,
         # fetched from the host (ZeRO-Infinity, Rajbhandari et al. 2021).
         if gathered_params is None:
             gathered_params = zero3_gathered_params(model, plan, stage)
-        out += gathered_params * w_bytes
-    elif plan.zero >= 3 and plan.dp_cp > 1:
+        return gathered_params * training.weight_bytes
+    if plan.zero >= 3 and plan.dp_cp > 1:
         # Gathered full (TP-sharded) weights of the current and the prefetched layer
         # (Rajbhandari et al. 2020, Sec. 7.2.2), counted as the bytes received from the
         # other dp - 1 ranks: the rank's own shard is one slice of the all-gather's output
@@ -835,7 +834,27 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
         # stage's weights less, and the gathered part never exceeds the stage's weights).
         if gathered_params is None:
             gathered_params = zero3_gathered_params(model, plan, stage)
-        out += gathered_params * w_bytes * (1 - 1 / plan.dp_cp)
+        return gathered_params * training.weight_bytes * (1 - 1 / plan.dp_cp)
+    return 0.0
+
+
+def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int,
+                 gathered_params: float | None = None,
+                 recompute_bytes: float | None = None) -> float:
+    """Transient and fixed buffers of one device of ``stage``, bytes. ``gathered_params``
+    (:func:`zero3_gathered_params`) and ``recompute_bytes`` (:func:`_recompute_buffer_
+    bytes`): the stage's values where the caller has them (None: found here)."""
+    e = activation_element_bytes(training)
+    sb = local_tokens(model, plan)
+    out = 0.0
+    if plan.dp_cp > 1 and plan.framework != "megatron":
+        # DP gradient buckets (PyTorch DDP, Li et al. VLDB 2020, Sec. 3.2), double buffered.
+        # Megatron-Core has none: each bucket's grad_data is a view into the contiguous
+        # gradient buffer that param.main_grad already points into, reduced in place
+        # (megatron/core/distributed/param_and_grad_buffer.py, _ParamAndGradBucket
+        # "grad_data: View in _ParamAndGradBuffer.grad_data"; counted in grads_bytes).
+        out += GRAD_BUCKETS_IN_FLIGHT * plan.dp_bucket_bytes
+    out += gathered_buffer_bytes(model, training, plan, stage, gathered_params)
     if plan.sequence_parallel:
         # SP all-gathers the sequence-sharded LN output before the column-parallel GEMMs:
         # one full sbh buffer (Korthikanti et al. 2022, Sec. 4.2.2; Megatron-LM keeps it in
@@ -927,7 +946,8 @@ def device_memory(model: ModelSpec, training: TrainingSpec, plan: Plan,
         sm = StageMemory(stage=stage, params_bytes=p_b, grads_bytes=g_b,
                          optimizer_bytes=o_b, activations_bytes=act, other_bytes=other,
                          peak_bytes=0.0, host_bytes=host, fixed_reserved_bytes=reserved_bytes,
-                         fragmentation=fragmentation)
+                         fragmentation=fragmentation,
+                         recycled_bytes=gathered_buffer_bytes(model, training, plan, stage))
         out.append(sm.with_activations(act))
     return tuple(out)
 
@@ -1015,8 +1035,9 @@ class MemoryModel:
 
     def _stage_fixed(self, plan: Plan, states: dict, others: dict,
                      st: _StageLayout) -> tuple:
-        """(params, grads, optimizer, host, other) bytes of stage ``st``: the
-        memoised :func:`_stage_states` and :func:`_other_bytes`."""
+        """(params, grads, optimizer, host, other, recycled) bytes of stage ``st``: the
+        memoised :func:`_stage_states`, :func:`_other_bytes` and
+        :func:`gathered_buffer_bytes`."""
         state = states.get(st.role)
         if state is None:
             state = states[st.role] = _stage_states(self.model, self.training, plan,
@@ -1037,9 +1058,10 @@ class MemoryModel:
                 if recompute is None:
                     recompute = self._recompute[key] = _recompute_buffer_bytes(
                         self.model, self.training, plan)
-            other = others[st.role] = _other_bytes(self.model, self.training, plan,
-                                                   st.stage, gathered, recompute)
-        return (*state, other)
+            other = others[st.role] = (
+                _other_bytes(self.model, self.training, plan, st.stage, gathered, recompute),
+                gathered_buffer_bytes(self.model, self.training, plan, st.stage, gathered))
+        return (*state, *other)
 
     def _terms(self, plan: Plan) -> tuple[_ActivationTerms, tuple[float, float] | None]:
         key = _activation_key(plan)
@@ -1087,14 +1109,15 @@ class MemoryModel:
         terms, wgrad = self._terms(plan)
         out = []
         for st in self.layout(plan):
-            p_b, g_b, o_b, host, other = self._stage_fixed(plan, states, others, st)
+            p_b, g_b, o_b, host, other, recycled = self._stage_fixed(plan, states, others,
+                                                                      st)
             act = _held_activation_bytes(plan, st.stage, st.layers, st.chunk_moe, terms,
                                          wgrad)
             sm = StageMemory(stage=st.stage, params_bytes=p_b, grads_bytes=g_b,
                              optimizer_bytes=o_b, activations_bytes=act, other_bytes=other,
                              peak_bytes=0.0, host_bytes=host,
                              fixed_reserved_bytes=self.reserved_bytes,
-                             fragmentation=self.fragmentation)
+                             fragmentation=self.fragmentation, recycled_bytes=recycled)
             out.append(sm.with_activations(act))
         return tuple(out)
 
@@ -1131,12 +1154,13 @@ class MemoryModel:
         fixed_bytes, fragmentation = self.reserved_bytes, self.fragmentation
         best_peak, best_stage = 0.0, -1
         for st, acts in self.class_activations(plan):
-            p_b, g_b, o_b, _, other = self._stage_fixed(plan, states, others, st)
+            p_b, g_b, o_b, _, other, recycled = self._stage_fixed(plan, states, others, st)
             base = p_b + g_b + o_b + other
+            churn = other - recycled
             top = -1.0
             for act, stage in acts:
                 allocated = base + act
-                peak = allocated + _reserved(other + act, fixed_bytes, fragmentation)
+                peak = allocated + _reserved(churn + act, fixed_bytes, fragmentation)
                 if peak < top:
                     break
                 if peak > best_peak or best_stage < 0 or (peak == best_peak

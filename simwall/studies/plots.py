@@ -177,8 +177,10 @@ def _timeline_points(result: Any, pid: int | None = None) -> tuple[int, float, l
     dev = result.memory["devices"][stage]
     states = sum(float(dev[k]) for k in ("params_bytes", "grads_bytes", "optimizer_bytes"))
     static = states + float(dev["other_bytes"])
+    recycled = float(dev.get("recycled_bytes", 0.0))
     # The reserve (simwall.model.memory.memory_reserve): fixed bytes plus a fraction of the
-    # transient bytes (buffers and activations, not the model states) at each instant.
+    # transient bytes (buffers less ZeRO-3's recycled gathered layers, and activations;
+    # not the model states) at each instant.
     reserve = result.memory.get("reserve", {})
     fixed = float(reserve.get("fixed_bytes", 0.0))
     frag = float(reserve.get("fragmentation", 0.0))
@@ -186,7 +188,8 @@ def _timeline_points(result: Any, pid: int | None = None) -> tuple[int, float, l
     for e in events:
         act = float(sum(v for v in e.get("args", {}).values() if isinstance(v, (int, float))))
         data.append({"time_s": e["ts"] / 1e6, "activations_bytes": act,
-                     "total_bytes": states + (static - states + act) * (1 + frag) + fixed})
+                     "total_bytes": (states + recycled + (static - states - recycled + act)
+                                     * (1 + frag) + fixed)})
     return stage, static, data
 
 
