@@ -117,3 +117,20 @@ def test_symmetric_costing_matches_per_device_groups(over):
     assert (_by_group_size(per_device.traffic, "reduce_scatter", prep.plan)[0]
             == pytest.approx(_by_group_size(symmetric.traffic, "reduce_scatter",
                                             prep.plan)[0]))
+
+
+@pytest.mark.parametrize("over", [{"plan.tp": 1, "plan.ep": 8},
+                                  {"plan.tp": 2, "plan.ep": 2, "plan.sequence_parallel": True}])
+def test_optimizer_step_updates_experts_over_expert_dp(over):
+    """The optimizer step updates what the device's optimizer state holds: its dense
+    parameters over DP x CP, its routed experts over expert DP (dp x cp / ep), by hand."""
+    from simwall.model import memory
+
+    prep = _prep(**over)
+    m, tr, plan = prep.workload.model, prep.workload.training, prep.plan
+    grad_b = PRECISION_BYTES[tr.grad_reduce_precision_]
+    dense_b, expert_b = _hand_counts(prep)
+    expected = dense_b / grad_b / plan.dp_cp + expert_b / grad_b / (plan.dp_cp // plan.ep)
+    shard = memory.stage_optimizer_shard_params(m, plan, 0)
+    assert shard == pytest.approx(expected, rel=1e-12)
+    assert shard > memory.optimizer_shard_params(memory.stage_params(m, plan, 0), plan)

@@ -83,7 +83,7 @@ def _stage_hbm_parts(model: ModelSpec, training: TrainingSpec, plan: Plan, stage
     per_mb = sum(op.bytes_ for op in so.fwd) + sum(op.bytes_ for op in so.bwd)
     opt = 0.0
     if plan.offload == "none":
-        shard = memory.optimizer_shard_params(memory.stage_params(model, plan, stage), plan)
+        shard = memory.stage_optimizer_shard_params(model, plan, stage)
         opt = optime.optimizer_step_bytes(shard, training.optimizer, training)
     return per_mb, opt
 

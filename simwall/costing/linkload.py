@@ -126,11 +126,11 @@ def busiest_link(topology: Topology, loads: Iterable[dict[Edge, float]]) -> dict
 
 
 def _offload_bytes(training: TrainingSpec, plan: Plan, topology: Topology, stage: int,
-                   params_here: float, layer_params: float, layers: int,
+                   shard: float, layer_params: float, layers: int,
                    symmetric: bool) -> dict[Edge, float]:
     """Host-link bytes of ``stage``'s devices (its first one when ``symmetric``):
-    :func:`simwall.costing.offload.step_host_bytes` on each one's host edge."""
-    shard = memory.optimizer_shard_params(params_here, plan)
+    :func:`simwall.costing.offload.step_host_bytes` on each one's host edge; ``shard``:
+    the parameters whose optimizer one device owns (:func:`memory.stage_optimizer_shard_params`)."""
     d2h, h2d = offload.step_host_bytes(shard, layer_params, layers, training, plan)
     devices = ([plan.device_of(stage, 0, 0)] if symmetric else
                [plan.device_of(stage, d, t) for d in range(plan.dp_cp) for t in range(plan.tp)])
@@ -159,7 +159,7 @@ def step_link_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, topolo
         host: dict[Edge, float] = {}
         if plan.offload != "none":
             host = _offload_bytes(training, plan, topology, stage,
-                                  memory.stage_params(model, plan, stage),
+                                  memory.stage_optimizer_shard_params(model, plan, stage),
                                   memory.layer_params(model, plan.tp),
                                   plan.layers_on_stage(stage), symmetric)
         if symmetric:

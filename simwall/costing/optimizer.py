@@ -27,7 +27,7 @@ def optimizer_s(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     """Seconds of ``stage``'s optimizer step after its last backward; ``speed`` < 1 slows
     a device step (a straggler); ``backward_s``: one micro-batch's backward compute there
     (hides the gradient copy to the host when offloading)."""
-    shard = memory.optimizer_shard_params(memory.stage_params(model, plan, stage), plan)
+    shard = memory.stage_optimizer_shard_params(model, plan, stage)
     if plan.offload != "none":
         # --- offload (issue 6, simwall.costing.offload): ZeRO-Offload runs the optimizer on
         # the host CPU: exposed gradient copy to host + CPU Adam + updated weights back

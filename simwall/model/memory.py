@@ -53,6 +53,7 @@ __all__ = [
     "memory_reserve",
     "model_state_bytes",
     "optimizer_shard_params",
+    "stage_optimizer_shard_params",
     "output_activation_bytes",
     "stage_activation_bytes",
     "stage_layer_kinds",
@@ -387,6 +388,18 @@ def optimizer_shard_params(params: float, plan: Plan) -> float:
     it holds before ZeRO: a 1/dp share from ZeRO-1 on (P_os, Rajbhandari et al. 2020,
     Sec. 5.1), as :func:`model_state_bytes` divides the optimizer bytes."""
     return params / plan.dp_cp if plan.zero >= 1 else params
+
+
+def stage_optimizer_shard_params(model: ModelSpec, plan: Plan, stage: int) -> float:
+    """:func:`optimizer_shard_params` of one device of ``stage``, its routed experts
+    sharded over the expert-data-parallel ranks (``dp x cp / ep``) as their optimizer
+    state is (:func:`_stage_states`; Megatron-Core's distributed optimizer shards the
+    expert buffers over the expert-DP group, distributed_data_parallel.py)."""
+    params = stage_params(model, plan, stage)
+    experts = stage_expert_params(model, plan, stage)
+    if not experts or plan.zero < 1:
+        return optimizer_shard_params(params, plan)
+    return (params - experts) / plan.dp_cp + experts / (plan.dp_cp // plan.ep)
 
 
 # ---------------------------------------------------------------------------------------
