@@ -26,6 +26,7 @@ from ..model.moe import chunk_moe_layers
 from ..model.ops import (
     activation_bytes_per_layer,
     head_wgrad_activation_bytes,
+    layer_key,
     layer_wgrad_activation_bytes,
 )
 from ..plan import Plan
@@ -170,7 +171,7 @@ def _chunk_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, chunk: int
         grads += memory.head_params(model, plan.tp, plan.pp) * grad_b
         act += memory.output_activation_bytes(model, training, plan)
         wgt += times["head_wgrad"] / speed
-        wgt_act += head_wgrad_activation_bytes(model, training, plan)
+        wgt_act += head_wgrad_activation_bytes(model, *layer_key(training, plan))
     return ChunkCost(
         chunk=chunk, layers=n_layers, fwd_compute_s=fwd_c, fwd_tp_s=fwd_tp,
         bwd_compute_s=bwd_c, bwd_tp_s=bwd_tp,
@@ -192,6 +193,9 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
     share shapes reuse it (the topology is keyed by identity; it is immutable once built).
     """
     times = op_times(model, training, plan, device)
+    # The per-layer figures read the layer shape only (model.ops.layer_key): keyed on it,
+    # plans that differ in pp, dp, ZeRO or schedule share their memo entries.
+    by_layer = layer_key(training, plan)
     layer_fwd_s, layer_bwd_s = layer_compute_s(times, speed)
     tp_alone = tp_cost(model, training, plan, topology, stage, symmetric)
     tp = with_overlap(tp_alone, plan, times["layer_fwd_gemm"] / speed,
@@ -208,10 +212,9 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
     layer = _LayerCost(fwd_compute_s=layer_fwd_s, bwd_compute_s=layer_bwd_s,
                        zero3_fwd_exposed_s=z3_fwd, zero3_bwd_exposed_s=z3_bwd,
                        params=memory.layer_params(model, plan.tp),
-                       activation_bytes=activation_bytes_per_layer(model, training, plan),
+                       activation_bytes=activation_bytes_per_layer(model, *by_layer),
                        bwd_weight_s=times["layer_wgrad"] / speed,
-                       wgrad_activation_bytes=layer_wgrad_activation_bytes(model, training,
-                                                                           plan))
+                       wgrad_activation_bytes=layer_wgrad_activation_bytes(model, *by_layer))
     ep = ep_cost(model, training, plan, topology, stage, symmetric)
     moe = _moe_delta(model, training, plan, ep, times, speed, layer,
                      tp_alone) if model.moe else _MoEDelta()
@@ -232,8 +235,9 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
                       backward_s=sum(c.bwd_compute_s for c in chunks))
     post = parameter_gather_cost(model, training, plan, topology, stage, symmetric)
     by_size = {t.bytes_: (t,) for t in grads.traffic}
+    of_size = {b: by_size.get(b, ()) for b in dict.fromkeys(grads.bucket_bytes)}
     transfers = StageTransfers(pp_fwd=pp.fwd_parts, pp_bwd=pp.bwd_parts,
-                               buckets=tuple(by_size.get(b, ()) for b in grads.bucket_bytes))
+                               buckets=tuple(map(of_size.__getitem__, grads.bucket_bytes)))
     post_s = gather_exposed_s(plan, post.s, plan.layers_on_stage(stage),
                               sum(c.fwd_s for c in chunks))
     return StageCost(stage=stage, chunks=chunks, pp_fwd_s=pp.fwd_s, pp_bwd_s=pp.bwd_s,
@@ -259,5 +263,6 @@ def _moe_delta(model: ModelSpec, training: TrainingSpec, plan: Plan, ep: EPCost,
         bwd_comm_s=ep.layer_bwd_s - tp.layer_bwd_s / 2,
         bwd_weight_s=(times["moe_layer_wgrad"] - times["layer_wgrad"]) / speed,
         params=memory.layer_params(model, plan.tp, moe=True, ep=plan.ep) - layer.params,
-        activation_bytes=(activation_bytes_per_layer(model, training, plan, moe=True)
+        activation_bytes=(activation_bytes_per_layer(model, *layer_key(training, plan),
+                                                     moe=True)
                           - layer.activation_bytes))
