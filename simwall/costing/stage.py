@@ -29,7 +29,7 @@ from ..model.ops import (
     layer_key,
     layer_wgrad_activation_bytes,
 )
-from ..plan import Plan
+from ..plan import Plan, stage_classes
 from .compute import layer_compute_s, moe_layer_compute_s, op_times
 from .cp import cp_cost
 from .dp import bucket_cost, micro_batch_exposed_s, tied_embedding_cost
@@ -191,7 +191,33 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
     other, so stage 0's groups (and the 0 -> 1 pipeline boundary) stand for every
     stage's; see :func:`simwall.costing.groups.placement`. Memoised: plans and sweeps that
     share shapes reuse it (the topology is keyed by identity; it is immutable once built).
+
+    On a symmetric run of a dense model without offload, a stage reads nothing of its
+    index beyond its class (:func:`simwall.plan.stage_classes`: first, last, the layers
+    of its chunks): its groups are stage 0's, its roles and layer counts the class's. So the
+    first stage of its class is costed and the others take its costs with their own
+    stage and chunk indices (tests/test_stage_classes.py compares every stage with its
+    own costing).
     """
+    if symmetric and not model.moe and plan.offload == "none":
+        first = stage_classes(plan.stage_layers, plan.pp, plan.virtual_stages)[stage]
+        if first != stage:
+            return _relabelled(_stage_cost(model, training, plan, device, topology, first,
+                                           speed, symmetric), plan, stage)
+    return _stage_cost(model, training, plan, device, topology, stage, speed, symmetric)
+
+
+def _relabelled(sc: StageCost, plan: Plan, stage: int) -> StageCost:
+    """``sc`` (a stage of the same class) as stage ``stage``: its own stage and global
+    chunk indices, every duration, byte count and record the same."""
+    return replace(sc, stage=stage, chunks=tuple(
+        replace(c, chunk=local * plan.pp + stage) for local, c in enumerate(sc.chunks)))
+
+
+@memoized(maxsize=4096)
+def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec,
+                topology, stage: int, speed: float, symmetric: bool) -> StageCost:
+    """:func:`stage_cost` of ``stage`` costed on its own."""
     times = op_times(model, training, plan, device)
     # The per-layer figures read the layer shape only (model.ops.layer_key): keyed on it,
     # plans that differ in pp, dp, ZeRO or schedule share their memo entries.
