@@ -674,6 +674,9 @@ def _held_activation_bytes(plan: Plan, stage: int, layers: tuple[int, ...],
         if stage == plan.pp - 1:
             w_bytes += wgrad[1]
         return float(max(b * (body[0] + head) + w * w_bytes for b, w in held))
+    if len(held) == 1 and len(body) == 1:    # one chunk, one moment (GPipe, 1F1B)
+        (count,) = held                     # the sum below of one term, 0 + x = x
+        return float(count[0] * body[0] + count[-1] * head)
     return float(max(sum(n * b for n, b in zip(count, body)) + count[-1] * head
                      for count in held))
 
