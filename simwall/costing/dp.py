@@ -66,8 +66,7 @@ def bucket_cost(plan: Plan, topology: Topology, stage: int, grad_bytes: float, s
     runs = {size: run_collective(topology, kind, groups, size, per_step * sizes.count(size),
                                  plan.collective, symmetric)
             for size in dict.fromkeys(sizes)}            # distinct sizes, first seen first
-    seconds = {size: run.s for size, run in runs.items()}
-    return BucketCost(bucket_bytes=sizes, bucket_s=tuple(map(seconds.__getitem__, sizes)),
+    return BucketCost(bucket_bytes=sizes, bucket_s=tuple(runs[x].s for x in sizes),
                       traffic=tuple(t for run in runs.values() for t in run.traffic))
 
 
