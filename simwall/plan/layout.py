@@ -77,7 +77,7 @@ class Plan:
 
     def chunk_layers(self, stage: int) -> tuple[int, ...]:
         """Layers of each model chunk held by pipeline ``stage``, in model order."""
-        return tuple(self.stage_layers[c] for c in range(stage, self.chunks, self.pp))
+        return tuple(self.stage_layers[stage:self.chunks:self.pp])  # stage, stage + pp, ...
 
     def layers_on_stage(self, stage: int) -> int:
         return sum(self.chunk_layers(stage))
