@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from ..config import DeviceSpec, EfficiencySpec, Workload
 from ..errors import ConfigError, SimwallError
-from ..memo import memoized
 
 __all__ = [
     "FALLBACK",
@@ -100,10 +99,8 @@ class DeviceRoofs:
     eff: EfficiencySpec
 
 
-@memoized(maxsize=64)
 def efficiency_of(device: DeviceSpec) -> EfficiencySpec:
-    """The device's efficiency: catalog fields where given, :data:`FALLBACK` elsewhere.
-    Memoised (every stage cost and optimizer step asks; the result is frozen)."""
+    """The device's efficiency: catalog fields where given, :data:`FALLBACK` elsewhere."""
     base = FALLBACK[device.kind]
     if "efficiency" not in device.model_fields_set:
         return base

@@ -11,7 +11,7 @@ from ... import memo
 from .phases import TopologyLike, Window
 
 __all__ = ["by_node", "channel_count", "kept", "latencies_s", "latency_s", "link_classes",
-           "memo_on", "nvls_applies", "pair_latencies_s", "route", "routes"]
+           "memo_on", "numbered_routes", "nvls_applies", "pair_latencies_s", "route", "routes"]
 
 
 def _table(topology: TopologyLike, name: str) -> dict | None:
@@ -51,6 +51,36 @@ def routes(topology: TopologyLike, pairs) -> list[tuple]:
             found = table[key] = tuple(topology.route(*key))
         out.append(found)
     return out
+
+
+def numbered_routes(topology: TopologyLike, pairs
+                    ) -> tuple[list[tuple], Callable[[Any], float]]:
+    """(the :func:`route` of every ``(src, dst)`` in ``pairs`` with each edge replaced by
+    its number on the topology, capacity by number). A batch of these drains as the
+    routes themselves do (:func:`simwall.net.flows.drain_time_s` sees the edges only
+    through their first use and their capacity), while numbering the batch's edges
+    hashes ints, not nested node tuples. Numbers and numbered routes are memoised per
+    topology."""
+    number = _table(topology, "edge_number")           # edge -> number
+    edge = _table(topology, "numbered_edge")           # number -> edge
+    numbered = _table(topology, "numbered_route")      # (src, dst) -> numbers
+    if number is None or edge is None or numbered is None:
+        return routes(topology, pairs), topology.capacity
+    out = []
+    for key in pairs:
+        found = numbered.get(key)
+        if found is None:
+            ids = []
+            for e in route(topology, *key):
+                j = number.get(e)
+                if j is None:
+                    j = number[e] = len(edge)
+                    edge[j] = e
+                ids.append(j)
+            found = numbered[key] = tuple(ids)
+        out.append(found)
+    capacity = topology.capacity
+    return out, lambda j: capacity(edge[j])
 
 
 def latency_s(topology: TopologyLike, src: int, dst: int) -> float:
