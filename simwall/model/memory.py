@@ -1095,7 +1095,8 @@ class MemoryModel:
                                              terms, wgrad, held)
                 by_class.setdefault(st.class_key, (st, []))[1].append((act, st.stage))
             found = self._class_acts[key] = tuple(
-                (st, tuple(sorted(acts, key=lambda a: (-a[0], a[1]))))
+                (st, tuple(acts) if len(acts) == 1 else
+                 tuple(sorted(acts, key=lambda a: (-a[0], a[1]))))
                 for st, acts in by_class.values())
         return found
 
