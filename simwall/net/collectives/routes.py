@@ -62,9 +62,9 @@ def numbered_routes(topology: TopologyLike, pairs
     hashes ints, not nested node tuples. Numbers and numbered routes are memoised per
     topology."""
     number = _table(topology, "edge_number")           # edge -> number
-    edge = _table(topology, "numbered_edge")           # number -> edge
+    capacity = _table(topology, "numbered_capacity")   # number -> the edge's capacity
     numbered = _table(topology, "numbered_route")      # (src, dst) -> numbers
-    if number is None or edge is None or numbered is None:
+    if number is None or capacity is None or numbered is None:
         return routes(topology, pairs), topology.capacity
     out = []
     for key in pairs:
@@ -74,13 +74,12 @@ def numbered_routes(topology: TopologyLike, pairs
             for e in route(topology, *key):
                 j = number.get(e)
                 if j is None:
-                    j = number[e] = len(edge)
-                    edge[j] = e
+                    j = number[e] = len(capacity)
+                    capacity[j] = topology.capacity(e)
                 ids.append(j)
             found = numbered[key] = tuple(ids)
         out.append(found)
-    capacity = topology.capacity
-    return out, lambda j: capacity(edge[j])
+    return out, capacity.__getitem__
 
 
 def latency_s(topology: TopologyLike, src: int, dst: int) -> float:
