@@ -26,6 +26,9 @@ def progress_of(args: argparse.Namespace) -> Progress | None:
     without tqdm (an optional extra)."""
     if getattr(args, "quiet", False):
         return None
+    isatty = getattr(sys.stderr, "isatty", None)
+    if isatty is None or not isatty():
+        return None   # tqdm's disable=None would turn the bar off: skip importing it
     try:
         from tqdm import tqdm  # optional extra: import only when a bar may show
     except ImportError:

@@ -614,9 +614,11 @@ class DeviceSpec(Strict):
 
     def __hash__(self) -> int:
         # Hashable (for memoised cost functions) although ``peak_flops`` is a dict.
-        if self._hash is None:
-            self._hash = hash(self.model_dump_json())
-        return self._hash
+        private = self.__pydantic_private__    # self._hash, without pydantic's __getattr__
+        found = private.get("_hash")
+        if found is None:
+            found = private["_hash"] = hash(self.model_dump_json())
+        return found
 
     def peak(self, precision: str) -> float:
         """Peak dense FLOP/s for ``precision``, falling back to the nearest wider type."""

@@ -32,8 +32,7 @@ def op_times(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Devic
     plans that differ only in pp, dp, ZeRO, schedule and the like share one entry, and
     trainings that differ only in the global batch too (taken at the layer shape's one
     micro-batch, :func:`simwall.model.ops.per_micro_batch`)."""
-    layer = workload.layer_plan(plan)
-    return _op_times(model, workload.per_micro_batch(training, layer)[0], layer, device)
+    return _op_times(model, *workload.layer_key(training, plan), device)
 
 
 @memoized(maxsize=4096)

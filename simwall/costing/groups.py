@@ -103,10 +103,26 @@ def _translates(first: tuple[int, ...], offsets: Sequence[int], topology
 
 
 @memoized(maxsize=1024)
+def _placement_plan(tp: int, cp: int, dp: int) -> Plan:
+    """A plan with ``plan``'s rank placement alone (:meth:`Plan.device_of` and
+    :meth:`Plan.rank_of` read tp, cp and dp only): the memo key of :func:`near_groups`
+    and :func:`near_pairs`, so plans that differ elsewhere share their groups."""
+    return Plan(tp=tp, pp=1, dp=dp, virtual_stages=1, sequence_parallel=False, zero=0,
+                recompute="none", schedule="1f1b", micro_batch=1, global_batch=dp,
+                stage_layers=(1,), cp=cp)
+
+
 def near_groups(plan: Plan, stage: int, axis: str, topology) -> tuple[tuple[int, ...], ...]:
     """The ``axis`` ('tp', 'dp' or 'cp') groups of ``stage`` that share a node with its
     first group: the ones a symmetric run puts on the network (see :func:`placement`),
     less copies on other rails (:func:`_translates`)."""
+    return _near_groups(_placement_plan(plan.tp, plan.cp, plan.dp), stage, axis, topology)
+
+
+@memoized(maxsize=1024)
+def _near_groups(plan: Plan, stage: int, axis: str, topology
+                 ) -> tuple[tuple[int, ...], ...]:
+    """:func:`near_groups` of a plan with the rank placement alone."""
     lo, tp = plan.device_of(stage, 0, 0), plan.tp
     hi = lo + plan.dp_cp * tp                      # devices of the stage: lo .. hi - 1
     if axis == "tp":     # device - lo = dp_rank * tp + tp_rank; group d = first + d * tp
@@ -161,11 +177,17 @@ def stage_pairs(plan: Plan, a: int, b: int, ranks: int) -> list[list[int]]:
             for d in range(plan.dp_cp) for r in range(ranks)]
 
 
-@memoized(maxsize=1024)
 def near_pairs(plan: Plan, a: int, b: int, ranks: int, topology
                ) -> tuple[tuple[int, ...], ...]:
     """:func:`stage_pairs` that share a node with the first pair, in the same order,
     less copies on other rails (:func:`_translates`)."""
+    return _near_pairs(_placement_plan(plan.tp, plan.cp, plan.dp), a, b, ranks, topology)
+
+
+@memoized(maxsize=1024)
+def _near_pairs(plan: Plan, a: int, b: int, ranks: int, topology
+                ) -> tuple[tuple[int, ...], ...]:
+    """:func:`near_pairs` of a plan with the rank placement alone."""
     first = (plan.device_of(a, 0, 0), plan.device_of(b, 0, 0))
     ids = set()
     for dev in _devices_near(topology, first):

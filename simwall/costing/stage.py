@@ -19,16 +19,17 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..config import PRECISION_BYTES, DeviceSpec, ModelSpec, TrainingSpec
-from ..hardware.efficiency import efficiency_of
 from ..memo import memoized
 from ..model import memory
 from ..model.moe import chunk_moe_layers
 from ..model.ops import (
     activation_bytes_per_layer,
     head_wgrad_activation_bytes,
+    layer_key,
     layer_wgrad_activation_bytes,
 )
-from ..plan import Plan
+from ..model.optime import device_efficiency
+from ..plan import Plan, stage_classes
 from .compute import layer_compute_s, moe_layer_compute_s, op_times
 from .cp import cp_cost
 from .dp import bucket_cost, micro_batch_exposed_s, tied_embedding_cost
@@ -170,7 +171,7 @@ def _chunk_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, chunk: int
         grads += memory.head_params(model, plan.tp, plan.pp) * grad_b
         act += memory.output_activation_bytes(model, training, plan)
         wgt += times["head_wgrad"] / speed
-        wgt_act += head_wgrad_activation_bytes(model, training, plan)
+        wgt_act += head_wgrad_activation_bytes(model, *layer_key(training, plan))
     return ChunkCost(
         chunk=chunk, layers=n_layers, fwd_compute_s=fwd_c, fwd_tp_s=fwd_tp,
         bwd_compute_s=bwd_c, bwd_tp_s=bwd_tp,
@@ -190,8 +191,37 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
     other, so stage 0's groups (and the 0 -> 1 pipeline boundary) stand for every
     stage's; see :func:`simwall.costing.groups.placement`. Memoised: plans and sweeps that
     share shapes reuse it (the topology is keyed by identity; it is immutable once built).
+
+    On a symmetric run of a dense model without offload, a stage reads nothing of its
+    index beyond its class (:func:`simwall.plan.stage_classes`: first, last, the layers
+    of its chunks): its groups are stage 0's, its roles and layer counts the class's. So the
+    first stage of its class is costed and the others take its costs with their own
+    stage and chunk indices (tests/test_stage_classes.py compares every stage with its
+    own costing).
     """
+    if symmetric and not model.moe and plan.offload == "none":
+        first = stage_classes(plan.stage_layers, plan.pp, plan.virtual_stages)[stage]
+        if first != stage:
+            return _relabelled(_stage_cost(model, training, plan, device, topology, first,
+                                           speed, symmetric), plan, stage)
+    return _stage_cost(model, training, plan, device, topology, stage, speed, symmetric)
+
+
+def _relabelled(sc: StageCost, plan: Plan, stage: int) -> StageCost:
+    """``sc`` (a stage of the same class) as stage ``stage``: its own stage and global
+    chunk indices, every duration, byte count and record the same."""
+    return replace(sc, stage=stage, chunks=tuple(
+        replace(c, chunk=local * plan.pp + stage) for local, c in enumerate(sc.chunks)))
+
+
+@memoized(maxsize=4096)
+def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: DeviceSpec,
+                topology, stage: int, speed: float, symmetric: bool) -> StageCost:
+    """:func:`stage_cost` of ``stage`` costed on its own."""
     times = op_times(model, training, plan, device)
+    # The per-layer figures read the layer shape only (model.ops.layer_key): keyed on it,
+    # plans that differ in pp, dp, ZeRO or schedule share their memo entries.
+    by_layer = layer_key(training, plan)
     layer_fwd_s, layer_bwd_s = layer_compute_s(times, speed)
     tp_alone = tp_cost(model, training, plan, topology, stage, symmetric)
     tp = with_overlap(tp_alone, plan, times["layer_fwd_gemm"] / speed,
@@ -202,16 +232,15 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
                      layer_bwd_s=tp.layer_bwd_s + cp.layer_bwd_s,
                      traffic=tp.traffic + cp.traffic)
     z3 = zero3_cost(model, training, plan, topology, stage, symmetric,
-                    efficiency_of(device).launch_s)
+                    device_efficiency(device).launch_s)
     z3_fwd, z3_bwd = exposed_s(z3, plan.layers_on_stage(stage), layer_fwd_s, layer_bwd_s,
                                tp.layer_fwd_s, tp.layer_bwd_s)
     layer = _LayerCost(fwd_compute_s=layer_fwd_s, bwd_compute_s=layer_bwd_s,
                        zero3_fwd_exposed_s=z3_fwd, zero3_bwd_exposed_s=z3_bwd,
                        params=memory.layer_params(model, plan.tp),
-                       activation_bytes=activation_bytes_per_layer(model, training, plan),
+                       activation_bytes=activation_bytes_per_layer(model, *by_layer),
                        bwd_weight_s=times["layer_wgrad"] / speed,
-                       wgrad_activation_bytes=layer_wgrad_activation_bytes(model, training,
-                                                                           plan))
+                       wgrad_activation_bytes=layer_wgrad_activation_bytes(model, *by_layer))
     ep = ep_cost(model, training, plan, topology, stage, symmetric)
     moe = _moe_delta(model, training, plan, ep, times, speed, layer,
                      tp_alone) if model.moe else _MoEDelta()
@@ -236,8 +265,9 @@ def stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Dev
                       backward_s=sum(c.bwd_compute_s for c in chunks))
     post = parameter_gather_cost(model, training, plan, topology, stage, symmetric)
     by_size = {t.bytes_: (t,) for t in grads.traffic}
+    of_size = {b: by_size.get(b, ()) for b in dict.fromkeys(grads.bucket_bytes)}
     transfers = StageTransfers(pp_fwd=pp.fwd_parts, pp_bwd=pp.bwd_parts,
-                               buckets=tuple(by_size.get(b, ()) for b in grads.bucket_bytes))
+                               buckets=tuple(map(of_size.__getitem__, grads.bucket_bytes)))
     post_s = gather_exposed_s(plan, post.s, plan.layers_on_stage(stage),
                               sum(c.fwd_s for c in chunks))
     return StageCost(stage=stage, chunks=chunks, pp_fwd_s=pp.fwd_s, pp_bwd_s=pp.bwd_s,
@@ -263,5 +293,6 @@ def _moe_delta(model: ModelSpec, training: TrainingSpec, plan: Plan, ep: EPCost,
         bwd_comm_s=ep.layer_bwd_s - tp.layer_bwd_s / 2,
         bwd_weight_s=(times["moe_layer_wgrad"] - times["layer_wgrad"]) / speed,
         params=memory.layer_params(model, plan.tp, moe=True, ep=plan.ep) - layer.params,
-        activation_bytes=(activation_bytes_per_layer(model, training, plan, moe=True)
+        activation_bytes=(activation_bytes_per_layer(model, *layer_key(training, plan),
+                                                     moe=True)
                           - layer.activation_bytes))

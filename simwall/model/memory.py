@@ -16,7 +16,7 @@ from operator import le
 
 from ..config import PRECISION_BYTES, ClusterSpec, ModelSpec, TrainingSpec
 from ..memo import memoized, table
-from ..plan import Plan
+from ..plan import Plan, stage_classes
 from ..plan.schedules import interleaved, tasks_for
 from . import moe as moe_layers
 from .ops import (
@@ -26,6 +26,7 @@ from .ops import (
     activation_element_bytes,
     head_wgrad_activation_bytes,
     kv_heads_per_device,
+    layer_key,
     layer_wgrad_activation_bytes,
     uses_flash,
 )
@@ -645,9 +646,10 @@ def _activation_key(plan: Plan) -> tuple:
 
 def _activation_terms(model: ModelSpec, training: TrainingSpec,
                       plan: Plan) -> _ActivationTerms:
+    by_layer = layer_key(training, plan)        # what the per-layer figures read
     return _ActivationTerms(
-        layer=activation_bytes_per_layer(model, training, plan),
-        moe_layer=(activation_bytes_per_layer(model, training, plan, moe=True) if model.moe
+        layer=activation_bytes_per_layer(model, *by_layer),
+        moe_layer=(activation_bytes_per_layer(model, *by_layer, moe=True) if model.moe
                    else 0.0),
         embedding=embedding_activation_bytes(model, plan),
         head=output_activation_bytes(model, training, plan))
@@ -656,8 +658,9 @@ def _activation_terms(model: ModelSpec, training: TrainingSpec,
 def _wgrad_terms(model: ModelSpec, training: TrainingSpec,
                  plan: Plan) -> tuple[float, float]:
     """(one layer's, the LM head's) bytes a deferred W pass keeps per micro-batch (ZB-H1)."""
-    return (layer_wgrad_activation_bytes(model, training, plan),
-            head_wgrad_activation_bytes(model, training, plan))
+    by_layer = layer_key(training, plan)
+    return (layer_wgrad_activation_bytes(model, *by_layer),
+            head_wgrad_activation_bytes(model, *by_layer))
 
 
 def _chunk_moe_layers(model: ModelSpec, plan: Plan, stage: int) -> tuple[int, ...] | None:
@@ -692,6 +695,9 @@ def _held_activation_bytes(plan: Plan, stage: int, layers: tuple[int, ...],
         if stage == plan.pp - 1:
             w_bytes += wgrad[1]
         return float(max(b * (body[0] + head) + w * w_bytes for b, w in held))
+    if len(held) == 1 and len(body) == 1:    # one chunk, one moment (GPipe, 1F1B)
+        (count,) = held                     # the sum below of one term, 0 + x = x
+        return float(count[0] * body[0] + count[-1] * head)
     return float(max(sum(n * b for n, b in zip(count, body)) + count[-1] * head
                      for count in held))
 
@@ -952,10 +958,23 @@ def device_memory(model: ModelSpec, training: TrainingSpec, plan: Plan,
     leaving a two-layer working buffer in ``other_bytes``.
     """
     out = []
+    # A dense model's states and buffers depend on a stage's class only (first, last,
+    # layers per chunk: plan.stage_classes), as MemoryModel keys them by role: each class
+    # is computed once. The activations are the stage's own.
+    first = (stage_classes(plan.stage_layers, plan.pp, plan.virtual_stages)
+             if not model.moe else range(plan.pp))
+    terms = _activation_terms(model, training, plan)
+    wgrad = (_wgrad_terms(model, training, plan) if plan.schedule == "zero_bubble"
+             else None)
+    fixed: dict[int, tuple] = {}
     for stage in range(plan.pp):
-        p_b, g_b, o_b, host = _stage_states(model, training, plan, stage)
-        act = stage_activation_bytes(model, training, plan, stage)
-        other = _other_bytes(model, training, plan, stage)
+        if first[stage] == stage:
+            fixed[stage] = (*_stage_states(model, training, plan, stage),
+                            _other_bytes(model, training, plan, stage))
+        p_b, g_b, o_b, host, other = fixed[first[stage]]
+        # stage_activation_bytes, its terms found once
+        act = _held_activation_bytes(plan, stage, plan.chunk_layers(stage),
+                                     _chunk_moe_layers(model, plan, stage), terms, wgrad)
         sm = StageMemory(stage=stage, params_bytes=p_b, grads_bytes=g_b,
                          optimizer_bytes=o_b, activations_bytes=act, other_bytes=other,
                          peak_bytes=0.0, host_bytes=host, fixed_reserved_bytes=reserved_bytes,
@@ -1151,7 +1170,8 @@ class MemoryModel:
                                              terms, wgrad, held)
                 by_class.setdefault(st.class_key, (st, []))[1].append((act, st.stage))
             found = self._class_acts[key] = tuple(
-                (st, tuple(sorted(acts, key=lambda a: (-a[0], a[1]))))
+                (st, tuple(acts) if len(acts) == 1 else
+                 tuple(sorted(acts, key=lambda a: (-a[0], a[1]))))
                 for st, acts in by_class.values())
         return found
 

@@ -70,6 +70,7 @@ __all__ = [
     "head_ops",
     "head_wgrad_activation_bytes",
     "kv_heads_per_device",
+    "layer_key",
     "layer_ops",
     "layer_plan",
     "layer_wgrad_activation_bytes",
@@ -324,6 +325,19 @@ def layer_plan(plan: Plan) -> Plan:
                 sequence_parallel=plan.sequence_parallel, zero=0, recompute=plan.recompute,
                 schedule="1f1b", micro_batch=plan.micro_batch, global_batch=plan.micro_batch,
                 stage_layers=(1,), cp=plan.cp, ep=plan.ep)
+
+
+@memoized(maxsize=4096)
+def layer_key(training: TrainingSpec, plan: Plan) -> tuple[TrainingSpec, Plan]:
+    """``(training, plan)`` reduced to what the per-layer functions of this module read
+    (:func:`layer_ops`, :func:`activation_bytes_per_layer`,
+    :func:`layer_wgrad_activation_bytes`, :func:`head_wgrad_activation_bytes`,
+    :func:`embedding_ops`, :func:`head_ops`): :func:`layer_plan` and the training at its
+    one micro-batch (:func:`per_micro_batch`). Their memo entries are then shared by
+    plans that differ only in pp, dp, ZeRO, schedule, buckets and the like; the values
+    are the same, as those functions read nothing else."""
+    layer = layer_plan(plan)
+    return per_micro_batch(training, layer)[0], layer
 
 
 def _dims(model: ModelSpec, training: TrainingSpec, plan: Plan, mode: str) -> _Dims:

@@ -13,13 +13,15 @@ No simpy here: plan search and the engine share these functions.
 
 from __future__ import annotations
 
-from ..config import PRECISION_BYTES, DeviceSpec, TrainingSpec
+from ..config import PRECISION_BYTES, DeviceSpec, EfficiencySpec, TrainingSpec
 from ..errors import SimwallError
 from ..hardware.efficiency import DeviceRoofs, device_roofs, efficiency_of, gemm_efficiency_with
+from ..memo import memoized
 from .ops import Op
 
 __all__ = [
     "bound",
+    "device_efficiency",
     "op_time_s",
     "ops_time_s",
     "optimizer_step_bytes",
@@ -128,11 +130,19 @@ def optimizer_step_bytes(params: float, optimizer: str, training: TrainingSpec |
     return float(params) * per_param
 
 
+@memoized(maxsize=64)
+def device_efficiency(device: DeviceSpec) -> EfficiencySpec:
+    """:func:`~simwall.hardware.efficiency.efficiency_of`, memoised: every stage cost and
+    optimizer step asks, and it copies the fallback model each time (the result is
+    frozen)."""
+    return efficiency_of(device)
+
+
 def optimizer_step_time_s(params: float, optimizer: str, device: DeviceSpec,
                           training: TrainingSpec | None = None) -> float:
     """Seconds of one optimizer step over ``params`` parameters on ``device``: one fused
     streaming kernel (Megatron-LM / Apex multi-tensor apply) at ``memory_bw`` of peak."""
-    eff = efficiency_of(device)
+    eff = device_efficiency(device)
     bytes_ = optimizer_step_bytes(params, optimizer, training)
     if bytes_ <= 0:
         return 0.0

@@ -15,9 +15,9 @@ from .frameworks import (
     runs_plan,
     with_framework,
 )
-from .layout import BEST_BY_AXES, Plan, balanced_split
+from .layout import BEST_BY_AXES, Plan, balanced_split, stage_classes
 from .resolution import cluster_devices, resolve
 
 __all__ = ["BEST_BY_AXES", "FRAMEWORKS", "NONE_KNOWN", "SEMANTIC_KEYS", "Plan", "balanced_split",
            "cluster_devices", "dp_bucket_bytes_for", "framed", "framework_label", "framework_names", "frameworks_for",
-           "preset_for", "resolve", "runs_plan", "with_framework"]
+           "preset_for", "resolve", "runs_plan", "stage_classes", "with_framework"]

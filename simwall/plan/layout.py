@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Plan", "balanced_split"]
+from ..memo import memoized
+
+__all__ = ["Plan", "balanced_split", "stage_classes"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class Plan:
 
     def chunk_layers(self, stage: int) -> tuple[int, ...]:
         """Layers of each model chunk held by pipeline ``stage``, in model order."""
-        return tuple(self.stage_layers[c] for c in range(stage, self.chunks, self.pp))
+        return tuple(self.stage_layers[stage:self.chunks:self.pp])  # stage, stage + pp, ...
 
     def layers_on_stage(self, stage: int) -> int:
         return sum(self.chunk_layers(stage))
@@ -134,3 +136,19 @@ def balanced_split(layers: int, chunks: int) -> tuple[int, ...]:
 BEST_BY_AXES = {"tp": "tp", "cp": "cp", "pp": "pp", "dp": "dp", "ep": "ep",
                 "mb": "micro_batch", "zero": "zero", "rc": "recompute",
                 "sp": "sequence_parallel", "schedule": "schedule", "v": "virtual_stages"}
+
+
+@memoized(maxsize=1024)
+def stage_classes(stage_layers: tuple[int, ...], pp: int, v: int) -> tuple[int, ...]:
+    """Per pipeline stage, the first stage of its class: the same role (first, last) and
+    the same layers per chunk (chunk ``c`` on stage ``c % pp``, as
+    :meth:`Plan.chunk_layers`). On a symmetric run of a dense model, stages of one class
+    differ only in their index (:func:`simwall.costing.stage.stage_cost`,
+    :func:`simwall.model.memory.device_memory`)."""
+    first: dict[tuple, int] = {}
+    out = []
+    for stage in range(pp):
+        key = (stage == 0, stage == pp - 1,
+               tuple(stage_layers[c] for c in range(stage, pp * v, pp)))
+        out.append(first.setdefault(key, stage))
+    return tuple(out)

@@ -44,7 +44,7 @@ from ..engine.step import estimate_step
 from ..errors import ConfigError, SimwallError
 from ..hardware.catalog import resolve_device, resolve_link
 from ..hardware.efficiency import check_precision
-from ..memo import table
+from ..memo import memoized, table
 from ..model.limits import resolve_checked
 from ..model.memory import MemoryModel, memory_reserve, stage_layer_kinds
 from ..plan import (
@@ -57,6 +57,7 @@ from ..plan import (
     framework_label,
     framework_names,
     frameworks_for,
+    stage_classes,
 )
 from ..report import StepResult
 from .progress import Progress, tracked
@@ -314,6 +315,17 @@ def describe_axes(axes: tuple[str, ...], values: tuple) -> str:
                     for a, v in zip(axes, values, strict=True))
 
 
+@memoized(maxsize=1024)
+def _class_counts(stage_layers: tuple[int, ...], pp: int, v: int
+                  ) -> tuple[tuple[int, int], ...]:
+    """(first stage of a class, how many stages it has), by first stage: the classes of
+    :func:`simwall.plan.stage_classes` (same role and chunk split)."""
+    counts: dict[int, int] = {}
+    for first in stage_classes(stage_layers, pp, v):
+        counts[first] = counts.get(first, 0) + 1
+    return tuple(sorted(counts.items()))
+
+
 class Searcher:
     """Everything one search reuses: typed inputs, device, topology (built once), and
     memoised stage costs keyed by plan shape."""
@@ -366,16 +378,11 @@ class Searcher:
             self._stage_costs[key] = sc
         return sc
 
-    def _representatives(self, plan: Plan) -> list[tuple[int, int]]:
+    def _representatives(self, plan: Plan) -> tuple[tuple[int, int], ...]:
         """(stage, how many stages it stands for). Stages with the same chunk split and
         the same role (first / last / middle) have the same durations on a symmetric
         cluster (stages are translations of each other), so one of each is costed."""
-        classes: dict[tuple, list[int]] = {}
-        for s in range(plan.pp):
-            role = (s == 0, s == plan.pp - 1, plan.chunk_layers(s))
-            classes.setdefault(role, []).append(s)
-        return [(members[0], len(members)) for _, members in sorted(
-            classes.items(), key=lambda kv: kv[1][0])]
+        return _class_counts(plan.stage_layers, plan.pp, plan.virtual_stages)
 
     def estimate(self, plan: Plan) -> tuple[float, float]:
         """(analytic step time, its pipeline-bubble part), seconds: the engine's own step

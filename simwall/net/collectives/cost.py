@@ -15,7 +15,7 @@ from ...registry import COLLECTIVE_ALGORITHMS
 from ..flows import drain_time_s
 from .direct import direct_phases
 from .phases import Flow, Phase, TopologyLike, Window, check_call
-from .routes import memo_on, route
+from .routes import memo_on, numbered_routes
 
 __all__ = ["algorithm_phases", "named_time_parts", "phase_time_s", "representative_flows"]
 
@@ -72,9 +72,10 @@ def phase_time_s(phases_per_group: Sequence[tuple[Phase, ...]],
                 fw.extend([w] * len(phases[i].flows))
                 lat = max(lat, phases[i].latency_s)
         latency_s += lat
-        batch = [(route(topology, s, d), b, w)
-                 for (s, d, b), w in representative_flows(flows, fw)]
-        bandwidth_s += drain_time_s(batch, topology.capacity)
+        merged = representative_flows(flows, fw)
+        paths, capacity = numbered_routes(topology, [(s, d) for (s, d, _), _ in merged])
+        batch = [(r, b, w) for r, ((_, _, b), w) in zip(paths, merged)]
+        bandwidth_s += drain_time_s(batch, capacity)
     return latency_s, bandwidth_s
 
 

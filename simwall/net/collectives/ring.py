@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .direct import direct_phases
 from .phases import Flow, Phase, TopologyLike, Window
-from .routes import by_node, channel_count, kept, latency_s
+from .routes import by_node, channel_count, kept, latency_s, pair_latencies_s
 
 __all__ = ["ring_channels", "ring_phase", "ring_phases"]
 
@@ -39,16 +39,19 @@ def ring_phase(order: Sequence[int], channels: int, bytes_per_rank: float, steps
     """One phase of ``steps`` ring steps: each rank of each order sends
     ``bytes_per_rank / channels`` to the next."""
     orders = all_orders if all_orders is not None else [order]
-    flows: list[Flow] = []
-    hop_s = 0.0
+    share = bytes_per_rank / channels
+    every = window is None
+    pairs: list[tuple[int, int]] = []
     for o in orders:
         p = len(o)
         for i in range(p):
-            if not kept(topology, o[i], window):
-                continue
-            flows.append((o[i], o[(i + 1) % p], bytes_per_rank / channels))
-            if latency:
-                hop_s = max(hop_s, latency_s(topology, o[i], o[(i + 1) % p]))
+            if every or kept(topology, o[i], window):
+                pairs.append((o[i], o[(i + 1) % p]))
+    flows: list[Flow] = [(a, b, share) for a, b in pairs]
+    hop_s = 0.0
+    if latency:
+        for hop in pair_latencies_s(topology, pairs):
+            hop_s = max(hop_s, hop)
     # Thakur et al. 2005: each of the `steps` steps costs one message latency alpha; all
     # ranks send at once, so a step waits for the slowest hop.
     return Phase(tuple(flows), steps, steps * hop_s)

@@ -11,7 +11,7 @@ from ... import memo
 from .phases import TopologyLike, Window
 
 __all__ = ["by_node", "channel_count", "kept", "latencies_s", "latency_s", "link_classes",
-           "memo_on", "nvls_applies", "route"]
+           "memo_on", "numbered_routes", "nvls_applies", "pair_latencies_s", "route", "routes"]
 
 
 def _table(topology: TopologyLike, name: str) -> dict | None:
@@ -38,12 +38,74 @@ def route(topology: TopologyLike, src: int, dst: int) -> tuple:
     return memo_on(topology, "route", (src, dst), lambda: tuple(topology.route(src, dst)))
 
 
+def routes(topology: TopologyLike, pairs) -> list[tuple]:
+    """:func:`route` of every ``(src, dst)`` in ``pairs``, in order, the memo table looked
+    up once (a phase of a large group asks for hundreds)."""
+    table = _table(topology, "route")
+    if table is None:
+        return [tuple(topology.route(s, d)) for s, d in pairs]
+    out = []
+    for key in pairs:
+        found = table.get(key)
+        if found is None:
+            found = table[key] = tuple(topology.route(*key))
+        out.append(found)
+    return out
+
+
+def numbered_routes(topology: TopologyLike, pairs
+                    ) -> tuple[list[tuple], Callable[[Any], float]]:
+    """(the :func:`route` of every ``(src, dst)`` in ``pairs`` with each edge replaced by
+    its number on the topology, capacity by number). A batch of these drains as the
+    routes themselves do (:func:`simwall.net.flows.drain_time_s` sees the edges only
+    through their first use and their capacity), while numbering the batch's edges
+    hashes ints, not nested node tuples. Numbers and numbered routes are memoised per
+    topology."""
+    number = _table(topology, "edge_number")           # edge -> number
+    capacity = _table(topology, "numbered_capacity")   # number -> the edge's capacity
+    numbered = _table(topology, "numbered_route")      # (src, dst) -> numbers
+    if number is None or capacity is None or numbered is None:
+        return routes(topology, pairs), topology.capacity
+    out = []
+    for key in pairs:
+        found = numbered.get(key)
+        if found is None:
+            ids = []
+            for e in route(topology, *key):
+                j = number.get(e)
+                if j is None:
+                    j = number[e] = len(capacity)
+                    capacity[j] = topology.capacity(e)
+                ids.append(j)
+            found = numbered[key] = tuple(ids)
+        out.append(found)
+    return out, capacity.__getitem__
+
+
 def latency_s(topology: TopologyLike, src: int, dst: int) -> float:
     """Route latency from ``src`` to ``dst`` in seconds (0 on one device), memoised."""
     if src == dst:
         return 0.0
     return memo_on(topology, "lat", (src, dst),
                    lambda: float(topology.route_latency_s(src, dst)))
+
+
+def pair_latencies_s(topology: TopologyLike, pairs) -> list[float]:
+    """:func:`latency_s` of every ``(src, dst)`` in ``pairs``, in order, the memo table
+    looked up once."""
+    table = _table(topology, "lat")
+    if table is None:
+        return [latency_s(topology, a, b) for a, b in pairs]
+    out = []
+    for key in pairs:
+        if key[0] == key[1]:
+            out.append(0.0)
+            continue
+        found = table.get(key)
+        if found is None:
+            found = table[key] = float(topology.route_latency_s(*key))
+        out.append(found)
+    return out
 
 
 def latencies_s(topology: TopologyLike, pairs: Sequence[tuple[int, int]]) -> Sequence[float]:

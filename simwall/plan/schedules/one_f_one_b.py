@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...memo import memoized
 from .task import Task
 
 __all__ = ["tasks"]
@@ -14,9 +15,15 @@ def tasks(pp: int, stage: int, m: int, v: int = 1) -> tuple[Task, ...]:
     and one backward, then drains the remaining backwards.
     """
     warm = min(pp - stage - 1, m)
-    out: list[Task] = [("F", i, 0) for i in range(warm)]
-    for i in range(m - warm):
-        out.append(("F", warm + i, 0))
-        out.append(("B", i, 0))
-    out.extend(("B", i, 0) for i in range(m - warm, m))
-    return tuple(out)
+    fwd, bwd = _passes(m)
+    steady: list[Task] = [None] * (2 * (m - warm))     # type: ignore[list-item]
+    steady[0::2] = fwd[warm:]                          # forward warm + i, then
+    steady[1::2] = bwd[:m - warm]                      # backward i
+    return fwd[:warm] + tuple(steady) + bwd[m - warm:]
+
+
+@memoized(maxsize=64)
+def _passes(m: int) -> tuple[tuple[Task, ...], tuple[Task, ...]]:
+    """The forward and the backward tasks of micro-batches ``0 .. m - 1`` (one chunk), made
+    once for every stage of a pipeline."""
+    return tuple(("F", i, 0) for i in range(m)), tuple(("B", i, 0) for i in range(m))
