@@ -451,8 +451,49 @@ class _Batch:
             last.callbacks.append(self._fire)
             last.succeed()
 
+    def succeed_n(self, n: int) -> None:
+        """:meth:`succeed` ``n`` times in a row (a bundle's flows, which finish together
+        and are contiguous in arrival order, so nothing else can come between them)."""
+        self.left -= n - 1
+        self.succeed()
+
     def _fire(self, _ev: Any) -> None:
         self.done.succeed()
+
+
+class _Bundle:
+    """The flows of one :meth:`FlowNetwork.transfer_all` batch kept as ONE object while
+    they are alone on their links (``FlowNetwork(bundles=True)``).
+
+    A batch qualifies (:meth:`FlowNetwork._bundle_spec`) when its flows (two or more)
+    have the same bytes, use pairwise distinct edges and get the same rate alone on
+    their routes (the same double). Started where no other flow touches its edges, in a
+    re-solve whose component shares no edge, each of its flows would get that rate alone,
+    keep it (nothing re-solves a flow none of whose edges changes) and finish at the same
+    instant: the bundle stands for them with their consecutive arrival numbers ``key`` ..
+    ``key + n - 1``, their common state and one heap entry. The moment anything would
+    treat them apart (a flow started on one of its edges, or a re-solve that shares an
+    edge at its start) it is split into those flows, with the state each would have had
+    (:meth:`FlowNetwork._unbundle`), and the ordinary bookkeeping goes on from there."""
+
+    __slots__ = ("done", "edges", "finish_s", "key", "members", "n", "rate", "remaining",
+                 "since", "stamp", "tag", "alone", "bytes_")
+
+    def __init__(self, members: list, edges: tuple, alone: float, done: Any,
+                 tag: Hashable) -> None:
+        self.members = members           # the prepared flows (edges, pairs, cls, bytes, w)
+        self.n = len(members)
+        self.edges = edges               # every edge number of every member, distinct
+        self.alone = alone               # each member's rate alone on its route
+        self.bytes_ = members[0][3]
+        self.remaining = self.bytes_
+        self.since = 0.0
+        self.rate = 0.0
+        self.stamp = 0
+        self.key = -1
+        self.finish_s = math.inf
+        self.done = done
+        self.tag = tag
 
 
 class FlowNetwork:
@@ -482,9 +523,14 @@ class FlowNetwork:
 
     def __init__(self, env: Any, capacity: CapacityFn | Mapping[Edge, float],
                  local_bandwidth_bytes_per_s: float = math.inf,
-                 edge_stats: bool = True) -> None:
+                 edge_stats: bool = True, bundles: bool = False) -> None:
         self.env = env
         self._edge_stats = edge_stats     # keep edge_bytes / edge_busy_s (else empty)
+        # Batches of flows alone on their links kept as one object (_Bundle); not with
+        # edge statistics, which are settled per flow.
+        self._bundles = bundles and not edge_stats
+        self._bundle_specs: dict[int, tuple] = {}      # id(flows) -> (flows, spec or None)
+        self._edge_bundle: dict[int, _Bundle] = {}     # edges of bundles (no flow on them)
         capacity_of = _capacity_fn(capacity)
         known: dict[Edge, float] = {}
 
@@ -562,7 +608,14 @@ class FlowNetwork:
             return batch.done
         starting = self._starting
         before = len(starting)
-        for edges_t, pairs, cls, bytes_, weight in self._prepared(flows):
+        prepared = self._prepared(flows)
+        if self._bundles:
+            spec = self._bundle_spec(flows, prepared)
+            if spec is not None:
+                starting.append(_Bundle(prepared, spec[0], spec[1], batch, tag))
+                self._request_flush()
+                return batch.done
+        for edges_t, pairs, cls, bytes_, weight in prepared:
             if bytes_ == 0.0:            # as _start: done at once (it cannot complete a
                 batch.succeed()          # batch that has flows with bytes: no event)
                 self.transfers_done += 1
@@ -593,6 +646,76 @@ class FlowNetwork:
             self._batches[id(flows)] = (flows, prepared)
         return prepared
 
+    def _bundle_spec(self, flows: Sequence, prepared: list) -> tuple[tuple, float] | None:
+        """``(edge numbers, rate alone)`` if the ``prepared`` batch can run as a
+        :class:`_Bundle`: two or more flows of the same positive bytes on pairwise
+        distinct edges, each alone on its route at the same rate (0 < rate < inf, the
+        arithmetic of :meth:`_alone_rate`); else None. Once per batch tuple object."""
+        hit = self._bundle_specs.get(id(flows))
+        if hit is not None and hit[0] is flows:
+            return hit[1]
+        spec = None
+        if len(prepared) > 1:
+            cap = self._cap
+            first = prepared[0][3]
+            seen: dict[int, None] = {}
+            rate = None
+            for _edges, pairs, _cls, bytes_, weight in prepared:
+                if bytes_ != first or not bytes_ > 0.0 or not pairs:
+                    break
+                r = min((cap(e) / (weight * k) for e, k in pairs),
+                        default=self._local_bandwidth_bytes_per_s)
+                if rate is None:
+                    rate = r
+                elif r != rate:
+                    break
+                for e, _k in pairs:
+                    if e in seen:
+                        break
+                    seen[e] = None
+                else:
+                    continue
+                break
+            else:
+                if 0.0 < rate < math.inf:
+                    spec = (tuple(seen), rate)
+        if type(flows) is tuple:
+            if len(self._bundle_specs) >= _ROUTE_CACHE:
+                self._bundle_specs.clear()
+            self._bundle_specs[id(flows)] = (flows, spec)
+        return spec
+
+    def _unbundle(self, bundle: _Bundle, dirty: dict[int, None]) -> None:
+        """Split ``bundle`` into its flows, each with the state it would have had:
+        arrival number, start, rate, bytes left, stamp and (once rated) its heap entry
+        (the bundle's own entry is its first flow's). Not yet rated (started at this
+        instant): the flows are starting flows, their edges ``dirty``."""
+        active, edge_flows, edge_bundle = self._active, self._edge_flows, self._edge_bundle
+        if active.get(bundle.key) is bundle:
+            del active[bundle.key]
+            for e in bundle.edges:
+                del edge_bundle[e]
+        rated = bundle.stamp > 0
+        key = bundle.key
+        for edges_t, pairs, cls, bytes_, weight in bundle.members:
+            f = _Flow(edges_t, pairs, cls, bytes_, weight, bundle.done, bundle.tag)
+            f.key = key
+            f.since = bundle.since
+            f.rate = bundle.rate
+            f.remaining = bundle.remaining
+            f.stamp = bundle.stamp
+            active[key] = f
+            for e, _k in pairs:
+                on = edge_flows.get(e)
+                if on is None:
+                    on = edge_flows[e] = {}
+                on[key] = None
+                if not rated:
+                    dirty[e] = None
+            if rated and key != bundle.key:
+                heapq.heappush(self._heap, (bundle.finish_s, key, bundle.stamp))
+            key += 1
+
     def _classify(self, edges: Sequence[Edge], weight: float) -> tuple[tuple, tuple, int]:
         """``(edges, pairs, class)`` of a flow: its route as a tuple, how often it uses
         each edge (by edge number, first-use order) and the interned id of (route, weight). Worked out
@@ -619,7 +742,8 @@ class FlowNetwork:
 
     @property
     def active_flows(self) -> int:
-        return len(self._active) + len(self._starting)
+        return sum(f.n if type(f) is _Bundle else 1
+                   for f in (*self._active.values(), *self._starting))
 
     @property
     def edge_bytes(self) -> dict[Edge, float]:
@@ -673,41 +797,89 @@ class FlowNetwork:
         # wake-up at now + tiny == now would never make progress); a flow whose bytes
         # left are round-off was predicted to finish now when its rate was set.
         horizon_s = abs(now_s) * TIE_REL
-        finished: list[_Flow] = []
+        finished: list = []
         heap = self._heap
+        active = self._active
         while heap and heap[0][0] <= now_s + horizon_s:
             _, key, stamp = heapq.heappop(heap)
-            flow = self._active.get(key)
+            flow = active.get(key)
             if flow is None or flow.stamp != stamp:
                 continue                                   # stale entry
             finished.append(flow)
         finished.sort(key=lambda f: f.key)
-        active, edge_flows = self._active, self._edge_flows
+        edge_flows, edge_bundle = self._edge_flows, self._edge_bundle
+        stats = self._edge_stats
+        done = 0
         for flow in finished:
             key = flow.key
             del active[key]
+            if type(flow) is _Bundle:
+                for e in flow.edges:
+                    del edge_bundle[e]
+                done += flow.n
+                continue
+            done += 1
             for e, _k in flow.pairs:
-                del edge_flows[e][key]
-                dirty[e] = None
+                on = edge_flows[e]
+                del on[key]
+                if on:
+                    dirty[e] = None
+                else:                    # no flow left to re-solve (its statistics
+                    del edge_flows[e]    # still need settling)
+                    if stats:
+                        dirty[e] = None
             flow.remaining = 0.0
         starting, self._starting = self._starting, []
         key = self._next_id
+        bundles: list[_Bundle] = []
         for flow in starting:
             flow.key = key
             flow.since = now_s
+            if type(flow) is _Bundle:
+                key += flow.n
+                edges = flow.edges
+                if edge_flows.keys().isdisjoint(edges) and \
+                        edge_bundle.keys().isdisjoint(edges):
+                    active[flow.key] = flow
+                    for e in edges:
+                        edge_bundle[e] = flow
+                    bundles.append(flow)
+                    continue
+                self._unbundle(flow, dirty)
+                for f in [active[k] for k in range(flow.key, key)]:
+                    self._touch(f, dirty)
+                continue
             active[key] = flow
             for e, _k in flow.pairs:
                 on = edge_flows.get(e)
                 if on is None:
-                    on = edge_flows[e] = {}
+                    b = edge_bundle.get(e)
+                    if b is not None:
+                        self._unbundle(b, dirty)
+                        on = edge_flows[e]
+                    else:
+                        on = edge_flows[e] = {}
                 on[key] = None
                 dirty[e] = None
             key += 1
         self._next_id = key
-        self._resolve(dirty, [f for f in starting if not f.pairs])
+        self._resolve(dirty, [f for f in starting if type(f) is _Flow and not f.pairs],
+                      bundles)
         for flow in finished:
-            flow.done.succeed()
-        self.transfers_done += len(finished)
+            if type(flow) is _Bundle:
+                flow.done.succeed_n(flow.n)
+            else:
+                flow.done.succeed()
+        self.transfers_done += done
+
+    def _touch(self, flow: _Flow, dirty: dict[int, None]) -> None:
+        """Split every bundle on ``flow``'s edges (a flow of a batch that could not run
+        as a bundle, registered already, may share an edge with one)."""
+        edge_bundle = self._edge_bundle
+        for e, _k in flow.pairs:
+            b = edge_bundle.get(e)
+            if b is not None:
+                self._unbundle(b, dirty)
 
     def _component(self, dirty: Mapping[int, None]
                    ) -> tuple[list[_Flow], list[int], bool]:
@@ -766,12 +938,23 @@ class FlowNetwork:
                               self._local_bandwidth_bytes_per_s)
         return [float(r) for r in rate]
 
-    def _resolve(self, dirty: Mapping[int, None], local: Sequence[_Flow]) -> None:
+    def _resolve(self, dirty: dict[int, None], local: Sequence[_Flow],
+                 bundles: Sequence[_Bundle] = ()) -> None:
         """Re-solve the rates of the flows connected to ``dirty`` edges (and of the
         ``local`` flows started now); a flow never solved before (``stamp`` 0: started
-        now) always gets its finish time set."""
+        now) always gets its finish time set. ``bundles`` started now, alone on their
+        edges: if the re-solve shares an edge, they are split and solved with the rest
+        (their flows would be part of its component), else each of their flows gets its
+        rate alone, as here."""
         now_s = float(self.env.now)
         flows, edges, shared = self._component(dirty)
+        active = self._active
+        bundles = [b for b in bundles if active.get(b.key) is b]
+        if shared and bundles:
+            for b in bundles:
+                self._unbundle(b, dirty)
+            bundles = []
+            flows, edges, shared = self._component(dirty)
         if local:
             flows.extend(local)
             flows.sort(key=lambda f: f.key)
@@ -825,9 +1008,19 @@ class FlowNetwork:
                     self._edge_load[edge_of[j]] = value
                 else:
                     self._edge_load.pop(edge_of[j], None)
-        for e in edges:
-            if not edge_flows.get(e):
-                edge_flows.pop(e, None)
+        for b in bundles:
+            # Each of its flows alone: rate b.alone (what _alone_rate gives each), bytes
+            # left all of them, the finish time _resolve's loop above would push.
+            r = b.alone
+            b.since = now_s
+            b.rate = r
+            b.stamp = 1
+            b.finish_s = now_s + max(b.remaining, 0.0) / r
+            heapq.heappush(heap, (b.finish_s, b.key, 1))
+        if stats:
+            for e in edges:
+                if not edge_flows.get(e):
+                    edge_flows.pop(e, None)
         self._schedule_wake()
 
     def _cap(self, j: int) -> float:

@@ -1,0 +1,132 @@
+"""FlowNetwork(bundles=True) keeps a batch of alike flows alone on their links as one
+object (flows._Bundle) and splits it the moment anything would treat its flows apart.
+These tests check that it changes nothing: every finish time and the order of events,
+bit for bit, against the same network without bundles, on random batches and on
+per-device engine runs with and without faults and stragglers."""
+
+from __future__ import annotations
+
+import pytest
+import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simwall import clear_caches
+from simwall.api import simulate
+from simwall.engine import network as engine_network
+from simwall.net import flows as flows_mod
+from simwall.net.flows import FlowNetwork
+
+PROPS = settings(deadline=None, derandomize=True, max_examples=60)
+
+# Equal capacities on a-h (so that flows on distinct edges get the same rate alone and
+# their batch qualifies as a bundle), others on x and y.
+CAP = {"a": 4.0, "b": 4.0, "c": 4.0, "d": 4.0, "e": 4.0, "f": 4.0, "g": 4.0, "h": 4.0,
+       "x": 3.0, "y": 6.0}
+
+
+class _Counting(flows_mod._Bundle):
+    """A bundle that counts itself (so a test can show bundles did run)."""
+
+    made = 0
+
+    def __init__(self, *args) -> None:
+        _Counting.made += 1
+        super().__init__(*args)
+
+
+def _run(procs, bundles: bool):
+    """Each process waits its delays and sends its batches one after another; the log of
+    (process, batch, time) in the order the batches completed, and the network."""
+    env = simpy.Environment()
+    net = FlowNetwork(env, CAP, edge_stats=False, bundles=bundles)
+    log: list[tuple[int, int, float]] = []
+
+    def proc(p, steps):
+        for i, (delay, batch) in enumerate(steps):
+            if delay > 0.0:
+                yield env.timeout(delay)
+            yield net.transfer_all(batch, tag=(p, i))
+            log.append((p, i, env.now))
+
+    for p, steps in enumerate(procs):
+        env.process(proc(p, steps))
+    env.run()
+    return log, net
+
+
+def _alike_batch(order: list[str], count: int, hops: int, bytes_: float) -> tuple:
+    """``count`` flows of ``hops`` edges each, on distinct edges of a-h (a bundle)."""
+    return tuple((tuple(order[i * hops:(i + 1) * hops]), bytes_, 1.0) for i in range(count))
+
+
+BATCH = st.one_of(
+    st.builds(_alike_batch, st.permutations("abcdefgh"), st.integers(1, 4),
+              st.integers(1, 2), st.sampled_from([1.0, 2.5, 4.0])),
+    st.lists(st.tuples(st.lists(st.sampled_from("abcxy"), min_size=0, max_size=3,
+                                unique=True).map(tuple),
+                       st.sampled_from([0.0, 1.0, 2.5]), st.sampled_from([1.0, 2.0])),
+             min_size=0, max_size=3).map(tuple))
+PROCS = st.lists(st.lists(st.tuples(st.sampled_from([0.0, 0.0, 0.25, 1.0]), BATCH),
+                          min_size=1, max_size=4), min_size=1, max_size=5)
+
+
+@PROPS
+@given(PROCS, st.integers(1, 2))
+def test_bundles_change_no_finish_time_nor_order(procs, repeat):
+    """Bundles or not, every batch completes at the same instant (the same double) and in
+    the same order; batches meet, start later on a bundle's links, and repeat (lockstep)."""
+    procs = [steps * repeat for steps in procs]
+    with_b, net = _run(procs, bundles=True)
+    without, net0 = _run(procs, bundles=False)
+    assert with_b == without
+    assert net.transfers_done == net0.transfers_done
+    assert net.active_flows == 0
+
+
+def test_a_bundle_is_split_when_a_flow_joins_its_link(counting):
+    """Two flows alike alone (a bundle), then a third on one of their edges halfway: the
+    shared one slows down, the other does not, as without bundles."""
+    procs = [[(0.0, ((("a",), 4.0, 1.0), (("b",), 4.0, 1.0)))],
+             [(0.5, ((("b",), 1.0, 1.0),))]]
+    with_b, _ = _run(procs, bundles=True)
+    assert counting.made == 1
+    without, _ = _run(procs, bundles=False)
+    assert with_b == without
+    # 4 bytes/s alone; from 0.5 s b is shared, 2 bytes/s each: the third's byte is done
+    # at 1.0, the first flow's 2 bytes left at 0.5 s are 1 at 1.0, then 4 bytes/s: 1.25.
+    assert without == [(1, 0, 1.0), (0, 0, 1.25)]
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    monkeypatch.setattr(flows_mod, "_Bundle", _Counting)
+    _Counting.made = 0
+    return _Counting
+
+
+def _per_device(bundles: bool, monkeypatch, **over) -> str:
+    monkeypatch.setattr(engine_network, "BUNDLE_FLOWS", bundles)
+    clear_caches()
+    r = simulate("llama2-7b", "dgx-a100", per_device=True, **over)
+    return r.to_json()
+
+
+SMALL = {"cluster.nodes": 4, "plan.tp": 8, "plan.pp": 2, "training.micro_batch": 1,
+         "training.global_batch": 16}
+
+
+@pytest.mark.parametrize("fault", [
+    {},
+    {"cluster.faults.links": [{"between": ["dev3", "nic0.3"], "bandwidth_factor": 0.1}]},
+    {"cluster.faults.links": [{"between": ["dev3", "nic0.3"], "bandwidth_factor": 0.0}]},
+    {"cluster.faults.stragglers": [{"device": 9, "slowdown": 0.5}]},
+], ids=["fault-free", "degraded-nic", "failed-nic", "straggler"])
+def test_per_device_run_with_bundles_equals_one_without(fault, counting, monkeypatch):
+    """Llama 2 7B on 4 DGX A100 nodes, TP 8 x PP 2 x DP 2 (pipeline sends on every rail,
+    DP buckets meeting them on the NICs): the whole result, bit for bit, with and without
+    bundles; and bundles did run."""
+    with_b = _per_device(True, monkeypatch, **SMALL, **fault)
+    assert counting.made > 0
+    without = _per_device(False, monkeypatch, **SMALL, **fault)
+    assert with_b == without
