@@ -462,30 +462,37 @@ class _Batch:
 
 
 class _Bundle:
-    """The flows of one :meth:`FlowNetwork.transfer_all` batch kept as ONE object while
-    they are alone on their links (``FlowNetwork(bundles=True)``).
+    """The flows of one :meth:`FlowNetwork.transfer_all` batch kept as ONE object
+    (``FlowNetwork(bundles=True)``) while nothing can tell them apart.
 
-    A batch qualifies (:meth:`FlowNetwork._bundle_spec`) when its flows (two or more)
-    have the same bytes, use pairwise distinct edges and get the same rate alone on
-    their routes (the same double). Started where no other flow touches its edges, in a
-    re-solve whose component shares no edge, each of its flows would get that rate alone,
-    keep it (nothing re-solves a flow none of whose edges changes) and finish at the same
-    instant: the bundle stands for them with their consecutive arrival numbers ``key`` ..
-    ``key + n - 1``, their common state and one heap entry. The moment anything would
-    treat them apart (a flow started on one of its edges, or a re-solve that shares an
-    edge at its start) it is split into those flows, with the state each would have had
-    (:meth:`FlowNetwork._unbundle`), and the ordinary bookkeeping goes on from there."""
+    A batch qualifies (:meth:`FlowNetwork._bundle_spec`) when its flows (two or more,
+    its *rails*) have the same bytes, use pairwise distinct edges and get the same rate
+    alone on their routes (the same double). The bundle stands for them with their
+    consecutive arrival numbers ``key`` .. ``key + n - 1``, their common state (rate,
+    bytes left, stamp) and one heap entry, as long as every re-solve gives all of them
+    the same rate by the same arithmetic:
 
-    __slots__ = ("done", "edges", "finish_s", "key", "members", "n", "rate", "remaining",
-                 "since", "stamp", "tag", "alone", "bytes_")
+    * alone on their links (no other flow on any of their edges), each gets its rate
+      alone, and keeps it while none of its edges changes;
+    * sharing links only with other bundles rail by rail, where the rails are copies of
+      each other (:meth:`FlowNetwork._quotient_ok`: edge-disjoint, the same routes' shape,
+      capacities and weights, in the same arrival order), the progressive filling of the
+      whole component runs on each rail the same sums in the same order, so it gives
+      every rail the rates of rail 0, and the network solves rail 0 only.
 
-    def __init__(self, members: list, edges: tuple, alone: float, done: Any,
-                 tag: Hashable) -> None:
+    Anything else (a flow that is not bundled on one of its edges, bundles whose rails
+    are not copies) splits it into its flows, with the state each would have had
+    (:meth:`FlowNetwork._unbundle`); the ordinary bookkeeping goes on from there."""
+
+    __slots__ = ("alone", "bytes_", "cls", "done", "edges", "edges0", "finish_s", "key",
+                 "members", "n", "pairs", "rate", "remaining", "sid", "since", "stamp",
+                 "tag", "weight")
+
+    def __init__(self, members: list, spec: tuple, done: Any, tag: Hashable) -> None:
         self.members = members           # the prepared flows (edges, pairs, cls, bytes, w)
         self.n = len(members)
-        self.edges = edges               # every edge number of every member, distinct
-        self.alone = alone               # each member's rate alone on its route
-        self.bytes_ = members[0][3]
+        self.edges, self.alone, self.sid = spec   # every member's edge numbers, distinct
+        self.edges0, self.pairs, self.cls, self.bytes_, self.weight = members[0]  # rail 0
         self.remaining = self.bytes_
         self.since = 0.0
         self.rate = 0.0
@@ -530,7 +537,9 @@ class FlowNetwork:
         # edge statistics, which are settled per flow.
         self._bundles = bundles and not edge_stats
         self._bundle_specs: dict[int, tuple] = {}      # id(flows) -> (flows, spec or None)
-        self._edge_bundle: dict[int, _Bundle] = {}     # edges of bundles (no flow on them)
+        # Bundles on each edge (by key); an edge never carries a flow and a bundle.
+        self._edge_bundles: dict[int, dict[int, None]] = {}
+        self._quotients: dict[tuple, bool] = {}        # bundle specs -> _quotient_ok
         capacity_of = _capacity_fn(capacity)
         known: dict[Edge, float] = {}
 
@@ -612,7 +621,7 @@ class FlowNetwork:
         if self._bundles:
             spec = self._bundle_spec(flows, prepared)
             if spec is not None:
-                starting.append(_Bundle(prepared, spec[0], spec[1], batch, tag))
+                starting.append(_Bundle(prepared, spec, batch, tag))
                 self._request_flush()
                 return batch.done
         for edges_t, pairs, cls, bytes_, weight in prepared:
@@ -646,8 +655,9 @@ class FlowNetwork:
             self._batches[id(flows)] = (flows, prepared)
         return prepared
 
-    def _bundle_spec(self, flows: Sequence, prepared: list) -> tuple[tuple, float] | None:
-        """``(edge numbers, rate alone)`` if the ``prepared`` batch can run as a
+    def _bundle_spec(self, flows: Sequence, prepared: list
+                     ) -> tuple[tuple, float, int] | None:
+        """``(edge numbers, rate alone, spec number)`` if the ``prepared`` batch can run as a
         :class:`_Bundle`: two or more flows of the same positive bytes on pairwise
         distinct edges, each alone on its route at the same rate (0 < rate < inf, the
         arithmetic of :meth:`_alone_rate`); else None. Once per batch tuple object."""
@@ -678,43 +688,102 @@ class FlowNetwork:
                 break
             else:
                 if 0.0 < rate < math.inf:
-                    spec = (tuple(seen), rate)
+                    spec = (tuple(seen), rate, self._next_spec())
         if type(flows) is tuple:
             if len(self._bundle_specs) >= _ROUTE_CACHE:
                 self._bundle_specs.clear()
             self._bundle_specs[id(flows)] = (flows, spec)
         return spec
 
+    def _next_spec(self) -> int:
+        self._spec_count = getattr(self, "_spec_count", 0) + 1
+        return self._spec_count
+
     def _unbundle(self, bundle: _Bundle, dirty: dict[int, None]) -> None:
         """Split ``bundle`` into its flows, each with the state it would have had:
         arrival number, start, rate, bytes left, stamp and (once rated) its heap entry
         (the bundle's own entry is its first flow's). Not yet rated (started at this
-        instant): the flows are starting flows, their edges ``dirty``."""
-        active, edge_flows, edge_bundle = self._active, self._edge_flows, self._edge_bundle
-        if active.get(bundle.key) is bundle:
-            del active[bundle.key]
-            for e in bundle.edges:
-                del edge_bundle[e]
-        rated = bundle.stamp > 0
-        key = bundle.key
-        for edges_t, pairs, cls, bytes_, weight in bundle.members:
-            f = _Flow(edges_t, pairs, cls, bytes_, weight, bundle.done, bundle.tag)
-            f.key = key
-            f.since = bundle.since
-            f.rate = bundle.rate
-            f.remaining = bundle.remaining
-            f.stamp = bundle.stamp
-            active[key] = f
-            for e, _k in pairs:
-                on = edge_flows.get(e)
-                if on is None:
-                    on = edge_flows[e] = {}
-                on[key] = None
-                if not rated:
-                    dirty[e] = None
-            if rated and key != bundle.key:
-                heapq.heappush(self._heap, (bundle.finish_s, key, bundle.stamp))
-            key += 1
+        instant): the flows are starting flows, their edges ``dirty``. Every bundle that
+        shares an edge with it is split too (an edge carries flows or bundles)."""
+        active, edge_flows, edge_bundles = self._active, self._edge_flows, self._edge_bundles
+        work = [bundle]
+        while work:
+            bundle = work.pop()
+            if active.get(bundle.key) is bundle:
+                del active[bundle.key]
+                key = bundle.key
+                for e in bundle.edges:
+                    on = edge_bundles[e]
+                    del on[key]
+                    if on:
+                        work.extend(active[k] for k in on)
+                    else:
+                        del edge_bundles[e]
+            rated = bundle.stamp > 0
+            key = bundle.key
+            for edges_t, pairs, cls, bytes_, weight in bundle.members:
+                f = _Flow(edges_t, pairs, cls, bytes_, weight, bundle.done, bundle.tag)
+                f.key = key
+                f.since = bundle.since
+                f.rate = bundle.rate
+                f.remaining = bundle.remaining
+                f.stamp = bundle.stamp
+                active[key] = f
+                for e, _k in pairs:
+                    on = edge_flows.get(e)
+                    if on is None:
+                        on = edge_flows[e] = {}
+                    on[key] = None
+                    if not rated:
+                        dirty[e] = None
+                if rated and key != bundle.key and bundle.finish_s < math.inf:
+                    heapq.heappush(self._heap, (bundle.finish_s, key, bundle.stamp))
+                key += 1
+            work = [b for b in work if active.get(b.key) is b]
+
+    def _quotient_ok(self, bundles: Sequence[_Bundle]) -> bool:
+        """Whether ``bundles`` (in arrival order) may be solved on their rail 0 alone:
+        the same number of rails, each edge on one rail only, and every rail a copy of
+        rail 0 (per bundle in order: its flow's edges numbered in first use over the
+        rail, use counts and weight; capacities by number). Then the progressive filling
+        of all of them, with any other flows, does on each rail's edges what it does on
+        rail 0's (the same sums in the same order), so every rail gets rail 0's rates.
+        Memoised on the bundles' specs (their routes)."""
+        key = tuple([b.sid for b in bundles])
+        ok = self._quotients.get(key)
+        if ok is not None:
+            return ok
+        n = bundles[0].n
+        ok = all(b.n == n for b in bundles)
+        rail_of: dict[int, int] = {}
+        first = None
+        cap = self._cap
+        for i in range(n if ok else 0):
+            canon: dict[int, int] = {}
+            caps: list[float] = []
+            shape = []
+            for b in bundles:
+                _edges, pairs, _cls, _bytes, weight = b.members[i]
+                row = []
+                for e, k in pairs:
+                    if rail_of.setdefault(e, i) != i:
+                        ok = False
+                    c = canon.get(e)
+                    if c is None:
+                        c = canon[e] = len(caps)
+                        caps.append(cap(e))
+                    row.append((c, k))
+                shape.append((tuple(row), weight))
+            rail = (tuple(shape), tuple(caps))
+            if first is None:
+                first = rail
+            elif rail != first:
+                ok = False
+            if not ok:
+                break
+        if len(self._quotients) < _COMPONENT_MEMO:
+            self._quotients[key] = ok
+        return ok
 
     def _classify(self, edges: Sequence[Edge], weight: float) -> tuple[tuple, tuple, int]:
         """``(edges, pairs, class)`` of a flow: its route as a tuple, how often it uses
@@ -807,7 +876,7 @@ class FlowNetwork:
                 continue                                   # stale entry
             finished.append(flow)
         finished.sort(key=lambda f: f.key)
-        edge_flows, edge_bundle = self._edge_flows, self._edge_bundle
+        edge_flows, edge_bundles = self._edge_flows, self._edge_bundles
         stats = self._edge_stats
         done = 0
         for flow in finished:
@@ -815,7 +884,12 @@ class FlowNetwork:
             del active[key]
             if type(flow) is _Bundle:
                 for e in flow.edges:
-                    del edge_bundle[e]
+                    on = edge_bundles[e]
+                    del on[key]
+                    if on:
+                        dirty[e] = None
+                    else:
+                        del edge_bundles[e]
                 done += flow.n
                 continue
             done += 1
@@ -831,31 +905,32 @@ class FlowNetwork:
             flow.remaining = 0.0
         starting, self._starting = self._starting, []
         key = self._next_id
-        bundles: list[_Bundle] = []
         for flow in starting:
             flow.key = key
             flow.since = now_s
             if type(flow) is _Bundle:
                 key += flow.n
                 edges = flow.edges
-                if edge_flows.keys().isdisjoint(edges) and \
-                        edge_bundle.keys().isdisjoint(edges):
+                if edge_flows.keys().isdisjoint(edges):
                     active[flow.key] = flow
+                    k0 = flow.key
                     for e in edges:
-                        edge_bundle[e] = flow
-                    bundles.append(flow)
+                        on = edge_bundles.get(e)
+                        if on is None:
+                            on = edge_bundles[e] = {}
+                        on[k0] = None
+                        dirty[e] = None
                     continue
                 self._unbundle(flow, dirty)
-                for f in [active[k] for k in range(flow.key, key)]:
-                    self._touch(f, dirty)
+                for k in range(flow.key, key):
+                    self._touch(active[k], dirty)
                 continue
             active[key] = flow
             for e, _k in flow.pairs:
                 on = edge_flows.get(e)
                 if on is None:
-                    b = edge_bundle.get(e)
-                    if b is not None:
-                        self._unbundle(b, dirty)
+                    if e in edge_bundles:
+                        self._unbundle(active[next(iter(edge_bundles[e]))], dirty)
                         on = edge_flows[e]
                     else:
                         on = edge_flows[e] = {}
@@ -863,8 +938,7 @@ class FlowNetwork:
                 dirty[e] = None
             key += 1
         self._next_id = key
-        self._resolve(dirty, [f for f in starting if type(f) is _Flow and not f.pairs],
-                      bundles)
+        self._resolve(dirty, [f for f in starting if type(f) is _Flow and not f.pairs])
         for flow in finished:
             if type(flow) is _Bundle:
                 flow.done.succeed_n(flow.n)
@@ -875,25 +949,42 @@ class FlowNetwork:
     def _touch(self, flow: _Flow, dirty: dict[int, None]) -> None:
         """Split every bundle on ``flow``'s edges (a flow of a batch that could not run
         as a bundle, registered already, may share an edge with one)."""
-        edge_bundle = self._edge_bundle
+        edge_bundles = self._edge_bundles
         for e, _k in flow.pairs:
-            b = edge_bundle.get(e)
-            if b is not None:
-                self._unbundle(b, dirty)
+            on = edge_bundles.get(e)
+            if on:
+                self._unbundle(self._active[next(iter(on))], dirty)
 
     def _component(self, dirty: Mapping[int, None]
-                   ) -> tuple[list[_Flow], list[int], bool]:
+                   ) -> tuple[list, list[int], bool, list]:
         """Active flows connected to the ``dirty`` edges through shared edges, in arrival
-        order, every edge they (or the dirty edges) touch, and whether one of those edges
-        carries more than one flow."""
+        order, every edge they (or the dirty edges) touch, whether one of those edges
+        carries more than one flow, and the bundles among them (in arrival order; the
+        first list holds them too)."""
         seen_edges = dict(dirty)
-        seen_flows: dict[int, _Flow] = {}
+        seen_flows: dict[int, Any] = {}
         stack = list(dirty)
-        edge_flows, active = self._edge_flows, self._active
+        edge_flows, edge_bundles, active = self._edge_flows, self._edge_bundles, self._active
         shared = False
+        bundles = False
         while stack:
-            on = edge_flows.get(stack.pop())
+            e = stack.pop()
+            on = edge_flows.get(e)
             if not on:
+                on = edge_bundles.get(e)
+                if not on:
+                    continue
+                bundles = True
+                if len(on) > 1:
+                    shared = True
+                for key in on:
+                    if key in seen_flows:
+                        continue
+                    b = seen_flows[key] = active[key]
+                    for ee in b.edges:
+                        if ee not in seen_edges:
+                            seen_edges[ee] = None
+                            stack.append(ee)
                 continue
             if len(on) > 1:
                 shared = True
@@ -906,7 +997,8 @@ class FlowNetwork:
                         seen_edges[ee] = None
                         stack.append(ee)
         flows = [seen_flows[k] for k in sorted(seen_flows)]
-        return flows, list(seen_edges), shared
+        found = [f for f in flows if type(f) is _Bundle] if bundles else []
+        return flows, list(seen_edges), shared, found
 
     def _filling(self, flows: Sequence[_Flow]) -> list[float]:
         """:func:`maxmin_rates` of ``flows`` by the vectorised progressive filling of
@@ -938,23 +1030,19 @@ class FlowNetwork:
                               self._local_bandwidth_bytes_per_s)
         return [float(r) for r in rate]
 
-    def _resolve(self, dirty: dict[int, None], local: Sequence[_Flow],
-                 bundles: Sequence[_Bundle] = ()) -> None:
+    def _resolve(self, dirty: dict[int, None], local: Sequence[_Flow]) -> None:
         """Re-solve the rates of the flows connected to ``dirty`` edges (and of the
         ``local`` flows started now); a flow never solved before (``stamp`` 0: started
-        now) always gets its finish time set. ``bundles`` started now, alone on their
-        edges: if the re-solve shares an edge, they are split and solved with the rest
-        (their flows would be part of its component), else each of their flows gets its
-        rate alone, as here."""
+        now) always gets its finish time set. Bundles among them stand for their flows
+        (:class:`_Bundle`): alone, each flow's rate alone; sharing links, rail 0's rates
+        if the rails are copies (:meth:`_quotient_ok`), else they are split first."""
         now_s = float(self.env.now)
-        flows, edges, shared = self._component(dirty)
-        active = self._active
-        bundles = [b for b in bundles if active.get(b.key) is b]
-        if shared and bundles:
+        flows, edges, shared, bundles = self._component(dirty)
+        if shared and bundles and not self._quotient_ok(bundles):
             for b in bundles:
-                self._unbundle(b, dirty)
-            bundles = []
-            flows, edges, shared = self._component(dirty)
+                if self._active.get(b.key) is b:
+                    self._unbundle(b, dirty)
+            flows, edges, shared, bundles = self._component(dirty)
         if local:
             flows.extend(local)
             flows.sort(key=lambda f: f.key)
@@ -964,13 +1052,22 @@ class FlowNetwork:
             # (the same arithmetic on the same numbers): lockstep replicas meet the same
             # components micro-batch after micro-batch.
             memo = self._component_rates
-            signature = tuple([f.cls for f in flows])
+            if bundles:
+                # Rail 0 of the bundles stands for all rails; the solver is the one the
+                # whole component would get (by its number of flows).
+                signature = tuple([(f.cls, f.n) if type(f) is _Bundle else (f.cls, 1)
+                                   for f in flows])
+                count = sum(f.n if type(f) is _Bundle else 1 for f in flows)
+            else:
+                signature = tuple([f.cls for f in flows])
+                count = len(flows)
             rates = memo.get(signature)
             if rates is None:
-                if len(flows) > _VECTOR_FLOWS:
+                if count > _VECTOR_FLOWS:
                     rates = self._filling(flows)
                 else:
-                    rates = maxmin_rates([(f.edges, f.weight) for f in flows],
+                    rates = maxmin_rates([(f.edges0 if type(f) is _Bundle else f.edges,
+                                           f.weight) for f in flows],
                                          self._capacity, self._local_bandwidth_bytes_per_s)
                 if len(memo) < _COMPONENT_MEMO:
                     memo[signature] = rates
@@ -978,7 +1075,8 @@ class FlowNetwork:
             # No edge carries two flows: each flow gets its own bottleneck, the level at
             # which maxmin_rates would saturate its tightest edge (the same arithmetic).
             alone = self._alone
-            rates = [alone.get(f.cls) or self._alone_rate(f) for f in flows]
+            rates = [(f.alone if type(f) is _Bundle else
+                      (alone.get(f.cls) or self._alone_rate(f))) for f in flows]
         stats = self._edge_stats
         if stats:
             edge_of = self._edge_of
@@ -997,9 +1095,16 @@ class FlowNetwork:
             f.rate = r
             f.stamp += 1
             if math.isinf(r) or f.remaining <= f.bytes_ * DONE_REL:
-                heapq.heappush(heap, (now_s, f.key, f.stamp))
+                at_s = now_s
             elif r > 0.0:
-                heapq.heappush(heap, (now_s + max(f.remaining, 0.0) / r, f.key, f.stamp))
+                at_s = now_s + max(f.remaining, 0.0) / r
+            else:
+                if type(f) is _Bundle:
+                    f.finish_s = math.inf         # starved: no heap entry
+                continue
+            heapq.heappush(heap, (at_s, f.key, f.stamp))
+            if type(f) is _Bundle:
+                f.finish_s = at_s
         if shared and any(f.tag is not None for f in flows) and self._shares_link(edges):
             self.shared_resolves += 1
         if stats:
@@ -1008,15 +1113,6 @@ class FlowNetwork:
                     self._edge_load[edge_of[j]] = value
                 else:
                     self._edge_load.pop(edge_of[j], None)
-        for b in bundles:
-            # Each of its flows alone: rate b.alone (what _alone_rate gives each), bytes
-            # left all of them, the finish time _resolve's loop above would push.
-            r = b.alone
-            b.since = now_s
-            b.rate = r
-            b.stamp = 1
-            b.finish_s = now_s + max(b.remaining, 0.0) / r
-            heapq.heappush(heap, (b.finish_s, b.key, 1))
         if stats:
             for e in edges:
                 if not edge_flows.get(e):
@@ -1039,10 +1135,11 @@ class FlowNetwork:
         return rate
 
     def _shares_link(self, edges: Sequence[int]) -> bool:
-        """Whether one of ``edges`` carries active flows of two different tags."""
+        """Whether one of ``edges`` carries active flows (or bundles) of two different
+        tags."""
         active = self._active
         for e in edges:
-            on = self._edge_flows.get(e)
+            on = self._edge_flows.get(e) or self._edge_bundles.get(e)
             if on is not None and len(on) > 1:
                 tags = {active[k].tag for k in on}
                 if len(tags) > 1:
