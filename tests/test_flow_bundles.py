@@ -35,13 +35,18 @@ class _Counting(flows_mod._Bundle):
         super().__init__(*args)
 
 
-QUOTIENTS: set[bool] = set()      # _quotient_ok verdicts met by the property test
+MET: set[str] = set()      # what the property test's examples went through
 
 
 class _Watched(FlowNetwork):
+    def _join(self, bundle) -> bool:
+        ok = super()._join(bundle)
+        MET.add("joined" if ok else "refused")
+        return ok
+
     def _quotient_ok(self, bundles) -> bool:
         ok = super()._quotient_ok(bundles)
-        QUOTIENTS.add(ok)
+        MET.add("rail 0 solved" if ok else "not copies")
         return ok
 
 
@@ -77,11 +82,14 @@ for _name, _cap in {"u": 4.0, "v": 2.0, "w": 6.0}.items():
 CAP["z"] = 5.0
 
 
-def _rail_batch(template: list[str], rails: int, bytes_: float, skew: bool) -> tuple:
+def _rail_batch(template: list[str], rails: int, bytes_: float, skew: bool,
+                shift: int = 0) -> tuple:
     """One flow per rail over the rail's copies of ``template`` (a bundle whose rails
-    share links rail by rail with other such batches), rail 1 also over z if ``skew``."""
-    return tuple((tuple(f"{e}{i}" for e in template) + (("z",) if skew and i == 1 else ()),
-                  bytes_, 1.0) for i in range(rails))
+    share links rail by rail with other such batches), rail 1 also over z if ``skew``
+    (rails not copies: no bundle), rail ``i`` on copy ``i + shift`` (mod 4: rails that
+    meet other batches' rails out of step)."""
+    return tuple((tuple(f"{e}{(i + shift) % 4}" for e in template)
+                  + (("z",) if skew and i == 1 else ()), bytes_, 1.0) for i in range(rails))
 
 
 BATCH = st.one_of(
@@ -91,7 +99,8 @@ BATCH = st.one_of(
               st.sampled_from([False, False, False, True])),
     st.builds(_rail_batch, st.lists(st.sampled_from("uvw"), min_size=1, max_size=2,
                                      unique=True),
-              st.sampled_from([2, 4]), st.sampled_from([1.0, 2.5]), st.just(False)),
+              st.sampled_from([2, 4]), st.sampled_from([1.0, 2.5]), st.just(False),
+              st.sampled_from([0, 0, 1])),
     st.builds(_alike_batch, st.permutations("abcdefgh"), st.integers(1, 4),
               st.integers(1, 2), st.sampled_from([1.0, 2.5, 4.0])),
     st.lists(st.tuples(st.lists(st.sampled_from(["a", "b", "c", "x", "y", "u1", "v0"]),
@@ -118,11 +127,11 @@ def test_bundles_change_no_finish_time_nor_order(procs, repeat):
 
 def test_the_property_above_met_both_kinds_of_shared_bundles():
     """The examples of test_bundles_change_no_finish_time_nor_order (run before this
-    test, in file order) include bundles sharing links whose rails were copies (solved on
-    rail 0) and bundles whose were not (split)."""
-    if not QUOTIENTS:
+    test, in file order) include bundles that joined others rail by rail (and were
+    solved on rail 0) and bundles refused (their rails would not be copies)."""
+    if not MET:
         pytest.skip("runs only after the property test")
-    assert QUOTIENTS == {True, False}
+    assert {"joined", "refused", "rail 0 solved"} <= MET
 
 
 def test_a_bundle_is_split_when_a_flow_joins_its_link(counting):

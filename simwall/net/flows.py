@@ -484,14 +484,17 @@ class _Bundle:
     are not copies) splits it into its flows, with the state each would have had
     (:meth:`FlowNetwork._unbundle`); the ordinary bookkeeping goes on from there."""
 
-    __slots__ = ("alone", "bytes_", "cls", "done", "edges", "edges0", "finish_s", "key",
+    __slots__ = ("alone", "bytes_", "cls", "cols", "done", "edges", "edges0", "finish_s",
+                 "key",
                  "members", "n", "pairs", "rate", "remaining", "sid", "since", "stamp",
                  "tag", "weight")
 
     def __init__(self, members: list, spec: tuple, done: Any, tag: Hashable) -> None:
         self.members = members           # the prepared flows (edges, pairs, cls, bytes, w)
         self.n = len(members)
-        self.edges, self.alone, self.sid = spec   # every member's edge numbers, distinct
+        # Every member's edge numbers (distinct); per position in the route, the rails'
+        # edges there; the rate each member gets alone; the spec's number.
+        self.edges, self.cols, self.alone, self.sid = spec
         self.edges0, self.pairs, self.cls, self.bytes_, self.weight = members[0]  # rail 0
         self.remaining = self.bytes_
         self.since = 0.0
@@ -538,7 +541,8 @@ class FlowNetwork:
         self._bundles = bundles and not edge_stats
         self._bundle_specs: dict[int, tuple] = {}      # id(flows) -> (flows, spec or None)
         # Bundles on each edge (by key); an edge never carries a flow and a bundle.
-        self._edge_bundles: dict[int, dict[int, None]] = {}
+        # (bundles by key, rail) per edge: the rails of a column share one dict.
+        self._edge_bundles: dict[int, tuple[dict[int, None], int]] = {}
         self._quotients: dict[tuple, bool] = {}        # bundle specs -> _quotient_ok
         capacity_of = _capacity_fn(capacity)
         known: dict[Edge, float] = {}
@@ -656,39 +660,43 @@ class FlowNetwork:
         return prepared
 
     def _bundle_spec(self, flows: Sequence, prepared: list
-                     ) -> tuple[tuple, float, int] | None:
-        """``(edge numbers, rate alone, spec number)`` if the ``prepared`` batch can run as a
-        :class:`_Bundle`: two or more flows of the same positive bytes on pairwise
-        distinct edges, each alone on its route at the same rate (0 < rate < inf, the
-        arithmetic of :meth:`_alone_rate`); else None. Once per batch tuple object."""
+                     ) -> tuple[tuple, tuple, float, int] | None:
+        """``(edge numbers, columns, rate alone, spec number)`` if the ``prepared`` batch
+        can run as a :class:`_Bundle`: two or more flows (rails) of the same positive
+        bytes and weight on pairwise distinct edges, copies of each other (the same number
+        of edges, each used as often and of the same capacity, position by position in
+        first use), each alone on its route at the same rate (0 < rate < inf, the
+        arithmetic of :meth:`_alone_rate`); else None. ``columns[p]`` holds the rails'
+        edges at position ``p``. Once per batch tuple object."""
         hit = self._bundle_specs.get(id(flows))
         if hit is not None and hit[0] is flows:
             return hit[1]
         spec = None
         if len(prepared) > 1:
             cap = self._cap
-            first = prepared[0][3]
+            _e0, pairs0, _c0, first, weight0 = prepared[0]
+            shape0 = [(k, cap(e)) for e, k in pairs0]
             seen: dict[int, None] = {}
             rate = None
+            ok = first > 0.0 and bool(pairs0)
             for _edges, pairs, _cls, bytes_, weight in prepared:
-                if bytes_ != first or not bytes_ > 0.0 or not pairs:
+                if not ok or bytes_ != first or weight != weight0 or \
+                        [(k, cap(e)) for e, k in pairs] != shape0:
+                    ok = False
                     break
                 r = min((cap(e) / (weight * k) for e, k in pairs),
                         default=self._local_bandwidth_bytes_per_s)
                 if rate is None:
                     rate = r
                 elif r != rate:
-                    break
+                    ok = False
                 for e, _k in pairs:
                     if e in seen:
-                        break
+                        ok = False
                     seen[e] = None
-                else:
-                    continue
-                break
-            else:
-                if 0.0 < rate < math.inf:
-                    spec = (tuple(seen), rate, self._next_spec())
+            if ok and 0.0 < rate < math.inf:
+                cols = tuple(tuple(m[1][p][0] for m in prepared) for p in range(len(pairs0)))
+                spec = (tuple(seen), cols, rate, self._next_spec())
         if type(flows) is tuple:
             if len(self._bundle_specs) >= _ROUTE_CACHE:
                 self._bundle_specs.clear()
@@ -705,20 +713,13 @@ class FlowNetwork:
         (the bundle's own entry is its first flow's). Not yet rated (started at this
         instant): the flows are starting flows, their edges ``dirty``. Every bundle that
         shares an edge with it is split too (an edge carries flows or bundles)."""
-        active, edge_flows, edge_bundles = self._active, self._edge_flows, self._edge_bundles
+        active, edge_flows = self._active, self._edge_flows
         work = [bundle]
         while work:
             bundle = work.pop()
             if active.get(bundle.key) is bundle:
                 del active[bundle.key]
-                key = bundle.key
-                for e in bundle.edges:
-                    on = edge_bundles[e]
-                    del on[key]
-                    if on:
-                        work.extend(active[k] for k in on)
-                    else:
-                        del edge_bundles[e]
+                work.extend(self._leave(bundle))
             rated = bundle.stamp > 0
             key = bundle.key
             for edges_t, pairs, cls, bytes_, weight in bundle.members:
@@ -740,6 +741,53 @@ class FlowNetwork:
                     heapq.heappush(self._heap, (bundle.finish_s, key, bundle.stamp))
                 key += 1
             work = [b for b in work if active.get(b.key) is b]
+
+    def _join(self, bundle: _Bundle) -> bool:
+        """Put ``bundle`` on its edges if every other bundle there shares them with it
+        rail by rail: at each position of its routes, all rails' edges are free, or all
+        carry the one set of bundles (the same ``on`` object), each rail ``i``'s edge on
+        their rail ``i``; then every rail of every bundle on a link sees the same others
+        at the same places (the rails stay copies) and rail 0 tells what is on all. False
+        (nothing done) where that does not hold."""
+        edge_bundles = self._edge_bundles
+        for col in bundle.cols:
+            hit = edge_bundles.get(col[0])
+            if hit is None:
+                for e in col:
+                    if e in edge_bundles:
+                        return False
+            else:
+                on = hit[0]
+                if hit[1] != 0 or self._active[next(iter(on))].n != bundle.n:
+                    return False
+                for i, e in enumerate(col):
+                    other = edge_bundles.get(e)
+                    if other is None or other[0] is not on or other[1] != i:
+                        return False
+        key = bundle.key
+        for col in bundle.cols:
+            hit = edge_bundles.get(col[0])
+            if hit is None:
+                on = {key: None}
+                for i, e in enumerate(col):
+                    edge_bundles[e] = (on, i)
+            else:
+                hit[0][key] = None
+        return True
+
+    def _leave(self, bundle: _Bundle) -> list[_Bundle]:
+        """Take ``bundle`` off its edges; the bundles left on them."""
+        edge_bundles, key = self._edge_bundles, bundle.key
+        others: list[_Bundle] = []
+        for col in bundle.cols:
+            on = edge_bundles[col[0]][0]
+            del on[key]
+            if on:
+                others.extend(self._active[k] for k in on)
+            else:
+                for e in col:
+                    del edge_bundles[e]
+        return others
 
     def _quotient_ok(self, bundles: Sequence[_Bundle]) -> bool:
         """Whether ``bundles`` (in arrival order) may be solved on their rail 0 alone:
@@ -883,13 +931,10 @@ class FlowNetwork:
             key = flow.key
             del active[key]
             if type(flow) is _Bundle:
-                for e in flow.edges:
-                    on = edge_bundles[e]
-                    del on[key]
-                    if on:
-                        dirty[e] = None
-                    else:
-                        del edge_bundles[e]
+                if self._leave(flow):
+                    for e, _k in flow.pairs:         # rail 0 stands for all rails
+                        if e in edge_bundles:
+                            dirty[e] = None
                 done += flow.n
                 continue
             done += 1
@@ -911,14 +956,9 @@ class FlowNetwork:
             if type(flow) is _Bundle:
                 key += flow.n
                 edges = flow.edges
-                if edge_flows.keys().isdisjoint(edges):
+                if edge_flows.keys().isdisjoint(edges) and self._join(flow):
                     active[flow.key] = flow
-                    k0 = flow.key
-                    for e in edges:
-                        on = edge_bundles.get(e)
-                        if on is None:
-                            on = edge_bundles[e] = {}
-                        on[k0] = None
+                    for e, _k in flow.pairs:         # rail 0 stands for all rails
                         dirty[e] = None
                     continue
                 self._unbundle(flow, dirty)
@@ -930,7 +970,7 @@ class FlowNetwork:
                 on = edge_flows.get(e)
                 if on is None:
                     if e in edge_bundles:
-                        self._unbundle(active[next(iter(edge_bundles[e]))], dirty)
+                        self._unbundle(active[next(iter(edge_bundles[e][0]))], dirty)
                         on = edge_flows[e]
                     else:
                         on = edge_flows[e] = {}
@@ -951,9 +991,9 @@ class FlowNetwork:
         as a bundle, registered already, may share an edge with one)."""
         edge_bundles = self._edge_bundles
         for e, _k in flow.pairs:
-            on = edge_bundles.get(e)
-            if on:
-                self._unbundle(self._active[next(iter(on))], dirty)
+            hit = edge_bundles.get(e)
+            if hit is not None:
+                self._unbundle(self._active[next(iter(hit[0]))], dirty)
 
     def _component(self, dirty: Mapping[int, None]
                    ) -> tuple[list, list[int], bool, list]:
@@ -971,9 +1011,10 @@ class FlowNetwork:
             e = stack.pop()
             on = edge_flows.get(e)
             if not on:
-                on = edge_bundles.get(e)
-                if not on:
+                hit = edge_bundles.get(e)
+                if hit is None:
                     continue
+                on = hit[0]
                 bundles = True
                 if len(on) > 1:
                     shared = True
@@ -981,7 +1022,7 @@ class FlowNetwork:
                     if key in seen_flows:
                         continue
                     b = seen_flows[key] = active[key]
-                    for ee in b.edges:
+                    for ee, _k in b.pairs:           # rail 0 stands for all rails
                         if ee not in seen_edges:
                             seen_edges[ee] = None
                             stack.append(ee)
@@ -1139,7 +1180,7 @@ class FlowNetwork:
         tags."""
         active = self._active
         for e in edges:
-            on = self._edge_flows.get(e) or self._edge_bundles.get(e)
+            on = self._edge_flows.get(e) or self._edge_bundles.get(e, (None,))[0]
             if on is not None and len(on) > 1:
                 tags = {active[k].tag for k in on}
                 if len(tags) > 1:
