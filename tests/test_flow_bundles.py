@@ -92,7 +92,26 @@ def _rail_batch(template: list[str], rails: int, bytes_: float, skew: bool,
                   + (("z",) if skew and i == 1 else ()), bytes_, 1.0) for i in range(rails))
 
 
+def _block_batch(templates: list[list[str]], rails: int, sizes: list[float],
+                 interleave: bool) -> tuple:
+    """One block per rail, flow ``j`` of each over the rail's copies of
+    ``templates[j]`` with ``sizes[j]`` bytes (a collective's groups, one per rail: the
+    batch runs as one bundle per column, which may share links with each other), or the
+    same flows column by column if ``interleave``."""
+    flows = [[(tuple(f"{e}{i}" for e in t), sizes[j % len(sizes)], 1.0)
+              for j, t in enumerate(templates)] for i in range(rails)]
+    if interleave:
+        flows = [list(col) for col in zip(*flows)]
+    return tuple(f for block in flows for f in block)
+
+
 BATCH = st.one_of(
+    st.builds(_block_batch, st.lists(st.lists(st.sampled_from("uvw"), min_size=1,
+                                              max_size=2, unique=True),
+                                     min_size=1, max_size=3),
+              st.sampled_from([2, 3]), st.lists(st.sampled_from([0.0, 1.0, 2.5]),
+                                                min_size=1, max_size=2),
+              st.booleans()),
     st.builds(_rail_batch, st.lists(st.sampled_from("uvw"), min_size=1, max_size=3,
                                      unique=True),
               st.just(3), st.sampled_from([1.0, 2.5, 4.0]),

@@ -484,13 +484,33 @@ class _Bundle:
     are not copies) splits it into its flows, with the state each would have had
     (:meth:`FlowNetwork._unbundle`); the ordinary bookkeeping goes on from there."""
 
-    __slots__ = ("alone", "bytes_", "cls", "cols", "done", "edges", "edges0", "finish_s",
-                 "key",
-                 "members", "n", "pairs", "rate", "remaining", "sid", "since", "stamp",
-                 "tag", "weight")
+    __slots__ = (
+        "alone",
+        "bytes_",
+        "cls",
+        "cols",
+        "done",
+        "edges",
+        "edges0",
+        "finish_s",
+        "key",
+        "members",
+        "n",
+        "offs",
+        "pairs",
+        "rate",
+        "remaining",
+        "sid",
+        "since",
+        "stamp",
+        "tag",
+        "weight",
+    )
 
-    def __init__(self, members: list, spec: tuple, done: Any, tag: Hashable) -> None:
+    def __init__(self, members: list, spec: tuple, offs: tuple, done: Any,
+                 tag: Hashable) -> None:
         self.members = members           # the prepared flows (edges, pairs, cls, bytes, w)
+        self.offs = offs                 # their places in their batch's arrival order
         self.n = len(members)
         # Every member's edge numbers (distinct); per position in the route, the rails'
         # edges there; the rate each member gets alone; the spec's number.
@@ -500,7 +520,7 @@ class _Bundle:
         self.since = 0.0
         self.rate = 0.0
         self.stamp = 0
-        self.key = -1
+        self.key = -1                    # the arrival number of its rail 0
         self.finish_s = math.inf
         self.done = done
         self.tag = tag
@@ -625,7 +645,12 @@ class FlowNetwork:
         if self._bundles:
             spec = self._bundle_spec(flows, prepared)
             if spec is not None:
-                starting.append(_Bundle(prepared, spec, batch, tag))
+                size, zero, columns = spec
+                for _ in range(zero):    # as below: done at once, no arrival number
+                    batch.succeed()
+                    self.transfers_done += 1
+                starting.append((size, [_Bundle(members, col, offs, batch, tag)
+                                        for members, col, offs in columns]))
                 self._request_flush()
                 return batch.done
         for edges_t, pairs, cls, bytes_, weight in prepared:
@@ -659,49 +684,74 @@ class FlowNetwork:
             self._batches[id(flows)] = (flows, prepared)
         return prepared
 
-    def _bundle_spec(self, flows: Sequence, prepared: list
-                     ) -> tuple[tuple, tuple, float, int] | None:
-        """``(edge numbers, columns, rate alone, spec number)`` if the ``prepared`` batch
-        can run as a :class:`_Bundle`: two or more flows (rails) of the same positive
-        bytes and weight on pairwise distinct edges, copies of each other (the same number
-        of edges, each used as often and of the same capacity, position by position in
-        first use), each alone on its route at the same rate (0 < rate < inf, the
-        arithmetic of :meth:`_alone_rate`); else None. ``columns[p]`` holds the rails'
-        edges at position ``p``. Once per batch tuple object."""
+    def _bundle_spec(self, flows: Sequence, prepared: list) -> tuple | None:
+        """How the ``prepared`` batch runs as :class:`_Bundle` objects, or None.
+
+        Its flows with bytes (in order; arrival numbers go to these only) are cut into
+        ``n >= 2`` consecutive blocks of ``m`` (the largest ``n`` that works: one block
+        per group of a collective, one per rail): column ``j`` holds flow ``j`` of every
+        block. Each column must be rails that are copies of each other: the same bytes
+        and weight, pairwise distinct edges, the same number of edges, each used as often
+        and of the same capacity position by position (first use), each flow alone on
+        its route at the same rate (0 < rate < inf, the arithmetic of
+        :meth:`_alone_rate`). Returns ``(flows with bytes, flows without, columns)``, a
+        column as ``(members, (edge numbers, per position the rails' edges, rate alone,
+        spec number), offsets in arrival order)``. Once per batch tuple object."""
         hit = self._bundle_specs.get(id(flows))
         if hit is not None and hit[0] is flows:
             return hit[1]
         spec = None
-        if len(prepared) > 1:
-            cap = self._cap
-            _e0, pairs0, _c0, first, weight0 = prepared[0]
-            shape0 = [(k, cap(e)) for e, k in pairs0]
-            seen: dict[int, None] = {}
-            rate = None
-            ok = first > 0.0 and bool(pairs0)
-            for _edges, pairs, _cls, bytes_, weight in prepared:
-                if not ok or bytes_ != first or weight != weight0 or \
-                        [(k, cap(e)) for e, k in pairs] != shape0:
-                    ok = False
+        live = [p for p in prepared if p[3] != 0.0]
+        size = len(live)
+        for n in range(size, 1, -1):
+            if size % n:
+                continue
+            m = size // n
+            columns = []
+            for j in range(m):
+                members = live[j::m]
+                col = self._column(members)
+                if col is None:
                     break
-                r = min((cap(e) / (weight * k) for e, k in pairs),
-                        default=self._local_bandwidth_bytes_per_s)
-                if rate is None:
-                    rate = r
-                elif r != rate:
-                    ok = False
-                for e, _k in pairs:
-                    if e in seen:
-                        ok = False
-                    seen[e] = None
-            if ok and 0.0 < rate < math.inf:
-                cols = tuple(tuple(m[1][p][0] for m in prepared) for p in range(len(pairs0)))
-                spec = (tuple(seen), cols, rate, self._next_spec())
+                columns.append((members, col, tuple(range(j, size, m))))
+            else:
+                spec = (size, len(prepared) - size, columns)
+                break
         if type(flows) is tuple:
             if len(self._bundle_specs) >= _ROUTE_CACHE:
                 self._bundle_specs.clear()
             self._bundle_specs[id(flows)] = (flows, spec)
         return spec
+
+    def _column(self, members: list) -> tuple | None:
+        """``(edge numbers, per position the rails' edges, rate alone, spec number)`` if
+        ``members`` (prepared flows) are rails that are copies of each other
+        (:meth:`_bundle_spec`), else None."""
+        cap = self._cap
+        _e0, pairs0, _c0, first, weight0 = members[0]
+        if not (first > 0.0 and pairs0):
+            return None
+        shape0 = [(k, cap(e)) for e, k in pairs0]
+        seen: dict[int, None] = {}
+        rate = None
+        for _edges, pairs, _cls, bytes_, weight in members:
+            if bytes_ != first or weight != weight0 or \
+                    [(k, cap(e)) for e, k in pairs] != shape0:
+                return None
+            r = min((cap(e) / (weight * k) for e, k in pairs),
+                    default=self._local_bandwidth_bytes_per_s)
+            if rate is None:
+                rate = r
+            elif r != rate:
+                return None
+            for e, _k in pairs:
+                if e in seen:
+                    return None
+                seen[e] = None
+        if not 0.0 < rate < math.inf:
+            return None
+        cols = tuple(tuple(m[1][p][0] for m in members) for p in range(len(pairs0)))
+        return (tuple(seen), cols, rate, self._next_spec())
 
     def _next_spec(self) -> int:
         self._spec_count = getattr(self, "_spec_count", 0) + 1
@@ -721,8 +771,10 @@ class FlowNetwork:
                 del active[bundle.key]
                 work.extend(self._leave(bundle))
             rated = bundle.stamp > 0
-            key = bundle.key
-            for edges_t, pairs, cls, bytes_, weight in bundle.members:
+            base = bundle.key - bundle.offs[0]
+            for off, (edges_t, pairs, cls, bytes_, weight) in zip(bundle.offs,
+                                                                  bundle.members):
+                key = base + off
                 f = _Flow(edges_t, pairs, cls, bytes_, weight, bundle.done, bundle.tag)
                 f.key = key
                 f.since = bundle.since
@@ -739,7 +791,6 @@ class FlowNetwork:
                         dirty[e] = None
                 if rated and key != bundle.key and bundle.finish_s < math.inf:
                     heapq.heappush(self._heap, (bundle.finish_s, key, bundle.stamp))
-                key += 1
             work = [b for b in work if active.get(b.key) is b]
 
     def _join(self, bundle: _Bundle) -> bool:
@@ -859,8 +910,8 @@ class FlowNetwork:
 
     @property
     def active_flows(self) -> int:
-        return sum(f.n if type(f) is _Bundle else 1
-                   for f in (*self._active.values(), *self._starting))
+        return (sum(f.n if type(f) is _Bundle else 1 for f in self._active.values())
+                + sum(f[0] if type(f) is tuple else 1 for f in self._starting))
 
     @property
     def edge_bytes(self) -> dict[Edge, float]:
@@ -951,20 +1002,22 @@ class FlowNetwork:
         starting, self._starting = self._starting, []
         key = self._next_id
         for flow in starting:
+            if type(flow) is tuple:      # a batch as bundles: (flows, the bundles)
+                for b in flow[1]:
+                    b.key = key + b.offs[0]
+                    b.since = now_s
+                    if edge_flows.keys().isdisjoint(b.edges) and self._join(b):
+                        active[b.key] = b
+                        for e, _k in b.pairs:        # rail 0 stands for all rails
+                            dirty[e] = None
+                        continue
+                    self._unbundle(b, dirty)
+                    for off in b.offs:
+                        self._touch(active[key + off], dirty)
+                key += flow[0]
+                continue
             flow.key = key
             flow.since = now_s
-            if type(flow) is _Bundle:
-                key += flow.n
-                edges = flow.edges
-                if edge_flows.keys().isdisjoint(edges) and self._join(flow):
-                    active[flow.key] = flow
-                    for e, _k in flow.pairs:         # rail 0 stands for all rails
-                        dirty[e] = None
-                    continue
-                self._unbundle(flow, dirty)
-                for k in range(flow.key, key):
-                    self._touch(active[k], dirty)
-                continue
             active[key] = flow
             for e, _k in flow.pairs:
                 on = edge_flows.get(e)
@@ -979,6 +1032,7 @@ class FlowNetwork:
             key += 1
         self._next_id = key
         self._resolve(dirty, [f for f in starting if type(f) is _Flow and not f.pairs])
+        # (bundles have edges: no local flow is ever part of one)
         for flow in finished:
             if type(flow) is _Bundle:
                 flow.done.succeed_n(flow.n)
