@@ -462,27 +462,34 @@ class _Batch:
 
 
 class _Bundle:
-    """The flows of one :meth:`FlowNetwork.transfer_all` batch kept as ONE object
-    (``FlowNetwork(bundles=True)``) while nothing can tell them apart.
+    """Flows of one :meth:`FlowNetwork.transfer_all` batch that are copies of each other
+    (its *rails*: one per group of a collective, e.g. one per NIC rail), kept as ONE
+    object (``FlowNetwork(bundles=True)``) while nothing can tell them apart.
 
-    A batch qualifies (:meth:`FlowNetwork._bundle_spec`) when its flows (two or more,
-    its *rails*) have the same bytes, use pairwise distinct edges and get the same rate
-    alone on their routes (the same double). The bundle stands for them with their
-    consecutive arrival numbers ``key`` .. ``key + n - 1``, their common state (rate,
-    bytes left, stamp) and one heap entry, as long as every re-solve gives all of them
-    the same rate by the same arithmetic:
+    :meth:`FlowNetwork._bundle_spec` cuts a batch into columns of rails: the same bytes
+    and weight, pairwise distinct edges, routes of the same shape (edge count, use counts
+    and capacities position by position), the same rate alone (the same double). A bundle
+    stands for its rails, arrival numbers ``key - offs[0] + offs[i]``, with their common
+    state (rate, bytes left, stamp) and one heap entry under ``key`` (rail 0's), as long
+    as every re-solve gives all of them the same rate by the same arithmetic:
 
-    * alone on their links (no other flow on any of their edges), each gets its rate
-      alone, and keeps it while none of its edges changes;
-    * sharing links only with other bundles rail by rail, where the rails are copies of
-      each other (:meth:`FlowNetwork._quotient_ok`: edge-disjoint, the same routes' shape,
-      capacities and weights, in the same arrival order), the progressive filling of the
-      whole component runs on each rail the same sums in the same order, so it gives
-      every rail the rates of rail 0, and the network solves rail 0 only.
+    * alone on its links, each rail gets its rate alone (``alone``), and keeps it while
+      none of its edges changes;
+    * sharing links with other bundles only rail by rail (:meth:`FlowNetwork._join`: where
+      two bundles meet, rail ``i`` meets rail ``i`` at every rail, with the same others),
+      each rail of a connected set of bundles is a copy of rail 0: the same flows (their
+      rail ``i``) in the same arrival order on edges of the same capacities, used alike,
+      and no edge of two rails. The progressive filling of the whole component
+      (:func:`maxmin_rates`, :func:`_filling_rates`) then computes on each rail's edges
+      the same levels by the same sums in the same order as on rail 0's (an edge's sums
+      run over its own flows in arrival order; the saturation level taken each round is
+      the minimum over all edges, which copies do not change), so every rail gets rail
+      0's rates, bit for bit, and the network solves rail 0 only, with the solver the
+      whole component would get (by its number of flows).
 
-    Anything else (a flow that is not bundled on one of its edges, bundles whose rails
-    are not copies) splits it into its flows, with the state each would have had
-    (:meth:`FlowNetwork._unbundle`); the ordinary bookkeeping goes on from there."""
+    Anything else (a flow that is not bundled on one of its edges, a bundle that would
+    meet another out of step) splits it into its flows, with the state each would have
+    had (:meth:`FlowNetwork._unbundle`); the ordinary bookkeeping goes on from there."""
 
     __slots__ = (
         "alone",
@@ -500,7 +507,6 @@ class _Bundle:
         "pairs",
         "rate",
         "remaining",
-        "sid",
         "since",
         "stamp",
         "tag",
@@ -513,8 +519,8 @@ class _Bundle:
         self.offs = offs                 # their places in their batch's arrival order
         self.n = len(members)
         # Every member's edge numbers (distinct); per position in the route, the rails'
-        # edges there; the rate each member gets alone; the spec's number.
-        self.edges, self.cols, self.alone, self.sid = spec
+        # edges there; the rate each member gets alone.
+        self.edges, self.cols, self.alone = spec
         self.edges0, self.pairs, self.cls, self.bytes_, self.weight = members[0]  # rail 0
         self.remaining = self.bytes_
         self.since = 0.0
@@ -563,7 +569,6 @@ class FlowNetwork:
         # Bundles on each edge (by key); an edge never carries a flow and a bundle.
         # (bundles by key, rail) per edge: the rails of a column share one dict.
         self._edge_bundles: dict[int, tuple[dict[int, None], int]] = {}
-        self._quotients: dict[tuple, bool] = {}        # bundle specs -> _quotient_ok
         capacity_of = _capacity_fn(capacity)
         known: dict[Edge, float] = {}
 
@@ -695,8 +700,8 @@ class FlowNetwork:
         and of the same capacity position by position (first use), each flow alone on
         its route at the same rate (0 < rate < inf, the arithmetic of
         :meth:`_alone_rate`). Returns ``(flows with bytes, flows without, columns)``, a
-        column as ``(members, (edge numbers, per position the rails' edges, rate alone,
-        spec number), offsets in arrival order)``. Once per batch tuple object."""
+        column as ``(members, (edge numbers, per position the rails' edges, rate alone),
+        offsets in arrival order)``. Once per batch tuple object."""
         hit = self._bundle_specs.get(id(flows))
         if hit is not None and hit[0] is flows:
             return hit[1]
@@ -724,7 +729,7 @@ class FlowNetwork:
         return spec
 
     def _column(self, members: list) -> tuple | None:
-        """``(edge numbers, per position the rails' edges, rate alone, spec number)`` if
+        """``(edge numbers, per position the rails' edges, rate alone)`` if
         ``members`` (prepared flows) are rails that are copies of each other
         (:meth:`_bundle_spec`), else None."""
         cap = self._cap
@@ -751,11 +756,7 @@ class FlowNetwork:
         if not 0.0 < rate < math.inf:
             return None
         cols = tuple(tuple(m[1][p][0] for m in members) for p in range(len(pairs0)))
-        return (tuple(seen), cols, rate, self._next_spec())
-
-    def _next_spec(self) -> int:
-        self._spec_count = getattr(self, "_spec_count", 0) + 1
-        return self._spec_count
+        return (tuple(seen), cols, rate)
 
     def _unbundle(self, bundle: _Bundle, dirty: dict[int, None]) -> None:
         """Split ``bundle`` into its flows, each with the state it would have had:
@@ -839,50 +840,6 @@ class FlowNetwork:
                 for e in col:
                     del edge_bundles[e]
         return others
-
-    def _quotient_ok(self, bundles: Sequence[_Bundle]) -> bool:
-        """Whether ``bundles`` (in arrival order) may be solved on their rail 0 alone:
-        the same number of rails, each edge on one rail only, and every rail a copy of
-        rail 0 (per bundle in order: its flow's edges numbered in first use over the
-        rail, use counts and weight; capacities by number). Then the progressive filling
-        of all of them, with any other flows, does on each rail's edges what it does on
-        rail 0's (the same sums in the same order), so every rail gets rail 0's rates.
-        Memoised on the bundles' specs (their routes)."""
-        key = tuple([b.sid for b in bundles])
-        ok = self._quotients.get(key)
-        if ok is not None:
-            return ok
-        n = bundles[0].n
-        ok = all(b.n == n for b in bundles)
-        rail_of: dict[int, int] = {}
-        first = None
-        cap = self._cap
-        for i in range(n if ok else 0):
-            canon: dict[int, int] = {}
-            caps: list[float] = []
-            shape = []
-            for b in bundles:
-                _edges, pairs, _cls, _bytes, weight = b.members[i]
-                row = []
-                for e, k in pairs:
-                    if rail_of.setdefault(e, i) != i:
-                        ok = False
-                    c = canon.get(e)
-                    if c is None:
-                        c = canon[e] = len(caps)
-                        caps.append(cap(e))
-                    row.append((c, k))
-                shape.append((tuple(row), weight))
-            rail = (tuple(shape), tuple(caps))
-            if first is None:
-                first = rail
-            elif rail != first:
-                ok = False
-            if not ok:
-                break
-        if len(self._quotients) < _COMPONENT_MEMO:
-            self._quotients[key] = ok
-        return ok
 
     def _classify(self, edges: Sequence[Edge], weight: float) -> tuple[tuple, tuple, int]:
         """``(edges, pairs, class)`` of a flow: its route as a tuple, how often it uses
@@ -1129,15 +1086,10 @@ class FlowNetwork:
         """Re-solve the rates of the flows connected to ``dirty`` edges (and of the
         ``local`` flows started now); a flow never solved before (``stamp`` 0: started
         now) always gets its finish time set. Bundles among them stand for their flows
-        (:class:`_Bundle`): alone, each flow's rate alone; sharing links, rail 0's rates
-        if the rails are copies (:meth:`_quotient_ok`), else they are split first."""
+        (:class:`_Bundle`): alone, each flow's rate alone; sharing links (rail by rail,
+        :meth:`_join`), the rates of their rail 0."""
         now_s = float(self.env.now)
         flows, edges, shared, bundles = self._component(dirty)
-        if shared and bundles and not self._quotient_ok(bundles):
-            for b in bundles:
-                if self._active.get(b.key) is b:
-                    self._unbundle(b, dirty)
-            flows, edges, shared, bundles = self._component(dirty)
         if local:
             flows.extend(local)
             flows.sort(key=lambda f: f.key)
