@@ -770,7 +770,7 @@ class FlowNetwork:
             bundle = work.pop()
             if active.get(bundle.key) is bundle:
                 del active[bundle.key]
-                work.extend(self._leave(bundle))
+                self._leave(bundle, work)
             rated = bundle.stamp > 0
             base = bundle.key - bundle.offs[0]
             for off, (edges_t, pairs, cls, bytes_, weight) in zip(bundle.offs,
@@ -827,19 +827,22 @@ class FlowNetwork:
                 hit[0][key] = None
         return True
 
-    def _leave(self, bundle: _Bundle) -> list[_Bundle]:
-        """Take ``bundle`` off its edges; the bundles left on them."""
-        edge_bundles, key = self._edge_bundles, bundle.key
-        others: list[_Bundle] = []
+    def _leave(self, bundle: _Bundle, others: list[_Bundle] | None = None) -> bool:
+        """Take ``bundle`` off its edges; whether other bundles are left on them (and,
+        given ``others``, those bundles appended to it)."""
+        edge_bundles, key, active = self._edge_bundles, bundle.key, self._active
+        left = False
         for col in bundle.cols:
             on = edge_bundles[col[0]][0]
             del on[key]
             if on:
-                others.extend(self._active[k] for k in on)
+                left = True
+                if others is not None:
+                    others.extend(active[k] for k in on)
             else:
                 for e in col:
                     del edge_bundles[e]
-        return others
+        return left
 
     def _classify(self, edges: Sequence[Edge], weight: float) -> tuple[tuple, tuple, int]:
         """``(edges, pairs, class)`` of a flow: its route as a tuple, how often it uses
@@ -1188,9 +1191,11 @@ class FlowNetwork:
         for e in edges:
             on = self._edge_flows.get(e) or self._edge_bundles.get(e, (None,))[0]
             if on is not None and len(on) > 1:
-                tags = {active[k].tag for k in on}
-                if len(tags) > 1:
-                    return True
+                it = iter(on)
+                tag = active[next(it)].tag
+                for k in it:
+                    if active[k].tag != tag:
+                        return True
         return False
 
     def _schedule_wake(self) -> None:
