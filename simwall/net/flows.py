@@ -25,6 +25,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from itertools import count, repeat
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SimwallError
@@ -491,32 +492,15 @@ class _Bundle:
     meet another out of step) splits it into its flows, with the state each would have
     had (:meth:`FlowNetwork._unbundle`); the ordinary bookkeeping goes on from there."""
 
-    __slots__ = (
-        "alone",
-        "bytes_",
-        "cls",
-        "cols",
-        "done",
-        "edges",
-        "edges0",
-        "finish_s",
-        "key",
-        "members",
-        "n",
-        "offs",
-        "pairs",
-        "rate",
-        "remaining",
-        "since",
-        "stamp",
-        "tag",
-        "weight",
-    )
+    __slots__ = ("alone", "bytes_", "cls", "cols", "done", "edges", "edges0", "finish_s",
+                 "key", "members", "n", "offs", "ons", "pairs", "rate", "remaining", "since",
+                 "stamp", "tag", "weight")
 
     def __init__(self, members: list, spec: tuple, offs: tuple, done: Any,
                  tag: Hashable) -> None:
         self.members = members           # the prepared flows (edges, pairs, cls, bytes, w)
         self.offs = offs                 # their places in their batch's arrival order
+        self.ons: list[dict[int, None]] = []   # per position, the bundles there (joined)
         self.n = len(members)
         # Every member's edge numbers (distinct); per position in the route, the rails'
         # edges there; the rate each member gets alone.
@@ -801,43 +785,54 @@ class FlowNetwork:
         their rail ``i``; then every rail of every bundle on a link sees the same others
         at the same places (the rails stay copies) and rail 0 tells what is on all. False
         (nothing done) where that does not hold."""
-        edge_bundles = self._edge_bundles
+        edge_bundles, key = self._edge_bundles, bundle.key
+        free = edge_bundles.keys().isdisjoint
+        ons: list[dict[int, None]] = []
+        if free(bundle.edges):
+            for col in bundle.cols:
+                on = {key: None}
+                edge_bundles.update(zip(col, zip(repeat(on), count())))
+                ons.append(on)
+            bundle.ons = ons
+            return True
+        get, active, n = edge_bundles.get, self._active, bundle.n
+        hits: list = []
         for col in bundle.cols:
-            hit = edge_bundles.get(col[0])
+            hit = get(col[0])
             if hit is None:
-                for e in col:
-                    if e in edge_bundles:
-                        return False
+                if not free(col):
+                    return False
             else:
                 on = hit[0]
-                if hit[1] != 0 or self._active[next(iter(on))].n != bundle.n:
+                if hit[1] != 0 or active[next(iter(on))].n != n:
                     return False
                 for i, e in enumerate(col):
-                    other = edge_bundles.get(e)
+                    other = get(e)
                     if other is None or other[0] is not on or other[1] != i:
                         return False
-        key = bundle.key
-        for col in bundle.cols:
-            hit = edge_bundles.get(col[0])
+            hits.append(hit)
+        for col, hit in zip(bundle.cols, hits):
             if hit is None:
                 on = {key: None}
-                for i, e in enumerate(col):
-                    edge_bundles[e] = (on, i)
+                edge_bundles.update(zip(col, zip(repeat(on), count())))
             else:
-                hit[0][key] = None
+                on = hit[0]
+                on[key] = None
+            ons.append(on)
+        bundle.ons = ons
         return True
 
     def _leave(self, bundle: _Bundle, others: list[_Bundle] | None = None) -> bool:
         """Take ``bundle`` off its edges; whether other bundles are left on them (and,
         given ``others``, those bundles appended to it)."""
-        edge_bundles, key, active = self._edge_bundles, bundle.key, self._active
+        edge_bundles, key = self._edge_bundles, bundle.key
         left = False
-        for col in bundle.cols:
-            on = edge_bundles[col[0]][0]
+        for on, col in zip(bundle.ons, bundle.cols):
             del on[key]
             if on:
                 left = True
                 if others is not None:
+                    active = self._active
                     others.extend(active[k] for k in on)
             else:
                 for e in col:
