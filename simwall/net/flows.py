@@ -25,7 +25,6 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from itertools import count, repeat
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SimwallError
@@ -551,8 +550,9 @@ class FlowNetwork:
         self._bundles = bundles and not edge_stats
         self._bundle_specs: dict[int, tuple] = {}      # id(flows) -> (flows, spec or None)
         # Bundles on each edge (by key); an edge never carries a flow and a bundle.
-        # (bundles by key, rail) per edge: the rails of a column share one dict.
-        self._edge_bundles: dict[int, tuple[dict[int, None], int]] = {}
+        # (bundles by key, their column: the rails' edges there) per edge, one entry for
+        # all rails of a column.
+        self._edge_bundles: dict[int, tuple[dict[int, None], tuple]] = {}
         capacity_of = _capacity_fn(capacity)
         known: dict[Edge, float] = {}
 
@@ -780,41 +780,35 @@ class FlowNetwork:
 
     def _join(self, bundle: _Bundle) -> bool:
         """Put ``bundle`` on its edges if every other bundle there shares them with it
-        rail by rail: at each position of its routes, all rails' edges are free, or all
-        carry the one set of bundles (the same ``on`` object), each rail ``i``'s edge on
-        their rail ``i``; then every rail of every bundle on a link sees the same others
-        at the same places (the rails stay copies) and rail 0 tells what is on all. False
-        (nothing done) where that does not hold."""
+        rail by rail: at each position of its routes, all rails' edges are free, or they
+        are exactly the column (rails' edges, rail by rail) of the bundles already there,
+        which share one entry ``(bundles, column)``. Then every rail of every bundle on a
+        link sees the same others at the same places (the rails stay copies) and rail 0
+        tells what is on all. False (nothing done) where that does not hold."""
         edge_bundles, key = self._edge_bundles, bundle.key
         free = edge_bundles.keys().isdisjoint
         ons: list[dict[int, None]] = []
         if free(bundle.edges):
             for col in bundle.cols:
                 on = {key: None}
-                edge_bundles.update(zip(col, zip(repeat(on), count())))
+                edge_bundles.update(dict.fromkeys(col, (on, col)))
                 ons.append(on)
             bundle.ons = ons
             return True
-        get, active, n = edge_bundles.get, self._active, bundle.n
+        get = edge_bundles.get
         hits: list = []
         for col in bundle.cols:
             hit = get(col[0])
             if hit is None:
                 if not free(col):
                     return False
-            else:
-                on = hit[0]
-                if hit[1] != 0 or active[next(iter(on))].n != n:
-                    return False
-                for i, e in enumerate(col):
-                    other = get(e)
-                    if other is None or other[0] is not on or other[1] != i:
-                        return False
+            elif hit[1] != col:
+                return False
             hits.append(hit)
         for col, hit in zip(bundle.cols, hits):
             if hit is None:
                 on = {key: None}
-                edge_bundles.update(zip(col, zip(repeat(on), count())))
+                edge_bundles.update(dict.fromkeys(col, (on, col)))
             else:
                 on = hit[0]
                 on[key] = None
