@@ -37,8 +37,9 @@ __all__ = ["EngineNetwork", "Steps"]
 #: A transfer ready to run: per phase, its latency (s) and its flows (edges, bytes, weight).
 Steps = tuple[tuple[float, tuple[tuple[tuple, float, float], ...]], ...]
 
-#: Run each phase whose flows are alike and alone on their links (a pipeline send's TP
-#: ranks, one per rail) as one object until something shares a link with it
+#: Keep the groups of a phase that are copies of each other across rails (a pipeline
+#: send's TP ranks, one per NIC; a DP bucket's rings, one per rail) as one object, solved
+#: on its rail 0 while what shares its links shares them rail by rail
 #: (``FlowNetwork(bundles=True)``, :class:`simwall.net.flows._Bundle`); the same times
 #: bit for bit (tests/test_flow_bundles.py runs the engine both ways).
 BUNDLE_FLOWS = True

@@ -452,8 +452,10 @@ class _Batch:
             last.succeed()
 
     def succeed_n(self, n: int) -> None:
-        """:meth:`succeed` ``n`` times in a row (a bundle's flows, which finish together
-        and are contiguous in arrival order, so nothing else can come between them)."""
+        """:meth:`succeed` ``n`` times in a row: a bundle's flows, which finish together.
+        Their arrival numbers lie in their batch's range, which no other batch's flows
+        enter, so the batch fires in the same place among the others as when its flows
+        are succeeded one by one in arrival order."""
         self.left -= n - 1
         self.succeed()
 
@@ -545,13 +547,13 @@ class FlowNetwork:
                  edge_stats: bool = True, bundles: bool = False) -> None:
         self.env = env
         self._edge_stats = edge_stats     # keep edge_bytes / edge_busy_s (else empty)
-        # Batches of flows alone on their links kept as one object (_Bundle); not with
-        # edge statistics, which are settled per flow.
+        # Rails of a batch that are copies of each other kept as one object (_Bundle);
+        # not with edge statistics, which are settled per flow.
         self._bundles = bundles and not edge_stats
         self._bundle_specs: dict[int, tuple] = {}      # id(flows) -> (flows, spec or None)
-        # Bundles on each edge (by key); an edge never carries a flow and a bundle.
-        # (bundles by key, their column: the rails' edges there) per edge, one entry for
-        # all rails of a column.
+        # Per edge of bundles: (the bundles there by key, their column: the rails' edges
+        # at that position), one entry shared by all rails of the column. An edge never
+        # carries a flow and a bundle.
         self._edge_bundles: dict[int, tuple[dict[int, None], tuple]] = {}
         capacity_of = _capacity_fn(capacity)
         known: dict[Edge, float] = {}
