@@ -201,7 +201,7 @@ def test_bundles_meet_only_rail_by_rail(copies):
     second = _rail_batch(["u"], 4, 1.0, False, copies)
     procs = [[(0.0, first)], [(0.0, second)]]
     MET.clear()
-    with_b, net = _run(procs, bundles=True)
+    with_b, _ = _run(procs, bundles=True)
     without, _ = _run(procs, bundles=False)
     assert with_b == without
     if copies == (0, 1, 2, 3):
