@@ -37,6 +37,13 @@ __all__ = ["EngineNetwork", "Steps"]
 #: A transfer ready to run: per phase, its latency (s) and its flows (edges, bytes, weight).
 Steps = tuple[tuple[float, tuple[tuple[tuple, float, float], ...]], ...]
 
+#: Keep the groups of a phase that are copies of each other across rails (a pipeline
+#: send's TP ranks, one per NIC; a DP bucket's rings, one per rail) as one object, solved
+#: on its rail 0 while what shares its links shares them rail by rail
+#: (``FlowNetwork(bundles=True)``, :class:`simwall.net.flows._Bundle`); the same times
+#: bit for bit (tests/test_flow_bundles.py runs the engine both ways).
+BUNDLE_FLOWS = True
+
 
 class EngineNetwork:
     """The flows of one simulated step on ``topology``'s links (one FlowNetwork)."""
@@ -45,7 +52,8 @@ class EngineNetwork:
         self.env = env
         self.topology = topology
         self.plan = plan
-        self.flows = FlowNetwork(env, topology.capacity, edge_stats=False)
+        self.flows = FlowNetwork(env, topology.capacity, edge_stats=False,
+                                 bundles=BUNDLE_FLOWS)
         self.transfers = 0
         self._steps: dict[tuple[int, int | None], tuple[Sequence[Traffic], Steps]] = {}
         self._by_replica: dict[int, tuple[Traffic, dict[int, tuple]]] = {}

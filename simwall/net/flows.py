@@ -451,8 +451,70 @@ class _Batch:
             last.callbacks.append(self._fire)
             last.succeed()
 
+    def succeed_n(self, n: int) -> None:
+        """:meth:`succeed` ``n`` times in a row: a bundle's flows, which finish together.
+        Their arrival numbers lie in their batch's range, which no other batch's flows
+        enter, so the batch fires in the same place among the others as when its flows
+        are succeeded one by one in arrival order."""
+        self.left -= n - 1
+        self.succeed()
+
     def _fire(self, _ev: Any) -> None:
         self.done.succeed()
+
+
+class _Bundle:
+    """Flows of one :meth:`FlowNetwork.transfer_all` batch that are copies of each other
+    (its *rails*: one per group of a collective, e.g. one per NIC rail), kept as ONE
+    object (``FlowNetwork(bundles=True)``) while nothing can tell them apart.
+
+    :meth:`FlowNetwork._bundle_spec` cuts a batch into columns of rails: the same bytes
+    and weight, pairwise distinct edges, routes of the same shape (edge count, use counts
+    and capacities position by position), the same rate alone (the same double). A bundle
+    stands for its rails, arrival numbers ``key - offs[0] + offs[i]``, with their common
+    state (rate, bytes left, stamp) and one heap entry under ``key`` (rail 0's), as long
+    as every re-solve gives all of them the same rate by the same arithmetic:
+
+    * alone on its links, each rail gets its rate alone (``alone``), and keeps it while
+      none of its edges changes;
+    * sharing links with other bundles only rail by rail (:meth:`FlowNetwork._join`: where
+      two bundles meet, rail ``i`` meets rail ``i`` at every rail, with the same others),
+      each rail of a connected set of bundles is a copy of rail 0: the same flows (their
+      rail ``i``) in the same arrival order on edges of the same capacities, used alike,
+      and no edge of two rails. The progressive filling of the whole component
+      (:func:`maxmin_rates`, :func:`_filling_rates`) then computes on each rail's edges
+      the same levels by the same sums in the same order as on rail 0's (an edge's sums
+      run over its own flows in arrival order; the saturation level taken each round is
+      the minimum over all edges, which copies do not change), so every rail gets rail
+      0's rates, bit for bit, and the network solves rail 0 only, with the solver the
+      whole component would get (by its number of flows).
+
+    Anything else (a flow that is not bundled on one of its edges, a bundle that would
+    meet another out of step) splits it into its flows, with the state each would have
+    had (:meth:`FlowNetwork._unbundle`); the ordinary bookkeeping goes on from there."""
+
+    __slots__ = ("alone", "bytes_", "cls", "cols", "done", "edges", "edges0", "finish_s",
+                 "key", "members", "n", "offs", "ons", "pairs", "rate", "remaining", "since",
+                 "stamp", "tag", "weight")
+
+    def __init__(self, members: list, spec: tuple, offs: tuple, done: Any,
+                 tag: Hashable) -> None:
+        self.members = members           # the prepared flows (edges, pairs, cls, bytes, w)
+        self.offs = offs                 # their places in their batch's arrival order
+        self.ons: list[dict[int, None]] = []   # per position, the bundles there (joined)
+        self.n = len(members)
+        # Every member's edge numbers (distinct); per position in the route, the rails'
+        # edges there; the rate each member gets alone.
+        self.edges, self.cols, self.alone = spec
+        self.edges0, self.pairs, self.cls, self.bytes_, self.weight = members[0]  # rail 0
+        self.remaining = self.bytes_
+        self.since = 0.0
+        self.rate = 0.0
+        self.stamp = 0
+        self.key = -1                    # the arrival number of its rail 0
+        self.finish_s = math.inf
+        self.done = done
+        self.tag = tag
 
 
 class FlowNetwork:
@@ -482,9 +544,17 @@ class FlowNetwork:
 
     def __init__(self, env: Any, capacity: CapacityFn | Mapping[Edge, float],
                  local_bandwidth_bytes_per_s: float = math.inf,
-                 edge_stats: bool = True) -> None:
+                 edge_stats: bool = True, bundles: bool = False) -> None:
         self.env = env
         self._edge_stats = edge_stats     # keep edge_bytes / edge_busy_s (else empty)
+        # Rails of a batch that are copies of each other kept as one object (_Bundle);
+        # not with edge statistics, which are settled per flow.
+        self._bundles = bundles and not edge_stats
+        self._bundle_specs: dict[int, tuple] = {}      # id(flows) -> (flows, spec or None)
+        # Per edge of bundles: (the bundles there by key, their column: the rails' edges
+        # at that position), one entry shared by all rails of the column. An edge never
+        # carries a flow and a bundle.
+        self._edge_bundles: dict[int, tuple[dict[int, None], tuple]] = {}
         capacity_of = _capacity_fn(capacity)
         known: dict[Edge, float] = {}
 
@@ -562,7 +632,19 @@ class FlowNetwork:
             return batch.done
         starting = self._starting
         before = len(starting)
-        for edges_t, pairs, cls, bytes_, weight in self._prepared(flows):
+        prepared = self._prepared(flows)
+        if self._bundles:
+            spec = self._bundle_spec(flows, prepared)
+            if spec is not None:
+                size, zero, columns = spec
+                for _ in range(zero):    # as below: done at once, no arrival number
+                    batch.succeed()
+                    self.transfers_done += 1
+                starting.append((size, [_Bundle(members, col, offs, batch, tag)
+                                        for members, col, offs in columns]))
+                self._request_flush()
+                return batch.done
+        for edges_t, pairs, cls, bytes_, weight in prepared:
             if bytes_ == 0.0:            # as _start: done at once (it cannot complete a
                 batch.succeed()          # batch that has flows with bytes: no event)
                 self.transfers_done += 1
@@ -593,6 +675,166 @@ class FlowNetwork:
             self._batches[id(flows)] = (flows, prepared)
         return prepared
 
+    def _bundle_spec(self, flows: Sequence, prepared: list) -> tuple | None:
+        """How the ``prepared`` batch runs as :class:`_Bundle` objects, or None.
+
+        Its flows with bytes (in order; arrival numbers go to these only) are cut into
+        ``n >= 2`` consecutive blocks of ``m`` (the largest ``n`` that works: one block
+        per group of a collective, one per rail): column ``j`` holds flow ``j`` of every
+        block. Each column must be rails that are copies of each other: the same bytes
+        and weight, pairwise distinct edges, the same number of edges, each used as often
+        and of the same capacity position by position (first use), each flow alone on
+        its route at the same rate (0 < rate < inf, the arithmetic of
+        :meth:`_alone_rate`). Returns ``(flows with bytes, flows without, columns)``, a
+        column as ``(members, (edge numbers, per position the rails' edges, rate alone),
+        offsets in arrival order)``. Once per batch tuple object."""
+        hit = self._bundle_specs.get(id(flows))
+        if hit is not None and hit[0] is flows:
+            return hit[1]
+        spec = None
+        live = [p for p in prepared if p[3] != 0.0]
+        size = len(live)
+        for n in range(size, 1, -1):
+            if size % n:
+                continue
+            m = size // n
+            columns = []
+            for j in range(m):
+                members = live[j::m]
+                col = self._column(members)
+                if col is None:
+                    break
+                columns.append((members, col, tuple(range(j, size, m))))
+            else:
+                spec = (size, len(prepared) - size, columns)
+                break
+        if type(flows) is tuple:
+            if len(self._bundle_specs) >= _ROUTE_CACHE:
+                self._bundle_specs.clear()
+            self._bundle_specs[id(flows)] = (flows, spec)
+        return spec
+
+    def _column(self, members: list) -> tuple | None:
+        """``(edge numbers, per position the rails' edges, rate alone)`` if
+        ``members`` (prepared flows) are rails that are copies of each other
+        (:meth:`_bundle_spec`), else None."""
+        cap = self._cap
+        _e0, pairs0, _c0, first, weight0 = members[0]
+        if not (first > 0.0 and pairs0):
+            return None
+        shape0 = [(k, cap(e)) for e, k in pairs0]
+        seen: dict[int, None] = {}
+        rate = None
+        for _edges, pairs, _cls, bytes_, weight in members:
+            if bytes_ != first or weight != weight0 or \
+                    [(k, cap(e)) for e, k in pairs] != shape0:
+                return None
+            r = min((cap(e) / (weight * k) for e, k in pairs),
+                    default=self._local_bandwidth_bytes_per_s)
+            if rate is None:
+                rate = r
+            elif r != rate:
+                return None
+            for e, _k in pairs:
+                if e in seen:
+                    return None
+                seen[e] = None
+        if not 0.0 < rate < math.inf:
+            return None
+        cols = tuple(tuple(m[1][p][0] for m in members) for p in range(len(pairs0)))
+        return (tuple(seen), cols, rate)
+
+    def _unbundle(self, bundle: _Bundle, dirty: dict[int, None]) -> None:
+        """Split ``bundle`` into its flows, each with the state it would have had:
+        arrival number, start, rate, bytes left, stamp and (once rated) its heap entry
+        (the bundle's own entry is its first flow's). Not yet rated (started at this
+        instant): the flows are starting flows, their edges ``dirty``. Every bundle that
+        shares an edge with it is split too (an edge carries flows or bundles)."""
+        active, edge_flows = self._active, self._edge_flows
+        work = [bundle]
+        while work:
+            bundle = work.pop()
+            if active.get(bundle.key) is bundle:
+                del active[bundle.key]
+                self._leave(bundle, work)
+            rated = bundle.stamp > 0
+            base = bundle.key - bundle.offs[0]
+            for off, (edges_t, pairs, cls, bytes_, weight) in zip(bundle.offs,
+                                                                  bundle.members):
+                key = base + off
+                f = _Flow(edges_t, pairs, cls, bytes_, weight, bundle.done, bundle.tag)
+                f.key = key
+                f.since = bundle.since
+                f.rate = bundle.rate
+                f.remaining = bundle.remaining
+                f.stamp = bundle.stamp
+                active[key] = f
+                for e, _k in pairs:
+                    on = edge_flows.get(e)
+                    if on is None:
+                        on = edge_flows[e] = {}
+                    on[key] = None
+                    if not rated:
+                        dirty[e] = None
+                if rated and key != bundle.key and bundle.finish_s < math.inf:
+                    heapq.heappush(self._heap, (bundle.finish_s, key, bundle.stamp))
+            work = [b for b in work if active.get(b.key) is b]
+
+    def _join(self, bundle: _Bundle) -> bool:
+        """Put ``bundle`` on its edges if every other bundle there shares them with it
+        rail by rail: at each position of its routes, all rails' edges are free, or they
+        are exactly the column (rails' edges, rail by rail) of the bundles already there,
+        which share one entry ``(bundles, column)``. Then every rail of every bundle on a
+        link sees the same others at the same places (the rails stay copies) and rail 0
+        tells what is on all. False (nothing done) where that does not hold."""
+        edge_bundles, key = self._edge_bundles, bundle.key
+        free = edge_bundles.keys().isdisjoint
+        ons: list[dict[int, None]] = []
+        if free(bundle.edges):
+            for col in bundle.cols:
+                on = {key: None}
+                edge_bundles.update(dict.fromkeys(col, (on, col)))
+                ons.append(on)
+            bundle.ons = ons
+            return True
+        get = edge_bundles.get
+        hits: list = []
+        for col in bundle.cols:
+            hit = get(col[0])
+            if hit is None:
+                if not free(col):
+                    return False
+            elif hit[1] != col:
+                return False
+            hits.append(hit)
+        for col, hit in zip(bundle.cols, hits):
+            if hit is None:
+                on = {key: None}
+                edge_bundles.update(dict.fromkeys(col, (on, col)))
+            else:
+                on = hit[0]
+                on[key] = None
+            ons.append(on)
+        bundle.ons = ons
+        return True
+
+    def _leave(self, bundle: _Bundle, others: list[_Bundle] | None = None) -> bool:
+        """Take ``bundle`` off its edges; whether other bundles are left on them (and,
+        given ``others``, those bundles appended to it)."""
+        edge_bundles, key = self._edge_bundles, bundle.key
+        left = False
+        for on, col in zip(bundle.ons, bundle.cols):
+            del on[key]
+            if on:
+                left = True
+                if others is not None:
+                    active = self._active
+                    others.extend(active[k] for k in on)
+            else:
+                for e in col:
+                    del edge_bundles[e]
+        return left
+
     def _classify(self, edges: Sequence[Edge], weight: float) -> tuple[tuple, tuple, int]:
         """``(edges, pairs, class)`` of a flow: its route as a tuple, how often it uses
         each edge (by edge number, first-use order) and the interned id of (route, weight). Worked out
@@ -619,7 +861,8 @@ class FlowNetwork:
 
     @property
     def active_flows(self) -> int:
-        return len(self._active) + len(self._starting)
+        return (sum(f.n if type(f) is _Bundle else 1 for f in self._active.values())
+                + sum(f[0] if type(f) is tuple else 1 for f in self._starting))
 
     @property
     def edge_bytes(self) -> dict[Edge, float]:
@@ -673,55 +916,121 @@ class FlowNetwork:
         # wake-up at now + tiny == now would never make progress); a flow whose bytes
         # left are round-off was predicted to finish now when its rate was set.
         horizon_s = abs(now_s) * TIE_REL
-        finished: list[_Flow] = []
+        finished: list = []
         heap = self._heap
+        active = self._active
         while heap and heap[0][0] <= now_s + horizon_s:
             _, key, stamp = heapq.heappop(heap)
-            flow = self._active.get(key)
+            flow = active.get(key)
             if flow is None or flow.stamp != stamp:
                 continue                                   # stale entry
             finished.append(flow)
         finished.sort(key=lambda f: f.key)
-        active, edge_flows = self._active, self._edge_flows
+        edge_flows, edge_bundles = self._edge_flows, self._edge_bundles
+        stats = self._edge_stats
+        done = 0
         for flow in finished:
             key = flow.key
             del active[key]
+            if type(flow) is _Bundle:
+                if self._leave(flow):
+                    for e, _k in flow.pairs:         # rail 0 stands for all rails
+                        if e in edge_bundles:
+                            dirty[e] = None
+                done += flow.n
+                continue
+            done += 1
             for e, _k in flow.pairs:
-                del edge_flows[e][key]
-                dirty[e] = None
+                on = edge_flows[e]
+                del on[key]
+                if on:
+                    dirty[e] = None
+                else:                    # no flow left to re-solve (its statistics
+                    del edge_flows[e]    # still need settling)
+                    if stats:
+                        dirty[e] = None
             flow.remaining = 0.0
         starting, self._starting = self._starting, []
         key = self._next_id
         for flow in starting:
+            if type(flow) is tuple:      # a batch as bundles: (flows, the bundles)
+                for b in flow[1]:
+                    b.key = key + b.offs[0]
+                    b.since = now_s
+                    if edge_flows.keys().isdisjoint(b.edges) and self._join(b):
+                        active[b.key] = b
+                        for e, _k in b.pairs:        # rail 0 stands for all rails
+                            dirty[e] = None
+                        continue
+                    self._unbundle(b, dirty)
+                    for off in b.offs:
+                        self._touch(active[key + off], dirty)
+                key += flow[0]
+                continue
             flow.key = key
             flow.since = now_s
             active[key] = flow
             for e, _k in flow.pairs:
                 on = edge_flows.get(e)
                 if on is None:
-                    on = edge_flows[e] = {}
+                    if e in edge_bundles:
+                        self._unbundle(active[next(iter(edge_bundles[e][0]))], dirty)
+                        on = edge_flows[e]
+                    else:
+                        on = edge_flows[e] = {}
                 on[key] = None
                 dirty[e] = None
             key += 1
         self._next_id = key
-        self._resolve(dirty, [f for f in starting if not f.pairs])
+        self._resolve(dirty, [f for f in starting if type(f) is _Flow and not f.pairs])
+        # (bundles have edges: no local flow is ever part of one)
         for flow in finished:
-            flow.done.succeed()
-        self.transfers_done += len(finished)
+            if type(flow) is _Bundle:
+                flow.done.succeed_n(flow.n)
+            else:
+                flow.done.succeed()
+        self.transfers_done += done
+
+    def _touch(self, flow: _Flow, dirty: dict[int, None]) -> None:
+        """Split every bundle on ``flow``'s edges (a flow of a batch that could not run
+        as a bundle, registered already, may share an edge with one)."""
+        edge_bundles = self._edge_bundles
+        for e, _k in flow.pairs:
+            hit = edge_bundles.get(e)
+            if hit is not None:
+                self._unbundle(self._active[next(iter(hit[0]))], dirty)
 
     def _component(self, dirty: Mapping[int, None]
-                   ) -> tuple[list[_Flow], list[int], bool]:
+                   ) -> tuple[list, list[int], bool, list]:
         """Active flows connected to the ``dirty`` edges through shared edges, in arrival
-        order, every edge they (or the dirty edges) touch, and whether one of those edges
-        carries more than one flow."""
+        order, every edge they (or the dirty edges) touch, whether one of those edges
+        carries more than one flow, and the bundles among them (in arrival order; the
+        first list holds them too)."""
         seen_edges = dict(dirty)
-        seen_flows: dict[int, _Flow] = {}
+        seen_flows: dict[int, Any] = {}
         stack = list(dirty)
-        edge_flows, active = self._edge_flows, self._active
+        edge_flows, edge_bundles, active = self._edge_flows, self._edge_bundles, self._active
         shared = False
+        bundles = False
         while stack:
-            on = edge_flows.get(stack.pop())
+            e = stack.pop()
+            on = edge_flows.get(e)
             if not on:
+                hit = edge_bundles.get(e)
+                if hit is None:
+                    continue
+                on = hit[0]
+                bundles = True
+                if len(on) > 1:
+                    shared = True
+                for key in on:
+                    if key in seen_flows:
+                        continue
+                    b = seen_flows[key] = active[key]
+                    for ee, _k in b.pairs:           # rail 0 stands for all rails
+                        if ee not in seen_edges:
+                            seen_edges[ee] = None
+                            stack.append(ee)
                 continue
             if len(on) > 1:
                 shared = True
@@ -734,7 +1043,8 @@ class FlowNetwork:
                         seen_edges[ee] = None
                         stack.append(ee)
         flows = [seen_flows[k] for k in sorted(seen_flows)]
-        return flows, list(seen_edges), shared
+        found = [f for f in flows if type(f) is _Bundle] if bundles else []
+        return flows, list(seen_edges), shared, found
 
     def _filling(self, flows: Sequence[_Flow]) -> list[float]:
         """:func:`maxmin_rates` of ``flows`` by the vectorised progressive filling of
@@ -766,12 +1076,14 @@ class FlowNetwork:
                               self._local_bandwidth_bytes_per_s)
         return [float(r) for r in rate]
 
-    def _resolve(self, dirty: Mapping[int, None], local: Sequence[_Flow]) -> None:
+    def _resolve(self, dirty: dict[int, None], local: Sequence[_Flow]) -> None:
         """Re-solve the rates of the flows connected to ``dirty`` edges (and of the
         ``local`` flows started now); a flow never solved before (``stamp`` 0: started
-        now) always gets its finish time set."""
+        now) always gets its finish time set. Bundles among them stand for their flows
+        (:class:`_Bundle`): alone, each flow's rate alone; sharing links (rail by rail,
+        :meth:`_join`), the rates of their rail 0."""
         now_s = float(self.env.now)
-        flows, edges, shared = self._component(dirty)
+        flows, edges, shared, bundles = self._component(dirty)
         if local:
             flows.extend(local)
             flows.sort(key=lambda f: f.key)
@@ -781,13 +1093,22 @@ class FlowNetwork:
             # (the same arithmetic on the same numbers): lockstep replicas meet the same
             # components micro-batch after micro-batch.
             memo = self._component_rates
-            signature = tuple([f.cls for f in flows])
+            if bundles:
+                # Rail 0 of the bundles stands for all rails; the solver is the one the
+                # whole component would get (by its number of flows).
+                signature = tuple([(f.cls, f.n) if type(f) is _Bundle else (f.cls, 1)
+                                   for f in flows])
+                count = sum(f.n if type(f) is _Bundle else 1 for f in flows)
+            else:
+                signature = tuple([f.cls for f in flows])
+                count = len(flows)
             rates = memo.get(signature)
             if rates is None:
-                if len(flows) > _VECTOR_FLOWS:
+                if count > _VECTOR_FLOWS:
                     rates = self._filling(flows)
                 else:
-                    rates = maxmin_rates([(f.edges, f.weight) for f in flows],
+                    rates = maxmin_rates([(f.edges0 if type(f) is _Bundle else f.edges,
+                                           f.weight) for f in flows],
                                          self._capacity, self._local_bandwidth_bytes_per_s)
                 if len(memo) < _COMPONENT_MEMO:
                     memo[signature] = rates
@@ -795,7 +1116,8 @@ class FlowNetwork:
             # No edge carries two flows: each flow gets its own bottleneck, the level at
             # which maxmin_rates would saturate its tightest edge (the same arithmetic).
             alone = self._alone
-            rates = [alone.get(f.cls) or self._alone_rate(f) for f in flows]
+            rates = [(f.alone if type(f) is _Bundle else
+                      (alone.get(f.cls) or self._alone_rate(f))) for f in flows]
         stats = self._edge_stats
         if stats:
             edge_of = self._edge_of
@@ -814,9 +1136,16 @@ class FlowNetwork:
             f.rate = r
             f.stamp += 1
             if math.isinf(r) or f.remaining <= f.bytes_ * DONE_REL:
-                heapq.heappush(heap, (now_s, f.key, f.stamp))
+                at_s = now_s
             elif r > 0.0:
-                heapq.heappush(heap, (now_s + max(f.remaining, 0.0) / r, f.key, f.stamp))
+                at_s = now_s + max(f.remaining, 0.0) / r
+            else:
+                if type(f) is _Bundle:
+                    f.finish_s = math.inf         # starved: no heap entry
+                continue
+            heapq.heappush(heap, (at_s, f.key, f.stamp))
+            if type(f) is _Bundle:
+                f.finish_s = at_s
         if shared and any(f.tag is not None for f in flows) and self._shares_link(edges):
             self.shared_resolves += 1
         if stats:
@@ -825,9 +1154,10 @@ class FlowNetwork:
                     self._edge_load[edge_of[j]] = value
                 else:
                     self._edge_load.pop(edge_of[j], None)
-        for e in edges:
-            if not edge_flows.get(e):
-                edge_flows.pop(e, None)
+        if stats:
+            for e in edges:
+                if not edge_flows.get(e):
+                    edge_flows.pop(e, None)
         self._schedule_wake()
 
     def _cap(self, j: int) -> float:
@@ -846,14 +1176,17 @@ class FlowNetwork:
         return rate
 
     def _shares_link(self, edges: Sequence[int]) -> bool:
-        """Whether one of ``edges`` carries active flows of two different tags."""
+        """Whether one of ``edges`` carries active flows (or bundles) of two different
+        tags."""
         active = self._active
         for e in edges:
-            on = self._edge_flows.get(e)
+            on = self._edge_flows.get(e) or self._edge_bundles.get(e, (None,))[0]
             if on is not None and len(on) > 1:
-                tags = {active[k].tag for k in on}
-                if len(tags) > 1:
-                    return True
+                it = iter(on)
+                tag = active[next(it)].tag
+                for k in it:
+                    if active[k].tag != tag:
+                        return True
         return False
 
     def _schedule_wake(self) -> None:
