@@ -30,9 +30,9 @@ Metrics per kind (the key under ``published``):
   case), training settings from ``training.*`` keys.
 - ``activation``: ``activation_bytes_per_layer`` (saved activations of one layer, one
   micro-batch, one device) of the resolved workload and plan.
-- ``energy``: ``j_per_token`` (joules per token of one simulated step: the step's energy
-  over its ``global_batch x seq_len`` tokens) and ``w_per_device`` (the step's average
-  power per device), both with the case's ``cluster.power_overhead`` and ``cluster.pue``
+- ``energy``: ``j_per_step`` (joules of one simulated step of the whole cluster),
+  ``j_per_token`` (the step's energy over its ``global_batch x seq_len`` tokens) and
+  ``w_per_device`` (the step's average power per device), both with the case's ``cluster.power_overhead`` and ``cluster.pue``
   (docs/energy.md). A published energy covers what was metered (GPU only, node, facility):
   the case sets those two keys to match, and says so.
 
@@ -72,7 +72,7 @@ KINDS = {
                    "tokens_per_s"),
     "memory": ("model_state_gb",),
     "activation": ("activation_bytes_per_layer",),
-    "energy": ("j_per_token", "w_per_device"),
+    "energy": ("j_per_step", "j_per_token", "w_per_device"),
 }
 _CASE_KEYS = ("name", "fit", "published", "note")
 
@@ -227,7 +227,8 @@ def _prepare(cf: CaseFile, case: Case):
 
 
 #: Energy metric -> key of a step's ``energy`` figures (simwall.costing.energy.step_energy).
-_ENERGY_KEYS = {"j_per_token": "j_per_token", "w_per_device": "power_w_per_device"}
+_ENERGY_KEYS = {"j_per_step": "energy_j", "j_per_token": "j_per_token",
+                "w_per_device": "power_w_per_device"}
 
 
 def _metric_of(r, metric: str) -> float:
