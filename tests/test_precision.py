@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from simwall import simulate
-from simwall.config import ModelSpec, TrainingSpec
+from simwall.config import FP8_WEIGHT_CACHE_BYTES, ModelSpec, TrainingSpec
 from simwall.costing.compute import op_times
 from simwall.errors import ConfigError
 from simwall.hardware.catalog import get_device
@@ -186,3 +186,32 @@ def test_wave_quantisation_uses_the_device_sm_count():
     assert gemm_efficiency(m, n, k, h100) == pytest.approx(h100.efficiency.gemm_max)
     assert gemm_efficiency(m, n, k, a100) == pytest.approx(
         a100.efficiency.gemm_max * 132 / 216)
+
+
+@pytest.mark.parametrize("zero, preset", [(0, "megatron"), (1, "megatron"), (3, "fsdp")])
+def test_fp8_params_store_the_gemm_weights_in_fp8_only(zero, preset):
+    """FP8 weights (Transformer Engine fp8_model_init, NeMo fp8_params): the linear
+    layers' weights keep only their FP8 cache (FP8_WEIGHT_CACHE_BYTES each), not the
+    16-bit copy beside it; gradients and optimizer state do not change."""
+    params, gemm, dp = 1e9, 0.8e9, 8
+    base = TrainingSpec(global_batch=8, precision="fp8", mixed_precision=preset)
+    fp8w = TrainingSpec(global_batch=8, precision="fp8", mixed_precision=preset,
+                        fp8_params=True)
+    p0, g0, o0 = model_state_bytes(params, base, zero, dp, fp8_params=gemm)
+    p1, g1, o1 = model_state_bytes(params, fp8w, zero, dp, fp8_params=gemm)
+    shard = dp if zero >= 3 else 1
+    assert p0 - p1 == pytest.approx(base.stored_weight_bytes * gemm / shard)
+    assert (g1, o1) == (g0, o0)
+    # What stays per GEMM weight is the FP8 cache alone.
+    assert p1 == pytest.approx((base.stored_weight_bytes * (params - gemm)
+                                + FP8_WEIGHT_CACHE_BYTES * gemm) / shard)
+
+
+def test_fp8_params_lower_the_peak_and_need_fp8():
+    over = {"cluster.nodes": 8, "training.precision": "fp8"}
+    on = simulate("llama2-7b", "dgx-h100", **over, **{"training.fp8_params": True})
+    off = simulate("llama2-7b", "dgx-h100", **over)
+    assert on.memory["peak_bytes"] < off.memory["peak_bytes"]
+    assert on.step_time_s == off.step_time_s          # memory only (see TrainingSpec)
+    with pytest.raises(ConfigError, match="fp8_params"):
+        simulate("llama2-7b", "dgx-h100", **{"training.fp8_params": True})

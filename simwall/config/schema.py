@@ -391,6 +391,20 @@ class TrainingSpec(Strict):
     # model it with ``grad_precision: bf16``.
     grad_reduce_precision: Literal["fp32", "fp16", "bf16"] | None = None
     master_weights: Bool = True  # fp32 master copy kept by the optimizer in mixed precision
+    # FP8 training only: the linear layers' weights are stored as FP8 tensors, with no
+    # 16-bit copy beside their FP8 cache (Transformer Engine ``fp8_model_init``; NeMo
+    # ``fp8_params``, Megatron-LM ``--fp8-param-gather``); the optimizer's fp32 master
+    # copy stays. Memory only (simwall.model.memory.model_state_bytes); the distributed
+    # optimizer's parameter all-gather is still costed at 16 bits (an upper bound).
+    fp8_params: Bool = False
+
+    @model_validator(mode="after")
+    def _fp8_params_need_fp8(self) -> TrainingSpec:
+        if self.fp8_params and self.precision != "fp8":
+            raise ValueError(f"training.fp8_params: needs training.precision fp8 (FP8 "
+                             f"weights are an FP8-training feature), got precision "
+                             f"{self.precision}")
+        return self
 
     @property
     def mixed(self) -> bool:

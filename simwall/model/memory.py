@@ -359,13 +359,17 @@ def model_state_bytes(params: float, training: TrainingSpec, zero: int, dp: int,
     optimizer state (P_os), stage 2 also gradients (P_os+g), stage 3 also parameters
     (P_os+g+p). ``fp8_params``: the linear-layer weights among ``params`` whose FP8 weight
     cache (``training.fp8_cache_bytes`` each, Transformer Engine) is counted with the
-    weights. ``shapes``: the 2-D weights (``stage_matrix_shapes``) for Adafactor / Shampoo.
+    weights; with ``training.fp8_params`` that cache is all they store. ``shapes``: the 2-D weights (``stage_matrix_shapes``) for Adafactor / Shampoo.
     """
     if not 0 <= zero <= 3:
         raise ValueError(f"zero stage must be 0..3, got {zero}")
     if dp < 1:
         raise ValueError(f"dp must be >= 1, got {dp}")
     params_b = training.stored_weight_bytes * params + training.fp8_cache_bytes * fp8_params
+    if training.fp8_params:
+        # FP8 weights (Transformer Engine fp8_model_init): the FP8 GEMMs' weights live in
+        # their FP8 cache only, without the 16-bit copy.
+        params_b -= training.stored_weight_bytes * fp8_params
     grads_b = PRECISION_BYTES[training.grad_precision_] * params
     opt_b = _optimizer_bytes(params, training, shapes)
     if zero >= 1:
