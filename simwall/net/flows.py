@@ -685,7 +685,7 @@ class FlowNetwork:
         and weight, pairwise distinct edges, the same number of edges, each used as often
         and of the same capacity position by position (first use), each flow alone on
         its route at the same rate (0 < rate < inf, the arithmetic of
-        :meth:`_alone_rate`). Returns ``(flows with bytes, flows without, columns)``, a
+        :meth:`_rate_alone`). Returns ``(flows with bytes, flows without, columns)``, a
         column as ``(members, (edge numbers, per position the rails' edges, rate alone),
         offsets in arrival order)``. Once per batch tuple object."""
         hit = self._bundle_specs.get(id(flows))
@@ -729,8 +729,7 @@ class FlowNetwork:
             if bytes_ != first or weight != weight0 or \
                     [(k, cap(e)) for e, k in pairs] != shape0:
                 return None
-            r = min((cap(e) / (weight * k) for e, k in pairs),
-                    default=self._local_bandwidth_bytes_per_s)
+            r = self._rate_alone(pairs, weight)
             if rate is None:
                 rate = r
             elif r != rate:
@@ -973,8 +972,7 @@ class FlowNetwork:
             for e, _k in flow.pairs:
                 on = edge_flows.get(e)
                 if on is None:
-                    if e in edge_bundles:
-                        self._unbundle(active[next(iter(edge_bundles[e][0]))], dirty)
+                    if self._split_at(e, dirty):
                         on = edge_flows[e]
                     else:
                         on = edge_flows[e] = {}
@@ -994,11 +992,17 @@ class FlowNetwork:
     def _touch(self, flow: _Flow, dirty: dict[int, None]) -> None:
         """Split every bundle on ``flow``'s edges (a flow of a batch that could not run
         as a bundle, registered already, may share an edge with one)."""
-        edge_bundles = self._edge_bundles
         for e, _k in flow.pairs:
-            hit = edge_bundles.get(e)
-            if hit is not None:
-                self._unbundle(self._active[next(iter(hit[0]))], dirty)
+            self._split_at(e, dirty)
+
+    def _split_at(self, e: int, dirty: dict[int, None]) -> bool:
+        """Split the bundles on edge ``e`` (:meth:`_unbundle` of one splits all that share
+        an edge with it); whether there were any."""
+        hit = self._edge_bundles.get(e)
+        if hit is None:
+            return False
+        self._unbundle(self._active[next(iter(hit[0]))], dirty)
+        return True
 
     def _component(self, dirty: Mapping[int, None]
                    ) -> tuple[list, list[int], bool, list]:
@@ -1019,19 +1023,8 @@ class FlowNetwork:
                 hit = edge_bundles.get(e)
                 if hit is None:
                     continue
-                on = hit[0]
+                on = hit[0]          # the bundles on this edge: rail 0 stands for all rails
                 bundles = True
-                if len(on) > 1:
-                    shared = True
-                for key in on:
-                    if key in seen_flows:
-                        continue
-                    b = seen_flows[key] = active[key]
-                    for ee, _k in b.pairs:           # rail 0 stands for all rails
-                        if ee not in seen_edges:
-                            seen_edges[ee] = None
-                            stack.append(ee)
-                continue
             if len(on) > 1:
                 shared = True
             for key in on:
@@ -1168,12 +1161,17 @@ class FlowNetwork:
         return c
 
     def _alone_rate(self, flow: _Flow) -> float:
-        """The rate of ``flow`` with no other flow on its edges: its tightest edge's
-        capacity over its load there (kept per flow class)."""
-        cap = self._cap
-        rate = self._alone[flow.cls] = min((cap(e) / (flow.weight * k) for e, k in flow.pairs),
-                                           default=self._local_bandwidth_bytes_per_s)
+        """The rate of ``flow`` with no other flow on its edges (kept per flow class):
+        :meth:`_rate_alone`."""
+        rate = self._alone[flow.cls] = self._rate_alone(flow.pairs, flow.weight)
         return rate
+
+    def _rate_alone(self, pairs, weight: float) -> float:
+        """The rate of a flow of ``weight`` over ``pairs`` (edge, uses) with no other flow
+        on its edges: its tightest edge's capacity over its load there."""
+        cap = self._cap
+        return min((cap(e) / (weight * k) for e, k in pairs),
+                   default=self._local_bandwidth_bytes_per_s)
 
     def _shares_link(self, edges: Sequence[int]) -> bool:
         """Whether one of ``edges`` carries active flows (or bundles) of two different
