@@ -45,6 +45,7 @@ __all__ = [
     "embedding_params",
     "fits",
     "fp8_gemm_params",
+    "gathered_buffer_bytes",
     "head_params",
     "in_flight_micro_batches",
     "korthikanti_activation_bytes",
@@ -54,11 +55,11 @@ __all__ = [
     "memory_reserve",
     "model_state_bytes",
     "optimizer_shard_params",
-    "stage_optimizer_shard_params",
     "output_activation_bytes",
     "stage_activation_bytes",
     "stage_layer_kinds",
     "stage_matrix_shapes",
+    "stage_optimizer_shard_params",
     "stage_params",
     "total_params",
     "zero3_gathered_params",
@@ -359,7 +360,8 @@ def model_state_bytes(params: float, training: TrainingSpec, zero: int, dp: int,
     optimizer state (P_os), stage 2 also gradients (P_os+g), stage 3 also parameters
     (P_os+g+p). ``fp8_params``: the linear-layer weights among ``params`` whose FP8 weight
     cache (``training.fp8_cache_bytes`` each, Transformer Engine) is counted with the
-    weights; with ``training.fp8_params`` that cache is all they store. ``shapes``: the 2-D weights (``stage_matrix_shapes``) for Adafactor / Shampoo.
+    weights; with ``training.fp8_params`` that cache is all they store. ``shapes``: the
+    2-D weights (``stage_matrix_shapes``) for Adafactor / Shampoo.
     """
     if not 0 <= zero <= 3:
         raise ValueError(f"zero stage must be 0..3, got {zero}")
@@ -862,11 +864,11 @@ def gathered_buffer_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, 
 
 
 def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: int,
-                 gathered_params: float | None = None,
-                 recompute_bytes: float | None = None) -> float:
-    """Transient and fixed buffers of one device of ``stage``, bytes. ``gathered_params``
-    (:func:`zero3_gathered_params`) and ``recompute_bytes`` (:func:`_recompute_buffer_
-    bytes`): the stage's values where the caller has them (None: found here)."""
+                 gathered_bytes: float, recompute_bytes: float | None = None) -> float:
+    """Transient and fixed buffers of one device of ``stage``, bytes, its gathered weights
+    (:func:`gathered_buffer_bytes`) ``gathered_bytes`` among them. ``recompute_bytes``
+    (:func:`_recompute_buffer_bytes`): the stage's value where the caller has it (None:
+    found here)."""
     e = activation_element_bytes(training)
     sb = local_tokens(model, plan)
     out = 0.0
@@ -877,7 +879,7 @@ def _other_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, stage: in
         # (megatron/core/distributed/param_and_grad_buffer.py, _ParamAndGradBucket
         # "grad_data: View in _ParamAndGradBuffer.grad_data"; counted in grads_bytes).
         out += GRAD_BUCKETS_IN_FLIGHT * plan.dp_bucket_bytes
-    out += gathered_buffer_bytes(model, training, plan, stage, gathered_params)
+    out += gathered_bytes
     if plan.sequence_parallel:
         # SP all-gathers the sequence-sharded LN output before the column-parallel GEMMs:
         # one full sbh buffer (Korthikanti et al. 2022, Sec. 4.2.2; Megatron-LM keeps it in
@@ -955,7 +957,8 @@ def device_memory(model: ModelSpec, training: TrainingSpec, plan: Plan,
 
     Peak = allocated + reserved, allocated = params + grads + optimizer + activations +
     other: a conservative sum (all terms taken as live at once); reserved =
-    ``reserved_bytes`` + ``fragmentation`` x allocated (:func:`memory_reserve` gives both
+    ``reserved_bytes`` + ``fragmentation`` x the transient bytes, activations + other less
+    the recycled gathered layers (:func:`_reserved`; :func:`memory_reserve` gives both
     for a cluster). ``plan.offload``: ``optimizer`` moves the optimizer state
     (fp32 master included) to host memory (ZeRO-Offload, Ren et al. 2021, Sec. 4.1);
     ``optimizer+params`` also the 16-bit weights (ZeRO-Infinity, Rajbhandari et al. 2021),
@@ -973,17 +976,17 @@ def device_memory(model: ModelSpec, training: TrainingSpec, plan: Plan,
     fixed: dict[int, tuple] = {}
     for stage in range(plan.pp):
         if first[stage] == stage:
+            recycled = gathered_buffer_bytes(model, training, plan, stage)
             fixed[stage] = (*_stage_states(model, training, plan, stage),
-                            _other_bytes(model, training, plan, stage))
-        p_b, g_b, o_b, host, other = fixed[first[stage]]
+                            _other_bytes(model, training, plan, stage, recycled), recycled)
+        p_b, g_b, o_b, host, other, recycled = fixed[first[stage]]
         # stage_activation_bytes, its terms found once
         act = _held_activation_bytes(plan, stage, plan.chunk_layers(stage),
                                      _chunk_moe_layers(model, plan, stage), terms, wgrad)
         sm = StageMemory(stage=stage, params_bytes=p_b, grads_bytes=g_b,
                          optimizer_bytes=o_b, activations_bytes=act, other_bytes=other,
                          peak_bytes=0.0, host_bytes=host, fixed_reserved_bytes=reserved_bytes,
-                         fragmentation=fragmentation,
-                         recycled_bytes=gathered_buffer_bytes(model, training, plan, stage))
+                         fragmentation=fragmentation, recycled_bytes=recycled)
         out.append(sm.with_activations(act))
     return tuple(out)
 
@@ -1094,9 +1097,11 @@ class MemoryModel:
                 if recompute is None:
                     recompute = self._recompute[key] = _recompute_buffer_bytes(
                         self.model, self.training, plan)
+            recycled = gathered_buffer_bytes(self.model, self.training, plan, st.stage,
+                                             gathered)
             other = others[st.role] = (
-                _other_bytes(self.model, self.training, plan, st.stage, gathered, recompute),
-                gathered_buffer_bytes(self.model, self.training, plan, st.stage, gathered))
+                _other_bytes(self.model, self.training, plan, st.stage, recycled, recompute),
+                recycled)
         return (*state, *other)
 
     def _terms(self, plan: Plan) -> tuple[_ActivationTerms, tuple[float, float] | None]:
