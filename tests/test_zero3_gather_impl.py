@@ -5,7 +5,7 @@ import pytest
 
 from simwall import simulate
 from simwall.config import FRAMEWORK_PRESETS, load_workload
-from simwall.costing.zero import list_copy_s, param_tensors_per_layer
+from simwall.costing.zero import VIEW_OP_S, list_copy_s, param_tensors_per_layer, zero3_cost
 
 
 def test_parameter_tensors_of_a_layer():
@@ -22,7 +22,9 @@ def test_parameter_tensors_of_a_layer():
 
 def test_list_copies_grow_with_the_ranks():
     assert list_copy_s(1536, 3e-6) == pytest.approx(4 * list_copy_s(384, 3e-6))
-    assert list_copy_s(8, 0.0) == 0.0
+    # Per rank: DeepSpeed's narrow view plus one copy launch.
+    assert list_copy_s(8, 0.0) == pytest.approx(8 * VIEW_OP_S)
+    assert list_copy_s(8, 3e-6) == pytest.approx(8 * (VIEW_OP_S + 3e-6))
 
 
 def test_every_preset_gathers_coalesced():
@@ -75,3 +77,33 @@ def test_deepspeed_2021_zero3_throughput_falls_with_dp():
     assert coalesced[1536] / coalesced[384] > tf[1536] / tf[384]
     for n in (384, 1536):
         assert coalesced[n] > tf[n]
+
+
+def _z3(impl):
+    from simwall import api
+    prep = api.prepare("gpt3-175b", "dgx-a100", {**_SC21, "cluster.nodes": 4, "plan.dp": 32,
+                                                 "training.micro_batch": 1,
+                                                 "training.global_batch": 64,
+                                                 **_2021, "plan.zero3_gather_impl": impl})
+    model, training, plan = prep.workload.model, prep.workload.training, prep.plan
+    return prep, zero3_cost(model, training, plan, prep.topology, 0, True, 3e-6)
+
+
+def test_per_param_reduce_scatter_covers_every_gradient():
+    # DeepSpeed 2021 reduce-scatters each parameter's gradient by its own list
+    # collective, the resident biases and LayerNorms too: 12 per GPT-3 layer and
+    # micro-batch, against 4 gathers (the weights) and 4 coalesced reduce-scatters.
+    from simwall.model import memory
+    prep, z3 = _z3("per_param_list")
+    _, c = _z3("coalesced")
+    plan, model = prep.plan, prep.workload.model
+    runs = plan.micro_batches * plan.layers_on_stage(0)
+    rs = [t for t in z3.traffic if t.kind == "reduce_scatter"]
+    rs_c = [t for t in c.traffic if t.kind == "reduce_scatter"]
+    assert sum(t.count for t in rs) == runs * 12
+    assert sum(t.count for t in rs_c) == runs * 4
+    layer_bytes = memory.layer_params(model, 1) * 2           # fp16 gradients
+    assert sum(t.count * t.bytes_ for t in rs) == pytest.approx(runs * layer_bytes)
+    # Per unit (4 per layer): three list reduce-scatters, each paying its NCCL time and
+    # one view and one copy launch per rank, above the coalesced unit's one collective.
+    assert z3.reduce_scatter_s > c.reduce_scatter_s + 3 * list_copy_s(32, 3e-6)

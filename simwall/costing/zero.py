@@ -27,8 +27,14 @@ backward and reduce-scatters its gradients in the backward (Rajbhandari et al. 2
   (torch/lib/c10d/ProcessGroupNCCL.cpp, ``ProcessGroupNCCL::allgather``: a new flattened
   output, then ``outputTensors[i][j].copy_(outputFlattened[i][j])`` for every rank ``j``,
   on the NCCL stream; the same loop in PyTorch 1.3 to 2.x) follows with one copy per
-  rank: ``world_size`` copy launches per collective (:func:`list_copy_s`), a fixed cost
-  that grows with the DP degree while the bytes per rank shrink.
+  rank, after DeepSpeed built the list with one Python ``narrow`` view per rank: per
+  rank and collective a view and a copy launch (:func:`list_copy_s`), a fixed cost
+  that grows with the DP degree while the bytes per rank shrink. The gradients go the
+  same way: every parameter with a gradient, resident ones included, is reduce-scattered
+  by its own list ``torch.distributed.reduce_scatter`` (``_reduce_scatter_gradient``:
+  one ``narrow`` per rank), whose NCCL backend first copies each rank's input into a
+  flattened buffer (``ProcessGroupNCCL::reduce_scatter``: ``inputFlattened[i][j].copy_``
+  per rank).
 """
 
 from __future__ import annotations
@@ -42,9 +48,9 @@ from . import offload
 from .groups import axis_groups
 from .traffic import Traffic, run_collective
 
-__all__ = ["PERSISTENCE_THRESHOLD_ELEMENTS", "Zero3Cost", "exposed_s", "gathers_per_layer",
-           "list_copy_s", "param_tensors_per_layer", "pass_exposed_s", "units_per_layer",
-           "zero3_cost"]
+__all__ = ["PERSISTENCE_THRESHOLD_ELEMENTS", "VIEW_OP_S", "Zero3Cost", "exposed_s",
+           "gathers_per_layer", "list_copy_s", "param_tensors_per_layer", "pass_exposed_s",
+           "units_per_layer", "zero3_cost"]
 
 
 @dataclass(frozen=True)
@@ -97,13 +103,24 @@ def param_tensors_per_layer(model: ModelSpec, tp: int = 1,
     return sum(1 for n in weights + small if n >= persistence)
 
 
+#: Host seconds of one eager PyTorch view op called from Python (``tensor.narrow``, which
+#: DeepSpeed's 2021 list collectives call once per rank): the PyTorch operator
+#: micro-benchmark of ``torch.split`` (a view op) reports 2.26 us per call (3.3 us before
+#: the change) in pytorch/pytorch pull 32194 (2020, "reimplement __torch_function__
+#: overrides for torch.functional using inline logic", its timing tables). A cited
+#: figure, not fitted; the 2021 runs' host CPUs may differ.
+VIEW_OP_S = 2.26e-6
+
+
 def list_copy_s(ranks: int, launch_s: float) -> float:
-    """Seconds the list-output all-gather of ``per_param_list`` spends copying the flat
-    result back into the ``ranks`` output views: one ``copy_`` per rank
-    (ProcessGroupNCCL::allgather), each a kernel launch of ``launch_s`` (the device's
-    per-kernel overhead, :data:`simwall.hardware.efficiency.FALLBACK`); the copies move
-    only the gathered bytes, which the collective's own time already bounds."""
-    return ranks * launch_s
+    """Host seconds a list collective of ``per_param_list`` spends per call on its
+    ``ranks`` list entries: per rank, DeepSpeed's Python ``narrow`` view
+    (:data:`VIEW_OP_S`) and one ``copy_`` between the list entry and PyTorch's flattened
+    buffer (ProcessGroupNCCL::allgather after, ``reduce_scatter`` before the NCCL call),
+    a kernel launch of ``launch_s`` (the device's per-kernel overhead,
+    :data:`simwall.hardware.efficiency.FALLBACK`); the copies move only the
+    collective's bytes, which its own time already bounds."""
+    return ranks * (VIEW_OP_S + launch_s)
 
 
 def gathers_per_layer(plan: Plan) -> tuple[int, int]:
@@ -134,12 +151,19 @@ def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, s
                                 layer_params * training.weight_bytes / (k * per_unit),
                                 (fwd_n + bwd_n) * m * n_here * k * per_unit, plan.collective,
                                 symmetric)
+        # Reduce-scatters per unit: one, or one per parameter tensor with a gradient
+        # (resident ones too: their gradients are partitioned like the others').
+        per_unit_rs = (max(1, param_tensors_per_layer(model, plan.tp, persistence=0)) / k
+                       if plan.zero3_gather_impl == "per_param_list" else 1)
         scatter = run_collective(topology, "reduce_scatter", groups,
                                  layer_params * PRECISION_BYTES[training.grad_reduce_precision_]
-                                 / k, m * n_here * k, plan.collective, symmetric)
+                                 / (k * per_unit_rs), m * n_here * k * per_unit_rs,
+                                 plan.collective, symmetric)
         gather_s, scatter_s = gather.s, scatter.s
         if plan.zero3_gather_impl == "per_param_list":
-            gather_s = per_unit * (gather.s + list_copy_s(len(groups[0]), launch_s))
+            host_s = list_copy_s(len(groups[0]), launch_s)
+            gather_s = per_unit * (gather.s + host_s)
+            scatter_s = per_unit_rs * (scatter.s + host_s)
         traffic = gather.traffic + scatter.traffic
     # --- offload (issue 6, simwall.costing.offload): ZeRO-Infinity keeps the 16-bit
     # weights in host memory and fetches each layer over PCIe before its forward and its
