@@ -6,6 +6,8 @@ skipping the plans it puts above the limit must leave ``check``'s rank and best 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simwall.engine.prepare import load_inputs
 from simwall.model.limits import resolve_checked
@@ -102,3 +104,29 @@ def test_gpt3_check_and_plan_prune_without_changing_the_answer():
     assert len(pruned) < len(full) / 2
     pruned, full = _pruned_and_full(s, need=15)
     assert pruned[:15] == full[:15]
+
+
+def _interleaved_by_sort(dense, expert):
+    """The bucket order as the sort defines it (the reference for the dense-only path)."""
+    def ends(sizes):
+        total, done = sum(sizes), 0.0
+        for size in sizes:
+            done += size
+            yield done / total
+    tagged = ([(f, 0, "dp", x) for f, x in zip(ends(dense), dense)]
+              + [(f, 1, "edp", x) for f, x in zip(ends(expert), expert)])
+    return tuple((axis, size) for _, _, axis, size in sorted(tagged, key=lambda t: t[:2]))
+
+
+@settings(deadline=None, derandomize=True, max_examples=200)
+@given(st.floats(1e3, 1e10), st.floats(0.0, 300.0), st.floats(0.0, 300.0),
+       st.lists(st.floats(1.0, 1e9), max_size=6))
+def test_dense_buckets_keep_the_order_the_sort_gives(size, dense_n, expert_n, odd):
+    """``costing.dp`` skips the sort when there are no expert buckets; the order (and
+    so the bucket seconds) must be the sort's, including uneven hand-made sizes."""
+    from simwall.costing import dp
+    dense = dp.buckets(size * dense_n, size)
+    for d in (dense, tuple(odd)):
+        assert dp._interleaved(d, ()) == _interleaved_by_sort(d, ())  # noqa: SLF001
+        expert = dp.buckets(size * expert_n, size)
+        assert dp._interleaved(d, expert) == _interleaved_by_sort(d, expert)  # noqa: SLF001

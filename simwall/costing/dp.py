@@ -21,6 +21,7 @@ caller sizes the buckets in that dtype.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
@@ -73,18 +74,18 @@ def bucket_cost(plan: Plan, topology: Topology, stage: int, grad_bytes: float, s
     per_step = reductions_per_step(plan)
     order = _interleaved(buckets(grad_bytes - expert, plan.dp_bucket_bytes),
                          buckets(expert, plan.dp_bucket_bytes))
-    sizes = tuple(size for _, size in order)
+    sizes = tuple([size for _, size in order])
     at = 0 if symmetric else stage
     groups = {"dp": axis_groups(plan, at, "dp", topology, symmetric)}
     if plan.dp_cp // plan.ep > 1 and expert > 0:
         groups["edp"] = axis_groups(plan, at, "edp", topology, symmetric)
+    counts = Counter(order)                 # first seen first, as dict.fromkeys
     runs = {(axis, size): run_collective(topology, kind, groups[axis], size,
-                                         per_step * order.count((axis, size)),
-                                         plan.collective, symmetric)
-            for axis, size in dict.fromkeys(order) if axis in groups}   # first seen first
+                                         per_step * n, plan.collective, symmetric)
+            for (axis, size), n in counts.items() if axis in groups}
     nothing = Costed()                      # expert buckets of an expert-DP group of one
     return BucketCost(bucket_bytes=sizes,
-                      bucket_s=tuple(runs.get(x, nothing).s for x in order),
+                      bucket_s=tuple([runs.get(x, nothing).s for x in order]),
                       traffic=tuple(t for run in runs.values() for t in run.traffic))
 
 
@@ -92,7 +93,11 @@ def _interleaved(dense: tuple[float, ...], expert: tuple[float, ...]
                  ) -> tuple[tuple[str, float], ...]:
     """``("dp", size)`` and ``("edp", size)`` buckets in the order they fill: by the
     fraction of their kind's gradients produced when they are full (the gradients of both
-    kinds taken as produced evenly over the backward), dense first among equals."""
+    kinds taken as produced evenly over the backward), dense first among equals. Dense
+    buckets alone keep their order: their fractions never fall (running sums of
+    non-negative sizes over one total), so the stable sort would leave them as they are."""
+    if not expert:
+        return tuple([("dp", size) for size in dense])
     def ends(sizes):
         total, done = sum(sizes), 0.0
         for size in sizes:
