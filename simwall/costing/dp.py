@@ -72,11 +72,21 @@ def bucket_cost(plan: Plan, topology: Topology, stage: int, grad_bytes: float, s
     expert = expert_grad_bytes if plan.ep > 1 else 0.0
     kind = "all_reduce" if plan.zero == 0 else "reduce_scatter"
     per_step = reductions_per_step(plan)
-    order = _interleaved(buckets(grad_bytes - expert, plan.dp_bucket_bytes),
-                         buckets(expert, plan.dp_bucket_bytes))
-    sizes = tuple([size for _, size in order])
+    dense = buckets(grad_bytes - expert, plan.dp_bucket_bytes)
+    experts = buckets(expert, plan.dp_bucket_bytes)
     at = 0 if symmetric else stage
     groups = {"dp": axis_groups(plan, at, "dp", topology, symmetric)}
+    if not experts:
+        # Dense buckets alone run in their own order (:func:`_interleaved`); each size is
+        # costed once, in the order first seen.
+        runs = {size: run_collective(topology, kind, groups["dp"], size, per_step * n,
+                                     plan.collective, symmetric)
+                for size, n in Counter(dense).items()}
+        seconds = {size: run.s for size, run in runs.items()}
+        return BucketCost(bucket_bytes=dense, bucket_s=tuple(map(seconds.__getitem__, dense)),
+                          traffic=tuple(t for run in runs.values() for t in run.traffic))
+    order = _interleaved(dense, experts)
+    sizes = tuple([size for _, size in order])
     if plan.dp_cp // plan.ep > 1 and expert > 0:
         groups["edp"] = axis_groups(plan, at, "edp", topology, symmetric)
     counts = Counter(order)                 # first seen first, as dict.fromkeys
