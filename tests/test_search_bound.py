@@ -130,3 +130,51 @@ def test_dense_buckets_keep_the_order_the_sort_gives(size, dense_n, expert_n, od
         assert dp._interleaved(d, ()) == _interleaved_by_sort(d, ())  # noqa: SLF001
         expert = dp.buckets(size * expert_n, size)
         assert dp._interleaved(d, expert) == _interleaved_by_sort(d, expert)  # noqa: SLF001
+
+
+def _compute_bound_stage_by_stage(s: Searcher, plan) -> float:
+    """:meth:`Searcher.compute_bound` as it was first written: every stage computed on its
+    own (the reference for the per-role shortcut, which must give the same float)."""
+    from simwall.costing import op_times
+    from simwall.model.memory import stage_layer_kinds
+    from simwall.plan import Plan
+    norm = Plan(tp=plan.tp, pp=1, dp=1, virtual_stages=1,
+                sequence_parallel=plan.sequence_parallel, zero=0, recompute=plan.recompute,
+                schedule="1f1b", micro_batch=plan.micro_batch, global_batch=plan.micro_batch,
+                stage_layers=(s.workload.model.layers,), cp=plan.cp, ep=plan.ep)
+    t = op_times(s.workload.model, s.workload.training, norm, s.device)
+    kinds = [stage_layer_kinds(s.workload.model, plan, st) for st in range(plan.pp)]
+
+    def layers(st, part):
+        dense, n_moe = kinds[st]
+        return dense * t["layer_" + part] + (n_moe * t["moe_layer_" + part] if n_moe
+                                               else 0.0)
+    per_stage, z = [], []
+    for st in range(plan.pp):
+        c = layers(st, "fwd") + layers(st, "bwd") + layers(st, "rec")
+        if st == 0:
+            c += t["emb_fwd"] + t["emb_bwd"]
+        if st == plan.pp - 1:
+            c += t["head_fwd"] + t["head_bwd"]
+        per_stage.append(c)
+        f, w = layers(st, "fwd"), layers(st, "wgrad")
+        if st == 0:
+            f += t["emb_fwd"]
+        if st == plan.pp - 1:
+            f += t["head_fwd"]
+            w += t["head_wgrad"]
+        b = c - f - w
+        z.append(f + b - min(w, f, b))
+    c_max = max(per_stage)
+    if plan.schedule == "zero_bubble":
+        return plan.micro_batches * c_max + sum(z) - max(z)
+    return plan.micro_batches * c_max + (sum(per_stage) - c_max) / plan.virtual_stages
+
+
+@pytest.mark.parametrize("workload, cluster, over", [CASES[0], CASES[3]])
+def test_compute_bound_per_role_is_the_stage_by_stage_float(workload, cluster, over):
+    """The fitting plans' order (and so ties among candidates) rests on these floats."""
+    s = _searcher(workload, cluster, over)
+    plans = list(enumerate_plans(s.workload, s.cluster))
+    for plan in plans[::max(1, len(plans) // 600)]:
+        assert s.compute_bound(plan) == _compute_bound_stage_by_stage(s, plan), plan

@@ -454,29 +454,39 @@ class Searcher:
             return dense * t["layer_" + part] + (n_moe * t["moe_layer_" + part] if n_moe
                                                    else 0.0)
 
-        per_stage = []
+        # A stage's times are those of its role (layer kinds, first, last): computed once
+        # per role, by the same operations in the same order.
+        roles: dict[tuple, tuple[float, float]] = {}
+        last = plan.pp - 1
+        per_stage, z = [], []
         for s in range(plan.pp):
-            c = layers(s, "fwd") + layers(s, "bwd") + layers(s, "rec")
-            if s == 0:
-                c += t["emb_fwd"] + t["emb_bwd"]
-            if s == plan.pp - 1:
-                c += t["head_fwd"] + t["head_bwd"]
-            per_stage.append(c)
+            role = (kinds[s], s == 0, s == last)
+            found = roles.get(role)
+            if found is None:
+                c = layers(s, "fwd") + layers(s, "bwd") + layers(s, "rec")
+                if s == 0:
+                    c += t["emb_fwd"] + t["emb_bwd"]
+                if s == last:
+                    c += t["head_fwd"] + t["head_bwd"]
+                zs = 0.0
+                if zero_bubble:
+                    # ZB-H1's bubble stage-times are F + B - min(W, F, B) (engine.step.
+                    # estimate_step), non-decreasing in F and B: the same bound on
+                    # compute alone.
+                    f = layers(s, "fwd")
+                    w = layers(s, "wgrad")
+                    if s == 0:
+                        f += t["emb_fwd"]
+                    if s == last:
+                        f += t["head_fwd"]
+                        w += t["head_wgrad"]
+                    b = c - f - w
+                    zs = f + b - min(w, f, b)
+                found = roles[role] = (c, zs)
+            per_stage.append(found[0])
+            z.append(found[1])
         c_max = max(per_stage)
         if zero_bubble:
-            # ZB-H1's bubble stage-times are F + B - min(W, F, B) (engine.step.
-            # estimate_step), non-decreasing in F and B: the same bound on compute alone.
-            z = []
-            for s, c in enumerate(per_stage):
-                f = layers(s, "fwd")
-                w = layers(s, "wgrad")
-                if s == 0:
-                    f += t["emb_fwd"]
-                if s == plan.pp - 1:
-                    f += t["head_fwd"]
-                    w += t["head_wgrad"]
-                b = c - f - w
-                z.append(f + b - min(w, f, b))
             return c_max, sum(z), max(z)
         return c_max, sum(per_stage)
 
