@@ -59,8 +59,8 @@ def test_step_bound_lies_between_the_compute_bound_and_the_estimate(workload, cl
 
 
 def _pruned_and_full(s: Searcher, **limits):
-    n, fitting = s.fitting()
-    return s.estimated(fitting, **limits), s._estimated(  # noqa: SLF001 (the reference)
+    _, fitting = s.fitting()
+    return s.estimated(fitting, **limits), s._estimated(
         fitting, limits.get("need"), limits.get("below_s"), prune=False)
 
 
@@ -127,9 +127,9 @@ def test_dense_buckets_keep_the_order_the_sort_gives(size, dense_n, expert_n, od
     from simwall.costing import dp
     dense = dp.buckets(size * dense_n, size)
     for d in (dense, tuple(odd)):
-        assert dp._interleaved(d, ()) == _interleaved_by_sort(d, ())  # noqa: SLF001
+        assert dp._interleaved(d, ()) == _interleaved_by_sort(d, ())
         expert = dp.buckets(size * expert_n, size)
-        assert dp._interleaved(d, expert) == _interleaved_by_sort(d, expert)  # noqa: SLF001
+        assert dp._interleaved(d, expert) == _interleaved_by_sort(d, expert)
 
 
 def _compute_bound_stage_by_stage(s: Searcher, plan) -> float:
@@ -143,24 +143,24 @@ def _compute_bound_stage_by_stage(s: Searcher, plan) -> float:
                 schedule="1f1b", micro_batch=plan.micro_batch, global_batch=plan.micro_batch,
                 stage_layers=(s.workload.model.layers,), cp=plan.cp, ep=plan.ep)
     t = op_times(s.workload.model, s.workload.training, norm, s.device)
-    kinds = [stage_layer_kinds(s.workload.model, plan, st) for st in range(plan.pp)]
+    kinds = [stage_layer_kinds(s.workload.model, plan, stage) for stage in range(plan.pp)]
 
-    def layers(st, part):
-        dense, n_moe = kinds[st]
+    def layers(stage, part):
+        dense, n_moe = kinds[stage]
         return dense * t["layer_" + part] + (n_moe * t["moe_layer_" + part] if n_moe
                                                else 0.0)
     per_stage, z = [], []
-    for st in range(plan.pp):
-        c = layers(st, "fwd") + layers(st, "bwd") + layers(st, "rec")
-        if st == 0:
+    for stage in range(plan.pp):
+        c = layers(stage, "fwd") + layers(stage, "bwd") + layers(stage, "rec")
+        if stage == 0:
             c += t["emb_fwd"] + t["emb_bwd"]
-        if st == plan.pp - 1:
+        if stage == plan.pp - 1:
             c += t["head_fwd"] + t["head_bwd"]
         per_stage.append(c)
-        f, w = layers(st, "fwd"), layers(st, "wgrad")
-        if st == 0:
+        f, w = layers(stage, "fwd"), layers(stage, "wgrad")
+        if stage == 0:
             f += t["emb_fwd"]
-        if st == plan.pp - 1:
+        if stage == plan.pp - 1:
             f += t["head_fwd"]
             w += t["head_wgrad"]
         b = c - f - w

@@ -104,9 +104,8 @@ CONFIRM_FACTOR = 3
 
 #: Relative margin by which :meth:`Searcher.step_bound` must exceed a limit for a plan
 #: to be skipped unestimated. The bound and the estimate add the same figures in other
-#: orders, so they may differ in the last bits (about 1e-16 relative per addition); a
-#: margin of 1e-9 is far above that and far below any difference between plans that a
-#: printed estimate (4 decimals of seconds) shows. Not a model constant.
+#: orders, so they may differ in the last bits (about 1e-16 relative per addition); 1e-9
+#: is far above that. Not a model constant: a larger margin only skips fewer plans.
 BOUND_MARGIN = 1e-9
 #: Bytes per GB in the printed output (SI gigabytes, as device datasheets use).
 GB = 1e9
