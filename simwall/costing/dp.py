@@ -21,6 +21,7 @@ caller sizes the buckets in that dtype.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
@@ -71,20 +72,30 @@ def bucket_cost(plan: Plan, topology: Topology, stage: int, grad_bytes: float, s
     expert = expert_grad_bytes if plan.ep > 1 else 0.0
     kind = "all_reduce" if plan.zero == 0 else "reduce_scatter"
     per_step = reductions_per_step(plan)
-    order = _interleaved(buckets(grad_bytes - expert, plan.dp_bucket_bytes),
-                         buckets(expert, plan.dp_bucket_bytes))
-    sizes = tuple(size for _, size in order)
+    dense = buckets(grad_bytes - expert, plan.dp_bucket_bytes)
+    experts = buckets(expert, plan.dp_bucket_bytes)
     at = 0 if symmetric else stage
     groups = {"dp": axis_groups(plan, at, "dp", topology, symmetric)}
+    if not experts:
+        # Dense buckets alone run in their own order (:func:`_interleaved`); each size is
+        # costed once, in the order first seen.
+        runs = {size: run_collective(topology, kind, groups["dp"], size, per_step * n,
+                                     plan.collective, symmetric)
+                for size, n in Counter(dense).items()}
+        seconds = {size: run.s for size, run in runs.items()}
+        return BucketCost(bucket_bytes=dense, bucket_s=tuple(map(seconds.__getitem__, dense)),
+                          traffic=tuple(t for run in runs.values() for t in run.traffic))
+    order = _interleaved(dense, experts)
+    sizes = tuple([size for _, size in order])
     if plan.dp_cp // plan.ep > 1 and expert > 0:
         groups["edp"] = axis_groups(plan, at, "edp", topology, symmetric)
+    counts = Counter(order)                 # first seen first, as dict.fromkeys
     runs = {(axis, size): run_collective(topology, kind, groups[axis], size,
-                                         per_step * order.count((axis, size)),
-                                         plan.collective, symmetric)
-            for axis, size in dict.fromkeys(order) if axis in groups}   # first seen first
+                                         per_step * n, plan.collective, symmetric)
+            for (axis, size), n in counts.items() if axis in groups}
     nothing = Costed()                      # expert buckets of an expert-DP group of one
     return BucketCost(bucket_bytes=sizes,
-                      bucket_s=tuple(runs.get(x, nothing).s for x in order),
+                      bucket_s=tuple([runs.get(x, nothing).s for x in order]),
                       traffic=tuple(t for run in runs.values() for t in run.traffic))
 
 
@@ -92,7 +103,11 @@ def _interleaved(dense: tuple[float, ...], expert: tuple[float, ...]
                  ) -> tuple[tuple[str, float], ...]:
     """``("dp", size)`` and ``("edp", size)`` buckets in the order they fill: by the
     fraction of their kind's gradients produced when they are full (the gradients of both
-    kinds taken as produced evenly over the backward), dense first among equals."""
+    kinds taken as produced evenly over the backward), dense first among equals. Dense
+    buckets alone keep their order: their fractions never fall (running sums of
+    non-negative sizes over one total), so the stable sort would leave them as they are."""
+    if not expert:
+        return tuple([("dp", size) for size in dense])
     def ends(sizes):
         total, done = sum(sizes), 0.0
         for size in sizes:

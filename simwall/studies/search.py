@@ -39,8 +39,10 @@ from ..config import (
     split_key_overrides,
 )
 from ..costing import costs_symmetrically, op_times, stage_cost
+from ..costing.tp import tp_cost, with_overlap
 from ..engine.prepare import load_inputs, topology_for
 from ..engine.step import estimate_step
+from ..engine.sync import OTHER_S
 from ..errors import ConfigError, SimwallError
 from ..hardware.catalog import resolve_device, resolve_link
 from ..hardware.efficiency import check_precision
@@ -99,6 +101,12 @@ VIRTUAL_STAGES = (2, 4)
 CP_DEGREES = (2, 4, 8, 16)
 #: Plans confirmed with the engine per plan asked for (top K -> CONFIRM_FACTOR x K).
 CONFIRM_FACTOR = 3
+
+#: Relative margin by which :meth:`Searcher.step_bound` must exceed a limit for a plan
+#: to be skipped unestimated. The bound and the estimate add the same figures in other
+#: orders, so they may differ in the last bits (about 1e-16 relative per addition); 1e-9
+#: is far above that. Not a model constant: a larger margin only skips fewer plans.
+BOUND_MARGIN = 1e-9
 #: Bytes per GB in the printed output (SI gigabytes, as device datasheets use).
 GB = 1e9
 
@@ -354,6 +362,7 @@ class Searcher:
         self._op_cache = table(self, "search.op_times")
         self._bounds = table(self, "search.bound_stages")
         self._kinds = table(self, "search.layer_kinds")
+        self._stage_parts = table(self, "search.stage_parts")
 
     # -- memory -------------------------------------------------------------------------
     def peak(self, plan: Plan) -> tuple[float, int]:
@@ -444,31 +453,103 @@ class Searcher:
             return dense * t["layer_" + part] + (n_moe * t["moe_layer_" + part] if n_moe
                                                    else 0.0)
 
-        per_stage = []
+        # A stage's times are those of its role (layer kinds, first, last): computed once
+        # per role, by the same operations in the same order.
+        roles: dict[tuple, tuple[float, float]] = {}
+        last = plan.pp - 1
+        per_stage, z = [], []
         for s in range(plan.pp):
-            c = layers(s, "fwd") + layers(s, "bwd") + layers(s, "rec")
-            if s == 0:
-                c += t["emb_fwd"] + t["emb_bwd"]
-            if s == plan.pp - 1:
-                c += t["head_fwd"] + t["head_bwd"]
-            per_stage.append(c)
+            role = (kinds[s], s == 0, s == last)
+            found = roles.get(role)
+            if found is None:
+                c = layers(s, "fwd") + layers(s, "bwd") + layers(s, "rec")
+                if s == 0:
+                    c += t["emb_fwd"] + t["emb_bwd"]
+                if s == last:
+                    c += t["head_fwd"] + t["head_bwd"]
+                zs = 0.0
+                if zero_bubble:
+                    # ZB-H1's bubble stage-times are F + B - min(W, F, B) (engine.step.
+                    # estimate_step), non-decreasing in F and B: the same bound on
+                    # compute alone.
+                    f = layers(s, "fwd")
+                    w = layers(s, "wgrad")
+                    if s == 0:
+                        f += t["emb_fwd"]
+                    if s == last:
+                        f += t["head_fwd"]
+                        w += t["head_wgrad"]
+                    b = c - f - w
+                    zs = f + b - min(w, f, b)
+                found = roles[role] = (c, zs)
+            per_stage.append(found[0])
+            z.append(found[1])
         c_max = max(per_stage)
         if zero_bubble:
-            # ZB-H1's bubble stage-times are F + B - min(W, F, B) (engine.step.
-            # estimate_step), non-decreasing in F and B: the same bound on compute alone.
-            z = []
-            for s, c in enumerate(per_stage):
-                f = layers(s, "fwd")
-                w = layers(s, "wgrad")
-                if s == 0:
-                    f += t["emb_fwd"]
-                if s == plan.pp - 1:
-                    f += t["head_fwd"]
-                    w += t["head_wgrad"]
-                b = c - f - w
-                z.append(f + b - min(w, f, b))
             return c_max, sum(z), max(z)
         return c_max, sum(per_stage)
+
+    def step_bound(self, plan: Plan) -> float:
+        """A lower bound of :meth:`estimate` tighter than :meth:`compute_bound`: the same
+        pipeline formula on each stage's compute plus its layers' exposed TP collectives
+        (:func:`simwall.costing.tp.tp_cost` after :func:`~simwall.costing.tp.with_overlap`,
+        as :func:`simwall.costing.stage_cost` charges them), plus the step's fixed
+        remainder (:data:`simwall.engine.OTHER_S`). It leaves out what is not negative
+        anyway (the embedding's and LM head's TP, CP's exchange, ZeRO's exposed traffic,
+        pipeline sends, the DP tail, the optimizer). Each term enters the formula
+        non-decreasing (1F1B / interleaved: ``m * max T + (sum T - max T) / v`` with
+        ``m >= 1``; ZB-H1: ``F + B - min(W, F, B)`` grows with ``F`` and ``B``, and ``sum z
+        - max z`` with each ``z``), so the bound is at most the estimate. A
+        mixture-of-experts model or a cluster costed stage by stage (faults, stragglers)
+        gets :meth:`compute_bound` (an MoE layer's exchange replaces part of its TP)."""
+        symmetric = costs_symmetrically(self.cluster, self.topology, plan)
+        if self.workload.model.moe or plan.tp == 1 or not symmetric:
+            return self.compute_bound(plan)
+        wl = self.workload
+        times = op_times(wl.model, wl.training, plan, self.device)
+        tp = with_overlap(tp_cost(wl.model, wl.training, plan, self.topology, 0, True), plan,
+                          times["layer_fwd_gemm"], times["layer_bwd_gemm"])
+        key = (plan.tp, plan.cp, plan.ep, plan.sequence_parallel, plan.micro_batch,
+               plan.recompute, plan.stage_layers, plan.pp)
+        parts = self._stage_parts.get(key)
+        if parts is None:
+            parts = self._stage_parts[key] = self._compute_parts(plan, times)
+        zero_bubble = plan.schedule == "zero_bubble"
+        t_max = t_sum = z_max = z_sum = 0.0
+        for layers, f, b, w in parts:
+            f += layers * tp.layer_fwd_s
+            b += layers * tp.layer_bwd_s
+            t = f + b
+            t_max = max(t_max, t)
+            t_sum += t
+            if zero_bubble:
+                z = f + (b - w) - min(w, f, b - w)
+                z_max = max(z_max, z)
+                z_sum += z
+        bubble = (z_sum - z_max) if zero_bubble else (t_sum - t_max) / plan.virtual_stages
+        return plan.micro_batches * t_max + bubble + OTHER_S
+
+    def _compute_parts(self, plan: Plan, t: dict[str, float]
+                       ) -> tuple[tuple[int, float, float, float], ...]:
+        """Per stage of a dense model: (layers, forward, backward with recompute, its
+        weight-gradient part) compute seconds of one micro-batch, as
+        :func:`simwall.costing.stage_cost` sums them (embedding on stage 0, LM head on the
+        last)."""
+        out = []
+        for s in range(plan.pp):
+            layers = plan.layers_on_stage(s)
+            f = layers * t["layer_fwd"]
+            b = layers * (t["layer_bwd"] + t["layer_rec"])
+            w = layers * t["layer_wgrad"]
+            if s == 0:
+                f += t["emb_fwd"]
+                b += t["emb_bwd"]
+            if s == plan.pp - 1:
+                f += t["head_fwd"]
+                b += t["head_bwd"]
+                w += t["head_wgrad"]
+            out.append((layers, f, b, w))
+        return tuple(out)
 
     def candidates(self, max_tp: int | None = None, need: int | None = None,
                    below_s: float | None = None, least_memory: int | None = None,
@@ -515,12 +596,38 @@ class Searcher:
             peaks = sorted(x[3] for x in fitting)
             cutoff = peaks[min(least_memory, len(peaks)) - 1]
             fitting = [x for x in fitting if x[3] <= cutoff]
+        out = self._estimated(fitting, need, below_s, prune=True)
+        if below_s is not None and not any(c.estimate_s <= below_s for c in out):
+            # Every plan estimated lies above ``below_s``: the caller reads the best of
+            # them, which a plan skipped by its step bound could be. Estimate them all.
+            out = self._estimated(fitting, need, below_s, prune=False)
+        return out
+
+    def _estimated(self, fitting: list[tuple[float, str, Plan, float, int]],
+                   need: int | None, below_s: float | None, prune: bool
+                   ) -> list[Candidate]:
+        """:meth:`estimated`'s branch and bound; with ``prune``, a plan whose
+        :meth:`step_bound` lies above the limit (``below_s``, or the ``need``-th best
+        estimate so far) is skipped without being estimated: its estimate is above the
+        limit too, so it could neither rank below ``below_s`` nor enter the best
+        ``need``. Candidates are ordered by (estimate, description), descriptions are
+        unique, so the candidates at or below the limit are those of a run without
+        pruning, in the same order."""
         out: list[Candidate] = []
         for bound, _, plan, peak, stage in fitting:
-            if need is not None and len(out) >= need and bound >= out[need - 1].estimate_s:
-                break
+            limit = below_s
+            if need is not None and len(out) >= need:
+                if bound >= out[need - 1].estimate_s:
+                    break
+                limit = out[need - 1].estimate_s if limit is None else \
+                    min(limit, out[need - 1].estimate_s)
             if below_s is not None and bound >= below_s:
                 break
+            # The margin keeps rounding (the bound sums in another order) on the safe
+            # side: only a plan clearly above the limit is skipped.
+            if prune and limit is not None and \
+                    self.step_bound(plan) * (1.0 - BOUND_MARGIN) > limit:
+                continue
             est, bubble = self.estimate(plan)
             # Kept sorted as inserted (after equal keys: the order a stable sort gives).
             bisect.insort(out, Candidate(plan=plan, peak_bytes=peak, peak_stage=stage,
