@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from simwall.config import ClusterSpec, validate
 from simwall.net import build_topology
+from simwall.net import collectives
 from simwall.net.collectives import chooser
 
 KINDS = ("all_reduce", "reduce_scatter", "all_gather", "send_recv", "broadcast")
@@ -88,3 +89,33 @@ def test_partial_last_block_is_not_moved():
     assert full < 20 * 4                    # the last leaf is partial
     assert chooser.block_translate((full - 4, full), topo) == (full - 4, full)
     assert chooser.block_translate((step, step + 4), topo) == (0, 4)
+
+
+@settings(deadline=None, derandomize=True, max_examples=40)
+@given(shape=st.sampled_from(PERIODIC), nodes=st.integers(12, 40),
+       kind=st.sampled_from(("all_reduce", "reduce_scatter", "send_recv")),
+       algorithm=st.sampled_from(("ring", "tree", "hierarchical", "direct")),
+       data=st.data())
+def test_groups_moved_together_cost_the_same_double(shape, nodes, kind, algorithm, data):
+    """Several groups run at once and the same groups all moved by whole blocks: the
+    same (latency, drain time) from the phases themselves (what the unit-time memo,
+    keyed on the moved groups, relies on)."""
+    from simwall.net.collectives.cost import algorithm_phases, phase_time_s
+    topo = build_topology(cluster(nodes, shape))
+    shift = chooser.block_shift(topo)
+    if shift is None:
+        return
+    step, full = shift
+    size = 2 if kind == "send_recv" else data.draw(st.integers(2, 6))
+    count = data.draw(st.integers(1, 4))
+    devs = data.draw(st.lists(st.integers(step, full - 1), min_size=size * count,
+                              max_size=size * count, unique=True))
+    groups = tuple(tuple(devs[i * size:(i + 1) * size]) for i in range(count))
+    moved = collectives.block_translate_all(groups, topo)
+    assert moved != groups
+
+    def cost(gs):
+        return phase_time_s([algorithm_phases(kind, g, 1.0, topo, algorithm) for g in gs],
+                            [1.0] * len(gs), topo)
+
+    assert cost(groups) == cost(moved)

@@ -9,6 +9,7 @@ from . import protocol as proto
 from .cost import named_time_parts
 from .phases import TopologyLike, Window, check_call
 from .routes import by_node, link_classes, memo_on, nvls_applies
+from .symmetry import block_shift, block_translate
 
 __all__ = ["Choice", "block_shift", "block_translate", "candidates", "choose",
            "choose_algorithm", "model_algorithm", "protocol_options"]
@@ -127,57 +128,3 @@ def choose_algorithm(kind: str, group: Sequence[int], bytes_: float, topology: T
            float(bytes_), window)
     return memo_on(topology, "chosen", key,
                    lambda: choose(kind, key[1], bytes_, topology, window)[0])
-
-
-def block_translate(group: Sequence[int], topology: TopologyLike) -> tuple[int, ...]:
-    """``group`` moved down by whole repeating blocks of the network as far as it goes
-    (every device index minus the same multiple of :func:`block_shift`), or ``group``
-    itself where no such move is known to keep its costs.
-
-    Moving every device by ``k * block_shift`` maps the network onto itself (both
-    symmetry traits of :mod:`simwall.net.generators.base`: identical blocks,
-    ``block_nodes``, and a translation, ``shift_period``), edge onto edge of the same
-    capacity and latency, as long as the group stays in full blocks (a partial last
-    block has smaller uplinks). Routes of the moved group are then the images of the
-    group's, used alike in the same order, so every cost of it (phases, their latencies,
-    drain times) is the same double."""
-    shift = block_shift(topology)
-    g = tuple(group)
-    if not shift or not g:
-        return g
-    low, high = min(g), max(g)
-    k = low // shift[0]
-    if k == 0 or high >= shift[1]:
-        return g
-    d = k * shift[0]
-    return tuple(x - d for x in g)
-
-
-def block_shift(topology: TopologyLike) -> tuple[int, int] | None:
-    """``(devices per block shift, devices in full blocks)``: the smallest move of every
-    device index by whole blocks (``block_nodes``) that is also a whole number of
-    translation periods (``Topology.shift_invariant``), and the devices below the first
-    partial block; None where the topology declares no such symmetry (faults, mixed
-    device kinds, no blocks, no period). Memoised per topology."""
-    return memo_on(topology, "block_shift", None, lambda: _block_shift(topology))
-
-
-def _block_shift(topology: TopologyLike) -> tuple[int, int] | None:
-    block_fn = getattr(topology, "block_nodes", None)
-    invariant = getattr(topology, "shift_invariant", None)
-    cluster = getattr(topology, "cluster", None)
-    if block_fn is None or invariant is None or cluster is None or cluster.mixed \
-            or cluster.faults.links:
-        return None
-    per_block = block_fn()
-    if not per_block:
-        return None
-    per_node = topology.devices_per_node
-    full = topology.nodes_count // per_block * per_block * per_node
-    step = per_block * per_node
-    shift = step
-    while shift < full and not invariant(shift):
-        shift += step
-    if shift >= full:
-        return None
-    return (shift, full)
