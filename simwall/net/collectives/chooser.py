@@ -123,7 +123,11 @@ def choose_algorithm(kind: str, group: Sequence[int], bytes_: float, topology: T
     """The algorithm of :func:`choose` (the fastest algorithm and protocol). Memoised per
     topology on the group's :func:`block_translate` (a group and its translation by
     whole blocks are costed alike, bit for bit): a per-device costing asks for every
-    pipeline pair and DP group of the run, most of them translations of a few."""
+    pipeline pair and DP group of the run, most of them translations of a few.
+    ``send_recv`` and ``all_to_all`` have one candidate, ``direct``: no costing."""
+    if kind in ("send_recv", "all_to_all"):
+        check_call(kind, group, bytes_)
+        return "direct"
     key = (kind, block_translate(group, topology) if window is None else tuple(group),
            float(bytes_), window)
     return memo_on(topology, "chosen", key,
