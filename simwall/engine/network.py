@@ -16,6 +16,17 @@ model, drained without SimPy). Tensor-parallel collectives and ZeRO-3 gathers st
 folded into the compute durations (they sit on the compute stream's critical path
 and are not put on the network), as do the tied-embedding all-reduce and the ZeRO 1/2
 parameter all-gather of the step's tail.
+
+Classes of DP replicas (:data:`simwall.engine.step.REPLICA_CLASSES`): where replicas are
+copies of each other, one set of pipeline streams runs per class and each of its sends
+puts every member's flows on this network (:meth:`EngineNetwork.run_class`), held to the
+instant's re-solve and started in replica order across the classes sending then
+(:meth:`simwall.net.flows.FlowNetwork.transfer_each`), as the members' own sends are.
+The network therefore does the one-by-one run's work (its cost still grows with the
+replicas; the streams' does not), and checks what the class assumes:
+:class:`ClassDiverged` where members finish apart (the class splits) or where a
+transfer meets other network events at its instant (SimPy's order of those would
+decide, and the classed run does not reproduce it: the step runs replica by replica).
 """
 
 from __future__ import annotations

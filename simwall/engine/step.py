@@ -181,7 +181,9 @@ def simulate_step(plan: Plan, costs: dict[tuple[int, int], StageCost], replicas:
     (:mod:`simwall.engine.sync`), all in one environment. ``costs[(stage, replica)]``
     gives each stream's durations for ``replicas`` simulated DP replicas. With a
     ``topology`` (per-device runs), pipeline sends and DP buckets run as flows on one
-    network of its links (:mod:`simwall.engine.network`) instead of timed waits."""
+    network of its links (:mod:`simwall.engine.network`) instead of timed waits, and
+    replicas that are copies of each other are simulated as classes
+    (:data:`REPLICA_CLASSES`; not with a trace), with the same result."""
     if topology is None and not trace:
         try:
             return _simulate(plan, costs, replicas, False, None, static=True)
