@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall.config import ClusterSpec, validate
-from simwall.net import build_topology
-from simwall.net import collectives
+from simwall.net import build_topology, collectives
 from simwall.net.collectives import chooser
 
 KINDS = ("all_reduce", "reduce_scatter", "all_gather", "send_recv", "broadcast")
