@@ -13,8 +13,10 @@ import simpy
 
 from simwall import clear_caches
 from simwall.api import simulate
+from simwall.config import load_cluster
 from simwall.engine import network as engine_network
 from simwall.engine import step as engine_step
+from simwall.net import build_topology
 from simwall.net.flows import FlowNetwork
 
 # Llama 2 7B on 8 DGX A100 nodes, TP 4 x PP 2 x DP 8, 8 micro-batches per replica.
@@ -196,3 +198,24 @@ def test_long_step_finds_its_classes_on_a_short_one(attempts, monkeypatch):
     assert [(a[0], a[2]) for a in attempts] == [("diverged", 2), ("ok", 2), ("ok", 32)]
     assert attempts[1][1] == attempts[2][1] and len(attempts[2][1]) == 2
     assert classed == _run(False, monkeypatch, **over)
+
+
+def test_class_sends_starting_with_other_transfers_stop_the_classed_run():
+    """Batches held by a class send that start in one re-solve with a batch started
+    directly at that instant (their order in the one-by-one run is not known): the
+    classed network raises ClassDiverged, with nothing to split by; alone they run."""
+    topo = build_topology(load_cluster("dgx-a100", [("nodes", 2)]))
+    edges = tuple(topo.route(0, 9))
+    for direct in (True, False):
+        env = simpy.Environment()
+        net = engine_network.EngineNetwork(env, topo, None, classed=True)
+        if direct:
+            net.flows.transfer_all(((edges, 1e6, 1.0),), "dp")
+        net.flows.transfer_each([((edges, 1e6, 1.0),)], [0], "pp")
+        if direct:
+            with pytest.raises(engine_network.ClassDiverged) as err:
+                env.run()
+            assert err.value.split is None
+        else:
+            env.run()
+            assert net.flows.transfers_done == 1

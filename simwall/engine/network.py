@@ -83,10 +83,11 @@ class EngineNetwork:
     by batch in replica order, as the members' own sends would at that instant
     (:meth:`run_class`), so the network is the one-by-one run's; what the class cannot
     tell apart raises :class:`ClassDiverged`: members whose sends differ in their phases,
-    members whose flows do not all finish in one re-solve, and a transfer that starts,
+    members whose flows do not all finish in one re-solve, a transfer that starts,
     other than right after the completion that caused it, at an instant at which the
-    network has already done something (:meth:`check_quiet`), where which of the two
-    comes first depends on SimPy's order of events, which the classed run does not
+    network has already done something (:meth:`check_quiet`), and class sends that start
+    in one re-solve with other transfers (:meth:`_mixed_instant`): where which comes
+    first depends on SimPy's order of events, which the classed run does not
     reproduce."""
 
     def __init__(self, env: simpy.Environment, topology, plan: Plan,
@@ -110,6 +111,8 @@ class EngineNetwork:
             flow_caches = caches.setdefault(("flows", BUNDLE_FLOWS), {})
         self.flows = FlowNetwork(env, topology.capacity, edge_stats=False,
                                  bundles=BUNDLE_FLOWS, caches=flow_caches)
+        if classed:
+            self.flows.staged_with_others = self._mixed_instant
 
     def steps(self, parts: Sequence[Traffic], replica: int | None = None) -> Steps:
         """The phases of ``parts`` (collectives run one after another, each by all its
@@ -251,6 +254,12 @@ class EngineNetwork:
         elif self._instant != (now, tag) or flows.last_flush_s == now:
             raise ClassDiverged(f"a send at {now!r} s meets other network events at that "
                                 "instant")
+
+    def _mixed_instant(self) -> None:
+        """The network's hook for class sends held to a flush in which other transfers
+        start too (a DP bucket started right after a completion, beside a class send's
+        next phase): the one-by-one run's order of the two is not known."""
+        raise ClassDiverged(f"class sends and other transfers start at {self.env.now!r} s")
 
     def check_quiet(self) -> None:
         """In a classed run, raise :class:`ClassDiverged` if the network has already done

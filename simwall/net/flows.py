@@ -612,6 +612,9 @@ class FlowNetwork:
         self.flushes = 0
         self.last_flush_s = -math.inf
         self._staged: list[tuple] = []   # transfer_each's batches until the flush
+        # Called where held batches start in one flush with batches started directly
+        # (transfer_all) at that instant: which came first is not known here.
+        self.staged_with_others: Callable[[], None] | None = None
         # Re-solves in which one edge carried flows of two different tags (transfers
         # that share a link at the same time); only flows given a tag count.
         self.shared_resolves = 0
@@ -985,6 +988,8 @@ class FlowNetwork:
 
     def _flush(self, _ev: Any = None) -> None:
         if self._staged:                 # transfer_each's batches, in their order
+            if self._starting and self.staged_with_others is not None:
+                self.staged_with_others()    # started now too, in an order not known
             staged, self._staged = self._staged, []
             staged.sort(key=lambda item: (item[0], item[1]))
             for _key, _n, flows, tag, batch in staged:
