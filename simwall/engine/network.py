@@ -16,6 +16,17 @@ model, drained without SimPy). Tensor-parallel collectives and ZeRO-3 gathers st
 folded into the compute durations (they sit on the compute stream's critical path
 and are not put on the network), as do the tied-embedding all-reduce and the ZeRO 1/2
 parameter all-gather of the step's tail.
+
+Classes of DP replicas (:data:`simwall.engine.step.REPLICA_CLASSES`): where replicas are
+copies of each other, one set of pipeline streams runs per class and each of its sends
+puts every member's flows on this network (:meth:`EngineNetwork.run_class`), held to the
+instant's re-solve and started in replica order across the classes sending then
+(:meth:`simwall.net.flows.FlowNetwork.transfer_each`), as the members' own sends are.
+The network therefore does the one-by-one run's work (its cost still grows with the
+replicas; the streams' does not), and checks what the class assumes:
+:class:`ClassDiverged` where members finish apart (the class splits) or where a
+transfer meets other network events at its instant (SimPy's order of those would
+decide, and the classed run does not reproduce it: the step runs replica by replica).
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ from ..net.collectives.routes import route
 from ..net.flows import FlowNetwork
 from ..plan import Plan
 
-__all__ = ["EngineNetwork", "Steps"]
+__all__ = ["ClassDiverged", "EngineNetwork", "Steps"]
 
 #: A transfer ready to run: per phase, its latency (s) and its flows (edges, bytes, weight).
 Steps = tuple[tuple[float, tuple[tuple[tuple, float, float], ...]], ...]
@@ -45,19 +56,63 @@ Steps = tuple[tuple[float, tuple[tuple[tuple, float, float], ...]], ...]
 BUNDLE_FLOWS = True
 
 
-class EngineNetwork:
-    """The flows of one simulated step on ``topology``'s links (one FlowNetwork)."""
+class ClassDiverged(Exception):
+    """A class of DP replicas simulated once (:class:`EngineNetwork` with ``classed``,
+    :func:`simwall.engine.step.simulate_step`) would no longer behave as its members
+    simulated one by one: their sends differ in shape or finish apart, or a transfer
+    starts at an instant where the order of the one-by-one run's events is not known to
+    be the classed run's. ``split``: where the members' sends finished apart, the
+    members grouped by when (the classes to try next); None where nothing tells."""
 
-    def __init__(self, env: simpy.Environment, topology, plan: Plan) -> None:
+    def __init__(self, message: str, split: list[list[int]] | None = None) -> None:
+        # Both in args: SimPy re-raises a failed process's exception as a copy made from
+        # them (type(e)(*e.args)).
+        super().__init__(message, split)
+        self.split = split
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class EngineNetwork:
+    """The flows of one simulated step on ``topology``'s links (one FlowNetwork).
+
+    ``classed``: the step's DP replicas are simulated as one class (one set of pipeline
+    streams standing for every replica, :class:`simwall.engine.pipeline.Pipeline` with
+    ``members``). Each class send still puts every member's flows on the network, batch
+    by batch in replica order, as the members' own sends would at that instant
+    (:meth:`run_class`), so the network is the one-by-one run's; what the class cannot
+    tell apart raises :class:`ClassDiverged`: members whose sends differ in their phases,
+    members whose flows do not all finish in one re-solve, a transfer that starts,
+    other than right after the completion that caused it, at an instant at which the
+    network has already done something (:meth:`check_quiet`), and class sends that start
+    in one re-solve with other transfers (:meth:`_mixed_instant`): where which comes
+    first depends on SimPy's order of events, which the classed run does not
+    reproduce."""
+
+    def __init__(self, env: simpy.Environment, topology, plan: Plan,
+                 classed: bool = False, caches: dict | None = None) -> None:
         self.env = env
         self.topology = topology
         self.plan = plan
-        self.flows = FlowNetwork(env, topology.capacity, edge_stats=False,
-                                 bundles=BUNDLE_FLOWS)
+        self.classed = classed
+        self._class_steps: dict[tuple[int, int], tuple[Sequence[Traffic], list[Steps]]] = {}
+        self._instant: tuple = (None, None)      # (instant, tag) of class sends started
         self.transfers = 0
         self._steps: dict[tuple[int, int | None], tuple[Sequence[Traffic], Steps]] = {}
         self._by_replica: dict[int, tuple[Traffic, dict[int, tuple]]] = {}
         self._protocols: dict[int, tuple[Traffic, tuple[str, float | None, float]]] = {}
+        flow_caches = None
+        if caches is not None:
+            # Runs of one step (classed attempts, the fallback) share what they work out:
+            # keyed on the transfers' objects, which live as long as the step's costs.
+            for name in ("_steps", "_by_replica", "_protocols"):
+                setattr(self, name, caches.setdefault(name, getattr(self, name)))
+            flow_caches = caches.setdefault(("flows", BUNDLE_FLOWS), {})
+        self.flows = FlowNetwork(env, topology.capacity, edge_stats=False,
+                                 bundles=BUNDLE_FLOWS, caches=flow_caches)
+        if classed:
+            self.flows.staged_with_others = self._mixed_instant
 
     def steps(self, parts: Sequence[Traffic], replica: int | None = None) -> Steps:
         """The phases of ``parts`` (collectives run one after another, each by all its
@@ -143,8 +198,75 @@ class EngineNetwork:
         for latency_s, batch in steps:
             if latency_s > 0.0:
                 yield env.timeout(latency_s)
+                if self.classed:
+                    self.check_quiet()
             if batch:
                 yield self.flows.transfer_all(batch, tag)
+
+    def class_steps(self, parts: Sequence[Traffic], members: Sequence[int]) -> list[Steps]:
+        """:meth:`steps` of ``parts`` for each DP replica of ``members`` (a class, in
+        replica order); raises :class:`ClassDiverged` unless they have the same phases
+        (latencies, and flows or none, phase by phase). Once per ``parts`` and class."""
+        key = (id(parts), members[0])
+        hit = self._class_steps.get(key)
+        if hit is not None and hit[0] is parts:
+            return hit[1]
+        out = [self.steps(parts, r) for r in members]
+        shapes: dict[tuple, list[int]] = {}
+        for r, steps in zip(members, out):
+            shapes.setdefault(tuple((lat, bool(b)) for lat, b in steps), []).append(r)
+        if len(shapes) > 1:
+            raise ClassDiverged(f"replica {members[0]}'s class: sends of other phases",
+                                list(shapes.values()))
+        self._class_steps[key] = (parts, out)
+        return out
+
+    def run_class(self, per_member: Sequence[Steps], members: Sequence[int], tag):
+        """SimPy process body: the send of every member of a class (``per_member``, as
+        :meth:`class_steps`), phase by phase: each phase's batches put on the network at
+        one instant, in replica order among all class sends of that instant (as the
+        members' own sends are made), and done when the first member's is, which must be
+        when every member's is, in the same re-solve (else :class:`ClassDiverged`, with
+        the members grouped by when theirs finished)."""
+        env = self.env
+        self.transfers += len(per_member)
+        for i, (latency_s, batch) in enumerate(per_member[0]):
+            if latency_s > 0.0:
+                yield env.timeout(latency_s)
+                self._check_send(tag)
+            elif i == 0:
+                self._check_send(tag)
+            if batch:
+                first, groups = self.flows.transfer_each([s[i][1] for s in per_member],
+                                                         members, tag)
+                yield first
+                split = groups()
+                if len(split) > 1:
+                    raise ClassDiverged(f"the members' flows of {tag} finished apart", split)
+
+    def _check_send(self, tag) -> None:
+        """A class send may start where nothing has happened on the network at this
+        instant, or only other class sends of the same transfer (``tag``) not yet
+        started (they all start together, in replica order); else :class:`ClassDiverged`."""
+        now, flows = self.env.now, self.flows
+        if flows.settled_at(now):
+            self._instant = (now, tag)
+        elif self._instant != (now, tag) or flows.last_flush_s == now:
+            raise ClassDiverged(f"a send at {now!r} s meets other network events at that "
+                                "instant")
+
+    def _mixed_instant(self) -> None:
+        """The network's hook for class sends held to a flush in which other transfers
+        start too (a DP bucket started right after a completion, beside a class send's
+        next phase): the one-by-one run's order of the two is not known."""
+        raise ClassDiverged(f"class sends and other transfers start at {self.env.now!r} s")
+
+    def check_quiet(self) -> None:
+        """In a classed run, raise :class:`ClassDiverged` if the network has already done
+        something at this instant (:meth:`simwall.net.flows.FlowNetwork.settled_at`)."""
+        if self.classed and not self.flows.settled_at(self.env.now):
+            raise ClassDiverged(f"a transfer at {self.env.now!r} s meets other network "
+                                "events at that instant")
 
     def summary(self) -> dict:
         """What ran on the network: transfers, flows, and the rate re-solves in which two

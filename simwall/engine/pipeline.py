@@ -119,11 +119,18 @@ class Pipeline:
 
     def __init__(self, env: simpy.Environment, plan: Plan,
                  costs: dict[tuple[int, int], StageCost], replicas: int, recorder: Recorder,
-                 grads: dict[int, simpy.Store] | None = None, network=None) -> None:
+                 grads: dict[int, simpy.Store] | None = None, network=None,
+                 classes: tuple[tuple[int, ...], ...] | None = None) -> None:
         self.env = env
         # Per-device runs: sends run as flows on this shared network
         # (:class:`simwall.engine.network.EngineNetwork`) instead of timed waits.
         self.network = network
+        # Classes of DP replicas simulated once each (simulated replica k stands for the
+        # replicas classes[k], ``replicas`` of them): each send puts every member's flows
+        # on the network (:meth:`simwall.engine.network.EngineNetwork.run_class`), and
+        # every engine event counts once per member.
+        self.classes = classes
+        self.weights = [1] * replicas if classes is None else [len(c) for c in classes]
         self.plan = plan
         self.costs = costs
         self.replicas = replicas
@@ -157,6 +164,16 @@ class Pipeline:
         if self.network is not None:
             transfers = self.costs[(stage, replica)].transfers
             parts = transfers.pp_fwd if what == "act" else transfers.pp_bwd
+            if self.classes is not None:
+                members = self.classes[replica]
+                per_member = self.network.class_steps(parts, members)
+                if per_member[0]:
+                    self.events += len(members)
+                    env.process(self._class_send(inbox, mb, per_member, members, stage,
+                                                 what))
+                    return
+                inbox.put(Arrival(mb, producer_end, env.now))
+                return
             steps = self.network.steps(parts, replica)
             if steps:
                 self.events += 1
@@ -184,6 +201,15 @@ class Pipeline:
                            "pp")
         inbox.put(Arrival(mb, start, env.now))
 
+    def _class_send(self, inbox: simpy.Store, mb: int, per_member, members, stage: int,
+                    what: str):
+        """A class's send (every member's flows, :meth:`_send`); the message arrives when
+        they are through. No trace: a classed run keeps none."""
+        env = self.env
+        start = env.now
+        yield from self.network.run_class(per_member, members, ("pp", stage, what, mb))
+        inbox.put(Arrival(mb, start, env.now))
+
     def _stream(self, stage: int, replica: int):
         env, plan, rec = self.env, self.plan, self.recorder
         sc = self.costs[(stage, replica)]
@@ -198,6 +224,7 @@ class Pipeline:
         grad_pass = "W" if split else "B"
         grads = self.grads[stage] if self.grads is not None else None
         tracing = rec.enabled          # skip building trace events nobody keeps
+        weight = self.weights[replica]  # the replicas this stream stands for
         for pass_, mb, local in order:
             ch: ChunkCost = sc.chunks[local]
             g = ch.chunk
@@ -211,7 +238,7 @@ class Pipeline:
                 t0 = env.now
                 got = inbox.get()
                 if not got.triggered:
-                    self.events += 1
+                    self.events += weight
                     yield got
                 msg: Arrival = got.value
                 if msg.micro_batch != mb:  # pragma: no cover - a schedule bug
@@ -240,7 +267,7 @@ class Pipeline:
             final = pass_ == grad_pass and mb == final_b[local]
             if final and grads is not None:
                 grads.put(GradSegment(replica, start, start + duration, ch.grad_bytes))
-            self.events += 1
+            self.events += weight
             yield env.timeout(duration)
             st.compute_s += comp
             st.tp_s += tp_s

@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import simpy
 
@@ -29,7 +29,7 @@ from ..plan.limits import check_engine_tasks
 from ..report import StepResult
 from .confidence import confidence, links_used
 from .finite import check_finite
-from .network import EngineNetwork
+from .network import ClassDiverged, EngineNetwork
 from .pipeline import InputTie, Pipeline, StageStats, StaticPipeline, scaled
 from .prepare import Prepared
 from .sync import (
@@ -181,13 +181,138 @@ def simulate_step(plan: Plan, costs: dict[tuple[int, int], StageCost], replicas:
     (:mod:`simwall.engine.sync`), all in one environment. ``costs[(stage, replica)]``
     gives each stream's durations for ``replicas`` simulated DP replicas. With a
     ``topology`` (per-device runs), pipeline sends and DP buckets run as flows on one
-    network of its links (:mod:`simwall.engine.network`) instead of timed waits."""
+    network of its links (:mod:`simwall.engine.network`) instead of timed waits, and
+    replicas that are copies of each other are simulated as classes
+    (:data:`REPLICA_CLASSES`; not with a trace), with the same result."""
     if topology is None and not trace:
         try:
             return _simulate(plan, costs, replicas, False, None, static=True)
         except InputTie:
             pass       # SimPy's order of simultaneous events decides: run it event by event
-    return _simulate(plan, costs, replicas, trace, topology, static=False)
+    caches = None
+    if topology is not None and not trace and REPLICA_CLASSES and replicas > 1:
+        caches = {}        # what the runs of this step work out once (EngineNetwork)
+        classes = _cost_classes(costs, plan.pp, replicas)
+        probe = PROBE_PASSES * plan.pp
+        if plan.micro_batches > 2 * probe:
+            # Where classes split, they mostly do at the end of the step (DP buckets
+            # meeting the last sends): find them on a step of fewer micro-batches first.
+            short = replace(plan, global_batch=probe * plan.dp * plan.micro_batch)
+            classes, run = _classed(short, costs, replicas, topology, classes, caches)
+            if run is None:
+                classes = []       # no classes to be had: one by one
+        if classes:
+            run = _classed(plan, costs, replicas, topology, classes, caches)[1]
+            if run is not None:
+                return run
+    return _simulate(plan, costs, replicas, trace, topology, static=False, caches=caches)
+
+
+def _classed(plan: Plan, costs: dict[tuple[int, int], StageCost], replicas: int,
+             topology, classes: list[tuple[int, ...]], caches: dict
+             ) -> tuple[list[tuple[int, ...]], SimulatedStep | None]:
+    """Up to :data:`CLASS_ATTEMPTS` classed runs (:func:`_simulate_class`) from
+    ``classes``, each that diverges splitting a class: the classes reached and the run,
+    or None where none went through (every replica a class of its own, nothing telling
+    how to split, or splits past the bound)."""
+    for _ in range(CLASS_ATTEMPTS):
+        if len(classes) == replicas:
+            break                  # every replica a class of its own: nothing to share
+        try:
+            return classes, _simulate_class(plan, costs, classes, topology, caches)
+        except ClassDiverged as diverged:
+            if diverged.split is None:
+                break              # nothing tells how to split: one by one
+            classes = _refined(classes, diverged.split)
+    return classes, None
+
+
+#: A step of more than twice this many micro-batches per pipeline stage first finds its
+#: replica classes on a step of this many per stage (its result is not kept): a bound on
+#: the work of finding them, not tuned.
+PROBE_PASSES = 1
+
+
+#: Classed runs tried before a step is simulated replica by replica: each that diverges
+#: (:class:`~simwall.engine.network.ClassDiverged`) splits a class where its members'
+#: sends finished apart, and the step is run again. A bound on the work, not tuned
+#: (replicas on a fat-tree's DP ring come in two or three classes).
+CLASS_ATTEMPTS = 4
+
+
+def _cost_classes(costs: dict[tuple[int, int], StageCost], stages: int, replicas: int
+                  ) -> list[tuple[int, ...]]:
+    """The DP replicas grouped by their stage costs (the same object at every stage),
+    each class in replica order, classes by their first replica."""
+    by: dict[tuple[int, ...], list[int]] = {}
+    for r in range(replicas):
+        by.setdefault(tuple(id(costs[(s, r)]) for s in range(stages)), []).append(r)
+    return sorted((tuple(c) for c in by.values()), key=lambda c: c[0])
+
+
+def _refined(classes: list[tuple[int, ...]], split: list[list[int]]
+             ) -> list[tuple[int, ...]]:
+    """``classes`` with the class holding ``split``'s replicas cut into its groups."""
+    cut = {r for group in split for r in group}
+    out = [c for c in classes if not cut.intersection(c)]
+    out += [tuple(sorted(group)) for group in split]
+    return sorted(out, key=lambda c: c[0])
+
+
+def _simulate_class(plan: Plan, costs: dict[tuple[int, int], StageCost],
+                    classes: Sequence[tuple[int, ...]], topology,
+                    caches: dict | None = None) -> SimulatedStep:
+    """:func:`_simulate` with each of ``classes`` (DP replicas alike) simulated once:
+    the streams and DP segments of its first replica, every member's flows on the
+    network (:class:`~simwall.engine.network.EngineNetwork` ``classed``), then the
+    streams' stats copied to every member (replica by replica, stage by stage, as the
+    one-by-one run makes them), engine events counted once per member. Raises
+    :class:`~simwall.engine.network.ClassDiverged` where that would not be the
+    one-by-one run (the network checks as it goes)."""
+    env = simpy.Environment()
+    k = len(classes)
+    rec = Recorder(False, k)
+    grads = {s: simpy.Store(env) for s in range(plan.pp)}
+    network = EngineNetwork(env, topology, plan, classed=True, caches=caches)
+    own = {(s, i): costs[(s, c[0])] for i, c in enumerate(classes) for s in range(plan.pp)}
+    pipe = Pipeline(env, plan, own, k, rec, grads, network, classes=tuple(classes))
+    dp = {}
+    for s in range(plan.pp):
+        def compute_end(s=s):
+            return max(pipe.stats[(s, i)].compute_end_s for i in range(k))
+
+        dp[s] = env.process(dp_reduction_flows(env, own[(s, 0)], k, plan.dp_overlap,
+                                               grads[s],
+                                               [pipe.processes[(s, i)] for i in range(k)],
+                                               compute_end, rec, network))
+    optimizer = {key: sc.optimizer_s for key, sc in own.items()}
+    post = {s: own[(s, 0)].post_optimizer_s for s in range(plan.pp)}
+    tied_s = own[(0, 0)].tied_embedding_s if plan.pp > 1 else 0.0
+    end = env.process(sync_tail(env, dp, tied_s, optimizer, post, k, rec))
+    with _fewer_collections():
+        env.run()
+    stalled = pipe.stalled()
+    if stalled or not end.processed:  # pragma: no cover - a schedule bug, not user input
+        raise RuntimeError(f"pipeline deadlock: streams {stalled} never got their input")
+    of = {r: i for i, c in enumerate(classes) for r in c}
+    stats = {}
+    for r in sorted(of):
+        for s in range(plan.pp):
+            st = pipe.stats[(s, of[r])]
+            stats[(s, r)] = replace(st, replica=r, grad_segments=list(st.grad_segments))
+    return SimulatedStep(stats=stats, tail=end.value, trace_events=[], events=pipe.events,
+                         network=network.summary())
+
+
+#: Simulate the DP replicas of a per-device step by classes of replicas that are copies
+#: of each other (every stage's cost the same object: stragglers and other device kinds
+#: make classes of their own): one set of pipeline streams per class, each send putting
+#: every member's flows on the network (:class:`~simwall.engine.network.EngineNetwork`
+#: ``classed``), stats copied to every member. Where members would not behave alike on
+#: the network the classed run stops (:class:`~simwall.engine.network.ClassDiverged`) and
+#: is run again with that class split, or replica by replica; either way the same
+#: result, bit for bit (tests/test_replica_classes.py runs the engine both ways).
+REPLICA_CLASSES = True
 
 
 #: Allocations between young-generation garbage collections while a step runs (CPython's
@@ -211,14 +336,17 @@ def _fewer_collections():
 
 
 def _simulate(plan: Plan, costs: dict[tuple[int, int], StageCost], replicas: int,
-              trace: bool, topology, static: bool) -> SimulatedStep:
+              trace: bool, topology, static: bool, caches: dict | None = None
+              ) -> SimulatedStep:
     """:func:`simulate_step` with the streams of :class:`~simwall.engine.pipeline.
     StaticPipeline` (``static``: fixed durations, no trace) or of
-    :class:`~simwall.engine.pipeline.Pipeline`."""
+    :class:`~simwall.engine.pipeline.Pipeline` (its network sharing ``caches`` with the
+    step's classed runs, :class:`~simwall.engine.network.EngineNetwork`)."""
     env = simpy.Environment()
     rec = Recorder(trace, replicas)
     grads = {s: simpy.Store(env) for s in range(plan.pp)}
-    network = EngineNetwork(env, topology, plan) if topology is not None else None
+    network = EngineNetwork(env, topology, plan, caches=caches) \
+        if topology is not None else None
     if static:
         pipe = StaticPipeline(env, plan, costs, replicas, grads)
     else:

@@ -140,12 +140,16 @@ def dp_reduction_flows(env: simpy.Environment, sc: StageCost, replicas: int,
     segments: list[list[tuple[float, float, float]]] = [[] for _ in range(replicas)]
     known: list[list[float]] = [[] for _ in range(replicas)]
     heard, done, end = 0, 0, 0.0
+    chained = False             # right after a bucket's completion, in the same step
     while done < n_buckets:
         if done < min(len(k) for k in known):
             ready = max(k[done] for k in known)
             start = max(ready, end)
             if start > env.now:
                 yield env.timeout(start - env.now)
+                chained = False
+            if not chained:
+                network.check_quiet()       # a classed run checks its order of events
             start = env.now
             yield from network.run(network.steps(sc.transfers.buckets[done]),
                                    ("dp", sc.stage, done))
@@ -153,7 +157,9 @@ def dp_reduction_flows(env: simpy.Environment, sc: StageCost, replicas: int,
             if end > start:
                 recorder.span(f"dp bucket {done}", start, end - start, sc.stage, 0, DP, "dp")
             done += 1
+            chained = True
             continue
+        chained = False
         if heard == replicas * chunks:  # pragma: no cover - every bucket is known by now
             break
         seg: GradSegment = yield grads.get()

@@ -463,6 +463,28 @@ class _Batch:
         self.done.succeed()
 
 
+class _Tracked(_Batch):
+    """A :class:`_Batch` that notes the network's flush in which its last flow finished
+    (``serial``; None until then): :meth:`FlowNetwork.transfer_each`. A ``quiet`` one
+    fires no event (nothing waits on it: only the first batch of a call is waited on)."""
+
+    __slots__ = ("net", "quiet", "serial")
+
+    def __init__(self, net: FlowNetwork, left: int, quiet: bool) -> None:
+        super().__init__(net.env, left)
+        self.net = net
+        self.quiet = quiet
+        self.serial: int | None = None
+
+    def succeed(self) -> None:
+        if self.left == 1:
+            self.serial = self.net.flushes
+            if self.quiet:
+                self.left = 0
+                return
+        super().succeed()
+
+
 class _Bundle:
     """Flows of one :meth:`FlowNetwork.transfer_all` batch that are copies of each other
     (its *rails*: one per group of a collective, e.g. one per NIC rail), kept as ONE
@@ -517,6 +539,11 @@ class _Bundle:
         self.tag = tag
 
 
+#: FlowNetwork's caches that ``FlowNetwork(caches=...)`` shares with the next network.
+_SHARED = ("_bundle_specs", "_routes", "_route_ids", "_classes", "_batches", "_alone",
+           "_edge_numbers", "_edge_of", "_edge_caps", "_component_rates", "_capacity")
+
+
 class FlowNetwork:
     """The fluid max-min model driven by a SimPy environment.
 
@@ -544,7 +571,8 @@ class FlowNetwork:
 
     def __init__(self, env: Any, capacity: CapacityFn | Mapping[Edge, float],
                  local_bandwidth_bytes_per_s: float = math.inf,
-                 edge_stats: bool = True, bundles: bool = False) -> None:
+                 edge_stats: bool = True, bundles: bool = False,
+                 caches: dict | None = None) -> None:
         self.env = env
         self._edge_stats = edge_stats     # keep edge_bytes / edge_busy_s (else empty)
         # Rails of a batch that are copies of each other kept as one object (_Bundle);
@@ -580,6 +608,13 @@ class FlowNetwork:
         self._edge_bytes: dict[Edge, float] = {}
         self._edge_busy_s: dict[Edge, float] = {}
         self.transfers_done = 0
+        # Flushes run so far, and the instant of the last (FlowNetwork.settled_at).
+        self.flushes = 0
+        self.last_flush_s = -math.inf
+        self._staged: list[tuple] = []   # transfer_each's batches until the flush
+        # Called where held batches start in one flush with batches started directly
+        # (transfer_all) at that instant: which came first is not known here.
+        self.staged_with_others: Callable[[], None] | None = None
         # Re-solves in which one edge carried flows of two different tags (transfers
         # that share a link at the same time); only flows given a tag count.
         self.shared_resolves = 0
@@ -597,6 +632,16 @@ class FlowNetwork:
         self._edge_of: list[Edge] = []
         self._edge_caps: dict[int, float] = {}
         self._component_rates = table(self, "component_rates")
+        if caches is not None:
+            # What this network works out once (route classes, edge numbers, batches
+            # and their bundle specs, rates alone, component rates) kept in ``caches``
+            # for the next network of the same capacities and settings: pure functions
+            # of those, the same numbers whichever network worked them out.
+            for name in _SHARED:
+                if name in caches:
+                    setattr(self, name, caches[name])
+                else:
+                    caches[name] = getattr(self, name)
 
     # -- public -------------------------------------------------------------------------
     def transfer(self, edges: Sequence[Edge], bytes_: float, weight: float = 1.0,
@@ -626,7 +671,35 @@ class FlowNetwork:
         """One event firing when every ``(edges, bytes_, weight)`` flow, all started now,
         has arrived (the same as ``env.all_of`` over :meth:`transfer` events, with one
         SimPy event instead of one per flow)."""
-        batch = _Batch(self.env, len(flows))
+        return self._transfer(flows, tag, _Batch(self.env, len(flows)))
+
+    def transfer_each(self, batches: Sequence[Sequence[tuple[Sequence[Edge], float, float]]],
+                      order: Sequence[int], tag: Hashable = None
+                      ) -> tuple[Any, Callable[[], list[list[int]]]]:
+        """:meth:`transfer_all` of each of ``batches``, held until this instant's re-solve
+        and then started in the order of their ``order`` numbers (of all batches so
+        held at this instant; the same network, bit for bit, as so many calls in that
+        order). Returns the event of the first batch (the others fire none) and a
+        function giving the ``order`` numbers grouped by the re-solve (flush) that
+        finished their batch, unfinished ones last (one group: all finished together). The engine runs
+        classes of identical DP replicas' sends so (simwall.engine.network)."""
+        made = [_Tracked(self, len(flows), i > 0) for i, flows in enumerate(batches)]
+        staged = self._staged
+        for key, flows, batch in zip(order, batches, made):
+            staged.append((key, len(staged), flows, tag, batch))
+        self._request_flush()
+
+        def groups() -> list[list[int]]:
+            by: dict[Any, list[int]] = {}
+            for key, b in zip(order, made):
+                by.setdefault(math.inf if b.serial is None else b.serial, []).append(key)
+            return [by[k] for k in sorted(by)]
+
+        return made[0].done, groups
+
+    def _transfer(self, flows: Sequence[tuple[Sequence[Edge], float, float]],
+                  tag: Hashable, batch: _Batch) -> Any:
+        """:meth:`transfer_all` of ``flows`` under ``batch``."""
         if not flows:
             batch.done.succeed()
             return batch.done
@@ -858,6 +931,12 @@ class FlowNetwork:
         cls = self._classes.setdefault((info[3], weight), len(self._classes))
         return info[1], info[2], cls
 
+    def settled_at(self, now_s: float) -> bool:
+        """Whether nothing has happened on the network at instant ``now_s`` yet: no flush
+        has run at it, none is requested, and no flow is due to finish at it."""
+        return (self.last_flush_s != now_s and not self._flush_pending
+                and self._wake_s != now_s)
+
     @property
     def active_flows(self) -> int:
         return (sum(f.n if type(f) is _Bundle else 1 for f in self._active.values())
@@ -908,7 +987,16 @@ class FlowNetwork:
                 self._edge_busy_s[e] = self._edge_busy_s.get(e, 0.0) + dt
 
     def _flush(self, _ev: Any = None) -> None:
+        if self._staged:                 # transfer_each's batches, in their order
+            if self._starting and self.staged_with_others is not None:
+                self.staged_with_others()    # started now too, in an order not known
+            staged, self._staged = self._staged, []
+            staged.sort(key=lambda item: (item[0], item[1]))
+            for _key, _n, flows, tag, batch in staged:
+                self._transfer(flows, tag, batch)
         self._flush_pending = False
+        self.flushes += 1
+        self.last_flush_s = self.env.now
         now_s = float(self.env.now)
         dirty: dict[int, None] = {}                        # edge numbers
         # Finished: the predicted finish is within what env.now can resolve (else a

@@ -5,14 +5,14 @@ One module per algorithm (:mod:`.ring`, :mod:`.tree`, :mod:`.hierarchical`,
 types in :mod:`.phases`; what they read of a topology, memoised, in :mod:`.routes`; the
 time of named algorithms in :mod:`.cost`; the ``auto`` strategy in :mod:`.chooser`; NCCL's protocol and latency model in
 :mod:`.protocol`; NVLink SHARP in :mod:`.nvls`; the
-periodic symmetry window in :mod:`.symmetry`; the public entry in :mod:`.timing`.
+periodic symmetry window and block translations in :mod:`.symmetry`; the public entry in :mod:`.timing`.
 """
 
 from ...registry import COLLECTIVE_ALGORITHMS
 from .chooser import candidates, choose, choose_algorithm
 from .phases import KINDS, Flow, Phase, TopologyLike, Window
 from .ring import ring_channels
-from .symmetry import symmetry_window
+from .symmetry import block_shift, block_translate, block_translate_all, symmetry_window
 from .timing import (
     collective_choice,
     collective_flows,
@@ -31,6 +31,9 @@ __all__ = [
     "Phase",
     "TopologyLike",
     "Window",
+    "block_shift",
+    "block_translate",
+    "block_translate_all",
     "candidates",
     "choose",
     "choose_algorithm",

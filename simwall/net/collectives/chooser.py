@@ -9,9 +9,10 @@ from . import protocol as proto
 from .cost import named_time_parts
 from .phases import TopologyLike, Window, check_call
 from .routes import by_node, link_classes, memo_on, nvls_applies
+from .symmetry import block_shift, block_translate
 
-__all__ = ["Choice", "candidates", "choose", "choose_algorithm", "model_algorithm",
-           "protocol_options"]
+__all__ = ["Choice", "block_shift", "block_translate", "candidates", "choose",
+           "choose_algorithm", "model_algorithm", "protocol_options"]
 
 #: ``(algorithm, protocol, latency_s, bandwidth_s)`` of one way to run a collective.
 Choice = tuple[str, str, float, float]
@@ -119,5 +120,15 @@ def choose(kind: str, group: Sequence[int], bytes_: float, topology: TopologyLik
 
 def choose_algorithm(kind: str, group: Sequence[int], bytes_: float, topology: TopologyLike,
                      window: Window = None) -> str:
-    """The algorithm of :func:`choose` (the fastest algorithm and protocol)."""
-    return choose(kind, group, bytes_, topology, window)[0]
+    """The algorithm of :func:`choose` (the fastest algorithm and protocol). Memoised per
+    topology on the group's :func:`block_translate` (a group and its translation by
+    whole blocks are costed alike, bit for bit): a per-device costing asks for every
+    pipeline pair and DP group of the run, most of them translations of a few.
+    ``send_recv`` and ``all_to_all`` have one candidate, ``direct``: no costing."""
+    if kind in ("send_recv", "all_to_all"):
+        check_call(kind, group, bytes_)
+        return "direct"
+    key = (kind, block_translate(group, topology) if window is None else tuple(group),
+           float(bytes_), window)
+    return memo_on(topology, "chosen", key,
+                   lambda: choose(kind, key[1], bytes_, topology, window)[0])

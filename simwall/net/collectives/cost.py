@@ -16,6 +16,7 @@ from ..flows import drain_time_s
 from .direct import direct_phases
 from .phases import Flow, Phase, TopologyLike, Window, check_call
 from .routes import memo_on, numbered_routes
+from .symmetry import block_translate_all
 
 __all__ = ["algorithm_phases", "named_time_parts", "phase_time_s", "representative_flows"]
 
@@ -82,7 +83,14 @@ def phase_time_s(phases_per_group: Sequence[tuple[Phase, ...]],
 def _unit_time_s(topology: TopologyLike, kind: str, groups: tuple[tuple[int, ...], ...],
                  algorithms: tuple[str, ...], weights_t: tuple[float, ...] | None,
                  window: Window) -> tuple[float, float]:
-    """(latency_s, bandwidth seconds per byte) of ``groups`` each running its algorithm."""
+    """(latency_s, bandwidth seconds per byte) of ``groups`` each running its algorithm.
+    Memoised per topology on the groups moved together by whole repeating blocks
+    (:func:`~simwall.net.collectives.symmetry.block_translate_all`; costed on the moved
+    groups, the same doubles): every stage's pipeline sends and DP groups of a
+    per-device costing are a translation of the first stage's."""
+    if window is None:
+        groups = block_translate_all(groups, topology)
+
     def compute() -> tuple[float, float]:
         phases = [algorithm_phases(kind, g, 1.0, topology, a, window,
                                    latency=window is None or i == 0)
