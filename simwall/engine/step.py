@@ -269,39 +269,16 @@ def _simulate_class(plan: Plan, costs: dict[tuple[int, int], StageCost],
     one-by-one run makes them), engine events counted once per member. Raises
     :class:`~simwall.engine.network.ClassDiverged` where that would not be the
     one-by-one run (the network checks as it goes)."""
-    env = simpy.Environment()
-    k = len(classes)
-    rec = Recorder(False, k)
-    grads = {s: simpy.Store(env) for s in range(plan.pp)}
-    network = EngineNetwork(env, topology, plan, classed=True, caches=caches)
     own = {(s, i): costs[(s, c[0])] for i, c in enumerate(classes) for s in range(plan.pp)}
-    pipe = Pipeline(env, plan, own, k, rec, grads, network, classes=tuple(classes))
-    dp = {}
-    for s in range(plan.pp):
-        def compute_end(s=s):
-            return max(pipe.stats[(s, i)].compute_end_s for i in range(k))
-
-        dp[s] = env.process(dp_reduction_flows(env, own[(s, 0)], k, plan.dp_overlap,
-                                               grads[s],
-                                               [pipe.processes[(s, i)] for i in range(k)],
-                                               compute_end, rec, network))
-    optimizer = {key: sc.optimizer_s for key, sc in own.items()}
-    post = {s: own[(s, 0)].post_optimizer_s for s in range(plan.pp)}
-    tied_s = own[(0, 0)].tied_embedding_s if plan.pp > 1 else 0.0
-    end = env.process(sync_tail(env, dp, tied_s, optimizer, post, k, rec))
-    with _fewer_collections():
-        env.run()
-    stalled = pipe.stalled()
-    if stalled or not end.processed:  # pragma: no cover - a schedule bug, not user input
-        raise RuntimeError(f"pipeline deadlock: streams {stalled} never got their input")
+    run = _simulate(plan, own, len(classes), False, topology, static=False, caches=caches,
+                    classes=tuple(classes))
     of = {r: i for i, c in enumerate(classes) for r in c}
     stats = {}
     for r in sorted(of):
         for s in range(plan.pp):
-            st = pipe.stats[(s, of[r])]
+            st = run.stats[(s, of[r])]
             stats[(s, r)] = replace(st, replica=r, grad_segments=list(st.grad_segments))
-    return SimulatedStep(stats=stats, tail=end.value, trace_events=[], events=pipe.events,
-                         network=network.summary())
+    return replace(run, stats=stats)
 
 
 #: Simulate the DP replicas of a per-device step by classes of replicas that are copies
@@ -336,21 +313,23 @@ def _fewer_collections():
 
 
 def _simulate(plan: Plan, costs: dict[tuple[int, int], StageCost], replicas: int,
-              trace: bool, topology, static: bool, caches: dict | None = None
-              ) -> SimulatedStep:
+              trace: bool, topology, static: bool, caches: dict | None = None,
+              classes: tuple[tuple[int, ...], ...] | None = None) -> SimulatedStep:
     """:func:`simulate_step` with the streams of :class:`~simwall.engine.pipeline.
     StaticPipeline` (``static``: fixed durations, no trace) or of
     :class:`~simwall.engine.pipeline.Pipeline` (its network sharing ``caches`` with the
-    step's classed runs, :class:`~simwall.engine.network.EngineNetwork`)."""
+    step's classed runs, :class:`~simwall.engine.network.EngineNetwork`); with
+    ``classes``, stream ``r`` stands for the replicas of ``classes[r]``
+    (:func:`_simulate_class`)."""
     env = simpy.Environment()
     rec = Recorder(trace, replicas)
     grads = {s: simpy.Store(env) for s in range(plan.pp)}
-    network = EngineNetwork(env, topology, plan, caches=caches) \
-        if topology is not None else None
+    network = EngineNetwork(env, topology, plan, classed=classes is not None,
+                            caches=caches) if topology is not None else None
     if static:
         pipe = StaticPipeline(env, plan, costs, replicas, grads)
     else:
-        pipe = Pipeline(env, plan, costs, replicas, rec, grads, network)
+        pipe = Pipeline(env, plan, costs, replicas, rec, grads, network, classes=classes)
     dp = {}
     for s in range(plan.pp):
         streams = [pipe.processes[(s, r)] for r in range(replicas)]
