@@ -329,3 +329,22 @@ def test_flow_network_run_matches_static_time(algo):
     assert env.now == pytest.approx(collective_time_s(topo, "all_reduce", [g], 1600.0, algo),
                                     rel=1e-9)
     assert net.active_flows == 0
+
+
+def test_auto_offers_nccls_algorithms_on_nccl_links():
+    """On links NCCL's model prices (dgx-a100: NVLink and IB), auto compares NCCL's own
+    algorithms: rings for all-gather and reduce-scatter (NCCL tuning.cc runs no other),
+    ring and tree for all-reduce across nodes. simwall's hierarchical scheme is no
+    longer a candidate there, but stays a choice of plan.collective; on links without
+    an NCCL class (the fake cluster above) it still is one."""
+    from simwall import api
+    from simwall.net.collectives.chooser import candidates
+
+    topo = api.prepare("llama2-7b", "dgx-a100", {"cluster.nodes": 4}).topology
+    g = list(range(32))
+    assert candidates("all_gather", g, topo) == ["ring"]
+    assert candidates("reduce_scatter", g, topo) == ["ring"]
+    assert candidates("all_reduce", g, topo) == ["ring", "tree"]
+    assert choose_algorithm("all_gather", g, 1 << 20, topo) == "ring"
+    assert collective_time_s(topo, "all_gather", [g], 1 << 20, "hierarchical") > 0.0
+    assert "hierarchical" in candidates("all_gather", list(range(32)), cluster(8, 4))

@@ -32,7 +32,13 @@ def _candidates_of(kind: str, group: Sequence[int], topology: TopologyLike) -> l
     out = ["ring"]
     multi_node = len(per_node) > 1
     uniform = len({len(n) for n in per_node}) == 1
-    if multi_node and uniform and len(per_node[0]) > 1 and kind != "broadcast":
+    # simwall's hierarchical algorithm is not NCCL's: where NCCL's model prices the
+    # group (its links have an NCCL class), auto offers NCCL's menu only (tuning.cc:
+    # all-gather, reduce-scatter and broadcast run as rings, all-reduce as ring or tree,
+    # or NVLS inside a node); hierarchical stays a choice of plan.collective.
+    nccl = model_algorithm(kind, "ring", group, topology) is not None
+    if (not nccl and multi_node and uniform and len(per_node[0]) > 1
+            and kind != "broadcast"):
         out.append("hierarchical")
     if multi_node and kind == "all_reduce":
         out.append("tree")          # NCCL uses trees for all-reduce only (tuning.cc)
@@ -98,10 +104,11 @@ def choose(kind: str, group: Sequence[int], bytes_: float, topology: TopologyLik
     like NCCL, which predicts ``latency + bytes / bandwidth`` per algorithm and protocol
     and takes the minimum (NCCL src/graph/tuning.cc, ncclTopoGetAlgoTime).
 
-    Candidates: ``send_recv`` and ``all_to_all`` -> direct. Otherwise ring; hierarchical
-    when the group spans several nodes with the same number (> 1) of devices on each (not
-    for broadcast); tree for all-reduce across several nodes; nvls for all-reduce inside
-    one NVSwitch node that can reduce. The crossover sizes follow from the model. Ties go
+    Candidates: ``send_recv`` and ``all_to_all`` -> direct. Otherwise ring; tree for
+    all-reduce across several nodes; nvls for all-reduce inside one NVSwitch node that
+    can reduce; hierarchical (not NCCL's) only where NCCL's model does not price the
+    links (no ``nccl_class``: TPU ICI, Infinity Fabric), when the group spans several
+    nodes with the same number (> 1) of devices on each (not for broadcast). The crossover sizes follow from the model. Ties go
     to the earlier candidate (ring first) and protocol (LL, LL128, Simple).
     """
     check_call(kind, group, bytes_)
