@@ -681,8 +681,9 @@ class FlowNetwork:
         held at this instant; the same network, bit for bit, as so many calls in that
         order). Returns the event of the first batch (the others fire none) and a
         function giving the ``order`` numbers grouped by the re-solve (flush) that
-        finished their batch, unfinished ones last (one group: all finished together). The engine runs
-        classes of identical DP replicas' sends so (simwall.engine.network)."""
+        finished their batch, unfinished ones last (one group: all finished together).
+        The engine runs classes of identical DP replicas' sends so
+        (simwall.engine.network)."""
         made = [_Tracked(self, len(flows), i > 0) for i, flows in enumerate(batches)]
         staged = self._staged
         for key, flows, batch in zip(order, batches, made):
@@ -909,8 +910,9 @@ class FlowNetwork:
 
     def _classify(self, edges: Sequence[Edge], weight: float) -> tuple[tuple, tuple, int]:
         """``(edges, pairs, class)`` of a flow: its route as a tuple, how often it uses
-        each edge (by edge number, first-use order) and the interned id of (route, weight). Worked out
-        once per route object (routes are memoised tuples: simwall.net.collectives)."""
+        each edge (by edge number, first-use order) and the interned id of (route,
+        weight). Worked out once per route object (routes are memoised tuples:
+        simwall.net.collectives)."""
         info = self._routes.get(id(edges))
         if info is None or info[0] is not edges:
             edges_t = tuple(edges)
