@@ -1,5 +1,5 @@
 """Groups translated by whole blocks of a periodic network are costed alike, bit for bit
-(simwall.net.collectives.chooser.block_translate), so a per-device costing chooses the
+(simwall.net.collectives.symmetry.block_translate), so a per-device costing chooses the
 algorithm of each pipeline pair and DP group once per translation class."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from simwall.config import ClusterSpec, validate
 from simwall.net import build_topology, collectives
-from simwall.net.collectives import chooser
+from simwall.net.collectives import chooser, symmetry
 
 KINDS = ("all_reduce", "reduce_scatter", "all_gather", "send_recv", "broadcast")
 
@@ -38,14 +38,14 @@ def test_translated_group_costs_the_same_double(shape, nodes, kind, data):
     """choose() (algorithm, protocol, latency, bandwidth) of a group and of its block
     translate are equal, and the memoised choose_algorithm gives the group's own."""
     topo = build_topology(cluster(nodes, shape))
-    shift = chooser.block_shift(topo)
+    shift = symmetry.block_shift(topo)
     if shift is None:
         return
     step, full = shift
     size = 2 if kind == "send_recv" else data.draw(st.integers(2, 8))
     devs = data.draw(st.lists(st.integers(step, full - 1), min_size=size, max_size=size,
                               unique=True))
-    moved = chooser.block_translate(devs, topo)
+    moved = symmetry.block_translate(devs, topo)
     assert moved != tuple(devs) and min(moved) < step
     assert all((a - b) % step == 0 and a - b == devs[0] - moved[0]
                for a, b in zip(devs, moved))
@@ -60,13 +60,13 @@ def test_a_shift_by_less_than_a_block_can_change_the_cost():
     block_translate moves groups by whole blocks only."""
     topo = build_topology(cluster(24, {"topology": "fat_tree", "switch_radix": 6,
                                        "oversubscription": 4.0, "rail_optimized": True}))
-    step = chooser.block_shift(topo)[0]
+    step = symmetry.block_shift(topo)[0]
     ring = tuple(range(0, step, 4))                # first device of each node of leaf 0
     assert len(ring) > 2
     costs = {chooser.choose("all_to_all", [d + j for d in ring], 1e8, topo)
              for j in range(0, step, 4)}
     assert len(costs) > 1
-    assert chooser.block_translate([d + step for d in ring], topo) == ring
+    assert symmetry.block_translate([d + step for d in ring], topo) == ring
 
 
 def test_no_translation_without_a_declared_symmetry():
@@ -77,17 +77,17 @@ def test_no_translation_without_a_declared_symmetry():
                              "global_links": 2})
     for spec in (degraded, dragonfly):
         topo = build_topology(spec)
-        assert chooser.block_shift(topo) is None
-        assert chooser.block_translate((40, 44), topo) == (40, 44)
+        assert symmetry.block_shift(topo) is None
+        assert symmetry.block_translate((40, 44), topo) == (40, 44)
 
 
 def test_partial_last_block_is_not_moved():
     topo = build_topology(cluster(20, {"topology": "fat_tree", "switch_radix": 6,
                                        "rail_optimized": True}))   # leaves of 3 nodes
-    step, full = chooser.block_shift(topo)
+    step, full = symmetry.block_shift(topo)
     assert full < 20 * 4                    # the last leaf is partial
-    assert chooser.block_translate((full - 4, full), topo) == (full - 4, full)
-    assert chooser.block_translate((step, step + 4), topo) == (0, 4)
+    assert symmetry.block_translate((full - 4, full), topo) == (full - 4, full)
+    assert symmetry.block_translate((step, step + 4), topo) == (0, 4)
 
 
 @settings(deadline=None, derandomize=True, max_examples=40)
@@ -101,7 +101,7 @@ def test_groups_moved_together_cost_the_same_double(shape, nodes, kind, algorith
     keyed on the moved groups, relies on)."""
     from simwall.net.collectives.cost import algorithm_phases, phase_time_s
     topo = build_topology(cluster(nodes, shape))
-    shift = chooser.block_shift(topo)
+    shift = symmetry.block_shift(topo)
     if shift is None:
         return
     step, full = shift

@@ -128,6 +128,8 @@ def test_dense_buckets_keep_the_order_the_sort_gives(size, dense_n, expert_n, od
     dense = dp.buckets(size * dense_n, size)
     for d in (dense, tuple(odd)):
         assert dp._interleaved(d, ()) == _interleaved_by_sort(d, ())
+        # What bucket_cost's dense-only path takes for granted: the sort keeps the order.
+        assert _interleaved_by_sort(d, ()) == tuple(("dp", x) for x in d)
         expert = dp.buckets(size * expert_n, size)
         assert dp._interleaved(d, expert) == _interleaved_by_sort(d, expert)
 

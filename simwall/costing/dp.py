@@ -105,9 +105,8 @@ def _interleaved(dense: tuple[float, ...], expert: tuple[float, ...]
     fraction of their kind's gradients produced when they are full (the gradients of both
     kinds taken as produced evenly over the backward), dense first among equals. Dense
     buckets alone keep their order: their fractions never fall (running sums of
-    non-negative sizes over one total), so the stable sort would leave them as they are."""
-    if not expert:
-        return tuple([("dp", size) for size in dense])
+    non-negative sizes over one total), so the stable sort leaves them as they are and
+    :func:`bucket_cost` runs them without it."""
     def ends(sizes):
         total, done = sum(sizes), 0.0
         for size in sizes:

@@ -57,7 +57,8 @@ def run_collective(topology, kind: str, groups, bytes_: float, count: float,
     try:
         memo = table(topology, "costing.run_collective")
     except TypeError:                    # not weak-referenceable: do not cache
-        return _run_collective(topology, kind, groups, bytes_, count, algorithm, symmetric)
+        return _costed(bytes_, count, *_run_once(topology, kind, groups, bytes_, algorithm,
+                                                 symmetric))
     key = (kind, tuple(tuple(g) for g in groups), bytes_, type(bytes_), count, algorithm,
            symmetric)
     found = memo.get(key)
@@ -72,12 +73,6 @@ def run_collective(topology, kind: str, groups, bytes_: float, count: float,
                                                    algorithm, symmetric)
         found = memo[key] = _costed(bytes_, count, *once)
     return found
-
-
-def _run_collective(topology, kind: str, groups, bytes_: float, count: float,
-                    algorithm: str, symmetric: bool) -> Costed:
-    return _costed(bytes_, count, *_run_once(topology, kind, groups, bytes_, algorithm,
-                                             symmetric))
 
 
 def _run_once(topology, kind: str, groups, bytes_: float, algorithm: str, symmetric: bool

@@ -1017,10 +1017,10 @@ class MemoryModel:
     the plan fields it depends on, so that plans differing elsewhere share it: a stage's
     model states on its role (first / last, dense and MoE layers), tp, ep, ZeRO, DP x CP,
     offload and pp > 1 (:meth:`_states_key`); its buffers on those and cp, SP,
-    micro-batch, recompute, DP buckets and framework (:meth:`_other_key`); the saved activations per
-    micro-batch on tp, cp, SP, micro-batch, recompute and ep (:func:`_activation_key`);
-    the stages that can hold the peak on the layer split, schedule and micro-batch count
-    (:meth:`contenders`)."""
+    micro-batch, recompute, DP buckets and framework (:meth:`_other_key`); the saved
+    activations per micro-batch on tp, cp, SP, micro-batch, recompute and ep
+    (:func:`_activation_key`); the stages that can hold the peak on the layer split,
+    schedule and micro-batch count (:meth:`contenders`)."""
 
     def __init__(self, model: ModelSpec, training: TrainingSpec,
                  reserved_bytes: float = RESERVED_BYTES,

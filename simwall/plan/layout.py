@@ -148,7 +148,6 @@ def stage_classes(stage_layers: tuple[int, ...], pp: int, v: int) -> tuple[int, 
     first: dict[tuple, int] = {}
     out = []
     for stage in range(pp):
-        key = (stage == 0, stage == pp - 1,
-               tuple(stage_layers[c] for c in range(stage, pp * v, pp)))
+        key = (stage == 0, stage == pp - 1, stage_layers[stage:pp * v:pp])
         out.append(first.setdefault(key, stage))
     return tuple(out)

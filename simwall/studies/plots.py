@@ -176,7 +176,8 @@ def _timeline_points(result: Any, pid: int | None = None) -> tuple[int, float, l
     stage = min(pid // replicas, len(result.memory["devices"]) - 1)
     dev = result.memory["devices"][stage]
     states = sum(float(dev[k]) for k in ("params_bytes", "grads_bytes", "optimizer_bytes"))
-    static = states + float(dev["other_bytes"])
+    other = float(dev["other_bytes"])
+    static = states + other
     recycled = float(dev.get("recycled_bytes", 0.0))
     # The reserve (simwall.model.memory.memory_reserve): fixed bytes plus a fraction of the
     # transient bytes (buffers less ZeRO-3's recycled gathered layers, and activations;
@@ -188,7 +189,7 @@ def _timeline_points(result: Any, pid: int | None = None) -> tuple[int, float, l
     for e in events:
         act = float(sum(v for v in e.get("args", {}).values() if isinstance(v, (int, float))))
         data.append({"time_s": e["ts"] / 1e6, "activations_bytes": act,
-                     "total_bytes": (states + recycled + (static - states - recycled + act)
+                     "total_bytes": (states + recycled + (other - recycled + act)
                                      * (1 + frag) + fixed)})
     return stage, static, data
 

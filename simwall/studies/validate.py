@@ -33,8 +33,9 @@ Metrics per kind (the key under ``published``):
 - ``energy``: ``j_per_step`` (joules of one simulated step of the whole cluster),
   ``j_per_token`` (the step's energy over its ``global_batch x seq_len`` tokens) and
   ``w_per_device`` (the step's average power per device), each with the case's
-  ``cluster.power_overhead`` and ``cluster.pue`` (docs/energy.md). A published energy covers what was metered (GPU only, node, facility):
-  the case sets those two keys to match, and says so.
+  ``cluster.power_overhead`` and ``cluster.pue`` (docs/energy.md). A published energy
+  covers what was metered (GPU only, node, facility): the case sets those two keys to
+  match, and says so.
 
 :func:`fit` re-fits the device efficiency constants (``gemm_max``, ``memory_bw``) on the
 cases marked ``fit`` by least squares of the relative error over a small grid, and gives

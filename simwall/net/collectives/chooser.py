@@ -9,10 +9,10 @@ from . import protocol as proto
 from .cost import named_time_parts
 from .phases import TopologyLike, Window, check_call
 from .routes import by_node, link_classes, memo_on, nvls_applies
-from .symmetry import block_shift, block_translate
+from .symmetry import block_translate
 
-__all__ = ["Choice", "block_shift", "block_translate", "candidates", "choose",
-           "choose_algorithm", "model_algorithm", "protocol_options"]
+__all__ = ["Choice", "candidates", "choose", "choose_algorithm", "model_algorithm",
+           "protocol_options"]
 
 #: ``(algorithm, protocol, latency_s, bandwidth_s)`` of one way to run a collective.
 Choice = tuple[str, str, float, float]
@@ -108,8 +108,9 @@ def choose(kind: str, group: Sequence[int], bytes_: float, topology: TopologyLik
     all-reduce across several nodes; nvls for all-reduce inside one NVSwitch node that
     can reduce; hierarchical (not NCCL's) only where NCCL's model does not price the
     links (no ``nccl_class``: TPU ICI, Infinity Fabric), when the group spans several
-    nodes with the same number (> 1) of devices on each (not for broadcast). The crossover sizes follow from the model. Ties go
-    to the earlier candidate (ring first) and protocol (LL, LL128, Simple).
+    nodes with the same number (> 1) of devices on each (not for broadcast). The
+    crossover sizes follow from the model. Ties go to the earlier candidate (ring first)
+    and protocol (LL, LL128, Simple).
     """
     check_call(kind, group, bytes_)
     cands = candidates(kind, group, topology)

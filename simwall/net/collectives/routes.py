@@ -115,7 +115,7 @@ def latencies_s(topology: TopologyLike, pairs: Sequence[tuple[int, int]]) -> Seq
     bulk = getattr(topology, "route_latencies_s", None)
     if bulk is not None:
         return bulk(pairs)
-    return [latency_s(topology, a, b) for a, b in pairs]
+    return pair_latencies_s(topology, pairs)
 
 
 def by_node(group: Sequence[int], topology: TopologyLike) -> tuple[tuple[int, ...], ...]:
