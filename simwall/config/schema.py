@@ -190,6 +190,18 @@ class ModelSpec(Strict):
     # forced (NVTE_FUSED_ATTN=0, as NVIDIA's Grok 1 recipe sets). Their efficiencies:
     # EfficiencySpec.flash_attention and flash_attention_fa2.
     flash_kernel: Literal["default", "fa2"] = "default"
+    # Which kernel computes the LM head's cross-entropy loss. ``default``: the framework's
+    # own (Megatron-Core's vocabulary-parallel cross-entropy under plan.framework megatron,
+    # PyTorch's ``F.cross_entropy`` on logits cast to fp32 otherwise), which keeps fp32
+    # logits for the backward. ``fused``: one kernel reads the 16-bit logits and keeps only
+    # them and an fp32 log-sum-exp per token, and its backward writes a 16-bit gradient:
+    # flash-attn's Triton cross-entropy (flash_attn/ops/triton/cross_entropy.py,
+    # ``save_for_backward(logits, lse, labels)``; OLMo's ``fused_loss: true``), or the loss
+    # under torch.compile (Inductor fuses the cast, log-softmax and z-loss; AOTAutograd's
+    # min-cut partitioner saves the matmul's 16-bit output and the row reductions and
+    # recomputes the pointwise rest in the backward: torch/_functorch/partitioners.py,
+    # ``min_cut_rematerialization_partition``; OLMo-core ``compile_model=True``).
+    cross_entropy: Literal["default", "fused"] = "default"
     # Mixture of experts (docs/cost-model.md, "Mixture of experts"). ``experts``: routed
     # experts per MoE layer (None: a dense model). Each token goes to ``top_k`` of them
     # (default 2: GShard, Lepikhin et al. 2021, Sec. 2.2; Mixtral, Jiang et al. 2024,

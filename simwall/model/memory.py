@@ -526,11 +526,17 @@ def embedding_activation_bytes(model: ModelSpec, plan: Plan) -> float:
 def output_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan) -> float:
     """Last stage, per micro-batch: final-norm input and LM-head input (2sbh each, /t with
     SP) and fp32 logits for the cross-entropy (4sbV/t): 4sbh/t (1 + V/h) with SP
-    (Korthikanti et al. 2022, Sec. 4.3)."""
+    (Korthikanti et al. 2022, Sec. 4.3). A fused cross-entropy (``model.cross_entropy:
+    fused``) keeps the e-byte logits and an fp32 log-sum-exp per token instead
+    (simwall.model.ops: the kernel's ``save_for_backward``)."""
     sb = local_tokens(model, plan)
     e = activation_element_bytes(training)
     sp_div = plan.tp if plan.sequence_parallel else 1
-    return 2 * e * sb * model.hidden / sp_div + FP32_BYTES * sb * model.vocab / plan.tp
+    if model.cross_entropy == "fused":
+        kept = e * sb * model.vocab / plan.tp + FP32_BYTES * sb
+    else:
+        kept = FP32_BYTES * sb * model.vocab / plan.tp
+    return 2 * e * sb * model.hidden / sp_div + kept
 
 
 @memoized(maxsize=4096)
@@ -914,9 +920,13 @@ def logits_buffer_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan) ->
     ``4sbh (1 + V/h)`` only (megatron/training/theoretical_memory_usage.py).
     Other frameworks (PyTorch ``cross_entropy`` on upcast logits): the backward's
     gradient is a new fp32 tensor, one more ``4 sbV/t`` (an estimate; Korthikanti et al.
-    2022, Sec. 4.3 count only the stored logits)."""
+    2022, Sec. 4.3 count only the stored logits). A fused cross-entropy
+    (``model.cross_entropy: fused``) writes its gradient in the logits' dtype, ``e sbV/t``
+    beside the kept logits (flash-attn's ``dlogits = torch.empty_like(logits)``)."""
     per_logit = FP32_BYTES
-    if plan.framework == "megatron":
+    if model.cross_entropy == "fused":
+        per_logit = activation_element_bytes(training)
+    elif plan.framework == "megatron":
         e = activation_element_bytes(training)
         per_logit = e if e < FP32_BYTES else 0
     return float(per_logit * local_tokens(model, plan) * model.vocab / plan.tp)

@@ -60,6 +60,7 @@ __all__ = [
     "PASSES",
     "SELECTIVE_RECOMPUTE",
     "WGRAD",
+    "XENT_FUSED",
     "Op",
     "StageOps",
     "activation_bytes_per_layer",
@@ -182,6 +183,13 @@ _XENT_FWD_READ_FP32 = 5    # fp32 words read per logit, besides the 16-bit cast 
 _XENT_FWD_WRITTEN_FP32 = 4  # fp32 words written per logit
 _XENT_BWD_READ_FP32 = 2    # fp32 words read per logit
 _XENT_BWD_WRITTEN_FP32 = 1  # fp32 words written per logit, besides the e-byte gradient
+# A fused cross-entropy (``model.cross_entropy: fused``) makes one pass over the 16-bit
+# logits each way: the forward reads them and writes three fp32 words per token (loss,
+# log-sum-exp, z-loss), keeping the logits and the log-sum-exp; the backward reads both
+# and writes the 16-bit gradient (flash_attn/ops/triton/cross_entropy.py,
+# cross_entropy_fwd_kernel / cross_entropy_bwd_kernel; Inductor's fused loss the same).
+_XENT_FUSED_ROW_FP32 = 3   # fp32 words written per token by the fused forward
+_XENT_FUSED_BWD_FLOP = 3   # per logit: exp(logit - lse), minus the one-hot, times the grad
 
 
 @dataclass(frozen=True)
@@ -636,6 +644,8 @@ def _grad_ops(op: Op, x: _Dims) -> tuple[Op, ...]:
         return (_flash_bwd_op(op, x),)
     if op.name == "cross_entropy":
         return (_cross_entropy_grad_op(op, x.e),)
+    if op.name == XENT_FUSED:
+        return (_fused_cross_entropy_grad_op(op),)
     if op.gemm is None:
         return (replace(op, name=op.name + ".grad", saved_bytes=0.0, pass_="bwd"),)
     m, n, k = op.gemm
@@ -805,7 +815,8 @@ def head_ops(model: ModelSpec, training: TrainingSpec, plan: Plan, pass_: str = 
            _gemm_op("lm_head", T, v, h, read=T * h * e + v * h * x.w, written=T * v * e,
                     saved=T * h * e / x.rep if train else 0.0)]
     if train:
-        ops.append(_cross_entropy_op(T * v, e))
+        ops.append(_fused_cross_entropy_op(T, v, e) if model.cross_entropy == "fused"
+                   else _cross_entropy_op(T * v, e))
     if pass_ == "fwd":
         return tuple(ops)
     return tuple(g for op in reversed(ops) for g in _grad_ops(op, x))
@@ -828,6 +839,29 @@ def _cross_entropy_grad_op(op: Op, e: int) -> Op:
     return replace(op, name=op.name + ".grad", flop=float(logits), saved_bytes=0.0,
                    pass_="bwd", bytes_read=logits * _XENT_BWD_READ_FP32 * FP32_BYTES,
                    bytes_written=logits * (_XENT_BWD_WRITTEN_FP32 * FP32_BYTES + e))
+
+
+#: Name of the fused cross-entropy op (``model.cross_entropy: fused``).
+XENT_FUSED = "cross_entropy_fused"
+
+
+def _fused_cross_entropy_op(tokens: int, vocab: int, e: int) -> Op:
+    """The fused cross-entropy over ``tokens`` x ``vocab`` logits of ``e`` bytes each (one
+    device, one micro-batch): one read of the logits (:data:`_XENT_FUSED_ROW_FP32`); keeps
+    the logits and an fp32 log-sum-exp per token for the backward."""
+    logits = tokens * vocab
+    return _ew_op(XENT_FUSED, "reduction", _XENT_FLOP * logits, logits * e,
+                  tokens * _XENT_FUSED_ROW_FP32 * FP32_BYTES,
+                  saved=logits * e + tokens * FP32_BYTES)
+
+
+def _fused_cross_entropy_grad_op(op: Op) -> Op:
+    """Backward of :func:`_fused_cross_entropy_op` ``op``: read the kept logits and
+    log-sum-exp, write the ``e``-byte gradient (as many bytes as the logits)."""
+    logits_bytes = op.bytes_read
+    return replace(op, name=op.name + ".grad", flop=_XENT_FUSED_BWD_FLOP * op.flop / _XENT_FLOP,
+                   saved_bytes=0.0, pass_="bwd", bytes_read=op.saved_bytes,
+                   bytes_written=logits_bytes)
 
 
 # ---------------------------------------------------------------------------------------
