@@ -153,7 +153,10 @@ def test_whatif_memory_bandwidth_keeps_core_power():
 
 
 def test_priced_whatif():
-    over = {**SMALL, "cluster.price_per_device_hour": 3.0}
+    # Sequences of 1024, 4 per micro-batch: GEMMs large enough that peak FLOP/s binds
+    # (at SMALL's 256 x 1 every op of GPT-2 small is memory bound on an H100).
+    over = {**SMALL, "model.seq_len": 1024, "training.micro_batch": 4,
+            "training.global_batch": 64, "cluster.price_per_device_hour": 3.0}
     data = w.whatif("gpt2", "dgx-h100", {"peak_flops": 2.0}, over, with_elasticities=False)
     b, s = data["baseline"]["energy"], data["scaled"]["energy"]
     assert b["cost_per_million_tokens"] > 0 and s["cost_per_million_tokens"] > 0
