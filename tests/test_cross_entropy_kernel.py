@@ -10,14 +10,13 @@ import math
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from test_invariants import configs  # tests/ is on sys.path (pytest rootdir)
 
 from simwall.api import simulate
 from simwall.config import ModelSpec, TrainingSpec
 from simwall.model import memory
 from simwall.model import ops as W
 from simwall.plan import Plan
-
-from test_invariants import configs  # tests/ is on sys.path (pytest rootdir)
 
 BF16 = TrainingSpec(global_batch=8, micro_batch=2, precision="bf16", optimizer="adam")
 MODEL = ModelSpec(layers=2, hidden=1024, heads=8, vocab=50000, seq_len=2048)
@@ -62,8 +61,8 @@ def test_fused_kernel_reads_the_logits_once_each_way():
     assert bwd[0].bytes_read == 2 * logits + 4 * tokens
     assert bwd[0].bytes_written == 2 * logits
     # The default kernel moves more bytes both ways (fp32 passes).
-    default_fwd = [op for op in W.head_ops(MODEL, BF16, plan, "fwd")
-                   if op.name == "cross_entropy"][0]
+    default_fwd = next(op for op in W.head_ops(MODEL, BF16, plan, "fwd")
+                       if op.name == "cross_entropy")
     assert default_fwd.bytes_read + default_fwd.bytes_written > \
         fwd[0].bytes_read + fwd[0].bytes_written
 
