@@ -28,7 +28,6 @@ from ..model.ops import (
     layer_key,
     layer_wgrad_activation_bytes,
 )
-from ..model.optime import device_efficiency
 from ..plan import Plan, stage_classes
 from .compute import layer_compute_s, moe_layer_compute_s, op_times
 from .cp import cp_cost
@@ -231,8 +230,7 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
         tp = replace(tp, layer_fwd_s=tp.layer_fwd_s + cp.layer_fwd_s,
                      layer_bwd_s=tp.layer_bwd_s + cp.layer_bwd_s,
                      traffic=tp.traffic + cp.traffic)
-    z3 = zero3_cost(model, training, plan, topology, stage, symmetric,
-                    device_efficiency(device).launch_s)
+    z3 = zero3_cost(model, training, plan, topology, stage, symmetric)
     z3_fwd, z3_bwd = exposed_s(z3, plan.layers_on_stage(stage), layer_fwd_s, layer_bwd_s,
                                tp.layer_fwd_s, tp.layer_bwd_s)
     layer = _LayerCost(fwd_compute_s=layer_fwd_s, bwd_compute_s=layer_bwd_s,

@@ -28,7 +28,7 @@ backward and reduce-scatters its gradients in the backward (Rajbhandari et al. 2
   output, then ``outputTensors[i][j].copy_(outputFlattened[i][j])`` for every rank ``j``,
   on the NCCL stream; the same loop in PyTorch 1.3 to 2.x) follows with one copy per
   rank, after DeepSpeed built the list with one Python ``narrow`` view per rank: per
-  rank and collective a view and a copy launch (:func:`list_copy_s`), a fixed cost
+  rank and collective a view and a ``copy_`` (:func:`list_copy_s`), a fixed cost
   that grows with the DP degree while the bytes per rank shrink. The gradients go the
   same way: every parameter with a gradient, resident ones included, is reduce-scattered
   by its own list ``torch.distributed.reduce_scatter`` (``_reduce_scatter_gradient``:
@@ -48,7 +48,8 @@ from . import offload
 from .groups import axis_groups
 from .traffic import Traffic, run_collective
 
-__all__ = ["PERSISTENCE_THRESHOLD_ELEMENTS", "VIEW_OP_S", "Zero3Cost", "exposed_s",
+__all__ = ["COPY_OP_S", "PERSISTENCE_THRESHOLD_ELEMENTS", "VIEW_OP_S", "Zero3Cost",
+           "exposed_s",
            "gathers_per_layer", "list_copy_s", "param_tensors_per_layer", "pass_exposed_s",
            "units_per_layer", "zero3_cost"]
 
@@ -111,16 +112,25 @@ def param_tensors_per_layer(model: ModelSpec, tp: int = 1,
 #: figure, not fitted; the 2021 runs' host CPUs may differ.
 VIEW_OP_S = 2.26e-6
 
+#: Host seconds of one small CUDA ``Tensor.copy_`` issued from C++ in the PyTorch of 2020,
+#: dispatch, TensorIterator set-up and the kernel launch together: ProcessGroupNCCL's
+#: copy loop calls one per rank. pytorch/pytorch issue 37048 ("copy_ slowness", 2020)
+#: times ``torch.addmm`` with and without its internal ``copy_`` into the output over
+#: 100,000 calls (2.578 against 1.502 s, and 2.336 against 1.471 s: 10.8 and 8.7 us per
+#: call), and the maintainer's reply puts the difference at "~10 us", "fully exposed
+#: overheads and cuda launch latency": 10 us. A cited figure, not fitted; the raw
+#: cuLaunchKernel alone is ~3 us (hardware.efficiency.FALLBACK ``launch_s``).
+COPY_OP_S = 10e-6
 
-def list_copy_s(ranks: int, launch_s: float) -> float:
+
+def list_copy_s(ranks: int) -> float:
     """Host seconds a list collective of ``per_param_list`` spends per call on its
     ``ranks`` list entries: per rank, DeepSpeed's Python ``narrow`` view
     (:data:`VIEW_OP_S`) and one ``copy_`` between the list entry and PyTorch's flattened
-    buffer (ProcessGroupNCCL::allgather after, ``reduce_scatter`` before the NCCL call),
-    a kernel launch of ``launch_s`` (the device's per-kernel overhead,
-    :data:`simwall.hardware.efficiency.FALLBACK`); the copies move only the
-    collective's bytes, which its own time already bounds."""
-    return ranks * (VIEW_OP_S + launch_s)
+    buffer (ProcessGroupNCCL::allgather after, ``reduce_scatter`` before the NCCL call,
+    :data:`COPY_OP_S`); the copies move only the collective's bytes, which its own time
+    already bounds."""
+    return ranks * (VIEW_OP_S + COPY_OP_S)
 
 
 def gathers_per_layer(plan: Plan) -> tuple[int, int]:
@@ -133,9 +143,8 @@ def gathers_per_layer(plan: Plan) -> tuple[int, int]:
 
 
 def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stage: int,
-               symmetric: bool, launch_s: float = 0.0) -> Zero3Cost:
-    """Per-unit parameter fetch and gradient reduce-scatter of ``stage``; ``launch_s``: the
-    device's per-kernel launch overhead (the copies of ``per_param_list``)."""
+               symmetric: bool) -> Zero3Cost:
+    """Per-unit parameter fetch and gradient reduce-scatter of ``stage``."""
     layer_params = memory.layer_params(model, plan.tp)
     k = units_per_layer(model, plan)
     fwd_n, bwd_n = gathers_per_layer(plan)
@@ -161,7 +170,7 @@ def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, s
                                  plan.collective, symmetric)
         gather_s, scatter_s = gather.s, scatter.s
         if plan.zero3_gather_impl == "per_param_list":
-            host_s = list_copy_s(len(groups[0]), launch_s)
+            host_s = list_copy_s(len(groups[0]))
             gather_s = per_unit * (gather.s + host_s)
             scatter_s = per_unit_rs * (scatter.s + host_s)
         traffic = gather.traffic + scatter.traffic
