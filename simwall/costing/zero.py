@@ -49,9 +49,8 @@ from .groups import axis_groups
 from .traffic import Traffic, run_collective
 
 __all__ = ["COPY_OP_S", "PERSISTENCE_THRESHOLD_ELEMENTS", "VIEW_OP_S", "Zero3Cost",
-           "exposed_s",
-           "gathers_per_layer", "list_copy_s", "param_tensors_per_layer", "pass_exposed_s",
-           "units_per_layer", "zero3_cost"]
+           "exposed_s", "gathers_per_layer", "list_copy_s", "param_tensors_per_layer",
+           "pass_exposed_s", "units_per_layer", "zero3_cost"]
 
 
 @dataclass(frozen=True)
