@@ -86,3 +86,29 @@ def test_a_fused_cross_entropy_never_needs_more_memory_or_time(cfg):
     for da, db in zip(a.memory["devices"], b.memory["devices"]):
         assert db["peak_bytes"] <= da["peak_bytes"] * (1 + 1e-12)
         assert math.isclose(db["peak_bytes"], db["closed_form_peak_bytes"], rel_tol=1e-9)
+
+
+# A Llama-2-7B-shaped model with 26 layers, sequences of 8192 and a 100k vocabulary under
+# FSDP on one H100 node: 2.0 GB over with fp32 logits kept, in with a fused loss.
+_OVER_BY_LOGITS = {"model.layers": 26, "model.vocab": 100352, "model.seq_len": 8192,
+                   "model.tied_embeddings": False, "model.norm": "rmsnorm",
+                   "model.dropout": False, "training.global_batch": 16,
+                   "training.micro_batch": 2, "training.mixed_precision": "fsdp",
+                   "training.optimizer": "adamw", "plan.framework": "fsdp", "plan.tp": 1,
+                   "plan.pp": 1, "plan.zero": 3, "plan.recompute": "none", "plan.dp": 8,
+                   "cluster.nodes": 1}
+
+
+def test_check_offers_the_fused_loss_and_it_fits():
+    from simwall.studies.check import FUSED_LOSS_FIX, check
+    res = check("llama2-7b", "dgx-h100", _OVER_BY_LOGITS)
+    assert res.status == "does-not-fit"
+    fix = [ln.strip() for ln in res.lines if FUSED_LOSS_FIX in ln]
+    assert len(fix) == 1 and fix[0].endswith("(then fits)"), res.lines
+    fused = check("llama2-7b", "dgx-h100", {**_OVER_BY_LOGITS, "model.cross_entropy": "fused"})
+    assert fused.status == "fits", fused.lines
+    # Already fused: not offered again.
+    deeper = check("llama2-7b", "dgx-h100", {**_OVER_BY_LOGITS, "model.layers": 30,
+                                              "model.cross_entropy": "fused"})
+    assert deeper.status == "does-not-fit"
+    assert not any(FUSED_LOSS_FIX in ln for ln in deeper.lines)

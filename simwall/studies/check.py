@@ -11,6 +11,7 @@ from ..api import prepare, run_prepared
 from ..config import PRECISION_BYTES, ClusterSpec, PlanSpec, TrainingSpec, Workload
 from ..engine.step import step_inputs
 from ..errors import ConfigError
+from ..model.memory import MemoryModel, memory_reserve
 from ..plan import Plan, framed, framework_label
 from ..report import estimate_record
 from .progress import Progress
@@ -123,15 +124,36 @@ def _changes(s: Searcher, plan: Plan) -> list[tuple[str, Plan]]:
     return tries
 
 
+#: The label of :func:`_fixes`'s one change outside the plan: a fused loss keeps the
+#: 16-bit logits instead of fp32 ones (``model.cross_entropy``, docs/memory-model.md).
+FUSED_LOSS_FIX = ("model.cross_entropy default -> fused (flash-attn's cross-entropy, or "
+                  "the loss under torch.compile)")
+
+
+def _fused_loss_peak(s: Searcher, plan: Plan) -> float | None:
+    """The closed-form peak of ``plan`` with a fused cross-entropy, where the workload
+    runs the default one (else None)."""
+    model = s.workload.model
+    if model.cross_entropy != "default":
+        return None
+    fused = MemoryModel(model.model_copy(update={"cross_entropy": "fused"}),
+                        s.workload.training, *memory_reserve(s.cluster))
+    return fused.peak(plan)[0]
+
+
 def _fixes(s: Searcher, plan: Plan) -> list[str]:
     """Changes to ``plan`` that save memory, with their savings, fitting ones first;
-    when no single change fits, also the greedy combination of the biggest savers."""
+    when no single change fits, also the greedy combination of the biggest savers (plan
+    changes only). One change outside the plan is offered too: a fused loss."""
     base, _ = s.peak(plan)
     out = []
     for label, p in _changes(s, plan):
         peak, _ = s.peak(p)
         if base - peak > 0:
             out.append((peak <= s.capacity_bytes, base - peak, label))
+    fused = _fused_loss_peak(s, plan)
+    if fused is not None and base - fused > 0:
+        out.append((fused <= s.capacity_bytes, base - fused, FUSED_LOSS_FIX))
     out.sort(key=lambda x: (not x[0], -x[1], x[2]))
     lines = [f"{label} saves {saved / GB:.1f} GB" + (" (then fits)" if ok else "")
              for ok, saved, label in out]
