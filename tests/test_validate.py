@@ -183,6 +183,14 @@ def test_modern_case_files_load_and_run(results):
         "mcore-h100-462b"}
 
 
+def test_h100_groups_since_the_fit(results):
+    # Guards on the H100 groups with gemm_max / memory_bw fitted on five Megatron-Core
+    # rows (docs/validation.md, "H100 calibration"): today 6.1 % and 0.7 % mean.
+    for word, bound in (("Megatron-Core", 0.08), ("Llama 3.1 8B", 0.03)):
+        errors = [abs(r.error) for r in _by_source(results, word)]
+        assert sum(errors) / len(errors) <= bound, word
+
+
 def test_every_modern_run_fits_in_memory(results):
     # A published run happened: simwall must not call it out of memory.
     for word in ("MosaicML", "Megatron-Core"):
@@ -259,8 +267,9 @@ def test_write_coverage_refuses_user_cases(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------
 # Public FSDP / ZeRO-3 runs (issue 15): validation only. The <= 10 % mean target of issue
 # 15 is not asserted here: with DeepSpeed's 2021 gather (plan.zero3_gather_impl:
-# per_param_list, no prefetch) the Narayanan et al. ZeRO-3 rows still miss by +20 % to
-# +125 % (docs/validation.md), though their throughput now falls with the DP degree.
+# per_param_list, no prefetch) the Narayanan et al. ZeRO-3 rows still miss by +6 % to
+# +58 % (docs/validation.md), though their throughput falls with the DP degree. The bound
+# below only guards today's 22.7 % against regressions.
 
 
 def test_sc21_zero3_rows_fall_with_dp(results):
@@ -270,6 +279,8 @@ def test_sc21_zero3_rows_fall_with_dp(results):
         assert tf[0] > tf[1] > tf[2]
         assert tf[2] < 0.7 * tf[0]
     assert by["sc21-zero3-174.6b-1536"] < 0.6 * by["sc21-zero3-174.6b-384"]
+    errors = [abs(r.error) for r in _by_source(results, "Public FSDP / ZeRO-3")]
+    assert sum(errors) / len(errors) <= 0.30
 
 
 def test_fsdp_zero3_group_present_and_validation_only(results):
@@ -313,15 +324,15 @@ def test_nemo_context_parallel_rows_load_and_run(results):
 # ---------------------------------------------------------------------------------------
 # Mixture of experts (issue 16): Grok 1 314B (8 experts, top-2) on H100 with expert
 # parallelism, NVIDIA dgxc-benchmarking v24.11.1 (NeMo 24.09), BF16 and FP8. Validation
-# only. Issue 16's target (mean |error| <= 10 %) is NOT met: simwall is 12-19 % fast in BF16
-# and 18-28 % fast in FP8 (docs/validation.md, "Mixture of experts"); the bounds below
-# only guard today's errors against regressions.
+# only (held out of the H100 fit). Since the H100 fit simwall is 5-9 % fast in BF16 (7.9 %
+# mean) and 7-16 % fast in FP8 (13.1 %; docs/validation.md, "Mixture of experts" and
+# "H100 calibration"); the bounds below only guard today's errors against regressions.
 
 GROK_FILES = ("dgxc-grok1-314b-h100.yaml", "dgxc-grok1-314b-h100-fp8.yaml")
 
 
 @pytest.mark.parametrize(("name", "precision", "bound"),
-                         [(GROK_FILES[0], "BF16", 0.16), (GROK_FILES[1], "FP8", 0.25)])
+                         [(GROK_FILES[0], "BF16", 0.10), (GROK_FILES[1], "FP8", 0.16)])
 def test_grok1_moe_rows_load_and_run(results, name, precision, bound):
     assert name in {p.name for p in v.bundled_case_files()}
     rows = _by_source(results, f"Grok 1 314B MoE pre-training on H100, {precision}")
