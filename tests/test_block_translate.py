@@ -31,20 +31,31 @@ PERIODIC = [
 ]
 
 
+def _periodic_devices(shape, nodes, kind, data, max_size, groups=1):
+    """A periodic topology of ``shape`` on ``nodes`` nodes, its block step and ``groups``
+    x group-size distinct devices drawn past the first block (two per group for
+    send_recv); None where the topology declares no block shift."""
+    topo = build_topology(cluster(nodes, shape))
+    shift = symmetry.block_shift(topo)
+    if shift is None:
+        return None
+    step, full = shift
+    size = 2 if kind == "send_recv" else data.draw(st.integers(2, max_size))
+    devs = data.draw(st.lists(st.integers(step, full - 1), min_size=size * groups,
+                              max_size=size * groups, unique=True))
+    return topo, step, size, devs
+
+
 @settings(deadline=None, derandomize=True, max_examples=60)
 @given(shape=st.sampled_from(PERIODIC), nodes=st.integers(12, 40),
        kind=st.sampled_from(KINDS), data=st.data())
 def test_translated_group_costs_the_same_double(shape, nodes, kind, data):
     """choose() (algorithm, protocol, latency, bandwidth) of a group and of its block
     translate are equal, and the memoised choose_algorithm gives the group's own."""
-    topo = build_topology(cluster(nodes, shape))
-    shift = symmetry.block_shift(topo)
-    if shift is None:
+    drawn = _periodic_devices(shape, nodes, kind, data, 8)
+    if drawn is None:
         return
-    step, full = shift
-    size = 2 if kind == "send_recv" else data.draw(st.integers(2, 8))
-    devs = data.draw(st.lists(st.integers(step, full - 1), min_size=size, max_size=size,
-                              unique=True))
+    topo, step, _size, devs = drawn
     moved = symmetry.block_translate(devs, topo)
     assert moved != tuple(devs) and min(moved) < step
     assert all((a - b) % step == 0 and a - b == devs[0] - moved[0]
@@ -100,15 +111,11 @@ def test_groups_moved_together_cost_the_same_double(shape, nodes, kind, algorith
     same (latency, drain time) from the phases themselves (what the unit-time memo,
     keyed on the moved groups, relies on)."""
     from simwall.net.collectives.cost import algorithm_phases, phase_time_s
-    topo = build_topology(cluster(nodes, shape))
-    shift = symmetry.block_shift(topo)
-    if shift is None:
-        return
-    step, full = shift
-    size = 2 if kind == "send_recv" else data.draw(st.integers(2, 6))
     count = data.draw(st.integers(1, 4))
-    devs = data.draw(st.lists(st.integers(step, full - 1), min_size=size * count,
-                              max_size=size * count, unique=True))
+    drawn = _periodic_devices(shape, nodes, kind, data, 6, count)
+    if drawn is None:
+        return
+    topo, _step, size, devs = drawn
     groups = tuple(tuple(devs[i * size:(i + 1) * size]) for i in range(count))
     moved = collectives.block_translate_all(groups, topo)
     assert moved != groups
