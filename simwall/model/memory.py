@@ -923,12 +923,13 @@ def logits_buffer_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan) ->
     2022, Sec. 4.3 count only the stored logits). A fused cross-entropy
     (``model.cross_entropy: fused``) writes its gradient in the logits' dtype, ``e sbV/t``
     beside the kept logits (flash-attn's ``dlogits = torch.empty_like(logits)``)."""
-    per_logit = FP32_BYTES
+    e = activation_element_bytes(training)
     if model.cross_entropy == "fused":
-        per_logit = activation_element_bytes(training)
+        per_logit = e
     elif plan.framework == "megatron":
-        e = activation_element_bytes(training)
         per_logit = e if e < FP32_BYTES else 0
+    else:
+        per_logit = FP32_BYTES
     return float(per_logit * local_tokens(model, plan) * model.vocab / plan.tp)
 
 
