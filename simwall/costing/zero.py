@@ -45,6 +45,7 @@ from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
 from ..model import kv_heads_per_device, memory
 from ..plan import Plan
 from . import offload
+from .contention import beside_s
 from .groups import axis_groups
 from .traffic import Traffic, run_collective
 
@@ -187,33 +188,35 @@ def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, s
 
 
 def pass_exposed_s(units: int, comm_s: float, compute_s: float, prefetch: int,
-                   after_s: float = 0.0) -> float:
+                   after_s: float = 0.0, loss: float = 0.0) -> float:
     """Exposed seconds of one pass over ``units`` gather units, each needing ``comm_s``
     of communication (one stream, in order) before its ``compute_s`` of compute and
     ``after_s`` (the backward's gradient reduce-scatter) after it. Without prefetch every
     unit waits for its own gather; with it, unit ``i + 1``'s gather runs under unit
     ``i``'s compute, a pipeline: the first unit's gather and the last unit's
     reduce-scatter are exposed, and per further unit what its communication takes beyond
-    the compute it hides under. The reduce-scatters run under later units' compute in
+    the compute it hides under, or the compute it slows (``loss``,
+    :func:`.contention.beside_s`). The reduce-scatters run under later units' compute in
     both cases."""
     if units <= 0 or comm_s + after_s <= 0:
         return 0.0
     if prefetch <= 0:
-        return units * comm_s + after_s + (units - 1) * max(0.0, after_s - compute_s)
-    return comm_s + after_s + (units - 1) * max(0.0, comm_s + after_s - compute_s)
+        return units * comm_s + after_s + (units - 1) * beside_s(after_s, compute_s, loss)
+    return comm_s + after_s + (units - 1) * beside_s(comm_s + after_s, compute_s, loss)
 
 
 def exposed_s(z3: Zero3Cost, n_layers: int, layer_fwd_s: float, layer_bwd_s: float,
-              tp_fwd_s: float, tp_bwd_s: float) -> tuple[float, float]:
+              tp_fwd_s: float, tp_bwd_s: float, loss: float = 0.0) -> tuple[float, float]:
     """``(forward, backward)`` seconds per layer and micro-batch that the parameter fetch
     (and, backward, the reduce-scatter) adds beyond the compute and TP time of a pass
-    over ``n_layers`` layers (:func:`pass_exposed_s`, averaged over the layers)."""
+    over ``n_layers`` layers (:func:`pass_exposed_s`, averaged over the layers), with
+    ``loss`` the share of compute a collective beside it takes."""
     if n_layers <= 0 or (z3.gather_s <= 0 and z3.reduce_scatter_s <= 0):
         return 0.0, 0.0
     k = z3.units
     n = n_layers * k
     fwd = pass_exposed_s(n, z3.fwd_gathers * z3.gather_s, (layer_fwd_s + tp_fwd_s) / k,
-                         z3.prefetch)
+                         z3.prefetch, loss=loss)
     bwd = pass_exposed_s(n, z3.bwd_gathers * z3.gather_s, (layer_bwd_s + tp_bwd_s) / k,
-                         z3.prefetch, after_s=z3.reduce_scatter_s)
+                         z3.prefetch, after_s=z3.reduce_scatter_s, loss=loss)
     return fwd / n_layers, bwd / n_layers
