@@ -82,7 +82,7 @@ __all__ = [
 # the compute's own time; simwall.costing.contention):
 # - GPU 0.189: Lee et al. 2025, "Characterizing Compute-Communication Overlap in
 #   GPU-Accelerated Distributed Deep Learning: Performance and Power Implications" (arXiv
-#   2507.03114), abstract and Sec. 5: overlapping computation with communication slows the
+#   2507.03114), abstract: overlapping computation with communication slows the
 #   computation by 18.9 % on average (40.0 % at most) against the same computation alone,
 #   over GPT and Llama training layers on 4 x A100, 4 x H100, MI250 and MI210. The
 #   mechanism: NCCL runs each collective as a kernel of one thread block per channel, which
