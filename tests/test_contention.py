@@ -101,3 +101,17 @@ def test_whole_steps_slow_with_contention(over):
     for r in steps[1:]:
         assert r.breakdown_s["compute"] == steps[0].breakdown_s["compute"]
     assert simulate("llama2-7b", **over).step_time_s == times[1]     # the catalog default
+
+
+def test_a_host_fetch_alone_does_not_slow_the_compute():
+    """ZeRO-Infinity's parameter fetch from host memory is a DMA copy, not a collective:
+    with no DP peers (TP 8, DP 1) the step does not depend on the slowdown; with DP 2 the
+    gathers beside it do."""
+    over = {"cluster.nodes": 1, "plan.tp": 8, "plan.pp": 1, "plan.dp": 1, "plan.zero": 3,
+            "plan.offload": "optimizer+params", "training.global_batch": 8,
+            "training.micro_batch": 1}
+    alone = [simulate("llama2-7b", **over, **_with_slowdown(s)).step_time_s for s in (0.0, 0.5)]
+    assert alone[0] == alone[1]
+    over.update({"plan.tp": 4, "plan.dp": 2, "training.global_batch": 16})
+    peers = [simulate("llama2-7b", **over, **_with_slowdown(s)).step_time_s for s in (0.0, 0.5)]
+    assert peers[0] < peers[1]

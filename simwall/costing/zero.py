@@ -68,6 +68,9 @@ class Zero3Cost:
     fwd_gathers: int = 0
     bwd_gathers: int = 0
     prefetch: int = 1
+    # The part of gather_s that is a collective (NCCL kernels, which slow the compute
+    # beside them: .contention); the rest is ZeRO-Infinity's host fetch, a DMA copy.
+    gather_collective_s: float = 0.0
 
 
 def units_per_layer(model: ModelSpec, plan: Plan) -> int:
@@ -177,6 +180,7 @@ def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, s
     # --- offload (issue 6, simwall.costing.offload): ZeRO-Infinity keeps the 16-bit
     # weights in host memory and fetches each layer over PCIe before its forward and its
     # backward, prefetched like ZeRO-3's gather (so only the excess is exposed).
+    collective_s = gather_s
     if plan.offload == "optimizer+params":
         gather_s += offload.layer_fetch_s(topology, training, plan, stage, layer_params) / k
         fwd_n, bwd_n = 1, max(1, bwd_n)
@@ -184,7 +188,8 @@ def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, s
     if gather_s == 0.0 and scatter_s == 0.0:
         return Zero3Cost()
     return Zero3Cost(gather_s, scatter_s, traffic, units=k, fwd_gathers=fwd_n,
-                     bwd_gathers=bwd_n, prefetch=plan.zero3_prefetch)
+                     bwd_gathers=bwd_n, prefetch=plan.zero3_prefetch,
+                     gather_collective_s=collective_s)
 
 
 def pass_exposed_s(units: int, comm_s: float, compute_s: float, prefetch: int,
@@ -205,6 +210,14 @@ def pass_exposed_s(units: int, comm_s: float, compute_s: float, prefetch: int,
     return comm_s + after_s + (units - 1) * beside_s(comm_s + after_s, compute_s, loss)
 
 
+def _scaled(loss: float, collective_s: float, total_s: float) -> float:
+    """``loss`` for a stretch of communication of which ``collective_s`` of ``total_s``
+    seconds are collectives (the rest a DMA copy, which takes no SMs)."""
+    if collective_s >= total_s:
+        return loss
+    return loss * collective_s / total_s if total_s > 0 else 0.0
+
+
 def exposed_s(z3: Zero3Cost, n_layers: int, layer_fwd_s: float, layer_bwd_s: float,
               tp_fwd_s: float, tp_bwd_s: float, loss: float = 0.0) -> tuple[float, float]:
     """``(forward, backward)`` seconds per layer and micro-batch that the parameter fetch
@@ -215,8 +228,13 @@ def exposed_s(z3: Zero3Cost, n_layers: int, layer_fwd_s: float, layer_bwd_s: flo
         return 0.0, 0.0
     k = z3.units
     n = n_layers * k
-    fwd = pass_exposed_s(n, z3.fwd_gathers * z3.gather_s, (layer_fwd_s + tp_fwd_s) / k,
-                         z3.prefetch, loss=loss)
-    bwd = pass_exposed_s(n, z3.bwd_gathers * z3.gather_s, (layer_bwd_s + tp_bwd_s) / k,
-                         z3.prefetch, after_s=z3.reduce_scatter_s, loss=loss)
+    fwd_comm, bwd_comm = z3.fwd_gathers * z3.gather_s, z3.bwd_gathers * z3.gather_s
+    # Only the collectives slow the compute: the loss is scaled by their share of the time.
+    fwd_coll = z3.fwd_gathers * z3.gather_collective_s
+    bwd_coll = z3.bwd_gathers * z3.gather_collective_s + z3.reduce_scatter_s
+    fwd = pass_exposed_s(n, fwd_comm, (layer_fwd_s + tp_fwd_s) / k, z3.prefetch,
+                         loss=_scaled(loss, fwd_coll, fwd_comm))
+    bwd = pass_exposed_s(n, bwd_comm, (layer_bwd_s + tp_bwd_s) / k, z3.prefetch,
+                         after_s=z3.reduce_scatter_s,
+                         loss=_scaled(loss, bwd_coll, bwd_comm + z3.reduce_scatter_s))
     return fwd / n_layers, bwd / n_layers
