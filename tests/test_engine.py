@@ -150,14 +150,18 @@ def _uniform_costs(plan, tf, tb, bucket_bytes=(), bucket_s=(), opt=0.0):
             for k, sc in costs.items()}
 
 
+@pytest.mark.parametrize("loss", [0.0, 0.2])
 @pytest.mark.parametrize("schedule", ["1f1b", "gpipe"])
-def test_engine_and_analytic_estimate_share_the_step_assembly(schedule):
+def test_engine_and_analytic_estimate_share_the_step_assembly(schedule, loss):
     """On uniform stages without PP transfer time the closed-form pipeline is exact, so
     the search's estimate (estimate_step) and the engine (simulate_step), both assembled
     by step_timing, give the same step and breakdown. The DP reductions (0.5 s each,
-    buckets every 0.5 s of a 2 s backward) leave only the last bucket exposed."""
+    buckets every 0.5 s of a 2 s backward) leave the last bucket exposed, after the
+    backward that the three before it slowed by ``loss`` of their 1.5 s
+    (costing.contention)."""
     plan = _plan(4, 8, schedule)
-    costs = _uniform_costs(plan, 1.0, 2.0, (25.0,) * 4, (0.5,) * 4, opt=0.25)
+    costs = {k: replace(sc, overlap_loss=loss) for k, sc in
+             _uniform_costs(plan, 1.0, 2.0, (25.0,) * 4, (0.5,) * 4, opt=0.25).items()}
     sim = simulate_step(plan, costs, 1)
     crit = max(sim.stats, key=lambda k: (sim.stats[k].compute_end_s, -k[0], -k[1]))
     engine = step_timing(sim.stats[crit], sim.tail)
@@ -166,6 +170,7 @@ def test_engine_and_analytic_estimate_share_the_step_assembly(schedule):
     for key, value in engine.breakdown_s.items():
         assert est.breakdown_s[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
     assert sum(engine.breakdown_s.values()) == pytest.approx(engine.step_s, rel=1e-12)
+    assert engine.breakdown_s["dp_comm"] == pytest.approx(0.5 + 1.5 * loss, rel=1e-12)
 
 
 def test_a_step_collects_garbage_less_often_and_restores_the_callers_thresholds(monkeypatch):

@@ -268,8 +268,9 @@ def test_write_coverage_refuses_user_cases(tmp_path, capsys):
 # Public FSDP / ZeRO-3 runs (issue 15): validation only. The <= 10 % mean target of issue
 # 15 is not asserted here: with DeepSpeed's 2021 gather (plan.zero3_gather_impl:
 # per_param_list, no prefetch) the Narayanan et al. ZeRO-3 rows still miss by +6 % to
-# +58 % (docs/validation.md), though their throughput falls with the DP degree. The bound
-# below only guards today's 22.7 % against regressions.
+# +58 % (docs/validation.md), though their throughput falls with the DP degree. The bounds
+# below only guard today's figures (group 19.3 %, its FSDP-paper rows 4.3 %) against
+# regressions.
 
 
 def test_sc21_zero3_rows_fall_with_dp(results):
@@ -280,7 +281,10 @@ def test_sc21_zero3_rows_fall_with_dp(results):
         assert tf[2] < 0.7 * tf[0]
     assert by["sc21-zero3-174.6b-1536"] < 0.6 * by["sc21-zero3-174.6b-384"]
     errors = [abs(r.error) for r in _by_source(results, "Public FSDP / ZeRO-3")]
-    assert sum(errors) / len(errors) <= 0.30
+    assert sum(errors) / len(errors) <= 0.25
+    fsdp = [abs(r.error) for r in _by_source(results, "Public FSDP / ZeRO-3")
+            if r.name.startswith("fsdp-")]
+    assert len(fsdp) == 4 and sum(fsdp) / len(fsdp) <= 0.07
 
 
 def test_fsdp_zero3_group_present_and_validation_only(results):

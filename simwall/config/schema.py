@@ -602,6 +602,10 @@ class EfficiencySpec(Strict):
     # flash_attention.
     flash_attention_fa2: Annotated[float, Field(strict=True, ge=0, le=1,
                                                 allow_inf_nan=False)] = 0.0
+    # How much longer compute takes while a collective runs beside it on the same device
+    # (the communication kernels hold SMs and memory bandwidth): 0.19 = 19 % longer; 0: no
+    # contention (collectives on engines of their own).
+    overlap_slowdown: NonNegFloat = 0.0
 
 
 class PowerSpec(Strict):

@@ -43,6 +43,7 @@ from ..model.ops import (
     layer_ops,
 )
 from ..plan import Plan
+from .contention import beside_s, overlap_loss
 from .groups import axis_groups
 from .traffic import Traffic, run_collective
 
@@ -109,6 +110,7 @@ def cp_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: Device
                             plan.collective, symmetric)
     step_b = run_collective(topology, "send_recv", pairs, 2 * kv, (cp - 1) * runs,
                             plan.collective, symmetric)
-    fwd = (cp - 1) * max(0.0, step_f.s - attn_fwd / cp)
-    bwd = (cp - 1) * max(0.0, step_b.s - attn_bwd / cp) + (fwd if repeats else 0.0)
+    loss = overlap_loss(device)
+    fwd = (cp - 1) * beside_s(step_f.s, attn_fwd / cp, loss)
+    bwd = (cp - 1) * beside_s(step_b.s, attn_bwd / cp, loss) + (fwd if repeats else 0.0)
     return CPCost(fwd, bwd, step_f.traffic + step_b.traffic)

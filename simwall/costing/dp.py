@@ -28,6 +28,7 @@ from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
 from ..model import memory
 from ..net import Topology
 from ..plan import Plan
+from .contention import beside_s
 from .groups import axis_groups, boundary_pairs
 from .traffic import Costed, Traffic, run_collective
 
@@ -125,16 +126,18 @@ def reductions_per_step(plan: Plan) -> int:
     return 1
 
 
-def micro_batch_exposed_s(plan: Plan, reduce_s: float, backward_s: float) -> float:
+def micro_batch_exposed_s(plan: Plan, reduce_s: float, backward_s: float,
+                          loss: float = 0.0) -> float:
     """Seconds per step that the reductions of the micro-batches before the last add to
     the pipeline: each of those ``reductions_per_step - 1`` reductions of ``reduce_s``
     seconds overlaps its micro-batch's backward (``backward_s``) when ``plan.dp_overlap``
-    and is exposed beyond it, else is exposed whole (DeepSpeed's ``overlap_comm: false``
-    reduces inside the backward hooks on the compute stream)."""
+    and adds what it takes beyond it or the compute it slows (``loss``,
+    :func:`.contention.beside_s`), else is exposed whole (DeepSpeed's ``overlap_comm:
+    false`` reduces inside the backward hooks on the compute stream)."""
     extra = reductions_per_step(plan) - 1
     if extra <= 0 or reduce_s <= 0:
         return 0.0
-    per = max(0.0, reduce_s - backward_s) if plan.dp_overlap else reduce_s
+    per = beside_s(reduce_s, backward_s, loss) if plan.dp_overlap else reduce_s
     return extra * per
 
 

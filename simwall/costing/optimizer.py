@@ -16,6 +16,7 @@ from ..model import memory, optime
 from ..net import Topology
 from ..plan import Plan
 from . import offload
+from .contention import beside_s
 from .groups import axis_groups
 from .traffic import Costed, run_collective
 
@@ -59,14 +60,17 @@ def parameter_gather_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, 
     return Costed(s=dense.s + expert.s, traffic=dense.traffic + expert.traffic)
 
 
-def gather_exposed_s(plan: Plan, gather_s: float, layers: int, forward_s: float) -> float:
+def gather_exposed_s(plan: Plan, gather_s: float, layers: int, forward_s: float,
+                     loss: float = 0.0) -> float:
     """Exposed seconds of the ZeRO 1/2 parameter all-gather of ``gather_s`` seconds over
-    ``layers`` layers: all of it, or with ``plan.overlap_param_gather`` the part beyond
-    the next step's first forward (``forward_s``, one micro-batch over the stage's
-    chunks) and at least one layer's share: Megatron-Core gathers bucket by bucket as
-    the forward reaches each layer (NeMo docs, "Communication Overlap": the DP
-    communication "is chunked by the granularity of a Transformer layer" and "exposes
-    only one DP communication chunk")."""
+    ``layers`` layers: all of it, or with ``plan.overlap_param_gather`` one layer's share
+    and what the rest takes beyond the next step's first forward (``forward_s``, one
+    micro-batch over the stage's chunks) or the compute it slows (``loss``,
+    :func:`.contention.beside_s`): Megatron-Core gathers bucket by bucket as the forward
+    reaches each layer (NeMo docs, "Communication Overlap": the DP communication "is
+    chunked by the granularity of a Transformer layer" and "exposes only one DP
+    communication chunk")."""
     if gather_s <= 0 or not plan.overlap_param_gather:
         return gather_s
-    return max(gather_s / max(1, layers), gather_s - forward_s)
+    first = gather_s / max(1, layers)
+    return first + beside_s(gather_s - first, forward_s, loss)

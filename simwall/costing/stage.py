@@ -30,6 +30,7 @@ from ..model.ops import (
 )
 from ..plan import Plan, stage_classes
 from .compute import layer_compute_s, moe_layer_compute_s, op_times
+from .contention import overlap_loss
 from .cp import cp_cost
 from .dp import bucket_cost, micro_batch_exposed_s, tied_embedding_cost
 from .ep import EPCost, ep_cost
@@ -100,6 +101,9 @@ class StageCost:
     traffic: tuple[Traffic, ...] = ()  # the collectives above, counted per step
     transfers: StageTransfers = StageTransfers()   # sends and buckets as collectives
     param_gather_hidden_s: float = 0.0  # its part hidden under the next forward
+    # Share of the compute rate a collective running beside it takes (.contention): the
+    # engine slows the backward by it while DP buckets overlap it.
+    overlap_loss: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -231,8 +235,9 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
                      layer_bwd_s=tp.layer_bwd_s + cp.layer_bwd_s,
                      traffic=tp.traffic + cp.traffic)
     z3 = zero3_cost(model, training, plan, topology, stage, symmetric)
+    loss = overlap_loss(device)
     z3_fwd, z3_bwd = exposed_s(z3, plan.layers_on_stage(stage), layer_fwd_s, layer_bwd_s,
-                               tp.layer_fwd_s, tp.layer_bwd_s)
+                               tp.layer_fwd_s, tp.layer_bwd_s, loss)
     layer = _LayerCost(fwd_compute_s=layer_fwd_s, bwd_compute_s=layer_bwd_s,
                        zero3_fwd_exposed_s=z3_fwd, zero3_bwd_exposed_s=z3_bwd,
                        params=memory.layer_params(model, plan.tp),
@@ -253,7 +258,8 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
                         expert_grads)
     # ZeRO-2 reducing every micro-batch: the earlier reductions' excess, per micro-batch
     # and chunk, joins the backward (costing.dp.micro_batch_exposed_s).
-    per_mb = micro_batch_exposed_s(plan, sum(grads.bucket_s), sum(c.bwd_s for c in chunks))
+    per_mb = micro_batch_exposed_s(plan, sum(grads.bucket_s), sum(c.bwd_s for c in chunks),
+                                   loss)
     if per_mb > 0:
         share = per_mb / (plan.micro_batches * len(chunks))
         chunks = tuple(replace(c, zero3_bwd_exposed_s=c.zero3_bwd_exposed_s + share)
@@ -267,13 +273,14 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     transfers = StageTransfers(pp_fwd=pp.fwd_parts, pp_bwd=pp.bwd_parts,
                                buckets=tuple(map(of_size.__getitem__, grads.bucket_bytes)))
     post_s = gather_exposed_s(plan, post.s, plan.layers_on_stage(stage),
-                              sum(c.fwd_s for c in chunks))
+                              sum(c.fwd_s for c in chunks), loss)
     return StageCost(stage=stage, chunks=chunks, pp_fwd_s=pp.fwd_s, pp_bwd_s=pp.bwd_s,
                      bucket_bytes=grads.bucket_bytes, bucket_s=grads.bucket_s,
                      tied_embedding_s=tied.s, optimizer_s=opt, post_optimizer_s=post_s,
                      traffic=(tp.traffic + z3.traffic + pp.traffic + grads.traffic
                               + tied.traffic + post.traffic + ep.traffic),
-                     transfers=transfers, param_gather_hidden_s=post.s - post_s)
+                     transfers=transfers, param_gather_hidden_s=post.s - post_s,
+                     overlap_loss=loss)
 
 
 def _moe_delta(model: ModelSpec, training: TrainingSpec, plan: Plan, ep: EPCost,

@@ -45,6 +45,7 @@ from ..config import PRECISION_BYTES, ModelSpec, TrainingSpec
 from ..model import kv_heads_per_device, memory
 from ..plan import Plan
 from . import offload
+from .contention import beside_s
 from .groups import axis_groups
 from .traffic import Traffic, run_collective
 
@@ -67,6 +68,9 @@ class Zero3Cost:
     fwd_gathers: int = 0
     bwd_gathers: int = 0
     prefetch: int = 1
+    # The part of gather_s that is a collective (NCCL kernels, which slow the compute
+    # beside them: .contention); the rest is ZeRO-Infinity's host fetch, a DMA copy.
+    gather_collective_s: float = 0.0
 
 
 def units_per_layer(model: ModelSpec, plan: Plan) -> int:
@@ -176,6 +180,7 @@ def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, s
     # --- offload (issue 6, simwall.costing.offload): ZeRO-Infinity keeps the 16-bit
     # weights in host memory and fetches each layer over PCIe before its forward and its
     # backward, prefetched like ZeRO-3's gather (so only the excess is exposed).
+    collective_s = gather_s
     if plan.offload == "optimizer+params":
         gather_s += offload.layer_fetch_s(topology, training, plan, stage, layer_params) / k
         fwd_n, bwd_n = 1, max(1, bwd_n)
@@ -183,37 +188,53 @@ def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, s
     if gather_s == 0.0 and scatter_s == 0.0:
         return Zero3Cost()
     return Zero3Cost(gather_s, scatter_s, traffic, units=k, fwd_gathers=fwd_n,
-                     bwd_gathers=bwd_n, prefetch=plan.zero3_prefetch)
+                     bwd_gathers=bwd_n, prefetch=plan.zero3_prefetch,
+                     gather_collective_s=collective_s)
 
 
 def pass_exposed_s(units: int, comm_s: float, compute_s: float, prefetch: int,
-                   after_s: float = 0.0) -> float:
+                   after_s: float = 0.0, loss: float = 0.0) -> float:
     """Exposed seconds of one pass over ``units`` gather units, each needing ``comm_s``
     of communication (one stream, in order) before its ``compute_s`` of compute and
     ``after_s`` (the backward's gradient reduce-scatter) after it. Without prefetch every
     unit waits for its own gather; with it, unit ``i + 1``'s gather runs under unit
     ``i``'s compute, a pipeline: the first unit's gather and the last unit's
     reduce-scatter are exposed, and per further unit what its communication takes beyond
-    the compute it hides under. The reduce-scatters run under later units' compute in
+    the compute it hides under, or the compute it slows (``loss``,
+    :func:`.contention.beside_s`). The reduce-scatters run under later units' compute in
     both cases."""
     if units <= 0 or comm_s + after_s <= 0:
         return 0.0
     if prefetch <= 0:
-        return units * comm_s + after_s + (units - 1) * max(0.0, after_s - compute_s)
-    return comm_s + after_s + (units - 1) * max(0.0, comm_s + after_s - compute_s)
+        return units * comm_s + after_s + (units - 1) * beside_s(after_s, compute_s, loss)
+    return comm_s + after_s + (units - 1) * beside_s(comm_s + after_s, compute_s, loss)
+
+
+def _scaled(loss: float, collective_s: float, total_s: float) -> float:
+    """``loss`` for a stretch of communication of which ``collective_s`` of ``total_s``
+    seconds are collectives (the rest a DMA copy, which takes no SMs)."""
+    if collective_s >= total_s:
+        return loss
+    return loss * collective_s / total_s if total_s > 0 else 0.0
 
 
 def exposed_s(z3: Zero3Cost, n_layers: int, layer_fwd_s: float, layer_bwd_s: float,
-              tp_fwd_s: float, tp_bwd_s: float) -> tuple[float, float]:
+              tp_fwd_s: float, tp_bwd_s: float, loss: float = 0.0) -> tuple[float, float]:
     """``(forward, backward)`` seconds per layer and micro-batch that the parameter fetch
     (and, backward, the reduce-scatter) adds beyond the compute and TP time of a pass
-    over ``n_layers`` layers (:func:`pass_exposed_s`, averaged over the layers)."""
+    over ``n_layers`` layers (:func:`pass_exposed_s`, averaged over the layers), with
+    ``loss`` the share of compute a collective beside it takes."""
     if n_layers <= 0 or (z3.gather_s <= 0 and z3.reduce_scatter_s <= 0):
         return 0.0, 0.0
     k = z3.units
     n = n_layers * k
-    fwd = pass_exposed_s(n, z3.fwd_gathers * z3.gather_s, (layer_fwd_s + tp_fwd_s) / k,
-                         z3.prefetch)
-    bwd = pass_exposed_s(n, z3.bwd_gathers * z3.gather_s, (layer_bwd_s + tp_bwd_s) / k,
-                         z3.prefetch, after_s=z3.reduce_scatter_s)
+    fwd_comm, bwd_comm = z3.fwd_gathers * z3.gather_s, z3.bwd_gathers * z3.gather_s
+    # Only the collectives slow the compute: the loss is scaled by their share of the time.
+    fwd_coll = z3.fwd_gathers * z3.gather_collective_s
+    bwd_coll = z3.bwd_gathers * z3.gather_collective_s + z3.reduce_scatter_s
+    fwd = pass_exposed_s(n, fwd_comm, (layer_fwd_s + tp_fwd_s) / k, z3.prefetch,
+                         loss=_scaled(loss, fwd_coll, fwd_comm))
+    bwd = pass_exposed_s(n, bwd_comm, (layer_bwd_s + tp_bwd_s) / k, z3.prefetch,
+                         after_s=z3.reduce_scatter_s,
+                         loss=_scaled(loss, bwd_coll, bwd_comm + z3.reduce_scatter_s))
     return fwd / n_layers, bwd / n_layers

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import simpy
 
 from ..costing import StageCost
+from ..costing.contention import beside_s
 from .pipeline import GradSegment
 from .trace import DP, OPTIMIZER, Recorder
 
@@ -101,6 +102,7 @@ def dp_reduction(env: simpy.Environment, sc: StageCost, replicas: int, overlap: 
     chunks = len(sc.chunks)
     segments: list[list[tuple[float, float, float]]] = [[] for _ in range(replicas)]
     known: list[list[float]] = [[] for _ in range(replicas)]
+    spans: list[tuple[float, float]] = []
     done, end = 0, 0.0
     for _ in range(replicas * chunks):
         seg: GradSegment = yield grads.get()
@@ -116,6 +118,7 @@ def dp_reduction(env: simpy.Environment, sc: StageCost, replicas: int, overlap: 
                 ready = max(ready, k[done])
             start = max(ready, end)
             end = start + sc.bucket_s[done]
+            spans.append((start, end))
             if tracing and end > start:
                 recorder.span(f"dp bucket {done}", start, end - start, sc.stage, 0, DP, "dp")
             done += 1
@@ -124,7 +127,7 @@ def dp_reduction(env: simpy.Environment, sc: StageCost, replicas: int, overlap: 
         if end > env.now:
             yield env.timeout(end - env.now)
     yield env.all_of(streams)
-    return max(end, compute_end_s())
+    return _slowed_end_s(end, compute_end_s(), spans, sc)
 
 
 def dp_reduction_flows(env: simpy.Environment, sc: StageCost, replicas: int,
@@ -139,6 +142,7 @@ def dp_reduction_flows(env: simpy.Environment, sc: StageCost, replicas: int,
     n_buckets = len(sc.bucket_bytes)
     segments: list[list[tuple[float, float, float]]] = [[] for _ in range(replicas)]
     known: list[list[float]] = [[] for _ in range(replicas)]
+    spans: list[tuple[float, float]] = []
     heard, done, end = 0, 0, 0.0
     chained = False             # right after a bucket's completion, in the same step
     while done < n_buckets:
@@ -154,6 +158,7 @@ def dp_reduction_flows(env: simpy.Environment, sc: StageCost, replicas: int,
             yield from network.run(network.steps(sc.transfers.buckets[done]),
                                    ("dp", sc.stage, done))
             end = env.now
+            spans.append((start, end))
             if end > start:
                 recorder.span(f"dp bucket {done}", start, end - start, sc.stage, 0, DP, "dp")
             done += 1
@@ -169,16 +174,36 @@ def dp_reduction_flows(env: simpy.Environment, sc: StageCost, replicas: int,
         known[r] = _known_ready(segments[r], sc.bucket_bytes, overlap,
                                 len(segments[r]) == chunks)
     yield env.all_of(streams)
-    return max(end, compute_end_s())
+    return _slowed_end_s(end, compute_end_s(), spans, sc)
 
 
 def analytic_dp_exposure_s(sc: StageCost, overlap: bool, backward_s: float) -> float:
     """The DP reduction time left after the last backward (``backward_s``, one
-    micro-batch, all chunks) that it overlaps: all of it without overlap, else at least
-    the last bucket."""
+    micro-batch, all chunks) that it overlaps: all of it without overlap, else the last
+    bucket after what the others take beyond the backward or the compute they slow
+    (``sc.overlap_loss``, :func:`simwall.costing.contention.beside_s`)."""
     red = sum(sc.bucket_s)
+    if not overlap:
+        return red
     last = sc.bucket_s[-1] if sc.bucket_s else 0.0
-    return max(last, red - backward_s) if overlap else red
+    return last + beside_s(red - last, backward_s, sc.overlap_loss)
+
+
+def _slowed_end_s(end_s: float, compute_end_s: float, spans: Sequence[tuple[float, float]],
+                  sc: StageCost) -> float:
+    """When a stage's DP reduction is done: its last bucket ended at ``end_s`` and its
+    compute at ``compute_end_s``, with the buckets busy over ``spans`` (start, end). The
+    part of those spans under the compute slowed it by ``sc.overlap_loss`` of their
+    length (:mod:`simwall.costing.contention`), and the last bucket, whose gradients the
+    compute's end completes, follows the slowed compute."""
+    under = 0.0
+    for start, stop in spans:
+        if start < compute_end_s:
+            under += min(stop, compute_end_s) - start
+    delay_s = sc.overlap_loss * under
+    if delay_s <= 0.0:
+        return max(end_s, compute_end_s)
+    return max(end_s, compute_end_s + delay_s + sc.bucket_s[-1])
 
 
 @dataclass(frozen=True)

@@ -78,11 +78,26 @@ __all__ = [
 #   isolated-kernel figure NOT fitted on any run; a device's catalog block may override it.
 # - TPU 0.60: no published fused-attention figure; the GPU value stands in.
 # - CPU 0 (unset): the fused kernel runs at the GEMM efficiency ``gemm_max``.
+# overlap_slowdown (compute time lost to a collective running beside it, as a fraction of
+# the compute's own time; simwall.costing.contention):
+# - GPU 0.189: Lee et al. 2025, "Characterizing Compute-Communication Overlap in
+#   GPU-Accelerated Distributed Deep Learning: Performance and Power Implications" (arXiv
+#   2507.03114), abstract: overlapping computation with communication slows the
+#   computation by 18.9 % on average (40.0 % at most) against the same computation alone,
+#   over GPT and Llama training layers on 4 x A100, 4 x H100, MI250 and MI210. The
+#   mechanism: NCCL runs each collective as a kernel of one thread block per channel, which
+#   holds SMs and memory bandwidth the GEMMs would use (one H100 all-gather with 24 blocks
+#   of 132 SMs: NVIDIA developer forum thread 337991, "Compute-Communication Overlap
+#   Causes Severe GEMM Performance Degradation because of Tail Effect"). A measured
+#   average, NOT fitted on any simwall case; a device's catalog block may override it.
+# - TPU: no published figure; the GPU value stands in.
+# - CPU 0: no collective kernels on the compute units are modelled.
 FALLBACK: dict[str, EfficiencySpec] = {
     "gpu": EfficiencySpec(gemm_max=0.80, gemm_half_flop=0.0, memory_bw=0.88, launch_s=3e-6,
-                          sm_count=0, gemm_tile=128, flash_attention=0.60),
+                          sm_count=0, gemm_tile=128, flash_attention=0.60,
+                          overlap_slowdown=0.189),
     "tpu": EfficiencySpec(gemm_max=0.80, gemm_half_flop=0.0, memory_bw=0.88, launch_s=3e-6,
-                          flash_attention=0.60),
+                          flash_attention=0.60, overlap_slowdown=0.189),
     "cpu": EfficiencySpec(gemm_max=0.75, gemm_half_flop=0.0, memory_bw=0.80, launch_s=0.0,
                           flash_attention=0.0),
 }
