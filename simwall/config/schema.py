@@ -368,7 +368,7 @@ FRAMEWORK_PRESETS: dict[str, dict[str, Any]] = {
     "megatron": {"tp_comm_overlap": True, "overlap_param_gather": True,
                  "zero_grad_reduce": "step", "zero3_gather_unit": "layer",
                  "zero3_prefetch": 1, "reshard_after_forward": True,
-             "zero3_gather_impl": "coalesced"},
+                 "zero3_gather_impl": "coalesced"},
     "deepspeed": {"tp_comm_overlap": False, "overlap_param_gather": False,
                   "zero_grad_reduce": "micro_batch", "zero3_gather_unit": "module",
                   "zero3_prefetch": 1, "reshard_after_forward": True,
@@ -376,7 +376,7 @@ FRAMEWORK_PRESETS: dict[str, dict[str, Any]] = {
     "fsdp": {"tp_comm_overlap": False, "overlap_param_gather": False,
              "zero_grad_reduce": "micro_batch", "zero3_gather_unit": "layer",
              "zero3_prefetch": 1, "reshard_after_forward": True,
-                 "zero3_gather_impl": "coalesced"},
+             "zero3_gather_impl": "coalesced"},
 }
 
 

@@ -22,7 +22,7 @@ and pipeline sends.
 from __future__ import annotations
 
 from ..config import DeviceSpec
-from ..hardware import efficiency_of
+from ..model.optime import device_efficiency
 
 __all__ = ["beside_s", "overlap_loss"]
 
@@ -30,7 +30,7 @@ __all__ = ["beside_s", "overlap_loss"]
 def overlap_loss(device: DeviceSpec) -> float:
     """Share of the device's compute rate a collective running beside it takes:
     ``s / (1 + s)`` of the device's ``overlap_slowdown`` ``s``."""
-    s = efficiency_of(device).overlap_slowdown
+    s = device_efficiency(device).overlap_slowdown
     return s / (1.0 + s)
 
 
