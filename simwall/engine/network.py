@@ -79,7 +79,7 @@ class EngineNetwork:
 
     ``classed``: the step's DP replicas are simulated as one class (one set of pipeline
     streams standing for every replica, :class:`simwall.engine.pipeline.Pipeline` with
-    ``members``). Each class send still puts every member's flows on the network, batch
+    ``classes``). Each class send still puts every member's flows on the network, batch
     by batch in replica order, as the members' own sends would at that instant
     (:meth:`run_class`), so the network is the one-by-one run's; what the class cannot
     tell apart raises :class:`ClassDiverged`: members whose sends differ in their phases,

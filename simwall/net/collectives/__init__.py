@@ -3,9 +3,10 @@
 One module per algorithm (:mod:`.ring`, :mod:`.tree`, :mod:`.hierarchical`,
 :mod:`.direct`), registered in :data:`simwall.registry.COLLECTIVE_ALGORITHMS`; shared
 types in :mod:`.phases`; what they read of a topology, memoised, in :mod:`.routes`; the
-time of named algorithms in :mod:`.cost`; the ``auto`` strategy in :mod:`.chooser`; NCCL's protocol and latency model in
-:mod:`.protocol`; NVLink SHARP in :mod:`.nvls`; the
-periodic symmetry window and block translations in :mod:`.symmetry`; the public entry in :mod:`.timing`.
+time of named algorithms in :mod:`.cost`; the ``auto`` strategy in :mod:`.chooser`;
+NCCL's protocol and latency model in :mod:`.protocol`; NVLink SHARP in :mod:`.nvls`; the
+periodic symmetry window and block translations in :mod:`.symmetry`; the public entry in
+:mod:`.timing`.
 """
 
 from ...registry import COLLECTIVE_ALGORITHMS
