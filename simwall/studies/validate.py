@@ -536,6 +536,9 @@ def memory_summary(results: Sequence[CaseResult]) -> dict | None:
 
 def _memory_line(m: dict) -> str:
     """The closing line: how many published runs simwall says do not fit."""
+    if m["n"] == 1:
+        return ("memory: the published run fits" if not m["do_not_fit"] else
+                f"memory: the published run does NOT fit: {m['do_not_fit'][0]}")
     if not m["do_not_fit"]:
         return f"memory: all {m['n']} published runs fit"
     return (f"memory: {len(m['do_not_fit'])} of {m['n']} published runs do NOT fit: "
