@@ -102,6 +102,14 @@ def _changes(s: Searcher, plan: Plan) -> list[tuple[str, Plan]]:
             % plan.pp == 0):
         tries.append((f"micro_batch {plan.micro_batch} -> {half}",
                       changed(plan, micro_batch=half)))
+    if plan.pp > 1 and plan.schedule != "1f1b":
+        # 1F1B holds at most pp - stage micro-batches: fewer than GPipe's m, interleaving's
+        # deeper warm-up (Narayanan et al. 2021, Sec. 2.2.2) or ZB-H1's deferred W passes.
+        # Each stage keeps its layers (an interleaved stage's chunks merged).
+        per_stage = tuple(sum(plan.stage_layers[st::plan.pp]) for st in range(plan.pp))
+        tries.append((f"schedule {plan.schedule} -> 1f1b",
+                      changed(plan, schedule="1f1b", virtual_stages=1,
+                              stage_layers=per_stage)))
     # Raise pp (same tp, dp shrinks): the search's own enumeration says what is valid.
     for cand in enumerate_plans(s.workload, s.cluster):
         if (cand.tp == plan.tp and cand.cp == plan.cp and cand.pp > plan.pp
