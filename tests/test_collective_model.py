@@ -153,7 +153,8 @@ def test_parse_sizes():
     assert parse_sizes("1K") == [1024]
     assert parse_sizes("1M:8M") == [2 ** 20, 2 ** 21, 2 ** 22, 2 ** 23]
     assert parse_sizes("8G") == [8 * GiB]
-    for bad in ("", "8X", "0", "1.5", "8G:1G", "-1M", "1:1T:"):
+    assert parse_sizes("1e9") == [10 ** 9] and parse_sizes("2E+3:8e3") == [2000, 4000, 8000]
+    for bad in ("", "8X", "0", "1.5", "8G:1G", "-1M", "1:1T:", "1e-3", "e9", "1e"):
         with pytest.raises(ConfigError):
             parse_sizes(bad)
 

@@ -33,7 +33,8 @@ OPS = {
 }
 
 _UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\+?\d+)?)\s*([KMGT]?)(?:i?B)?\s*$",
+                   re.IGNORECASE)
 #: Sizes one range may hold (a doubling range from 1 byte to 2^40 holds 41).
 MAX_SIZES = 64
 
@@ -42,17 +43,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("op", help=f"one of {', '.join(OPS)}")
     p.add_argument("--cluster", required=True, help="bundled cluster name or YAML path")
     p.add_argument("--bytes", required=True, dest="size",
-                   help="message size per rank (nccl-tests 'size'): 1M, 8G, or a range 1M:8G")
+                   help="message size per rank (nccl-tests 'size'): 1M, 8G, 1e9, or a range 1M:8G")
     add_set_option(p)
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 
 def parse_size(text: str) -> int:
-    """Bytes of ``1M`` / ``8G`` / ``4096`` (K, M, G, T: powers of 1024); ConfigError on
-    anything else."""
+    """Bytes of ``1M`` / ``8G`` / ``4096`` / ``1e9`` (K, M, G, T: powers of 1024; an
+    exponent is decimal); ConfigError on anything else."""
     m = _SIZE.match(text)
     if not m:
-        raise ConfigError("--bytes", None, f"expected a size like 4096, 1M or 8G, got {text!r}")
+        raise ConfigError("--bytes", None, f"expected a size like 4096, 1e9, 1M or 8G, got {text!r}")
     value = float(m.group(1)) * _UNITS[m.group(2).upper()]
     if value < 1 or value != int(value):
         raise ConfigError("--bytes", None, f"expected a whole number of bytes >= 1, got {text!r}")
