@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -275,3 +276,24 @@ def test_bundled_catalog_reads_the_same_with_libyaml(kind):
     fast = parse_yaml(text, str(path), bundled=True)
     assert _with_lines(fast) == _with_lines(slow)
     assert len(fast[kind]) > 5 and fast[kind][0].lines          # it did read entries
+
+
+@pytest.mark.parametrize("kind", ["workload", "cluster"])
+def test_bundled_workloads_and_clusters_read_the_same_with_libyaml(kind):
+    """A bundled workload or cluster named on the command line is parsed by libyaml too
+    (simwall.config.files): every one gives the same values, types and key lines as the
+    pure-Python loader, and a path outside the bundle keeps that loader."""
+    from simwall.config import bundled_dir, bundled_names, parse_yaml
+    from simwall.config.files import _is_bundled, find_file
+
+    names = bundled_names(kind)
+    assert len(names) >= 5
+    for name in names:
+        path = find_file(kind, name)
+        assert _is_bundled(kind, path)
+        text = path.read_text(encoding="utf-8")
+        slow = parse_yaml(text, str(path))
+        assert _with_lines(parse_yaml(text, str(path), bundled=True)) == _with_lines(slow)
+        assert slow and slow.lines                                 # it did read keys
+    outside = Path(str(bundled_dir(kind))) / ".." / bundled_dir(kind).name / f"{names[0]}.yaml"
+    assert not _is_bundled(kind, find_file(kind, str(outside)))

@@ -78,13 +78,22 @@ def display_path(path: Path) -> str:
     return str(path)
 
 
+def _is_bundled(kind: str, path: Path) -> bool:
+    """Whether ``path`` is one of simwall's own files of ``kind`` as :func:`find_file`
+    returns a bundled name: those are parsed by libyaml (:func:`~.yamlio.parse_yaml`,
+    ``bundled``: the same values and key lines, some 10x faster; tests/test_config.py)."""
+    return path.parent == bundled_dir(kind)
+
+
 def load_workload(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> Workload:
     """Load a workload by bundled name or path, apply overrides, validate."""
     path = find_file("workload", name_or_path)
     source = display_path(path)
     # One copy of the memoised parse either way: apply_overrides makes it when it edits,
     # load_yaml when nothing is overridden.
-    doc = apply_overrides(load_yaml(path, copy_=not overrides), list(overrides), source)
+    doc = apply_overrides(load_yaml(path, copy_=not overrides,
+                                    bundled=_is_bundled("workload", path)),
+                          list(overrides), source)
     return validate(Workload, doc, source)
 
 
@@ -114,7 +123,8 @@ def load_cluster(name_or_path: str, overrides: list[tuple[str, Any]] = ()) -> Cl
     try:
         # Overrides: apply_overrides copies the parse before anything edits it.
         raw = load_yaml(path, MAX_GRAPH_YAML_VALUES if _holds_large_graph(path) else
-                        MAX_YAML_VALUES, copy_=not overrides)
+                        MAX_YAML_VALUES, copy_=not overrides,
+                        bundled=_is_bundled("cluster", path))
     except ConfigError as err:
         # A cluster file holding its graph may be far larger than other inputs: read it
         # again with the graph bound when what overflowed was the graph.
