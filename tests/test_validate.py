@@ -219,7 +219,7 @@ def test_memory_verdicts_in_summary_and_output(results):
     # was 3.4 GB over before Megatron-Core's in-place cross-entropy gradient, its
     # view-only DP buckets and the fragmentation of transient bytes only were modelled
     # (docs/memory-model.md, issue 16); it now fits with 1.1 GB to spare.
-    assert text.rstrip().endswith("memory: all 72 published runs fit")
+    assert text.rstrip().endswith("memory: all 74 published runs fit")
     doc = json.loads(v.render(results, fmt="json"))
     assert doc["memory"]["do_not_fit"] == []
     assert all("fits" in c for c in doc["cases"])
@@ -296,7 +296,10 @@ def test_fsdp_zero3_group_present_and_validation_only(results):
     assert len(rows) == 10
     assert {r.metric for r in rows} == {"hardware_tflops_per_device"}
     ibm = _by_source(results, "PyTorch/IBM FSDP")
-    assert len(ibm) == 4 and {r.metric for r in ibm} == {"tokens_per_s"}
+    assert len(ibm) == 6 and {r.metric for r in ibm} == {"tokens_per_s"}
+    # Hybrid sharding (plan.dp_shard) makes the README's HSDP rows simulable.
+    assert {r.name for r in ibm if "hsdp" in r.name} == {"ibm-hsdp-llama7b-b2-128",
+                                                         "ibm-hsdp-llama13b-b1-128"}
     for r in rows + ibm:
         assert not r.fit                       # nothing fitted on these rows
         assert r.predicted > 0

@@ -520,6 +520,12 @@ class PlanSpec(Strict):
     # ordered tp-cp-ep-dp-pp, megatron/core/parallel_state.py); experts keep the TP split
     # of the dense MLP (expert TP = TP).
     ep: PosInt = 1
+    # Hybrid sharding: ZeRO shards the model states over ``dp_shard`` consecutive ranks of
+    # the DP x CP group and replicates them over the dp x cp / dp_shard such groups
+    # (PyTorch FSDP's HYBRID_SHARD / _HYBRID_SHARD_ZERO2, FSDP2 on a 2-D (replicate,
+    # shard) mesh, Megatron-Core's --num-distributed-optimizer-instances); None: over
+    # every DP x CP rank. See simwall/costing/dp.py.
+    dp_shard: PosInt | None = None
     # --- framework semantics (issue 15): a named preset of how the framework runs the
     # plan's communication (FRAMEWORK_PRESETS); each key below overrides one part of it
     # (None: the preset's value). ``auto``: the first framework that runs the plan

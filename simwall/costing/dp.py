@@ -76,13 +76,16 @@ def bucket_cost(plan: Plan, topology: Topology, stage: int, grad_bytes: float, s
     dense = buckets(grad_bytes - expert, plan.dp_bucket_bytes)
     experts = buckets(expert, plan.dp_bucket_bytes)
     at = 0 if symmetric else stage
-    groups = {"dp": axis_groups(plan, at, "dp", topology, symmetric)}
+    groups = {"dp": axis_groups(plan, at, "dps" if plan.dp_shard else "dp", topology,
+                                symmetric)}
     if not experts:
         # Dense buckets alone run in their own order (:func:`_interleaved`); each size is
         # costed once, in the order first seen.
         runs = {size: run_collective(topology, kind, groups["dp"], size, per_step * n,
                                      plan.collective, symmetric)
                 for size, n in Counter(dense).items()}
+        if plan.dp_shard:
+            runs = _with_replicas(plan, topology, at, symmetric, runs, Counter(dense))
         seconds = {size: run.s for size, run in runs.items()}
         return BucketCost(bucket_bytes=dense, bucket_s=tuple(map(seconds.__getitem__, dense)),
                           traffic=tuple(t for run in runs.values() for t in run.traffic))
@@ -98,6 +101,24 @@ def bucket_cost(plan: Plan, topology: Topology, stage: int, grad_bytes: float, s
     return BucketCost(bucket_bytes=sizes,
                       bucket_s=tuple([runs.get(x, nothing).s for x in order]),
                       traffic=tuple(t for run in runs.values() for t in run.traffic))
+
+
+def _with_replicas(plan: Plan, topology: Topology, at: int, symmetric: bool,
+                   runs: dict[float, Costed], counts: Counter) -> dict[float, Costed]:
+    """Hybrid sharding (``plan.dp_shard``): each bucket's reduce-scatter inside the shard
+    group (``runs``) followed by the all-reduce of the rank's 1/shard of it across the
+    replica group, as Megatron-Core's partial distributed optimizer runs them (megatron/
+    core/distributed/param_and_grad_buffer.py: the bucket reduce-scattered over the
+    intra-instance group, then its shard all-reduced over the inter-instance group) and
+    FSDP's HYBRID_SHARD_ZERO2."""
+    replicas = axis_groups(plan, at, "dpr", topology, symmetric)
+    out = {}
+    for size, run in runs.items():
+        across = run_collective(topology, "all_reduce", replicas, size / plan.shard,
+                                reductions_per_step(plan) * counts[size], plan.collective,
+                                symmetric)
+        out[size] = Costed(s=run.s + across.s, traffic=run.traffic + across.traffic)
+    return out
 
 
 def _interleaved(dense: tuple[float, ...], expert: tuple[float, ...]

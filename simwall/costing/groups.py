@@ -26,7 +26,10 @@ __all__ = [
     "near_expert_dp_groups",
     "near_groups",
     "near_pairs",
+    "near_shard_groups",
     "placement",
+    "replica_groups",
+    "shard_groups",
     "stage_pairs",
     "tp_groups",
 ]
@@ -59,6 +62,21 @@ def expert_dp_groups(plan: Plan, stage: int) -> list[list[int]]:
     here), its ranks the "dp" axis of the expert rank generator, order tp-ep-dp-pp with
     CP folded in: EP ranks are consecutive DP x CP ranks, as :mod:`.ep` places them."""
     return [g[e::plan.ep] for g in dp_groups(plan, stage) for e in range(plan.ep)]
+
+
+def shard_groups(plan: Plan, stage: int) -> list[list[int]]:
+    """Every hybrid-sharding shard group of ``stage`` (``plan.dp_shard``): ``shard``
+    consecutive ranks of a DP x CP group, which shard the model states (FSDP's
+    HYBRID_SHARD shards inside a node: consecutive DP ranks are ``tp`` devices apart).
+    The whole DP x CP group when nothing is hybrid."""
+    n = plan.shard
+    return [g[i:i + n] for g in dp_groups(plan, stage) for i in range(0, plan.dp_cp, n)]
+
+
+def replica_groups(plan: Plan, stage: int) -> list[list[int]]:
+    """Every hybrid-sharding replica group of ``stage``: the ranks of a DP x CP group that
+    hold the same shard, ``shard`` ranks apart (one per shard group)."""
+    return [g[i::plan.shard] for g in dp_groups(plan, stage) for i in range(plan.shard)]
 
 
 def cp_groups(plan: Plan, stage: int) -> list[list[int]]:
@@ -156,11 +174,30 @@ def near_expert_dp_groups(plan: Plan, stage: int, topology) -> tuple[tuple[int, 
     return tuple(g for g in subs if near.intersection(g))
 
 
+@memoized(maxsize=1024)
+def near_shard_groups(plan: Plan, stage: int, topology, replica: bool = False
+                      ) -> tuple[tuple[int, ...], ...]:
+    """The shard groups (``replica``: replica groups) of the DP groups a symmetric run
+    costs (:func:`near_groups`) that share a node with the first of them
+    (:func:`shard_groups`, :func:`replica_groups`)."""
+    n = plan.shard
+    dp = near_groups(plan, stage, "dp", topology)
+    subs = ([tuple(g[i::n]) for g in dp for i in range(n)] if replica else
+            [tuple(g[i:i + n]) for g in dp for i in range(0, len(g), n)])
+    near = set(_devices_near(topology, subs[0]))
+    return tuple(g for g in subs if near.intersection(g))
+
+
 def axis_groups(plan: Plan, stage: int, axis: str, topology, symmetric: bool) -> Groups:
-    """The ``axis`` ('tp', 'dp', 'cp' or 'edp', expert DP) groups of ``stage`` to cost:
-    :func:`near_groups` (:func:`near_expert_dp_groups`) when ``symmetric``, else every
-    group (:func:`tp_groups` / :func:`dp_groups` / :func:`cp_groups` /
-    :func:`expert_dp_groups`)."""
+    """The ``axis`` ('tp', 'dp', 'cp', 'edp': expert DP, 'dps' / 'dpr': the shard /
+    replica groups of hybrid sharding) groups of ``stage`` to cost: :func:`near_groups`
+    (:func:`near_expert_dp_groups`, :func:`near_shard_groups`) when ``symmetric``, else
+    every group (:func:`tp_groups` / :func:`dp_groups` / :func:`cp_groups` /
+    :func:`expert_dp_groups` / :func:`shard_groups` / :func:`replica_groups`)."""
+    if axis in ("dps", "dpr"):
+        if symmetric:
+            return near_shard_groups(plan, stage, topology, replica=axis == "dpr")
+        return shard_groups(plan, stage) if axis == "dps" else replica_groups(plan, stage)
     if axis == "edp":
         return (near_expert_dp_groups(plan, stage, topology) if symmetric
                 else expert_dp_groups(plan, stage))

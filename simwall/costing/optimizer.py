@@ -44,10 +44,11 @@ def parameter_gather_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, 
     optimizer step, once per step (nothing otherwise). MoE: the routed experts' are
     gathered over the expert-DP groups their optimizer state is sharded on
     (:func:`~.groups.expert_dp_groups`), after the dense parameters' over DP x CP."""
-    if not (plan.zero in (1, 2) and plan.dp_cp > 1):
+    if not (plan.zero in (1, 2) and plan.shard > 1):
         return Costed()
     at = 0 if symmetric else stage
-    groups = axis_groups(plan, at, "dp", topology, symmetric)
+    # Hybrid sharding gathers inside the shard group (every replica holds the same shards).
+    groups = axis_groups(plan, at, "dps" if plan.dp_shard else "dp", topology, symmetric)
     experts = memory.stage_expert_params(model, plan, stage) if plan.ep > 1 else 0
     params_bytes = (memory.stage_params(model, plan, stage) - experts) * training.weight_bytes
     dense = run_collective(topology, "all_gather", groups, params_bytes, 1, plan.collective,

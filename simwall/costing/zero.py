@@ -58,7 +58,8 @@ __all__ = ["COPY_OP_S", "PERSISTENCE_THRESHOLD_ELEMENTS", "VIEW_OP_S", "Zero3Cos
 class Zero3Cost:
     """Seconds per gather unit and micro-batch: fetching the unit's parameters
     (``gather_s``: ZeRO-3's all-gather with its latency, plus the host fetch of
-    ZeRO-Infinity) and reduce-scattering its gradients; ``units`` per layer; how many
+    ZeRO-Infinity) and reduce-scattering its gradients (with hybrid sharding, then
+    all-reducing the rank's shard of them across the replicas); ``units`` per layer; how many
     gathers per layer the forward and the backward run; with the step's traffic."""
 
     gather_s: float = 0.0
@@ -153,8 +154,12 @@ def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, s
     fwd_n, bwd_n = gathers_per_layer(plan)
     gather_s = scatter_s = 0.0
     traffic: tuple[Traffic, ...] = ()
-    if plan.zero == 3 and plan.dp_cp > 1:
-        groups = axis_groups(plan, 0 if symmetric else stage, "dp", topology, symmetric)
+    if plan.zero == 3 and plan.shard > 1:
+        # Hybrid sharding gathers and reduce-scatters inside the shard group, then
+        # all-reduces each rank's gradient shard across the replicas (below).
+        at = 0 if symmetric else stage
+        groups = axis_groups(plan, at, "dps" if plan.dp_shard else "dp", topology,
+                             symmetric)
         m, n_here = plan.micro_batches, plan.layers_on_stage(stage)
         # Collectives per unit: one (coalesced) or one per parameter tensor.
         per_unit = (max(1, param_tensors_per_layer(model, plan.tp)) / k
@@ -177,6 +182,18 @@ def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, s
             gather_s = per_unit * (gather.s + host_s)
             scatter_s = per_unit_rs * (scatter.s + host_s)
         traffic = gather.traffic + scatter.traffic
+        if plan.dp_shard:
+            # FSDP HYBRID_SHARD: after the reduce-scatter inside the shard group, the
+            # gradient shard is all-reduced across the replica group
+            # (torch/distributed/fsdp/_runtime_utils.py, _reduce_grad: reduce_scatter on
+            # the process group, then all_reduce on _inter_node_pg, on its all-reduce
+            # stream): simwall runs it after the reduce-scatter it waits for.
+            across = run_collective(
+                topology, "all_reduce", axis_groups(plan, at, "dpr", topology, symmetric),
+                layer_params * PRECISION_BYTES[training.grad_reduce_precision_]
+                / (k * plan.shard), m * n_here * k, plan.collective, symmetric)
+            scatter_s += across.s
+            traffic += across.traffic
     # --- offload (issue 6, simwall.costing.offload): ZeRO-Infinity keeps the 16-bit
     # weights in host memory and fetches each layer over PCIe before its forward and its
     # backward, prefetched like ZeRO-3's gather (so only the excess is exposed).

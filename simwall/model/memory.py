@@ -394,7 +394,7 @@ def optimizer_shard_params(params: float, plan: Plan) -> float:
     """Parameters whose optimizer state one device holds and updates, of the ``params``
     it holds before ZeRO: a 1/dp share from ZeRO-1 on (P_os, Rajbhandari et al. 2020,
     Sec. 5.1), as :func:`model_state_bytes` divides the optimizer bytes."""
-    return params / plan.dp_cp if plan.zero >= 1 else params
+    return params / plan.shard if plan.zero >= 1 else params
 
 
 def stage_optimizer_shard_params(model: ModelSpec, plan: Plan, stage: int) -> float:
@@ -406,7 +406,7 @@ def stage_optimizer_shard_params(model: ModelSpec, plan: Plan, stage: int) -> fl
     experts = stage_expert_params(model, plan, stage)
     if not experts or plan.zero < 1:
         return optimizer_shard_params(params, plan)
-    return (params - experts) / plan.dp_cp + experts / (plan.dp_cp // plan.ep)
+    return (params - experts) / plan.shard + experts / (plan.dp_cp // plan.ep)
 
 
 # ---------------------------------------------------------------------------------------
@@ -855,7 +855,7 @@ def gathered_buffer_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, 
         if gathered_params is None:
             gathered_params = zero3_gathered_params(model, plan, stage)
         return gathered_params * training.weight_bytes
-    if plan.zero >= 3 and plan.dp_cp > 1:
+    if plan.zero >= 3 and plan.shard > 1:
         # Gathered full (TP-sharded) weights of the current and the prefetched layer
         # (Rajbhandari et al. 2020, Sec. 7.2.2), counted as the bytes received from the
         # other dp - 1 ranks: the rank's own shard is one slice of the all-gather's output
@@ -865,7 +865,7 @@ def gathered_buffer_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan, 
         # stage's weights less, and the gathered part never exceeds the stage's weights).
         if gathered_params is None:
             gathered_params = zero3_gathered_params(model, plan, stage)
-        return gathered_params * training.weight_bytes * (1 - 1 / plan.dp_cp)
+        return gathered_params * training.weight_bytes * (1 - 1 / plan.shard)
     return 0.0
 
 
@@ -942,7 +942,7 @@ def _stage_states(model: ModelSpec, training: TrainingSpec, plan: Plan,
               if training.optimizer in ("adafactor", "shampoo") else None)
     fp8 = fp8_gemm_params(model, plan, stage) if training.fp8_cache_bytes else 0.0
     experts = stage_expert_params(model, plan, stage)
-    p_b, g_b, o_b = model_state_bytes(params - experts, training, plan.zero, plan.dp_cp,
+    p_b, g_b, o_b = model_state_bytes(params - experts, training, plan.zero, plan.shard,
                                       shapes, fp8)
     if experts:
         # Routed experts: their states shard over the expert-data-parallel ranks
@@ -1067,13 +1067,14 @@ class MemoryModel:
     @staticmethod
     def _states_key(plan: Plan) -> tuple:
         """The plan fields :func:`_stage_states` depends on besides the stage's role."""
-        return (plan.tp, plan.ep, plan.zero, plan.dp_cp, plan.offload, plan.pp > 1)
+        return (plan.tp, plan.ep, plan.zero, plan.dp_cp, plan.shard, plan.offload,
+                plan.pp > 1)
 
     @staticmethod
     def _other_key(plan: Plan) -> tuple:
         """The plan fields :func:`_other_bytes` depends on besides the stage's role."""
-        return (plan.tp, plan.ep, plan.zero, plan.dp_cp, plan.offload, plan.pp > 1,
-                plan.cp, plan.cp_comm, plan.sequence_parallel, plan.micro_batch,
+        return (plan.tp, plan.ep, plan.zero, plan.dp_cp, plan.shard, plan.offload,
+                plan.pp > 1, plan.cp, plan.cp_comm, plan.sequence_parallel, plan.micro_batch,
                 plan.recompute, plan.dp_bucket_bytes, plan.reshard_after_forward,
                 plan.framework)
 
@@ -1095,7 +1096,7 @@ class MemoryModel:
         other = others.get(st.role)
         if other is None:
             gathered = None
-            if plan.offload == "optimizer+params" or (plan.zero >= 3 and plan.dp_cp > 1):
+            if plan.offload == "optimizer+params" or (plan.zero >= 3 and plan.shard > 1):
                 key = (plan.tp, plan.ep, plan.reshard_after_forward, plan.pp > 1, st.role)
                 gathered = self._gathered.get(key)
                 if gathered is None:

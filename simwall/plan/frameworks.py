@@ -57,6 +57,11 @@ def _megatron(p: Plan) -> bool:
     # Context parallelism: --context-parallel-size with --cp-comm-type p2p | all_gather
     # (megatron/training/arguments.py; megatron/core/transformer/transformer_config.py
     # cp_comm_type), composed with TP, PP and the distributed optimizer.
+    # Hybrid sharding: --num-distributed-optimizer-instances splits the DP x CP domain
+    # into instances, each sharding the optimizer, its gradients reduce-scattered inside
+    # the instance and all-reduced across instances (megatron/core/distributed/
+    # param_and_grad_buffer.py, "With multiple DistOpt instances, we need to all-reduce
+    # across instances"): plan.dp_shard with ZeRO-1.
     return (p.zero <= 1 and p.offload == "none"
             and (p.pp == 1 or p.schedule in ("1f1b", "interleaved")))
 
@@ -73,6 +78,11 @@ def _deepspeed(p: Plan) -> bool:
     # offload_param ZeRO-3 only (DeepSpeed config docs, "ZeRO optimizations for FP16
     # training": offload_param "available only with ZeRO stage 3").
     if p.pp > 1 and (p.zero > 1 or p.schedule != "1f1b"):
+        return False
+    # ZeRO++'s hierarchical partitioning (hpZ) keeps a secondary copy of the parameters
+    # inside a node for the gathers but shards the optimizer over every rank: not
+    # simwall's plan.dp_shard, which shards all the states inside the group.
+    if p.dp_shard:
         return False
     # DeepSpeed's sequence parallelism is Ulysses (all-to-all of attention heads,
     # deepspeed/sequence/layer.py DistributedAttention), not a ring / all-gather of K/V
@@ -91,6 +101,9 @@ def _fsdp(p: Plan) -> bool:
     # moves parameters and gradients to the host and steps the optimizer there
     # (torch.distributed.fsdp.CPUOffload): our optimizer+params, with sharded params.
     # No context parallelism: FSDP1 shards parameters only.
+    # ShardingStrategy HYBRID_SHARD / _HYBRID_SHARD_ZERO2 shard inside a process group
+    # (a node by default) and replicate across (torch.distributed.fsdp.ShardingStrategy):
+    # plan.dp_shard with ZeRO-3 / ZeRO-2.
     if p.tp > 1 or p.pp > 1 or p.zero == 1 or p.cp > 1:
         return False
     if p.ep > 1:
@@ -122,7 +135,9 @@ def _fsdp2(p: Plan) -> bool:
     # attention over K/V shards with load-balanced causal sharding (PyTorch tutorial
     # "Introduction to Context Parallel": set_rotate_method "allgather" | "alltoall"),
     # which TorchTitan composes with FSDP2, TP and PP ("4D parallelism", Liang et al.
-    # 2024, "TorchTitan"; FSDP shards over the DP x CP mesh, dp_shard_cp).
+    # 2024, "TorchTitan"; FSDP shards over the DP x CP mesh, dp_shard_cp). HSDP:
+    # fully_shard on a 2-D (replicate, shard) mesh (TorchTitan's
+    # data_parallel_replicate_degree x data_parallel_shard_degree): plan.dp_shard.
     return p.zero in (2, 3) and p.offload in ("none", "optimizer+params")
 
 

@@ -44,6 +44,9 @@ class Plan:
     cp: int = 1                  # context-parallel degree (simwall.costing.cp)
     cp_comm: str = "p2p"         # 'p2p' (K/V ring) or 'all_gather'
     ep: int = 1
+    # Hybrid sharding: ZeRO shards over ``dp_shard`` DP x CP ranks (0: all of them; see
+    # :attr:`shard`), replicated over the dp x cp / shard groups.
+    dp_shard: int = 0
     # Framework semantics (config.FRAMEWORK_PRESETS), resolved by
     # plan.frameworks.with_framework; the defaults here are the pre-issue-15 behaviour.
     framework: str = "none"
@@ -65,6 +68,16 @@ class Plan:
         CP (Megatron-Core's data-parallel group "with context parallel", over which the
         distributed optimizer shards; megatron/core/parallel_state.py)."""
         return self.dp * self.cp
+
+    @property
+    def shard(self) -> int:
+        """Ranks ZeRO shards the model states over: ``dp_shard``, or all DP x CP ranks."""
+        return self.dp_shard or self.dp_cp
+
+    @property
+    def replicas(self) -> int:
+        """Copies of the sharded states (hybrid sharding): DP x CP ranks / :attr:`shard`."""
+        return self.dp_cp // self.shard
 
     @property
     def micro_batches(self) -> int:
@@ -105,7 +118,7 @@ class Plan:
             "collective": self.collective, "dp_bucket_bytes": self.dp_bucket_bytes,
             "dp_overlap": self.dp_overlap, "pp_scatter_gather": self.pp_scatter_gather,
             "offload": self.offload, "cp": self.cp, "cp_comm": self.cp_comm, "ep": self.ep,
-            "world": self.world,
+            "dp_shard": self.shard, "world": self.world,
             "framework": self.framework, "tp_comm_overlap": self.tp_comm_overlap,
             "overlap_param_gather": self.overlap_param_gather,
             "zero_grad_reduce": self.zero_grad_reduce,

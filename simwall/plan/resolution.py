@@ -56,6 +56,29 @@ def _check_experts(model, spec, dp: int, fail) -> None:
                    f"with plan.tp > 1 (tp {spec.tp}), as Megatron-Core requires")
 
 
+def _dp_shard(spec, dp_cp: int, fail) -> int:
+    """``plan.dp_shard`` checked against the DP x CP ranks it splits: 0 (every rank, also
+    when it names all of them, so both spellings are one plan) or the shard group size."""
+    shard = spec.dp_shard
+    if shard is None or shard == dp_cp:
+        return 0
+    if shard == 1:
+        raise fail("plan.dp_shard", "1 shards nothing: every rank holds the whole model "
+                   "states, which is plain data parallelism (plan.zero 0)")
+    if dp_cp % shard:
+        raise fail("plan.dp_shard", f"must divide plan.dp x plan.cp ({dp_cp}), got {shard}")
+    if spec.zero < 1:
+        raise fail("plan.dp_shard", f"shards ZeRO's states: needs plan.zero >= 1, got zero "
+                   f"{spec.zero} (with {shard} of {dp_cp} ranks)")
+    if spec.ep > 1:
+        raise fail("plan.dp_shard", "hybrid sharding with expert parallelism (plan.ep > 1) "
+                   "is not modelled")
+    if spec.offload != "none":
+        raise fail("plan.dp_shard", f"hybrid sharding with offload is not modelled, got "
+                   f"plan.offload {spec.offload}")
+    return shard
+
+
 def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec]:
     """The resolved plan and the cluster with ``nodes`` fixed; ConfigError if invalid.
 
@@ -152,6 +175,7 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
     if train.global_batch % (dp * train.micro_batch):
         raise fail("training.global_batch", f"must be divisible by plan.dp x "
                    f"training.micro_batch = {dp} x {train.micro_batch}, got {train.global_batch}")
+    dp_shard = _dp_shard(spec, dp * spec.cp, fail)
     m = train.global_batch // (dp * train.micro_batch)
     if spec.schedule == "interleaved" and m % spec.pp:
         raise fail("training.global_batch", f"interleaved schedule needs micro-batches per "
@@ -165,6 +189,7 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
         collective=spec.collective,
         dp_overlap=spec.dp_overlap, pp_scatter_gather=spec.pp_scatter_gather,
         offload=spec.offload, cp=spec.cp, cp_comm=spec.cp_comm, ep=spec.ep,
+        dp_shard=dp_shard,
     )
     if spec.framework != "auto" and not runs_plan(spec.framework, plan):
         raise fail("plan.framework", f"{spec.framework} does not run this plan (tp {plan.tp}, "

@@ -38,7 +38,10 @@ def render(r: StepResult) -> str:
          + f"pp={p['pp']} dp={p['dp']} "
          + (f"ep={p['ep']} " if p.get("ep", 1) > 1 else "")
          + f"vp={p['virtual_stages']} "
-         f"sp={p['sequence_parallel']} zero={p['zero']} recompute={p['recompute']} "
+         f"sp={p['sequence_parallel']} zero={p['zero']} "
+         + (f"dp_shard={p['dp_shard']} " if p.get("dp_shard", p["dp"]) < p["dp"] * p.get("cp", 1)
+            else "")
+         + f"recompute={p['recompute']} "
          f"schedule={p['schedule']} micro_batch={p['micro_batch']} "
          f"micro_batches={p['micro_batches']} global_batch={p['global_batch']}"),
         *_framework_line(p),

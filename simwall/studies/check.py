@@ -78,6 +78,14 @@ def _origin_columns(workload: Workload) -> dict[str, str]:
             for name, origin in (("file", "file"), ("set", "--set"), ("defaults", "default"))}
 
 
+def _same_shard(cand: Plan, plan: Plan) -> Plan:
+    """The search's ``cand`` (fully sharded) with ``plan``'s hybrid shard group kept where
+    it still splits the candidate's DP x CP ranks, so a fix changes one thing."""
+    if not plan.dp_shard or cand.dp_cp % plan.dp_shard or cand.dp_cp == plan.dp_shard:
+        return cand
+    return replace(cand, dp_shard=plan.dp_shard)
+
+
 def _changes(s: Searcher, plan: Plan) -> list[tuple[str, Plan]]:
     """Single changes to ``plan`` that may save memory: (label, changed plan), each run
     the way the workload's framework setting would run it (:func:`simwall.plan.framed`)."""
@@ -91,6 +99,12 @@ def _changes(s: Searcher, plan: Plan) -> list[tuple[str, Plan]]:
     if plan.dp_cp > 1:      # ZeRO shards over DP x CP
         for z in range(plan.zero + 1, 4):
             tries.append((f"zero {plan.zero} -> {z}", changed(plan, zero=z)))
+    if plan.dp_shard and plan.dp_cp % (2 * plan.dp_shard) == 0:
+        # A hybrid shard group twice as large (full sharding at the end) holds half the
+        # states per device.
+        wider = 2 * plan.dp_shard
+        tries.append((f"dp_shard {plan.dp_shard} -> {wider}",
+                      changed(plan, dp_shard=0 if wider == plan.dp_cp else wider)))
     order = ("none", "selective", "full")
     for rc in order[order.index(plan.recompute) + 1:]:
         tries.append((f"recompute {plan.recompute} -> {rc}", changed(plan, recompute=rc)))
@@ -118,7 +132,7 @@ def _changes(s: Searcher, plan: Plan) -> list[tuple[str, Plan]]:
                 and cand.recompute == plan.recompute and cand.schedule == plan.schedule
                 and cand.virtual_stages == plan.virtual_stages
                 and cand.sequence_parallel == plan.sequence_parallel):
-            tries.append((f"pp {plan.pp} -> {cand.pp}", cand))
+            tries.append((f"pp {plan.pp} -> {cand.pp}", _same_shard(cand, plan)))
             break
     # Raise cp (same tp and pp, dp shrinks): each CP rank keeps s/cp tokens' activations.
     for cand in enumerate_plans(s.workload, s.cluster):
@@ -127,7 +141,7 @@ def _changes(s: Searcher, plan: Plan) -> list[tuple[str, Plan]]:
                 and cand.recompute == plan.recompute and cand.schedule == plan.schedule
                 and cand.virtual_stages == plan.virtual_stages
                 and cand.sequence_parallel == plan.sequence_parallel):
-            tries.append((f"cp {plan.cp} -> {cand.cp}", cand))
+            tries.append((f"cp {plan.cp} -> {cand.cp}", _same_shard(cand, plan)))
             break
     return tries
 
