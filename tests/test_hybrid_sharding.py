@@ -131,10 +131,16 @@ def test_hybrid_with_experts_is_refused():
         prepare("mixtral-8x7b", None, {"plan.dp_shard": 2})
 
 
-def test_per_device_runs_refuse_hybrid_sharding():
-    with pytest.raises(ConfigError, match="plan.dp_shard: hybrid sharding is not modelled "
-                                          "in per-device runs"):
-        simulate("llama2-7b", "dgx-a100", per_device=True, **FSDP, **{"plan.dp_shard": 8})
+@pytest.mark.parametrize("zero,framework", [(3, "fsdp"), (2, "fsdp"), (1, "megatron")])
+def test_per_device_run_agrees_with_the_symmetric_one(zero, framework):
+    # Per-device runs put each bucket's two collectives on the shared network, one after
+    # the other (StageTransfers.buckets): the same step as the symmetric costing.
+    over = {**FSDP, "plan.zero": zero, "plan.framework": framework, "plan.dp_shard": 8}
+    sym = simulate("llama2-7b", "dgx-a100", **over)
+    dev = simulate("llama2-7b", "dgx-a100", per_device=True, **over)
+    assert dev.engine["mode"] == "per-device" and sym.engine["mode"] == "symmetric"
+    assert dev.step_time_s == pytest.approx(sym.step_time_s, rel=1e-9)
+    assert dev.breakdown_s["dp_comm"] == pytest.approx(sym.breakdown_s["dp_comm"], rel=1e-9)
 
 
 def _needs_gb(lines):

@@ -44,6 +44,9 @@ class BucketCost:
     bucket_bytes: tuple[float, ...] = ()
     bucket_s: tuple[float, ...] = ()
     traffic: tuple[Traffic, ...] = ()
+    # Hybrid sharding: each bucket's collectives in the order they run (reduce-scatter in
+    # the shard group, all-reduce across replicas), for per-device runs' flows.
+    bucket_parts: tuple[tuple[Traffic, ...], ...] = ()
 
 
 def buckets(total_bytes: float, bucket_bytes: float) -> tuple[float, ...]:
@@ -84,11 +87,14 @@ def bucket_cost(plan: Plan, topology: Topology, stage: int, grad_bytes: float, s
         runs = {size: run_collective(topology, kind, groups["dp"], size, per_step * n,
                                      plan.collective, symmetric)
                 for size, n in Counter(dense).items()}
+        parts: tuple[tuple[Traffic, ...], ...] = ()
         if plan.dp_shard:
             runs = _with_replicas(plan, topology, at, symmetric, runs, Counter(dense))
+            parts = tuple(runs[size].traffic for size in dense)
         seconds = {size: run.s for size, run in runs.items()}
         return BucketCost(bucket_bytes=dense, bucket_s=tuple(map(seconds.__getitem__, dense)),
-                          traffic=tuple(t for run in runs.values() for t in run.traffic))
+                          traffic=tuple(t for run in runs.values() for t in run.traffic),
+                          bucket_parts=parts)
     order = _interleaved(dense, experts)
     sizes = tuple([size for _, size in order])
     if plan.dp_cp // plan.ep > 1 and expert > 0:

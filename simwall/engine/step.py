@@ -21,7 +21,6 @@ import simpy
 from ..config import DeviceSpec
 from ..costing import StageCost, busiest_link, costs_symmetrically, stage_cost, step_link_bytes
 from ..costing.energy import step_energy
-from ..errors import ConfigError
 from ..hardware.catalog import resolve_device
 from ..model import memory
 from ..model import ops as workload_mod
@@ -366,13 +365,6 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
     speeds = _speeds(prep)
     kinds = _node_devices(prep)
     per_device = per_device or bool(speeds) or bool(kinds)
-    if per_device and plan.dp_shard:
-        # Per-device runs put each DP bucket's transfers on the network as flows; a hybrid
-        # bucket's two collectives (reduce-scatter, then all-reduce across replicas) are
-        # not laid out that way yet.
-        raise ConfigError(wl.file, "plan.dp_shard", "hybrid sharding is not modelled in "
-                          "per-device runs yet (--per-device, or a cluster with stragglers "
-                          "or mixed nodes)", line=wl.line("plan.dp_shard"))
     replicas = plan.dp if per_device else 1
     check_engine_tasks(wl, plan, per_device)
 
