@@ -520,6 +520,12 @@ class PlanSpec(Strict):
     # ordered tp-cp-ep-dp-pp, megatron/core/parallel_state.py); experts keep the TP split
     # of the dense MLP (expert TP = TP).
     ep: PosInt = 1
+    # Megatron-Core's --overlap-moe-expert-parallel-comm: in the 1F1B steady state one
+    # micro-batch's forward runs beside another's backward, each one's expert-parallel
+    # all-to-alls under the other's compute, with one more warm-up forward per stage
+    # (megatron/core/pipeline_parallel/combined_1f1b.py, schedules.py). See
+    # simwall/costing/ep.py.
+    ep_overlap: Bool = False
     # Hybrid sharding: ZeRO shards the model states over ``dp_shard`` consecutive ranks of
     # the DP x CP group and replicates them over the dp x cp / dp_shard such groups
     # (PyTorch FSDP's HYBRID_SHARD / _HYBRID_SHARD_ZERO2, FSDP2 on a 2-D (replicate,

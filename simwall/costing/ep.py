@@ -13,8 +13,16 @@ Megatron-Core's expert rank generator since core_r0.10.0 (megatron/core/parallel
 ``expert_decoder_rank_generator`` with ``cp=1``: CP ranks fold into EP and expert DP); with
 ``cp = 1`` this is also core_r0.9.0's order tp-cp-ep-dp-pp, which with CP > 1 strided EP
 over ``tp x cp`` devices instead (its groups span twice the nodes at CP 2; not modelled).
-Nothing here is overlapped with compute (Megatron-Core's default; its
---overlap-moe-expert-parallel-comm and DeepSeek's DualPipe hide it).
+The exchange is exposed by default (Megatron-Core's default). ``plan.ep_overlap`` is
+Megatron-Core's ``--overlap-moe-expert-parallel-comm``: its combined 1F1B schedule runs one
+micro-batch's forward beside another's backward, layer by layer on two streams, so "EP
+A2A in forward step is hidden by the attention/mlp computation in the backward step, and
+vice versa" (megatron/core/pipeline_parallel/combined_1f1b.py); :func:`ep_exposed_s` costs
+each pass's exchange beside the other pass's compute (:func:`.contention.beside_s`), and
+the schedule runs one more warm-up forward (``Plan.order_pp``). The model pairs every pass
+that way, also the warm-up and cool-down ones that run alone, so it is optimistic by up
+to their share of the step (about ``pp / m``). DeepSeek's DualPipe hides the exchange in
+a similar way.
 """
 
 from __future__ import annotations
@@ -25,10 +33,11 @@ from ..config import ModelSpec, TrainingSpec
 from ..model.moe import chunk_moe_layers, routed_tokens
 from ..model.ops import activation_element_bytes
 from ..plan import Plan
+from .contention import beside_s
 from .groups import Groups, axis_groups, dp_groups, near_groups
 from .traffic import Costed, Traffic, run_collective
 
-__all__ = ["EPCost", "ep_cost", "ep_groups"]
+__all__ = ["EPCost", "ep_cost", "ep_exposed_s", "ep_groups"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +100,15 @@ def ep_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stag
     bwd = one_way + (one_way if plan.recompute == "full" else 0.0)
     return EPCost(layer_fwd_s=one_way, layer_bwd_s=bwd,
                   traffic=a2a.traffic + gather.traffic + scatter.traffic)
+
+
+def ep_exposed_s(plan: Plan, ep: EPCost, layer_fwd_s: float, layer_bwd_s: float,
+                 loss: float) -> tuple[float, float]:
+    """(forward, backward) seconds one MoE layer's token exchange (``ep``) adds to its
+    pass: all of it, or with ``plan.ep_overlap`` what it takes beyond the compute of the
+    other micro-batch's opposite pass of the layer (``layer_bwd_s`` for the forward's
+    exchange, ``layer_fwd_s`` for the backward's) or the compute it slows (``loss``)."""
+    if not plan.ep_overlap:
+        return ep.layer_fwd_s, ep.layer_bwd_s
+    return (beside_s(ep.layer_fwd_s, layer_bwd_s, loss),
+            beside_s(ep.layer_bwd_s, layer_fwd_s, loss))

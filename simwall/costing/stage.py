@@ -33,7 +33,7 @@ from .compute import layer_compute_s, moe_layer_compute_s, op_times
 from .contention import overlap_loss
 from .cp import cp_cost
 from .dp import bucket_cost, micro_batch_exposed_s, tied_embedding_cost
-from .ep import EPCost, ep_cost
+from .ep import EPCost, ep_cost, ep_exposed_s
 from .optimizer import gather_exposed_s, optimizer_s, parameter_gather_cost
 from .pp import pp_cost
 from .tp import TPCost, tp_cost, with_overlap
@@ -246,7 +246,7 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
                        wgrad_activation_bytes=layer_wgrad_activation_bytes(model, *by_layer))
     ep = ep_cost(model, training, plan, topology, stage, symmetric)
     moe = _moe_delta(model, training, plan, ep, times, speed, layer,
-                     tp_alone) if model.moe else _MoEDelta()
+                     tp_alone, loss) if model.moe else _MoEDelta()
     chunks = tuple(_chunk_cost(model, training, plan, local * plan.pp + stage, n_layers,
                                layer, tp, times, speed, moe)
                    for local, n_layers in enumerate(plan.chunk_layers(stage)))
@@ -289,17 +289,21 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
 
 def _moe_delta(model: ModelSpec, training: TrainingSpec, plan: Plan, ep: EPCost,
                times: dict[str, float], speed: float, layer: _LayerCost,
-               tp: TPCost) -> _MoEDelta:
+               tp: TPCost, loss: float = 0.0) -> _MoEDelta:
     """An MoE layer against a dense one (see :class:`_MoEDelta`); ``ep``: the stage's
-    token exchange."""
+    token exchange; ``loss``: the compute a collective beside it takes
+    (:func:`.contention.overlap_loss`)."""
     fwd_s, bwd_s = moe_layer_compute_s(times, speed)
     # The dense MLP's TP pair is half of a dense layer's TP collectives in each pass (the
     # attention's pair is the other half; ``tp`` is tp_cost before any overlap or CP), its
-    # recompute repeat included; the dispatcher's collectives are not overlapped.
+    # recompute repeat included. The dispatcher's collectives are exposed, unless
+    # plan.ep_overlap runs each pass's all-to-alls beside the other micro-batch's opposite
+    # pass (ep_exposed_s).
+    ep_fwd, ep_bwd = ep_exposed_s(plan, ep, fwd_s, bwd_s, loss)
     return _MoEDelta(
         fwd_compute_s=fwd_s - layer.fwd_compute_s, bwd_compute_s=bwd_s - layer.bwd_compute_s,
-        fwd_comm_s=ep.layer_fwd_s - tp.layer_fwd_s / 2,
-        bwd_comm_s=ep.layer_bwd_s - tp.layer_bwd_s / 2,
+        fwd_comm_s=ep_fwd - tp.layer_fwd_s / 2,
+        bwd_comm_s=ep_bwd - tp.layer_bwd_s / 2,
         bwd_weight_s=(times["moe_layer_wgrad"] - times["layer_wgrad"]) / speed,
         params=memory.layer_params(model, plan.tp, moe=True, ep=plan.ep) - layer.params,
         activation_bytes=(activation_bytes_per_layer(model, *layer_key(training, plan),

@@ -219,7 +219,7 @@ class Pipeline:
         last_chunk = plan.chunks - 1
         # A split backward (W tasks: zero-bubble schedules) runs B without the weight
         # gradients, and a chunk's gradients are complete only after its last W.
-        order, split, final_b = _stream_shape(plan.schedule, plan.pp, stage,
+        order, split, final_b = _stream_shape(plan.schedule, plan.order_pp, stage,
                                               plan.micro_batches, v, len(sc.chunks))
         grad_pass = "W" if split else "B"
         grads = self.grads[stage] if self.grads is not None else None
@@ -412,7 +412,7 @@ class StaticPipeline:
         sc = self.costs[(stage, replica)]
         st = StageStats(stage=stage, replica=replica)
         self.stats[(stage, replica)] = st
-        order, split, final_mb = _stream_shape(plan.schedule, plan.pp, stage,
+        order, split, final_mb = _stream_shape(plan.schedule, plan.order_pp, stage,
                                                plan.micro_batches, plan.virtual_stages,
                                                len(sc.chunks))
         last_chunk = plan.chunks - 1

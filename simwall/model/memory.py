@@ -497,7 +497,8 @@ def in_flight_micro_batches(plan: Plan, stage: int) -> float:
     stage's layers (fractional for the interleaved schedule).
 
     GPipe: all ``m`` (Huang et al. 2019, Sec. 2.3). 1F1B: ``p - stage`` (Narayanan et al.
-    2021, Sec. 2.2.1; Korthikanti et al. 2022, Sec. 4.2.3: the first stage holds p).
+    2021, Sec. 2.2.1; Korthikanti et al. 2022, Sec. 4.2.3: the first stage holds p); one
+    more with ``plan.ep_overlap`` (:attr:`~simwall.plan.layout.Plan.order_pp`).
     Interleaved with v chunks: Megatron-LM's warm-up of ``2 (p - stage - 1) + (v - 1) p``
     chunk micro-batches plus the one in flight, each 1/v of the stage; for stage 0 this is
     p (1 + (p - 1)/(p v)) (Korthikanti et al. 2022, Sec. 4.2.3). Never more than m (m v
@@ -510,7 +511,8 @@ def in_flight_micro_batches(plan: Plan, stage: int) -> float:
     if plan.schedule == "interleaved" and v > 1:
         chunks_in_flight = 2 * (p - stage - 1) + (v - 1) * p + 1
         return min(chunks_in_flight, m * v) / v
-    return float(min(p - stage, m))
+    # Megatron-Core's combined 1F1B (plan.ep_overlap) warms up one micro-batch more.
+    return float(min(plan.order_pp - stage, m))
 
 
 def embedding_activation_bytes(model: ModelSpec, plan: Plan) -> float:
@@ -1138,7 +1140,7 @@ class MemoryModel:
         earlier one. Under 1F1B and GPipe that leaves the first stage of each class
         (``min(p - stage, m)`` micro-batches, or ``m``: never more than the stage
         before). Memoised on the layer split, schedule and micro-batch count."""
-        key = (plan.stage_layers, plan.pp, plan.schedule, plan.micro_batches)
+        key = (plan.stage_layers, plan.pp, plan.order_pp, plan.schedule, plan.micro_batches)
         found = self._contenders.get(key)
         if found is None:
             out: list[tuple[_StageLayout, tuple]] = []
@@ -1180,8 +1182,8 @@ class MemoryModel:
         Memoised on the activation terms' plan fields (:func:`_activation_key`), the
         layer split, schedule and micro-batch count: plans that differ in ZeRO, DP
         buckets or offload share it."""
-        key = (_activation_key(plan), plan.stage_layers, plan.pp, plan.schedule,
-               plan.micro_batches)
+        key = (_activation_key(plan), plan.stage_layers, plan.pp, plan.order_pp,
+               plan.schedule, plan.micro_batches)
         found = self._class_acts.get(key)
         if found is None:
             terms, wgrad = self._terms(plan)

@@ -57,6 +57,8 @@ def _megatron(p: Plan) -> bool:
     # Context parallelism: --context-parallel-size with --cp-comm-type p2p | all_gather
     # (megatron/training/arguments.py; megatron/core/transformer/transformer_config.py
     # cp_comm_type), composed with TP, PP and the distributed optimizer.
+    # plan.ep_overlap is its --overlap-moe-expert-parallel-comm (combined 1F1B,
+    # megatron/core/pipeline_parallel/combined_1f1b.py), the one framework here that has it.
     # Hybrid sharding: --num-distributed-optimizer-instances splits the DP x CP domain
     # into instances, each sharding the optimizer, its gradients reduce-scattered inside
     # the instance and all-reduced across instances (megatron/core/distributed/
@@ -82,7 +84,7 @@ def _deepspeed(p: Plan) -> bool:
     # ZeRO++'s hierarchical partitioning (hpZ) keeps a secondary copy of the parameters
     # inside a node for the gathers but shards the optimizer over every rank: not
     # simwall's plan.dp_shard, which shards all the states inside the group.
-    if p.dp_shard:
+    if p.dp_shard or p.ep_overlap:
         return False
     # DeepSpeed's sequence parallelism is Ulysses (all-to-all of attention heads,
     # deepspeed/sequence/layer.py DistributedAttention), not a ring / all-gather of K/V
@@ -129,7 +131,7 @@ def _fsdp2(p: Plan) -> bool:
     # (ZeRO-2; torchtitan/models/llama3/infra/parallelize.py, "default" policy: no
     # resharding when PP is on, which would otherwise all-gather per micro-batch); its
     # "always" override is not counted as a supported combination here.
-    if p.pp > 1 and p.zero != 2:
+    if (p.pp > 1 and p.zero != 2) or p.ep_overlap:
         return False
     # Context parallelism: torch.distributed.tensor.experimental.context_parallel, ring
     # attention over K/V shards with load-balanced causal sharding (PyTorch tutorial

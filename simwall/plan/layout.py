@@ -44,6 +44,7 @@ class Plan:
     cp: int = 1                  # context-parallel degree (simwall.costing.cp)
     cp_comm: str = "p2p"         # 'p2p' (K/V ring) or 'all_gather'
     ep: int = 1
+    ep_overlap: bool = False     # expert-parallel all-to-alls beside another micro-batch
     # Hybrid sharding: ZeRO shards over ``dp_shard`` DP x CP ranks (0: all of them; see
     # :attr:`shard`), replicated over the dp x cp / shard groups.
     dp_shard: int = 0
@@ -68,6 +69,14 @@ class Plan:
         CP (Megatron-Core's data-parallel group "with context parallel", over which the
         distributed optimizer shards; megatron/core/parallel_state.py)."""
         return self.dp * self.cp
+
+    @property
+    def order_pp(self) -> int:
+        """The pipeline depth whose 1F1B order a stage runs: ``pp``, or one more with
+        :attr:`ep_overlap` (Megatron-Core's combined 1F1B runs one more warm-up forward
+        per stage, megatron/core/pipeline_parallel/schedules.py: ``num_warmup_microbatches
+        + 1``, which is 1F1B's order for a pipeline one stage deeper)."""
+        return self.pp + 1 if self.ep_overlap else self.pp
 
     @property
     def shard(self) -> int:
@@ -118,7 +127,7 @@ class Plan:
             "collective": self.collective, "dp_bucket_bytes": self.dp_bucket_bytes,
             "dp_overlap": self.dp_overlap, "pp_scatter_gather": self.pp_scatter_gather,
             "offload": self.offload, "cp": self.cp, "cp_comm": self.cp_comm, "ep": self.ep,
-            "dp_shard": self.shard, "world": self.world,
+            "ep_overlap": self.ep_overlap, "dp_shard": self.shard, "world": self.world,
             "framework": self.framework, "tp_comm_overlap": self.tp_comm_overlap,
             "overlap_param_gather": self.overlap_param_gather,
             "zero_grad_reduce": self.zero_grad_reduce,

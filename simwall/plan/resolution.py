@@ -176,6 +176,12 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
         raise fail("training.global_batch", f"must be divisible by plan.dp x "
                    f"training.micro_batch = {dp} x {train.micro_batch}, got {train.global_batch}")
     dp_shard = _dp_shard(spec, dp * spec.cp, fail)
+    if spec.ep_overlap and spec.ep < 2:
+        raise fail("plan.ep_overlap", f"overlaps the expert-parallel all-to-alls: needs "
+                   f"plan.ep > 1, got ep {spec.ep}")
+    if spec.ep_overlap and spec.schedule != "1f1b":
+        raise fail("plan.ep_overlap", f"is modelled with the 1f1b schedule (Megatron-Core's "
+                   f"combined 1F1B), got schedule {spec.schedule}")
     m = train.global_batch // (dp * train.micro_batch)
     if spec.schedule == "interleaved" and m % spec.pp:
         raise fail("training.global_batch", f"interleaved schedule needs micro-batches per "
@@ -189,7 +195,7 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
         collective=spec.collective,
         dp_overlap=spec.dp_overlap, pp_scatter_gather=spec.pp_scatter_gather,
         offload=spec.offload, cp=spec.cp, cp_comm=spec.cp_comm, ep=spec.ep,
-        dp_shard=dp_shard,
+        dp_shard=dp_shard, ep_overlap=spec.ep_overlap,
     )
     if spec.framework != "auto" and not runs_plan(spec.framework, plan):
         raise fail("plan.framework", f"{spec.framework} does not run this plan (tp {plan.tp}, "
