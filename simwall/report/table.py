@@ -37,6 +37,7 @@ def render(r: StepResult) -> str:
          + (f"cp={p['cp']} ({p['cp_comm']}) " if p.get("cp", 1) > 1 else "")
          + f"pp={p['pp']} dp={p['dp']} "
          + (f"ep={p['ep']} " if p.get("ep", 1) > 1 else "")
+         + ("ep_overlap=on " if p.get("ep_overlap") else "")
          + f"vp={p['virtual_stages']} "
          f"sp={p['sequence_parallel']} zero={p['zero']} "
          + (f"dp_shard={p['dp_shard']} " if p.get("dp_shard", p["dp"]) < p["dp"] * p.get("cp", 1)

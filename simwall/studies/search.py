@@ -296,6 +296,7 @@ def describe_plan(plan: Plan, show_cp: bool = False, show_ep: bool = False) -> s
     return (f"tp={plan.tp} {cp}pp={plan.pp} dp={plan.dp} mb={plan.micro_batch} zero={plan.zero} "
             f"rc={plan.recompute} sp={'on' if plan.sequence_parallel else 'off'} {sched}"
             + (f" ep={plan.ep}" if plan.ep > 1 or show_ep else "")
+            + (" ep_overlap" if plan.ep_overlap else "")
             + (f" dp_shard={plan.dp_shard}" if plan.dp_shard else ""))
 
 
