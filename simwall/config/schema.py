@@ -215,6 +215,10 @@ class ModelSpec(Strict):
     # al. 2022, Switch Transformers, Sec. 2.2). ``moe_imbalance``: the busiest device's
     # routed tokens over the mean (1: perfectly balanced; no general published value, so
     # the ideal is the default and the key is there to ask "what if").
+    # ``moe_node_limit``: node-limited routing, each token's experts on at most this many
+    # nodes, its dispatch sent over the network once per node and fanned out over NVLink
+    # there (DeepSeek-V3, arXiv 2412.19437, Sec. 3.2.2; None: every expert's copy crosses
+    # the network on its own, as Megatron-Core's all-to-all dispatcher sends them).
     # Multi-head latent attention (MLASpec) in place of the QKV projection; None: MHA/GQA.
     mla: MLASpec | None = None
     experts: PosInt | None = None
@@ -225,6 +229,7 @@ class ModelSpec(Strict):
     dense_layers: Annotated[int, Field(strict=True, ge=0)] = 0
     capacity_factor: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
     moe_imbalance: Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)] = 1.0
+    moe_node_limit: PosInt | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> ModelSpec:
@@ -237,7 +242,7 @@ class ModelSpec(Strict):
                                  f"models latent attention with the fused kernel), got "
                                  f"{self.attention}")
         moe_keys = ("moe_ffn_hidden", "shared_experts", "moe_layer_freq", "dense_layers",
-                    "capacity_factor", "moe_imbalance", "top_k")
+                    "capacity_factor", "moe_imbalance", "top_k", "moe_node_limit")
         if self.experts is None:
             # Keys away from their defaults (a re-validated dump sets every key).
             given = [k for k in moe_keys

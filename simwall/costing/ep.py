@@ -84,9 +84,13 @@ def ep_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stag
     count = plan.micro_batches * n_moe * passes
     # All-to-all buffer per rank (nccl-tests convention: the send buffer): the rank's
     # token-expert assignments.
-    a2a = run_collective(topology, "all_to_all", ep_groups(plan, stage, topology, symmetric),
-                         own * model.top_k * model.hidden * e, count, plan.collective,
-                         symmetric)
+    groups = ep_groups(plan, stage, topology, symmetric)
+    a2a = (_node_limited(model, plan, topology, groups, own * model.hidden * e, count,
+                         symmetric) if model.moe_node_limit is not None else None)
+    if a2a is None:
+        a2a = run_collective(topology, "all_to_all", groups,
+                             own * model.top_k * model.hidden * e, count, plan.collective,
+                             symmetric)
     gather = scatter = Costed()
     if plan.tp > 1:
         # The stage's TP groups, as costing.tp.tp_cost costs them.
@@ -112,3 +116,37 @@ def ep_exposed_s(plan: Plan, ep: EPCost, layer_fwd_s: float, layer_bwd_s: float,
         return ep.layer_fwd_s, ep.layer_bwd_s
     return (beside_s(ep.layer_fwd_s, layer_bwd_s, loss),
             beside_s(ep.layer_bwd_s, layer_fwd_s, loss))
+
+
+def _node_limited(model: ModelSpec, plan: Plan, topology, groups: Groups, token_bytes: float,
+                  count: float, symmetric: bool) -> Costed | None:
+    """The exchange of node-limited routing (``model.moe_node_limit``; DeepSeek-V3, arXiv
+    2412.19437, Sec. 3.2.2): a token "will first be transmitted via IB to the GPUs with the
+    same in-node index on its target nodes", once per node it reaches (at most the limit,
+    the EP group's nodes and ``top_k``), then "forwarded via NVLink" to the GPUs of its
+    experts there; "communications via IB and NVLink are fully overlapped", so the
+    exchange takes the longer of the two all-to-alls: across nodes among the ranks of one
+    in-node position, the rank's tokens times the nodes they reach, and inside each node,
+    its tokens times ``top_k``. ``token_bytes``: the rank's tokens' hidden states. None
+    when an EP group sits in one node or its nodes hold unequal shares (then every copy
+    goes on its own, :func:`ep_cost`)."""
+    per_node = topology.devices_per_node
+    local: list[tuple[int, ...]] = []
+    across: list[tuple[int, ...]] = []
+    nodes = 1
+    for g in groups:
+        by_node: dict[int, list[int]] = {}
+        for d in g:
+            by_node.setdefault(d // per_node, []).append(d)
+        blocks = list(by_node.values())
+        if len(blocks) < 2 or len({len(b) for b in blocks}) > 1:
+            return None
+        nodes = len(blocks)
+        local += [tuple(b) for b in blocks]
+        across += [tuple(b[i] for b in blocks) for i in range(len(blocks[0]))]
+    copies = min(model.moe_node_limit, nodes, model.top_k)
+    inter = run_collective(topology, "all_to_all", across, token_bytes * copies, count,
+                           plan.collective, symmetric)
+    intra = run_collective(topology, "all_to_all", local, token_bytes * model.top_k, count,
+                           plan.collective, symmetric)
+    return Costed(s=max(inter.s, intra.s), traffic=inter.traffic + intra.traffic)
