@@ -134,3 +134,23 @@ def test_optimizer_step_updates_experts_over_expert_dp(over):
     shard = memory.stage_optimizer_shard_params(m, plan, 0)
     assert shard == pytest.approx(expected, rel=1e-12)
     assert shard > memory.optimizer_shard_params(memory.stage_params(m, plan, 0), plan)
+
+
+def test_per_device_buckets_run_over_their_own_groups():
+    # Dense and expert buckets of the same size (full buckets) run over different groups:
+    # per-device runs must put each on its own (they once ran every full bucket over DP x
+    # CP, 7 % slower than the symmetric run of this plan).
+    from simwall import simulate
+    from simwall.api import prepare
+    from simwall.costing.stage import stage_cost
+
+    over = {"model.layers": 8, "model.dense_layers": 1, "cluster.nodes": 16, "plan.pp": 2,
+            "plan.ep": 16, "training.global_batch": 256}
+    p = prepare("deepseek-v3", None, over)
+    wl, plan = p.workload, p.plan
+    sc = stage_cost(wl.model, wl.training, plan, p.device, p.topology, 1, symmetric=False)
+    sizes = {len(t.groups[0]) for parts in sc.transfers.buckets for t in parts}
+    assert sizes == {plan.dp_cp, plan.dp_cp // plan.ep}
+    sym = simulate("deepseek-v3", **over)
+    dev = simulate("deepseek-v3", per_device=True, **over)
+    assert dev.step_time_s == pytest.approx(sym.step_time_s, rel=0.005)

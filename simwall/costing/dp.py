@@ -44,8 +44,11 @@ class BucketCost:
     bucket_bytes: tuple[float, ...] = ()
     bucket_s: tuple[float, ...] = ()
     traffic: tuple[Traffic, ...] = ()
-    # Hybrid sharding: each bucket's collectives in the order they run (reduce-scatter in
-    # the shard group, all-reduce across replicas), for per-device runs' flows.
+    # Each bucket's collectives in the order they run, for per-device runs' flows, where
+    # the bucket's size does not tell them: hybrid sharding (reduce-scatter in the shard
+    # group, then all-reduce across replicas) and MoE (dense buckets over DP x CP, expert
+    # ones of the same size over expert DP). Empty: a bucket runs the one collective of
+    # its size.
     bucket_parts: tuple[tuple[Traffic, ...], ...] = ()
 
 
@@ -106,7 +109,8 @@ def bucket_cost(plan: Plan, topology: Topology, stage: int, grad_bytes: float, s
     nothing = Costed()                      # expert buckets of an expert-DP group of one
     return BucketCost(bucket_bytes=sizes,
                       bucket_s=tuple([runs.get(x, nothing).s for x in order]),
-                      traffic=tuple(t for run in runs.values() for t in run.traffic))
+                      traffic=tuple(t for run in runs.values() for t in run.traffic),
+                      bucket_parts=tuple(runs.get(x, nothing).traffic for x in order))
 
 
 def _with_replicas(plan: Plan, topology: Topology, at: int, symmetric: bool,

@@ -268,7 +268,7 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     opt = optimizer_s(model, training, plan, device, topology, stage, speed,
                       backward_s=sum(c.bwd_compute_s for c in chunks))
     post = parameter_gather_cost(model, training, plan, topology, stage, symmetric)
-    if grads.bucket_parts:      # hybrid sharding: two collectives per bucket
+    if grads.bucket_parts:      # hybrid sharding or MoE: not told by the bucket's size
         bucket_parts = grads.bucket_parts
     else:
         by_size = {t.bytes_: (t,) for t in grads.traffic}
