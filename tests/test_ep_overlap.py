@@ -15,7 +15,10 @@ from simwall.model.memory import in_flight_micro_batches
 from simwall.plan.frameworks import frameworks_for
 from simwall.plan.schedules import tasks_for
 
-MIXTRAL = {"plan.framework": "megatron"}      # bundled: ep 8, pp 4, 64 H100
+# Mixtral 8x7B, EP 8, on 256 H100 without pipelining: Megatron-Core runs the overlap with
+# pp 1 (or a virtual pipeline) and without full recompute (transformer_config.py).
+MIXTRAL = {"plan.framework": "megatron", "plan.pp": 1, "cluster.nodes": 32,
+           "training.global_batch": 512}
 
 
 def test_each_pass_hides_under_the_other_pass():
@@ -66,14 +69,19 @@ def test_per_device_run_agrees_with_the_symmetric_one():
     assert dev.step_time_s == pytest.approx(sym.step_time_s, rel=0.01)
 
 
-def test_only_megatron_runs_it():
+def test_only_megatron_runs_it_and_only_as_megatron_core_allows():
     assert frameworks_for(_prep(**{"plan.ep_overlap": True}).plan) == ("megatron",)
+    # Megatron-Core asserts a virtual pipeline when pp > 1 and no full recompute; simwall
+    # models the overlap on 1F1B, so these are plans no framework listed runs as such.
+    for over in ({"plan.pp": 4}, {"plan.recompute": "full"}):
+        plan = _prep(**{"plan.ep_overlap": True, "plan.framework": "auto", **over}).plan
+        assert frameworks_for(plan) == ()
 
 
 @pytest.mark.parametrize("over,expected", [
     ({"plan.ep": 1}, ("plan.ep_overlap: overlaps the expert-parallel all-to-alls: needs "
                       "plan.ep > 1, got ep 1")),
-    ({"plan.schedule": "interleaved", "plan.virtual_stages": 2},
+    ({"plan.schedule": "interleaved", "plan.virtual_stages": 2, "plan.pp": 4},
      "plan.ep_overlap: is modelled with the 1f1b schedule"),
 ])
 def test_bad_combinations_name_the_key(over, expected):
