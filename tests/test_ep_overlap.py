@@ -39,9 +39,10 @@ def _prep(**over):
 
 def test_one_more_warm_up_forward_per_stage():
     plan = _prep(**{"plan.ep_overlap": True}).plan
-    assert plan.order_pp == plan.pp + 1
+    assert plan.extra_warmup == 1
     for stage in range(plan.pp):
-        order = tasks_for(plan.schedule, plan.order_pp, stage, plan.micro_batches, 1)
+        order = tasks_for(plan.schedule, plan.pp, stage, plan.micro_batches, 1,
+                          plan.extra_warmup)
         # Forwards before the first backward: 1F1B runs pp - stage of them (its warm-up
         # and the first steady one), the combined schedule one more.
         before = next(i for i, (p, _, _) in enumerate(order) if p == "B")
@@ -73,6 +74,9 @@ def test_only_megatron_runs_it_and_only_as_megatron_core_allows():
     assert frameworks_for(_prep(**{"plan.ep_overlap": True}).plan) == ("megatron",)
     # Megatron-Core asserts a virtual pipeline when pp > 1 and no full recompute; simwall
     # models the overlap on 1F1B, so these are plans no framework listed runs as such.
+    interleaved = {"plan.pp": 4, "plan.schedule": "interleaved", "plan.virtual_stages": 2}
+    plan = _prep(**{"plan.ep_overlap": True, **interleaved}).plan
+    assert frameworks_for(plan) == ("megatron",)
     for over in ({"plan.pp": 4}, {"plan.recompute": "full"}):
         plan = _prep(**{"plan.ep_overlap": True, "plan.framework": "auto", **over}).plan
         assert frameworks_for(plan) == ()
@@ -81,9 +85,27 @@ def test_only_megatron_runs_it_and_only_as_megatron_core_allows():
 @pytest.mark.parametrize("over,expected", [
     ({"plan.ep": 1}, ("plan.ep_overlap: overlaps the expert-parallel all-to-alls: needs "
                       "plan.ep > 1, got ep 1")),
-    ({"plan.schedule": "interleaved", "plan.virtual_stages": 2, "plan.pp": 4},
-     "plan.ep_overlap: is modelled with the 1f1b schedule"),
+    ({"plan.schedule": "gpipe", "plan.pp": 4},
+     "plan.ep_overlap: is modelled with the 1f1b and interleaved schedules"),
 ])
 def test_bad_combinations_name_the_key(over, expected):
     with pytest.raises(ConfigError, match=expected):
         _prep(**{"plan.ep_overlap": True}, **over)
+
+
+def test_interleaved_warms_up_one_chunk_more_and_memory_matches_the_engine():
+    from simwall.plan.schedules import interleaved
+
+    over = {"plan.pp": 4, "plan.schedule": "interleaved", "plan.virtual_stages": 2,
+            "plan.ep_overlap": True}
+    plan = _prep(**over).plan
+    m, v = plan.micro_batches, plan.virtual_stages
+    for stage in range(plan.pp):
+        assert (interleaved.warmup(plan.pp, stage, m, v, 1)
+                == min(interleaved.warmup(plan.pp, stage, m, v) + 1, m * v))
+    r = simulate("mixtral-8x7b", **{**MIXTRAL, **over})
+    for dev in r.memory["devices"]:
+        assert dev["peak_bytes"] == pytest.approx(dev["closed_form_peak_bytes"], rel=1e-9)
+    base = simulate("mixtral-8x7b", **{**MIXTRAL, **over, "plan.ep_overlap": False})
+    assert r.breakdown_s["tp_comm"] < base.breakdown_s["tp_comm"]
+    assert r.memory["peak_bytes"] > base.memory["peak_bytes"]

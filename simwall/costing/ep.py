@@ -19,7 +19,7 @@ micro-batch's forward beside another's backward, layer by layer on two streams, 
 A2A in forward step is hidden by the attention/mlp computation in the backward step, and
 vice versa" (megatron/core/pipeline_parallel/combined_1f1b.py); :func:`ep_exposed_s` costs
 each pass's exchange beside the other pass's compute (:func:`.contention.beside_s`), and
-the schedule runs one more warm-up forward (``Plan.order_pp``). The model pairs every pass
+the schedule runs one more warm-up forward (``Plan.extra_warmup``). The model pairs every pass
 that way, also the warm-up and cool-down ones that run alone, so it is optimistic by up
 to their share of the step (about ``pp / m``). DeepSeek's DualPipe hides the exchange in
 a similar way.

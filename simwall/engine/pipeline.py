@@ -219,8 +219,9 @@ class Pipeline:
         last_chunk = plan.chunks - 1
         # A split backward (W tasks: zero-bubble schedules) runs B without the weight
         # gradients, and a chunk's gradients are complete only after its last W.
-        order, split, final_b = _stream_shape(plan.schedule, plan.order_pp, stage,
-                                              plan.micro_batches, v, len(sc.chunks))
+        order, split, final_b = _stream_shape(plan.schedule, plan.pp, stage,
+                                              plan.micro_batches, v, len(sc.chunks),
+                                              plan.extra_warmup)
         grad_pass = "W" if split else "B"
         grads = self.grads[stage] if self.grads is not None else None
         tracing = rec.enabled          # skip building trace events nobody keeps
@@ -313,13 +314,14 @@ class InputTie(Exception):
 
 
 @memoized(maxsize=256)
-def _stream_shape(schedule: str, pp: int, stage: int, m: int, v: int, chunks: int
+def _stream_shape(schedule: str, pp: int, stage: int, m: int, v: int, chunks: int,
+                  extra: int = 0
                   ) -> tuple[tuple[tuple[str, int, int], ...], bool, tuple[int, ...]]:
     """A stage's tasks in schedule order (:func:`~simwall.plan.schedules.tasks_for`),
     whether the schedule splits the backward (has W tasks), and per local chunk the
     micro-batch of its last gradient pass (W if split, else B), whose start announces the
     chunk's gradient segment. A pure function of the schedule."""
-    order = tasks_for(schedule, pp, stage, m, v)
+    order = tasks_for(schedule, pp, stage, m, v, extra)
     split = "W" in map(itemgetter(0), order)
     grad_pass = "W" if split else "B"
     final = [-1] * chunks
@@ -412,9 +414,9 @@ class StaticPipeline:
         sc = self.costs[(stage, replica)]
         st = StageStats(stage=stage, replica=replica)
         self.stats[(stage, replica)] = st
-        order, split, final_mb = _stream_shape(plan.schedule, plan.order_pp, stage,
+        order, split, final_mb = _stream_shape(plan.schedule, plan.pp, stage,
                                                plan.micro_batches, plan.virtual_stages,
-                                               len(sc.chunks))
+                                               len(sc.chunks), plan.extra_warmup)
         last_chunk = plan.chunks - 1
         grads = self.grads[stage] if self.grads is not None else None
         sent, waiting, ready = self.sent, self.waiting, self.ready

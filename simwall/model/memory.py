@@ -498,7 +498,8 @@ def in_flight_micro_batches(plan: Plan, stage: int) -> float:
 
     GPipe: all ``m`` (Huang et al. 2019, Sec. 2.3). 1F1B: ``p - stage`` (Narayanan et al.
     2021, Sec. 2.2.1; Korthikanti et al. 2022, Sec. 4.2.3: the first stage holds p); one
-    more with ``plan.ep_overlap`` (:attr:`~simwall.plan.layout.Plan.order_pp`).
+    more with ``plan.ep_overlap`` (:attr:`~simwall.plan.layout.Plan.extra_warmup`), in
+    either schedule.
     Interleaved with v chunks: Megatron-LM's warm-up of ``2 (p - stage - 1) + (v - 1) p``
     chunk micro-batches plus the one in flight, each 1/v of the stage; for stage 0 this is
     p (1 + (p - 1)/(p v)) (Korthikanti et al. 2022, Sec. 4.2.3). Never more than m (m v
@@ -508,11 +509,11 @@ def in_flight_micro_batches(plan: Plan, stage: int) -> float:
     p, v, m = plan.pp, plan.virtual_stages, plan.micro_batches
     if plan.schedule == "gpipe":
         return float(m)
+    extra = plan.extra_warmup   # Megatron-Core's combined 1F1B warms up one more
     if plan.schedule == "interleaved" and v > 1:
-        chunks_in_flight = 2 * (p - stage - 1) + (v - 1) * p + 1
+        chunks_in_flight = 2 * (p - stage - 1) + (v - 1) * p + 1 + extra
         return min(chunks_in_flight, m * v) / v
-    # Megatron-Core's combined 1F1B (plan.ep_overlap) warms up one micro-batch more.
-    return float(min(plan.order_pp - stage, m))
+    return float(min(p - stage + extra, m))
 
 
 def embedding_activation_bytes(model: ModelSpec, plan: Plan) -> float:
@@ -542,17 +543,17 @@ def output_activation_bytes(model: ModelSpec, training: TrainingSpec, plan: Plan
 
 
 @memoized(maxsize=4096)
-def _held_at_forwards(schedule: str, pp: int, stage: int, m: int, v: int
+def _held_at_forwards(schedule: str, pp: int, stage: int, m: int, v: int, extra: int = 0
                       ) -> tuple[tuple[int, ...], ...]:
     """Micro-batches each local chunk of ``stage`` holds activations for as each of its
     forward tasks starts (where the held amount can peak), walking the schedule's own task
     order (:func:`simwall.plan.schedules.tasks_for`). Only the vectors no other one covers
     in every chunk (with sizes >= 0 the peak is at one of them), first seen first."""
     if schedule == "interleaved":    # the same walk, from counts shared by the stages
-        return _held_front(pp, m, v, interleaved.warmup(pp, stage, m, v))
+        return _held_front(pp, m, v, interleaved.warmup(pp, stage, m, v, extra))
     held = [0] * v
     seen: dict[tuple[int, ...], None] = {}
-    for pass_, _, chunk in tasks_for(schedule, pp, stage, m, v):
+    for pass_, _, chunk in tasks_for(schedule, pp, stage, m, v, extra):
         if pass_ == "F":
             held[chunk] += 1
             seen[tuple(held)] = None
@@ -726,7 +727,8 @@ def _held_profile(plan: Plan, stage: int, chunks: int) -> tuple[tuple[float, ...
         return zero_bubble_held(plan.pp, stage, plan.micro_batches)
     if plan.schedule != "interleaved":    # GPipe, 1F1B (one chunk): known in closed form
         return ((in_flight_micro_batches(plan, stage),),)
-    return _held_at_forwards(plan.schedule, plan.pp, stage, plan.micro_batches, chunks)
+    return _held_at_forwards(plan.schedule, plan.pp, stage, plan.micro_batches, chunks,
+                             plan.extra_warmup)
 
 
 def _covers(big: tuple[tuple[float, ...], ...], small: tuple[tuple[float, ...], ...]) -> bool:
@@ -1140,7 +1142,8 @@ class MemoryModel:
         earlier one. Under 1F1B and GPipe that leaves the first stage of each class
         (``min(p - stage, m)`` micro-batches, or ``m``: never more than the stage
         before). Memoised on the layer split, schedule and micro-batch count."""
-        key = (plan.stage_layers, plan.pp, plan.order_pp, plan.schedule, plan.micro_batches)
+        key = (plan.stage_layers, plan.pp, plan.extra_warmup, plan.schedule,
+               plan.micro_batches)
         found = self._contenders.get(key)
         if found is None:
             out: list[tuple[_StageLayout, tuple]] = []
@@ -1182,7 +1185,7 @@ class MemoryModel:
         Memoised on the activation terms' plan fields (:func:`_activation_key`), the
         layer split, schedule and micro-batch count: plans that differ in ZeRO, DP
         buckets or offload share it."""
-        key = (_activation_key(plan), plan.stage_layers, plan.pp, plan.order_pp,
+        key = (_activation_key(plan), plan.stage_layers, plan.pp, plan.extra_warmup,
                plan.schedule, plan.micro_batches)
         found = self._class_acts.get(key)
         if found is None:

@@ -60,15 +60,15 @@ def _megatron(p: Plan) -> bool:
     # plan.ep_overlap is its --overlap-moe-expert-parallel-comm (combined 1F1B,
     # megatron/core/pipeline_parallel/combined_1f1b.py), the one framework here that has it;
     # megatron/core/transformer/transformer_config.py asserts it runs with a virtual
-    # pipeline when pp > 1 (simwall models the overlap on 1F1B only: pp 1 here) and without
-    # full recompute ("disable full recomputation when enabling
-    # overlap_moe_expert_parallel_comm").
+    # pipeline (interleaved) when pp > 1 and without full recompute ("disable full
+    # recomputation when enabling overlap_moe_expert_parallel_comm").
     # Hybrid sharding: --num-distributed-optimizer-instances splits the DP x CP domain
     # into instances, each sharding the optimizer, its gradients reduce-scattered inside
     # the instance and all-reduced across instances (megatron/core/distributed/
     # param_and_grad_buffer.py, "With multiple DistOpt instances, we need to all-reduce
     # across instances"): plan.dp_shard with ZeRO-1.
-    if p.ep_overlap and (p.pp > 1 or p.recompute == "full"):
+    if p.ep_overlap and ((p.pp > 1 and p.schedule != "interleaved")
+                         or p.recompute == "full"):
         return False
     return (p.zero <= 1 and p.offload == "none"
             and (p.pp == 1 or p.schedule in ("1f1b", "interleaved")))

@@ -71,12 +71,11 @@ class Plan:
         return self.dp * self.cp
 
     @property
-    def order_pp(self) -> int:
-        """The pipeline depth whose 1F1B order a stage runs: ``pp``, or one more with
-        :attr:`ep_overlap` (Megatron-Core's combined 1F1B runs one more warm-up forward
-        per stage, megatron/core/pipeline_parallel/schedules.py: ``num_warmup_microbatches
-        + 1``, which is 1F1B's order for a pipeline one stage deeper)."""
-        return self.pp + 1 if self.ep_overlap else self.pp
+    def extra_warmup(self) -> int:
+        """Warm-up forwards a stage runs beyond its schedule's: one with
+        :attr:`ep_overlap` (Megatron-Core's combined 1F1B, megatron/core/
+        pipeline_parallel/schedules.py: ``num_warmup_microbatches + 1``), else none."""
+        return 1 if self.ep_overlap else 0
 
     @property
     def shard(self) -> int:

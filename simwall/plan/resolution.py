@@ -179,9 +179,9 @@ def resolve(workload: Workload, cluster: ClusterSpec) -> tuple[Plan, ClusterSpec
     if spec.ep_overlap and spec.ep < 2:
         raise fail("plan.ep_overlap", f"overlaps the expert-parallel all-to-alls: needs "
                    f"plan.ep > 1, got ep {spec.ep}")
-    if spec.ep_overlap and spec.schedule != "1f1b":
-        raise fail("plan.ep_overlap", f"is modelled with the 1f1b schedule (Megatron-Core's "
-                   f"combined 1F1B), got schedule {spec.schedule}")
+    if spec.ep_overlap and spec.schedule not in ("1f1b", "interleaved"):
+        raise fail("plan.ep_overlap", f"is modelled with the 1f1b and interleaved schedules "
+                   f"(Megatron-Core's combined 1F1B), got schedule {spec.schedule}")
     m = train.global_batch // (dp * train.micro_batch)
     if spec.schedule == "interleaved" and m % spec.pp:
         raise fail("training.global_batch", f"interleaved schedule needs micro-batches per "

@@ -22,6 +22,10 @@ __all__ = ["SCHEDULES", "Task", "gpipe", "interleaved", "one_f_one_b", "tasks_fo
            "zero_bubble"]
 
 
-def tasks_for(schedule: str, pp: int, stage: int, m: int, v: int) -> tuple[Task, ...]:
-    """The task order of ``stage`` under ``schedule`` (a name in :data:`SCHEDULES`)."""
+def tasks_for(schedule: str, pp: int, stage: int, m: int, v: int, extra: int = 0
+              ) -> tuple[Task, ...]:
+    """The task order of ``stage`` under ``schedule`` (a name in :data:`SCHEDULES`);
+    ``extra`` warm-up forwards more (``plan.ep_overlap``: 1F1B and interleaved only)."""
+    if extra:
+        return SCHEDULES[schedule](pp, stage, m, v, extra)
     return SCHEDULES[schedule](pp, stage, m, v)

@@ -10,14 +10,16 @@ from .task import Task
 __all__ = ["held_at_forwards", "tasks", "warmup"]
 
 
-def warmup(pp: int, stage: int, m: int, v: int) -> int:
-    """Forward tasks ``stage`` runs before its first backward (:func:`tasks`)."""
+def warmup(pp: int, stage: int, m: int, v: int, extra: int = 0) -> int:
+    """Forward tasks ``stage`` runs before its first backward (:func:`tasks`); ``extra``
+    more with Megatron-Core's combined 1F1B (``plan.ep_overlap``: megatron/core/
+    pipeline_parallel/schedules.py adds one to ``num_warmup_microbatches``)."""
     if m == pp:
         return m * v
-    return min((pp - stage - 1) * 2 + (v - 1) * pp, m * v)
+    return min((pp - stage - 1) * 2 + (v - 1) * pp + extra, m * v)
 
 
-def tasks(pp: int, stage: int, m: int, v: int) -> tuple[Task, ...]:
+def tasks(pp: int, stage: int, m: int, v: int, extra: int = 0) -> tuple[Task, ...]:
     """Interleaved 1F1B (Narayanan et al. 2021, Sec. 2.2.2, Fig. 4 bottom).
 
     Each stage holds ``v`` model chunks; micro-batches go through the chunks in groups of
@@ -34,7 +36,7 @@ def tasks(pp: int, stage: int, m: int, v: int) -> tuple[Task, ...]:
     def mb_of(k: int) -> int:
         return (k // (pp * v)) * pp + k % pp
 
-    warm = warmup(pp, stage, m, v)
+    warm = warmup(pp, stage, m, v, extra)
     out: list[Task] = [("F", mb_of(k), chunk_of(k, True)) for k in range(warm)]
     for k in range(total - warm):
         f = k + warm

@@ -8,13 +8,14 @@ from .task import Task
 __all__ = ["tasks"]
 
 
-def tasks(pp: int, stage: int, m: int, v: int = 1) -> tuple[Task, ...]:
+def tasks(pp: int, stage: int, m: int, v: int = 1, extra: int = 0) -> tuple[Task, ...]:
     """PipeDream-Flush 1F1B (Narayanan et al. 2021, Sec. 2.2.1, Fig. 4 top).
 
-    Stage ``i`` runs ``min(pp - i - 1, m)`` warm-up forwards, then alternates one forward
-    and one backward, then drains the remaining backwards.
+    Stage ``i`` runs ``min(pp - i - 1, m)`` warm-up forwards (``extra`` more: Megatron-
+    Core's combined 1F1B, ``plan.ep_overlap``), then alternates one forward and one
+    backward, then drains the remaining backwards.
     """
-    warm = min(pp - stage - 1, m)
+    warm = min(pp - stage - 1 + extra, m)
     fwd, bwd = _passes(m)
     steady: list[Task] = [None] * (2 * (m - warm))     # type: ignore[list-item]
     steady[0::2] = fwd[warm:]                          # forward warm + i, then
