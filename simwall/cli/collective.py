@@ -53,7 +53,8 @@ def parse_size(text: str) -> int:
     exponent is decimal); ConfigError on anything else."""
     m = _SIZE.match(text)
     if not m:
-        raise ConfigError("--bytes", None, f"expected a size like 4096, 1e9, 1M or 8G, got {text!r}")
+        raise ConfigError("--bytes", None,
+                          f"expected a size like 4096, 1e9, 1M or 8G, got {text!r}")
     value = float(m.group(1)) * _UNITS[m.group(2).upper()]
     if value < 1 or value != int(value):
         raise ConfigError("--bytes", None, f"expected a whole number of bytes >= 1, got {text!r}")
