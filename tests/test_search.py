@@ -260,3 +260,19 @@ def test_enumerated_plans_are_framed_as_resolve_frames_them(workload, cluster, o
     assert len({p.framework for p in plans}) > 1
     for plan in plans:
         assert framed(plan, wl.plan, reduce_bytes) == plan, plan
+
+
+def test_a_framework_search_tries_hybrid_sharding_and_runs_it_as_such():
+    # FSDP's HYBRID_SHARD (plan.dp_shard = the DP ranks of a node) joins the search when
+    # a framework that runs it is asked for; each confirmed plan runs as it is described.
+    over = {"cluster.inter.link": "RoCE-400G", "cluster.inter.nics_per_node": 1}
+    res = search("llama2-7b", "dgx-a100", top=8, overrides=over, framework="fsdp")
+    hybrid = [r for r in res.ranked if r.candidate.plan.dp_shard]
+    assert hybrid and all(r.candidate.plan.dp_shard == 8 for r in hybrid)
+    for r in res.ranked:
+        assert r.result.plan["dp_shard"] == (r.candidate.plan.dp_shard or 128)
+        assert r.result.memory["peak_bytes"] == pytest.approx(r.candidate.peak_bytes,
+                                                             rel=0.05)
+    # Without a framework the search stays as it was (no hybrid variants).
+    plain = search("llama2-7b", "dgx-a100", top=8, overrides=over)
+    assert not any(r.candidate.plan.dp_shard for r in plain.ranked)

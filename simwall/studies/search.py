@@ -26,7 +26,7 @@ all-gather, assembled by the engine's own :func:`simwall.engine.step.step_timing
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -267,6 +267,25 @@ def enumerate_plans(workload: Workload, cluster: ClusterSpec,
                                     yield plan
 
 
+#: Frameworks whose searches (``--framework``) also try hybrid sharding: FSDP's
+#: HYBRID_SHARD / _HYBRID_SHARD_ZERO2, FSDP2's 2-D mesh, Megatron-Core's partial distributed
+#: optimizer (plan.dp_shard). Not tried without a framework: it would add a variant to most
+#: ZeRO plans, and the default searches keep their speed.
+HYBRID_FRAMEWORKS = ("fsdp", "fsdp2", "megatron")
+
+
+def _with_hybrid(plans: Iterable[Plan], devices_per_node: int) -> Iterator[Plan]:
+    """Each plan, then (ZeRO >= 1, no EP or offload) the same plan sharded inside a node:
+    ``dp_shard`` = the DP x CP ranks one node holds, when that splits DP x CP in two or
+    more groups (FSDP's HYBRID_SHARD default)."""
+    for plan in plans:
+        yield plan
+        per_node = devices_per_node // plan.tp if devices_per_node % plan.tp == 0 else 0
+        if (plan.zero >= 1 and plan.ep == 1 and plan.offload == "none" and per_node >= 2
+                and plan.dp_cp > per_node and plan.dp_cp % per_node == 0):
+            yield replace(plan, dp_shard=per_node)
+
+
 #: The plan fields :func:`simwall.plan.framed` sets.
 _FRAMED_FIELDS = ("framework", *SEMANTIC_KEYS, "dp_bucket_bytes")
 
@@ -285,7 +304,10 @@ def plan_overrides(plan: Plan) -> dict[str, Any]:
             "plan.virtual_stages": plan.virtual_stages,
             "plan.sequence_parallel": plan.sequence_parallel, "plan.zero": plan.zero,
             "plan.recompute": plan.recompute, "plan.schedule": plan.schedule,
-            "training.micro_batch": plan.micro_batch, "plan.ep": plan.ep}
+            "training.micro_batch": plan.micro_batch, "plan.ep": plan.ep,
+            # Set only where the plan uses them, so other plans' overrides read as before.
+            **({"plan.dp_shard": plan.dp_shard} if plan.dp_shard else {}),
+            **({"plan.ep_overlap": True} if plan.ep_overlap else {})}
 
 
 def describe_plan(plan: Plan, show_cp: bool = False, show_ep: bool = False) -> str:
@@ -575,8 +597,10 @@ class Searcher:
         every plan enumerated (of the framework), fitting or not."""
         n = 0
         fitting: list[tuple[float, str, Plan, float, int]] = []
-        for plan in tracked(progress, enumerate_plans(self.workload, self.cluster, max_tp),
-                            desc="plans"):
+        plans = enumerate_plans(self.workload, self.cluster, max_tp)
+        if self.framework in HYBRID_FRAMEWORKS:
+            plans = _with_hybrid(plans, self.cluster.devices_per_node)
+        for plan in tracked(progress, plans, desc="plans"):
             if self.framework is not None and self.framework not in frameworks_for(plan):
                 continue
             n += 1
