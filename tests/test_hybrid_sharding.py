@@ -38,7 +38,7 @@ def test_full_sharding_spelled_out_is_the_default_plan():
 
 def test_groups_are_nodes_and_their_replicas():
     plan = _prep(**{"plan.dp_shard": 8}).plan
-    assert plan.shard == 8 and plan.replicas == 2
+    assert plan.shard == 8 and plan.dp_cp // plan.shard == 2
     assert shard_groups(plan, 0) == [list(range(8)), list(range(8, 16))]
     assert replica_groups(plan, 0) == [[i, i + 8] for i in range(8)]
 

@@ -44,11 +44,9 @@ class BucketCost:
     bucket_bytes: tuple[float, ...] = ()
     bucket_s: tuple[float, ...] = ()
     traffic: tuple[Traffic, ...] = ()
-    # Each bucket's collectives in the order they run, for per-device runs' flows, where
-    # the bucket's size does not tell them: hybrid sharding (reduce-scatter in the shard
-    # group, then all-reduce across replicas) and MoE (dense buckets over DP x CP, expert
-    # ones of the same size over expert DP). Empty: a bucket runs the one collective of
-    # its size.
+    # Each bucket's collectives in the order they run (per-device runs put them on the
+    # network as flows): its reduction, then, with hybrid sharding, the all-reduce across
+    # replicas; an MoE expert bucket's over expert DP.
     bucket_parts: tuple[tuple[Traffic, ...], ...] = ()
 
 
@@ -82,22 +80,19 @@ def bucket_cost(plan: Plan, topology: Topology, stage: int, grad_bytes: float, s
     dense = buckets(grad_bytes - expert, plan.dp_bucket_bytes)
     experts = buckets(expert, plan.dp_bucket_bytes)
     at = 0 if symmetric else stage
-    groups = {"dp": axis_groups(plan, at, "dps" if plan.dp_shard else "dp", topology,
-                                symmetric)}
+    groups = {"dp": axis_groups(plan, at, "dps", topology, symmetric)}
     if not experts:
         # Dense buckets alone run in their own order (:func:`_interleaved`); each size is
         # costed once, in the order first seen.
         runs = {size: run_collective(topology, kind, groups["dp"], size, per_step * n,
                                      plan.collective, symmetric)
                 for size, n in Counter(dense).items()}
-        parts: tuple[tuple[Traffic, ...], ...] = ()
         if plan.dp_shard:
             runs = _with_replicas(plan, topology, at, symmetric, runs, Counter(dense))
-            parts = tuple(runs[size].traffic for size in dense)
         seconds = {size: run.s for size, run in runs.items()}
         return BucketCost(bucket_bytes=dense, bucket_s=tuple(map(seconds.__getitem__, dense)),
                           traffic=tuple(t for run in runs.values() for t in run.traffic),
-                          bucket_parts=parts)
+                          bucket_parts=tuple(runs[size].traffic for size in dense))
     order = _interleaved(dense, experts)
     sizes = tuple([size for _, size in order])
     if plan.dp_cp // plan.ep > 1 and expert > 0:

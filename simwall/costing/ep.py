@@ -34,7 +34,7 @@ from ..model.moe import chunk_moe_layers, routed_tokens
 from ..model.ops import activation_element_bytes
 from ..plan import Plan
 from .contention import beside_s
-from .groups import Groups, axis_groups, dp_groups, near_groups
+from .groups import Groups, axis_groups, blocks, dp_groups, near_groups
 from .traffic import Costed, Traffic, run_collective
 
 __all__ = ["EPCost", "ep_cost", "ep_exposed_s", "ep_groups"]
@@ -51,21 +51,17 @@ class EPCost:
     traffic: tuple[Traffic, ...] = ()
 
 
-def _blocks(group, ep: int) -> list[tuple[int, ...]]:
-    return [tuple(group[i:i + ep]) for i in range(0, len(group), ep)]
-
-
 def ep_groups(plan: Plan, stage: int, topology, symmetric: bool) -> Groups:
     """The EP groups of ``stage`` to cost: every block of ``ep`` consecutive DP ranks of
     every DP group, or, ``symmetric``, those sharing a node with the first block."""
     if plan.ep < 2:
         return []
     if not symmetric:
-        return [b for g in dp_groups(plan, stage) for b in _blocks(g, plan.ep)]
-    blocks = [b for g in near_groups(plan, 0, "dp", topology) for b in _blocks(g, plan.ep)]
+        return [tuple(b) for b in blocks(dp_groups(plan, stage), plan.ep)]
+    near = blocks(near_groups(plan, 0, "dp", topology), plan.ep)
     per_node = topology.devices_per_node
-    nodes = {d // per_node for d in blocks[0]}
-    return [b for b in blocks if nodes & {d // per_node for d in b}]
+    nodes = {d // per_node for d in near[0]}
+    return [b for b in near if nodes & {d // per_node for d in b}]
 
 
 def ep_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, stage: int,

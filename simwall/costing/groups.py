@@ -18,6 +18,7 @@ from ..plan import Plan
 
 __all__ = [
     "axis_groups",
+    "blocks",
     "boundary_pairs",
     "costs_symmetrically",
     "cp_groups",
@@ -26,11 +27,11 @@ __all__ = [
     "near_expert_dp_groups",
     "near_groups",
     "near_pairs",
-    "near_shard_groups",
     "placement",
     "replica_groups",
     "shard_groups",
     "stage_pairs",
+    "strided",
     "tp_groups",
 ]
 
@@ -61,7 +62,18 @@ def expert_dp_groups(plan: Plan, stage: int) -> list[list[int]]:
     (megatron/core/parallel_state.py, ``expert_data_parallel_size``, expert TP = TP
     here), its ranks the "dp" axis of the expert rank generator, order tp-ep-dp-pp with
     CP folded in: EP ranks are consecutive DP x CP ranks, as :mod:`.ep` places them."""
-    return [g[e::plan.ep] for g in dp_groups(plan, stage) for e in range(plan.ep)]
+    return strided(dp_groups(plan, stage), plan.ep)
+
+
+def blocks(groups: Groups, n: int) -> list:
+    """Each group cut into runs of ``n`` consecutive ranks, in order."""
+    return [g[i:i + n] for g in groups for i in range(0, len(g), n)]
+
+
+def strided(groups: Groups, n: int) -> list:
+    """Each group cut into ``n`` subgroups of ranks ``n`` apart (rank ``i`` of every run
+    of ``n``), in order."""
+    return [g[i::n] for g in groups for i in range(n)]
 
 
 def shard_groups(plan: Plan, stage: int) -> list[list[int]]:
@@ -69,14 +81,13 @@ def shard_groups(plan: Plan, stage: int) -> list[list[int]]:
     consecutive ranks of a DP x CP group, which shard the model states (FSDP's
     HYBRID_SHARD shards inside a node: consecutive DP ranks are ``tp`` devices apart).
     The whole DP x CP group when nothing is hybrid."""
-    n = plan.shard
-    return [g[i:i + n] for g in dp_groups(plan, stage) for i in range(0, plan.dp_cp, n)]
+    return blocks(dp_groups(plan, stage), plan.shard)
 
 
 def replica_groups(plan: Plan, stage: int) -> list[list[int]]:
     """Every hybrid-sharding replica group of ``stage``: the ranks of a DP x CP group that
     hold the same shard, ``shard`` ranks apart (one per shard group)."""
-    return [g[i::plan.shard] for g in dp_groups(plan, stage) for i in range(plan.shard)]
+    return strided(dp_groups(plan, stage), plan.shard)
 
 
 def cp_groups(plan: Plan, stage: int) -> list[list[int]]:
@@ -164,26 +175,19 @@ def _near_groups(plan: Plan, stage: int, axis: str, topology
     return _translates(first, sorted(found), topology)
 
 
-@memoized(maxsize=1024)
 def near_expert_dp_groups(plan: Plan, stage: int, topology) -> tuple[tuple[int, ...], ...]:
     """The expert-DP groups (:func:`expert_dp_groups`) of the DP groups a symmetric run
     costs (:func:`near_groups`) that share a node with the first of them."""
-    subs = [tuple(g[e::plan.ep]) for g in near_groups(plan, stage, "dp", topology)
-            for e in range(plan.ep)]
-    near = set(_devices_near(topology, subs[0]))
-    return tuple(g for g in subs if near.intersection(g))
+    return _near_subgroups(plan, stage, topology, plan.ep, True)
 
 
 @memoized(maxsize=1024)
-def near_shard_groups(plan: Plan, stage: int, topology, replica: bool = False
-                      ) -> tuple[tuple[int, ...], ...]:
-    """The shard groups (``replica``: replica groups) of the DP groups a symmetric run
-    costs (:func:`near_groups`) that share a node with the first of them
-    (:func:`shard_groups`, :func:`replica_groups`)."""
-    n = plan.shard
-    dp = near_groups(plan, stage, "dp", topology)
-    subs = ([tuple(g[i::n]) for g in dp for i in range(n)] if replica else
-            [tuple(g[i:i + n]) for g in dp for i in range(0, len(g), n)])
+def _near_subgroups(plan: Plan, stage: int, topology, n: int, spaced: bool
+                    ) -> tuple[tuple[int, ...], ...]:
+    """The subgroups (:func:`strided` if ``spaced``, else :func:`blocks`, of ``n``) of the
+    DP groups a symmetric run costs (:func:`near_groups`) that share a node with the
+    first of them: expert DP, hybrid sharding's shard and replica groups."""
+    subs = (strided if spaced else blocks)(near_groups(plan, stage, "dp", topology), n)
     near = set(_devices_near(topology, subs[0]))
     return tuple(g for g in subs if near.intersection(g))
 
@@ -194,9 +198,11 @@ def axis_groups(plan: Plan, stage: int, axis: str, topology, symmetric: bool) ->
     (:func:`near_expert_dp_groups`, :func:`near_shard_groups`) when ``symmetric``, else
     every group (:func:`tp_groups` / :func:`dp_groups` / :func:`cp_groups` /
     :func:`expert_dp_groups` / :func:`shard_groups` / :func:`replica_groups`)."""
+    if axis == "dps" and not plan.dp_shard:
+        axis = "dp"                  # no hybrid sharding: the shard group is the DP group
     if axis in ("dps", "dpr"):
         if symmetric:
-            return near_shard_groups(plan, stage, topology, replica=axis == "dpr")
+            return _near_subgroups(plan, stage, topology, plan.shard, axis == "dpr")
         return shard_groups(plan, stage) if axis == "dps" else replica_groups(plan, stage)
     if axis == "edp":
         return (near_expert_dp_groups(plan, stage, topology) if symmetric

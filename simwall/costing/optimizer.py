@@ -48,7 +48,7 @@ def parameter_gather_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, 
         return Costed()
     at = 0 if symmetric else stage
     # Hybrid sharding gathers inside the shard group (every replica holds the same shards).
-    groups = axis_groups(plan, at, "dps" if plan.dp_shard else "dp", topology, symmetric)
+    groups = axis_groups(plan, at, "dps", topology, symmetric)
     experts = memory.stage_expert_params(model, plan, stage) if plan.ep > 1 else 0
     params_bytes = (memory.stage_params(model, plan, stage) - experts) * training.weight_bytes
     dense = run_collective(topology, "all_gather", groups, params_bytes, 1, plan.collective,

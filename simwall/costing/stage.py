@@ -268,14 +268,8 @@ def _stage_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, device: De
     opt = optimizer_s(model, training, plan, device, topology, stage, speed,
                       backward_s=sum(c.bwd_compute_s for c in chunks))
     post = parameter_gather_cost(model, training, plan, topology, stage, symmetric)
-    if grads.bucket_parts:      # hybrid sharding or MoE: not told by the bucket's size
-        bucket_parts = grads.bucket_parts
-    else:
-        by_size = {t.bytes_: (t,) for t in grads.traffic}
-        of_size = {b: by_size.get(b, ()) for b in dict.fromkeys(grads.bucket_bytes)}
-        bucket_parts = tuple(map(of_size.__getitem__, grads.bucket_bytes))
     transfers = StageTransfers(pp_fwd=pp.fwd_parts, pp_bwd=pp.bwd_parts,
-                               buckets=bucket_parts)
+                               buckets=grads.bucket_parts)
     post_s = gather_exposed_s(plan, post.s, plan.layers_on_stage(stage),
                               sum(c.fwd_s for c in chunks), loss)
     return StageCost(stage=stage, chunks=chunks, pp_fwd_s=pp.fwd_s, pp_bwd_s=pp.bwd_s,

@@ -158,8 +158,7 @@ def zero3_cost(model: ModelSpec, training: TrainingSpec, plan: Plan, topology, s
         # Hybrid sharding gathers and reduce-scatters inside the shard group, then
         # all-reduces each rank's gradient shard across the replicas (below).
         at = 0 if symmetric else stage
-        groups = axis_groups(plan, at, "dps" if plan.dp_shard else "dp", topology,
-                             symmetric)
+        groups = axis_groups(plan, at, "dps", topology, symmetric)
         m, n_here = plan.micro_batches, plan.layers_on_stage(stage)
         # Collectives per unit: one (coalesced) or one per parameter tensor.
         per_unit = (max(1, param_tensors_per_layer(model, plan.tp)) / k

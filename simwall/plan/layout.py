@@ -83,11 +83,6 @@ class Plan:
         return self.dp_shard or self.dp_cp
 
     @property
-    def replicas(self) -> int:
-        """Copies of the sharded states (hybrid sharding): DP x CP ranks / :attr:`shard`."""
-        return self.dp_cp // self.shard
-
-    @property
     def micro_batches(self) -> int:
         """Micro-batches per DP replica per step."""
         return self.global_batch // (self.dp * self.micro_batch)
