@@ -188,3 +188,24 @@ def test_collective_command_bad_input_is_one_located_line(argv, where, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("simwall: error:") and where in err[0]
+
+
+def test_a_link_latency_reaches_ncclpriced_collectives():
+    # Catalog links state their class's reference hop, so they add nothing; a link whose
+    # latency is raised adds the difference to each hop of NCCL's latency model.
+    from simwall.hardware.catalog import links
+
+    for link in links().values():
+        if link.nccl_class is not None:
+            assert link.latency_s == proto.REFERENCE_HOP_S[link.nccl_class], link.name
+    base = proto.latency_s("ring", "Simple", "all_gather", 64, 8, "nvlink")
+    slower = proto.latency_s("ring", "Simple", "all_gather", 64, 8, "nvlink",
+                             extra_s=(1e-6, 10e-6))
+    # 63 steps: 7 between nodes, 56 inside them.
+    assert slower - base == pytest.approx(56 * 1e-6 + 7 * 10e-6)
+    group = [list(range(64))]
+    fast = collective_choice(topo("dgx-a100", 8), "all_gather", group, 64e6, "ring")
+    slow = collective_choice(topo("dgx-a100", 8, [("inter.link.latency", 27e-6)]),
+                             "all_gather", group, 64e6, "ring")
+    assert slow[2] - fast[2] == pytest.approx(7 * (27e-6 - 2.7e-6))
+    assert slow[3] == fast[3]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from . import protocol as proto
 from .cost import named_time_parts
 from .phases import TopologyLike, Window, check_call
-from .routes import by_node, link_classes, memo_on, nvls_applies
+from .routes import by_node, hop_extra_s, link_classes, memo_on, nvls_applies
 from .symmetry import block_translate
 
 __all__ = ["Choice", "candidates", "choose", "choose_algorithm", "model_algorithm",
@@ -83,15 +83,17 @@ def protocol_options(topology: TopologyLike, kind: str, groups: Sequence[Sequenc
         return [(algorithm, "Simple", latency_s, bandwidth_s)]
     model = models.pop()
     intra, _, nvls_eff = link_classes(topology)
+    extra = hop_extra_s(topology)
     shapes = {(len(g), len(by_node(g, topology))) for g in groups}
     nodes_max = max(n for _, n in shapes)
     out: list[Choice] = []
     for p in proto.protocols_for(model, intra):
         if model == "hierarchical":
-            lat = max(proto.hierarchical_latency_s(p, kind, r // n, n, intra)
+            lat = max(proto.hierarchical_latency_s(p, kind, r // n, n, intra, extra)
                       for r, n in shapes)
         else:
-            lat = max(proto.latency_s(model, p, kind, r, n, intra) for r, n in shapes)
+            lat = max(proto.latency_s(model, p, kind, r, n, intra, extra_s=extra)
+                      for r, n in shapes)
         frac = proto.bandwidth_fraction("ring" if model == "hierarchical" else model, p,
                                         nodes_max, nvls_eff or 1.0)
         out.append((algorithm, p, lat, bandwidth_s / frac))

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["HW_CLASSES", "PROTOCOLS", "bandwidth_fraction", "base_latency_s",
-           "hierarchical_latency_s", "hop_latency_s", "latency_s", "protocols_for"]
+__all__ = ["HW_CLASSES", "PROTOCOLS", "REFERENCE_HOP_S", "bandwidth_fraction",
+           "base_latency_s", "hierarchical_latency_s", "hop_latency_s", "latency_s",
+           "protocols_for"]
 
 #: NCCL's protocols, cheapest latency first (tuning.cc NCCL_PROTO_LL, LL128, SIMPLE).
 PROTOCOLS = ("LL", "LL128", "Simple")
@@ -48,6 +49,13 @@ _HW_US = {
     "pci": {"tree": (1.0, 1.9, 4.0), "ring": (1.0, 2.5, 5.7), "nvls": (0.0, 0.0, 0.0)},
     "net": {"tree": (5.0, 8.5, 14.0), "ring": (2.7, 4.0, 14.0), "nvls": (0.0, 0.0, 18.0)},
 }
+
+#: The hop latency, seconds, every catalog link of a class states (simwall/catalog/
+#: links.yaml: NCCL's LL ring hop of its class), which NCCL's constants above already
+#: price. A link whose ``latency`` differs (a what-if, ``--scale latency``, or a user's
+#: link) adds the difference to each hop of its class (:func:`latency_s` ``extra_s``):
+#: the wire and switch part changes, NCCL's protocol overheads stay.
+REFERENCE_HOP_S = {"nvlink": 0.47e-6, "pci": 1.0e-6, "net": 2.7e-6}
 
 #: Network post overhead per inter-node step, microseconds; Simple pays it three times
 #: (tuning.cc getNetOverhead: 1 us on x86 Intel and other CPUs, 2 us on AMD; we take the
@@ -116,10 +124,13 @@ def _log2i(n: int) -> int:
 
 
 def latency_s(algorithm: str, protocol: str, kind: str, ranks: int, nodes: int,
-              intra_class: str, multi_op: bool = True) -> float:
+              intra_class: str, multi_op: bool = True,
+              extra_s: tuple[float, float] = (0.0, 0.0)) -> float:
     """NCCL's latency of one ``kind`` collective by ``algorithm`` (ring, tree, nvls) and
     ``protocol`` on ``ranks`` ranks over ``nodes`` nodes, seconds (tuning.cc
-    ncclTopoTuneModel; ``intra_class``: the class of the intra-node hops).
+    ncclTopoTuneModel; ``intra_class``: the class of the intra-node hops; ``extra_s``:
+    what each intra- and inter-node hop takes beyond NCCL's constant, the links' latency
+    over :data:`REFERENCE_HOP_S`).
 
     Ring: base + (steps - inter steps) x intra hop + inter steps x inter hop, with
     2(p-1) steps for all-reduce, p-1 for reduce-scatter/all-gather, p for a broadcast;
@@ -130,10 +141,10 @@ def latency_s(algorithm: str, protocol: str, kind: str, ranks: int, nodes: int,
     """
     if ranks < 2:
         return 0.0
-    intra = hop_latency_s(intra_class, algorithm, protocol)
+    intra = max(0.0, hop_latency_s(intra_class, algorithm, protocol) + extra_s[0])
     ppn = ranks / nodes
     inter_algo = "tree" if ppn == 1 and algorithm == "ring" else algorithm
-    inter = hop_latency_s("net", inter_algo, protocol)
+    inter = max(0.0, hop_latency_s("net", inter_algo, protocol) + extra_s[1])
     if algorithm == "nvls":
         return intra + (inter if nodes > 1 else 0.0)
     base = base_latency_s(algorithm, protocol)
@@ -143,7 +154,8 @@ def latency_s(algorithm: str, protocol: str, kind: str, ranks: int, nodes: int,
     steps = (2 * (ranks - 1) if kind == "all_reduce" else
              ranks - 1 if kind in ("reduce_scatter", "all_gather") else ranks)
     if kind == "broadcast":
-        hop = hop_latency_s("net" if nodes > 1 else intra_class, "ring", protocol)
+        hop = (max(0.0, hop_latency_s("net", "ring", protocol) + extra_s[1]) if nodes > 1
+               else intra)
         return base + steps * hop
     inter_steps = 0
     if nodes > 1:
@@ -157,13 +169,17 @@ def latency_s(algorithm: str, protocol: str, kind: str, ranks: int, nodes: int,
 
 
 def hierarchical_latency_s(protocol: str, kind: str, per_node: int, nodes: int,
-                           intra_class: str) -> float:
+                           intra_class: str,
+                           extra_s: tuple[float, float] = (0.0, 0.0)) -> float:
     """Latency of simwall's ``hierarchical`` algorithm (not NCCL's): its ring phases
     (intra-node reduce-scatter, inter-node ring on rail peers, intra-node all-gather;
-    :mod:`.hierarchical`), each costed as an NCCL ring of its own size."""
-    intra_rs = latency_s("ring", protocol, "reduce_scatter", per_node, 1, intra_class)
-    intra_ag = latency_s("ring", protocol, "all_gather", per_node, 1, intra_class)
-    inter = latency_s("ring", protocol, kind, nodes, nodes, intra_class)
+    :mod:`.hierarchical`), each costed as an NCCL ring of its own size (``extra_s`` as
+    in :func:`latency_s`)."""
+    intra_rs = latency_s("ring", protocol, "reduce_scatter", per_node, 1, intra_class,
+                         extra_s=extra_s)
+    intra_ag = latency_s("ring", protocol, "all_gather", per_node, 1, intra_class,
+                         extra_s=extra_s)
+    inter = latency_s("ring", protocol, kind, nodes, nodes, intra_class, extra_s=extra_s)
     if kind == "all_reduce":
         return intra_rs + inter + intra_ag
     if kind == "reduce_scatter":

@@ -9,9 +9,11 @@ from typing import Any
 
 from ... import memo
 from .phases import TopologyLike, Window
+from .protocol import REFERENCE_HOP_S
 
-__all__ = ["by_node", "channel_count", "kept", "latencies_s", "latency_s", "link_classes",
-           "memo_on", "numbered_routes", "nvls_applies", "pair_latencies_s", "route", "routes"]
+__all__ = ["by_node", "channel_count", "hop_extra_s", "kept", "latencies_s", "latency_s",
+           "link_classes", "memo_on", "numbered_routes", "nvls_applies", "pair_latencies_s",
+           "route", "routes"]
 
 
 def _table(topology: TopologyLike, name: str) -> dict | None:
@@ -166,6 +168,21 @@ def link_classes(topology: TopologyLike) -> tuple[str | None, str | None, float 
                 or (ctx.cluster.intra.topology == "graph" and _switched(topology)))
     return (getattr(intra, "nccl_class", None), getattr(inter, "nccl_class", None),
             getattr(intra, "nvls_efficiency", None) if nvswitch else None)
+
+
+def hop_extra_s(topology: TopologyLike) -> tuple[float, float]:
+    """What an intra- and an inter-node hop of NCCL's latency model take beyond its
+    constants: each link's ``latency`` over the reference of its NCCL class
+    (:data:`.protocol.REFERENCE_HOP_S`; 0 for every catalog link, and where a link has no
+    class or the topology no build context)."""
+    ctx = getattr(topology, "context", None)
+    if ctx is None:
+        return (0.0, 0.0)
+
+    def extra(link) -> float:
+        hw = getattr(link, "nccl_class", None)
+        return link.latency_s - REFERENCE_HOP_S[hw] if hw in REFERENCE_HOP_S else 0.0
+    return (extra(ctx.intra_link), extra(ctx.inter_link))
 
 
 def _switched(topology: TopologyLike) -> bool:
