@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import simwall
 from simwall.cli.main import main
 from simwall.config import load_workload
 from simwall.plan import NONE_KNOWN, Plan, framework_label, frameworks_for
@@ -113,3 +114,27 @@ def test_check_lists_defaults_and_record(capsys):
                  "-q", "--format", "csv"]) == 1
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(rows) == 1 and rows[0]["memory.fits"] == "false"
+
+
+def test_fsdp2_is_a_framework_setting_with_the_fsdp_preset():
+    # check's "runs on: fsdp2" can be written back as plan.framework; it costs as fsdp.
+    over = {"cluster.nodes": 2, "plan.zero": 3, "plan.pp": 1}
+    r = simwall.simulate("gpt2", "dgx-a100", **over, **{"plan.framework": "fsdp2"})
+    fsdp = simwall.simulate("gpt2", "dgx-a100", **over, **{"plan.framework": "fsdp"})
+    assert r.plan["framework"] == "fsdp" and "fsdp2" in r.plan["runs_on"].split(", ")
+    assert r.step_time_s == fsdp.step_time_s
+    with pytest.raises(simwall.ConfigError, match="plan.framework: fsdp2 does not run"):
+        simwall.simulate("gpt2", "dgx-a100", **{**over, "plan.framework": "fsdp2",
+                                                "plan.zero": 1})
+
+
+def test_run_names_the_frameworks_that_run_the_plan(capsys):
+    # ZeRO-3 with PP runs on no framework: the preset that stands in says so.
+    assert main(["run", "gpt2", "--cluster", "dgx-a100", "--set", "cluster.nodes=2",
+                 "--set", "plan.zero=3", "--set", "plan.pp=2"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("framework:"))
+    assert line.startswith("framework: deepspeed (")
+    assert line.endswith(f"; runs on: {NONE_KNOWN}; deepspeed's semantics stand in")
+    assert main(["run", "gpt2", "--cluster", "dgx-a100", "--set", "cluster.nodes=2",
+                 "--set", "plan.zero=1", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["plan"]["runs_on"] == "megatron, deepspeed"

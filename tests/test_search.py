@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import simwall
 from simwall.cli import check as check_command
 from simwall.cli import plan as plan_command
 from simwall.cli.main import build_parser
@@ -16,7 +17,7 @@ from simwall.engine import load_inputs
 from simwall.errors import ConfigError
 from simwall.plan import resolve
 from simwall.studies.check import check
-from simwall.studies.search import Searcher, enumerate_plans, search
+from simwall.studies.search import Searcher, enumerate_plans, plan_overrides, search
 
 # Big enough that memory rules plans out on a 4 GB device (capacity set below).
 SMALL = """name: small
@@ -276,3 +277,53 @@ def test_a_framework_search_tries_hybrid_sharding_and_runs_it_as_such():
     # Without a framework the search stays as it was (no hybrid variants).
     plain = search("llama2-7b", "dgx-a100", top=8, overrides=over)
     assert not any(r.candidate.plan.dp_shard for r in plain.ranked)
+
+
+def test_a_framework_search_costs_its_plans_with_that_framework(small):
+    # --framework fsdp2 keeps the plans FSDP2 runs and costs them with FSDP's preset, not
+    # with the preset plan.framework: auto would pick (DeepSpeed for ZeRO-2/3).
+    res = search(small, "single-node", top=3, overrides=SMALL_CAPACITY, framework="fsdp2")
+    assert res.ranked
+    for r in res.ranked:
+        assert r.result.plan["framework"] == "fsdp"
+        assert "fsdp2" in r.result.plan["runs_on"].split(", ")
+        alone = simwall.simulate(small, "single-node", **SMALL_CAPACITY,
+                                 **plan_overrides(r.candidate.plan),
+                                 **{"plan.framework": "fsdp2"})
+        assert alone.step_time_s == r.step_time_s
+    auto = search(small, "single-node", top=3, overrides=SMALL_CAPACITY)
+    assert {r.result.plan["framework"] for r in auto.ranked} != {"fsdp"}
+
+
+def test_a_framework_search_refuses_a_workload_naming_another(small):
+    over = {**SMALL_CAPACITY, "plan.framework": "deepspeed"}
+    with pytest.raises(ConfigError, match="--framework: fsdp conflicts with "
+                                          "plan.framework: deepspeed"):
+        search(small, "single-node", top=1, overrides=over, framework="fsdp")
+
+
+def test_a_set_choice_fixes_it_in_the_search(small):
+    res = search(small, "single-node", top=5,
+                 overrides={**SMALL_CAPACITY, "plan.tp": 4, "plan.zero": 1})
+    assert res.ranked and res.fixed == ("tp=4", "zero=1")
+    assert all(r.candidate.plan.tp == 4 and r.candidate.plan.zero == 1 for r in res.ranked)
+    free = search(small, "single-node", top=5, overrides=SMALL_CAPACITY)
+    assert res.considered < free.considered
+    # A value no plan has is refused with the values the plans have (16 heads: tp 1-8).
+    with pytest.raises(ConfigError, match=r"--set: plan.tp: no plan of the search has tp 3 "
+                                          r"\(its plans have tp 1, 2, 4, 8\)"):
+        search(small, "single-node", top=1, overrides={**SMALL_CAPACITY, "plan.tp": 3})
+
+
+def test_check_says_when_the_plan_beats_every_searched_plan(tiny):
+    from types import SimpleNamespace
+
+    from simwall.studies.check import _rank_line
+
+    wl, cl = load_inputs(tiny, "single-node")
+    plan = next(iter(enumerate_plans(wl, cl)))
+    best = SimpleNamespace(estimate_s=2.0, plan=plan)
+    faster = _rank_line(1, 40, 90, 1.5, best)
+    assert faster.startswith("rank 1: faster by the analytic estimate (1.5000 s) than all 40")
+    assert "its best 2.0000 s" in faster
+    assert _rank_line(3, 40, 90, 2.5, best).startswith("rank 3 of 40 fitting plans (90 valid)")

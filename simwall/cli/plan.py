@@ -12,7 +12,10 @@ from .common import add_workload_arguments
 from .progress import add_quiet_option, progress_of
 
 DESCRIPTION = ("Enumerate every valid plan, drop those that do not fit, rank the rest "
-               "analytically, confirm the best with the engine and print the top K.")
+               "analytically, confirm the best with the engine and print the top K. A "
+               "--set of a choice the search makes (plan.tp, plan.cp, plan.pp, plan.dp, "
+               "plan.ep, plan.zero, plan.recompute, plan.schedule, plan.virtual_stages, "
+               "plan.sequence_parallel, training.micro_batch) fixes that choice.")
 
 #: Output formats of ``simwall plan`` and ``simwall check``: the table, or one flat
 #: record per plan (the columns of a sweep record) as a JSON list or CSV.
@@ -40,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=5, metavar="K", help="plans to print (5)")
     p.add_argument("--objective", choices=("step_time", "memory"), default="step_time")
     p.add_argument("--framework", choices=framework_names(),
-                   help="only plans this framework runs (simwall/plan/frameworks.py)")
+                   help="only plans this framework runs (simwall/plan/frameworks.py), "
+                   "costed with its semantics")
     p.add_argument("--best-by", metavar="AXES",
                    help="instead of the top K, the best plan for each combination of "
                    "these comma-separated axes' values, e.g. cp,ep (axes: "

@@ -540,8 +540,9 @@ class PlanSpec(Strict):
     # --- framework semantics (issue 15): a named preset of how the framework runs the
     # plan's communication (FRAMEWORK_PRESETS); each key below overrides one part of it
     # (None: the preset's value). ``auto``: the first framework that runs the plan
-    # (simwall.plan.frameworks.preset_for).
-    framework: Literal["auto", "megatron", "deepspeed", "fsdp"] = "auto"
+    # (simwall.plan.frameworks.preset_for). ``fsdp2`` names FSDP2's rule (which plans it
+    # runs) with the ``fsdp`` preset, whose semantics it shares.
+    framework: Literal["auto", "megatron", "deepspeed", "fsdp", "fsdp2"] = "auto"
     tp_comm_overlap: Bool | None = None
     overlap_param_gather: Bool | None = None
     zero_grad_reduce: Literal["step", "micro_batch"] | None = None

@@ -24,7 +24,7 @@ from ..costing.energy import step_energy
 from ..hardware.catalog import resolve_device
 from ..model import memory
 from ..model import ops as workload_mod
-from ..plan import Plan
+from ..plan import Plan, plan_record
 from ..plan.limits import check_engine_tasks
 from ..report import StepResult
 from .confidence import confidence, links_used
@@ -446,7 +446,7 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
     inputs = step_inputs(prep)
     result = StepResult(
         workload=wl.name, cluster=prep.cluster.name, device=prep.device.name,
-        world=plan.world, plan=plan.as_dict(), inputs=inputs, step_time_s=step,
+        world=plan.world, plan=plan_record(plan), inputs=inputs, step_time_s=step,
         tokens_per_s=plan.global_batch * model.seq_len / step,
         model_flop=model_flop, hardware_flop=hw_flop,
         # MFU against the 16-bit peak also for fp8 runs (only their linear GEMMs run in

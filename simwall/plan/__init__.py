@@ -11,6 +11,7 @@ from .frameworks import (
     framework_label,
     framework_names,
     frameworks_for,
+    plan_record,
     preset_for,
     runs_plan,
     with_framework,
@@ -20,4 +21,4 @@ from .resolution import cluster_devices, resolve
 
 __all__ = ["BEST_BY_AXES", "FRAMEWORKS", "NONE_KNOWN", "SEMANTIC_KEYS", "Plan", "balanced_split",
            "cluster_devices", "dp_bucket_bytes_for", "framed", "framework_label", "framework_names", "frameworks_for",
-           "preset_for", "resolve", "runs_plan", "stage_classes", "with_framework"]
+           "plan_record", "preset_for", "resolve", "runs_plan", "stage_classes", "with_framework"]

@@ -25,6 +25,7 @@ __all__ = [
     "framework_label",
     "framework_names",
     "frameworks_for",
+    "plan_record",
     "preset_for",
     "runs_plan",
     "with_framework",
@@ -185,14 +186,15 @@ _PRESET_OF = {"megatron": "megatron", "deepspeed": "deepspeed", "fsdp": "fsdp",
               "fsdp2": "fsdp"}
 
 
-def preset_for(plan: Plan, framework: str = "auto") -> str:
+def preset_for(plan: Plan | None, framework: str = "auto") -> str:
     """The preset ``plan.framework: auto`` stands for: the first framework of
     :data:`FRAMEWORKS` that runs ``plan`` (megatron for TP/PP/ZeRO<=1 plans, the
     published-run default of TP/PP training; deepspeed for ZeRO-2/3 and offload, the
     system those stages come from; FSDP only where neither runs the plan); deepspeed when
-    none does (ZeRO's reference implementation). A named framework is returned as is."""
+    none does (ZeRO's reference implementation). A named framework gives its preset
+    (``plan`` unread: None will do)."""
     if framework != "auto":
-        return framework
+        return _PRESET_OF[framework]
     names = frameworks_for(plan)
     return _PRESET_OF[names[0]] if names else "deepspeed"
 
@@ -250,6 +252,14 @@ def framed(plan: Plan, spec, reduce_bytes: int) -> Plan:
 
 
 def runs_plan(name: str, plan: Plan) -> bool:
-    """Whether the framework preset ``name`` (or one of the rules it stands for: fsdp
-    covers FSDP and FSDP2) runs ``plan``."""
-    return any(_PRESET_OF[f] == name for f in frameworks_for(plan))
+    """Whether the framework ``name`` runs ``plan``: a rule by its own name (fsdp2), a
+    preset by any rule it stands for (fsdp covers FSDP and FSDP2)."""
+    names = frameworks_for(plan)
+    return name in names or any(_PRESET_OF[f] == name for f in names)
+
+
+def plan_record(plan: Plan) -> dict:
+    """``plan.as_dict()`` with ``runs_on``: the frameworks that run it
+    (:func:`framework_label`), which ``plan.framework`` (the preset its communication is
+    costed with) does not say when it was chosen by ``auto``."""
+    return {**plan.as_dict(), "runs_on": framework_label(plan)}

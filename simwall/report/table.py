@@ -6,6 +6,7 @@ public as ``simwall.report.render_table``.
 
 from __future__ import annotations
 
+from ..plan import NONE_KNOWN
 from .result import BREAKDOWN_KEYS, StepResult
 
 __all__ = ["energy_lines", "render"]
@@ -16,16 +17,21 @@ def _gb(x: float) -> str:
 
 
 def _framework_line(p: dict) -> list[str]:
-    """The framework semantics that decide what communication is exposed (issue 15)."""
+    """The framework semantics that decide what communication is exposed (issue 15), and
+    the frameworks that run the plan (the preset may stand in for none of them)."""
     if "framework" not in p:
         return []
     on = {True: "on", False: "off"}
+    runs_on = p.get("runs_on")
+    if runs_on == NONE_KNOWN:
+        runs_on += f"; {p['framework']}'s semantics stand in"
     return [(f"framework: {p['framework']} (tp_comm_overlap={on[p['tp_comm_overlap']]} "
              f"overlap_param_gather={on[p['overlap_param_gather']]} "
              f"zero_grad_reduce={p['zero_grad_reduce']} "
              f"zero3_gather_unit={p['zero3_gather_unit']} "
              f"zero3_prefetch={p['zero3_prefetch']} "
-             f"reshard_after_forward={on[p['reshard_after_forward']]})")]
+             f"reshard_after_forward={on[p['reshard_after_forward']]})"
+             + (f"; runs on: {runs_on}" if runs_on else ""))]
 
 
 def render(r: StepResult) -> str:

@@ -59,6 +59,7 @@ from ..plan import (
     framework_label,
     framework_names,
     frameworks_for,
+    preset_for,
     stage_classes,
 )
 from ..report import StepResult
@@ -157,6 +158,9 @@ class SearchResult:
     # Show cp / ep in every row (the search tried cp > 1 / the model is MoE).
     show_cp: bool = False
     show_ep: bool = False
+    # The choices --set fixed ("tp=4"), and the framework the search was restricted to.
+    fixed: tuple[str, ...] = ()
+    framework: str | None = None
 
 
 def tp_valid(workload: Workload, cluster: ClusterSpec, tp: int) -> bool:
@@ -286,6 +290,57 @@ def _with_hybrid(plans: Iterable[Plan], devices_per_node: int) -> Iterator[Plan]
             yield replace(plan, dp_shard=per_node)
 
 
+def _run_by(workload: Workload, framework: str) -> Workload:
+    """``workload`` with its plans costed as ``framework`` runs them: ``plan.framework``
+    set to it where the workload leaves it ``auto``. A workload naming a framework of
+    another preset is refused: the search would cost one framework's plans as another's."""
+    named = workload.plan.framework
+    if named == "auto":
+        return workload.model_copy(update={
+            "plan": workload.plan.model_copy(update={"framework": framework})})
+    if preset_for(None, named) != preset_for(None, framework):
+        raise ConfigError("--framework", None, f"{framework} conflicts with "
+                          f"plan.framework: {named} of {workload.file} (leave it auto, or "
+                          f"search --framework {named})")
+    return workload
+
+
+#: The plan fields the search chooses, by the key path that sets each: a ``--set`` of
+#: one in ``simwall plan`` fixes that choice (:func:`fixed_fields`).
+SEARCHED_KEYS: dict[str, str] = {
+    "plan.tp": "tp", "plan.cp": "cp", "plan.pp": "pp", "plan.dp": "dp", "plan.ep": "ep",
+    "plan.zero": "zero", "plan.recompute": "recompute", "plan.schedule": "schedule",
+    "plan.virtual_stages": "virtual_stages", "plan.sequence_parallel": "sequence_parallel",
+    "training.micro_batch": "micro_batch"}
+
+
+def fixed_fields(workload: Workload, keys: Iterable[str]) -> dict[str, Any]:
+    """{plan field: ``workload``'s validated value} of the :data:`SEARCHED_KEYS` among
+    ``keys`` (the overridden key paths); ``auto`` fixes nothing."""
+    section = {"plan": workload.plan, "training": workload.training}
+    out: dict[str, Any] = {}
+    for key in keys:
+        if key in SEARCHED_KEYS:
+            head, name = key.split(".")
+            value = getattr(section[head], name)
+            if value != "auto":
+                out[SEARCHED_KEYS[key]] = value
+    return out
+
+
+def _no_plan_with(fixed: dict[str, Any], seen: dict[str, set]) -> ConfigError:
+    """The error of a search whose ``fixed`` fields leave no plan: the first field whose
+    value no plan has, with the values the plans have (``seen``), else the combination."""
+    key_of = {f: k for k, f in SEARCHED_KEYS.items()}
+    for f, v in fixed.items():
+        if v not in seen[f]:
+            have = ", ".join(str(x) for x in sorted(seen[f], key=str)) or "none"
+            return ConfigError("--set", key_of[f], f"no plan of the search has {f} {v} "
+                               f"(its plans have {f} {have})")
+    both = " and ".join(f"{f} {v}" for f, v in fixed.items())
+    return ConfigError("--set", None, f"no plan of the search has {both} together")
+
+
 #: The plan fields :func:`simwall.plan.framed` sets.
 _FRAMED_FIELDS = ("framework", *SEMANTIC_KEYS, "dp_bucket_bytes")
 
@@ -363,14 +418,16 @@ class Searcher:
     memoised stage costs keyed by plan shape."""
 
     def __init__(self, workload: Workload, cluster: ClusterSpec,
-                 framework: str | None = None) -> None:
+                 framework: str | None = None, fixed: dict[str, Any] | None = None) -> None:
         """``framework``: consider only the plans that framework runs
-        (:mod:`simwall.plan.frameworks`); None: every plan."""
+        (:mod:`simwall.plan.frameworks`), costed with its semantics; None: every plan.
+        ``fixed``: {plan field: value} every plan considered has (:func:`fixed_fields`)."""
         if framework is not None and framework not in framework_names():
             raise ConfigError("--framework", None, f"unknown framework '{framework}' "
                               f"(choose from {', '.join(framework_names())})")
         self.framework = framework
-        self.workload = workload
+        self.fixed = dict(fixed or {})
+        self.workload = workload if framework is None else _run_by(workload, framework)
         world = cluster_devices(cluster, workload)
         if cluster.nodes == "auto":
             cluster = cluster.model_copy(update={"nodes": world // cluster.devices_per_node})
@@ -600,9 +657,15 @@ class Searcher:
         plans = enumerate_plans(self.workload, self.cluster, max_tp)
         if self.framework in HYBRID_FRAMEWORKS:
             plans = _with_hybrid(plans, self.cluster.devices_per_node)
+        values: dict[str, set] = {f: set() for f in self.fixed}
         for plan in tracked(progress, plans, desc="plans"):
             if self.framework is not None and self.framework not in frameworks_for(plan):
                 continue
+            if self.fixed:
+                for f in self.fixed:
+                    values[f].add(getattr(plan, f))
+                if any(getattr(plan, f) != v for f, v in self.fixed.items()):
+                    continue
             n += 1
             if seen is not None:
                 seen(plan)
@@ -610,6 +673,8 @@ class Searcher:
             if peak > self.capacity_bytes:
                 continue
             fitting.append((self.compute_bound(plan), describe_plan(plan), plan, peak, stage))
+        if self.fixed and n == 0:
+            raise _no_plan_with(self.fixed, values)
         fitting.sort(key=lambda x: (x[0], x[1]))
         return n, fitting
 
@@ -732,9 +797,10 @@ def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
         raise ConfigError("--top", None, f"expected an integer >= 1, got {top}")
     axes = parse_axes(best_by) if best_by else ()
     wl, cl = load_inputs(workload, cluster, overrides)
-    s = Searcher(wl, cl, framework)
+    s = Searcher(wl, cl, framework, fixed_fields(wl, overrides or {}))
     show = {"show_cp": len(cp_degrees(wl, s.cluster, s.world)) > 1,
-            "show_ep": wl.model.moe}
+            "show_ep": wl.model.moe, "framework": framework,
+            "fixed": tuple(f"{f}={v}" for f, v in s.fixed.items())}
     enumerated: set[tuple] = set()
     n, fitting = s.fitting(max_tp, progress=progress, seen=(
         (lambda p: enumerated.add(_axis_values(p, axes))) if axes else None))
@@ -788,8 +854,11 @@ def _rank(s: Searcher, fitting: list, top: int, objective: str, confirm: int | N
 
 def render_search(res: SearchResult) -> str:
     plans = [describe_plan(r.candidate.plan, res.show_cp, res.show_ep) for r in res.ranked]
+    which = (f" that {res.framework} runs" if res.framework else "") + (
+        f" with {' '.join(res.fixed)} (--set)" if res.fixed else "")
     head = (f"simwall plan: {res.workload} on {res.cluster} ({res.world} devices): "
-            f"{res.considered} valid plans, {res.fitting} fit, {res.confirmed} simulated")
+            f"{res.considered} valid plans{which}, {res.fitting} fit, {res.confirmed} "
+            f"simulated")
     if res.best_by:
         head += f"; the best plan per {', '.join(res.best_by)}"
     lines = [head, f"{'#':>2}  {'plan':<62} {'step s':>8} {'MFU':>6} {'peak GB':>8}  why"]
