@@ -140,3 +140,17 @@ def test_plan_is_frozen_and_serialisable():
         plan.tp = 2  # type: ignore[misc]
     d = plan.as_dict()
     assert d["world"] == 1536 and d["stage_layers"] == [12] * 8
+
+
+def test_a_set_device_count_the_cluster_would_not_honour_is_refused():
+    # Without --set the cluster decides (gpt3-175b names 1536 devices; single-node has 8).
+    assert cluster_devices(load_cluster("single-node"), load_workload("gpt3-175b")) == 8
+    wl = load_workload("gpt2", [("defaults.devices", 16)])
+    with pytest.raises(ConfigError, match=r"defaults.devices: 16 \(from --set\) is not "
+                                          r"used: cluster single-node has a fixed 8"):
+        cluster_devices(load_cluster("single-node"), wl)
+    # nodes: auto rounds up to whole nodes (the rest idle, as on NVL72 racks).
+    assert cluster_devices(load_cluster("dgx-a100"),
+                           load_workload("gpt2", [("defaults.devices", 12)])) == 16
+    assert cluster_devices(load_cluster("dgx-a100"),
+                           load_workload("gpt2", [("defaults.devices", 16)])) == 16

@@ -26,14 +26,23 @@ def cluster_devices(cluster: ClusterSpec, workload: Workload) -> int:
     With ``nodes: auto`` the cluster gets ``defaults.devices`` devices when the workload
     names a count (the size of the published run it reproduces), else just enough for
     one replica of the plan (``tp x cp x pp x dp``, ``dp: auto`` counting as 1); either way
-    rounded up to whole nodes.
+    rounded up to whole nodes (:func:`resolve` may leave the devices beyond the count idle).
+    A count given by ``--set defaults.devices`` on a cluster whose node count is fixed,
+    which would not honour it, is refused rather than silently replaced.
     """
+    per_node, asked = cluster.devices_per_node, workload.defaults.devices
+    if asked is not None and workload.origin("defaults.devices") == "--set":
+        if cluster.nodes != "auto" and asked != cluster.nodes * per_node:
+            raise ConfigError(workload.file, "defaults.devices", f"{asked} (from --set) is "
+                              f"not used: cluster {cluster.name} has a fixed "
+                              f"{cluster.nodes * per_node} devices ({cluster.nodes} node"
+                              f"{'s' if cluster.nodes != 1 else ''}); "
+                              f"set cluster.nodes instead")
     if cluster.nodes != "auto":
-        return cluster.nodes * cluster.devices_per_node
+        return cluster.nodes * per_node
     plan = workload.plan
-    want = workload.defaults.devices or plan.tp * plan.cp * plan.pp * (
-        1 if plan.dp == "auto" else plan.dp)
-    return math.ceil(want / cluster.devices_per_node) * cluster.devices_per_node
+    want = asked or plan.tp * plan.cp * plan.pp * (1 if plan.dp == "auto" else plan.dp)
+    return math.ceil(want / per_node) * per_node
 
 
 def _check_experts(model, spec, dp: int, fail) -> None:
