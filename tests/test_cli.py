@@ -340,3 +340,11 @@ def test_console_script_smoke(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr == ("simwall: error: workloads/gpt3-175b.yaml: plan.tp: expected an "
                           "integer > 0, got -3 (from --set)\n")
+
+
+def test_an_unknown_option_before_the_command_is_named(capsys):
+    assert main(["--frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --frobnicate" in err and "expected a command" in err
+    assert main([]) == 2
+    assert "the following arguments are required: COMMAND" in capsys.readouterr().err

@@ -109,6 +109,10 @@ def build_parser(full: Collection[str] | None = None) -> argparse.ArgumentParser
     return parser
 
 
+#: The options of ``simwall`` itself (before a command).
+_ROOT_OPTIONS = ("-h", "--help", "--version")
+
+
 def _command_named(argv: Sequence[str]) -> tuple[str, ...]:
     """The command ``argv`` asks for: its first word that is not an option (the root
     parser's options take no value), if it names one; else none."""
@@ -129,6 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(argv) if argv is not None else sys.argv[1:]
     parser = build_parser(full=_command_named(argv))
     try:
+        if not _command_named(argv):
+            # An unknown option before any command: name it, not the missing command.
+            unknown = [w for w in argv if w.startswith("-") and w not in _ROOT_OPTIONS]
+            if unknown:
+                raise _UsageError(f"unrecognized arguments: {' '.join(unknown)} (expected "
+                                  f"a command: {', '.join(COMMANDS)})")
         args = parser.parse_args(argv)
     except _UsageError as err:
         print(f"simwall: error: {_one_line(err)} (see 'simwall --help')", file=sys.stderr)
