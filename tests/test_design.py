@@ -129,3 +129,9 @@ def test_bad_input_is_one_located_line(capsys, argv, needles):
     assert len(lines) == 1 and lines[0].startswith("simwall: error: "), err
     for needle in needles:
         assert needle in lines[0], lines[0]
+
+
+def test_a_workload_given_twice_gets_two_labels():
+    rows = design(["gpt2", "gpt2"], ["single-node"], with_binding=False)
+    assert [r["workload"] for r in rows] == ["gpt2#1", "gpt2#2"]
+    assert "2 workload(s)" in render_design(rows)

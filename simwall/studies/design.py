@@ -49,9 +49,9 @@ def binding_resource(el: dict[str, float]) -> str | None:
     return bind if el[bind] < 0 else None
 
 
-def _labels(clusters: list[ClusterSpec]) -> list[str]:
-    """Cluster names, made unique with ``#i`` where two clusters share one."""
-    names = [c.name for c in clusters]
+def _labels(names: list[str]) -> list[str]:
+    """``names`` (of the clusters, or of the workloads), made unique with ``#i`` where two
+    share one."""
     return [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
 
 
@@ -76,19 +76,22 @@ def design(workloads: list[str | Workload], clusters: list[str | ClusterSpec],
     overrides = dict(overrides or {})
     # Load (and validate) everything first: a bad input fails before any long search.
     loaded = [[load_inputs(w, c, overrides) for w in workloads] for c in clusters]
-    labels = _labels([pairs[0][1] for pairs in loaded])
-    pairs = [(label, wl, cl) for label, row in zip(labels, loaded) for wl, cl in row]
+    labels = _labels([pairs[0][1].name for pairs in loaded])
+    names = _labels([wl.name for wl, _ in loaded[0]])
+    pairs = [(label, name, wl, cl) for label, row in zip(labels, loaded)
+             for name, (wl, cl) in zip(names, row)]
     rows = []
-    for label, wl, cl in tracked(progress, pairs, total=len(pairs), desc="pairs"):
-        rows.append(_row(label, wl, cl, top_plans, with_binding, progress))
+    for label, name, wl, cl in tracked(progress, pairs, total=len(pairs), desc="pairs"):
+        rows.append(_row(label, name, wl, cl, top_plans, with_binding, progress))
     return rows
 
 
-def _row(label: str, wl: Workload, cl: ClusterSpec, top_plans: int, with_binding: bool,
-         progress: Progress | None) -> dict[str, Any]:
+def _row(label: str, name: str, wl: Workload, cl: ClusterSpec, top_plans: int,
+         with_binding: bool, progress: Progress | None) -> dict[str, Any]:
+    """The row of workload ``wl`` (labelled ``name``) on cluster ``cl`` (``label``)."""
     res = search(wl, cl, top=top_plans, progress=progress)
     row: dict[str, Any] = {k: None for k in DESIGN_COLUMNS}
-    row.update({"workload": res.workload, "cluster": label,
+    row.update({"workload": name, "cluster": label,
                 "inter_topology": cl.inter.topology, "devices": res.world, "fits": False,
                 "plans_considered": res.considered, "plans_fit": res.fitting,
                 "plans_simulated": res.confirmed, "elasticities": {}})
