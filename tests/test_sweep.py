@@ -240,3 +240,159 @@ def test_cli_sweep_and_its_error_contract(tmp_path, tiny, capsys):
     assert len(err) == 1 and err[0].startswith("simwall: error: ") and str(bad) in err[0]
     assert main(["sweep", str(sweep_file(tmp_path, tiny)), "-o", "r.xlsx"]) == 2
     assert "expected an output ending in .csv" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------
+# Refused before any point: other results in -o, a base that does not load, a grid entry
+# (at its own line), an --address the executor would ignore
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("simwall: error: "), err
+    return err[0]
+
+
+def _no_point_runs(monkeypatch) -> None:
+    monkeypatch.setattr(sw, "run_point", lambda task: pytest.fail("a point ran"))
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_output_of_another_sweep_is_refused_untouched(tmp_path, tiny, capsys, monkeypatch,
+                                                      resume):
+    from simwall.cli import main
+    mix = tmp_path / "mix.csv"
+    assert main(["sweep", str(sweep_file(tmp_path, tiny)), "-o", str(mix),
+                 "--executor", "serial", "--quiet"]) == 0  # 12 finished points
+    before = mix.read_bytes()
+    other = tmp_path / "other.yaml"
+    other.write_text(f"workload: {tiny}\ncluster: single-node\ngrid: {{plan.pp: [1, 2]}}\n")
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        _no_point_runs(m)
+        assert main(["sweep", str(other), "-o", str(mix), "--executor", "serial"]
+                    + (["--resume"] if resume else [])) == 2
+    line = _one_error_line(capsys)
+    assert f"{mix}: holds 12 records that are not points of this sweep" in line, line
+    assert "another -o" in line and "remove the file" in line and "--overwrite" in line
+    assert mix.read_bytes() == before
+    # Asked for: --overwrite replaces them (with --resume, this sweep's records are kept).
+    assert main(["sweep", str(other), "-o", str(mix), "--executor", "serial", "--quiet",
+                 "--overwrite"] + (["--resume"] if resume else [])) == 0
+    assert [r["sweep.plan.pp"] for r in read_records(mix)] == [1, 2]
+
+
+def test_rerun_over_its_own_output_needs_no_flag(tmp_path, tiny):
+    spec = load_sweep(sweep_file(tmp_path, tiny))
+    out = tmp_path / "r.jsonl"
+    run_sweep(spec, out, progress=False)
+    assert run_sweep(spec, out, progress=False).ran == 12
+    # A sweep grown by an axis value keeps every earlier record as one of its points.
+    grown = spec.model_copy(update={"grid": {**spec.grid, "plan.tp": [1, 7, 2, 4]}})
+    assert run_sweep(grown, out, resume=True, progress=False).reused == 12
+
+
+def test_journal_of_another_sweep_and_foreign_lines_are_refused(tmp_path, tiny):
+    spec = load_sweep(sweep_file(tmp_path, tiny))
+    other = spec.model_copy(update={"grid": {"plan.pp": [1, 2]}})
+    full = tmp_path / "full.jsonl"
+    run_sweep(spec, full, progress=False)
+    # A killed sweep's journal beside r.csv: 3 finished points of another sweep (tp = 2;
+    # `other` runs tp = 1 only).
+    journal = tmp_path / "r.csv.partial.jsonl"
+    journal.write_text("".join(full.read_text().splitlines(keepends=True)[-3:]))
+    for resume in (False, True):
+        with pytest.raises(ConfigError, match=f"{journal}: holds 3 records that are not"):
+            run_sweep(other, tmp_path / "r.csv", resume=resume, progress=False)
+    assert len(read_records(journal)) == 3
+    # A .jsonl output holding a line that is no record (and a torn last line, which is
+    # a killed writer's and does not count).
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text('{"sweep.index": 0, "sweep.key": "x"}\nnot json\n{"sweep.ind')
+    with pytest.raises(ConfigError, match="holds 2 records that are not points"):
+        run_sweep(spec, notes, progress=False)
+    # --overwrite without --resume reads nothing there, a binary file included.
+    notes.write_bytes(bytes(range(256)))
+    assert run_sweep(spec, notes, progress=False, overwrite=True).ran == 12
+    assert len(read_records(notes)) == 12
+
+
+def test_resume_rewrites_a_torn_journal_before_appending(tmp_path, tiny, monkeypatch):
+    """A record appended after a killed writer's half line would be unreadable: a second
+    kill would lose it."""
+    spec = load_sweep(sweep_file(tmp_path, tiny))
+    full = tmp_path / "full.jsonl"
+    run_sweep(spec, full, progress=False)
+    journal = tmp_path / "r.csv.partial.jsonl"
+    lines = full.read_text().splitlines(keepends=True)
+    journal.write_text("".join(lines[:5]) + lines[5][:20])
+    real, calls = sw.run_point, []
+
+    def killed_at_the_second(task):
+        calls.append(task)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(task)
+    monkeypatch.setattr(sw, "run_point", killed_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, tmp_path / "r.csv", resume=True, progress=False)
+    assert len(read_records(journal)) == 6
+
+
+@pytest.mark.parametrize("body,line", [
+    ("workload: nosuch\n", "s.yaml:1: workload: no bundled workload or file named 'nosuch'"),
+    ("workload: {tiny}\ncluster: nosuch\n",
+     "s.yaml:2: cluster: no bundled cluster or file named 'nosuch'"),
+    ("workload: nosuch.yaml\n", "s.yaml:1: workload: no such file 'nosuch.yaml' next to"),
+    ("workload: {tiny}\nset:\n  plan.zero: 1\n  cluster.nodes: 0\n",
+     "s.yaml:4: set.cluster.nodes: expected an integer > 0 or 'auto', got 0"),
+])
+def test_base_that_does_not_load_is_refused_before_any_point(tmp_path, tiny, capsys,
+                                                             monkeypatch, body, line):
+    from simwall.cli import main
+    p = tmp_path / "s.yaml"
+    p.write_text(body.format(tiny=tiny) + "grid: {plan.tp: [1, 2]}\n")
+    _no_point_runs(monkeypatch)
+    assert main(["sweep", str(p), "-o", str(tmp_path / "r.csv"), "--executor",
+                 "serial"]) == 2
+    got = _one_error_line(capsys)
+    assert got.startswith(f"simwall: error: {tmp_path}/{line}"), got
+    if "nosuch'" in line:  # the message of 'simwall run nosuch' / '--cluster nosuch'
+        argv = ["run", "nosuch"] if "workload" in line else ["run", tiny, "--cluster",
+                                                              "nosuch"]
+        assert main(argv) == 2
+        located = f"simwall: error: {p}:{line.split(':')[1]}: "
+        assert got.replace(located, "simwall: error: ") == _one_error_line(capsys)
+    with pytest.raises(ConfigError, match="no bundled workload"):
+        list(sweep({"workload": "nosuch"}, {"plan.tp": [1]}))
+
+
+@pytest.mark.parametrize("axis", ["[]", "{range: [1, 1, 1]}", "{range: [1, 3]}",
+                                  "{rnge: [1, 3, 1]}", "2", "{range: [0, 1000000, 1]}"])
+def test_grid_entry_errors_point_at_its_line(tmp_path, axis):
+    p = tmp_path / "s5.yaml"
+    p.write_text(f"workload: gpt2\ngrid:\n  plan.pp: {axis}\n")
+    with pytest.raises(ConfigError) as err:
+        load_sweep(p)
+    assert str(err.value).startswith(f"{p}:3: grid.plan.pp"), str(err.value)
+
+
+def test_grid_entry_written_as_a_block_points_at_its_inner_key(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("workload: gpt2\ngrid:\n  plan.tp: [1]\n  cluster.device.peak_flops.bf16:\n"
+                 "    range: [1, 3]\n")
+    with pytest.raises(ConfigError) as err:
+        load_sweep(p)
+    assert str(err.value).startswith(f"{p}:5: grid.cluster.device.peak_flops.bf16.range:")
+
+
+@pytest.mark.parametrize("executor", ["serial", "dask-local"])
+def test_address_needs_the_dask_executor(tmp_path, tiny, capsys, monkeypatch, executor):
+    from simwall.cli import main
+    _no_point_runs(monkeypatch)
+    assert main(["sweep", str(sweep_file(tmp_path, tiny)), "-o", str(tmp_path / "r.csv"),
+                 "--executor", executor, "--address", "tcp://1.2.3.4:1"]) == 2
+    assert f"--address: needs --executor dask (a running Dask scheduler); --executor " \
+        f"{executor} would ignore it" in _one_error_line(capsys)
+    with pytest.raises(ConfigError, match="--address: needs --executor dask"):
+        sw.make_executor(executor, address="tcp://1.2.3.4:1")

@@ -20,11 +20,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=("local", "dask", "dask-local", "serial"),
                    default="local", help="local processes (default), a Dask scheduler "
                    "(--address), a local Dask cluster, or this process")
-    p.add_argument("--address", metavar="tcp://HOST:PORT", help="Dask scheduler address")
+    p.add_argument("--address", metavar="tcp://HOST:PORT",
+                   help="Dask scheduler address (implies --executor dask; refused with "
+                   "serial or dask-local, which would ignore it)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="worker processes (default: all cores)")
     p.add_argument("--resume", action="store_true",
                    help="skip points whose configuration is already in the output or journal")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an output (or its journal) holding records that are not "
+                   "points of this sweep (another sweep's or program's); without it such "
+                   "a file is refused and left as it is")
     add_quiet_option(p)
 
 
@@ -32,22 +38,24 @@ def run(args: argparse.Namespace) -> int:
     # By the command, not its parser: 'sweep --help' imports no process pool.
     from ..report.records import read_records
     from ..studies.sweeps import (
-        check_sweep_output,
+        executor_kind,
         load_sweep,
         make_executor,
-        run_sweep,
+        run_job,
         sigint_ignored,
+        sweep_job,
     )
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers", None, f"expected an integer >= 1, got {args.workers}")
+    executor_kind(args.executor, args.address)  # an --address it would ignore fails here
     spec = load_sweep(args.sweep_file)
-    journal = check_sweep_output(args.output)  # bad output paths fail before any worker
+    # Bad output paths, and an output holding other results, fail before any worker.
+    job = sweep_job(spec, args.output, resume=args.resume, overwrite=args.overwrite)
     ex = make_executor(args.executor, args.workers, args.address)
     interrupted = False
     try:
-        summary = run_sweep(spec, args.output, ex.executor, resume=args.resume,
-                            progress=False if args.quiet else None)
+        summary = run_job(job, ex.executor, progress=False if args.quiet else None)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -57,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 ex.close()
     if interrupted:
-        done = len(read_records(journal))  # whole lines only, as --resume reads them
+        done = len(read_records(job.journal))  # whole lines only, as --resume reads them
         raise SimwallError(f"sweep interrupted: {done} finished point"
-                           f"{'' if done == 1 else 's'} in the journal {journal}; resume "
+                           f"{'' if done == 1 else 's'} in the journal {job.journal}; resume "
                            f"with: {resume_command(args)}")
     print(f"{summary.points} points ({summary.ran} simulated, {summary.reused} reused, "
           f"{summary.errors} with errors) -> {summary.output}")
@@ -75,4 +83,6 @@ def resume_command(args: argparse.Namespace) -> str:
         words += ["--address", args.address]
     if args.workers is not None:
         words += ["--workers", str(args.workers)]
+    if args.overwrite:  # the output may still hold the rows it replaces
+        words += ["--overwrite"]
     return shlex.join(words + ["--resume"])

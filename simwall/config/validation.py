@@ -263,7 +263,8 @@ def _message(err: dict, walk: _Walk) -> tuple[list, str]:
     if kind == "value_error":
         msg = str(err.get("ctx", {}).get("error", err["msg"]))
         # Cross-field checks name their own key: "model.kv_heads: must divide ...".
-        match = re.match(r"^([a-z_]+(?:\.[a-z_]+)*): (.*)$", msg)
+        # (Digits too: a sweep's grid.cluster.device.peak_flops.bf16.)
+        match = re.match(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*): (.*)$", msg)
         if match:
             return match.group(1).split("."), match.group(2)
         return path, msg

@@ -318,16 +318,36 @@ def dotted_key(key: str) -> str:
     return _INDEX_RE.sub(r".\1", key)
 
 
+def _key_parts(node: LineDict, path: tuple) -> int:
+    """How many leading parts of ``path`` name one key of ``node``: 1 for a plain key,
+    more for a key written with dots (a sweep's ``grid: {plan.pp: ...}`` holds the key
+    ``plan.pp``, which an error names as ``grid.plan.pp``), 0 for none."""
+    if path[0] in node:
+        return 1
+    for n in range(len(path), 1, -1):
+        parts = path[:n]
+        if all(isinstance(p, str) for p in parts) and ".".join(parts) in node:
+            return n
+    return 0
+
+
 def line_of(doc: Any, path: tuple) -> int | None:
-    """The line of the deepest key of ``path`` that ``doc`` recorded, if any."""
+    """The line of the deepest key of ``path`` that ``doc`` recorded, if any (a key
+    written with dots matches the parts it joins)."""
     line = None
     node = doc
-    for key in path:
-        if isinstance(node, LineDict) and key in node:
+    i = 0
+    while i < len(path):
+        key = path[i]
+        n = _key_parts(node, path[i:]) if isinstance(node, LineDict) else 0
+        if n:
+            key = key if n == 1 else ".".join(path[i:i + n])
             line = node.lines.get(key, line)
             node = node[key]
+            i += n
         elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
             node = node[key]
+            i += 1
         else:
             break
     return line

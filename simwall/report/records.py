@@ -9,10 +9,11 @@ and ``simwall.read_records``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "ENERGY_COLUMNS",
     "RESERVED_COLUMNS",
     "columns",
+    "count_entries",
     "energy_columns",
     "estimate_record",
     "flat_record",
@@ -234,13 +236,26 @@ def read_records(path: str | Path, strict: bool = False) -> list[dict]:
                           f"'{path.suffix}'")
     else:
         fmt = format_of(path)
-    try:
+    with _reading(where, fmt):
         if fmt == "jsonl":
             return _read_jsonl(path, where, strict)
         if fmt == "csv":
             with open(path, encoding="utf-8", newline="") as fh:
                 return [{k: _decode_cell(v) for k, v in row.items()}
                         for row in csv.DictReader(fh)]
+    pa, pq = _pyarrow()
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as err:
+        raise ConfigError(where, None, f"not a Parquet file written by 'simwall sweep' "
+                          f"({' '.join(str(err).split())[:80]})") from None
+
+
+@contextlib.contextmanager
+def _reading(where: str, fmt: str) -> Iterator[None]:
+    """A text results file that cannot be read becomes one ConfigError naming it."""
+    try:
+        yield
     except UnicodeDecodeError:
         raise ConfigError(where, None, f"not UTF-8 text (expected a .{fmt} file written by "
                           f"'simwall sweep')") from None
@@ -249,12 +264,29 @@ def read_records(path: str | Path, strict: bool = False) -> list[dict]:
                           f"({err})") from None
     except OSError as err:
         raise ConfigError(where, None, f"cannot read: {err.strerror or err}") from None
-    pa, pq = _pyarrow()
+
+
+def count_entries(path: str | Path) -> int:
+    """Entries of results file ``path``, records or not: rows of a .csv or .parquet,
+    non-blank lines of a .jsonl except a torn last one (a killed writer's half line: no
+    newline, not JSON). 0 for an absent file. Against :func:`read_records` it tells
+    whether a file holds anything besides records."""
+    path = Path(path)
+    if format_of(path) != "jsonl" or not path.is_file():
+        return len(read_records(path))
+    with _reading(str(path), "jsonl"), open(path, encoding="utf-8") as fh:
+        lines = [line for line in fh if line.strip()]
+    if lines and not lines[-1].endswith("\n") and not _is_json(lines[-1]):
+        return len(lines) - 1
+    return len(lines)
+
+
+def _is_json(text: str) -> bool:
     try:
-        return pq.read_table(path).to_pylist()
-    except (pa.ArrowException, OSError) as err:
-        raise ConfigError(where, None, f"not a Parquet file written by 'simwall sweep' "
-                          f"({' '.join(str(err).split())[:80]})") from None
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _read_jsonl(path: Path, where: str, strict: bool) -> list[dict]:

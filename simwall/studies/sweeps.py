@@ -43,33 +43,46 @@ from ..config import (
     Strict,
     Workload,
     key_path_problem,
+    line_of,
     load_cluster,
     load_workload,
     load_yaml,
     split_key_overrides,
     validate,
 )
+from ..config.yamlio import dotted_key
+from ..engine.prepare import load_default_cluster
 from ..errors import ConfigError, SimwallError
 from ..memo import memoized
 from ..report.outputs import check_output_path, output_error
-from ..report.records import format_of, read_records, record_line, write_records
+from ..report.records import (
+    count_entries,
+    format_of,
+    read_records,
+    record_line,
+    write_records,
+)
 
 __all__ = [
     "SweepFile",
+    "SweepJob",
     "check_keys",
     "check_sweep_output",
     "config_key",
     "end_with_parent",
+    "executor_kind",
     "expand",
     "journal_path",
     "load_sweep",
     "make_executor",
     "point_key",
+    "run_job",
     "run_point",
     "run_points",
     "run_sweep",
     "sigint_ignored",
     "sweep",
+    "sweep_job",
     "sweep_points",
 ]
 
@@ -195,7 +208,8 @@ def load_sweep(path: str | Path) -> SweepFile:
     (checked here, so a misspelt axis is refused before any point runs). A ``workload`` /
     ``cluster`` given as a path is looked up next to the sweep file first, then from the
     current directory, and made absolute, so workers started elsewhere (Dask) find the
-    same file.
+    same file. The workload and cluster must load with ``set`` applied, as every point
+    starts from them (:func:`_check_base`).
     """
     doc = load_yaml(path)
     spec = validate(SweepFile, doc, str(path))
@@ -215,7 +229,43 @@ def load_sweep(path: str | Path) -> SweepFile:
             if candidate.is_file():
                 updates[field] = str(candidate.resolve())
                 break
-    return spec.model_copy(update=updates) if updates else spec
+        else:
+            raise ConfigError(str(path), field, f"no such file '{value}' next to the sweep "
+                              f"file or in the current directory", line=doc.lines.get(field))
+    spec = spec.model_copy(update=updates) if updates else spec
+    _check_base(spec, str(path), doc)
+    return spec
+
+
+def _check_base(spec: SweepFile, source: str, doc: Any) -> None:
+    """Refuse a base that every point would fail on, since each starts from it: a
+    workload or cluster that names nothing or does not load with the sweep's ``set``.
+    The ConfigError is the one ``simwall run`` gives, located in the sweep file
+    ``source`` when its own ``workload:``, ``cluster:`` or ``set`` is at fault."""
+    wl_over, cl_over = split_key_overrides(spec.set)
+    try:
+        workload = load_workload(spec.workload, wl_over)
+    except ConfigError as err:
+        raise _in_sweep_file(err, "workload", source, doc) from None
+    try:
+        if spec.cluster:
+            load_cluster(spec.cluster, cl_over)
+        else:
+            load_default_cluster(workload, cl_over)
+    except ConfigError as err:
+        raise _in_sweep_file(err, "cluster", source, doc) from None
+
+
+def _in_sweep_file(err: ConfigError, field: str, source: str, doc: Any) -> ConfigError:
+    """``err``, from loading the sweep's ``field`` (workload or cluster), located in the
+    sweep file when a name or a ``set`` key of it is at fault; else as it is."""
+    if err.source is None and err.key == field and field in doc:  # names no file
+        return ConfigError(source, field, err.message, line=doc.lines.get(field))
+    full = f"{'cluster.' if field == 'cluster' else ''}{err.key}" if err.key else ""
+    if any(full == k or full.startswith(k + ".") for k in doc.get("set") or {}):
+        return ConfigError(source, f"set.{full}", err.message.removesuffix(" (from --set)"),
+                           line=line_of(doc, ("set", *dotted_key(full).split("."))))
+    return err
 
 
 def _keys_problem(keys: Any) -> tuple[str, str] | None:
@@ -368,10 +418,14 @@ def point_key(workload: str, cluster: str | None, base_set: dict, point: dict) -
 # Running many points
 
 
+def _base_parts(base: dict) -> tuple[str, str | None, dict]:
+    """(workload, cluster, fixed overrides) of a sweep's ``base``."""
+    return (base.get("workload", "gpt3-175b"), base.get("cluster"),
+            dict(base.get("overrides") or base.get("set") or {}))
+
+
 def _tasks(base: dict, points: list[dict]) -> list[tuple]:
-    workload = base.get("workload", "gpt3-175b")
-    cluster = base.get("cluster")
-    base_set = dict(base.get("overrides") or base.get("set") or {})
+    workload, cluster, base_set = _base_parts(base)
     return [(i, workload, cluster, base_set, p) for i, p in enumerate(points)]
 
 
@@ -436,7 +490,8 @@ def sweep(base: dict, grid: dict[str, list], executor: cf.Executor | None = None
     path: value}}``. ``grid``: ``{key path: [values]}`` (Cartesian product, last axis
     fastest). ``zip``: ``{key path: [values]}`` advanced together. ``executor``: any
     :class:`concurrent.futures.Executor` (None runs here, one point at a time). An
-    unknown key path or more than :data:`MAX_SWEEP_POINTS` points raise a
+    unknown key path, more than :data:`MAX_SWEEP_POINTS` points or a base that does not
+    load (a workload or cluster that names nothing; every point would fail) raise a
     :class:`ConfigError` before any point runs.
 
     >>> recs = list(sweep({"workload": "gpt2"}, {"plan.tp": [1, 2]}))  # doctest: +SKIP
@@ -447,6 +502,8 @@ def sweep(base: dict, grid: dict[str, list], executor: cf.Executor | None = None
         check_keys(overrides, where)
     expanded = expand(_axis_values(grid), zip)
     tasks = _tasks(base, expanded)
+    workload, cluster, base_set = _base_parts(base)
+    _base_configs(workload, cluster, _canonical(base_set))  # each point starts from it
     pending: dict[int, dict] = {}
     nxt = 0
     for rec in _completed(tasks, executor):
@@ -561,13 +618,29 @@ WORKER_EXIT_WAIT_S = 5
 DASK_CONNECT_TIMEOUT_S = 5
 
 
+def executor_kind(kind: str, address: str | None) -> str:
+    """The executor that runs a sweep given ``--executor kind`` and ``--address``:
+    ``local`` with an address is ``dask``. A ConfigError for an address the executor
+    would ignore (``serial``, ``dask-local``) and for ``dask`` without one; checked
+    before anything starts."""
+    if address and kind in ("serial", "dask-local"):
+        raise ConfigError("--address", None, f"needs --executor dask (a running Dask "
+                          f"scheduler); --executor {kind} would ignore it")
+    if address and kind == "local":
+        return "dask"
+    if kind == "dask" and not address:
+        raise ConfigError("--executor", None, "dask needs --address tcp://HOST:PORT "
+                          "(or use dask-local)")
+    return kind
+
+
 def make_executor(kind: str = "local", workers: int | None = None,
                   address: str | None = None) -> _Exec:
     """An executor and its closer. ``local``: processes on this machine (``spawn``, all
     cores by default); ``dask``: the Dask scheduler at ``address``; ``dask-local``: a
-    local Dask cluster; ``serial``: this process."""
-    if address and kind in ("local", "dask"):
-        kind = "dask"
+    local Dask cluster; ``serial``: this process (:func:`executor_kind` checks the
+    address)."""
+    kind = executor_kind(kind, address)
     if kind == "serial":
         return _Exec(None, lambda: None)
     if kind == "local":
@@ -601,9 +674,6 @@ def make_executor(kind: str = "local", workers: int | None = None,
         raise ConfigError("--executor", None, f"{kind} needs Dask: pip install "
                           f"'simwall[dask]'") from None
     if kind == "dask":
-        if not address:
-            raise ConfigError("--executor", None, "dask needs --address tcp://HOST:PORT "
-                              "(or use dask-local)")
         try:
             client = Client(address, timeout=DASK_CONNECT_TIMEOUT_S)
         except (OSError, ValueError, TypeError) as err:  # unreachable; unknown scheme
@@ -636,44 +706,88 @@ class SweepSummary:
     output: str
 
 
-def run_sweep(spec: SweepFile, output: str | Path, executor: cf.Executor | None = None,
-              resume: bool = False, progress: bool | None = None) -> SweepSummary:
-    """Run ``spec``, journal each record as it finishes, then write ``output`` sorted by
-    sweep index. With ``resume`` a point whose key is already in the output or the
-    journal is not simulated again. ``progress``: tqdm bar on stderr (None: only on a
-    terminal)."""
+@dataclass(frozen=True)
+class SweepJob:
+    """A sweep about to write ``output``: every task (sweep-index order), the records
+    reused from an earlier run (by sweep index) and whether it resumes."""
+
+    output: Path
+    journal: Path
+    tasks: list[tuple]
+    reused: dict[int, dict]
+    resume: bool
+
+
+def sweep_job(spec: SweepFile, output: str | Path, resume: bool = False,
+              overwrite: bool = False) -> SweepJob:
+    """The job of running ``spec`` into ``output``; reads files, writes none.
+
+    A sweep never discards finished results unasked: when ``output`` or its journal
+    holds anything that is not the record of one of ``spec``'s points (another sweep's
+    records, another program's rows, a line that is no record), a ConfigError naming
+    the file and the count, unless ``overwrite``. With ``resume`` the points whose
+    ``sweep.key`` is in the output or the journal are reused, not simulated again.
+    """
     output = Path(output)
     journal = check_sweep_output(output)
-    base = spec.base()
-    grid, zipped = spec.axes()
-    tasks = _tasks(base, expand(grid, zipped))
+    tasks = _tasks(spec.base(), expand(*spec.axes()))
+    if overwrite and not resume:  # nothing there is kept: no need to read it
+        return SweepJob(output, journal, tasks, {}, resume)
+    held = {path: read_records(path) for path in dict.fromkeys((output, journal))}
+    # Entries of the output that are no record (only a .jsonl has any); the journal
+    # (.partial.jsonl) is simwall's own scratch file: a line there that is no record is
+    # a killed writer's torn line.
+    not_records = count_entries(output) - len(held[output])
+    if not (not_records or any(held.values())):
+        return SweepJob(output, journal, tasks, {}, resume)
+    keys = [point_key(*t[1:]) for t in tasks]
+    ours = set(keys)
+    for path, records in held.items():
+        foreign = sum(1 for r in records if r.get("sweep.key") not in ours)
+        foreign += not_records if path == output else 0
+        if foreign and not overwrite:
+            raise ConfigError(str(path), None, _foreign_message(foreign))
+    done = {r["sweep.key"]: r for records in held.values() for r in records
+            if r.get("sweep.key") in ours} if resume else {}
+    reused = {t[0]: {**done[k], "sweep.index": t[0]} for t, k in zip(tasks, keys, strict=True)
+              if k in done}
+    return SweepJob(output, journal, tasks, reused, resume)
 
-    done: dict[str, dict] = {}
-    if resume:
-        for rec in read_records(output) + (read_records(journal) if journal != output else []):
-            if rec.get("sweep.key"):
-                done[rec["sweep.key"]] = rec
-    elif journal.exists():
-        journal.unlink()
 
-    results: dict[int, dict] = {}
-    todo = []
-    if done:
-        for t in tasks:
-            key = point_key(*t[1:])
-            if key in done:
-                rec = dict(done[key])
-                rec["sweep.index"] = t[0]
-                results[t[0]] = rec
-            else:
-                todo.append(t)
-    else:
-        todo = tasks
+def _foreign_message(n: int) -> str:
+    what = "1 record that is not a point" if n == 1 else f"{n:,} records that are not points"
+    return (f"holds {what} of this sweep; a sweep never discards finished results: write "
+            f"to another -o, move or remove the file, or pass --overwrite to replace it")
+
+
+def run_sweep(spec: SweepFile, output: str | Path, executor: cf.Executor | None = None,
+              resume: bool = False, progress: bool | None = None,
+              overwrite: bool = False) -> SweepSummary:
+    """Run ``spec``, journal each record as it finishes, then write ``output`` sorted by
+    sweep index (:func:`sweep_job`, then :func:`run_job`). With ``resume`` a point
+    whose key is already in the output or the journal is not simulated again; an output
+    holding other records is refused unless ``overwrite``. ``progress``: tqdm bar on
+    stderr (None: only on a terminal)."""
+    return run_job(sweep_job(spec, output, resume, overwrite), executor, progress)
+
+
+def run_job(job: SweepJob, executor: cf.Executor | None = None,
+            progress: bool | None = None) -> SweepSummary:
+    """Run what ``job`` has left, journal each record as it finishes, then write its
+    output sorted by sweep index."""
+    output, journal, tasks = job.output, job.journal, job.tasks
+    results = dict(job.reused)
     reused = len(results)
-
-    if resume and journal == output and output.exists():
-        # Rewrite whole lines only: a killed writer may have left half a line.
-        write_records(journal, read_records(journal))
+    todo = [t for t in tasks if t[0] not in results]
+    if journal.exists() and not job.resume:
+        journal.unlink()
+    elif journal.exists():
+        # Rewrite whole lines only: a killed writer may have left half a line, and a
+        # record appended after it would be unreadable.
+        try:
+            write_records(journal, read_records(journal))
+        except OSError as err:
+            raise output_error("-o", journal, err) from None
     bar = _progress(len(tasks), reused, progress)
     try:
         with _opened_journal(journal) as fh:
