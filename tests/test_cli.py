@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from simwall.cli import main
+from simwall.errors import ConfigError
 
 GOOD = ("name: tiny\nmodel: {layers: 4, hidden: 64, heads: 4, vocab: 100, seq_len: 16}\n"
         "training: {global_batch: 16}\nplan: {tp: 2, pp: 2}\n"
@@ -225,15 +226,46 @@ def test_a_command_help_imports_no_study_runner(command):
     assert heavy.isdisjoint(loaded), sorted(heavy.intersection(loaded))
 
 
+def derived(out: str) -> dict:
+    """The part of ``simwall show``'s output printed as YAML comments, read as YAML."""
+    import yaml
+
+    from simwall.cli.show import DERIVED_NOTE
+
+    lines = out.splitlines()
+    start = lines.index(f"# {DERIVED_NOTE}") + 1
+    return yaml.safe_load("\n".join(line[2:] for line in lines[start:]))
+
+
 def test_show_workload_resolves_the_plan(capsys):
     import yaml
 
     code, out, _ = run(capsys, "show", "llama3-405b", "--cluster", "dgx-a100")
     assert code == 0
-    doc = yaml.safe_load(out)
-    assert doc["resolved"]["stage_layers"] == [7] + [8] * 14 + [7]
-    assert doc["resolved"]["dp"] == 64 and doc["resolved"]["micro_batches"] == 32
-    assert doc["model"]["layers"] == 126
+    doc, resolved = yaml.safe_load(out), derived(out)["resolved"]
+    assert resolved["stage_layers"] == [7] + [8] * 14 + [7]
+    assert resolved["dp"] == 64 and resolved["micro_batches"] == 32
+    assert doc["model"]["layers"] == 126 and "resolved" not in doc
+
+
+@pytest.mark.parametrize("name, load", [("llama3-405b", "load_workload"),
+                                        ("dgx-a100", "load_cluster")])
+def test_show_output_loads_again_and_stays_strict(tmp_path, capsys, name, load):
+    """What show prints is a loadable file with the same content; the derived part is
+    comments, so the loader still refuses any unknown key (a 'resolved:' written back)."""
+    from simwall import config
+
+    code, out, err = run(capsys, "show", name)
+    assert code == 0, err
+    path = tmp_path / "s.yaml"
+    path.write_text(out)
+    loader = getattr(config, load)
+    dump = {"exclude": {"file"}, "exclude_none": True}
+    assert loader(str(path)).model_dump(**dump) == loader(name).model_dump(**dump)
+    key = "resolved" if load == "load_workload" else "resolved_device"
+    path.write_text(out + f"{key}: {{}}\n")
+    with pytest.raises(ConfigError, match=f"{key}: unknown key"):
+        loader(str(path))
 
 
 def test_show_applies_set_overrides(capsys):
@@ -243,11 +275,11 @@ def test_show_applies_set_overrides(capsys):
                        "model.layers=48", "--set", "cluster.nodes=64", "--set",
                        "cluster.device.memory_bandwidth=4e12")
     assert code == 0, out
-    doc = yaml.safe_load(out)
+    doc, resolved = yaml.safe_load(out), derived(out)["resolved"]
     assert doc["plan"]["tp"] == 4 and doc["model"]["layers"] == 48
-    assert doc["resolved"]["nodes"] == 64 and doc["resolved"]["devices"] == 512
-    assert doc["resolved"]["dp"] == 16
-    assert doc["resolved"]["device"] == "A100-SXM4-80GB (memory_bandwidth changed)"
+    assert resolved["nodes"] == 64 and resolved["devices"] == 512
+    assert resolved["dp"] == 16
+    assert resolved["device"] == "A100-SXM4-80GB (memory_bandwidth changed)"
 
 
 def test_show_cluster_and_device(capsys):
@@ -255,8 +287,9 @@ def test_show_cluster_and_device(capsys):
 
     code, out, _ = run(capsys, "show", "dgx-a100", "--set", "cluster.device.memory_bandwidth=4e12")
     assert code == 0
-    doc = yaml.safe_load(out)
-    assert doc["resolved_device"]["memory_bandwidth"] == 4e12
+    assert derived(out)["resolved_device"]["memory_bandwidth"] == 4e12
+    device = yaml.safe_load(out)["device"]
+    assert device["base"] == "A100-SXM4-80GB" and device["memory_bandwidth"] == 4e12
     code, out, _ = run(capsys, "show", "A100-SXM4-80GB")
     assert code == 0 and yaml.safe_load(out)["peak_flops"]["bf16"] == 312e12
 
@@ -323,9 +356,87 @@ def test_topo(capsys):
     assert_one_line_error(code, err, "device 99 out of range")
 
 
+def test_topo_route_from_a_device_to_itself_is_refused(capsys):
+    code, _, err = run(capsys, "topo", "dgx-a100", "--set", "cluster.nodes=2",
+                       "--route", "3", "3")
+    line = assert_one_line_error(code, err, "--route: expected two different devices")
+    assert "inf" not in line
+    # A one-device cluster has no default route to print, and says so.
+    code, out, err = run(capsys, "topo", "single-node", "--set",
+                         "cluster.devices_per_node=1")
+    assert code == 0, err
+    assert out.splitlines()[-1] == "route: none (the cluster has one device)"
+
+
 def test_roofline(capsys):
     code, out, err = run(capsys, "roofline", "gpt2", "--device", "A100-SXM4-80GB")
     assert code == 0, err and out
+
+
+def test_roofline_checks_the_plan_as_run_does(capsys):
+    code, _, run_err = run(capsys, "run", "gpt2", "--set", "plan.tp=3")
+    message = "workloads/gpt2.yaml: plan.tp: must divide model.heads (25), got 3"
+    assert_one_line_error(code, run_err, message)
+    code, out, err = run(capsys, "roofline", "gpt2", "--set", "plan.tp=3")
+    assert_one_line_error(code, err, message)
+    assert out == ""
+
+
+def test_roofline_unknown_device_names_the_option(capsys):
+    code, _, err = run(capsys, "roofline", "gpt2", "--device", "nosuch")
+    line = assert_one_line_error(code, err, "--device: unknown device 'nosuch'")
+    assert "topologies/" not in line
+    code, out, err = run(capsys, "roofline", "gpt2", "--device", "h100-sxm5-80gb")
+    assert code == 0, err
+    assert out.startswith("roofline: H100-SXM5-80GB,")
+
+
+# Input errors of 'check' are errors (stderr, exit 2) like every command's; its verdict
+# 'invalid' (stdout, exit 1) is for a well-formed plan that cannot run.
+CHECK_INPUT_ERRORS = [
+    pytest.param(GOOD.replace("tp: 2,", "tpp: 2,"), [], ":4: plan.tpp: unknown key",
+                 id="unknown-key"),
+    pytest.param(GOOD.replace("tp: 2,", "tp: two,"), [], ":4: plan.tp: expected an integer",
+                 id="wrong-type"),
+    pytest.param("", [], "w.yaml: empty file", id="empty-file"),
+    pytest.param(GOOD.replace("tp: 2, pp: 2}", "tp: 2, pp: 2\n"), [], ":6: invalid YAML",
+                 id="yaml-syntax"),
+    pytest.param(None, [], "w.yaml: no such file", id="missing-file"),
+    pytest.param(GOOD, ["--set", "plan.tpp=2"], "plan.tpp: unknown key", id="set-unknown-key"),
+    pytest.param(GOOD, ["--set", "cluster.device=H900"], "device: unknown device 'H900'",
+                 id="unknown-device"),
+]
+
+
+@pytest.mark.parametrize("content, extra, needle", CHECK_INPUT_ERRORS)
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_check_input_errors_are_errors_not_verdicts(tmp_path, capsys, content, extra,
+                                                    needle, fmt):
+    target = str(tmp_path / "w.yaml") if content is None else workload_file(tmp_path,
+                                                                             content)
+    code, out, err = run(capsys, "check", target, "--format", fmt, "-q", *extra)
+    assert_one_line_error(code, err, needle)
+    assert out == ""
+
+
+def test_check_invalid_plan_is_still_a_verdict(tmp_path, capsys):
+    code, out, err = run(capsys, "check", workload_file(tmp_path, GOOD), "-q",
+                         "--set", "plan.tp=3")
+    assert code == 1 and err == ""
+    assert out.startswith("invalid: ") and "plan.tp: must divide model.heads (4)" in out
+
+
+@pytest.mark.parametrize("command", ["topo", "collective"])
+def test_cluster_commands_set_help_gives_a_cluster_key(capsys, command):
+    assert main([command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "e.g. cluster.nodes=2" in text and "plan.tp" not in text
+
+
+def test_plot_help_lists_every_format_it_reads(capsys):
+    assert main(["plot", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert ".parquet" in text and "CSV, JSONL or Parquet" in text
 
 
 def test_console_script_smoke(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simwall.cli.collective import parse_sizes
+from simwall.cli.collective import MAX_BYTES, parse_sizes
 from simwall.cli.main import main
 from simwall.config import load_cluster
 from simwall.errors import ConfigError
@@ -159,6 +159,13 @@ def test_parse_sizes():
             parse_sizes(bad)
 
 
+@pytest.mark.parametrize("size", ["1e30", "1e999", "1M:2000T", "1000000000000001"])
+def test_sizes_above_a_petabyte_are_refused(size):
+    assert parse_sizes("1e15") == [MAX_BYTES]
+    with pytest.raises(ConfigError, match=r"^--bytes: expected at most 1e\+15 bytes"):
+        parse_sizes(size)
+
+
 def test_collective_command_text_and_json(capsys):
     assert main(["collective", "all_reduce", "--cluster", "dgx-h100", "--bytes", "1M:4M"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -181,6 +188,7 @@ def test_collective_command_text_and_json(capsys):
     (["collective", "gather", "--cluster", "dgx-a100", "--bytes", "8G"], "op"),
     (["collective", "all_reduce", "--cluster", "nope", "--bytes", "8G"], "nope"),
     (["collective", "all_reduce", "--cluster", "dgx-a100", "--bytes", "8G:1G"], "--bytes"),
+    (["collective", "all_reduce", "--cluster", "dgx-a100", "--bytes", "1e999"], "--bytes"),
     (["collective", "all_reduce", "--cluster", "dgx-a100", "--bytes", "1G",
       "--set", "cluster.nodes=0"], "nodes"),
 ])

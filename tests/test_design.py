@@ -98,6 +98,17 @@ def test_json_and_csv_columns(capsys):
     assert table[0] == list(DESIGN_COLUMNS) and len(table) == 2
 
 
+def test_format_help_lists_designs_own_columns(capsys):
+    """--format json|csv writes design's columns, not a sweep record's: the help says so."""
+    assert main(["design", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "sweep record" not in text
+    listed = text[text.index("design's own columns ("):]
+    for column in DESIGN_COLUMNS:
+        assert f" {column}," in listed or f"({column}," in listed, column
+    assert "elasticity.RESOURCE" in listed
+
+
 def test_records_carry_elasticities(rows):
     recs = design_records(rows)
     keys = list(recs[0])

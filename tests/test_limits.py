@@ -7,6 +7,7 @@ wall-clock time: the alias bombs would exhaust memory if anything expanded them.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from simwall.config.limits import (
     MAX_YAML_VALUES,
 )
 from simwall.errors import ConfigError
+from simwall.model.limits import min_bucket_bytes
+from simwall.plan.limits import MAX_DP_BUCKETS
 from simwall.studies.sweeps import MAX_SWEEP_POINTS, expand, load_sweep, sweep, sweep_points
 from simwall.studies.validate import load_cases
 
@@ -181,6 +184,34 @@ def test_a_device_slowed_twice_is_refused(capsys):
                "slowdown: 0.5}, {device: 1, slowdown: 0.9}]")
     assert "faults.stragglers[1].device: device 1 is already slowed by " \
            "faults.stragglers[0]" in line
+
+
+HUGE_GPT2 = ("gpt2", "--set", "model.hidden=1638400", "--set", "model.ffn_hidden=6553600")
+
+
+def test_bucket_limit_names_the_gradients_and_a_bucket_that_would_do(capsys):
+    """The key was never set: the message says so, names the cause (the stage's gradient
+    bytes from the model's size) and suggests a bucket size that passes the limit."""
+    line = cli(capsys, "run", *HUGE_GPT2)
+    assert ("workloads/gpt2.yaml: plan.dp_bucket_bytes: not set, so megatron's default of "
+            "8e+07 bytes cuts the largest pipeline stage's gradients (1.55e+15 parameters x "
+            "2 bytes = 3.09e+15 bytes, from the model's size) into 38,656,832 buckets") in line
+    assert "25e6" not in line
+    suggested = re.search(r"set plan.dp_bucket_bytes to (\S+) or more", line).group(1)
+    assert float(suggested) == 3.1e9
+    code = main(["show", *HUGE_GPT2, "--set", f"plan.dp_bucket_bytes={suggested}"])
+    assert code == 0, capsys.readouterr().err  # the suggestion passes the limit
+    capsys.readouterr()
+    line = cli(capsys, "run", "gpt2", "--set", "plan.dp_bucket_bytes=1")
+    assert "plan.dp_bucket_bytes: 1 bytes cuts" in line and line.endswith("(from --set)")
+
+
+@pytest.mark.parametrize("grad_bytes", [3.09e15, 3.1e12, 1e6 + 1, 7.77e9, 123456789.0])
+def test_min_bucket_bytes_is_round_and_passes_the_limit(grad_bytes):
+    need = min_bucket_bytes(grad_bytes)
+    assert math.ceil(grad_bytes / need) <= MAX_DP_BUCKETS
+    assert need == float(f"{need:.2g}")                    # two significant digits
+    assert need < 1.1 * grad_bytes / MAX_DP_BUCKETS + 1e-9 * need  # and no larger
 
 
 # ---------------------------------------------------------------------------------------

@@ -53,9 +53,24 @@ def test_rows_and_render():
     lines = text.splitlines()
     assert "Xeon Gold 6242" in lines[0] and "mode train" in lines[0]
     assert f"{rows[0]['ridge_flop_per_byte']:.1f} FLOP/byte" in lines[0]
-    assert len(lines) == 3 + len(rows) + 1 and lines[-1].startswith("total")
+    assert len(lines) == 4 + len(rows) + 1 and lines[-1].startswith("total")
     # Columns are aligned: every body line is as wide as the separator or narrower.
     assert len({line.index("fwd") for line in lines[3:] if " fwd " in line}) == 1
     assert render([]) == "(no ops)\n"
     with pytest.raises(SimwallError):
         roofline_rows(GPT2, XEON, "serve")
+
+
+def test_render_says_the_total_covers_one_layer():
+    """The total sums the embedding, ONE layer and the head: the table says so, in the
+    total row and in a line naming the model's layer count, so the head cannot be read
+    as dominant over the whole model."""
+    rows = roofline_rows(GPT2, XEON, "train")
+    assert {r["model_layers"] for r in rows} == {48}
+    lines = render(rows).splitlines()
+    assert lines[1] == ("layer rows: one dense layer of the model's 48; total and share "
+                        "cover the rows listed, not the whole model")
+    assert lines[-1].split()[:6] == ["total", "embedding", "+", "1", "layer", "+"]
+    # Rows without the layer count (made elsewhere) still render, without the number.
+    bare = [{k: v for k, v in r.items() if k != "model_layers"} for r in rows]
+    assert render(bare).splitlines()[1].startswith("layer rows: one dense layer; ")

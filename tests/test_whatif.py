@@ -97,6 +97,45 @@ def test_parse_scales_errors(item, needle):
     assert needle in str(err.value)
 
 
+BOUNDS = "expected a positive factor from 0.001 to 1000"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--scale", "memory_bandwidth=1e300"], f"--scale: memory_bandwidth: {BOUNDS}, got '1e300'"),
+    (["--scale", "memory_bandwidth=1e-300"],
+     f"--scale: memory_bandwidth: {BOUNDS}, got '1e-300'"),
+    (["--scale", "nic=inf"], f"--scale: nic: {BOUNDS}"),
+    (["--generations", "1", "--rates", "peak_flops=1e300"],
+     f"--rates: peak_flops: {BOUNDS}, got '1e300'"),
+    # A factor in bounds that scales the cluster's own value past the floats.
+    (["--set", "cluster.device.memory_bandwidth=1e306", "--scale", "memory_bandwidth=1000"],
+     "--scale: cluster.device.memory_bandwidth: scaled to inf, not a finite number"),
+    (["--set", "cluster.device.peak_flops={bf16: 1e306}", "--scale", "peak_flops=1000"],
+     "--scale: cluster.device.peak_flops.bf16: scaled to inf, not a finite number"),
+])
+def test_cli_factor_errors_name_their_option(capsys, argv, needle):
+    """A --scale or --rates factor out of bounds, or one whose result is not finite, is
+    the option's error, not the cluster file's '(from --set)'."""
+    from simwall.cli import main
+
+    code = main(["whatif", "gpt2", "--no-elasticities", *argv])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.splitlines()) == 1, err
+    assert err.startswith(f"simwall: error: {needle}"), err
+    assert "topologies/" not in err and "(from --set)" not in err
+
+
+def test_factor_bounds_in_the_api():
+    assert w.check_factor("nic", w.MAX_FACTOR) == w.MAX_FACTOR
+    for bad in (w.MIN_FACTOR / 2, w.MAX_FACTOR * 2, float("nan"), True, "2"):
+        with pytest.raises(ConfigError, match="nic: expected a positive factor"):
+            w.check_factor("nic", bad)
+    with pytest.raises(ConfigError, match="^--scale: nic"):
+        w.whatif("gpt2", None, {"nic": 1e-300}, SMALL, with_elasticities=False)
+    with pytest.raises(ConfigError, match="^growth: nic"):
+        w.generations("gpt2", None, 1, SMALL, growth={"nic": 1e300})
+
+
 def test_generations_wall_rises():
     rows = w.generations("gpt3-175b", None, 3)
     for model in ("fixed", "scaled"):

@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from ..net import build_topology
 from ..net.collectives import collective_choice
 from ..plan.limits import check_cluster
-from .common import add_set_option
+from .common import CLUSTER_SET_HELP, add_set_option
 
 DESCRIPTION = """\
 Time one collective over all devices of a cluster, like nccl-tests: per message size the
@@ -37,25 +37,32 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\+?\d+)?)\s*([KMGT]?)(?:i?B)?\s*$",
                    re.IGNORECASE)
 #: Sizes one range may hold (a doubling range from 1 byte to 2^40 holds 41).
 MAX_SIZES = 64
+#: The largest message, bytes: 10^15 (1 PB) is thousands of times what one device holds
+#: (the largest hold about 200 GB), so a larger size can only be a typo.
+MAX_BYTES = 10 ** 15
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("op", help=f"one of {', '.join(OPS)}")
     p.add_argument("--cluster", required=True, help="bundled cluster name or YAML path")
     p.add_argument("--bytes", required=True, dest="size",
-                   help="message size per rank (nccl-tests 'size'): 1M, 8G, 1e9, or a range 1M:8G")
-    add_set_option(p)
+                   help="message size per rank (nccl-tests 'size'): 1M, 8G, 1e9, or a range "
+                   "1M:8G; at most 1e15 bytes")
+    add_set_option(p, CLUSTER_SET_HELP)
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 
 def parse_size(text: str) -> int:
     """Bytes of ``1M`` / ``8G`` / ``4096`` / ``1e9`` (K, M, G, T: powers of 1024; an
-    exponent is decimal); ConfigError on anything else."""
+    exponent is decimal), 1 to :data:`MAX_BYTES`; ConfigError on anything else."""
     m = _SIZE.match(text)
     if not m:
         raise ConfigError("--bytes", None,
                           f"expected a size like 4096, 1e9, 1M or 8G, got {text!r}")
     value = float(m.group(1)) * _UNITS[m.group(2).upper()]
+    if value > MAX_BYTES:  # before int(): 1e999 reads as inf
+        raise ConfigError("--bytes", None, f"expected at most {MAX_BYTES:.0e} bytes (1 PB, "
+                          f"far more than a device holds), got {text!r}")
     if value < 1 or value != int(value):
         raise ConfigError("--bytes", None, f"expected a whole number of bytes >= 1, got {text!r}")
     return int(value)

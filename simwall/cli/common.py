@@ -17,12 +17,17 @@ from ..config import (
     split_key_overrides,
 )
 
-__all__ = ["SET_HELP", "add_set_option", "add_workload_arguments", "to_yaml",
+__all__ = ["CLUSTER_SET_HELP", "SET_HELP", "add_set_option", "add_workload_arguments", "to_yaml",
            "workload_and_cluster"]
 
 #: Help of ``--set`` on the commands about one run (run, show, topo, roofline).
 SET_HELP = ("override one key (YAML value), e.g. plan.tp=4 or cluster.nodes=8; repeatable; "
             "cluster.* keys go to the cluster")
+
+#: Help of ``--set`` on the commands about a cluster alone (topo, collective), which take
+#: cluster keys only.
+CLUSTER_SET_HELP = ("override one cluster key (YAML value), e.g. cluster.nodes=2 (the "
+                    "'cluster.' prefix is optional); repeatable")
 
 
 def add_set_option(p: argparse.ArgumentParser, help: str = SET_HELP) -> None:

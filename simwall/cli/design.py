@@ -10,7 +10,7 @@ import sys
 
 from ..config import set_overrides
 from .common import add_set_option
-from .plan import add_format_option
+from .plan import RECORD_FORMATS
 from .progress import add_quiet_option, progress_of
 
 DESCRIPTION = ("Run the plan search for every (cluster, workload) pair and compare each "
@@ -32,7 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-binding", action="store_true",
                    help="skip the elasticity runs that name the binding resource (6 "
                    "simulations per pair)")
-    add_format_option(p)
+    p.add_argument("--format", choices=RECORD_FORMATS, default="table",
+                   help="table (default), or one record per (cluster, workload) pair with "
+                   "design's own columns (workload, cluster, inter_topology, devices, plan, "
+                   "step_time_s, tokens_per_s, mfu, fits, peak_bytes, capacity_bytes, "
+                   "j_per_token, w_per_device, cost_per_million_tokens, binding, "
+                   "plans_considered, plans_fit, plans_simulated, then "
+                   "elasticity.RESOURCE per resource measured): json (a list) or csv")
     p.add_argument("--plot", metavar="FILE", help="write tokens/s per GPU against energy "
                    "per token, one marker per pair (.png or .svg)")
     add_quiet_option(p)

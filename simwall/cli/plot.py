@@ -8,13 +8,15 @@ from pathlib import Path
 
 from ..studies.plots import check_plot_path, columns_plot, read_records, render_rows, save
 
-DESCRIPTION = ("Scatter --y against --x from a CSV or JSONL file written by 'simwall sweep': "
+DESCRIPTION = ("Scatter --y against --x from a CSV, JSONL or Parquet file written by "
+               "'simwall sweep': "
                "coloured by --hue, filtered by --where, with the Pareto front marked "
                "(--pareto; lower is better on both axes unless --maximize-x/--maximize-y).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("results", help="sweep output (.csv or .jsonl)")
+    p.add_argument("results", help="sweep output (.csv, .jsonl or .parquet; Parquet needs "
+                   "simwall[parquet])")
     p.add_argument("--x", required=True, help="column for the x axis, e.g. plan.tp")
     p.add_argument("--y", required=True, help="column for the y axis, e.g. step_time_s")
     p.add_argument("--hue", help="column to colour by, e.g. plan.zero (a colour per value; "

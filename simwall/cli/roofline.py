@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..hardware.catalog import resolve_device
+from ..hardware.catalog import get_device, resolve_device
 from ..hardware.efficiency import check_precision
 from ..model import roofline
+from ..model.limits import resolve_checked
 from .common import add_set_option, workload_and_cluster
 
 DESCRIPTION = None
@@ -25,9 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from ..studies import plots  # by the command, not its parser
 
     items = list(args.set_items)
-    if args.device:
-        items.insert(0, f"cluster.device={args.device}")
+    if args.device:  # a wrong name is the option's error, not the cluster file's
+        items.insert(0, f"cluster.device={get_device(args.device, None, '--device').name}")
     workload, cluster = workload_and_cluster(args.workload, None, items)
+    resolve_checked(workload, cluster)  # the plan checks of 'simwall run'
     device = resolve_device(cluster.device, "device", cluster.file)
     check_precision(workload, device)
     if args.plot:  # issue 6

@@ -23,7 +23,14 @@ from ..model.limits import resolve_checked
 from ..plan.limits import check_cluster
 from .common import add_set_option, to_yaml, workload_and_cluster
 
-DESCRIPTION = None
+DESCRIPTION = ("Print a workload, cluster or device as YAML with defaults and --set "
+               "applied. What simwall derives (a workload's resolved plan on its cluster, a "
+               "cluster's resolved device) follows as YAML comments, so the output loads "
+               "again as a workload or cluster file, e.g. 'simwall show llama3-405b > "
+               "w.yaml; simwall run w.yaml'.")
+
+#: The heading of the derived part, printed as comments (:func:`derived_comment`).
+DERIVED_NOTE = "derived by simwall, not read back (YAML comments):"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,22 +47,23 @@ def run(args: argparse.Namespace) -> int:
         plan, cluster = resolve_checked(workload, cluster)
         device = resolve_device(cluster.device, "device", cluster.file)
         doc = workload.model_dump(mode="json", by_alias=True)
-        doc["resolved"] = {
+        resolved = {
             "cluster": cluster.name, "device": device.name, "nodes": cluster.nodes,
             "devices": plan.world,
             "dp": plan.dp, "micro_batches": plan.micro_batches,
             "stage_layers": list(plan.stage_layers),
         }
-        print(f"# {workload.file}\n" + to_yaml(doc), end="")
+        print(f"# {workload.file}\n" + to_yaml(doc) + derived_comment("resolved", resolved),
+              end="")
     elif kind == "cluster":
         cluster = load_cluster(args.name, cluster_overrides(set_overrides(args.set_items)))
         check_cluster(cluster)
         for part in ("intra", "inter", "host"):  # unknown link names: say so here too
             resolve_link(getattr(cluster, part).link, f"{part}.link", cluster.file)
         doc = cluster.model_dump(mode="json", by_alias=True, exclude_none=True)
-        doc["resolved_device"] = resolve_device(cluster.device, "device", cluster.file) \
-            .model_dump(mode="json", by_alias=True)
-        print(f"# {cluster.file}\n" + to_yaml(doc), end="")
+        device = resolve_device(cluster.device, "device", cluster.file)
+        print(f"# {cluster.file}\n" + to_yaml(doc) + derived_comment(
+            "resolved_device", device.model_dump(mode="json", by_alias=True)), end="")
     else:
         source = "catalog/devices.yaml"
         device = get_device(args.name)
@@ -65,6 +73,13 @@ def run(args: argparse.Namespace) -> int:
                 raw, cluster_overrides(set_overrides(args.set_items)), source), source)
         print(f"# {source}\n" + to_yaml(device.model_dump(mode="json", by_alias=True)), end="")
     return 0
+
+
+def derived_comment(key: str, value: dict) -> str:
+    """``{key: value}`` as YAML, every line a comment under :data:`DERIVED_NOTE`: shown to
+    the reader, ignored by the loader, which stays strict (an unknown key is refused)."""
+    text = to_yaml({key: value})
+    return f"# {DERIVED_NOTE}\n" + "".join(f"# {line}\n" for line in text.splitlines())
 
 
 def kind_of(name: str) -> str:

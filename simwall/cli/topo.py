@@ -7,16 +7,16 @@ from typing import Any
 
 from ..config import cluster_overrides, load_cluster, set_overrides
 from ..errors import ConfigError
-from ..net import build_topology
+from ..net import Topology, build_topology
 from ..plan.limits import check_cluster
-from .common import add_set_option
+from .common import CLUSTER_SET_HELP, add_set_option
 
 DESCRIPTION = None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("cluster", help="bundled cluster name or YAML path")
-    add_set_option(p)
+    add_set_option(p, CLUSTER_SET_HELP)
     p.add_argument("--route", nargs=2, type=int, metavar=("A", "B"),
                    help="report the route between devices A and B (default: 0 and the last)")
     p.add_argument("--export", metavar="FILE",
@@ -34,17 +34,32 @@ def run(args: argparse.Namespace) -> int:
     topo = build_topology(cluster)
     lines = [f"# {cluster.file}", *_mapping_lines(topo.describe())]
     n = topo.num_devices
-    a, b = args.route if args.route else (0, n - 1)
+    if args.route:
+        lines.append(route_line(topo, *args.route))
+    elif n > 1:  # by default, from the first device to the last
+        lines.append(route_line(topo, 0, n - 1))
+    else:
+        lines.append("route: none (the cluster has one device)")
+    print("\n".join(lines))
+    return 0
+
+
+def route_line(topo: Topology, a: int, b: int) -> str:
+    """The route from device ``a`` to device ``b``: hops, bottleneck bandwidth and
+    latency. A device out of range, or ``a == b`` (no link to cross, so no bandwidth),
+    is a ConfigError naming ``--route``."""
+    n = topo.num_devices
     for dev in (a, b):
         if not 0 <= dev < n:
             raise ConfigError("--route", None, f"device {dev} out of range: expected 0 to "
                               f"{n - 1} ({n} devices)")
+    if a == b:
+        raise ConfigError("--route", None, f"expected two different devices, got {a} "
+                          f"twice (a device reaches itself over no link)")
     hops = topo.route(a, b)
-    lines.append(f"route {a} -> {b}: {len(hops)} hops, bottleneck "
-                 f"{topo.route_bandwidth_bytes_per_s(a, b) / 1e9:,.1f} GB/s, latency "
-                 f"{topo.route_latency_s(a, b) * 1e6:,.2f} us")
-    print("\n".join(lines))
-    return 0
+    return (f"route {a} -> {b}: {len(hops)} hops, bottleneck "
+            f"{topo.route_bandwidth_bytes_per_s(a, b) / 1e9:,.1f} GB/s, latency "
+            f"{topo.route_latency_s(a, b) * 1e6:,.2f} us")
 
 
 def _export(cluster, path: str) -> int:

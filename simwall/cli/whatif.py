@@ -10,6 +10,8 @@ from ..config import set_overrides
 from ..errors import ConfigError
 from ..studies.whatif import (
     AXES,
+    MAX_FACTOR,
+    MIN_FACTOR,
     generations,
     parse_rates,
     parse_scales,
@@ -33,14 +35,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster", help="bundled cluster name or YAML path")
     add_set_option(p, "override one key, e.g. plan.tp=4; repeatable")
     p.add_argument("--scale", dest="scales", action="append", default=[],
-                   metavar="KEY=FACTOR", help="scale one resource, e.g. memory_bandwidth=2; "
-                   "repeatable")
+                   metavar="KEY=FACTOR", help="scale one resource by a factor from "
+                   f"{MIN_FACTOR:g} to {MAX_FACTOR:g}, e.g. memory_bandwidth=2; repeatable")
     p.add_argument("--generations", type=int, metavar="N",
                    help="project N two-year hardware generations forward")
     p.add_argument("--rates", metavar="KEY=FACTOR,...",
                    help="with --generations: growth per generation of the named resources, "
-                   "e.g. peak_flops=2,nic=1.2 (the others keep Gholami et al.'s rates; "
-                   "KEY=1 holds one fixed)")
+                   f"e.g. peak_flops=2,nic=1.2, each from {MIN_FACTOR:g} to {MAX_FACTOR:g} "
+                   "(the others keep "
+                   "Gholami et al.'s rates; KEY=1 holds one fixed)")
     p.add_argument("--replan", action="store_true",
                    help="with --generations: run each generation with the best plan the "
                    "plan search finds for its hardware (top 1), not today's plan")

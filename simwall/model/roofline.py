@@ -1,4 +1,5 @@
-"""Roofline table of one transformer layer (plus embedding and head) on one device.
+"""Roofline table of one transformer layer (plus embedding and head) on one device: the
+total sums those rows, one layer of many, not the whole model.
 
 Each row is one op of one device for one micro-batch: FLOP, bytes moved, arithmetic
 intensity, whether it is compute or memory bound on the device, its time and its share of
@@ -15,7 +16,7 @@ from ..plan import Plan, balanced_split
 from .ops import MODES, embedding_ops, head_ops, layer_ops
 from .optime import bound, op_time_s, ridge_point
 
-__all__ = ["render", "roofline_rows", "single_layer_plan"]
+__all__ = ["TOTAL_LABEL", "render", "roofline_rows", "scope_line", "single_layer_plan"]
 
 _COLUMNS = ("part", "op", "pass", "kind", "flop", "bytes", "intensity", "bound", "time_s",
             "share")
@@ -35,9 +36,11 @@ def single_layer_plan(workload: Workload) -> Plan:
 def roofline_rows(workload: Workload, device: DeviceSpec, mode: str = "train",
                   plan: Plan | None = None) -> list[dict]:
     """Rows (dicts with keys ``part, op, pass, kind, flop, bytes, intensity, bound, time_s,
-    share, device, mode, precision, ridge_flop_per_byte``) for the embedding, one layer and
-    the head. ``train`` lists forward, recompute and backward ops; ``prefill`` / ``decode``
-    the forward only. ``share`` is the op's fraction of the summed ``time_s`` of all rows.
+    share, device, mode, precision, ridge_flop_per_byte, model_layers``) for the embedding,
+    one (dense) layer and the head. ``train`` lists forward, recompute and backward ops;
+    ``prefill`` / ``decode`` the forward only. ``share`` is the op's fraction of the summed
+    ``time_s`` of all rows (one layer, not the whole model); ``model_layers`` is the
+    model's layer count, of which the ``layer`` rows are one.
     """
     if mode not in MODES:
         raise SimwallError(f"roofline: mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -57,7 +60,7 @@ def roofline_rows(workload: Workload, device: DeviceSpec, mode: str = "train",
             "flop": op.flop, "bytes": op.bytes_, "intensity": op.intensity,
             "bound": bound(op, device, precision), "time_s": op_time_s(op, device, precision),
             "device": device.name, "mode": mode, "precision": precision,
-            "ridge_flop_per_byte": ridge,
+            "ridge_flop_per_byte": ridge, "model_layers": model.layers,
         })
     total = sum(r["time_s"] for r in rows)
     for r in rows:
@@ -77,21 +80,35 @@ def _fmt(key: str, value) -> str:
     return str(value)
 
 
+#: The label of the total row: what it sums (one layer, not the model's every layer).
+TOTAL_LABEL = ("total", "embedding + 1 layer + head")
+
+
+def scope_line(model_layers: int | None) -> str:
+    """The line that says what the rows cover: one of ``model_layers`` layers, so the
+    total and the shares are not the whole model's."""
+    of = f" of the model's {model_layers}" if model_layers else ""
+    return (f"layer rows: one dense layer{of}; total and share cover the rows listed, "
+            f"not the whole model")
+
+
 def render(rows: list[dict]) -> str:
-    """An aligned text table of ``rows``, headed by device, mode, precision and ridge point;
-    times in microseconds. Ends with a total line."""
+    """An aligned text table of ``rows``, headed by device, mode, precision and ridge point
+    and by :func:`scope_line`; times in microseconds. Ends with the total of the rows
+    listed (:data:`TOTAL_LABEL`)."""
     if not rows:
         return "(no ops)\n"
     first = rows[0]
     head = (f"roofline: {first['device']}, mode {first['mode']}, {first['precision']}, "
-            f"ridge point {first['ridge_flop_per_byte']:.1f} FLOP/byte")
+            f"ridge point {first['ridge_flop_per_byte']:.1f} FLOP/byte\n"
+            f"{scope_line(first.get('model_layers'))}")
     titles = {"time_s": "time_us", "intensity": "FLOP/byte"}
     header = [titles.get(c, c) for c in _COLUMNS]
     body = [[_fmt(c, r[c]) for c in _COLUMNS] for r in rows]
     total_t = sum(r["time_s"] for r in rows)
     total_f = sum(r["flop"] for r in rows)
     total_b = sum(r["bytes"] for r in rows)
-    body.append(["total", "", "", "", _fmt("flop", total_f), _fmt("bytes", total_b),
+    body.append([*TOTAL_LABEL, "", "", _fmt("flop", total_f), _fmt("bytes", total_b),
                  _fmt("intensity", total_f / total_b if total_b else 0.0), "",
                  _fmt("time_s", total_t), "100.0%"])
     widths = [max(len(header[i]), *(len(b[i]) for b in body)) for i in range(len(header))]

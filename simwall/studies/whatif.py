@@ -37,8 +37,11 @@ __all__ = [
     "AXES",
     "ELASTICITY_STEP",
     "GROWTH_PER_GENERATION",
+    "MAX_FACTOR",
+    "MIN_FACTOR",
     "YEARS_PER_GENERATION",
     "change_text",
+    "check_factor",
     "elasticities",
     "generations",
     "parse_rates",
@@ -72,6 +75,11 @@ GROWTH_PER_GENERATION: dict[str, float] = {
 }
 YEARS_PER_GENERATION = 2
 
+#: Bounds of one ``--scale`` or ``--rates`` factor: a thousandfold either way holds any
+#: hardware what-if (a generation grows a resource 1.4-3x, :data:`GROWTH_PER_GENERATION`)
+#: and keeps times and sizes printable (1e-300 of a bandwidth gives a 300-digit time).
+MIN_FACTOR, MAX_FACTOR = 1e-3, 1e3
+
 #: Relative step of the finite difference behind :func:`elasticities` (+10 %).
 ELASTICITY_STEP = 0.10
 
@@ -94,11 +102,21 @@ def parse_scales(items: list[str] | None, flag: str = "--scale") -> dict[str, fl
         try:
             factor = float(raw)
         except ValueError:
-            raise ConfigError(flag, key, f"expected a positive number, got '{raw}'") from None
-        if not (math.isfinite(factor) and factor > 0):
-            raise ConfigError(flag, key, f"expected a positive number, got '{raw}'")
-        out[key] = factor
+            factor = math.nan
+        out[key] = check_factor(key, factor, flag, raw.strip())
     return out
+
+
+def check_factor(key: str, factor: Any, flag: str = "--scale", given: str | None = None
+                 ) -> float:
+    """``factor`` when it is a number from :data:`MIN_FACTOR` to :data:`MAX_FACTOR`; else a
+    ConfigError naming ``flag`` and ``key`` (``given``: the text the user wrote)."""
+    ok = (isinstance(factor, (int, float)) and not isinstance(factor, bool)
+          and MIN_FACTOR <= factor <= MAX_FACTOR)  # nan fails the comparison
+    if not ok:
+        raise ConfigError(flag, key, f"expected a positive factor from {MIN_FACTOR:g} to "
+                          f"{MAX_FACTOR:g}, got '{factor if given is None else given}'")
+    return float(factor)
 
 
 def parse_rates(text: str | None, flag: str = "--rates") -> dict[str, float]:
@@ -120,9 +138,11 @@ def _check_axis(key: str, flag: str = "--scale") -> None:
                           f"{', '.join(AXES)})")
 
 
-def scale_overrides(prep: Prepared, scales: dict[str, float]) -> dict[str, Any]:
+def scale_overrides(prep: Prepared, scales: dict[str, float],
+                    flag: str = "--scale") -> dict[str, Any]:
     """Override keys that scale the resolved resources of ``prep`` by ``scales``; values
-    are the new absolute numbers."""
+    are the new absolute numbers. A factor that is not a positive number, or a value it
+    scales past the floats, is a ConfigError naming ``flag``, the option it came from."""
 
     cl, dev = prep.cluster, prep.device
     out: dict[str, Any] = {}
@@ -131,7 +151,7 @@ def scale_overrides(prep: Prepared, scales: dict[str, float]) -> dict[str, Any]:
     for key, factor in sorted(scales.items()):
         _check_axis(key)
         if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
-            raise ConfigError("--scale", key, f"expected a positive number, got {factor!r}")
+            raise ConfigError(flag, key, f"expected a positive number, got {factor!r}")
         if key == "peak_flops":
             out["cluster.device.peak_flops"] = {p: v * factor for p, v in
                                                 sorted(dev.peak_flop_per_s.items())}
@@ -148,7 +168,20 @@ def scale_overrides(prep: Prepared, scales: dict[str, float]) -> dict[str, Any]:
         elif key == "latency":
             out["cluster.intra.link.latency"] = links["intra"].latency_s * factor
             out["cluster.inter.link.latency"] = links["inter"].latency_s * factor
-    return out
+    return _finite(out, flag)
+
+
+def _finite(overrides: dict[str, Any], flag: str) -> dict[str, Any]:
+    """``overrides`` when every value (a number, or a mapping of numbers) is finite; else
+    a ConfigError naming ``flag`` and the key its factor scaled past the floats."""
+    for key, value in overrides.items():
+        items = ({f"{key}.{k}": v for k, v in value.items()} if isinstance(value, dict)
+                 else {key: value})
+        for name, v in items.items():
+            if not math.isfinite(v):
+                raise ConfigError(flag, name, f"scaled to {v}, not a finite number; use a "
+                                  f"smaller factor")
+    return overrides
 
 
 # ---------------------------------------------------------------------------------------
@@ -212,7 +245,7 @@ def whatif(workload: WorkloadArg = "gpt3-175b", cluster: ClusterArg = None,
     omitted unless ``with_elasticities``.
     """
     overrides = dict(overrides or {})
-    scales = dict(scales or {})
+    scales = {key: check_factor(key, f) for key, f in (scales or {}).items()}
     prep, base = _run(workload, cluster, overrides)
     new_over = scale_overrides(prep, scales)
     _, new = _run(workload, cluster, {**overrides, **new_over})
@@ -309,14 +342,16 @@ def generations(workload: WorkloadArg = "gpt3-175b", cluster: ClusterArg = None,
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 20:
         raise ConfigError("--generations", None, f"expected an integer 0 to 20, got {count!r}")
     growth = dict(GROWTH_PER_GENERATION if growth is None else growth)
-    for axis in growth:
+    for axis, factor in growth.items():
         _check_axis(axis, "growth")
+        check_factor(axis, factor, "growth")
     overrides = dict(overrides or {})
     prep0, _ = _run(workload, cluster, overrides)
     rows: list[dict[str, Any]] = []
     base_flop = None
     for g in tracked(progress, range(count + 1), total=count + 1, desc="generations"):
-        hw = scale_overrides(prep0, {a: f ** g for a, f in growth.items()}) if g else {}
+        hw = (scale_overrides(prep0, {a: f ** g for a, f in growth.items()}, "--rates")
+              if g else {})
         for kind in ("fixed", "scaled"):
             model_over = (_scaled_model(prep0, growth.get("peak_flops", 1.0) ** g)
                           if (kind == "scaled" and g) else {})
