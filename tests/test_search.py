@@ -327,3 +327,14 @@ def test_check_says_when_the_plan_beats_every_searched_plan(tiny):
     assert faster.startswith("rank 1: faster by the analytic estimate (1.5000 s) than all 40")
     assert "its best 2.0000 s" in faster
     assert _rank_line(3, 40, 90, 2.5, best).startswith("rank 3 of 40 fitting plans (90 valid)")
+
+
+def test_check_api_raises_on_input_it_cannot_read(tmp_path):
+    # A typo'd key is an input error in the Python API too, not an 'invalid' verdict.
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("name: t\nmodle: {}\n")
+    with pytest.raises(ConfigError, match="modle: unknown key"):
+        check(str(bad), "single-node")
+    with pytest.raises(ConfigError, match="unknown key"):
+        check("gpt2", "single-node", {"plan.tpp": 2})
+    assert check("gpt2", "single-node", {"plan.tp": 3}).status == "invalid"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from ..config import set_overrides
 from .common import add_workload_arguments
@@ -20,25 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_quiet_option(p)
 
 
-def read_inputs(workload: str, cluster: str | None, overrides: dict[str, Any]) -> None:
-    """Raise the ConfigError of an input that cannot be read as a workload, a cluster
-    and its device: a missing, unreadable or empty file, a YAML syntax error, an unknown
-    key, a wrong type or range, an unknown device name. Those are errors (exit 2), not a
-    verdict: check's ``invalid`` is for a well-formed plan that cannot run."""
-    from ..engine.prepare import load_inputs
-    from ..hardware.catalog import resolve_device
-
-    _, cl = load_inputs(workload, cluster, overrides)
-    resolve_device(cl.device, "device", cl.file)
-
-
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when the plan fits, 1 when it is invalid or does not fit; an input error
-    (:func:`read_inputs`) is exit 2 from the CLI."""
+    (raised by :func:`simwall.studies.check.check`) is exit 2 from the CLI."""
     from ..studies.check import check  # by the command, not its parser
 
     overrides = set_overrides(args.set_items)
-    read_inputs(args.workload, args.cluster, overrides)
     res = check(args.workload, args.cluster, overrides, progress=progress_of(args))
     if args.format == "table":
         print("\n".join(res.lines))

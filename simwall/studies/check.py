@@ -9,8 +9,10 @@ from typing import Any
 
 from ..api import prepare, run_prepared
 from ..config import PRECISION_BYTES, ClusterSpec, PlanSpec, TrainingSpec, Workload
+from ..engine.prepare import load_inputs
 from ..engine.step import step_inputs
 from ..errors import ConfigError
+from ..hardware.catalog import resolve_device
 from ..model.memory import MemoryModel, memory_reserve
 from ..plan import Plan, framed, framework_label, plan_record
 from ..report import estimate_record
@@ -226,12 +228,15 @@ def check(workload: str | Workload, cluster: str | ClusterSpec | None = None,
     ``progress``: hook the plan enumeration goes through (:mod:`.progress`)."""
 
     overrides = dict(overrides or {})
+    # Inputs that cannot be read as a workload, a cluster and its device (a missing or
+    # unreadable file, a syntax error, an unknown key, a wrong type, an unknown device)
+    # raise: nothing to check (the CLI's one-line error, exit 2). ``invalid`` is the
+    # verdict on a well-formed plan that cannot run.
+    wl, cl = load_inputs(workload, cluster, overrides)
+    resolve_device(cl.device, "device", cl.file)
     try:
-        prep = prepare(workload, cluster, overrides)
+        prep = prepare(wl, cl)
     except ConfigError as err:
-        if err.message.startswith(("no such file", "no bundled", "cannot read", "not a ",
-                                   "not UTF-8")):
-            raise  # nothing to check: the CLI's one-line error, exit 2
         message = " ".join(str(err).split())
         return CheckResult("invalid", (f"invalid: {message}",),
                            {"sweep.index": 0, "sweep.key": None, "error": message,
