@@ -260,3 +260,13 @@ def test_cli_rates_replan_need_generations(capsys):
         code = main(["whatif", "gpt2", *argv])
         _, err = capsys.readouterr()
         assert code == 2 and "needs --generations" in err
+
+
+def test_a_generation_that_cannot_run_is_named():
+    # gpt2 grown with peak FLOP/s for 10 generations passes the engine's bucket limit:
+    # the error says which generation and model, not only the workload file.
+    from simwall.studies.whatif import generations
+
+    with pytest.raises(ConfigError, match=r"--generations: generation \d+ \(scaled model, "
+                                          r"hidden \d+\) cannot run: workloads/gpt2.yaml"):
+        generations("gpt2", "single-node", count=20)

@@ -357,12 +357,18 @@ def generations(workload: WorkloadArg = "gpt3-175b", cluster: ClusterArg = None,
                           if (kind == "scaled" and g) else {})
             over = {**overrides, **hw, **model_over}
             replanned = False
-            if replan:
-                best = search(workload, cluster, top=1, overrides=over).ranked
-                if best:
-                    over.update(plan_overrides(best[0].candidate.plan))
-                    replanned = True
-            prep, r = _run(workload, cluster, over)
+            try:
+                if replan:
+                    best = search(workload, cluster, top=1, overrides=over).ranked
+                    if best:
+                        over.update(plan_overrides(best[0].candidate.plan))
+                        replanned = True
+                prep, r = _run(workload, cluster, over)
+            except ConfigError as err:
+                # The projected hardware or grown model is what fails, not the input.
+                grown = f", hidden {model_over['model.hidden']}" if model_over else ""
+                raise ConfigError("--generations", None, f"generation {g} ({kind} "
+                                  f"model{grown}) cannot run: {err}") from None
             if base_flop is None:
                 base_flop = r.model_flop
             shares = wall_shares(prep, r)
