@@ -459,3 +459,22 @@ def test_an_unknown_option_before_the_command_is_named(capsys):
     assert "unrecognized arguments: --frobnicate" in err and "expected a command" in err
     assert main([]) == 2
     assert "the following arguments are required: COMMAND" in capsys.readouterr().err
+
+
+def test_topo_says_what_it_does_on_a_terminal_for_a_large_cluster(monkeypatch, capsys):
+    import io
+
+    from simwall.cli import topo
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(topo, "STATUS_DEVICES", 16)
+    for quiet, shown in ((False, True), (True, False)):
+        err = Terminal()
+        monkeypatch.setattr("sys.stderr", err)
+        argv = ["topo", "dgx-a100", "--set", "cluster.nodes=2"] + (["--quiet"] if quiet else [])
+        assert main(argv) == 0
+        assert ("measuring its bisection (max-flow), 16 devices..." in err.getvalue()) == shown
+        assert "bisection_bandwidth_bytes_per_s" in capsys.readouterr().out

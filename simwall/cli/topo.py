@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from ..config import cluster_overrides, load_cluster, set_overrides
@@ -10,6 +13,7 @@ from ..errors import ConfigError
 from ..net import Topology, build_topology
 from ..plan.limits import check_cluster
 from .common import CLUSTER_SET_HELP, add_set_option
+from .progress import add_quiet_option
 
 DESCRIPTION = None
 
@@ -22,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export", metavar="FILE",
                    help="write the cluster out as a cluster file that gives its graph "
                         "explicitly (YAML, or GraphML for FILE.graphml), to edit")
+    add_quiet_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,8 +36,10 @@ def run(args: argparse.Namespace) -> int:
     check_cluster(cluster)  # refuse a billion-device graph before building it
     if getattr(args, "export", None):
         return _export(cluster, args.export)
-    topo = build_topology(cluster)
-    lines = [f"# {cluster.file}", *_mapping_lines(topo.describe())]
+    with _status(args, cluster, f"building {cluster.name} and measuring its bisection "
+                                f"(max-flow)"):
+        topo = build_topology(cluster)
+        lines = [f"# {cluster.file}", *_mapping_lines(topo.describe())]
     n = topo.num_devices
     if args.route:
         lines.append(route_line(topo, *args.route))
@@ -60,6 +67,31 @@ def route_line(topo: Topology, a: int, b: int) -> str:
     return (f"route {a} -> {b}: {len(hops)} hops, bottleneck "
             f"{topo.route_bandwidth_bytes_per_s(a, b) / 1e9:,.1f} GB/s, latency "
             f"{topo.route_latency_s(a, b) * 1e6:,.2f} us")
+
+
+#: Devices from which ``topo`` says on a terminal what it is doing: the bisection's
+#: max-flow grows with the graph (8 s at 16,384 devices, about a minute at 131,072, on the
+#: 2-core development machine); one call, so a status line rather than a bar.
+STATUS_DEVICES = 4096
+
+
+@contextlib.contextmanager
+def _status(args: argparse.Namespace, cluster, what: str) -> Iterator[None]:
+    """On a terminal (stderr), for a cluster of :data:`STATUS_DEVICES` devices or more,
+    a status line while ``what`` runs, erased after; nothing with ``--quiet`` or when
+    stderr is piped, so stdout and logs are the same either way."""
+    devices = cluster.nodes * cluster.devices_per_node
+    isatty = getattr(sys.stderr, "isatty", None)
+    show = (devices >= STATUS_DEVICES and not args.quiet and isatty is not None
+            and isatty())
+    if show:
+        print(f"simwall topo: {what}, {devices:,} devices...", end="", file=sys.stderr,
+              flush=True)
+    try:
+        yield
+    finally:
+        if show:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
 def _export(cluster, path: str) -> int:

@@ -31,13 +31,12 @@ def cluster_devices(cluster: ClusterSpec, workload: Workload) -> int:
     which would not honour it, is refused rather than silently replaced.
     """
     per_node, asked = cluster.devices_per_node, workload.defaults.devices
-    if asked is not None and workload.origin("defaults.devices") == "--set":
-        if cluster.nodes != "auto" and asked != cluster.nodes * per_node:
-            raise ConfigError(workload.file, "defaults.devices", f"{asked} (from --set) is "
-                              f"not used: cluster {cluster.name} has a fixed "
-                              f"{cluster.nodes * per_node} devices ({cluster.nodes} node"
-                              f"{'s' if cluster.nodes != 1 else ''}); "
-                              f"set cluster.nodes instead")
+    if (asked is not None and workload.origin("defaults.devices") == "--set"
+            and cluster.nodes != "auto" and asked != cluster.nodes * per_node):
+        raise ConfigError(workload.file, "defaults.devices", f"{asked} (from --set) is not "
+                          f"used: cluster {cluster.name} has a fixed "
+                          f"{cluster.nodes * per_node} devices ({cluster.nodes} node"
+                          f"{'s' if cluster.nodes != 1 else ''}); set cluster.nodes instead")
     if cluster.nodes != "auto":
         return cluster.nodes * per_node
     plan = workload.plan
