@@ -24,3 +24,20 @@ def tiny(tmp_path_factory) -> str:
     p = tmp_path_factory.mktemp("wl") / "tiny.yaml"
     p.write_text(TINY)
     return str(p)
+
+
+@pytest.fixture
+def interrupted_at():
+    """``interrupted_at(real, n)``: ``real`` (a sweep's ``run_point``) raising
+    KeyboardInterrupt on its ``n``-th call, as Ctrl-C in the middle of a sweep; and the
+    list of the calls made."""
+    def wrap(real, n: int):
+        calls: list = []
+
+        def run_point(task):
+            calls.append(task)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(task)
+        return run_point, calls
+    return wrap

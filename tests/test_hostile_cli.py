@@ -236,15 +236,9 @@ def test_plot_of_a_parquet_that_is_not_one(tmp_path, capsys):
 
 
 def test_ctrl_c_in_a_sweep_keeps_the_journal_and_says_how_to_resume(tmp_path, wl, capsys,
-                                                                   monkeypatch):
+                                                                   monkeypatch, interrupted_at):
     real = sweeps.run_point
-    calls = []
-
-    def interrupted_at_the_fourth(task):
-        calls.append(task)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real(task)
+    interrupted_at_the_fourth, _ = interrupted_at(real, 4)
     monkeypatch.setattr(sweeps, "run_point", interrupted_at_the_fourth)
     spec, out = tmp_path / "sweep.yaml", tmp_path / "r.csv"
     code, _, err = run(capsys, "sweep", str(spec), "-o", str(out), "--executor", "serial")

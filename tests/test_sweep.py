@@ -317,7 +317,8 @@ def test_journal_of_another_sweep_and_foreign_lines_are_refused(tmp_path, tiny):
     assert len(read_records(notes)) == 12
 
 
-def test_resume_rewrites_a_torn_journal_before_appending(tmp_path, tiny, monkeypatch):
+def test_resume_rewrites_a_torn_journal_before_appending(tmp_path, tiny, monkeypatch,
+                                                        interrupted_at):
     """A record appended after a killed writer's half line would be unreadable: a second
     kill would lose it."""
     spec = load_sweep(sweep_file(tmp_path, tiny))
@@ -326,13 +327,7 @@ def test_resume_rewrites_a_torn_journal_before_appending(tmp_path, tiny, monkeyp
     journal = tmp_path / "r.csv.partial.jsonl"
     lines = full.read_text().splitlines(keepends=True)
     journal.write_text("".join(lines[:5]) + lines[5][:20])
-    real, calls = sw.run_point, []
-
-    def killed_at_the_second(task):
-        calls.append(task)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(task)
+    killed_at_the_second, _ = interrupted_at(sw.run_point, 2)
     monkeypatch.setattr(sw, "run_point", killed_at_the_second)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(spec, tmp_path / "r.csv", resume=True, progress=False)
