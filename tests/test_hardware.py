@@ -130,3 +130,17 @@ def test_unknown_link():
     with pytest.raises(ConfigError) as exc:
         hardware.get_link("NVLink9", key="intra.link")
     assert exc.value.key == "intra.link" and "NVLink" in str(exc.value)
+
+
+def test_a_device_handed_out_cannot_change_the_catalog():
+    # The one mutable field of a device is its peak_flops mapping: a caller changing the
+    # copy it got (prepare().device) leaves every later run as it was.
+    import simwall
+    from simwall.api import prepare
+
+    before = simwall.simulate("gpt2", "single-node").step_time_s
+    peaks = prepare("gpt2", "single-node").device.peak_flop_per_s
+    for k in peaks:
+        peaks[k] *= 10
+    assert hardware.get_device("A100-SXM4-80GB").peak_flop_per_s["bf16"] == 312e12
+    assert simwall.simulate("gpt2", "single-node").step_time_s == before

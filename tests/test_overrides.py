@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from simwall.config import cluster_overrides, set_overrides, split_key_overrides
+from simwall.config.overrides import plain_value
 from simwall.errors import ConfigError
 
 
@@ -47,3 +48,28 @@ def test_set_items_split_between_workload_and_cluster():
 def test_cluster_overrides_take_the_prefix_as_optional():
     assert cluster_overrides({"nodes": 2, "cluster.intra.link": "NVLink4"}) == \
         [("nodes", 2), ("intra.link", "NVLink4")]
+
+
+def test_numpy_values_are_taken_as_the_python_values_they_hold():
+    import numpy as np
+
+    import simwall
+
+    plain = simwall.simulate("gpt2", "single-node", **{"plan.pp": 2,
+                                                       "plan.sequence_parallel": False})
+    from_numpy = simwall.simulate("gpt2", "single-node", **{
+        "plan.pp": np.int64(2), "plan.sequence_parallel": np.bool_(False)})
+    assert from_numpy.to_json() == plain.to_json()
+    assert plain_value(np.array([24, 24])) == [24, 24]
+    assert type(plain_value(np.float64(3e12))) is float
+
+
+def test_a_workload_or_cluster_argument_of_the_wrong_kind_is_named():
+    import simwall
+
+    with pytest.raises(ConfigError, match=r"cluster: expected a bundled name, a YAML path "
+                                          r"or a ClusterSpec, got dict \(overrides go as "
+                                          r"keyword arguments"):
+        simwall.simulate("gpt2", {"plan.tp": 2})
+    with pytest.raises(ConfigError, match="workload: .* got NoneType"):
+        simwall.simulate(None, "single-node")

@@ -22,8 +22,8 @@ from ..errors import ConfigError
 from .validation import validate
 from .yamlio import LineDict, format_value, parse_yaml
 
-__all__ = ["CLUSTER_PREFIX", "apply_overrides", "cluster_overrides", "parse_set", "reoverride",
-           "set_overrides", "split_key_overrides"]
+__all__ = ["CLUSTER_PREFIX", "apply_overrides", "cluster_overrides", "parse_set",
+           "plain_value", "reoverride", "set_overrides", "split_key_overrides"]
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -71,8 +71,22 @@ def apply_overrides(doc: Any, overrides: list[tuple[str, Any]], source: str) -> 
                                   f"cannot set a key inside it")
             node[part] = nxt
             node = nxt
-        node[parts[-1]] = value
+        node[parts[-1]] = plain_value(value)
     return out
+
+
+def plain_value(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays (a script's ``np.int64(2)``,
+    ``np.linspace(...)``) as the Python ints, floats, bools and lists YAML gives, which
+    the strict schema takes; anything else as it is. numpy is not imported."""
+    if type(value).__module__ == "numpy":
+        if hasattr(value, "tolist"):  # arrays and scalars alike
+            return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain_value(v) for v in value)
+    if isinstance(value, dict):
+        return {k: plain_value(v) for k, v in value.items()}
+    return value
 
 
 #: Key paths under this prefix override the cluster (the prefix removed), the rest the

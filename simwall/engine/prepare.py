@@ -3,7 +3,9 @@ the plan resolved and checked, the device and the topology (built once per clust
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from os import PathLike
 from typing import Any
 
 from ..config import (
@@ -68,11 +70,28 @@ def load_default_cluster(wl: Workload, overrides: list) -> ClusterSpec:
                           line=wl.line("defaults.cluster")) from None
 
 
+def _check_kind(what: str, value: Any, typed: type) -> None:
+    """Refuse a ``workload`` / ``cluster`` argument that is no name, path or typed config,
+    naming what was expected (a dict of overrides in its place is the likely slip)."""
+    if isinstance(value, (str, PathLike, typed)):
+        return
+    hint = (" (overrides go as keyword arguments: simulate('gpt2', **{'plan.tp': 2}))"
+            if isinstance(value, Mapping) else "")
+    raise ConfigError(what, None, f"expected a bundled name, a YAML path or a "
+                      f"{typed.__name__}, got {type(value).__name__}{hint}")
+
+
 def load_inputs(workload: str | Workload, cluster: str | ClusterSpec | None = None,
                 overrides: dict[str, Any] | None = None) -> tuple[Workload, ClusterSpec]:
     """The workload and cluster (names, paths or typed configs; ``cluster=None``: the
     workload's ``defaults.cluster``) with the key-path ``overrides`` applied and
     validated."""
+    _check_kind("workload", workload, Workload)
+    if cluster is not None:
+        _check_kind("cluster", cluster, ClusterSpec)
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ConfigError("overrides", None, f"expected a mapping of key paths to values, "
+                          f"e.g. {{'plan.tp': 2}}, got {type(overrides).__name__}")
     wl_over, cl_over = split_key_overrides(overrides or {})
     if isinstance(workload, Workload):
         wl = reoverride(workload, wl_over, Workload)

@@ -94,8 +94,11 @@ def _lookup(kind: str, name: str, key: str, source: str | None):
 
 
 def get_device(name: str, key: str = "device", source: str | None = None) -> DeviceSpec:
-    """A catalog device by name (case and punctuation are ignored)."""
-    return _lookup("devices", name, key, source)
+    """A catalog device by name (case and punctuation are ignored): a copy whose
+    ``peak_flops`` mapping (its one mutable field) is the caller's own, so no caller can
+    change the catalog entry every later run reads."""
+    entry = _lookup("devices", name, key, source)
+    return entry.model_copy(update={"peak_flop_per_s": dict(entry.peak_flop_per_s)})
 
 
 def get_link(name: str, key: str = "link", source: str | None = None) -> LinkSpec:
