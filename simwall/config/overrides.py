@@ -79,9 +79,8 @@ def plain_value(value: Any) -> Any:
     """``value`` with numpy scalars and arrays (a script's ``np.int64(2)``,
     ``np.linspace(...)``) as the Python ints, floats, bools and lists YAML gives, which
     the strict schema takes; anything else as it is. numpy is not imported."""
-    if type(value).__module__ == "numpy":
-        if hasattr(value, "tolist"):  # arrays and scalars alike
-            return value.tolist()
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()  # arrays and scalars alike
     if isinstance(value, (list, tuple)):
         return type(value)(plain_value(v) for v in value)
     if isinstance(value, dict):
