@@ -45,3 +45,8 @@ def __getattr__(name: str):
         from .report import read_records
         return read_records
     raise AttributeError(f"module 'simwall' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The lazy names too, so tab completion offers simwall.simulate and the rest.
+    return sorted(set(globals()) | set(__all__))

@@ -169,3 +169,17 @@ def test_engine_task_cap_counts_the_simulated_streams():
     assert "x 2048 replicas = 2,097,152 engine tasks" in err.value.message
     with pytest.raises(ConfigError, match="2,097,152 engine tasks"):
         api.simulate("gpt3-175b", per_device=True, **GPT3_131K)
+
+
+def test_results_print_short_and_the_package_lists_its_names():
+    from simwall.studies.check import check
+    from simwall.studies.search import search
+
+    r = api.simulate("gpt2", "single-node")
+    assert repr(r).startswith("StepResult(gpt2 on single-node, 8 x A100-SXM4-80GB")
+    assert f"step {r.step_time_s:.4f} s" in repr(r) and len(repr(r)) < 200
+    s = search("gpt2", "single-node", top=2)
+    assert repr(s).startswith("SearchResult(gpt2 on single-node:") and len(repr(s)) < 300
+    assert repr(check("gpt2", "single-node")).startswith("CheckResult(fits: plan: ")
+    import simwall
+    assert {"simulate", "sweep", "StepResult", "read_records"} <= set(dir(simwall))

@@ -45,6 +45,15 @@ class StepResult:
     #: (simwall.costing.energy.step_energy; docs/energy.md).
     energy: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # Short enough for a notebook cell: the whole result is to_dict() / to_json().
+        p = self.plan
+        return (f"StepResult({self.workload} on {self.cluster}, {self.world} x "
+                f"{self.device}, tp={p.get('tp')} pp={p.get('pp')} dp={p.get('dp')}: "
+                f"step {self.step_time_s:.4f} s, MFU {self.mfu:.1%}, "
+                f"peak {self.memory.get('peak_bytes', 0) / 1e9:.1f} GB, "
+                f"fits {self.memory.get('fits')})")
+
     @property
     def model_tflops_per_device(self) -> float:
         return self.model_flop / (self.step_time_s * self.world) / 1e12

@@ -32,6 +32,10 @@ class CheckResult:
     lines: tuple[str, ...]
     record: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # The verdict and its first lines; ``lines`` and ``record`` hold the rest.
+        return f"CheckResult({self.status}: {' / '.join(self.lines[:2])})"
+
 
 def _yaml_text(value: Any) -> str:
     """A setting's value as YAML would show it (``false``, ``auto``, ``[4, 4]``)."""

@@ -162,6 +162,14 @@ class SearchResult:
     fixed: tuple[str, ...] = ()
     framework: str | None = None
 
+    def __repr__(self) -> str:
+        # The counts and the best plan; ``ranked`` holds every plan with its result.
+        best = (f"; best {describe_plan(self.ranked[0].candidate.plan)}: "
+                f"{self.ranked[0].step_time_s:.4f} s" if self.ranked else "; none fits")
+        return (f"SearchResult({self.workload} on {self.cluster}: {self.considered} valid, "
+                f"{self.fitting} fit, {self.confirmed} simulated, {len(self.ranked)} "
+                f"ranked{best})")
+
 
 def tp_valid(workload: Workload, cluster: ClusterSpec, tp: int) -> bool:
     """The TP checks of :func:`simwall.plan.resolve`, without raising."""
