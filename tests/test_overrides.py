@@ -73,3 +73,12 @@ def test_a_workload_or_cluster_argument_of_the_wrong_kind_is_named():
         simwall.simulate("gpt2", {"plan.tp": 2})
     with pytest.raises(ConfigError, match="workload: .* got NoneType"):
         simwall.simulate(None, "single-node")
+
+
+def test_a_key_without_its_section_is_told_its_section():
+    import simwall
+
+    for key, meant in (("tp", "plan.tp"), ("micro_batch", "training.micro_batch"),
+                       ("nodes", "cluster.nodes")):
+        with pytest.raises(ConfigError, match=f"{key}: unknown key; did you mean '{meant}'"):
+            simwall.simulate("gpt2", "single-node", **{key: 2})

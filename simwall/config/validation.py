@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
-from .schema import OneOf
+from .schema import ClusterSpec, OneOf, Workload
 from .yamlio import format_number, format_value, key_path, line_of
 
 __all__ = ["flat_lines", "key_path_problem", "validate"]
@@ -188,8 +188,26 @@ def _value_at(doc: Any, path: list) -> Any:
     return node
 
 
+def _section_of(key: str, model: type[BaseModel] | None) -> str | None:
+    """The key path ``key`` lacks its section in, for a key written without it: a field
+    of one of ``model``'s sections (``tp`` on a workload -> ``plan.tp``), or on a
+    workload a cluster key (``nodes`` -> ``cluster.nodes``, as overrides spell it)."""
+    if model is None:
+        return None
+    for name, info in model.model_fields.items():
+        tp = _unwrap(info.annotation)[0]
+        if _is_model(tp) and key in _keys_of(tp):
+            return f"{info.alias or name}.{key}"
+    if model is Workload and key in _keys_of(ClusterSpec):
+        return f"cluster.{key}"
+    return None
+
+
 def _unknown_key(key: Any, model: type[BaseModel] | None) -> str:
     valid = _keys_of(model) if model else []
+    section = _section_of(str(key), model)
+    if section:
+        return f"unknown key; did you mean '{section}'?"
     near = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
     if near:
         return f"unknown key; did you mean '{near[0]}'?"
