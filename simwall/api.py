@@ -33,6 +33,9 @@ def simulate(workload: str | Workload = "gpt3-175b", cluster: str | ClusterSpec 
     latency and link type; docs/input-formats.md). ``overrides`` are key paths, e.g.
     ``simulate("gpt3-175b", **{"plan.tp": 4, "cluster.nodes": 64})``.
     """
+    for name, flag in (("per_device", per_device), ("trace", trace)):
+        if not isinstance(flag, bool):
+            raise ConfigError(name, None, f"expected True or False, got {flag!r}")
     if _is_graph(cluster):
         cluster = cluster_from_networkx(cluster)
     prep = prepare(workload, cluster, overrides)

@@ -183,3 +183,8 @@ def test_results_print_short_and_the_package_lists_its_names():
     assert repr(check("gpt2", "single-node")).startswith("CheckResult(fits: plan: ")
     import simwall
     assert {"simulate", "sweep", "StepResult", "read_records"} <= set(dir(simwall))
+
+
+def test_switches_are_booleans():
+    with pytest.raises(ConfigError, match="per_device: expected True or False, got 'yes'"):
+        api.simulate("gpt2", "single-node", per_device="yes")

@@ -12,6 +12,7 @@ import pytest
 from simwall import simulate
 from simwall.cli import main
 from simwall.engine.prepare import load_inputs
+from simwall.errors import ConfigError
 from simwall.studies.design import (
     DESIGN_COLUMNS,
     binding_resource,
@@ -146,3 +147,8 @@ def test_a_workload_given_twice_gets_two_labels():
     rows = design(["gpt2", "gpt2"], ["single-node"], with_binding=False)
     assert [r["workload"] for r in rows] == ["gpt2#1", "gpt2#2"]
     assert "2 workload(s)" in render_design(rows)
+
+
+def test_one_name_where_a_list_is_expected_is_refused():
+    with pytest.raises(ConfigError, match=r"workloads: expected a list \(e.g. \['gpt2'\]\)"):
+        design("gpt2", ["single-node"])

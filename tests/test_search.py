@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -338,3 +339,13 @@ def test_check_api_raises_on_input_it_cannot_read(tmp_path):
     with pytest.raises(ConfigError, match="unknown key"):
         check("gpt2", "single-node", {"plan.tpp": 2})
     assert check("gpt2", "single-node", {"plan.tp": 3}).status == "invalid"
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"top": 2.5}, "--top: expected an integer >= 1, got 2.5"),
+    ({"max_tp": -1}, "--max-tp: expected an integer >= 1 or None, got -1"),
+    ({"confirm": 0}, "--confirm: expected an integer >= 1 or None, got 0"),
+])
+def test_search_numbers_are_positive_integers(tiny, kw, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        search(tiny, "single-node", **kw)

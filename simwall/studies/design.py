@@ -67,6 +67,10 @@ def design(workloads: list[str | Workload], clusters: list[str | ClusterSpec],
     elasticities of the best plan (6 simulations) and name the binding resource.
     Keys of a row: :data:`DESIGN_COLUMNS` plus ``elasticities`` (axis -> value).
     """
+    for name, given in (("workloads", workloads), ("clusters", clusters)):
+        if isinstance(given, (str, Workload, ClusterSpec)):
+            raise ConfigError("design", name, f"expected a list (e.g. [{given!r}]), got "
+                              f"one {type(given).__name__}")
     if not workloads:
         raise ConfigError("design", "workloads", "give at least one workload")
     if not clusters:

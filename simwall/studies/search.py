@@ -801,8 +801,11 @@ def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
     if objective not in ("step_time", "memory"):
         raise ConfigError("--objective", None, f"expected step_time or memory, got "
                           f"{objective!r}")
-    if top < 1:
-        raise ConfigError("--top", None, f"expected an integer >= 1, got {top}")
+    for name, value, optional in (("--top", top, False), ("--confirm", confirm, True),
+                                  ("--max-tp", max_tp, True)):
+        if not (optional and value is None) and not _positive_int(value):
+            raise ConfigError(name, None, f"expected an integer >= 1"
+                              f"{' or None' if optional else ''}, got {value!r}")
     axes = parse_axes(best_by) if best_by else ()
     wl, cl = load_inputs(workload, cluster, overrides)
     s = Searcher(wl, cl, framework, fixed_fields(wl, overrides or {}))
@@ -830,6 +833,11 @@ def search(workload: str | Workload, cluster: str | ClusterSpec | None = None,
     return SearchResult(workload=wl.name, cluster=s.cluster.name, world=s.world,
                         considered=n, fitting=len(fitting), confirmed=confirmed,
                         ranked=tuple(best), best_by=axes, unfit=unfit, **show)
+
+
+def _positive_int(value: Any) -> bool:
+    """Whether ``value`` is an int >= 1 (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _rank(s: Searcher, fitting: list, top: int, objective: str, confirm: int | None,
