@@ -247,3 +247,27 @@ def test_gb200_nvl72_exports_with_its_host_link_written_once(tmp_path):
         prep.topology.host_edge(0)) == 225e9
     assert run_prepared(prepare("llama2-7b", cluster, plan)).step_time_s == \
         run_prepared(prep).step_time_s
+
+
+def test_a_graph_level_without_its_link_takes_the_class_of_its_links(tmp_path, capsys):
+    """An H100 graph whose file leaves out intra.link and inter.link (defaults: NVLink3,
+    IB-HDR) is costed with its own links' classes, NVLink4 and IB-NDR: the same step as
+    with the keys written, the same confidence, and a --scale nic reaches its NICs."""
+    import yaml
+    over = {"cluster.nodes": 2}
+    text = export_graph_text(prepare("llama2-7b", "dgx-h100", over).cluster)
+    doc = yaml.safe_load(text)
+    assert doc["intra"]["link"] == "NVLink4" and doc["inter"]["link"] == "IB-NDR"
+    full, bare = tmp_path / "full.yaml", tmp_path / "bare.yaml"
+    full.write_text(text)
+    del doc["intra"]["link"], doc["inter"]["link"]
+    bare.write_text(yaml.safe_dump(doc))
+    plan = {"plan.tp": 4}
+    a, b = simulate("llama2-7b", str(full), **plan), simulate("llama2-7b", str(bare), **plan)
+    assert a.step_time_s == b.step_time_s and a.breakdown_s == b.breakdown_s
+    assert [x["link"] for x in b.confidence["links"]] == ["NVLink4", "IB-NDR"]
+    args = ["whatif", "llama2-7b", "--cluster", str(bare), "--set", "plan.tp=4",
+            "--scale", "nic=0.5", "--no-elasticities", "--format", "json"]
+    assert main(args) == 0
+    out = __import__("json").loads(capsys.readouterr().out)
+    assert out["scaled"]["breakdown_s"]["dp_comm"] > out["baseline"]["breakdown_s"]["dp_comm"]

@@ -270,3 +270,15 @@ def test_a_generation_that_cannot_run_is_named():
     with pytest.raises(ConfigError, match=r"--generations: generation \d+ \(scaled model, "
                                           r"hidden \d+\) cannot run: workloads/gpt2.yaml"):
         generations("gpt2", "single-node", count=20)
+
+
+def test_whatif_scales_a_link_the_cluster_file_leaves_at_its_default(tmp_path):
+    # No intra/inter keys in the file: the what-if writes the whole link mapping
+    # (before: "inter.link.base: required key is missing").
+    from simwall.studies.whatif import whatif
+
+    path = tmp_path / "plain.yaml"
+    path.write_text("name: plain\ndevice: H100-SXM5-80GB\nnodes: 2\n")
+    out = whatif("llama2-7b", str(path), {"nic": 0.25, "latency": 2.0},
+                 with_elasticities=False)
+    assert out["scaled"]["step_time_s"] > out["baseline"]["step_time_s"]

@@ -39,12 +39,20 @@ def link_name(link: str | LinkRef) -> str:
     return f"{link.base} (changed)" if changed else link.base
 
 
-def links_used(cluster: ClusterSpec, plan: Plan) -> tuple[str, ...]:
+def links_used(cluster: ClusterSpec, plan: Plan, context=None) -> tuple[str, ...]:
     """The link classes a step of ``plan`` on ``cluster`` uses: intra-node, inter-node
-    (more than one node), host (offload only); in that order, without repeats."""
-    names = [link_name(cluster.intra.link)]
+    (more than one node), host (offload only); in that order, without repeats.
+    ``context``: the topology's build context, whose level links an explicit graph sets
+    from its own links (:func:`simwall.net.build.build_topology`)."""
+    def level(name: str) -> str:
+        ref = getattr(cluster, name).link
+        spec = getattr(context, f"{name}_link", None) if cluster.graph is not None else None
+        base = ref if isinstance(ref, str) else ref.base
+        return spec.name if spec is not None and spec.name != base else link_name(ref)
+
+    names = [level("intra")]
     if cluster.nodes != 1:
-        names.append(link_name(cluster.inter.link))
+        names.append(level("inter"))
     if plan.offload != "none":
         names.append(link_name(cluster.host.link))
     return tuple(dict.fromkeys(names))

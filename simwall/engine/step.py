@@ -458,7 +458,8 @@ def run_prepared(prep: Prepared, per_device: bool = False, trace: bool = False) 
                 **({} if run.network is None else {"network": run.network})},
         trace_events=tuple(run.trace_events),
         bounds={"compute_only_s": compute_only},
-        confidence=confidence(prep.device.name, links_used(prep.cluster, plan)),
+        confidence=confidence(prep.device.name, links_used(prep.cluster, plan,
+                                                         prep.topology.context)),
         # Joules per step and per token, power, cost (docs/energy.md).
         energy=step_energy(model, training, plan, prep.device, prep.cluster, prep.topology,
                            costs, step, loads, symmetric))

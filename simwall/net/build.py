@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..config import ClusterSpec
 from ..errors import ConfigError
 from ..hardware.catalog import resolve_device, resolve_link
@@ -11,6 +13,34 @@ from .graph import apply_faults, build_graph, check_connected
 from .topology import Topology
 
 __all__ = ["build_topology"]
+
+#: The edge kinds of each level of an explicit graph whose link class stands for the
+#: level (the device's own attachment: NVLink inside a node, the NIC link across).
+_LEVEL_EDGE_KINDS = {"intra": ("intra",), "inter": ("nic", "net")}
+
+
+def _level_links_of_graph(ctx: GeneratorContext, g) -> GeneratorContext:
+    """``ctx`` with each level's link class the one its graph's links have, which is what
+    the collectives' latency and protocol model, what-ifs and the confidence statement
+    read: ``{level}.link`` when some of the level's typed links are of its class (a
+    what-if mapping on it included), else the class of most of them (ties by name). A
+    level without typed links keeps ``{level}.link``."""
+    cluster, updates = ctx.cluster, {}
+    for level, kinds in _LEVEL_EDGE_KINDS.items():
+        counts: dict[str, int] = {}
+        for _, _, data in g.edges(data=True):
+            if data["kind"] in kinds and data["link"] != "custom":
+                counts[data["link"]] = counts.get(data["link"], 0) + 1
+        if not counts or _base_name(getattr(cluster, level).link) in counts:
+            continue
+        most = min(counts, key=lambda name: (-counts[name], name))
+        updates[f"{level}_link"] = resolve_link(most, f"{level}.link", cluster.file)
+    return replace(ctx, **updates) if updates else ctx
+
+
+def _base_name(ref) -> str:
+    """The catalog name a link reference stands on (a name, or a mapping's ``base``)."""
+    return ref if isinstance(ref, str) else ref.base
 
 
 def build_topology(cluster: ClusterSpec) -> Topology:
@@ -58,7 +88,7 @@ def build_topology(cluster: ClusterSpec) -> Topology:
         g = build_explicit_graph(ctx)
         apply_faults(g, cluster, source)
         check_connected(g, ctx)
-        return Topology(cluster, device, g, ctx)
+        return Topology(cluster, device, g, _level_links_of_graph(ctx, g))
     INTRA_TOPOLOGIES[cluster.intra.topology].check(ctx)
     INTER_TOPOLOGIES[cluster.inter.topology].check(ctx)
     eager = bool(cluster.faults.links) or cluster.intra.topology == "none"

@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import api
 from ..api import Prepared
-from ..config import ClusterSpec, Workload
+from ..config import ClusterSpec, LinkSpec, Workload
 from ..errors import ConfigError
 from ..hardware.catalog import resolve_link
 from ..model import ops as wl_mod
@@ -146,8 +146,8 @@ def scale_overrides(prep: Prepared, scales: dict[str, float],
 
     cl, dev = prep.cluster, prep.device
     out: dict[str, Any] = {}
-    links = {name: resolve_link(getattr(cl, name).link, f"{name}.link", cl.file)
-             for name in ("intra", "inter", "host")}
+    links = {name: _level_link(prep, name) for name in ("intra", "inter", "host")}
+    changed: dict[str, dict[str, float]] = {}   # level -> the link keys its factors set
     for key, factor in sorted(scales.items()):
         _check_axis(key)
         if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
@@ -159,24 +159,47 @@ def scale_overrides(prep: Prepared, scales: dict[str, float],
             out["cluster.device.memory_bandwidth"] = dev.memory_bandwidth_bytes_per_s * factor
         elif key == "memory_capacity":
             out["cluster.device.memory_capacity"] = dev.memory_capacity_bytes * factor
-        elif key == "nvlink":
-            out["cluster.intra.link.bandwidth"] = links["intra"].bandwidth_bytes_per_s * factor
-        elif key == "nic":
-            out["cluster.inter.link.bandwidth"] = links["inter"].bandwidth_bytes_per_s * factor
-        elif key == "pcie":
-            out["cluster.host.link.bandwidth"] = links["host"].bandwidth_bytes_per_s * factor
+        elif key in ("nvlink", "nic", "pcie"):
+            level = {"nvlink": "intra", "nic": "inter", "pcie": "host"}[key]
+            changed.setdefault(level, {})["bandwidth"] = (
+                links[level].bandwidth_bytes_per_s * factor)
         elif key == "latency":
-            out["cluster.intra.link.latency"] = links["intra"].latency_s * factor
-            out["cluster.inter.link.latency"] = links["inter"].latency_s * factor
+            for level in ("intra", "inter"):
+                changed.setdefault(level, {})["latency"] = links[level].latency_s * factor
+    for level, keys in sorted(changed.items()):
+        out[f"cluster.{level}.link"] = _link_mapping(cl, level, links[level], keys)
     return _finite(out, flag)
+
+
+def _level_link(prep: Prepared, level: str) -> LinkSpec:
+    """The link class ``level`` runs on: the cluster's ``{level}.link``, or for an explicit
+    graph the class its links have (:func:`simwall.net.build.build_topology`)."""
+    ctx = getattr(prep.topology, "context", None)
+    if ctx is not None and level != "host":
+        return getattr(ctx, f"{level}_link")
+    cl = prep.cluster
+    return resolve_link(getattr(cl, level).link, f"{level}.link", cl.file)
+
+
+def _link_mapping(cl: ClusterSpec, level: str, spec: LinkSpec, keys: dict[str, float]
+                  ) -> dict[str, Any]:
+    """``{level}.link`` as a what-if mapping on the class it runs on (``spec``), with
+    ``keys`` set and the cluster's own changes to that class kept; a whole mapping, so
+    it also applies where the file leaves the link at its default."""
+    ref = getattr(cl, level).link
+    if isinstance(ref, str) or ref.base != spec.name:
+        start: dict[str, Any] = {"base": spec.name}
+    else:
+        start = ref.model_dump(by_alias=True, exclude_none=True)
+    return {**start, **keys}
 
 
 def _finite(overrides: dict[str, Any], flag: str) -> dict[str, Any]:
     """``overrides`` when every value (a number, or a mapping of numbers) is finite; else
     a ConfigError naming ``flag`` and the key its factor scaled past the floats."""
     for key, value in overrides.items():
-        items = ({f"{key}.{k}": v for k, v in value.items()} if isinstance(value, dict)
-                 else {key: value})
+        items = ({f"{key}.{k}": v for k, v in value.items() if not isinstance(v, str)}
+                 if isinstance(value, dict) else {key: value})
         for name, v in items.items():
             if not math.isfinite(v):
                 raise ConfigError(flag, name, f"scaled to {v}, not a finite number; use a "
