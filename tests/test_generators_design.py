@@ -150,3 +150,16 @@ def test_nvlink_domains_of_any_size(per_node):
         nvlink5.bandwidth_bytes_per_s * nvlink5.efficiency
     assert topo.route_bandwidth_bytes_per_s(0, per_node) == NDR
     assert math.isfinite(topo.route_latency_s(0, 2 * per_node - 1))
+
+
+@pytest.mark.parametrize("radix, nodes", [(24, 16), (12, 16), (64, 16)])
+def test_more_oversubscription_is_never_faster(radix, nodes):
+    """A leaf's uplink is its up ports, also where whole nodes leave down ports unused or
+    the last leaf is partly filled: raising the oversubscription never speeds a step."""
+    import simwall
+
+    steps = [simwall.simulate("llama2-7b", "dgx-h100", **{
+        "cluster.nodes": nodes, "cluster.inter.switch_radix": radix,
+        "cluster.inter.oversubscription": o, "cluster.inter.rail_optimized": False,
+        "plan.tp": 8, "plan.zero": 3}).step_time_s for o in (1, 1.5, 2, 3, 5, 7)]
+    assert steps == sorted(steps), steps

@@ -13,15 +13,32 @@ from .nics import nic_links, pxn_route
 if TYPE_CHECKING:                      # types only: the topology calls the generators
     from ..topology import Topology
 
-__all__ = ["GENERATOR", "fat_tree_layout", "leaf_of", "summed_links"]
+__all__ = ["GENERATOR", "fat_tree_layout", "leaf_down_ports", "leaf_of",
+           "leaf_uplink_bytes_per_s", "summed_links"]
+
+
+def leaf_down_ports(ctx: GeneratorContext) -> int:
+    """A leaf switch's ports facing the nodes: its radix split ``o : 1`` by the
+    oversubscription ``o``, ``int(radix x o / (1 + o))``."""
+    inter = ctx.cluster.inter
+    o = inter.oversubscription
+    return max(1, int(inter.switch_radix * o / (1 + o)))
+
+
+def leaf_uplink_bytes_per_s(ctx: GeneratorContext) -> float:
+    """A leaf's uplink capacity: its down ports' bandwidth / oversubscription, the same
+    for every leaf, also one the last nodes fill only in part or whose down ports whole
+    nodes leave partly unused (a switch's uplinks are fixed by its design, not by the
+    ports in use)."""
+    return (summed_links(ctx.inter_link.bandwidth_bytes_per_s, leaf_down_ports(ctx))
+            / ctx.cluster.inter.oversubscription)
 
 
 def fat_tree_layout(ctx: GeneratorContext) -> tuple[int, bool]:
-    """(nodes per leaf, rail optimised). Leaf ports split radix * o / (1 + o) down."""
-    inter = ctx.cluster.inter
-    o = inter.oversubscription
-    down_ports = max(1, int(inter.switch_radix * o / (1 + o)))
-    if inter.rail_optimized:
+    """(nodes per leaf, rail optimised): whole nodes on a leaf's down ports
+    (:func:`leaf_down_ports`), one NIC each when rail-optimised, else all of a node's."""
+    down_ports = leaf_down_ports(ctx)
+    if ctx.cluster.inter.rail_optimized:
         return down_ports, True
     return max(1, down_ports // ctx.rails), False
 
@@ -47,8 +64,10 @@ def links(ctx: GeneratorContext, n: int) -> Iterator[Link]:
 
 def uplinks(ctx: GeneratorContext, switch: Node | None = None) -> Iterator[Link]:
     """Every leaf's aggregated uplink to the spine (only ``switch``'s when given)."""
-    # Each leaf's uplinks are aggregated into one edge to the spine whose capacity is
-    # (leaf downlink bandwidth in use) / oversubscription; none with a single leaf.
+    # Each leaf's uplinks are aggregated into one edge to the spine of
+    # leaf_uplink_bytes_per_s (sizing it by the down ports in use made a partly filled leaf
+    # the bottleneck, and a higher oversubscription could then speed a step). None with a
+    # single leaf.
     # Leaves in order of first use by node (then rail), as the nodes' links reach them.
     per_leaf, rail_opt = fat_tree_layout(ctx)
     leaves = -(-ctx.nodes // per_leaf)
@@ -62,11 +81,9 @@ def uplinks(ctx: GeneratorContext, switch: Node | None = None) -> Iterator[Link]
         order = [switch]
     else:
         return
+    up = leaf_uplink_bytes_per_s(ctx)
     for leaf in order:
-        nics = min(per_leaf, ctx.nodes - leaf[2] * per_leaf) * (1 if rail_opt else ctx.rails)
-        yield Link(leaf, ("spine", 0), link_attrs(
-            ctx.inter_link, "spine", 0.0,
-            summed_links(ctx.inter_link.bandwidth_bytes_per_s, nics) / ctx.cluster.inter.oversubscription))
+        yield Link(leaf, ("spine", 0), link_attrs(ctx.inter_link, "spine", 0.0, up))
 
 
 @memoized(maxsize=1024)

@@ -9,8 +9,9 @@ SIGCOMM 2015, Sec. 3: edge and aggregation blocks each with their own uplink rat
 Leaves are those of ``fat_tree`` (``inter.oversubscription`` splits their ports);
 each pod's aggregation layer is modelled as one switch ``agg{rail}.{pod}`` per rail group,
 the core as one non-blocking switch ``spine``, as ``fat_tree`` models its spine: a leaf's
-uplink carries its downlink bandwidth / ``oversubscription``, a pod's uplink the sum of
-its leaves' uplinks / ``agg_oversubscription``.
+uplink carries its down ports' bandwidth / ``oversubscription``
+(``fat_tree.leaf_uplink_bytes_per_s``), a pod's uplink the sum of its leaves' uplinks /
+``agg_oversubscription``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 from ..names import Node
 from . import inter_fat_tree as fat_tree
 from .base import Generator, GeneratorContext, Link, link_attrs
-from .inter_fat_tree import fat_tree_layout, leaf_of, summed_links
+from .inter_fat_tree import fat_tree_layout, leaf_of
 from .nics import pxn_route
 
 if TYPE_CHECKING:                      # types only: the topology calls the generators
@@ -52,13 +53,6 @@ def links(ctx: GeneratorContext, n: int) -> Iterator[Link]:
     return fat_tree.links(ctx, n)
 
 
-def _leaf_uplink_bytes_per_s(ctx: GeneratorContext, j: int) -> float:
-    per_leaf, _, _, rail_opt = _sizes(ctx)
-    nics = min(per_leaf, ctx.nodes - j * per_leaf) * (1 if rail_opt else ctx.rails)
-    return (summed_links(ctx.inter_link.bandwidth_bytes_per_s, nics)
-            / ctx.cluster.inter.oversubscription)
-
-
 def uplinks(ctx: GeneratorContext, switch: Node | None = None) -> Iterator[Link]:
     """Leaf-to-pod and pod-to-core links (only ``switch``'s own uplink when given)."""
     _, leaves, pods, rail_opt = _sizes(ctx)
@@ -79,11 +73,11 @@ def uplinks(ctx: GeneratorContext, switch: Node | None = None) -> Iterator[Link]
     for sw in order:
         if sw[0] == "leaf":
             yield Link(sw, pod_of(ctx, sw), link_attrs(
-                ctx.inter_link, "spine", 0.0, _leaf_uplink_bytes_per_s(ctx, sw[2])))
+                ctx.inter_link, "spine", 0.0, fat_tree.leaf_uplink_bytes_per_s(ctx)))
         else:
             total = 0.0
-            for j in range(sw[2] * pl, min((sw[2] + 1) * pl, leaves)):
-                total += _leaf_uplink_bytes_per_s(ctx, j)
+            for _ in range(sw[2] * pl, min((sw[2] + 1) * pl, leaves)):
+                total += fat_tree.leaf_uplink_bytes_per_s(ctx)
             yield Link(sw, ("spine", 0), link_attrs(
                 ctx.inter_link, "spine", 0.0, total / ctx.cluster.inter.agg_oversubscription))
 
