@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simwall import simulate
-from simwall.config import ClusterSpec, validate
+from simwall.config import ClusterSpec, load_cluster, validate
 from simwall.errors import ConfigError
 from simwall.hardware.catalog import get_link
 from simwall.net import build_topology
@@ -163,3 +163,25 @@ def test_more_oversubscription_is_never_faster(radix, nodes):
         "cluster.inter.oversubscription": o, "cluster.inter.rail_optimized": False,
         "plan.tp": 8, "plan.zero": 3}).step_time_s for o in (1, 1.5, 2, 3, 5, 7)]
     assert steps == sorted(steps), steps
+
+
+def test_a_dragonfly_group_has_no_more_global_channels_than_ports():
+    """4 groups of 2 routers with 2 global ports each (a*h = 4 ports for 3 other groups):
+    every group's global edges add up to at most a*h channels, and the wiring looks the
+    same from every group (before, groups 1 and 2 got 5 channels)."""
+    from simwall.net import build_topology
+
+    cl = load_cluster("dgx-h100", [("nodes", 16), ("inter.topology", "dragonfly"),
+                                   ("inter.router_nodes", 2), ("inter.group_routers", 2),
+                                   ("inter.global_links", 2)])
+    topo = build_topology(cl)
+    width = topo.context.inter_link.bandwidth_bytes_per_s * topo.context.rails
+    per_group: dict[int, float] = {}
+    pairs: dict[int, set] = {}
+    for u, v, d in topo.graph.edges(data=True):
+        if u[0] == v[0] == "rtr" and u[1] != v[1]:
+            per_group[u[1]] = per_group.get(u[1], 0.0) + d["bandwidth_bytes_per_s"] / width
+            pairs.setdefault((v[1] - u[1]) % 4, set()).add(d["bandwidth_bytes_per_s"])
+    assert sorted(per_group) == [0, 1, 2, 3]
+    assert all(ch <= 2 * 2 for ch in per_group.values()), per_group
+    assert all(len(bws) == 1 for bws in pairs.values()), pairs

@@ -13,8 +13,9 @@ Modelled here: a node's NICs all attach to its router (one port each); every cha
 as wide as a node's NICs (one port per rail), so a router's terminal, local and global
 ports carry the same bandwidth per port as in the paper's balanced design. Global port
 ``q`` of group G goes to group (G + 1 + q mod (g - 1)) mod g (a cyclic arrangement: the
-same wiring seen from every group); the channels from G to one group are one aggregated
-edge from the router holding the first of them. Router and global edges carry no latency
+same wiring seen from every group); two groups are joined by the fewer of the ports each
+points at the other (:func:`_channels`), aggregated into one edge from the router
+holding the first of them. Router and global edges carry no latency
 of their own (as the fat-tree's spine: the link class's latency is per network transfer).
 """
 
@@ -65,11 +66,21 @@ def _global_router(ctx: GeneratorContext, src: int, dst: int) -> int:
     return min(((dst - src - 1) % g) // h, present - 1)
 
 
-def _channels(ctx: GeneratorContext, src: int, dst: int) -> int:
-    """Global channels from group ``src`` to group ``dst`` (ports q = d, d + g-1, ...)."""
+def _ports(ctx: GeneratorContext, src: int, dst: int) -> int:
+    """Global ports of group ``src`` the cyclic arrangement points at group ``dst``
+    (ports q = d, d + g-1, ...)."""
     _, a, h, g = _shape(ctx)
     d = (dst - src - 1) % g
     return len(range(d, a * h, g - 1))
+
+
+def _channels(ctx: GeneratorContext, src: int, dst: int) -> int:
+    """Global channels between groups ``src`` and ``dst``: a channel is one cable with a
+    port at each end, so the fewer of the ports each side points at the other. When
+    ``g - 1`` does not divide ``a*h`` the two counts differ; taking one side's count gave
+    a group more channels than its ``a*h`` ports. The same for (src, dst) as for (dst,
+    src), and a function of ``dst - src`` alone (the wiring stays shift-symmetric)."""
+    return min(_ports(ctx, src, dst), _ports(ctx, dst, src))
 
 
 def links(ctx: GeneratorContext, n: int) -> Iterator[Link]:
