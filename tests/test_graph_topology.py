@@ -12,7 +12,7 @@ from simwall.cli.main import main
 from simwall.config import bundled_names, load_cluster, load_workload
 from simwall.config.graph import cluster_from_networkx
 from simwall.engine.prepare import prepare
-from simwall.errors import ConfigError
+from simwall.errors import ConfigError, SimwallError
 from simwall.net.export import export_graph_text
 
 # -- done-when: dgx-a100 written out as a graph file runs identically --------------------
@@ -271,3 +271,43 @@ def test_a_graph_level_without_its_link_takes_the_class_of_its_links(tmp_path, c
     assert main(args) == 0
     out = __import__("json").loads(capsys.readouterr().out)
     assert out["scaled"]["breakdown_s"]["dp_comm"] > out["baseline"]["breakdown_s"]["dp_comm"]
+
+
+_TINY_LINKS = """\
+name: small
+device: H100-SXM5-80GB
+graph:
+  nodes:
+    - {name: g0, kind: device, node: 0}
+    - {name: g1, kind: device, node: 0}
+    - {name: g2, kind: device, node: 1}
+    - {name: g3, kind: device, node: 1}
+    - {name: s0, kind: switch, node: 0}
+    - {name: s1, kind: switch, node: 1}
+    - {name: n0, kind: nic, node: 0, rail: 0}
+    - {name: n1, kind: nic, node: 0, rail: 1}
+    - {name: n2, kind: nic, node: 1, rail: 0}
+    - {name: n3, kind: nic, node: 1, rail: 1}
+    - {name: tor, kind: switch}
+  links:
+    - {between: [g0, s0], type: NVLink4}
+    - {between: [g1, s0], type: NVLink4}
+    - {between: [g2, s1], type: NVLink4}
+    - {between: [g3, s1], type: NVLink4}
+    - {between: [g0, n0], type: IB-NDR}
+    - {between: [g1, n1], type: IB-NDR}
+    - {between: [g2, n2], type: IB-NDR}
+    - {between: [g3, n3], type: IB-NDR}
+    - {between: [n0, tor], type: IB-NDR, bandwidth: 1e-300}
+    - {between: [n1, tor], type: IB-NDR}
+    - {between: [n2, tor], type: IB-NDR}
+    - {between: [n3, tor], type: IB-NDR}
+"""
+
+
+def test_a_non_finite_step_names_the_graph_link_that_caused_it(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(_TINY_LINKS)
+    with pytest.raises(SimwallError, match=r"cluster.graph.links\[8\].bandwidth = 1e-300 "
+                                           r"gives a non-finite step time"):
+        simulate("gpt2", str(path))

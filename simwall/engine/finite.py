@@ -55,7 +55,8 @@ def _non_finite(value, path: str = ""):
 
 
 def _numbers(value, path: str):
-    """(key path, number) of every numeric leaf of ``value`` (a model_dump)."""
+    """(key path, number) of every numeric leaf of ``value`` (a model_dump), lists
+    included (an explicit graph's links: ``cluster.graph.links[3].bandwidth``)."""
     if isinstance(value, bool):
         return
     if isinstance(value, (int, float)):
@@ -63,6 +64,9 @@ def _numbers(value, path: str):
     elif isinstance(value, dict):
         for k, v in value.items():
             yield from _numbers(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _numbers(v, f"{path}[{i}]")
 
 
 def _most_extreme_input(prep: Prepared) -> tuple[str, float] | None:
