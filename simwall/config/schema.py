@@ -752,19 +752,25 @@ class IntraSpec(Strict):
     dims: TorusDims | None = None  # for torus
 
 
+#: A fat-tree tier's oversubscription (down : up bandwidth), 1 to 64.
+Taper = Annotated[float, Field(strict=True, ge=1, le=64, allow_inf_nan=False)]
+
+
 class InterSpec(Strict):
     """Between nodes (or, for a torus, between all chips)."""
 
     topology: Annotated[str, OneOf(INTER_TOPOLOGIES)] = "fat_tree"
     link: LinkChoice = "IB-HDR"
     nics_per_node: PosInt = 8
-    oversubscription: Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)] = 1.0
+    # Taper of a fat-tree tier, 1 to 64 (a leaf of radix r keeps about r / (1 + o) ports
+    # up: beyond 64 the bundled radix-64 switch would keep none).
+    oversubscription: Taper = 1.0
     rail_optimized: Bool = True
     dims: TorusDims | None = None  # for torus: chips per dimension
     switch_radix: PosInt = 64
     # fat_tree3: the aggregation tier's oversubscription and leaves per pod (None: half
     # the switch radix, as in a k-ary fat-tree).
-    agg_oversubscription: Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)] = 1.0
+    agg_oversubscription: Taper = 1.0
     pod_leaves: PosInt | None = None
     # dragonfly: nodes per router (p), routers per group (a), global links per router (h).
     router_nodes: PosInt = 4
