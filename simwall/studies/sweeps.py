@@ -58,9 +58,9 @@ from ..report.outputs import check_output_path, output_error
 from ..report.records import (
     count_entries,
     format_of,
-    read_records,
+    read_held_records,
     record_line,
-    write_records,
+    save_records,
 )
 
 __all__ = [
@@ -733,7 +733,7 @@ def sweep_job(spec: SweepFile, output: str | Path, resume: bool = False,
     tasks = _tasks(spec.base(), expand(*spec.axes()))
     if overwrite and not resume:  # nothing there is kept: no need to read it
         return SweepJob(output, journal, tasks, {}, resume)
-    held = {path: read_records(path) for path in dict.fromkeys((output, journal))}
+    held = {path: read_held_records(path) for path in dict.fromkeys((output, journal))}
     # Entries of the output that are no record (only a .jsonl has any); the journal
     # (.partial.jsonl) is simwall's own scratch file: a line there that is no record is
     # a killed writer's torn line.
@@ -785,7 +785,7 @@ def run_job(job: SweepJob, executor: cf.Executor | None = None,
         # Rewrite whole lines only: a killed writer may have left half a line, and a
         # record appended after it would be unreadable.
         try:
-            write_records(journal, read_records(journal))
+            save_records(journal, read_held_records(journal))
         except OSError as err:
             raise output_error("-o", journal, err) from None
     bar = _progress(len(tasks), reused, progress)
@@ -801,7 +801,7 @@ def run_job(job: SweepJob, executor: cf.Executor | None = None,
             bar.close()
     ordered = [results[i] for i in sorted(results)]
     try:
-        write_records(output, ordered)
+        save_records(output, ordered)
     except OSError as err:  # e.g. the disk filled up; the journal keeps every record
         raise output_error("-o", output, err) from None
     if journal != output and journal.exists():
