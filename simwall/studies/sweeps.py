@@ -404,26 +404,31 @@ def _base_configs(workload: str | Workload, cluster: str | ClusterSpec | None,
     held = memo.get(key)
     if held is not None and all(_digest(path) == digest for path, digest in held[0]):
         return held[1]
+    # Loaded twice: the first load tells which files it reads; the second is kept only
+    # if none of them changed around it, so a file edited while it loads is not kept
+    # under its new content's digest.
+    stamps = _stamps(workload, cluster, load_inputs(workload, cluster, base_set))
     configs = load_inputs(workload, cluster, base_set)
-    # Read again after loading: an edit in between is seen at the next point (as it
-    # would be by simulate()).
-    stamps = tuple((path, _digest(path)) for path in _files_read(workload, cluster, *configs))
-    with _BASE_LOCK:
-        memo.pop(key, None)
-        memo[key] = (stamps, configs)
-        while len(memo) > BASE_MEMO_ENTRIES:
-            del memo[next(iter(memo))]
+    if _stamps(workload, cluster, configs) == stamps:
+        with _BASE_LOCK:
+            memo.pop(key, None)
+            memo[key] = (stamps, configs)
+            while len(memo) > BASE_MEMO_ENTRIES:
+                del memo[next(iter(memo))]
     return configs
 
 
-def _files_read(workload: str, cluster: str | None, wl: Workload,
-                cl: ClusterSpec) -> list[Path]:
-    """The files a base workload and cluster loaded from names or paths were read from."""
+def _stamps(workload: str, cluster: str | None,
+            configs: tuple[Workload, ClusterSpec]) -> tuple[tuple[Path, str | None], ...]:
+    """(file, digest of its content) of every file a base workload and cluster loaded
+    from names or paths were read from: the workload's, the cluster's and a graph file
+    the cluster names."""
+    wl, cl = configs
     files = [find_file("workload", workload),
              find_file("cluster", cluster or wl.defaults.cluster)]
     if cl.graph is not None and cl.graph.file and not cl.graph.key_prefix:
         files.append(Path(cl.graph.file))  # a graph file, not a graph inline
-    return files
+    return tuple((path, _digest(path)) for path in files)
 
 
 def _digest(path: Path) -> str | None:
