@@ -1,4 +1,4 @@
-"""The Python API: one simulated step, then a small sweep written to CSV.
+"""The Python API: one simulated step, then a small sweep written to CSV and read back.
 
     python examples/api_sweep.py
 
@@ -7,7 +7,6 @@ GPT-2 1.5B on two DGX A100 nodes (16 GPUs). Overrides are key paths, as with
 ``cluster.*`` the cluster.
 """
 
-import csv
 from concurrent.futures import ProcessPoolExecutor
 
 import simwall
@@ -31,10 +30,10 @@ if __name__ == "__main__":  # needed: sweep workers are spawned, not forked
         print(rec["sweep.index"], rec["sweep.plan.pp"], rec["sweep.training.micro_batch"],
               rec["error"] or f"{rec['step_time_s']:.3f} s  MFU {rec['mfu']:.1%}")
 
-    # To CSV (pandas users: pandas.DataFrame(records).to_csv(...)).
-    columns = list(dict.fromkeys(k for rec in records for k in rec))
-    with open("api_sweep.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(records)
-    print(f"{len(records)} records -> api_sweep.csv")
+    # To CSV (or .jsonl, .parquet) with simwall's own writer, and back: numbers come back
+    # as numbers, booleans as booleans, an empty cell as None (pandas users:
+    # pandas.DataFrame(records)).
+    simwall.write_records("api_sweep.csv", records)
+    back = simwall.read_records("api_sweep.csv")
+    print(f"{len(back)} records -> api_sweep.csv; fits:",
+          [rec["memory.fits"] for rec in back])

@@ -301,5 +301,5 @@ def test_the_api_refuses_unknown_keys_before_any_point_runs(monkeypatch):
     monkeypatch.setattr(sw, "run_point", no_point)
     with pytest.raises(ConfigError, match=r"grid\.plan\.tpp: unknown key; did you mean"):
         list(sweep({"workload": "gpt2"}, {"plan.tpp": [1, 2]}))
-    with pytest.raises(ConfigError, match=r"set\.model\.layerz"):
+    with pytest.raises(ConfigError, match=r"base\.overrides\.model\.layerz: unknown key"):
         list(sweep({"workload": "gpt2", "overrides": {"model.layerz": 2}}, {"plan.tp": [1]}))

@@ -148,7 +148,7 @@ def test_columns_plot_errors(tmp_path, records):
     bad.write_text("{}\nnot json\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="line 2"):
         plots.read_records(bad)
-    with pytest.raises(ConfigError, match=".csv or .jsonl"):
+    with pytest.raises(ConfigError, match="missing.csv: no such file"):
         plots.read_records(tmp_path / "missing.csv")
 
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import simwall.studies.sweeps as sw
-from simwall import read_records
+from simwall import read_records, write_records
 from simwall.cli import sweep as sweep_command
 from simwall.cli.main import build_parser
 from simwall.errors import ConfigError
@@ -391,3 +391,174 @@ def test_address_needs_the_dask_executor(tmp_path, tiny, capsys, monkeypatch, ex
         f"{executor} would ignore it" in _one_error_line(capsys)
     with pytest.raises(ConfigError, match="--address: needs --executor dask"):
         sw.make_executor(executor, address="tcp://1.2.3.4:1")
+
+
+# ---------------------------------------------------------------------------------------
+# The Python API: sweep() arguments checked as a sweep file's, records written whole,
+# base files read as they are now, axis columns flat and shared with no caller
+
+
+def test_a_sweep_generator_is_written_whole(tmp_path, tiny):
+    """write_records once used the generator up on its column pass: a header only."""
+    for suffix in (".csv", ".jsonl"):
+        out = tmp_path / f"sw{suffix}"
+        write_records(out, sweep(base(tiny), {"plan.pp": [1, 2]}))
+        assert [r["sweep.plan.pp"] for r in read_records(out)] == [1, 2]
+
+
+@pytest.mark.parametrize("args,kwargs,message", [
+    ((None, GRID), {}, "base: expected a mapping like {'workload': 'gpt2', "),
+    (("gpt2", GRID), {}, "base: expected a mapping like {'workload': 'gpt2', "),
+    (({"workload": "gpt2", "clustr": "dgx-a100"}, GRID), {},
+     ("base.clustr: unknown key; did you mean 'cluster'? (expected workload, cluster and "
+      "overrides)")),
+    (({"workload": "gpt2", "overides": {}}, GRID), {},
+     "base.overides: unknown key; did you mean 'overrides'?"),
+    (({"workload": "gpt2", "overrides": {"plan.zero": 1}, "set": {"plan.zero": 2}}, GRID), {},
+     ("base: give the fixed overrides once, as 'overrides' (or 'set', as in a sweep file), "
+      "not both")),
+    (({"workload": 3}, GRID), {}, ("base.workload: expected a bundled name, a file path or a "
+                                   "simwall Workload, got int 3")),
+    (({"workload": "gpt2", "cluster": ["x"]}, GRID), {},
+     "base.cluster: expected a bundled name, a file path or a simwall ClusterSpec"),
+    (({"workload": "gpt2", "overrides": [1]}, GRID), {},
+     "base.overrides: expected a mapping of key path -> value, got list [1]"),
+    (({"workload": "gpt2", "set": {"plan.tpp": 1}}, GRID), {},
+     "base.set.plan.tpp: unknown key; did you mean 'plan.tp'?"),
+    (({"workload": "gpt2"}, [("plan.tp", [1])]), {},
+     "grid: expected a mapping of key path -> list, got list"),
+    (({"workload": "gpt2"}, {"plan.tp": []}), {},
+     "grid.plan.tp: expected a non-empty list, got an empty list"),
+    (({"workload": "gpt2"}, {"plan.tp": 2}), {},
+     "grid.plan.tp: expected a non-empty list or {range: [start, stop, step]}, got 2"),
+    (({"workload": "gpt2"}, {"plan.pp": [1, 2]}), {"zip": {"plan.pp": [1], "plan.tp": [1]}},
+     "zip: key plan.pp is also in grid; use one of them"),
+    (({"workload": "gpt2"}, {}), {"zip": {"plan.pp": [1, 2], "plan.tp": [1]}},
+     "zip: every list must have the same length, got plan.pp: 2, plan.tp: 1"),
+    (({"workload": "gpt2"}, {}), {"zip": {"plan.zero": 3}},
+     "zip.plan.zero: expected a non-empty list, got 3"),
+    (({"workload": "gpt2"}, {}), {"zip": [1]},
+     "zip: expected a mapping of key path -> list, got list"),
+    (({"workload": "gpt2"}, {"plan.tp": [object()]}), {},
+     "grid.plan.tp[0]: expected a number, string, bool, None, list or dict, got object"),
+    (({"workload": "gpt2"}, GRID), {"executor": 3},
+     ("executor: expected None (run here) or a concurrent.futures.Executor (an object with "
+      ".submit), got int 3")),
+])
+def test_sweep_arguments_are_checked_at_the_call(monkeypatch, args, kwargs, message):
+    """As a sweep file is, before any point runs: each refusal a ConfigError naming the
+    argument (was: AttributeError, TypeError, IndexError, or a key silently ignored)."""
+    _no_point_runs(monkeypatch)
+    with pytest.raises(ConfigError) as err:
+        sweep(*args, **kwargs)  # not iterated: refused at the call
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_a_sweep_file_refuses_an_empty_zip_list_by_its_key(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("workload: gpt2\nzip:\n  plan.tp: []\n")
+    with pytest.raises(ConfigError, match=r"s.yaml:3: zip.plan.tp: expected a non-empty "
+                                          r"list, got \[\]"):
+        load_sweep(p)
+
+
+def test_base_set_is_the_sweep_file_name_for_overrides(tiny):
+    grid = {"plan.pp": [1, 2]}
+    by_set = list(sweep({"workload": tiny, "cluster": "single-node",
+                         "set": {"plan.zero": 1}}, grid))
+    assert by_set == list(sweep(base(tiny), grid))
+
+
+def test_a_typed_workload_and_cluster_are_a_base_as_for_simulate(tiny):
+    from simwall.config import load_cluster, load_workload
+    typed = {"workload": load_workload(tiny), "cluster": load_cluster("single-node"),
+             "overrides": {"plan.zero": 1}}
+    got = list(sweep(typed, GRID))
+    want = list(sweep(base(tiny), GRID))
+    # A point that does not resolve is keyed by its raw inputs, here a document.
+    assert [r["sweep.key"].startswith("raw-") for r in got] == \
+        [r["sweep.key"].startswith("raw-") for r in want]
+    strip = [{**r, "sweep.key": None} if r["error"] else r for r in got]
+    assert strip == [{**r, "sweep.key": None} if r["error"] else r for r in want]
+
+
+def test_a_base_file_edited_between_sweeps_is_read_again(tmp_path, tiny, monkeypatch):
+    """The base was memoised by its path: an edited workload kept its old content in the
+    sweep while simulate() read the new one. Same-size edits, moments apart."""
+    from simwall import simulate
+    workload, cluster, graph = (tmp_path / n for n in ("w.yaml", "c.yaml", "g.yaml"))
+    workload.write_text(Path(tiny).read_text())
+    cluster.write_text("name: two\ndevice: A100-SXM4-80GB\ngraph: g.yaml\n")
+    graph.write_text("nodes:\n  - {name: a, kind: device}\n  - {name: b, kind: device}\n"
+                     "  - {name: sw, kind: switch, node: 0}\nlinks:\n"
+                     "  - {between: [a, sw], type: NVLink3}\n"
+                     "  - {between: [b, sw], type: NVLink3}\n")
+    loads = []
+    real = sw.load_inputs
+    monkeypatch.setattr(sw, "load_inputs", lambda *a: loads.append(a) or real(*a))
+    grid = {"plan.zero": [0, 1]}
+
+    def swept() -> list[float]:
+        recs = list(sweep({"workload": str(workload), "cluster": str(cluster)}, grid))
+        assert all(r["error"] is None for r in recs), recs
+        return [r["step_time_s"] for r in recs]
+
+    def simulated() -> list[float]:
+        return [simulate(str(workload), str(cluster), **{"plan.zero": z}).step_time_s
+                for z in grid["plan.zero"]]
+
+    first = swept()
+    loaded = len(loads)
+    assert first == simulated() == swept() and len(loads) == loaded  # kept while unchanged
+    workload.write_text(workload.read_text().replace("layers: 8", "layers: 4"))
+    second = swept()
+    assert second == simulated() and second != first and len(loads) > loaded
+    loaded = len(loads)
+    graph.write_text(graph.read_text().replace("NVLink3", "NVLink4"))
+    third = swept()
+    assert third == simulated() and third != second and len(loads) > loaded
+
+
+def test_axis_columns_are_flat_and_shared_with_no_caller(tiny):
+    layers = [[4, 4], [2, 6]]
+    grid = {"plan.stage_layers": layers, "plan.pp": [2]}
+    records = sweep(base(tiny), grid)
+    layers[0][0] = 99  # the caller's lists, changed after the call: no point sees it
+    recs = list(records)
+    assert [r["error"] for r in recs] == [None, None]
+    assert [r["sweep.plan.stage_layers"] for r in recs] == ["[4, 4]", "[2, 6]"]
+    assert [r["plan.stage_layers"] for r in recs] == ["[4, 4]", "[2, 6]"]
+    assert all(v is None or isinstance(v, (str, int, float)) for r in recs for v in r.values())
+    assert layers == [[99, 4], [2, 6]]
+
+
+def test_numpy_axis_values_are_python_numbers(tmp_path, tiny):
+    np = pytest.importorskip("numpy")
+    recs = list(sweep(base(tiny), {"plan.pp": [np.int64(1), np.int64(2)],
+                                   "cluster.intra.link.bandwidth": [np.float64(3e11)]}))
+    assert [r["error"] for r in recs] == [None, None]
+    assert [type(r["sweep.plan.pp"]) for r in recs] == [int, int]
+    out = tmp_path / "r.csv"
+    write_records(out, recs)
+    assert [r["sweep.cluster.intra.link.bandwidth"] for r in read_records(out)] == [3e11] * 2
+
+
+def test_a_base_file_edited_while_it_loads_is_not_kept(tmp_path, tiny, monkeypatch):
+    """An edit landing just after the base was read must not be kept under the new
+    content's digest (the next point would then run the old content for good)."""
+    from simwall import simulate
+    workload = tmp_path / "w.yaml"
+    workload.write_text(Path(tiny).read_text())
+    real = sw.load_inputs
+
+    def load_then_edit(*args):
+        configs = real(*args)
+        if "layers: 8" in workload.read_text():  # once, right after the first read
+            workload.write_text(workload.read_text().replace("layers: 8", "layers: 4"))
+        return configs
+    monkeypatch.setattr(sw, "load_inputs", load_then_edit)
+    grid = {"plan.zero": [0, 1]}
+    list(sweep({"workload": str(workload)}, grid))
+    monkeypatch.setattr(sw, "load_inputs", real)
+    got = [r["step_time_s"] for r in sweep({"workload": str(workload)}, grid)]
+    assert got == [simulate(str(workload), **{"plan.zero": z}).step_time_s for z in (0, 1)]

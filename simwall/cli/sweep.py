@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # By the command, not its parser: 'sweep --help' imports no process pool.
-    from ..report.records import read_records
+    from ..report.records import read_held_records
     from ..studies.sweeps import (
         executor_kind,
         load_sweep,
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 ex.close()
     if interrupted:
-        done = len(read_records(job.journal))  # whole lines only, as --resume reads them
+        done = len(read_held_records(job.journal))  # whole lines only, as --resume reads them
         raise SimwallError(f"sweep interrupted: {done} finished point"
                            f"{'' if done == 1 else 's'} in the journal {job.journal}; resume "
                            f"with: {resume_command(args)}")

@@ -13,11 +13,12 @@ import contextlib
 import csv
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from .outputs import check_output_path, output_error
 
 if TYPE_CHECKING:  # result imports this module
     from .result import StepResult
@@ -32,8 +33,12 @@ __all__ = [
     "estimate_record",
     "flat_record",
     "format_of",
+    "plain_value",
+    "read_held_records",
     "read_records",
     "record_line",
+    "save_records",
+    "value_kind",
     "write_csv",
     "write_records",
 ]
@@ -120,7 +125,7 @@ def _encode_cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return repr(value)
+        return repr(float(value))  # a subclass's repr may not be a number
     if isinstance(value, (list, dict)):
         return json.dumps(value, sort_keys=True)
     return str(value)
@@ -140,40 +145,143 @@ def _decode_cell(text: str) -> Any:
 
 
 def columns(records: Iterable[dict]) -> list[str]:
-    """A stable column order: the reserved columns, then every other key in order of
-    first appearance over the records (records in index order)."""
-    seen = dict.fromkeys(RESERVED_COLUMNS)
+    """A stable column order: the reserved columns that any record has, then every other
+    key in order of first appearance over the records (records in index order)."""
+    records = list(records)
+    seen = dict.fromkeys(c for c in RESERVED_COLUMNS if any(c in rec for rec in records))
     for rec in records:
         for k in rec:
             seen.setdefault(k, None)
     return list(seen)
 
 
-def write_records(path: str | Path, records: list[dict]) -> None:
-    """Write ``records`` (already in index order) as .jsonl, .csv or .parquet; atomic
-    (written beside, then renamed)."""
-    path = Path(path)
-    fmt = format_of(path)
+def write_records(path: str | Path, records: Iterable[dict]) -> None:
+    """Write ``records`` (any iterable of dicts, such as :func:`simwall.sweep`'s
+    generator; in index order) to ``path`` as .jsonl, .csv or .parquet, by its suffix.
+
+    Atomic: written beside, then renamed; nothing is left behind when it fails. Numbers
+    are written as plain numbers (numpy scalars included). A ConfigError names the
+    argument at fault: ``path`` (not a file name, an unknown suffix, a directory that
+    does not exist, a file that cannot be written) or ``records[i]`` (not a dict, a
+    column name that is not a string, a value that is not plain data).
+    """
+    where = _path_argument(path)
+    fmt = format_of(where, flag="path")
+    path = check_output_path(where, "path", replace=True)
+    rows = _plain_records(records)
+    try:
+        save_records(path, rows, fmt)
+    except OSError as err:
+        raise output_error("path", where, err) from None
+
+
+def save_records(path: Path, records: list[dict], fmt: str | None = None) -> None:
+    """Write ``records`` of plain values (simwall's own, or checked by
+    :func:`write_records`) to ``path`` atomically: written beside, then renamed. An
+    OSError is left to the caller to name its flag; the file beside is removed."""
+    fmt = fmt or format_of(path)
     tmp = path.with_name(path.name + ".tmp")
-    if fmt == "jsonl":
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.writelines(record_line(rec) for rec in records)
-    elif fmt == "csv":
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            write_csv(fh, records)
-    else:
-        pa, pq = _pyarrow()
-        data = {}
-        for c in columns(records):
-            values = [_parquet_cell(r.get(c)) for r in records]
+    try:
+        if fmt == "jsonl":
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.writelines(record_line(rec) for rec in records)
+        elif fmt == "csv":
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                write_csv(fh, records)
+        else:
+            _write_parquet(tmp, records, str(path))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_parquet(tmp: Path, records: list[dict], where: str) -> None:
+    pa, pq = _pyarrow(where)
+    data = {}
+    for c in columns(records):
+        values = [_parquet_cell(r.get(c)) for r in records]
+        try:
+            data[c] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # A column of mixed types (an axis such as plan.dp: [auto, 8]): store it
+            # as JSON text rather than fail at the end of a long sweep.
+            data[c] = pa.array([None if v is None else json.dumps(v) for v in values])
+    pq.write_table(pa.table(data), tmp)
+
+
+def _path_argument(path: Any) -> str:
+    """``path`` (a str or os.PathLike) as text; else a ConfigError naming ``path``."""
+    if isinstance(path, (str, os.PathLike)):
+        text = os.fspath(path)
+        if isinstance(text, str) and text:
+            return text
+    raise ConfigError(None, "path", f"expected a file name (a str or os.PathLike) ending "
+                      f"in .csv, .jsonl or .parquet, got {value_kind(path)}")
+
+
+def value_kind(value: Any) -> str:
+    """What ``value`` is, for an error message: its type, and its text if short."""
+    text = repr(value)
+    return type(value).__name__ + (f" {text}" if len(text) <= 40 else "")
+
+
+def plain_value(value: Any) -> Any:
+    """``value`` as plain data, shared with no caller: a numpy scalar or array as the
+    Python number or list it holds (``np.float64(1e12)`` -> ``1e12``), a subclass of
+    bool, int, float or str as that type, a tuple as a list, lists and dicts as new
+    ones (as JSON holds them); TypeError for anything else."""
+    if value is None:
+        return None
+    if _is_numpy(value):
+        return plain_value(value.tolist())
+    for kind in (bool, int, float, str):  # bool first: it is an int
+        if isinstance(value, kind):
+            return value if type(value) is kind else kind(value)
+    if isinstance(value, (list, tuple, dict)):
+        return json.loads(json.dumps(value, default=_numpy_default))
+    raise TypeError(f"expected a number, string, bool, None, list or dict, got "
+                    f"{value_kind(value)}")
+
+
+def _is_numpy(value: Any) -> bool:
+    """Whether ``value`` is a numpy scalar or array (checked without importing numpy)."""
+    return type(value).__module__ == "numpy" and hasattr(value, "tolist")
+
+
+def _numpy_default(value: Any) -> Any:
+    if _is_numpy(value):
+        return value.tolist()
+    raise TypeError(f"expected a number, string, bool, None, list or dict, got "
+                    f"{value_kind(value)}")
+
+
+def _plain_records(records: Any) -> list[dict]:
+    """``records`` (an iterable of dicts), read once, as new dicts of plain values; a
+    ConfigError naming ``records`` or ``records[i]`` otherwise."""
+    if isinstance(records, Mapping):
+        raise ConfigError(None, "records", "expected an iterable of records (dicts), got "
+                          "one dict: pass [record]")
+    if isinstance(records, (str, bytes)) or not isinstance(records, Iterable):
+        raise ConfigError(None, "records", f"expected an iterable of records (dicts), got "
+                          f"{value_kind(records)}")
+    out = []
+    for i, rec in enumerate(records):
+        if not isinstance(rec, Mapping):
+            raise ConfigError(None, f"records[{i}]", f"expected a record (a dict of column "
+                              f"-> value), got {value_kind(rec)}")
+        row = {}
+        for key, value in rec.items():
+            if not isinstance(key, str):
+                raise ConfigError(None, f"records[{i}]", f"column names must be strings, "
+                                  f"got {value_kind(key)}")
             try:
-                data[c] = pa.array(values)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                # A column of mixed types (an axis such as plan.dp: [auto, 8]): store it
-                # as JSON text rather than fail at the end of a long sweep.
-                data[c] = pa.array([None if v is None else json.dumps(v) for v in values])
-        pq.write_table(pa.table(data), tmp)
-    os.replace(tmp, path)
+                row[key] = plain_value(value)
+            except (TypeError, ValueError) as err:  # ValueError: a circular list
+                raise ConfigError(None, f"records[{i}].{key}", str(err)) from None
+        out.append(row)
+    return out
 
 
 def write_csv(fh: IO[str], records: list[dict]) -> None:
@@ -190,52 +298,64 @@ def _parquet_cell(value: Any) -> Any:
     return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
 
 
-def _pyarrow():
+def _pyarrow(where: str):
     # Imported here: pyarrow is an optional extra (simwall[parquet]) and slow to import.
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise ConfigError("-o", None, "writing .parquet needs pyarrow: pip install "
-                          "'simwall[parquet]' (or write .csv / .jsonl)") from None
+        raise ConfigError(where, None, "a .parquet file needs pyarrow: pip install "
+                          "'simwall[parquet]' (or use .csv / .jsonl)") from None
     return pa, pq
 
 
-def format_of(path: str | Path) -> str:
+#: Record file formats by suffix.
+_FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+
+def format_of(path: str | Path, flag: str = "-o") -> str:
     """``jsonl``, ``csv`` or ``parquet`` by the suffix of ``path``; else a ConfigError
-    (located at ``-o``, the flag that names a sweep's output)."""
+    located at ``flag`` (``-o``, the flag that names a sweep's output, by default)."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    fmt = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}.get(suffix)
+    fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ConfigError("-o", None, f"expected an output ending in .csv, .jsonl or "
+        raise ConfigError(flag, None, f"expected an output ending in .csv, .jsonl or "
                           f".parquet, got '{path.name}'")
     return fmt
 
 
 def read_records(path: str | Path, strict: bool = False) -> list[dict]:
-    """Records of a .jsonl / .csv / .parquet file written by a sweep.
+    """Every record of a .jsonl / .csv / .parquet file (say, one written by
+    :func:`write_records` or ``simwall sweep``), in file order.
 
-    Lenient (the default; a sweep's own journal and ``--resume``): an absent file is
-    ``[]``, and a JSONL line that is not a whole record (a killed writer's half line) is
-    skipped. ``strict`` (``simwall plot``, any results file): an absent file, an unknown
-    suffix or a bad JSONL line is a ConfigError naming the file (and the line), ``.json``
-    is read as JSONL, and every JSON object is a record.
+    A missing file, or ``path`` that is no file name, is a ConfigError naming it. Every
+    JSON object of a .jsonl file is a record, whatever its columns. Lenient (the
+    default): a JSONL line that is not a JSON object (a killed writer's half line) is
+    skipped. ``strict`` (``simwall plot``, any results file): such a line is a
+    ConfigError naming the file and the line, an unknown suffix is one naming the file,
+    and ``.json`` is read as JSONL.
     """
-    where = str(path)
-    path = Path(path)
+    where = _path_argument(path)
+    path = Path(where)
     if not path.is_file():
-        if strict:
-            raise ConfigError(where, None, "no such file (expected a .csv or .jsonl "
-                              "written by 'simwall sweep')")
-        return []
-    if strict and path.suffix.lower() == ".json":
-        fmt = "jsonl"
-    elif strict and path.suffix.lower() not in (".jsonl", ".csv", ".parquet"):
+        raise ConfigError(where, None, "not a file" if path.exists() else "no such file "
+                          "(expected a .csv, .jsonl or .parquet file of records)")
+    return _read_file(path, where, strict)
+
+
+def read_held_records(path: str | Path) -> list[dict]:
+    """Records of a sweep's own output or journal (:func:`read_records`, lenient), or
+    ``[]`` when there is no such file yet: what ``--resume`` reads."""
+    path = Path(path)
+    return _read_file(path, str(path), strict=False) if path.is_file() else []
+
+
+def _read_file(path: Path, where: str, strict: bool) -> list[dict]:
+    suffix = path.suffix.lower()
+    fmt = "jsonl" if strict and suffix == ".json" else _FORMATS.get(suffix)
+    if fmt is None:
         raise ConfigError(where, None, f"expected a .csv, .jsonl or .parquet file, got "
                           f"'{path.suffix}'")
-    else:
-        fmt = format_of(path)
     with _reading(where, fmt):
         if fmt == "jsonl":
             return _read_jsonl(path, where, strict)
@@ -243,7 +363,7 @@ def read_records(path: str | Path, strict: bool = False) -> list[dict]:
             with open(path, encoding="utf-8", newline="") as fh:
                 return [{k: _decode_cell(v) for k, v in row.items()}
                         for row in csv.DictReader(fh)]
-    pa, pq = _pyarrow()
+    pa, pq = _pyarrow(where)
     try:
         return pq.read_table(path).to_pylist()
     except (pa.ArrowException, OSError) as err:
@@ -273,7 +393,7 @@ def count_entries(path: str | Path) -> int:
     whether a file holds anything besides records."""
     path = Path(path)
     if format_of(path) != "jsonl" or not path.is_file():
-        return len(read_records(path))
+        return len(read_held_records(path))
     with _reading(str(path), "jsonl"), open(path, encoding="utf-8") as fh:
         lines = [line for line in fh if line.strip()]
     if lines and not lines[-1].endswith("\n") and not _is_json(lines[-1]):
@@ -305,6 +425,5 @@ def _read_jsonl(path: Path, where: str, strict: bool) -> list[dict]:
                 if strict:
                     raise ConfigError(where, None, f"line {i}: expected a JSON object")
                 continue
-            if strict or "sweep.key" in rec:
-                out.append(rec)
+            out.append(rec)
     return out

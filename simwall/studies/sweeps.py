@@ -19,6 +19,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import concurrent.futures.process  # noqa: F401 - BrokenProcessPool
 import contextlib
+import difflib
 import hashlib
 import itertools
 import json
@@ -29,7 +30,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from ..config import (
     ClusterSpec,
     Strict,
     Workload,
+    find_file,
     key_path_problem,
     line_of,
     load_cluster,
@@ -51,16 +53,18 @@ from ..config import (
     validate,
 )
 from ..config.yamlio import dotted_key
-from ..engine.prepare import load_default_cluster
+from ..engine.prepare import load_default_cluster, load_inputs
 from ..errors import ConfigError, SimwallError
-from ..memo import memoized
+from ..memo import table
 from ..report.outputs import check_output_path, output_error
 from ..report.records import (
     count_entries,
     format_of,
-    read_records,
+    plain_value,
+    read_held_records,
     record_line,
-    write_records,
+    save_records,
+    value_kind,
 )
 
 __all__ = [
@@ -162,6 +166,34 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def check_axes(grid: Any, zip: Any) -> None:
+    """Refuse axes a sweep cannot expand; ValueError naming the axis. ``grid``: {key
+    path: non-empty list, or ``{range: [start, stop, step]}``}; ``zip``: {key path:
+    non-empty list}, every list of one length and no key also in the grid; at most
+    :data:`MAX_SWEEP_POINTS` points in all. (Whether the keys name anything is
+    :func:`check_keys`.)"""
+    for where, axes in (("grid", grid), ("zip", zip)):
+        if not isinstance(axes, Mapping):  # a ValueError, as a pydantic validator raises
+            message = f"expected a mapping of key path -> list, got {type(axes).__name__}"
+            raise ValueError(f"{where}: {message}")  # noqa: TRY004
+    for key, axis in grid.items():
+        if not isinstance(axis, (list, tuple)):
+            _range_count(key, axis)
+        elif not axis:
+            raise ValueError(f"grid.{key}: expected a non-empty list, got an empty list")
+    for key, axis in zip.items():
+        if not (isinstance(axis, (list, tuple)) and axis):
+            raise ValueError(f"zip.{key}: expected a non-empty list, got {_show(axis)}")
+    lengths = {k: len(v) for k, v in zip.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError("zip: every list must have the same length, got "
+                         + ", ".join(f"{k}: {n}" for k, n in lengths.items()))
+    both = sorted(set(grid) & set(zip), key=str)
+    if both:
+        raise ValueError(f"zip: key {both[0]} is also in grid; use one of them")
+    sweep_points(grid, zip)
+
+
 class SweepFile(Strict):
     """A sweep file: base workload and cluster, fixed overrides, grid and zipped axes."""
 
@@ -173,23 +205,7 @@ class SweepFile(Strict):
 
     @model_validator(mode="after")
     def _shape(self) -> SweepFile:
-        for key, axis in self.grid.items():
-            if isinstance(axis, list):
-                if not axis:
-                    raise ValueError(f"grid.{key}: expected a non-empty list, got an empty "
-                                     f"list")
-            else:
-                _range_count(key, axis)
-        lengths = {k: len(v) for k, v in self.zip.items()}
-        if len(set(lengths.values())) > 1:
-            raise ValueError("zip: every list must have the same length, got "
-                             + ", ".join(f"{k}: {n}" for k, n in lengths.items()))
-        if any(n == 0 for n in lengths.values()):
-            raise ValueError("zip: lists must not be empty")
-        both = sorted(set(self.grid) & set(self.zip))
-        if both:
-            raise ValueError(f"zip: key {both[0]} is also in grid; use one of them")
-        sweep_points(self.grid, self.zip)
+        check_axes(self.grid, self.zip)
         return self
 
     def base(self) -> dict:
@@ -295,9 +311,10 @@ def check_keys(overrides: dict[str, Any], where: str) -> None:
         raise ConfigError(None, f"{where}.{problem[0]}", problem[1])
 
 
-def _check_size(grid: dict[str, Any], zip: dict[str, list] | None) -> None:
+def _checked_axes(grid: Any, zip: Any) -> None:
+    """:func:`check_axes`, its refusal a ConfigError (the API's: it names no file)."""
     try:
-        sweep_points(grid, zip)
+        check_axes(grid, zip)
     except ValueError as err:
         raise ConfigError(None, None, str(err)) from None
 
@@ -305,10 +322,11 @@ def _check_size(grid: dict[str, Any], zip: dict[str, list] | None) -> None:
 def expand(grid: dict[str, list], zip: dict[str, list] | None = None) -> list[dict[str, Any]]:
     """Every point of the sweep, in sweep-index order.
 
-    The grid is the Cartesian product of its axes in the order given (the last axis
-    varies fastest); ``zip`` axes advance together, as one more axis after the grid.
+    The grid is the Cartesian product of its axes (lists) in the order given (the last
+    axis varies fastest); ``zip`` axes advance together, as one more axis after the
+    grid. Axes that cannot be expanded are a ConfigError (:func:`check_axes`).
     """
-    _check_size(grid, zip)
+    _checked_axes(grid, zip or {})
     keys = list(grid)
     rows: list[dict[str, Any]] = _zip_rows(zip or {}) or [{}]
     out = []
@@ -332,7 +350,13 @@ def _zip_rows(zipped: dict[str, list]) -> list[dict]:
 
 
 def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    """A typed config (a base Workload or ClusterSpec) as its document; else its text."""
+    dump = getattr(obj, "model_dump", None)
+    return dump(mode="json", by_alias=True) if callable(dump) else str(obj)
 
 
 def config_key(prep) -> str:
@@ -358,19 +382,66 @@ def _raw_key(workload: str, cluster: str | None, overrides: dict) -> str:
     return "raw-" + hashlib.sha256(text.encode()).hexdigest()
 
 
-@memoized(maxsize=16)
-def _base_configs(workload: str, cluster: str | None, base_json: str):
-    """The base workload and cluster with the sweep's fixed ``set`` applied (cached per
-    process so each point only re-validates its own overrides)."""
+#: Base configurations a process keeps (:func:`_base_configs`); a sweep uses one.
+BASE_MEMO_ENTRIES = 16
 
-    wl_over, cl_over = split_key_overrides(json.loads(base_json))
-    wl = load_workload(workload, wl_over)
-    cl = load_cluster(cluster or wl.defaults.cluster, cl_over)
-    return wl, cl
+_BASE_LOCK = threading.Lock()
 
 
-def _prepare_point(workload: str, cluster: str | None, base_set: dict, point: dict):
-    wl, cl = _base_configs(workload, cluster, _canonical(base_set))
+def _base_configs(workload: str | Workload, cluster: str | ClusterSpec | None,
+                  base_set: dict) -> tuple[Workload, ClusterSpec]:
+    """The base workload and cluster with the sweep's fixed ``set`` applied, as
+    :func:`simwall.simulate` loads them now.
+
+    Memoised per process (each point then validates only its own overrides) and checked
+    at every use against the content of the files they were read from: the workload's,
+    the cluster's and a graph file the cluster names. A file edited since is read again,
+    whichever process runs the point, as the YAML parse cache is keyed by the text."""
+    if not (isinstance(workload, str) and isinstance(cluster, (str, type(None)))):
+        return load_inputs(workload, cluster, base_set)  # typed configs: no file to read
+    memo = table(_base_configs, "bases")
+    key = _canonical([workload, cluster, base_set, os.getcwd()])
+    held = memo.get(key)
+    if held is not None and all(_digest(path) == digest for path, digest in held[0]):
+        return held[1]
+    # Loaded twice: the first load tells which files it reads; the second is kept only
+    # if none of them changed around it, so a file edited while it loads is not kept
+    # under its new content's digest.
+    stamps = _stamps(workload, cluster, load_inputs(workload, cluster, base_set))
+    configs = load_inputs(workload, cluster, base_set)
+    if _stamps(workload, cluster, configs) == stamps:
+        with _BASE_LOCK:
+            memo.pop(key, None)
+            memo[key] = (stamps, configs)
+            while len(memo) > BASE_MEMO_ENTRIES:
+                del memo[next(iter(memo))]
+    return configs
+
+
+def _stamps(workload: str, cluster: str | None,
+            configs: tuple[Workload, ClusterSpec]) -> tuple[tuple[Path, str | None], ...]:
+    """(file, digest of its content) of every file a base workload and cluster loaded
+    from names or paths were read from: the workload's, the cluster's and a graph file
+    the cluster names."""
+    wl, cl = configs
+    files = [find_file("workload", workload),
+             find_file("cluster", cluster or wl.defaults.cluster)]
+    if cl.graph is not None and cl.graph.file and not cl.graph.key_prefix:
+        files.append(Path(cl.graph.file))  # a graph file, not a graph inline
+    return tuple((path, _digest(path)) for path in files)
+
+
+def _digest(path: Path) -> str | None:
+    """sha256 of the content of ``path``; None when it cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _prepare_point(workload: str | Workload, cluster: str | ClusterSpec | None,
+                   base_set: dict, point: dict):
+    wl, cl = _base_configs(workload, cluster, base_set)
     return prepare(wl, cl, point)
 
 
@@ -386,7 +457,7 @@ def run_point(task: tuple) -> dict:
     """
     index, workload, cluster, base_set, point = task
     head: dict[str, Any] = {"sweep.index": index, "sweep.key": None, "error": None}
-    head.update({f"sweep.{k}": v for k, v in point.items()})
+    head.update({f"sweep.{k}": _axis_cell(v) for k, v in point.items()})
     try:
 
         prep = _prepare_point(workload, cluster, base_set, point)
@@ -406,6 +477,12 @@ def run_point(task: tuple) -> dict:
     return head
 
 
+def _axis_cell(value: Any) -> Any:
+    """An axis value as a ``sweep.<key path>`` column holds it: a list or dict as JSON
+    text (as ``plan.stage_layers`` is), so every column is flat."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
+
+
 def point_key(workload: str, cluster: str | None, base_set: dict, point: dict) -> str:
     """The ``sweep.key`` a point will get, without simulating it (for ``--resume``)."""
     try:
@@ -418,14 +495,64 @@ def point_key(workload: str, cluster: str | None, base_set: dict, point: dict) -
 # Running many points
 
 
-def _base_parts(base: dict) -> tuple[str, str | None, dict]:
-    """(workload, cluster, fixed overrides) of a sweep's ``base``."""
-    return (base.get("workload", "gpt3-175b"), base.get("cluster"),
-            dict(base.get("overrides") or base.get("set") or {}))
+#: Keys of a sweep's ``base``; ``set`` is the sweep file's name for ``overrides``.
+BASE_KEYS = ("workload", "cluster", "overrides", "set")
 
 
-def _tasks(base: dict, points: list[dict]) -> list[tuple]:
-    workload, cluster, base_set = _base_parts(base)
+def _base_parts(base: Any) -> tuple[str | Workload, str | ClusterSpec | None, dict]:
+    """(workload, cluster, fixed overrides) of a sweep's ``base``, the overrides copied
+    as plain data; a ConfigError naming ``base`` or the key at fault otherwise."""
+    if not isinstance(base, Mapping):
+        raise ConfigError(None, "base", f"expected a mapping like {{'workload': 'gpt2', "
+                          f"'cluster': 'dgx-a100', 'overrides': {{'plan.zero': 1}}}}, got "
+                          f"{value_kind(base)}")
+    for key in base:
+        if key not in BASE_KEYS:
+            near = difflib.get_close_matches(str(key), BASE_KEYS, n=1)
+            hint = f"did you mean '{near[0]}'? " if near else ""
+            raise ConfigError(None, f"base.{key}", f"unknown key; {hint}(expected "
+                              f"workload, cluster and overrides)")
+    if "overrides" in base and "set" in base:
+        raise ConfigError(None, "base", "give the fixed overrides once, as 'overrides' "
+                          "(or 'set', as in a sweep file), not both")
+    workload = _config_ref(base.get("workload", "gpt3-175b"), "workload", Workload)
+    cluster = _config_ref(base.get("cluster"), "cluster", ClusterSpec)
+    where = "base.set" if "set" in base else "base.overrides"
+    overrides = base.get("overrides", base.get("set"))
+    if overrides is None:
+        overrides = {}
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(None, where, f"expected a mapping of key path -> value, got "
+                          f"{value_kind(overrides)}")
+    check_keys(overrides, where)
+    return workload, cluster, {k: _plain(v, f"{where}.{k}") for k, v in overrides.items()}
+
+
+def _config_ref(value: Any, field: str, typed: type) -> Any:
+    """A base ``workload`` / ``cluster`` as :func:`simwall.simulate` takes it: a bundled
+    name or a path (as text) or a typed config; the cluster may be None (the workload's
+    ``defaults.cluster``)."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if (isinstance(value, str) and value) or isinstance(value, typed) or (
+            value is None and field == "cluster"):
+        return value
+    also = ", None (the workload's defaults.cluster)" if field == "cluster" else ""
+    raise ConfigError(None, f"base.{field}", f"expected a bundled name, a file path or a "
+                      f"simwall {typed.__name__}{also}, got {value_kind(value)}")
+
+
+def _plain(value: Any, where: str) -> Any:
+    """:func:`~simwall.report.records.plain_value`, its refusal a ConfigError at
+    ``where``."""
+    try:
+        return plain_value(value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(None, where, str(err)) from None
+
+
+def _tasks(workload: str | Workload, cluster: str | ClusterSpec | None, base_set: dict,
+           points: list[dict]) -> list[tuple]:
     return [(i, workload, cluster, base_set, p) for i, p in enumerate(points)]
 
 
@@ -486,24 +613,40 @@ def sweep(base: dict, grid: dict[str, list], executor: cf.Executor | None = None
           zip: dict[str, list] | None = None) -> Iterator[dict]:
     """Simulate every point of ``grid`` (and ``zip``) on ``base``; records in index order.
 
-    ``base``: ``{"workload": name|path, "cluster": name|path|None, "overrides": {key
-    path: value}}``. ``grid``: ``{key path: [values]}`` (Cartesian product, last axis
-    fastest). ``zip``: ``{key path: [values]}`` advanced together. ``executor``: any
-    :class:`concurrent.futures.Executor` (None runs here, one point at a time). An
-    unknown key path, more than :data:`MAX_SWEEP_POINTS` points or a base that does not
-    load (a workload or cluster that names nothing; every point would fail) raise a
-    :class:`ConfigError` before any point runs.
+    ``base``: ``{"workload": name|path|Workload, "cluster": name|path|ClusterSpec|None,
+    "overrides": {key path: value}}``, no other key (``set`` may stand for
+    ``overrides``, as in a sweep file; workload defaults to ``gpt3-175b`` and cluster to
+    the workload's ``defaults.cluster``, as for :func:`simwall.simulate`). ``grid``:
+    ``{key path: [values] or {"range": [start, stop, step]}}`` (Cartesian product, last
+    axis fastest). ``zip``: ``{key path: [values]}``, lists of one length advanced
+    together, no key also in ``grid``. ``executor``: None (run here, one point at a
+    time) or any :class:`concurrent.futures.Executor`. Values are copied as plain data
+    (numpy numbers as Python ones): the records share nothing with the arguments.
+
+    Raises :class:`ConfigError`, at the call, before any point runs: any argument not of
+    that shape, an unknown key path, more than :data:`MAX_SWEEP_POINTS` points, or a
+    base that does not load (a workload or cluster that names nothing; every point would
+    fail). A point that cannot run is a record with its ``error``.
 
     >>> recs = list(sweep({"workload": "gpt2"}, {"plan.tp": [1, 2]}))  # doctest: +SKIP
     """
-    _check_size(grid, zip)
-    for where, overrides in (("set", base.get("overrides") or base.get("set") or {}),
-                             ("grid", grid), ("zip", zip or {})):
-        check_keys(overrides, where)
-    expanded = expand(_axis_values(grid), zip)
-    tasks = _tasks(base, expanded)
     workload, cluster, base_set = _base_parts(base)
-    _base_configs(workload, cluster, _canonical(base_set))  # each point starts from it
+    zip = {} if zip is None else zip
+    _checked_axes(grid, zip)
+    check_keys(grid, "grid")
+    check_keys(zip, "zip")
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise ConfigError(None, "executor", f"expected None (run here) or a "
+                          f"concurrent.futures.Executor (an object with .submit), got "
+                          f"{value_kind(executor)}")
+    tasks = _tasks(workload, cluster, base_set, expand(*_plain_axes(grid, zip)))
+    _base_configs(workload, cluster, base_set)  # each point starts from it
+    return _in_order(tasks, executor)
+
+
+def _in_order(tasks: list[tuple], executor: cf.Executor | None) -> Iterator[dict]:
+    """Records of ``tasks`` in sweep-index order (each held back until every earlier
+    one has finished)."""
     pending: dict[int, dict] = {}
     nxt = 0
     for rec in _completed(tasks, executor):
@@ -513,18 +656,14 @@ def sweep(base: dict, grid: dict[str, list], executor: cf.Executor | None = None
             nxt += 1
 
 
-def _axis_values(grid: dict) -> dict[str, list]:
-    """Grid axes as lists (a ``{"range": [a, b, step]}`` axis expanded)."""
-    out = {}
-    for k, v in grid.items():
-        if isinstance(v, (list, tuple)):
-            out[k] = list(v)
-        else:
-            try:
-                out[k] = _range_values(k, v)
-            except ValueError as err:
-                raise ConfigError("grid", None, str(err)) from None
-    return out
+def _plain_axes(grid: Mapping, zip: Mapping) -> tuple[dict[str, list], dict[str, list]]:
+    """Checked axes (:func:`check_axes`) as new lists of plain values, a ``{"range":
+    [start, stop, step]}`` axis expanded: nothing shared with the caller."""
+    def values(where: str, key: str, axis: Any) -> list:
+        listed = axis if isinstance(axis, (list, tuple)) else _range_values(key, axis)
+        return [_plain(v, f"{where}.{key}[{i}]") for i, v in enumerate(listed)]
+    return ({k: values("grid", k, v) for k, v in grid.items()},
+            {k: values("zip", k, v) for k, v in zip.items()})
 
 
 # ---------------------------------------------------------------------------------------
@@ -730,10 +869,10 @@ def sweep_job(spec: SweepFile, output: str | Path, resume: bool = False,
     """
     output = Path(output)
     journal = check_sweep_output(output)
-    tasks = _tasks(spec.base(), expand(*spec.axes()))
+    tasks = _tasks(*_base_parts(spec.base()), expand(*spec.axes()))
     if overwrite and not resume:  # nothing there is kept: no need to read it
         return SweepJob(output, journal, tasks, {}, resume)
-    held = {path: read_records(path) for path in dict.fromkeys((output, journal))}
+    held = {path: read_held_records(path) for path in dict.fromkeys((output, journal))}
     # Entries of the output that are no record (only a .jsonl has any); the journal
     # (.partial.jsonl) is simwall's own scratch file: a line there that is no record is
     # a killed writer's torn line.
@@ -785,7 +924,7 @@ def run_job(job: SweepJob, executor: cf.Executor | None = None,
         # Rewrite whole lines only: a killed writer may have left half a line, and a
         # record appended after it would be unreadable.
         try:
-            write_records(journal, read_records(journal))
+            save_records(journal, read_held_records(journal))
         except OSError as err:
             raise output_error("-o", journal, err) from None
     bar = _progress(len(tasks), reused, progress)
@@ -801,7 +940,7 @@ def run_job(job: SweepJob, executor: cf.Executor | None = None,
             bar.close()
     ordered = [results[i] for i in sorted(results)]
     try:
-        write_records(output, ordered)
+        save_records(output, ordered)
     except OSError as err:  # e.g. the disk filled up; the journal keeps every record
         raise output_error("-o", output, err) from None
     if journal != output and journal.exists():
