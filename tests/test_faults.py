@@ -155,6 +155,59 @@ def test_failed_links_that_disconnect_a_device_are_a_config_error(tmp_path):
     assert "dgx-a100.yaml" in lines[0] and "faults.links" in lines[0]
 
 
+def _drawn_graph(tmp_path) -> str:
+    """A user-drawn cluster file: 4 nodes x 4 H100, an NVSwitch per node ('nvs0'), a NIC
+    per GPU ('nic0' ... 'nic15') on one switch 'tor'; devices named 'gpu0' ..."""
+    nodes, links = [], []
+    for n in range(4):
+        nodes += [f"    - {{name: gpu{4 * n + k}, kind: device, node: {n}}}" for k in range(4)]
+    for n in range(4):
+        nodes.append(f"    - {{name: nvs{n}, kind: switch, node: {n}}}")
+        for k in range(4):
+            i = 4 * n + k
+            nodes.append(f"    - {{name: nic{i}, kind: nic, node: {n}, rail: {k}}}")
+            links += [f"    - {{between: [gpu{i}, nvs{n}], type: NVLink4}}",
+                      f"    - {{between: [gpu{i}, nic{i}], type: IB-NDR, latency: 0.0}}",
+                      f"    - {{between: [nic{i}, tor], type: IB-NDR}}"]
+    nodes.append("    - {name: tor, kind: switch}")
+    path = tmp_path / "drawn.yaml"
+    path.write_text("name: drawn\ndevice: H100-SXM5-80GB\nintra: {link: NVLink4}\n"
+                    "inter: {link: IB-NDR, nics_per_node: 4}\nhost: {link: PCIe5}\ngraph:\n"
+                    "  nodes:\n" + "\n".join(nodes) + "\n  links:\n" + "\n".join(links) + "\n")
+    return str(path)
+
+
+def test_degraded_link_of_a_user_drawn_graph_is_named_by_the_graph_s_own_ids(tmp_path):
+    """faults.links names an explicit graph's nodes as its file does ('nic0', 'tor') or
+    as runs print them ('dev0'); a degraded NIC uplink slows the data-parallel traffic
+    that crosses it, per device as symmetric (the graph declares no symmetry)."""
+    drawn = _drawn_graph(tmp_path)
+    dp = {"plan.tp": 1, "plan.pp": 1}             # DP 16 over the 4 nodes' NICs
+    half = [{"between": ["nic0", "tor"], "bandwidth_factor": 0.5}]
+    base = simulate("llama2-7b", drawn, per_device=True, **dp)
+    fault = "cluster.faults.links=[{between: [nic0, tor], bandwidth_factor: 0.5}]"
+    slow = _json_run(["run", "llama2-7b", "--cluster", drawn, "--set", "plan.tp=1",
+                      "--set", fault, "--per-device", "--format", "json"])
+    assert slow["step_time_s"] > base.step_time_s * (1 + 1e-6)
+    assert slow["breakdown_s"]["dp_comm"] > base.breakdown_s["dp_comm"] * 1.5
+    assert simulate("llama2-7b", drawn, **dp, **{"cluster.faults.links": half}).step_time_s \
+        == slow["step_time_s"]
+    for ends in (["gpu0", "nvs0"], ["dev0", "nvs0"]):        # the file's name, the run's
+        r = simulate("llama2-7b", drawn, **dp, **{"cluster.faults.links": [
+            {"between": ends, "bandwidth_factor": 0.5}]})
+        assert math.isfinite(r.step_time_s)
+    with pytest.raises(ConfigError) as info:
+        simulate("llama2-7b", drawn, **dp, **{"cluster.faults.links": [
+            {"between": ["nicc0", "tor"], "bandwidth_factor": 0.5}]})
+    assert info.value.key == "faults.links[0].between"
+    assert "'nicc0'" in info.value.message and "'nic0'" in info.value.message
+    assert "'gpu0'" in info.value.message and "leaf1.0" not in info.value.message
+    with pytest.raises(ConfigError, match=r"no link between gpu0 and tor \(gpu0 links to: "
+                                          r"nvs0, nic0, host0\)"):
+        simulate("llama2-7b", drawn, **dp, **{"cluster.faults.links": [
+            {"between": ["gpu0", "tor"], "bandwidth_factor": 0.5}]})
+
+
 # ---------------------------------------------------------------------------------------
 # Per-device and symmetric modes agree on a symmetric cluster
 

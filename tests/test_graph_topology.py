@@ -3,6 +3,8 @@ a generated cluster, ECMP routes, declared symmetry, and located errors for bad 
 
 from __future__ import annotations
 
+import re
+
 import networkx as nx
 import pytest
 
@@ -311,3 +313,171 @@ def test_a_non_finite_step_names_the_graph_link_that_caused_it(tmp_path):
     with pytest.raises(SimwallError, match=r"cluster.graph.links\[8\].bandwidth = 1e-300 "
                                            r"gives a non-finite step time"):
         simulate("gpt2", str(path))
+
+
+# -- GraphML export: every cluster key carried, or the export refused --------------------
+
+_WHATIF = """\
+name: whatif
+device: {base: H100-SXM5-80GB, memory_bandwidth: 4.0e12}
+nodes: 2
+devices_per_node: 8
+intra: {topology: nvswitch, link: NVLink4}
+inter: {topology: fat_tree, link: IB-NDR, nics_per_node: 8}
+host: {link: PCIe5}
+pue: 1.5
+power_overhead: 1.1
+price_per_device_hour: 2.0
+memory_reserved: 2.0e9
+"""
+
+
+def test_graphml_export_carries_every_cluster_key_exactly(tmp_path):
+    """A what-if device, PUE, power overhead, price and reserved memory come back from
+    GraphML as from YAML (they were dropped: the device read back as the default A100)."""
+    (tmp_path / "c.yaml").write_text(_WHATIF)
+    for suffix in ("yaml", "graphml"):
+        assert main(["topo", str(tmp_path / "c.yaml"), "--export",
+                     str(tmp_path / f"out.{suffix}")]) == 0
+    want = load_cluster(str(tmp_path / "out.yaml"))
+    got = load_cluster(str(tmp_path / "out.graphml"))
+    assert got.model_dump(exclude={"graph"}) == want.model_dump(exclude={"graph"})
+    assert got.device.memory_bandwidth_bytes_per_s == 4.0e12 and got.pue == 1.5
+    assert got.price_per_device_hour == 2.0 and got.power_overhead == 1.1
+    plan = {"plan.tp": 8}
+    assert simulate("llama2-7b", str(tmp_path / "out.graphml"), **plan).step_time_s == \
+        simulate("llama2-7b", str(tmp_path / "c.yaml"), **plan).step_time_s
+
+
+@pytest.mark.parametrize("extra, key", [
+    ("faults: {stragglers: [{device: 3, slowdown: 0.5}]}\n", "faults.stragglers"),
+    ("faults: {links: [{between: [nic0.0, leaf0.0], bandwidth_factor: 0.1}]}\n",
+     "faults.links"),
+    ("mixed: [{nodes: [1], device: A100-SXM4-80GB}]\n", "mixed"),
+])
+def test_graphml_export_refuses_the_lists_graphml_cannot_hold(tmp_path, capsys, extra, key):
+    (tmp_path / "c.yaml").write_text(_WHATIF + extra)
+    out = tmp_path / "out.graphml"
+    assert main(["topo", str(tmp_path / "c.yaml"), "--export", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"GraphML cannot hold whatif's {key} " in err
+    assert "export to a .yaml file" in err and not out.exists()
+    assert main(["topo", str(tmp_path / "c.yaml"), "--export", str(tmp_path / "o.yaml")]) == 0
+
+
+# -- directed graphs: a link is full duplex ----------------------------------------------
+
+def test_directed_graph_needs_both_directions_alike(tmp_path, capsys):
+    both = _two_spine_graph().to_directed()
+    assert simulate("gpt2", both).step_time_s == simulate("gpt2", _two_spine_graph()).step_time_s
+    asym = both.copy()
+    asym.edges["tor0", "hca0.1"]["bandwidth"] = 1e9
+    with pytest.raises(ConfigError) as info:
+        cluster_from_networkx(asym)
+    assert info.value.key in ("edge 'hca0.1' - 'tor0'", "edge 'tor0' - 'hca0.1'")
+    assert "differ (bandwidth: " in info.value.message and "full duplex" in info.value.message
+    oneway = both.copy()
+    oneway.remove_edge("tor0", "hca0.1")
+    nx.write_graphml(oneway, tmp_path / "oneway.graphml")
+    assert main(["topo", str(tmp_path / "oneway.graphml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("oneway.graphml: edge 'hca0.1' - 'tor0': the directed graph has the "
+                        "edge 'hca0.1' -> 'tor0' but not 'tor0' -> 'hca0.1'; a link is full "
+                        "duplex: give both directions the same attributes, or use an "
+                        "undirected graph")
+
+
+# -- GraphML and networkx: errors name nodes and edges; graph attributes read strictly ---
+
+def _graphml_error(tmp_path, g: nx.Graph) -> str:
+    nx.write_graphml(g, tmp_path / "g.graphml")
+    with pytest.raises(ConfigError) as info:
+        simulate("gpt2", str(tmp_path / "g.graphml"))
+    return str(info.value)
+
+
+def test_graphml_errors_name_the_node_or_the_edge(tmp_path):
+    edge = r"g\.graphml: edge '(hca0\.1' - 'tor0|tor0' - 'hca0\.1)'"
+    g = _two_spine_graph()
+    g.edges["hca0.1", "tor0"]["type"] = "IB-XDR"
+    assert re.search(edge + r" attribute 'type': unknown link 'IB-XDR'",
+                     _graphml_error(tmp_path, g))
+    g = _two_spine_graph()
+    g.edges["hca0.1", "tor0"]["bandwidth"] = -1.0
+    assert re.search(edge + r" attribute 'bandwidth': expected a number >= 0",
+                     _graphml_error(tmp_path, g))
+    g = _two_spine_graph()
+    g.edges["hca0.1", "tor0"]["bandwidth"] = 0.0
+    assert re.search(edge + r": link .* has no capacity", _graphml_error(tmp_path, g))
+    g = _two_spine_graph()
+    del g.nodes["core1"]["kind"]
+    assert "g.graphml: node 'core1' attribute 'kind': required key is missing" in \
+        _graphml_error(tmp_path, g)
+    g = _two_spine_graph()
+    g.graph["symmetry.shift_perod"] = 4
+    assert "graph attribute 'symmetry.shift_perod': unknown key" in _graphml_error(tmp_path, g)
+
+
+def test_graph_attributes_are_cluster_keys_and_unknown_ones_are_refused(tmp_path):
+    g = _two_spine_graph()
+    g.graph.update({"pue": 1.25, "devices_per_node": 4, "device.base": "A100-SXM4-80GB",
+                    "device.memory_bandwidth": 1.0e12})
+    del g.graph["device"]
+    for n, kind in g.nodes(data="kind"):
+        if kind == "device":
+            del g.nodes[n]["node"]
+    cluster = cluster_from_networkx(g)
+    assert cluster.pue == 1.25 and cluster.nodes == 2 and cluster.devices_per_node == 4
+    assert cluster.device.memory_bandwidth_bytes_per_s == 1.0e12
+    for attrs, words in [({"color": "red"}, "color: unknown graph attribute (graph attributes"),
+                         ({"pu": 1.5}, "pu: unknown graph attribute; did you mean 'pue'?"),
+                         ({"devices_per_node": 3}, "devices_per_node = 3"),
+                         ({"device.memory_bandwidth": 1e12}, "device: given both as a value")]:
+        g = _two_spine_graph()
+        g.graph.update(attrs)
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            cluster_from_networkx(g)
+    # A graph file named by a cluster file: its cluster keys are the cluster file's to
+    # give, an unknown attribute is refused all the same.
+    g = _two_spine_graph()
+    g.graph["color"] = "red"
+    nx.write_graphml(g, tmp_path / "fabric.graphml")
+    (tmp_path / "c.yaml").write_text("name: gml\ngraph: fabric.graphml\n")
+    with pytest.raises(ConfigError, match=r"fabric.graphml: color: unknown graph attribute"):
+        load_cluster(str(tmp_path / "c.yaml"))
+
+
+# -- sizes beside a graph: as strict as a generated cluster's -----------------------------
+
+@pytest.mark.parametrize("line, words", [
+    ("devices_per_node: 0", "c.yaml:2: devices_per_node: expected an integer > 0, got 0"),
+    ("devices_per_node: 4.5", "c.yaml:2: devices_per_node: expected an integer > 0, got 4.5"),
+    ('devices_per_node: "two"',
+     "c.yaml:2: devices_per_node: expected an integer > 0, got 'two'"),
+    ("devices_per_node: -3", "c.yaml:2: devices_per_node: expected an integer > 0, got -3"),
+    ("nodes: 1.0", "c.yaml:2: nodes: expected an integer > 0 or 'auto', got 1.0"),
+    ("nodes: true", "c.yaml:2: nodes: expected an integer > 0 or 'auto', got true"),
+])
+def test_sizes_beside_a_graph_are_checked_as_strictly_as_elsewhere(tmp_path, line, words):
+    (tmp_path / "c.yaml").write_text(_GOOD.replace("device: A100-SXM4-80GB\n",
+                                                   f"{line}\ndevice: A100-SXM4-80GB\n"))
+    with pytest.raises(ConfigError) as info:
+        load_cluster(str(tmp_path / "c.yaml"))
+    assert str(info.value).endswith(words)
+
+
+def test_unknown_link_type_and_short_lists_are_located_in_the_graph(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(_GOOD.replace("[a, sw], type: NVLink3", "[a, sw], type: NVLink9"))
+    with pytest.raises(ConfigError) as info:
+        simulate("gpt2", str(path), **{"plan.dp": 2})
+    assert str(info.value).startswith(f"{path}:9: graph.links[0].type: unknown link 'NVLink9'")
+    path.write_text(_GOOD.replace("[b, sw]", "[b, sw, a]"))
+    with pytest.raises(ConfigError, match=r"c.yaml:10: graph.links\[1\].between: expected two "
+                                          r"node names \(the link's ends\), got a list of 3"):
+        load_cluster(str(path))
+    path.write_text(_GOOD + "  routes:\n    - {path: [a]}\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:12: graph.routes\[0\].path: expected a path "
+                                          r"of at least two node names \(device to device\), "
+                                          r"got a list of 1"):
+        load_cluster(str(path))

@@ -48,6 +48,7 @@ __all__ = [
     "DeviceRef",
     "DeviceSpec",
     "EfficiencySpec",
+    "Expected",
     "FaultSpec",
     "GraphSpec",
     "HostSpec",
@@ -102,6 +103,15 @@ class OneOf:
             raise PydanticCustomError("not_one_of", "not a registered {kind} name",
                                       {"kind": self.registry.kind})
         return value
+
+
+@dataclass(frozen=True)
+class Expected:
+    """``Annotated[tuple[str, str], Expected("two node names")]``: what a value must be,
+    in the user's words; errors say ``expected two node names, got a list of 3`` where
+    the type alone would give ``expected a list`` (see :mod:`simwall.config.validation`)."""
+
+    words: str
 
 
 def at_most(limit: int, why: str) -> BeforeValidator:
@@ -804,8 +814,12 @@ class Straggler(Strict):
     slowdown: Annotated[float, Field(strict=True, gt=0, le=1, allow_inf_nan=False)]  # speed factor
 
 
+#: Two graph node names (a link's ends).
+NodePair = Annotated[tuple[str, str], Expected("two node names (the link's ends)")]
+
+
 class DegradedLink(Strict):
-    between: tuple[str, str]
+    between: NodePair
     bandwidth_factor: Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]  # 0 = failed
 
 
@@ -814,7 +828,7 @@ class DegradedPlane(Strict):
     its links, or only its link ``between`` two graph nodes (NIC, switch names)."""
 
     plane: NonNegInt
-    between: tuple[str, str] | None = None
+    between: NodePair | None = None
     bandwidth_factor: Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]  # 0 = failed
 
 
@@ -859,7 +873,7 @@ class GraphLink(Strict):
     edge's share of the hop) override them; ``kind`` defaults from the kinds of the two
     ends (docs/input-formats.md)."""
 
-    between: tuple[str, str]
+    between: NodePair
     type: str | None = None
     bandwidth_bytes_per_s: NonNegFloat | None = Field(default=None, alias="bandwidth")
     latency_s: NonNegFloat | None = Field(default=None, alias="latency")
@@ -870,7 +884,8 @@ class GraphLink(Strict):
 class GraphRoute(Strict):
     """A fixed route: the node names from one device to another."""
 
-    path: Annotated[tuple[str, ...], Field(min_length=2)]
+    path: Annotated[tuple[str, ...], Field(min_length=2), Expected(
+        "a path of at least two node names (device to device)")]
 
 
 class GraphRouting(Strict):
@@ -910,6 +925,10 @@ class GraphSpec(Strict):
     file: str | None = None
     lines: dict[str, int] = {}
     key_prefix: str = ""          # "graph." when the graph is inline in a cluster file
+    # A GraphML file or networkx graph: errors name a node by its id and a link by its
+    # ends (simwall.config.graph.graph_key), not by a position in a list the user never
+    # wrote.
+    item_names: bool = False
 
     def line(self, key: str) -> int | None:
         """The line of ``key`` (``links[3].bandwidth``) in the graph's file, if known (a

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
-from .schema import ClusterSpec, OneOf, Workload
+from .schema import ClusterSpec, Expected, OneOf, Workload
 from .yamlio import format_number, format_value, key_path, line_of
 
 __all__ = ["flat_lines", "key_path_problem", "validate"]
@@ -143,6 +143,9 @@ def _describe(spec: Any) -> str:
     if spec is None:
         return "a valid value"
     tp, meta = spec
+    said = next((m for m in meta if isinstance(m, Expected)), None)
+    if said is not None:
+        return said.words
     branches = _union_args(tp)
     if branches is not None:
         return " or ".join(_describe(_unwrap(b)) for b in branches)
@@ -289,6 +292,8 @@ def _message(err: dict, walk: _Walk) -> tuple[list, str]:
     if walk.leaf is not None:
         if isinstance(found, float) and not math.isfinite(found):
             return path, f"expected a finite number, got {format_value(found)}"
+        if kind in ("too_long", "too_short") and isinstance(found, (list, tuple)):
+            return path, f"expected {_describe(walk.leaf)}, got a list of {len(found)}"
         return path, f"expected {_describe(walk.leaf)}, got {format_value(found)}"
     return path, f"{err['msg'].rstrip('.').lower()}, got {format_value(found)}"
 

@@ -61,28 +61,46 @@ def export_graph_text(cluster: ClusterSpec) -> str:
                         width=100))
 
 
+def _graph_attrs(doc: Any, prefix: str = "") -> tuple[dict[str, Any], list[str]]:
+    """(dotted key -> value) of every single value of a cluster document, nested keys
+    dotted as ``--set`` writes them (``device.memory_bandwidth``), and the keys whose
+    values are non-empty lists (which GraphML attributes cannot hold)."""
+    attrs: dict[str, Any] = {}
+    lists: list[str] = []
+    for key, value in doc.items():
+        dotted = prefix + str(key)
+        if isinstance(value, dict):
+            sub, sub_lists = _graph_attrs(value, dotted + ".")
+            attrs.update(sub)
+            lists += sub_lists
+        elif isinstance(value, (list, tuple)):
+            if value:
+                lists.append(dotted)
+        elif value is not None:
+            attrs[dotted] = value
+    return attrs, lists
+
+
 def export_graphml_text(cluster: ClusterSpec) -> str:
     """:func:`export_graph_doc` as GraphML (``networkx.generate_graphml``): node and edge
-    attributes as in a graph file, the cluster keys and the routing and symmetry as graph
-    attributes (``name``, ``device``, ``intra.link``, ``rail_matching``,
-    ``symmetry.<trait>``; docs/input-formats.md). A cluster whose routes must be written
-    out is refused (GraphML has no lists): export it as YAML."""
+    attributes as in a graph file, every cluster key as a graph attribute dotted as
+    ``--set`` writes it (``device.base``, ``device.memory_bandwidth``, ``inter.link``,
+    ``pue``), the routing and symmetry as ``rail_matching`` and ``symmetry.<trait>``
+    (docs/input-formats.md), read back exactly. A cluster with lists, which GraphML
+    attributes cannot hold (``faults.stragglers``, ``faults.links``, ``mixed``, routes
+    that must be written out), is refused: export it as YAML."""
     import networkx as nx
     doc = export_graph_doc(cluster)
     graph = doc["graph"]
+    attrs, lists = _graph_attrs({k: v for k, v in doc.items() if k != "graph"})
     if graph.get("routes"):
-        raise ConfigError("--export", None, f"{cluster.name}'s routes must be written out "
-                          f"and GraphML cannot hold them: export to a .yaml file")
+        lists.append("routes that shortest paths would not give")
+    if lists:
+        raise ConfigError("--export", None, f"GraphML cannot hold {cluster.name}'s "
+                          f"{', '.join(lists)} (lists; a GraphML attribute holds one "
+                          f"value): export to a .yaml file, which keeps them")
     g = nx.Graph()
-    for key in ("name", "device", "source", "memory_reserved", "memory_fragmentation"):
-        if isinstance(doc.get(key), (str, int, float)):
-            g.graph[key] = doc[key]
-    for level in ("intra", "inter", "host"):
-        for key, value in doc.get(level, {}).items():
-            if key != "topology" and isinstance(value, (str, int, float, bool)):
-                g.graph[f"{level}.{key}"] = value
-            elif key == "link" and isinstance(value, dict):
-                g.graph[f"{level}.link"] = value["base"]   # every link is explicit
+    g.graph.update(attrs)
     g.graph["rail_matching"] = graph["routing"]["rail_matching"]
     for key, value in graph["symmetry"].items():
         g.graph[f"symmetry.{key}"] = value

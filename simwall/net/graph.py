@@ -4,6 +4,7 @@ that reads edges without building the graph."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -36,24 +37,51 @@ def host_links(ctx: GeneratorContext, n: int) -> Iterator[Link]:
         yield Link(device_node(i), ("host", n), attrs)
 
 
+def _shown(g: nx.DiGraph, node: Node) -> str:
+    """A graph node as the user names it: an explicit graph's own name (``gpu0``), else
+    simwall's (``nic0.2``)."""
+    return g.nodes[node].get("name") or node_name(node)
+
+
+def _node_names(g: nx.DiGraph) -> dict[str, Node]:
+    """Name -> graph node for an explicit graph's own node names (``gpu0``, ``tor``);
+    empty for a generated graph, whose nodes have simwall's names only."""
+    return {own: node for node, own in g.nodes(data="name") if own is not None}
+
+
+def _unknown_node(g: nx.DiGraph, names: dict[str, Node], text: str) -> str:
+    """What to say about a name that is no node of ``g``: a few of its real names."""
+    if not names:
+        return (f"unknown graph node {text!r} (expected e.g. 'dev3' or '3', 'nic0.2', "
+                f"'nvsw0', 'leaf1.0', 'spine', 'host0')")
+    near = difflib.get_close_matches(text, list(names), n=3, cutoff=0.6)
+    first: dict[str, str] = {}
+    for node, data in g.nodes(data=True):
+        first.setdefault(data.get("kind", ""), data.get("name") or node_name(node))
+    shown = ", ".join(repr(n) for n in dict.fromkeys(near + list(first.values())))
+    return f"no node of the cluster's graph is named {text!r} (its nodes include {shown})"
+
+
 def apply_faults(g: nx.DiGraph, cluster: ClusterSpec, source: str) -> None:
-    """Scale (or, with factor 0, remove) both directions of each listed link."""
+    """Scale (or, with factor 0, remove) both directions of each listed link. Its ends
+    are named as an explicit graph names its nodes, first, or as simwall names graph
+    nodes (``dev0``, ``3``, ``nic0.2``, ``leaf1.0``: a generated graph's, and the names
+    runs print)."""
+    names = _node_names(g)
     for idx, fault in enumerate(cluster.faults.links):
         key = f"faults.links[{idx}].between"
         ends = []
         for text in fault.between:
-            node = parse_node_name(text)
+            node = names.get(text) or parse_node_name(text)
             if node is None or node not in g:
-                raise ConfigError(source, key,
-                                  f"unknown graph node {text!r} (expected e.g. 'dev3' or '3', "
-                                  f"'nic0.2', 'nvsw0', 'leaf1.0', 'spine', 'host0')")
+                raise ConfigError(source, key, _unknown_node(g, names, text))
             ends.append(node)
         u, v = ends
         if not g.has_edge(u, v):
-            near = ", ".join(node_name(w) for w in list(g.successors(u))[:8])
+            near = ", ".join(_shown(g, w) for w in list(g.successors(u))[:8])
             raise ConfigError(source, key,
-                              f"no link between {node_name(u)} and {node_name(v)} "
-                              f"({node_name(u)} links to: {near or 'nothing'})")
+                              f"no link between {_shown(g, u)} and {_shown(g, v)} "
+                              f"({_shown(g, u)} links to: {near or 'nothing'})")
         for a, b in ((u, v), (v, u)):
             if fault.bandwidth_factor == 0:
                 g.remove_edge(a, b)

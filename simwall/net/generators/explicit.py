@@ -22,11 +22,13 @@ declares none is costed stage by stage, with every node able to slow every other
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ... import memo
 from ...config import GraphSpec
+from ...config.graph import graph_key
 from ...errors import ConfigError
 from ...hardware.catalog import resolve_device, resolve_link
 from ..names import Node, device_node, parse_node_name
@@ -108,8 +110,16 @@ def build_explicit_graph(ctx: GeneratorContext) -> nx.DiGraph:
     src = spec.file or ctx.source
 
     def err(key: str, msg: str, sub: str = "") -> ConfigError:
-        return ConfigError(src, spec.key_prefix + key, msg,
+        return ConfigError(src, graph_key(spec, key), msg,
                            line=spec.line(key + sub) or spec.line(key))
+
+    def catalog(key: str, resolve: Callable, name: str) -> Any:
+        """The catalog entry ``name`` at ``key``; an unknown name located as the graph's
+        other errors are (key prefix or node and edge names, line)."""
+        try:
+            return resolve(name, key, src)
+        except ConfigError as e:
+            raise err(key, e.message) from None
 
     import networkx as nx
     g = nx.DiGraph()
@@ -131,7 +141,7 @@ def build_explicit_graph(ctx: GeneratorContext) -> nx.DiGraph:
                 raise err(key, f"device {n.name!r} has no memory (memory_capacity "
                           f"{n.memory_capacity_bytes:g})", ".memory_capacity")
             if n.device is not None:
-                spec_dev = resolve_device(n.device, f"{key}.device", src)
+                spec_dev = catalog(f"{key}.device", resolve_device, n.device)
                 base = resolve_device(device, "device", ctx.source)
                 if spec_dev.name != base.name:
                     raise err(key, f"device {n.name!r} is a {spec_dev.name}, the cluster's "
@@ -181,7 +191,7 @@ def build_explicit_graph(ctx: GeneratorContext) -> nx.DiGraph:
                       ".between")
         kind = link.kind or link_kind(kinds[u], kinds[v], owner[u], owner[v])
         if link.type is not None:
-            cls = resolve_link(link.type, f"{key}.type", src)
+            cls = catalog(f"{key}.type", resolve_link, link.type)
         elif link.bandwidth_bytes_per_s is None:
             raise err(key, f"{what} has no capacity: give its bandwidth (bytes/s per "
                       f"direction) or a link type")
@@ -259,7 +269,7 @@ def _check_reachable(g: nx.DiGraph, spec: GraphSpec, src: str) -> None:
         if dev not in dist:
             j = _listed(spec, "device", k)
             first = spec.nodes[_listed(spec, "device", 0)].name
-            raise ConfigError(src, f"{spec.key_prefix}nodes[{j}]", f"device {spec.nodes[j].name!r} is "
+            raise ConfigError(src, graph_key(spec, f"nodes[{j}]"), f"device {spec.nodes[j].name!r} is "
                               f"unreachable: no path through the network to device "
                               f"{first!r}", line=spec.line(f"nodes[{j}]"))
 
@@ -268,7 +278,7 @@ def _check_routes(g: nx.DiGraph, spec: GraphSpec, names: dict, src: str) -> None
     for i, r in enumerate(spec.routes):
         key = f"routes[{i}].path"
         line = spec.line(key) or spec.line(f"routes[{i}]")
-        where = spec.key_prefix + key
+        where = graph_key(spec, key)
         for name in r.path:
             if name not in names:
                 raise ConfigError(src, where, f"no node named {name!r}", line=line)
