@@ -393,6 +393,18 @@ def test_address_needs_the_dask_executor(tmp_path, tiny, capsys, monkeypatch, ex
         sw.make_executor(executor, address="tcp://1.2.3.4:1")
 
 
+@pytest.mark.parametrize("argv", [["--executor", "serial"],
+                                  ["--executor", "dask", "--address", "tcp://1.2.3.4:1"]])
+def test_workers_needs_an_executor_that_starts_processes(tmp_path, tiny, capsys, monkeypatch,
+                                                        argv):
+    from simwall.cli import main
+    _no_point_runs(monkeypatch)
+    assert main(["sweep", str(sweep_file(tmp_path, tiny)), "-o", str(tmp_path / "r.csv"),
+                 "--workers", "2", *argv]) == 2
+    assert "--workers: sets the processes of --executor local or dask-local" in \
+        _one_error_line(capsys)
+
+
 # ---------------------------------------------------------------------------------------
 # The Python API: sweep() arguments checked as a sweep file's, records written whole,
 # base files read as they are now, axis columns flat and shared with no caller

@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Dask scheduler address (implies --executor dask; refused with "
                    "serial or dask-local, which would ignore it)")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes (default: all cores)")
+                   help="worker processes of --executor local or dask-local (default: all "
+                   "cores)")
     p.add_argument("--resume", action="store_true",
                    help="skip points whose configuration is already in the output or journal")
     p.add_argument("--overwrite", action="store_true",
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers", None, f"expected an integer >= 1, got {args.workers}")
-    executor_kind(args.executor, args.address)  # an --address it would ignore fails here
+    # An --address or --workers the executor would ignore fails here, before anything runs.
+    executor_kind(args.executor, args.address, args.workers)
     spec = load_sweep(args.sweep_file)
     # Bad output paths, and an output holding other results, fail before any worker.
     job = sweep_job(spec, args.output, resume=args.resume, overwrite=args.overwrite)

@@ -757,16 +757,20 @@ WORKER_EXIT_WAIT_S = 5
 DASK_CONNECT_TIMEOUT_S = 5
 
 
-def executor_kind(kind: str, address: str | None) -> str:
-    """The executor that runs a sweep given ``--executor kind`` and ``--address``:
-    ``local`` with an address is ``dask``. A ConfigError for an address the executor
-    would ignore (``serial``, ``dask-local``) and for ``dask`` without one; checked
-    before anything starts."""
+def executor_kind(kind: str, address: str | None, workers: int | None = None) -> str:
+    """The executor that runs a sweep given ``--executor kind``, ``--address`` and
+    ``--workers``: ``local`` with an address is ``dask``. A ConfigError for an address
+    the executor would ignore (``serial``, ``dask-local``), for ``dask`` without one,
+    and for a worker count it would ignore (``serial`` runs here; a Dask scheduler has
+    its own workers); checked before anything starts."""
     if address and kind in ("serial", "dask-local"):
         raise ConfigError("--address", None, f"needs --executor dask (a running Dask "
                           f"scheduler); --executor {kind} would ignore it")
     if address and kind == "local":
-        return "dask"
+        kind = "dask"
+    if workers is not None and kind in ("serial", "dask"):
+        raise ConfigError("--workers", None, f"sets the processes of --executor local or "
+                          f"dask-local; {kind} would ignore it")
     if kind == "dask" and not address:
         raise ConfigError("--executor", None, "dask needs --address tcp://HOST:PORT "
                           "(or use dask-local)")
@@ -779,7 +783,7 @@ def make_executor(kind: str = "local", workers: int | None = None,
     cores by default); ``dask``: the Dask scheduler at ``address``; ``dask-local``: a
     local Dask cluster; ``serial``: this process (:func:`executor_kind` checks the
     address)."""
-    kind = executor_kind(kind, address)
+    kind = executor_kind(kind, address, workers)
     if kind == "serial":
         return _Exec(None, lambda: None)
     if kind == "local":
