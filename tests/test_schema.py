@@ -59,3 +59,12 @@ def test_plan_names_are_the_registry_choices(field, reg, also):
         assert getattr(validate(PlanSpec, {field: name}, "w.yaml"), field) == name
     listed = ", ".join(repr(n) for n in also + reg.choices())
     assert message_of(PlanSpec, {field: "nope"}) == f"expected one of {listed}, got 'nope'"
+
+
+@pytest.mark.parametrize("key", ["inter.oversubscription", "inter.agg_oversubscription"])
+def test_a_taper_is_bounded(key):
+    from simwall.config import load_cluster
+
+    assert getattr(load_cluster("dgx-a100", [(key, 64.0)]).inter, key.split(".")[1]) == 64.0
+    with pytest.raises(ConfigError, match=f"{key}: expected a number >= 1 and <= 64"):
+        load_cluster("dgx-a100", [(key, 1e300)])
