@@ -192,10 +192,13 @@ def test_degraded_link_of_a_user_drawn_graph_is_named_by_the_graph_s_own_ids(tmp
     assert slow["breakdown_s"]["dp_comm"] > base.breakdown_s["dp_comm"] * 1.5
     assert simulate("llama2-7b", drawn, **dp, **{"cluster.faults.links": half}).step_time_s \
         == slow["step_time_s"]
-    for ends in (["gpu0", "nvs0"], ["dev0", "nvs0"]):        # the file's name, the run's
+    for ends in (["gpu0", "nvs0"], ["dev0", "nvs0"]):        # the file's name, simwall's
         r = simulate("llama2-7b", drawn, **dp, **{"cluster.faults.links": [
             {"between": ends, "bandwidth_factor": 0.5}]})
         assert math.isfinite(r.step_time_s)
+    # The run names the graph's links as the file does.
+    busiest = simulate("llama2-7b", drawn, **{"plan.tp": 4}).critical["busiest_link"]["link"]
+    assert busiest.split("->")[0].startswith("gpu"), busiest
     with pytest.raises(ConfigError) as info:
         simulate("llama2-7b", drawn, **dp, **{"cluster.faults.links": [
             {"between": ["nicc0", "tor"], "bandwidth_factor": 0.5}]})

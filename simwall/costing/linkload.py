@@ -33,7 +33,6 @@ from ..config import ModelSpec, TrainingSpec
 from ..memo import memoized
 from ..model import memory
 from ..net import Topology, collectives
-from ..net.names import node_name
 from ..plan import Plan
 from . import offload
 from .stage import StageCost
@@ -116,7 +115,8 @@ def busiest_link(topology: Topology, loads: Iterable[dict[Edge, float]]) -> dict
             busy_s = carried / cap if cap > 0 else float("inf")
             if best is None or busy_s > best["busy_s"]:
                 attrs = topology.edge_attrs(edge)
-                best = {"link": f"{node_name(edge[0])}->{node_name(edge[1])}",
+                best = {"link": (f"{topology.display_name(edge[0])}->"
+                                 f"{topology.display_name(edge[1])}"),
                         "kind": attrs.get("kind"), "link_class": attrs.get("link"),
                         "bytes": carried, "capacity_bytes_per_s": cap, "busy_s": busy_s}
     return best

@@ -36,7 +36,7 @@ from ..config import ClusterSpec, DeviceSpec
 from ..registry import INTER_TOPOLOGIES, INTRA_TOPOLOGIES
 from .generators.base import Generator, GeneratorContext, Link, declared
 from .graph import build_graph, edge_parts, part_links
-from .names import Edge, device_node
+from .names import Edge, device_node, node_name
 
 if TYPE_CHECKING:  # networkx and numpy load on first use: a symmetric run needs neither
     import networkx as nx
@@ -112,6 +112,17 @@ class Topology:
         if self._eager_graph is not None:
             return self._eager_graph
         return self._whole.get("graph")
+
+    def display_name(self, node) -> str:
+        """The name a user reads for graph node ``node``: an explicit graph's own (its
+        file's ``gpu0``, ``nvs0``), else simwall's (``dev0``, ``nic0.2``; names.node_name)."""
+        if self.cluster.graph is not None:
+            graph = self._built_graph()
+            if graph is not None and node in graph:
+                given = graph.nodes[node].get("name")
+                if given:
+                    return str(given)
+        return node_name(node)
 
     def edge_attrs(self, edge: Edge) -> dict:
         """The attributes of a directed edge (module docstring); KeyError if there is no
