@@ -166,7 +166,8 @@ def test_engine_task_cap_counts_the_simulated_streams():
     assert err.value.source == prep.workload.file
     assert err.value.key == "training.global_batch"
     assert err.value.line == prep.workload.line("training.global_batch")
-    assert "x 2048 replicas = 2,097,152 engine tasks" in err.value.message
+    assert "64 micro-batches per replica x 8 model chunks x 2 passes x 2048 replicas = " \
+        "2,097,152 engine tasks" in err.value.message
     with pytest.raises(ConfigError, match="2,097,152 engine tasks"):
         api.simulate("gpt3-175b", per_device=True, **GPT3_131K)
 

@@ -171,9 +171,11 @@ def check_engine_tasks(workload: Workload, plan: Plan, per_device: bool) -> None
     tasks = engine_tasks(plan, per_device)
     if tasks > MAX_ENGINE_TASKS:
         replicas = plan.dp if per_device else 1
+        passes = tasks // (plan.micro_batches * plan.chunks * replicas)
         raise ConfigError(workload.file, "training.global_batch",
                           f"gives {plan.micro_batches:,} micro-batches per replica x "
-                          f"{plan.chunks} model chunks x {replicas} replicas = {tasks:,} "
+                          f"{plan.chunks} model chunks x {passes} passes x {replicas} "
+                          f"replicas = {tasks:,} "
                           f"engine tasks per step, more than simwall's limit of "
                           f"{MAX_ENGINE_TASKS:,} (raise training.micro_batch or lower "
                           f"training.global_batch; see simwall/plan/limits.py)",
