@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # networkx loads when a graph is built (a symmetric run build
     import networkx as nx
 
 __all__ = ["apply_faults", "build_graph", "check_connected", "edge_parts", "host_links",
-           "part_links"]
+           "part_links", "shown_name"]
 
 _SWITCHES = ("leaf", "spine", "agg", "rtr")
 _NETWORK = ("nic", "leaf", "spine", "agg", "rtr")
@@ -37,7 +37,7 @@ def host_links(ctx: GeneratorContext, n: int) -> Iterator[Link]:
         yield Link(device_node(i), ("host", n), attrs)
 
 
-def _shown(g: nx.DiGraph, node: Node) -> str:
+def shown_name(g: nx.DiGraph, node: Node) -> str:
     """A graph node as the user names it: an explicit graph's own name (``gpu0``), else
     simwall's (``nic0.2``)."""
     return g.nodes[node].get("name") or node_name(node)
@@ -78,10 +78,10 @@ def apply_faults(g: nx.DiGraph, cluster: ClusterSpec, source: str) -> None:
             ends.append(node)
         u, v = ends
         if not g.has_edge(u, v):
-            near = ", ".join(_shown(g, w) for w in list(g.successors(u))[:8])
+            near = ", ".join(shown_name(g, w) for w in list(g.successors(u))[:8])
             raise ConfigError(source, key,
-                              f"no link between {_shown(g, u)} and {_shown(g, v)} "
-                              f"({_shown(g, u)} links to: {near or 'nothing'})")
+                              f"no link between {shown_name(g, u)} and {shown_name(g, v)} "
+                              f"({shown_name(g, u)} links to: {near or 'nothing'})")
         for a, b in ((u, v), (v, u)):
             if fault.bandwidth_factor == 0:
                 g.remove_edge(a, b)

@@ -35,7 +35,7 @@ from .. import memo
 from ..config import ClusterSpec, DeviceSpec
 from ..registry import INTER_TOPOLOGIES, INTRA_TOPOLOGIES
 from .generators.base import Generator, GeneratorContext, Link, declared
-from .graph import build_graph, edge_parts, part_links
+from .graph import build_graph, edge_parts, part_links, shown_name
 from .names import Edge, device_node, node_name
 
 if TYPE_CHECKING:  # networkx and numpy load on first use: a symmetric run needs neither
@@ -116,12 +116,9 @@ class Topology:
     def display_name(self, node) -> str:
         """The name a user reads for graph node ``node``: an explicit graph's own (its
         file's ``gpu0``, ``nvs0``), else simwall's (``dev0``, ``nic0.2``; names.node_name)."""
-        if self.cluster.graph is not None:
-            graph = self._built_graph()
-            if graph is not None and node in graph:
-                given = graph.nodes[node].get("name")
-                if given:
-                    return str(given)
+        graph = self._built_graph() if self.cluster.graph is not None else None
+        if graph is not None and node in graph:
+            return shown_name(graph, node)
         return node_name(node)
 
     def edge_attrs(self, edge: Edge) -> dict:
