@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from .validation import validate
 from .yamlio import LineDict, format_value, parse_yaml
 
-__all__ = ["CLUSTER_PREFIX", "apply_overrides", "cluster_overrides", "parse_set",
+__all__ = ["CLUSTER_PREFIX", "apply_overrides", "cluster_overrides", "is_numpy", "parse_set",
            "plain_value", "reoverride", "set_overrides", "split_key_overrides"]
 
 
@@ -75,11 +75,16 @@ def apply_overrides(doc: Any, overrides: list[tuple[str, Any]], source: str) -> 
     return out
 
 
+def is_numpy(value: Any) -> bool:
+    """Whether ``value`` is a numpy scalar or array (checked without importing numpy)."""
+    return type(value).__module__ == "numpy" and hasattr(value, "tolist")
+
+
 def plain_value(value: Any) -> Any:
     """``value`` with numpy scalars and arrays (a script's ``np.int64(2)``,
     ``np.linspace(...)``) as the Python ints, floats, bools and lists YAML gives, which
-    the strict schema takes; anything else as it is. numpy is not imported."""
-    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+    the strict schema takes; anything else as it is."""
+    if is_numpy(value):
         return value.tolist()  # arrays and scalars alike
     if isinstance(value, (list, tuple)):
         return type(value)(plain_value(v) for v in value)

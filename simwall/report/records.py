@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from ..config.overrides import is_numpy
 from ..errors import ConfigError
 from .outputs import check_output_path, output_error
 
@@ -234,7 +235,7 @@ def plain_value(value: Any) -> Any:
     ones (as JSON holds them); TypeError for anything else."""
     if value is None:
         return None
-    if _is_numpy(value):
+    if is_numpy(value):
         return plain_value(value.tolist())
     for kind in (bool, int, float, str):  # bool first: it is an int
         if isinstance(value, kind):
@@ -245,13 +246,8 @@ def plain_value(value: Any) -> Any:
                     f"{value_kind(value)}")
 
 
-def _is_numpy(value: Any) -> bool:
-    """Whether ``value`` is a numpy scalar or array (checked without importing numpy)."""
-    return type(value).__module__ == "numpy" and hasattr(value, "tolist")
-
-
 def _numpy_default(value: Any) -> Any:
-    if _is_numpy(value):
+    if is_numpy(value):
         return value.tolist()
     raise TypeError(f"expected a number, string, bool, None, list or dict, got "
                     f"{value_kind(value)}")
