@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from simwall.config import cluster_overrides, set_overrides, split_key_overrides
-from simwall.config.overrides import plain_value
+from simwall.config.overrides import python_value
 from simwall.errors import ConfigError
 
 
@@ -60,8 +60,8 @@ def test_numpy_values_are_taken_as_the_python_values_they_hold():
     from_numpy = simwall.simulate("gpt2", "single-node", **{
         "plan.pp": np.int64(2), "plan.sequence_parallel": np.bool_(False)})
     assert from_numpy.to_json() == plain.to_json()
-    assert plain_value(np.array([24, 24])) == [24, 24]
-    assert type(plain_value(np.float64(3e12))) is float
+    assert python_value(np.array([24, 24])) == [24, 24]
+    assert type(python_value(np.float64(3e12))) is float
 
 
 def test_a_workload_or_cluster_argument_of_the_wrong_kind_is_named():

@@ -23,7 +23,7 @@ from .validation import validate
 from .yamlio import LineDict, format_value, parse_yaml
 
 __all__ = ["CLUSTER_PREFIX", "apply_overrides", "cluster_overrides", "is_numpy", "parse_set",
-           "plain_value", "reoverride", "set_overrides", "split_key_overrides"]
+           "python_value", "reoverride", "set_overrides", "split_key_overrides"]
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -71,7 +71,7 @@ def apply_overrides(doc: Any, overrides: list[tuple[str, Any]], source: str) -> 
                                   f"cannot set a key inside it")
             node[part] = nxt
             node = nxt
-        node[parts[-1]] = plain_value(value)
+        node[parts[-1]] = python_value(value)
     return out
 
 
@@ -80,16 +80,16 @@ def is_numpy(value: Any) -> bool:
     return type(value).__module__ == "numpy" and hasattr(value, "tolist")
 
 
-def plain_value(value: Any) -> Any:
+def python_value(value: Any) -> Any:
     """``value`` with numpy scalars and arrays (a script's ``np.int64(2)``,
     ``np.linspace(...)``) as the Python ints, floats, bools and lists YAML gives, which
     the strict schema takes; anything else as it is."""
     if is_numpy(value):
         return value.tolist()  # arrays and scalars alike
     if isinstance(value, (list, tuple)):
-        return type(value)(plain_value(v) for v in value)
+        return type(value)(python_value(v) for v in value)
     if isinstance(value, dict):
-        return {k: plain_value(v) for k, v in value.items()}
+        return {k: python_value(v) for k, v in value.items()}
     return value
 
 

@@ -20,6 +20,7 @@ import json
 from importlib import resources
 
 from ..config import ClusterSpec, LinkRef
+from ..hardware.catalog import link_base
 from ..memo import memoized
 from ..plan import Plan
 
@@ -47,8 +48,8 @@ def links_used(cluster: ClusterSpec, plan: Plan, context=None) -> tuple[str, ...
     def level(name: str) -> str:
         ref = getattr(cluster, name).link
         spec = getattr(context, f"{name}_link", None) if cluster.graph is not None else None
-        base = ref if isinstance(ref, str) else ref.base
-        return spec.name if spec is not None and spec.name != base else link_name(ref)
+        return (spec.name if spec is not None and spec.name != link_base(ref)
+                else link_name(ref))
 
     names = [level("intra")]
     if cluster.nodes != 1:

@@ -13,7 +13,8 @@ from ..config import DeviceRef, DeviceSpec, LinkRef, LinkSpec, bundled_dir, load
 from ..errors import ConfigError
 from ..memo import memoized
 
-__all__ = ["devices", "get_device", "get_link", "links", "resolve_device", "resolve_link"]
+__all__ = ["devices", "get_device", "get_link", "link_base", "links", "resolve_device",
+           "resolve_link"]
 
 
 def _norm(name: str) -> str:
@@ -131,6 +132,12 @@ def resolve_device(ref: str | DeviceRef, key: str = "device",
 
 # Field name -> the key users write in YAML (for what-if names).
 _ALIAS = {name: info.alias for name, info in DeviceSpec.model_fields.items() if info.alias}
+
+
+def link_base(ref: str | LinkRef) -> str:
+    """The catalog name a link choice stands on: the name, or a what-if mapping's
+    ``base``."""
+    return ref if isinstance(ref, str) else ref.base
 
 
 def resolve_link(ref: str | LinkRef, key: str = "link", source: str | None = None) -> LinkSpec:

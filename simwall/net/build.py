@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from ..config import ClusterSpec
 from ..errors import ConfigError
-from ..hardware.catalog import resolve_device, resolve_link
+from ..hardware.catalog import link_base, resolve_device, resolve_link
 from ..registry import INTER_TOPOLOGIES, INTRA_TOPOLOGIES
 from .generators.base import GeneratorContext
 from .graph import apply_faults, build_graph, check_connected
@@ -31,16 +31,11 @@ def _level_links_of_graph(ctx: GeneratorContext, g) -> GeneratorContext:
         for _, _, data in g.edges(data=True):
             if data["kind"] in kinds and data["link"] != "custom":
                 counts[data["link"]] = counts.get(data["link"], 0) + 1
-        if not counts or _base_name(getattr(cluster, level).link) in counts:
+        if not counts or link_base(getattr(cluster, level).link) in counts:
             continue
         most = min(counts, key=lambda name: (-counts[name], name))
         updates[f"{level}_link"] = resolve_link(most, f"{level}.link", cluster.file)
     return replace(ctx, **updates) if updates else ctx
-
-
-def _base_name(ref) -> str:
-    """The catalog name a link reference stands on (a name, or a mapping's ``base``)."""
-    return ref if isinstance(ref, str) else ref.base
 
 
 def build_topology(cluster: ClusterSpec) -> Topology:

@@ -32,6 +32,7 @@ __all__ = [
     "count_entries",
     "energy_columns",
     "estimate_record",
+    "flat_cell",
     "flat_record",
     "format_of",
     "plain_value",
@@ -202,7 +203,7 @@ def _write_parquet(tmp: Path, records: list[dict], where: str) -> None:
     pa, pq = _pyarrow(where)
     data = {}
     for c in columns(records):
-        values = [_parquet_cell(r.get(c)) for r in records]
+        values = [flat_cell(r.get(c)) for r in records]
         try:
             data[c] = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -290,7 +291,10 @@ def write_csv(fh: IO[str], records: list[dict]) -> None:
         w.writerow([_encode_cell(rec.get(c)) for c in cols])
 
 
-def _parquet_cell(value: Any) -> Any:
+def flat_cell(value: Any) -> Any:
+    """``value`` as one flat column holds it: a list or dict as JSON text (as
+    ``plan.stage_layers`` is), anything else as it is (Parquet cells, sweep axis
+    columns)."""
     return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
 
 

@@ -59,6 +59,7 @@ from ..memo import table
 from ..report.outputs import check_output_path, output_error
 from ..report.records import (
     count_entries,
+    flat_cell,
     format_of,
     plain_value,
     read_held_records,
@@ -457,7 +458,7 @@ def run_point(task: tuple) -> dict:
     """
     index, workload, cluster, base_set, point = task
     head: dict[str, Any] = {"sweep.index": index, "sweep.key": None, "error": None}
-    head.update({f"sweep.{k}": _axis_cell(v) for k, v in point.items()})
+    head.update({f"sweep.{k}": flat_cell(v) for k, v in point.items()})
     try:
 
         prep = _prepare_point(workload, cluster, base_set, point)
@@ -475,12 +476,6 @@ def run_point(task: tuple) -> dict:
         return head
     head.update(rec)
     return head
-
-
-def _axis_cell(value: Any) -> Any:
-    """An axis value as a ``sweep.<key path>`` column holds it: a list or dict as JSON
-    text (as ``plan.stage_layers`` is), so every column is flat."""
-    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
 
 
 def point_key(workload: str, cluster: str | None, base_set: dict, point: dict) -> str:

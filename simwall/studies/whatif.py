@@ -22,7 +22,7 @@ from .. import api
 from ..api import Prepared
 from ..config import ClusterSpec, LinkSpec, Workload
 from ..errors import ConfigError
-from ..hardware.catalog import resolve_link
+from ..hardware.catalog import link_base, resolve_link
 from ..model import ops as wl_mod
 from ..model import optime as cost
 from ..report import BREAKDOWN_KEYS, StepResult
@@ -172,10 +172,11 @@ def scale_overrides(prep: Prepared, scales: dict[str, float],
 
 
 def _level_link(prep: Prepared, level: str) -> LinkSpec:
-    """The link class ``level`` runs on: the cluster's ``{level}.link``, or for an explicit
-    graph the class its links have (:func:`simwall.net.build.build_topology`)."""
+    """The link class ``level`` runs on, as the topology was built with it: the cluster's
+    ``{level}.link``, or for an explicit graph the class its links have
+    (:func:`simwall.net.build.build_topology`)."""
     ctx = getattr(prep.topology, "context", None)
-    if ctx is not None and level != "host":
+    if ctx is not None:
         return getattr(ctx, f"{level}_link")
     cl = prep.cluster
     return resolve_link(getattr(cl, level).link, f"{level}.link", cl.file)
@@ -187,7 +188,7 @@ def _link_mapping(cl: ClusterSpec, level: str, spec: LinkSpec, keys: dict[str, f
     ``keys`` set and the cluster's own changes to that class kept; a whole mapping, so
     it also applies where the file leaves the link at its default."""
     ref = getattr(cl, level).link
-    if isinstance(ref, str) or ref.base != spec.name:
+    if isinstance(ref, str) or link_base(ref) != spec.name:
         start: dict[str, Any] = {"base": spec.name}
     else:
         start = ref.model_dump(by_alias=True, exclude_none=True)
